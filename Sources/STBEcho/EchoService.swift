@@ -1,0 +1,72 @@
+import STBMessages
+import STBRPC
+
+/// `stb.testing.v1.Echo`: a test peer for the RPC layer.
+///
+/// Request metadata whose key starts with `x-echo` comes back in the response headers and
+/// the trailers; `delay_ms` sleeps (cancellably); `fail_with_code` ends the call with that
+/// status and `text` as message.
+public struct EchoService: RPCService {
+    public typealias Request = Stb_Testing_V1_EchoRequest
+    public typealias Response = Stb_Testing_V1_EchoResponse
+
+    public init() {}
+
+    public func register(in router: inout RPCRouter) {
+        router.register(Stb_Testing_V1_Echo.get, unary: { request, context in
+            Self.echoMetadata(context)
+            try await Self.pause(request)
+            try Self.failIfAsked(request)
+            return Response(text: request.text, payload: request.payload)
+        })
+        router.register(Stb_Testing_V1_Echo.expand, serverStreaming: { request, writer, context in
+            Self.echoMetadata(context)
+            for index in 0..<request.count {
+                try await Self.pause(request)
+                try await writer.write(Response(text: request.text, payload: request.payload, index: index))
+            }
+            try Self.failIfAsked(request)
+        })
+        router.register(Stb_Testing_V1_Echo.collect, clientStreaming: { requests, context in
+            Self.echoMetadata(context)
+            var texts: [String] = []
+            for try await request in requests {
+                try Self.failIfAsked(request)
+                texts.append(request.text)
+            }
+            return Response(text: texts.joined(separator: " "), index: UInt32(texts.count))
+        })
+        router.register(Stb_Testing_V1_Echo.update, bidirectionalStreaming: { requests, writer, context in
+            Self.echoMetadata(context)
+            var index: UInt32 = 0
+            for try await request in requests {
+                try await Self.pause(request)
+                try Self.failIfAsked(request)
+                try await writer.write(Response(text: request.text, payload: request.payload, index: index))
+                index += 1
+            }
+        })
+    }
+
+    private static func echoMetadata(_ context: ServerContext) {
+        var echoed = Metadata()
+        for (key, value) in context.metadata where key.hasPrefix("x-echo") {
+            switch value {
+            case .string(let text): echoed.addString(text, forKey: key)
+            case .binary(let bytes): echoed.addBinary(bytes, forKey: key)
+            }
+        }
+        guard !echoed.isEmpty else { return }
+        context.addInitialMetadata(echoed)
+        context.addTrailingMetadata(echoed)
+    }
+
+    private static func pause(_ request: Request) async throws {
+        if request.delayMs > 0 { try await Task.sleep(for: .milliseconds(Int(request.delayMs))) }
+    }
+
+    private static func failIfAsked(_ request: Request) throws {
+        guard request.failWithCode != 0 else { return }
+        throw RPCError(code: RPCError.Code(rawValue: Int(request.failWithCode)), message: request.text)
+    }
+}

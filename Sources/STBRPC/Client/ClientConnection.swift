@@ -1,0 +1,247 @@
+internal import CNghttp2
+import Glibc
+internal import CLinux
+
+/// The client side of one HTTP/2 connection: calls multiplexed as streams. Loop only.
+final class ClientConnection: HTTP2Connection {
+    /// Request bytes queued per call above which `send` waits.
+    static let maxQueuedRequestBytes = 256 * 1024
+
+    private let authority: String
+    private var calls: [Int32: ClientCall] = [:]
+    private var connecting = true
+    /// Set on GOAWAY or close: new calls need a new connection.
+    private(set) var isUsable = true
+    private let onClose: (ClientConnection) -> Void
+
+    init(loop: EventLoop, host: String, port: Int, onClose: @escaping (ClientConnection) -> Void) throws {
+        let fd = try Socket.connect(host: host, port: port)
+        self.authority = "\(host):\(port)"
+        self.onClose = onClose
+        super.init(loop: loop, fd: fd)
+        var option: OpaquePointer?
+        guard nghttp2_option_new(&option) == 0 else { throw SocketError(operation: "nghttp2_option_new", errno: ENOMEM) }
+        defer { nghttp2_option_del(option) }
+        nghttp2_option_set_no_auto_window_update(option, 1)
+        var newSession: OpaquePointer?
+        guard nghttp2_session_client_new2(&newSession, HTTP2Callbacks.shared, userDataPointer, option) == 0 else {
+            Glibc.close(fd)
+            throw SocketError(operation: "nghttp2_session_client_new2", errno: ENOMEM)
+        }
+        session = newSession
+        var entries = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: 1 << 20),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES.rawValue), value: 1),
+        ]
+        nghttp2_submit_settings(newSession, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count)
+        nghttp2_session_set_local_window_size(newSession, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, 16 << 20)
+        try activate(connecting: true)
+    }
+
+    override var isConnecting: Bool { connecting }
+
+    override func connectDidComplete(error: Int32) {
+        guard error == 0 else {
+            close(reason: "could not connect to \(authority): \(String(cString: strerror(error)))")
+            return
+        }
+        connecting = false
+        loop.modify(fd: fd, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
+        flush()
+    }
+
+    override func flush() {
+        guard !connecting else { return }
+        super.flush()
+    }
+
+    /// Submits `call` as a new stream. Fails the call if the session refuses.
+    func start(_ call: ClientCall) {
+        guard let session, isUsable else {
+            call.finish(RPCError(code: .unavailable, message: "connection to \(authority) is closed"))
+            return
+        }
+        var block = HeaderBlock(capacity: 8 + call.requestMetadata.count)
+        block.add(":method", "POST")
+        block.add(":scheme", "http")
+        block.add(":path", call.path)
+        block.add(":authority", authority)
+        block.add("content-type", "application/grpc")
+        block.add("te", "trailers")
+        block.add("user-agent", "stb-rpc-swift/1.0")
+        if let timeout = call.timeoutNanos { block.add("grpc-timeout", GRPCTimeout.format(nanoseconds: timeout)) }
+        block.add(contentsOf: call.requestMetadata.headerFields())
+        var provider = HTTP2Connection.bodyProvider
+        let streamID = block.withNameValues { nghttp2_submit_request(session, nil, $0, $1, &provider, nil) }
+        guard streamID > 0 else {
+            call.finish(RPCError(code: .unavailable, message: "could not start a stream: \(LibError.describe(Int(streamID)))"))
+            return
+        }
+        call.streamID = streamID
+        call.connection = self
+        calls[streamID] = call
+        if let timeout = call.timeoutNanos {
+            call.deadlineTimer = loop.schedule(afterNanoseconds: timeout) { [weak self, unowned call] in
+                self?.cancel(call, status: RPCError(code: .deadlineExceeded, message: "deadline exceeded"))
+            }
+        }
+        loop.scheduleFlush(self)
+    }
+
+    func bodyUpdated(_ call: ClientCall) {
+        guard let session, call.outbound.isDeferred else {
+            loop.scheduleFlush(self)
+            return
+        }
+        call.outbound.isDeferred = false
+        nghttp2_session_resume_data(session, call.streamID)
+        loop.scheduleFlush(self)
+    }
+
+    func cancel(_ call: ClientCall, status: RPCError) {
+        guard !call.isFinished else { return }
+        if let session, call.streamID > 0 {
+            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), call.streamID, H2Error.cancel)
+            loop.scheduleFlush(self)
+        }
+        call.finish(status)
+    }
+
+    func returnCredit(_ call: ClientCall) {
+        guard let session, call.unconsumedBytes > 0, call.responses.queuedBytes <= Self.maxQueuedRequestBytes else { return }
+        nghttp2_session_consume(session, call.streamID, call.unconsumedBytes)
+        call.unconsumedBytes = 0
+        loop.scheduleFlush(self)
+    }
+
+    // MARK: - Callbacks
+
+    override func onHeader(
+        _ frame: UnsafePointer<nghttp2_frame>, name: UnsafePointer<UInt8>, nameLength: Int,
+        value: UnsafePointer<UInt8>, valueLength: Int
+    ) -> Int32 {
+        guard let call = calls[frame.pointee.hd.stream_id] else { return 0 }
+        let isTrailers = call.receivedHeaders
+        if bytesEqual(name, nameLength, ":status") {
+            call.httpStatus = Int(makeString(value, valueLength))
+        } else if bytesEqual(name, nameLength, "grpc-status") {
+            call.grpcStatus = Int(makeString(value, valueLength))
+        } else if bytesEqual(name, nameLength, "grpc-message") {
+            call.grpcMessage = StatusMessage.decode(makeString(value, valueLength))
+        } else if name[0] != UInt8(ascii: ":"), !hasPrefix(name, nameLength, "grpc-"),
+            !bytesEqual(name, nameLength, "content-type"), !bytesEqual(name, nameLength, "content-length")
+        {
+            let key = makeString(name, nameLength)
+            let text = makeString(value, valueLength)
+            if isTrailers { call.trailerMetadata.addReceived(key: key, value: text) } else { call.headerMetadata.addReceived(key: key, value: text) }
+        }
+        return 0
+    }
+
+    override func onFrameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        let header = frame.pointee.hd
+        switch header.type {
+        case FrameType.headers:
+            guard let call = calls[header.stream_id] else { return 0 }
+            call.receivedHeaders = true
+            if header.flags & FrameFlag.endStream != 0 { responseEnded(call) }
+        case FrameType.data:
+            if header.flags & FrameFlag.endStream != 0, let call = calls[header.stream_id] { responseEnded(call) }
+        case FrameType.goaway:
+            isUsable = false
+        default:
+            break
+        }
+        return 0
+    }
+
+    override func onDataChunk(streamID: Int32, flags: UInt8, data: UnsafePointer<UInt8>, length: Int) -> Int32 {
+        guard let session else { return 0 }
+        guard let call = calls[streamID], !call.isFinished else {
+            nghttp2_session_consume(session, streamID, length)
+            return 0
+        }
+        do {
+            try call.deframer.process(UnsafeRawBufferPointer(start: data, count: length)) { call.responses.push($0) }
+        } catch {
+            nghttp2_session_consume(session, streamID, length)
+            let status = switch error {
+            case .tooLarge(let size): RPCError(code: .resourceExhausted, message: "response message of \(size) bytes exceeds the limit")
+            case .unexpectedCompression: RPCError(code: .internal, message: "compressed response without grpc-encoding")
+            }
+            cancel(call, status: status)
+            return 0
+        }
+        if call.responses.queuedBytes > Self.maxQueuedRequestBytes {
+            call.unconsumedBytes += length
+        } else {
+            nghttp2_session_consume(session, streamID, length)
+        }
+        return 0
+    }
+
+    override func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
+        guard let call = calls.removeValue(forKey: streamID) else { return 0 }
+        if let session, call.unconsumedBytes > 0 { nghttp2_session_consume_connection(session, call.unconsumedBytes) }
+        if !call.isFinished {
+            let code = errorCode == H2Error.noError ? RPCError.Code.internal : RPCError.Code(resetCode: errorCode)
+            call.finish(RPCError(code: code, message: "stream closed by the server without a status (HTTP/2 error \(errorCode))"))
+        }
+        call.connection = nil
+        return 0
+    }
+
+    override func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard let call = calls[streamID] else {
+            flags.pointee |= DataFlag.eof
+            return 0
+        }
+        let count = call.outbound.copy(into: buffer, length: length)
+        if count > 0, call.outbound.pending <= Self.maxQueuedRequestBytes / 2 {
+            call.outbound.resumeWaiters(error: nil)
+        }
+        if call.outbound.pending == 0 {
+            if call.sendingFinished {
+                flags.pointee |= DataFlag.eof
+            } else if count == 0 {
+                call.outbound.isDeferred = true
+                return LibError.deferred
+            }
+        }
+        return count
+    }
+
+    private func responseEnded(_ call: ClientCall) {
+        let status: RPCError
+        if let code = call.grpcStatus {
+            status = RPCError(code: RPCError.Code(rawValue: code), message: call.grpcMessage ?? "", metadata: call.trailerMetadata)
+        } else {
+            status = RPCError(code: Self.code(forHTTPStatus: call.httpStatus ?? 0),
+                              message: "response ended without grpc-status (HTTP status \(call.httpStatus ?? 0))")
+        }
+        call.finish(status)
+    }
+
+    /// gRPC's mapping for responses without grpc-status.
+    static func code(forHTTPStatus status: Int) -> RPCError.Code {
+        switch status {
+        case 400, 431: .internal
+        case 401: .unauthenticated
+        case 403: .permissionDenied
+        case 404: .unimplemented
+        case 429, 502, 503, 504: .unavailable
+        default: .unknown
+        }
+    }
+
+    override func connectionDidClose(reason: String) {
+        isUsable = false
+        let open = calls.values
+        calls.removeAll()
+        for call in open {
+            call.finish(RPCError(code: .unavailable, message: "connection lost: \(reason)"))
+            call.connection = nil
+        }
+        onClose(self)
+    }
+}

@@ -1,0 +1,46 @@
+import STBMessages
+
+/// Where a call's outgoing messages go: the server's response or the client's request body.
+protocol MessageSink: Sendable {
+    /// Queues one encoded message; suspends while too much is queued (backpressure).
+    func send(_ message: [UInt8]) async throws
+}
+
+/// Writes messages of one type to the other side of a call.
+public struct RPCWriter<Message: ProtoMessage>: Sendable {
+    let sink: any MessageSink
+
+    /// Sends one message. Suspends while the peer is slow to read; throws if the call ended.
+    public func write(_ message: Message) async throws {
+        try await sink.send(message.serializedBytes())
+    }
+
+    /// Sends each message in order.
+    public func write(contentsOf messages: some Sequence<Message>) async throws {
+        for message in messages { try await write(message) }
+    }
+}
+
+/// The messages received on a call, in order.
+///
+/// A server handler's request stream ends when the client half-closes; a client's response
+/// stream ends at the server's status and throws `RPCError` if that status is not OK.
+public struct RPCMessageStream<Message: ProtoMessage>: AsyncSequence, Sendable {
+    public typealias Element = Message
+    let queue: MessageQueue
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let queue: MessageQueue
+
+        public mutating func next() async throws -> Message? {
+            guard let bytes = try await queue.next() else { return nil }
+            do {
+                return try Message(serializedBytes: bytes)
+            } catch {
+                throw RPCError(code: .internal, message: "could not decode \(Message.protoMessageName)")
+            }
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: queue) }
+}

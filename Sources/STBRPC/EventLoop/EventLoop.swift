@@ -1,0 +1,338 @@
+import Glibc
+internal import CLinux
+import Synchronization
+
+/// Something an event loop watches: a socket with readiness callbacks.
+protocol EventLoopSource: AnyObject {
+    /// Called on the loop thread with the epoll event bits.
+    func handleEvents(_ events: UInt32)
+}
+
+/// One worker: an epoll loop on its own thread, and a Swift `TaskExecutor`.
+///
+/// Connections live on one loop for their whole life. Handler tasks prefer their
+/// connection's loop as executor, so a call (and its continuations) runs on the same
+/// thread as its socket: no locks on connection state and no thread hops. State marked
+/// "loop only" below is touched by the loop thread alone.
+public final class EventLoop: TaskExecutor, @unchecked Sendable {
+    // @unchecked: loop-only state is confined to the loop thread; cross-thread
+    // entry points (`enqueue`, `execute`, `stop`) go through `remote`.
+
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    /// The loop thread's id (0 until `run()` starts); read from any thread.
+    private let threadID = Atomic<UInt>(0)
+
+    // Loop only.
+    private var sources: [Int32: any EventLoopSource] = [:]
+    private var localJobs: [UnownedJob] = []
+    private var localTasks: [() -> Void] = []
+    private var timers = TimerHeap()
+    private var pendingFlushes: [any FlushTarget] = []
+    private var tickHandlers: [ObjectIdentifier: () -> Void] = [:]
+    private var nextTick: UInt64 = 0
+    private var running = false
+    /// The loop's cached monotonic time, refreshed once per iteration.
+    private(set) var now: UInt64 = monotonicNanos()
+    /// One read buffer shared by every connection on the loop.
+    let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
+
+    private struct Remote {
+        var jobs: [UnownedJob] = []
+        var tasks: [@Sendable () -> Void] = []
+        var wakePending = false
+        var stopRequested = false
+    }
+    private let remote = Mutex(Remote())
+
+    /// How often per-connection housekeeping (idle, slow-header, stall timers) runs.
+    static let tickInterval: UInt64 = 250_000_000
+
+    init() throws(SocketError) {
+        epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epollFD >= 0 else { throw SocketError(operation: "epoll_create1", errno: errno) }
+        wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard wakeFD >= 0 else { throw SocketError(operation: "eventfd", errno: errno) }
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.fd = wakeFD
+        epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, &event)
+    }
+
+    deinit {
+        close(epollFD)
+        close(wakeFD)
+        readBuffer.deallocate()
+    }
+
+    /// Whether the caller runs on this loop's thread.
+    public var inEventLoop: Bool {
+        let id = threadID.load(ordering: .acquiring)
+        return id != 0 && pthread_equal(pthread_self(), id) != 0
+    }
+
+    /// Whether the loop thread has started running.
+    var isStarted: Bool { threadID.load(ordering: .acquiring) != 0 }
+
+    // MARK: - Work from any thread
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        if inEventLoop {
+            localJobs.append(job)
+            return
+        }
+        let wake = remote.withLock { state in
+            state.jobs.append(job)
+            defer { state.wakePending = true }
+            return !state.wakePending
+        }
+        if wake { signalWake() }
+    }
+
+    /// Runs `body` on the loop thread, soon.
+    public func execute(_ body: @escaping @Sendable () -> Void) {
+        if inEventLoop {
+            localTasks.append(body)
+            return
+        }
+        let wake = remote.withLock { state in
+            state.tasks.append(body)
+            defer { state.wakePending = true }
+            return !state.wakePending
+        }
+        if wake { signalWake() }
+    }
+
+    /// Asks the loop to return from `run()` after its current iteration.
+    func stop() {
+        remote.withLock { $0.stopRequested = true }
+        signalWake()
+    }
+
+    private func signalWake() {
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    // MARK: - Loop-only API
+
+    /// Runs `body` on the loop; if already there, right away.
+    func executeSoon(_ body: @escaping () -> Void) {
+        precondition(inEventLoop, "loop-only call made off the loop thread")
+        localTasks.append(body)
+    }
+
+    func register(_ source: any EventLoopSource, fd: Int32, events: UInt32) throws(SocketError) {
+        var event = epoll_event()
+        event.events = events
+        event.data.fd = fd
+        guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else {
+            throw SocketError(operation: "epoll_ctl(ADD)", errno: errno)
+        }
+        sources[fd] = source
+    }
+
+    func modify(fd: Int32, events: UInt32) {
+        var event = epoll_event()
+        event.events = events
+        event.data.fd = fd
+        epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event)
+    }
+
+    func deregister(fd: Int32) {
+        epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
+        sources[fd] = nil
+    }
+
+    /// Fires `body` once, `nanoseconds` from now, unless cancelled.
+    @discardableResult
+    func schedule(afterNanoseconds nanoseconds: UInt64, _ body: @escaping () -> Void) -> TimerHandle {
+        let handle = TimerHandle(deadline: monotonicNanos() &+ nanoseconds, action: body)
+        timers.insert(handle)
+        return handle
+    }
+
+    /// Calls `target.flush()` once at the end of this loop iteration.
+    func scheduleFlush(_ target: any FlushTarget) {
+        guard !target.flushScheduled else { return }
+        target.flushScheduled = true
+        pendingFlushes.append(target)
+    }
+
+    /// Registers a callback run every `tickInterval` (connection housekeeping).
+    func addTickHandler(_ owner: AnyObject, _ body: @escaping () -> Void) {
+        tickHandlers[ObjectIdentifier(owner)] = body
+    }
+
+    func removeTickHandler(_ owner: AnyObject) {
+        tickHandlers[ObjectIdentifier(owner)] = nil
+    }
+
+    // MARK: - Running
+
+    /// Runs the loop on the calling thread until `stop()`.
+    func run() {
+        running = true
+        threadID.store(pthread_self(), ordering: .releasing)
+        let capacity = 512
+        let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
+        defer { events.deallocate() }
+        nextTick = monotonicNanos() &+ Self.tickInterval
+        while running {
+            let count = epoll_wait(epollFD, events, Int32(capacity), waitTimeoutMillis())
+            now = monotonicNanos()
+            if count > 0 {
+                for index in 0..<Int(count) {
+                    let event = events[index]
+                    if event.data.fd == wakeFD {
+                        var value: UInt64 = 0
+                        _ = read(wakeFD, &value, 8)
+                    } else if let source = sources[event.data.fd] {
+                        source.handleEvents(event.events)
+                    }
+                }
+            }
+            drainRemote()
+            runDueTimers()
+            runLocalWork()
+            runFlushes()
+        }
+    }
+
+    private func waitTimeoutMillis() -> Int32 {
+        if !localJobs.isEmpty || !localTasks.isEmpty || !pendingFlushes.isEmpty { return 0 }
+        let current = monotonicNanos()
+        var deadline = nextTick
+        if let first = timers.peek() { deadline = min(deadline, first.deadline) }
+        guard deadline > current else { return 0 }
+        return Int32(min((deadline - current + 999_999) / 1_000_000, 60_000))
+    }
+
+    private func drainRemote() {
+        let (jobs, tasks, stop) = remote.withLock { state in
+            defer {
+                state.jobs.removeAll(keepingCapacity: true)
+                state.tasks.removeAll(keepingCapacity: true)
+                state.wakePending = false
+            }
+            return (state.jobs, state.tasks, state.stopRequested)
+        }
+        localJobs.append(contentsOf: jobs)
+        for task in tasks { localTasks.append(task) }
+        if stop { running = false }
+    }
+
+    private func runDueTimers() {
+        while let first = timers.peek(), first.deadline <= now {
+            timers.removeFirst()
+            if !first.isCancelled {
+                first.isCancelled = true
+                first.action?()
+                first.action = nil
+            }
+        }
+        if now >= nextTick {
+            nextTick = now &+ Self.tickInterval
+            for handler in Array(tickHandlers.values) { handler() }
+        }
+    }
+
+    /// Runs queued jobs and closures; bounded per iteration so sockets are not starved.
+    private func runLocalWork() {
+        var budget = 8192
+        let executor = asUnownedTaskExecutor()
+        while budget > 0, !localJobs.isEmpty || !localTasks.isEmpty {
+            if !localTasks.isEmpty {
+                let tasks = localTasks
+                localTasks.removeAll(keepingCapacity: true)
+                for task in tasks { task() }
+                budget -= tasks.count
+            }
+            if !localJobs.isEmpty {
+                let jobs = localJobs
+                localJobs.removeAll(keepingCapacity: true)
+                for job in jobs { job.runSynchronously(on: executor) }
+                budget -= jobs.count
+            }
+            // Handlers that completed may have queued output: send it with the rest.
+        }
+    }
+
+    private func runFlushes() {
+        while !pendingFlushes.isEmpty {
+            let targets = pendingFlushes
+            pendingFlushes.removeAll(keepingCapacity: true)
+            for target in targets {
+                target.flushScheduled = false
+                target.flush()
+            }
+        }
+    }
+}
+
+/// Something with buffered output that the loop flushes once per iteration.
+protocol FlushTarget: AnyObject {
+    var flushScheduled: Bool { get set }
+    func flush()
+}
+
+/// A one-shot timer on a loop; cancel it to stop it firing.
+final class TimerHandle {
+    let deadline: UInt64
+    fileprivate(set) var isCancelled = false
+    fileprivate var action: (() -> Void)?
+
+    fileprivate init(deadline: UInt64, action: @escaping () -> Void) {
+        self.deadline = deadline
+        self.action = action
+    }
+
+    /// Loop only.
+    func cancel() {
+        isCancelled = true
+        action = nil
+    }
+}
+
+/// A binary min-heap of timers by deadline.
+private struct TimerHeap {
+    private var items: [TimerHandle] = []
+
+    func peek() -> TimerHandle? { items.first }
+
+    mutating func insert(_ handle: TimerHandle) {
+        items.append(handle)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child].deadline < items[parent].deadline else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func removeFirst() {
+        let last = items.removeLast()
+        guard !items.isEmpty else { return }
+        items[0] = last
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < items.count, items[left].deadline < items[smallest].deadline { smallest = left }
+            if right < items.count, items[right].deadline < items[smallest].deadline { smallest = right }
+            if smallest == parent { return }
+            items.swapAt(parent, smallest)
+            parent = smallest
+        }
+    }
+}
+
+/// Nanoseconds on the monotonic clock.
+func monotonicNanos() -> UInt64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &spec)
+    return UInt64(spec.tv_sec) &* 1_000_000_000 &+ UInt64(spec.tv_nsec)
+}

@@ -1,0 +1,42 @@
+/// Framed messages queued for one stream's DATA frames, read by nghttp2's data provider.
+struct OutboundBody {
+    private var bytes: [UInt8] = []
+    private var index = 0
+    /// Whether nghttp2 was told the body is deferred (resume it when data arrives).
+    var isDeferred = false
+    /// Handlers or callers waiting for the queue to drain.
+    var drainWaiters: [UnsafeContinuation<Void, any Error>] = []
+
+    var pending: Int { bytes.count - index }
+
+    mutating func append(message: [UInt8]) {
+        appendFramedMessage(message, to: &bytes)
+    }
+
+    /// Copies up to `length` queued bytes into `buffer`; returns the count.
+    mutating func copy(into buffer: UnsafeMutablePointer<UInt8>, length: Int) -> Int {
+        let count = min(pending, length)
+        guard count > 0 else { return 0 }
+        bytes.withUnsafeBytes { source in
+            UnsafeMutableRawPointer(buffer).copyMemory(from: source.baseAddress! + index, byteCount: count)
+        }
+        index += count
+        if index == bytes.count {
+            bytes.removeAll(keepingCapacity: bytes.capacity <= 1 << 16)
+            index = 0
+        } else if index > 1 << 18 {
+            bytes.removeFirst(index)
+            index = 0
+        }
+        return count
+    }
+
+    /// Resumes every waiter, with `error` or normally.
+    mutating func resumeWaiters(error: (any Error)?) {
+        let waiters = drainWaiters
+        drainWaiters = []
+        for waiter in waiters {
+            if let error { waiter.resume(throwing: error) } else { waiter.resume() }
+        }
+    }
+}

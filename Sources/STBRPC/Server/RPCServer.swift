@@ -1,0 +1,126 @@
+import Glibc
+import STBMessages
+internal import CLinux
+import Logging
+import Synchronization
+
+/// A gRPC server: HTTP/2 (h2c) on nghttp2, with worker threads that each run an event loop
+/// and accept on their own `SO_REUSEPORT` socket. Serves `grpc.health.v1.Health` always.
+public final class RPCServer: Sendable {
+    public let configuration: Configuration
+    /// The health service; set statuses here. Shutdown sets everything NOT_SERVING.
+    public let health: HealthService
+    private let group: EventLoopGroup
+    private let core: ServerCore
+    private let state = Mutex(State())
+
+    private struct State {
+        var listeners: [UncheckedSendableBox<ServerListener>] = []
+        var port = 0
+        var stopped = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    /// Creates a server for `services` (health is added). Call `start()` to listen.
+    public init(configuration: Configuration, services: [any RPCService], logger: Logger = Logger(label: "stb.rpc.server")) throws {
+        self.configuration = configuration
+        self.health = HealthService()
+        var router = RPCRouter()
+        health.register(in: &router)
+        for service in services { service.register(in: &router) }
+        self.group = try EventLoopGroup(count: max(1, configuration.workers), name: "stb-rpc")
+        self.core = ServerCore(configuration: configuration, router: router, logger: logger, loops: group.loops)
+    }
+
+    /// The bound port (after `start()`).
+    public var port: Int { state.withLock { $0.port } }
+
+    /// Binds the listening sockets and starts accepting. Returns the bound port.
+    @discardableResult
+    public func start() async throws -> Int {
+        var port = configuration.port
+        var listeners: [UncheckedSendableBox<ServerListener>] = []
+        for loop in group.loops {
+            let fd = try Socket.listen(host: configuration.host, port: port, reusePort: true)
+            if port == 0 { port = Socket.localPort(fd) }
+            let listener = ServerListener(fd: fd, loop: loop, core: core)
+            let box = UncheckedSendableBox(listener)
+            listeners.append(box)
+            try await onLoop(loop) { try loop.register(box.value, fd: box.value.fd, events: EPOLLIN.rawValue) }
+        }
+        state.withLock {
+            $0.listeners = listeners
+            $0.port = port
+        }
+        health.setStatus(.serving, forService: "")
+        core.logger.info("listening", metadata: ["host": "\(configuration.host)", "port": "\(port)", "workers": "\(group.loops.count)"])
+        return port
+    }
+
+    /// Waits until `shutdown` has finished.
+    public func waitUntilStopped() async {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state in
+                if state.stopped { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    /// Graceful shutdown: health NOT_SERVING, stop accepting, GOAWAY, let running calls
+    /// finish within `gracePeriod`, then cancel what remains and close.
+    public func shutdown(gracePeriod: Duration = .seconds(10)) async {
+        health.enterShutdown()
+        let listeners = state.withLock { state in
+            defer { state.listeners = [] }
+            return state.listeners
+        }
+        for (index, loop) in group.loops.enumerated() {
+            let listener = index < listeners.count ? listeners[index] : nil
+            let core = self.core
+            _ = try? await onLoop(loop) {
+                listener?.value.close()
+                for connection in core.registry(for: loop).connections.values { connection.beginShutdown() }
+            }
+        }
+        let deadline = ContinuousClock.now + gracePeriod
+        while ContinuousClock.now < deadline, await connectionCount() > 0 {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        for loop in group.loops {
+            let core = self.core
+            _ = try? await onLoop(loop) {
+                for connection in Array(core.registry(for: loop).connections.values) {
+                    connection.close(reason: "server shut down")
+                }
+            }
+        }
+        group.shutdown()
+        let waiters = state.withLock { state in
+            state.stopped = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+        core.logger.info("stopped")
+    }
+
+    /// Open connections across all workers.
+    public func connectionCount() async -> Int {
+        var total = 0
+        for loop in group.loops {
+            let core = self.core
+            total += (try? await onLoop(loop) { core.registry(for: loop).connections.count }) ?? 0
+        }
+        return total
+    }
+
+    /// Runs `body` on `loop` and returns its result.
+    private func onLoop<R: Sendable>(_ loop: EventLoop, _ body: @escaping @Sendable () throws -> R) async throws -> R {
+        try await withCheckedThrowingContinuation { continuation in
+            loop.execute { continuation.resume(with: Result { try body() }) }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import STBMessages
+
+/// The handler's side of a call: its response sink and completion. Methods may be called
+/// from any thread; they run on the connection's loop (directly when already there).
+final class ServerCall: MessageSink, @unchecked Sendable {
+    // @unchecked: `connection` and `stream` are touched only on `loop`, enforced by `onLoop`.
+    let loop: EventLoop
+    private unowned(unsafe) let connection: ServerConnection
+    private let stream: ServerStream
+    let context: ServerContext
+    /// The handler's task; set and cancelled on the loop.
+    var task: Task<Void, Never>?
+
+    init(connection: ServerConnection, stream: ServerStream, context: ServerContext) {
+        self.loop = connection.loop
+        self.connection = connection
+        self.stream = stream
+        self.context = context
+    }
+
+    func send(_ message: [UInt8]) async throws {
+        if loop.inEventLoop {
+            try await sendOnLoop(message)
+        } else {
+            // Rare: the handler moved to another executor. Hop, then continue there.
+            let box = UncheckedSendableBox(self)
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                loop.execute {
+                    do {
+                        try box.value.connection.enqueueResponseMessage(message, on: box.value.stream)
+                        if box.value.connection.needsDrain(box.value.stream) {
+                            box.value.stream.outbound.drainWaiters.append(continuation)
+                        } else {
+                            continuation.resume()
+                        }
+                    } catch {
+                        continuation.resume(throwing: error)
+                    }
+                }
+            }
+        }
+    }
+
+    private func sendOnLoop(_ message: [UInt8]) async throws {
+        try connection.enqueueResponseMessage(message, on: stream)
+        if connection.needsDrain(stream) {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                stream.outbound.drainWaiters.append(continuation)
+            }
+        }
+    }
+
+    /// Cancels the handler (client reset, deadline, shutdown). Loop only.
+    func cancelTask() {
+        task?.cancel()
+    }
+
+    /// Ends the call with the handler's outcome.
+    func complete(response: [UInt8]?, error: (any Error)?) {
+        onLoop { call in
+            call.connection.handlerFinished(call.stream, response: response, error: error)
+        }
+    }
+
+    private func onLoop(_ body: @escaping (ServerCall) -> Void) {
+        if loop.inEventLoop {
+            body(self)
+        } else {
+            let box = UncheckedSendableBox(self)
+            let work = UncheckedSendableBox(body)
+            loop.execute { work.value(box.value) }
+        }
+    }
+}
+
+/// Carries a loop-confined value across a hop to its own loop.
+struct UncheckedSendableBox<Value>: @unchecked Sendable {
+    // @unchecked: used only to move a value to the loop that owns it.
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

@@ -1,0 +1,34 @@
+import Synchronization
+
+/// What a handler knows about its call, and how it adds response metadata.
+public struct ServerContext: Sendable {
+    /// The method path, `/package.Service/Method`.
+    public let path: String
+    /// The client's custom metadata.
+    public let metadata: Metadata
+    /// The peer's address, `host:port`.
+    public let peer: String
+    /// When the client's deadline (`grpc-timeout`) expires; nil when it set none.
+    public let deadline: ContinuousClock.Instant?
+
+    let responseMetadata: ResponseMetadata
+
+    /// Adds metadata to the response headers. Effective only before the first message.
+    public func addInitialMetadata(_ metadata: Metadata) {
+        responseMetadata.state.withLock { $0.initial.add(contentsOf: metadata) }
+    }
+
+    /// Adds metadata to the trailers sent with the status.
+    public func addTrailingMetadata(_ metadata: Metadata) {
+        responseMetadata.state.withLock { $0.trailing.add(contentsOf: metadata) }
+    }
+}
+
+/// Response metadata set by a handler, read by the connection when it sends headers/trailers.
+final class ResponseMetadata: Sendable {
+    struct State {
+        var initial = Metadata()
+        var trailing = Metadata()
+    }
+    let state = Mutex(State())
+}
