@@ -107,7 +107,7 @@ _RESERVED_FIELD_NAMES = {
 
 _RESERVED_TYPE_NAMES = (
     {"Type", "Protocol", "protoMessageName", "description", "debugDescription",
-     "dynamicType", "hashValue", "Kind"}
+     "dynamicType", "hashValue"}
     | _QUOTABLE | _SWIFT_COMMON_TYPES
 )
 

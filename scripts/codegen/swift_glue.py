@@ -267,7 +267,7 @@ class SwiftEmitter:
         d = msg.descriptor
         f = msg.file
         out = _doc(ind, msg.comment, f"The `{msg.full_name}` message.")
-        out.append(f"public struct {msg.local_name}: ProtoMessage {{")
+        out.append(f"{ind}public struct {msg.local_name}: ProtoMessage {{")
 
         params: list[tuple[str, str, str]] = []
         for member in self.members(msg):
@@ -309,7 +309,8 @@ class SwiftEmitter:
             out.append("")
             out += self.emit_message(nested, i2)
 
-        out.append("")
+        if not out[-1].endswith("{"):
+            out.append("")
         out.append(f"{i2}/// The fully qualified proto name.")
         out.append(f'{i2}public static var protoMessageName: String {{ "{msg.full_name}" }}')
         out.append("")

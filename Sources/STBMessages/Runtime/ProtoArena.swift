@@ -4,10 +4,15 @@ internal import CProtobufC
 ///
 /// Everything protobuf-c needs to pack a message (structs, arrays, C string
 /// copies) comes from here and is released at once when the encode ends, so an
-/// encode costs no per-field malloc/free. The first chunk lives on the stack;
-/// larger graphs spill into heap chunks linked through their first word.
+/// encode costs no per-field malloc/free. The first chunk lives on the stack,
+/// so small messages cost no malloc at all; larger graphs spill into heap
+/// chunks linked through their first word.
 internal struct ProtoArena: ~Copyable {
-    /// Bytes of the first (stack) chunk and of each later heap chunk.
+    /// Bytes of the first chunk. Temporary allocations up to 1 KiB always go on
+    /// the stack; larger ones make Swift probe the stack bounds first, which
+    /// costs more than a small encode (measured ~100 ns per encode on Linux).
+    static let stackChunkSize = 1024
+    /// Bytes of each heap chunk.
     static let chunkSize = 4096
     /// Every chunk starts at this alignment; no C type here needs more.
     private static let chunkAlignment = 16
@@ -35,7 +40,7 @@ internal struct ProtoArena: ~Copyable {
 
     /// Runs `body` with a fresh arena; all its memory is gone when `body` returns.
     static func with<Result>(_ body: (inout ProtoArena) throws -> Result) rethrows -> Result {
-        try withUnsafeTemporaryAllocation(byteCount: chunkSize, alignment: chunkAlignment) { first in
+        try withUnsafeTemporaryAllocation(byteCount: stackChunkSize, alignment: chunkAlignment) { first in
             var arena = ProtoArena(first: first)
             return try body(&arena)
         }

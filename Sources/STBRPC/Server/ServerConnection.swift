@@ -198,6 +198,7 @@ final class ServerConnection: HTTP2Connection {
             stream.call?.cancelTask()
         }
         resumeDrainWaiters(stream, error: RPCError(code: .cancelled, message: "the call was cancelled"))
+        stream.call = nil  // the call keeps its stream while the handler runs; not the reverse
         return 0
     }
 
@@ -582,6 +583,7 @@ final class ServerConnection: HTTP2Connection {
                 stream.call?.cancelTask()
             }
             resumeDrainWaiters(stream, error: RPCError(code: .cancelled, message: "the connection closed"))
+            stream.call = nil
         }
         streams.removeAll()
         server.connectionClosed(self)

@@ -121,7 +121,6 @@ public struct Grpc_Health_V1_HealthCheckResponse: ProtoMessage {
 
 /// The `grpc.health.v1.HealthListRequest` message.
 public struct Grpc_Health_V1_HealthListRequest: ProtoMessage {
-
     /// The fully qualified proto name.
     public static var protoMessageName: String { "grpc.health.v1.HealthListRequest" }
 

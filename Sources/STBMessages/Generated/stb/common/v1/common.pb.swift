@@ -49,7 +49,6 @@ public enum Stb_Common_V1_ChangeAction: Sendable, Hashable {
 
 /// A request or reply that carries nothing.
 public struct Stb_Common_V1_Empty: ProtoMessage {
-
     /// The fully qualified proto name.
     public static var protoMessageName: String { "stb.common.v1.Empty" }
 
