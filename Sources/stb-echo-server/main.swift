@@ -18,23 +18,31 @@ let server: RPCServer
 do {
     let configuration = try RPCServer.Configuration.fromEnvironment(prefix: "STB_ECHO", defaultPort: 50050)
     server = try RPCServer(configuration: configuration, services: [EchoService()], logger: logger)
-    let port = try await server.start()
-    // Scripts wait for this line to learn the port.
-    print("stb-echo-server listening on \(configuration.host):\(port)")
-    fflush(nil)
 } catch {
     logger.critical("could not start: \(error)")
     exit(1)
 }
 
+// Signals are handled before the port opens, so a SIGTERM right after start is graceful too.
+// The handlers run on the main queue: this top-level code is main-actor isolated.
 signal(SIGTERM, SIG_IGN)
 signal(SIGINT, SIG_IGN)
-let signals = [SIGTERM, SIGINT].map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
+let signals = [SIGTERM, SIGINT].map { DispatchSource.makeSignalSource(signal: $0, queue: .main) }
 for source in signals {
     source.setEventHandler {
         logger.info("shutting down")
         Task { await server.shutdown(gracePeriod: .seconds(10)) }
     }
     source.resume()
+}
+
+do {
+    let port = try await server.start()
+    // Scripts wait for this line to learn the port.
+    print("stb-echo-server listening on \(server.configuration.host):\(port)")
+    fflush(nil)
+} catch {
+    logger.critical("could not start: \(error)")
+    exit(1)
 }
 await server.waitUntilStopped()

@@ -147,6 +147,9 @@ def main() -> int:
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        # A parent may have spawned us with these blocked (libdispatch blocks signals on
+        # its threads, and the mask is inherited): unblock them or SIGTERM never arrives.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         print(f"echo_server.py listening on 127.0.0.1:{port}", flush=True)
         while not stop.wait(0.5):
             pass

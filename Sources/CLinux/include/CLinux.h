@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <pthread.h>
+#include <malloc.h>
 
 /// accept4(2): accept with SOCK_NONBLOCK/SOCK_CLOEXEC in one call.
 int CLinux_accept4(int fd, int flags);

@@ -98,13 +98,13 @@ public final class RPCServer: Sendable {
             }
         }
         group.shutdown()
+        core.logger.info("stopped")
         let waiters = state.withLock { state in
             state.stopped = true
             defer { state.waiters = [] }
             return state.waiters
         }
         for waiter in waiters { waiter.resume() }
-        core.logger.info("stopped")
     }
 
     /// Open connections across all workers.

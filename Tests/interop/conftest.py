@@ -1,0 +1,298 @@
+"""Shared fixtures for the interop and hardening tests of stb-echo-server.
+
+The server binary comes from $STB_ECHO_SERVER_BIN, else
+`.build-interop/debug/stb-echo-server` (build it with
+`swift build --scratch-path .build-interop --product stb-echo-server`).
+Every server listens on 127.0.0.1 with a port it picks itself; its stderr log is kept
+in a temporary file and quoted when an assertion about the process fails.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import grpc
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PROTOS = REPO / "Protos"
+DEFAULT_BINARY = REPO / ".build-interop" / "debug" / "stb-echo-server"
+READY_PREFIX = b"stb-echo-server listening on "
+HOST = "127.0.0.1"
+
+# Channel options for the well-behaved control client: no proxies, and a subchannel pool
+# of its own so every channel really opens a new connection.
+CHANNEL_OPTIONS = [
+    ("grpc.enable_http_proxy", 0),
+    ("grpc.use_local_subchannel_pool", 1),
+]
+
+
+def server_binary() -> Path:
+    configured = os.environ.get("STB_ECHO_SERVER_BIN")
+    path = Path(configured) if configured else DEFAULT_BINARY
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(
+            f"stb-echo-server binary not found at {path}. Build it with "
+            "`swift build --scratch-path .build-interop --product stb-echo-server` "
+            "or point STB_ECHO_SERVER_BIN at it.",
+            pytrace=False,
+        )
+    return path
+
+
+class EchoServer:
+    """One stb-echo-server process."""
+
+    def __init__(self, binary: Path, log_path: Path, env: dict[str, str] | None = None):
+        self.binary = binary
+        self.log_path = log_path
+        self.env_overrides = dict(env or {})
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        # Set by a test that stops the server on purpose (graceful shutdown).
+        self.expect_exit = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self, timeout: float = 20.0) -> "EchoServer":
+        env = os.environ.copy()
+        # Make use-after-free deterministic: glibc fills freed blocks with 0xA5 (no tcache,
+        # which would skip the fill), so a dangling reference crashes at once instead of
+        # now and then. Set STB_TEST_PLAIN_MALLOC=1 to run with the default allocator.
+        if env.get("STB_TEST_PLAIN_MALLOC") != "1":
+            env.setdefault("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0")
+            env.setdefault("MALLOC_PERTURB_", "165")
+        env.update({"STB_ECHO_HOST": HOST, "STB_ECHO_PORT": "0"})
+        env.update(self.env_overrides)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(self.binary)], stdout=subprocess.PIPE, stderr=self._log, env=env,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        fd = self.proc.stdout.fileno()
+        os.set_blocking(fd, False)
+        deadline = time.monotonic() + timeout
+        output = b""
+        while b"\n" not in output.partition(READY_PREFIX)[2]:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"stb-echo-server exited with {self.proc.returncode} before it was ready\n"
+                    f"stdout: {output!r}\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"stb-echo-server not ready within {timeout}s\n{self.log_tail()}")
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            if not chunk:
+                time.sleep(0.01)
+                continue
+            output += chunk
+        line = output.partition(READY_PREFIX)[2].split(b"\n", 1)[0].decode()
+        self.port = int(line.rsplit(":", 1)[1])
+        # Keep draining stdout so the server can never block on a full pipe.
+        threading.Thread(target=self._drain_stdout, daemon=True).start()
+        return self
+
+    def _drain_stdout(self):
+        fd = self.proc.stdout.fileno()
+        os.set_blocking(fd, True)
+        try:
+            while os.read(fd, 65536):
+                pass
+        except OSError:
+            pass
+
+    def kill(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._log.close()
+
+    # -- observation -----------------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def assert_alive(self, context: str = ""):
+        if not self.alive():
+            raise AssertionError(
+                f"stb-echo-server is not running{' ' + context if context else ''}: "
+                f"exit status {self.proc.returncode}\n{self.log_tail()}")
+
+    def rss_kib(self) -> int:
+        """Resident set size (VmRSS) in KiB."""
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("VmRSS missing from /proc status")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no server log)"
+        log = text.splitlines()
+        crash = next((i for i, line in enumerate(log) if "Program crashed" in line), None)
+        if crash is not None:
+            # Swift's backtracer: the crash line and the crashed thread's frames matter most.
+            crashed = next((i for i, line in enumerate(log) if "crashed:" in line and i > crash), crash)
+            return "--- server crash ---\n" + "\n".join(log[crash:crash + 2] + log[crashed:crashed + 12])
+        return "--- server log (tail) ---\n" + "\n".join(log[-lines:])
+
+    def channel(self, options=()) -> grpc.Channel:
+        return grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS + list(options))
+
+
+class RssSampler:
+    """Samples a server's RSS in the background; `peak_kib` is the largest value seen."""
+
+    def __init__(self, server: EchoServer, interval: float = 0.05):
+        self.server = server
+        self.interval = interval
+        self.baseline_kib = server.rss_kib()
+        self.peak_kib = self.baseline_kib
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak_kib = max(self.peak_kib, self.server.rss_kib())
+            except (OSError, AssertionError):
+                return
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        try:
+            self.peak_kib = max(self.peak_kib, self.server.rss_kib())
+        except (OSError, AssertionError):
+            pass
+
+    @property
+    def growth_mib(self) -> float:
+        return (self.peak_kib - self.baseline_kib) / 1024
+
+
+# -- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def stubs(tmp_path_factory):
+    """Python messages and stubs for stb.testing.v1.Echo, generated from Protos/ now."""
+    out = tmp_path_factory.mktemp("echo_stubs")
+    subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"--python_out={out}",
+         f"--grpc_python_out={out}", "stb/testing/v1/echo.proto"],
+        check=True, timeout=60,
+    )
+    sys.path.insert(0, str(out))
+    try:
+        pb2 = importlib.import_module("stb.testing.v1.echo_pb2")
+        pb2_grpc = importlib.import_module("stb.testing.v1.echo_pb2_grpc")
+    finally:
+        sys.path.remove(str(out))
+    return SimpleNamespace(pb2=pb2, grpc=pb2_grpc)
+
+
+def _stop(server: EchoServer):
+    try:
+        if not server.expect_exit:
+            server.assert_alive("at teardown (it must never crash)")
+    finally:
+        server.kill()
+
+
+@pytest.fixture(scope="module")
+def echo_server(tmp_path_factory):
+    """One server with default settings per test module."""
+    server = EchoServer(server_binary(), tmp_path_factory.mktemp("server") / "server.log").start()
+    yield server
+    _stop(server)
+
+
+@pytest.fixture
+def start_server(tmp_path, request):
+    """Factory for servers with a special environment; stopped at the end of the test.
+
+    Teardown asserts each server is still running, except in tests marked xfail: those
+    document a known crash and assert survival themselves."""
+    servers: list[EchoServer] = []
+    crash_expected = request.node.get_closest_marker("xfail") is not None
+
+    def start(**env: str) -> EchoServer:
+        log = tmp_path / f"server-{len(servers)}.log"
+        server = EchoServer(server_binary(), log, {k: str(v) for k, v in env.items()})
+        servers.append(server)
+        return server.start()
+
+    yield start
+    errors = []
+    for server in servers:
+        server.expect_exit = server.expect_exit or crash_expected
+        try:
+            _stop(server)
+        except AssertionError as error:
+            errors.append(str(error))
+    if errors:
+        raise AssertionError("\n".join(errors))
+
+
+@pytest.fixture(scope="session")
+def rss_sampler():
+    """`with rss_sampler(server) as rss:` samples the server's RSS; see RssSampler."""
+    return RssSampler
+
+
+@pytest.fixture(scope="session")
+def control_call(stubs):
+    """Asserts a well-behaved grpcio client on a new connection gets a correct unary reply."""
+
+    def check(server: EchoServer, timeout: float = 2.0):
+        server.assert_alive("after the attack")
+        started = time.monotonic()
+        with server.channel() as channel:
+            stub = stubs.grpc.EchoStub(channel)
+            try:
+                reply = stub.Get(stubs.pb2.EchoRequest(text="control", payload=b"\x00\x01"), timeout=timeout)
+            except grpc.RpcError as error:
+                raise AssertionError(
+                    f"control call failed: {error.code()} {error.details()}\n{server.log_tail()}") from None
+        elapsed = time.monotonic() - started
+        assert reply.text == "control" and reply.payload == b"\x00\x01"
+        assert elapsed < timeout
+        server.assert_alive("after the control call")
+        return elapsed
+
+    return check
+
