@@ -5,6 +5,11 @@ The server binary comes from $STB_ECHO_SERVER_BIN, else
 `swift build --scratch-path .build-interop --product stb-echo-server`).
 Every server listens on 127.0.0.1 with a port it picks itself; its stderr log is kept
 in a temporary file and quoted when an assertion about the process fails.
+
+Servers run with glibc's free-memory perturbation (MALLOC_PERTURB_, tcache off), so a
+use-after-free in the server crashes it every time rather than once in a while; set
+STB_TEST_PLAIN_MALLOC=1 to run them with the default allocator instead. At teardown each
+server must still be running (it must never crash); it is then killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -116,6 +121,12 @@ class EchoServer:
     def kill(self):
         if self.proc is None:
             return
+        if self.proc.poll() is None and "Program crashed" in self.log_path.read_text(errors="replace"):
+            # Swift's backtracer is still writing; killing the server now would orphan it.
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc.poll() is None:
             self.proc.kill()
             try:

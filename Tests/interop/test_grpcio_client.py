@@ -204,12 +204,6 @@ def test_oversized_request_resource_exhausted(echo_server, echo, pb, channel):
     assert_server_healthy(echo_server, channel)
 
 
-@pytest.mark.xfail(strict=True, raises=grpc.RpcError, reason=(
-    "server bug: responses larger than the 1 MiB write buffer stall. HTTP2Connection.flush() "
-    "(Sources/STBRPC/HTTP2/HTTP2Connection.swift) stops pulling from nghttp2_session_mem_send at "
-    "maxWriteBuffered (1 MiB); when writeSome() then drains it all into the socket, EPOLLOUT is not "
-    "armed and no new flush is scheduled, so the rest waits for the next inbound frame. A peer "
-    "with an open window (grpcio) sends none: the call hangs until its deadline"))
 def test_three_mib_round_trip(echo_server, stubs, pb):
     # A new connection: on a channel with history, grpcio's own WINDOW_UPDATEs and BDP
     # pings now and then wake the stalled server up and hide the bug.
@@ -280,11 +274,6 @@ def test_health_list(health):
 # -- graceful shutdown ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: SIGTERM crashes stb-echo-server with SIGILL (exit 132) in the signal "
-    "source's event handler (Sources/stb-echo-server/main.swift: a MainActor-isolated "
-    "top-level closure run on DispatchQueue.global() fails Swift 6's executor check), "
-    "so the graceful shutdown never starts"))
 def test_graceful_shutdown(start_server, stubs):
     server = start_server()
     pb = stubs.pb2

@@ -367,14 +367,6 @@ def assert_survived(server, control_call):
         raise ServerCrashed(f"the server crashed\n{server.log_tail()}")
 
 
-USE_AFTER_FREE = (
-    "server bug: use-after-free when a connection closes while one of its handlers still runs. "
-    "ServerCall holds `unowned(unsafe) let connection`; the closed ServerConnection is freed, then the "
-    "cancelled handler's completion (ServerCall.complete -> onLoop -> ServerConnection.handlerFinished, "
-    "ServerConnection.swift:323 `lastActivity = loop.now`) dereferences it: SIGSEGV. Unary and "
-    "server-streaming handlers only (a streaming request's MessageQueue closure retains the connection)")
-
-
 @pytest.fixture
 def fresh_server(start_server):
     """A default server of the test's own, for attacks that may take it down."""
@@ -418,12 +410,6 @@ def test_sanity_valid_request(echo_server, pb, control_call):
     assert_survived(echo_server, control_call)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: HTTP2Connection.flush() (Sources/STBRPC/HTTP2/HTTP2Connection.swift) pulls at most "
-    "maxWriteBuffered (1 MiB) from nghttp2_session_mem_send per call; when writeSome() then drains it "
-    "all into the socket, EPOLLOUT is not armed and no flush is rescheduled, so the rest of the "
-    "response waits for the next inbound frame. A client with open windows that sends nothing gets "
-    "1 MiB and then nothing"))
 def test_large_response_to_quiet_client(echo_server, pb, control_call):
     payload = os.urandom(3 * 1024 * 1024)
     with RawH2(echo_server.port) as conn:
@@ -479,7 +465,7 @@ def test_rapid_reset(rss_sampler, echo_server, pb, control_call):
 
 @pytest.mark.parametrize("ack_settings", [
     False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, raises=ServerCrashed, reason=USE_AFTER_FREE)),
+    True,
 ], ids=["before-settings-ack", "after-settings-ack"])
 def test_stream_limit(fresh_server, pb, control_call, ack_settings):
     server = fresh_server
@@ -526,10 +512,6 @@ def test_running_handler_cap(start_server, pb, control_call):
     assert_survived(server, control_call)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: the running-handler cap is checked when HEADERS arrive (ServerConnection.dispatch) "
-    "but a unary/server-streaming handler is only counted when it starts at END_STREAM "
-    "(ServerConnection.start), so streams whose HEADERS all arrive before their DATA bypass the cap"))
 def test_running_handler_cap_headers_first(start_server, pb, control_call):
     server = start_server(STB_RPC_MAX_RUNNING_HANDLERS=5)
     message = echo_request(pb, text="slow", delay_ms=800)
@@ -772,7 +754,6 @@ def test_settings_with_too_many_entries(echo_server, control_call):
 # -- 9. slow reader / zero window --------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=ServerCrashed, reason=USE_AFTER_FREE)
 @pytest.mark.parametrize("mode", ["zero-window", "unread-socket"])
 def test_slow_reader(rss_sampler, start_server, pb, control_call, mode):
     server = start_server(STB_RPC_WRITE_STALL_TIMEOUT_MS=2000)
@@ -802,8 +783,7 @@ def test_slow_reader(rss_sampler, start_server, pb, control_call, mode):
 @pytest.mark.parametrize("variant", [
     "data-after-end-stream",
     "content-length-overflow",
-    pytest.param("window-update-zero",
-                 marks=pytest.mark.xfail(strict=True, raises=ServerCrashed, reason=USE_AFTER_FREE)),
+    "window-update-zero",
 ])
 def test_made_you_reset(rss_sampler, fresh_server, pb, control_call, variant):
     """Requests the server must reset because of a client protocol error, 3000 times.
@@ -865,8 +845,8 @@ def test_made_you_reset(rss_sampler, fresh_server, pb, control_call, variant):
 
 
 @pytest.mark.parametrize("method", [
-    pytest.param("Get", marks=pytest.mark.xfail(strict=True, raises=ServerCrashed, reason=USE_AFTER_FREE)),
-    pytest.param("Expand", marks=pytest.mark.xfail(strict=True, raises=ServerCrashed, reason=USE_AFTER_FREE)),
+    "Get",
+    "Expand",
     # Client- and bidi-streaming calls survive: their request queue's credit closure holds
     # the connection strongly.
     "Update",

@@ -25,6 +25,12 @@ final class ClientCall: MessageSink, @unchecked Sendable {
     var grpcMessage: String?
     var headerMetadata = Metadata()
     var trailerMetadata = Metadata()
+    /// The outcome, once known.
+    var finalStatus: RPCError?
+    /// The whole request when it is one message: a refused stream can be retried with it.
+    var singleRequest: [UInt8]?
+    /// Transparent retries left for streams the server refused unprocessed.
+    var refusalRetries = 3
 
     private struct Results {
         var initialMetadata = Metadata()
@@ -52,7 +58,9 @@ final class ClientCall: MessageSink, @unchecked Sendable {
             onLoop {
                 let call = box.value
                 guard !call.isFinished, !call.sendingFinished, let connection = call.connection else {
-                    continuation.resume(throwing: RPCError(code: .cancelled, message: "the call has ended"))
+                    // A server that ended the call early explains why in its status.
+                    let status = call.finalStatus.flatMap { $0.code == .ok ? nil : $0 }
+                    continuation.resume(throwing: status ?? RPCError(code: .cancelled, message: "the call has ended"))
                     return
                 }
                 call.outbound.append(message: message)
@@ -87,6 +95,7 @@ final class ClientCall: MessageSink, @unchecked Sendable {
     func finish(_ status: RPCError) {
         guard !isFinished else { return }
         isFinished = true
+        finalStatus = status
         deadlineTimer?.cancel()
         let headers = headerMetadata
         let trailers = trailerMetadata

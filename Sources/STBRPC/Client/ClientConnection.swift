@@ -57,7 +57,7 @@ final class ClientConnection: HTTP2Connection {
 
     /// Submits `call` as a new stream. Fails the call if the session refuses.
     func start(_ call: ClientCall) {
-        guard let session, isUsable else {
+        guard let session, isUsable, !isClosed else {
             call.finish(RPCError(code: .unavailable, message: "connection to \(authority) is closed"))
             return
         }
@@ -80,7 +80,7 @@ final class ClientConnection: HTTP2Connection {
         call.streamID = streamID
         call.connection = self
         calls[streamID] = call
-        if let timeout = call.timeoutNanos {
+        if let timeout = call.timeoutNanos, call.deadlineTimer == nil {
             call.deadlineTimer = loop.schedule(afterNanoseconds: timeout) { [weak self, unowned call] in
                 self?.cancel(call, status: RPCError(code: .deadlineExceeded, message: "deadline exceeded"))
             }
@@ -183,6 +183,24 @@ final class ClientConnection: HTTP2Connection {
     override func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let call = calls.removeValue(forKey: streamID) else { return 0 }
         if let session, call.unconsumedBytes > 0 { nghttp2_session_consume_connection(session, call.unconsumedBytes) }
+        if !call.isFinished, errorCode == H2Error.refusedStream, !call.receivedHeaders,
+            call.refusalRetries > 0, let request = call.singleRequest
+        {
+            // REFUSED_STREAM means the server processed nothing (typically: we opened
+            // streams before its MAX_CONCURRENT_STREAMS arrived). Retry transparently.
+            call.refusalRetries -= 1
+            call.outbound = OutboundBody()
+            call.outbound.append(message: request)
+            call.deframer = MessageDeframer(maxMessageSize: call.deframer.maxMessageSize)
+            loop.executeSoon { [weak self] in
+                guard let self else {
+                    call.finish(RPCError(code: .unavailable, message: "the connection closed"))
+                    return
+                }
+                self.start(call)
+            }
+            return 0
+        }
         if !call.isFinished {
             let code = errorCode == H2Error.noError ? RPCError.Code.internal : RPCError.Code(resetCode: errorCode)
             call.finish(RPCError(code: code, message: "stream closed by the server without a status (HTTP/2 error \(errorCode))"))

@@ -162,6 +162,7 @@ public final class RPCClient: Sendable {
         if let request {
             call.outbound.append(message: request)
             call.sendingFinished = true
+            call.singleRequest = request
         }
         let holder = self.holder
         let (host, port) = (self.host, self.port)

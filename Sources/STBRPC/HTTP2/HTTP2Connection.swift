@@ -126,16 +126,25 @@ class HTTP2Connection: EventLoopSource, FlushTarget {
     func flush() {
         guard let session, !isClosed else { return }
         var data: UnsafePointer<UInt8>?
-        while bufferedOutput < maxWriteBuffered {
-            let length = nghttp2_session_mem_send(session, &data)
-            if length < 0 {
-                close(reason: "send failed: \(LibError.describe(length))")
-                return
+        // Pull at most `maxWriteBuffered` ahead of the socket; while the socket takes all
+        // of it, pull again, until nghttp2 has nothing left or the socket is full.
+        while true {
+            var drainedSession = false
+            while bufferedOutput < maxWriteBuffered {
+                let length = nghttp2_session_mem_send(session, &data)
+                if length < 0 {
+                    close(reason: "send failed: \(LibError.describe(length))")
+                    return
+                }
+                guard length > 0, let data else {
+                    drainedSession = true
+                    break
+                }
+                writeBuffer.append(contentsOf: UnsafeBufferPointer(start: data, count: length))
             }
-            guard length > 0, let data else { break }
-            writeBuffer.append(contentsOf: UnsafeBufferPointer(start: data, count: length))
+            guard writeSome() else { return }
+            if drainedSession || bufferedOutput > 0 { break }
         }
-        guard writeSome() else { return }
         let pending = bufferedOutput > 0
         if pending != watchingWritable {
             watchingWritable = pending

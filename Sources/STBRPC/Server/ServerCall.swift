@@ -5,7 +5,9 @@ import STBMessages
 final class ServerCall: MessageSink, @unchecked Sendable {
     // @unchecked: `connection` and `stream` are touched only on `loop`, enforced by `onLoop`.
     let loop: EventLoop
-    private unowned(unsafe) let connection: ServerConnection
+    /// Strong: a handler may outlive its connection (closed under it) and must still be
+    /// able to report back safely; the connection ignores reports once closed.
+    private let connection: ServerConnection
     private let stream: ServerStream
     let context: ServerContext
     /// The handler's task; set and cancelled on the loop.

@@ -15,7 +15,6 @@ final class ServerConnection: HTTP2Connection {
     private var bufferedInbound = 0
     private let createdAt: UInt64
     private var handshakeDone = false
-    private var headersStartedAt: UInt64?
     private var lastActivity: UInt64
     private var stallClockStart: UInt64
     private var lastPingReceived: UInt64 = 0
@@ -65,11 +64,13 @@ final class ServerConnection: HTTP2Connection {
     override func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let header = frame.pointee.hd
         guard header.type == FrameType.headers else { return 0 }
-        headersStartedAt = loop.now
         if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
             streams[header.stream_id] = ServerStream(id: header.stream_id, maxMessageSize: config.maxReceiveMessageSize)
             lastActivity = loop.now
         }
+        // Per stream, so a block the library or the header budget rejects (and that
+        // therefore never completes) ends with its stream instead of lingering.
+        streams[header.stream_id]?.headersStartedAt = loop.now
         return 0
     }
 
@@ -116,8 +117,8 @@ final class ServerConnection: HTTP2Connection {
         handshakeDone = true
         switch header.type {
         case FrameType.headers:
-            headersStartedAt = nil
             guard let stream = streams[header.stream_id] else { return 0 }
+            stream.headersStartedAt = nil
             if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
                 dispatch(stream)
             }
@@ -198,7 +199,9 @@ final class ServerConnection: HTTP2Connection {
             stream.call?.cancelTask()
         }
         resumeDrainWaiters(stream, error: RPCError(code: .cancelled, message: "the call was cancelled"))
+        releaseUnstartedSlot(stream)
         stream.call = nil  // the call keeps its stream while the handler runs; not the reverse
+        if isDraining { closeIfDrained() }
         return 0
     }
 
@@ -251,7 +254,11 @@ final class ServerConnection: HTTP2Connection {
             reset(stream, code: H2Error.refusedStream)
             return
         }
+        // The slot is taken now, not when the request ends: otherwise a client could send
+        // every HEADERS first and their DATA later, and run more handlers than the cap.
         stream.handler = handler
+        stream.holdsHandlerSlot = true
+        runningHandlers += 1
         if let timeout = stream.timeoutNanos {
             stream.deadlineTimer = loop.schedule(afterNanoseconds: timeout) { [unowned self, unowned stream] in
                 self.deadlineExpired(stream)
@@ -288,7 +295,6 @@ final class ServerConnection: HTTP2Connection {
 
     private func start(_ stream: ServerStream) {
         guard let handler = stream.handler else { return }
-        runningHandlers += 1
         let deadline = stream.timeoutNanos.map { ContinuousClock.now + .nanoseconds(Int64(clamping: $0)) }
         let context = ServerContext(
             path: stream.path ?? "", metadata: stream.metadata, peer: peer, deadline: deadline,
@@ -318,7 +324,15 @@ final class ServerConnection: HTTP2Connection {
         }
     }
 
+    /// Gives back the handler slot of a stream that ends without its handler having run.
+    private func releaseUnstartedSlot(_ stream: ServerStream) {
+        guard stream.holdsHandlerSlot, stream.call == nil else { return }
+        stream.holdsHandlerSlot = false
+        runningHandlers -= 1
+    }
+
     func handlerFinished(_ stream: ServerStream, response: [UInt8]?, error: (any Error)?) {
+        stream.holdsHandlerSlot = false
         runningHandlers -= 1
         lastActivity = loop.now
         defer { if isDraining { closeIfDrained() } }
@@ -396,6 +410,7 @@ final class ServerConnection: HTTP2Connection {
         guard !stream.isFinished, let session else { return }
         stream.isFinished = true
         stream.deadlineTimer?.cancel()
+        releaseUnstartedSlot(stream)
         if !stream.responseStarted && stream.pendingOutbound == 0 {
             var block = responseHeaders(stream)
             statusFields(stream, status, into: &block)
@@ -533,7 +548,8 @@ final class ServerConnection: HTTP2Connection {
         if !handshakeDone, now &- createdAt > config.handshakeTimeout.nanoseconds {
             return close(reason: "no HTTP/2 preface within the handshake timeout")
         }
-        if let started = headersStartedAt, now &- started > config.headerTimeout.nanoseconds {
+        let headerDeadline = config.headerTimeout.nanoseconds
+        if streams.values.contains(where: { $0.headersStartedAt.map { now &- $0 > headerDeadline } ?? false }) {
             goAway(code: H2Error.protocolError, debug: "header_timeout", terminate: true)
             return
         }
@@ -583,6 +599,7 @@ final class ServerConnection: HTTP2Connection {
                 stream.call?.cancelTask()
             }
             resumeDrainWaiters(stream, error: RPCError(code: .cancelled, message: "the connection closed"))
+            releaseUnstartedSlot(stream)
             stream.call = nil
         }
         streams.removeAll()

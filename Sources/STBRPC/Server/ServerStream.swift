@@ -13,6 +13,8 @@ final class ServerStream {
     var metadata = Metadata()
     var headerBytes = 0
     var headerFields = 0
+    /// Loop time when a header block (request headers or trailers) began; nil once complete.
+    var headersStartedAt: UInt64?
 
     // Request body.
     var deframer: MessageDeframer
@@ -24,6 +26,9 @@ final class ServerStream {
 
     // The call.
     var handler: RPCRouter.Handler?
+    /// Counted in the connection's running handlers from dispatch (HEADERS) until the
+    /// handler finishes, or until the stream ends without one starting.
+    var holdsHandlerSlot = false
     var call: ServerCall?
     var deadlineTimer: TimerHandle?
     /// Set once a status is decided; nothing more is sent after it.
