@@ -8,35 +8,96 @@ import Testing
 /// Runs `Tests/interop/echo_server.py` (a stock Python grpcio server) for the duration of `body`.
 func withGRPCIOEchoServer<Result>(_ body: (RPCClient) async throws -> Result) async throws -> Result {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", root.appendingPathComponent("Tests/interop/echo_server.py").path, "--port", "0"]
-    let output = Pipe()
-    process.standardOutput = output
-    try process.run()
-    defer {
-        process.terminate()
-        process.waitUntilExit()
-    }
-    // The server prints "echo_server.py listening on 127.0.0.1:PORT" when it is ready.
-    var line = Data()
-    let handle = output.fileHandleForReading
-    while !line.contains(UInt8(ascii: "\n")) {
-        let chunk = handle.availableData
-        guard !chunk.isEmpty else { break }
-        line.append(chunk)
-    }
-    let text = String(decoding: line, as: UTF8.self)
-    let port = try #require(text.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) },
-                            "echo_server.py did not report its port: \(text)")
-    let client = try RPCClient(host: "127.0.0.1", port: port)
+    let server = try ChildProcess(["python3", root.appendingPathComponent("Tests/interop/echo_server.py").path, "--port", "0"])
     do {
-        let result = try await body(client)
-        await client.close()
-        return result
+        // The server prints "echo_server.py listening on 127.0.0.1:PORT" when it is ready.
+        let line = try await server.firstLine(timeout: .seconds(30))
+        let port = try #require(line.split(separator: ":").last.flatMap { Int($0) }, "echo_server.py said: \(line)")
+        let client = try RPCClient(host: "127.0.0.1", port: port)
+        do {
+            let result = try await body(client)
+            await client.close()
+            await server.stop()
+            return result
+        } catch {
+            await client.close()
+            throw error
+        }
     } catch {
-        await client.close()
+        await server.stop()
         throw error
+    }
+}
+
+/// A child process with its stdout on a pipe, handled without blocking Swift's
+/// cooperative threads (Foundation's `Process` waits block them, and there are only a
+/// couple). Spawned with an empty signal mask: the test runner's threads block signals,
+/// and a child would otherwise inherit that and ignore SIGTERM.
+final class ChildProcess: @unchecked Sendable {
+    // @unchecked: used by one test at a time.
+    private let pid: pid_t
+    private let output: Int32
+    private var buffer: [UInt8] = []
+
+    init(_ arguments: [String]) throws {
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else { throw SocketError(operation: "pipe", errno: errno) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
+        posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        posix_spawnattr_setsigmask(&attributes, &emptyMask)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let rc = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, environ)
+        close(pipeFDs[1])
+        guard rc == 0 else {
+            close(pipeFDs[0])
+            throw SocketError(operation: "posix_spawnp \(arguments[0])", errno: rc)
+        }
+        self.pid = pid
+        self.output = pipeFDs[0]
+        _ = fcntl(output, F_SETFL, fcntl(output, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// The first line the child prints, without its newline.
+    func firstLine(timeout: Duration) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while ContinuousClock.now < deadline {
+            let count = read(output, &chunk, chunk.count)
+            if count > 0 { buffer.append(contentsOf: chunk[0..<count]) }
+            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                return String(decoding: buffer[..<newline], as: UTF8.self)
+            }
+            if count == 0 { break }  // the child closed its stdout: it exited
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw RPCError(code: .unavailable, message: "child printed no line: \(String(decoding: buffer, as: UTF8.self))")
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within 10 s; reaps it.
+    func stop() async {
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        let deadline = ContinuousClock.now + .seconds(10)
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if ContinuousClock.now > deadline {
+                kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                break
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        close(output)
     }
 }
 
