@@ -250,18 +250,14 @@ def test_health_check_unknown_service(health):
     assert failure.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_health_watch_first_message(health):
-    call = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+@pytest.mark.parametrize("service, expected", [
+    ("", health_pb2.HealthCheckResponse.SERVING),
+    ("no.such.Service", health_pb2.HealthCheckResponse.SERVICE_UNKNOWN),
+], ids=["server", "unknown-service"])
+def test_health_watch_first_message(health, service, expected):
+    call = health.Watch(health_pb2.HealthCheckRequest(service=service), timeout=10)
     try:
-        assert next(call).status == health_pb2.HealthCheckResponse.SERVING
-    finally:
-        call.cancel()
-
-
-def test_health_watch_unknown_service(health):
-    call = health.Watch(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=10)
-    try:
-        assert next(call).status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        assert next(call).status == expected
     finally:
         call.cancel()
 

@@ -392,13 +392,18 @@ final class ServerConnection: HTTP2Connection {
             throw RPCError(code: .cancelled, message: "the call has ended")
         }
         stream.outbound.append(message: message)
+        startOrResumeBody(stream, session)
+        loop.scheduleFlush(self)
+    }
+
+    /// Submits the response headers with the body provider, or wakes a deferred provider.
+    private func startOrResumeBody(_ stream: ServerStream, _ session: OpaquePointer) {
         if !stream.responseStarted {
             startResponse(stream)
         } else if stream.outbound.isDeferred {
             stream.outbound.isDeferred = false
             nghttp2_session_resume_data(session, stream.id)
         }
-        loop.scheduleFlush(self)
     }
 
     func needsDrain(_ stream: ServerStream) -> Bool {
@@ -419,12 +424,7 @@ final class ServerConnection: HTTP2Connection {
             var trailers = HeaderBlock(capacity: 2)
             statusFields(stream, status, into: &trailers)
             stream.trailers = trailers
-            if !stream.responseStarted {
-                startResponse(stream)
-            } else if stream.outbound.isDeferred {
-                stream.outbound.isDeferred = false
-                nghttp2_session_resume_data(session, stream.id)
-            }
+            startOrResumeBody(stream, session)
         }
         loop.scheduleFlush(self)
     }
