@@ -53,11 +53,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: - Worker event loops: epoll threads that are also Swift task executors
+
+        .target(
+            name: "STBEventLoop",
+            dependencies: ["CLinux"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: - RPC layer: gRPC over HTTP/2 on nghttp2
 
         .target(
             name: "STBRPC",
-            dependencies: ["CLinux", "CNghttp2", "STBMessages", swiftLog],
+            dependencies: ["STBEventLoop", "CLinux", "CNghttp2", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
 

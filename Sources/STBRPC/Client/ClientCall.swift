@@ -1,4 +1,5 @@
 import Synchronization
+import STBEventLoop
 
 /// One call on a client connection. The request side (`send`, `finishSending`, `cancel`)
 /// may be used from any thread; connection-facing state is touched only on the loop.

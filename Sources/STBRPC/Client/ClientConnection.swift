@@ -1,6 +1,7 @@
 internal import CNghttp2
 import Glibc
 internal import CLinux
+import STBEventLoop
 
 /// The client side of one HTTP/2 connection: calls multiplexed as streams. Loop only.
 final class ClientConnection: HTTP2Connection {

@@ -1,5 +1,6 @@
 import STBMessages
 import Synchronization
+import STBEventLoop
 
 /// A gRPC client over one HTTP/2 connection (h2c) that multiplexes concurrent calls.
 ///

@@ -1,4 +1,5 @@
 import Synchronization
+import STBEventLoop
 
 /// A single-consumer queue of received messages, filled by a connection's loop and
 /// drained by a handler (server) or a caller (client), possibly on another thread.

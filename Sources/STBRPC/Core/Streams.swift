@@ -1,4 +1,5 @@
 import STBMessages
+import STBEventLoop
 
 /// Where a call's outgoing messages go: the server's response or the client's request body.
 protocol MessageSink: Sendable {

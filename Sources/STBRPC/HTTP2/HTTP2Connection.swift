@@ -1,6 +1,7 @@
 internal import CNghttp2
 import Glibc
 internal import CLinux
+import STBEventLoop
 
 /// One HTTP/2 connection on one event loop: the socket, the nghttp2 session that
 /// turns bytes into frames and back, and the read/write buffers between them.

@@ -1,5 +1,6 @@
 import Glibc
 internal import CNghttp2
+import STBEventLoop
 
 /// A header list for `nghttp2_submit_*`: names and values copied into one byte store, so
 /// the `nghttp2_nv` pointers stay valid for the duration of the submit call.

@@ -1,5 +1,6 @@
 import STBMessages
 import Synchronization
+import STBEventLoop
 
 /// `grpc.health.v1.Health`: Check, List and Watch over per-service statuses.
 ///

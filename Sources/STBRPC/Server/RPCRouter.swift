@@ -1,4 +1,5 @@
 import STBMessages
+import STBEventLoop
 
 /// The methods a server serves, by path (`/package.Service/Method`).
 public struct RPCRouter: Sendable {

@@ -1,4 +1,5 @@
 import Glibc
+import STBEventLoop
 
 extension RPCServer.Configuration {
     /// Reads overrides from the environment. `prefix` names the service (`STB_ECHO` reads

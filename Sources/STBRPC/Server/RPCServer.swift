@@ -3,6 +3,7 @@ import STBMessages
 internal import CLinux
 import Logging
 import Synchronization
+import STBEventLoop
 
 /// A gRPC server: HTTP/2 (h2c) on nghttp2, with worker threads that each run an event loop
 /// and accept on their own `SO_REUSEPORT` socket. Serves `grpc.health.v1.Health` always.

@@ -1,4 +1,5 @@
 import STBMessages
+import STBEventLoop
 
 /// The handler's side of a call: its response sink and completion. Methods may be called
 /// from any thread; they run on the connection's loop (directly when already there).

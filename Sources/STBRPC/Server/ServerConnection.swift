@@ -2,6 +2,7 @@ internal import CNghttp2
 import Glibc
 import Logging
 import Synchronization
+import STBEventLoop
 
 /// The server side of one HTTP/2 connection: request parsing, dispatch to handlers,
 /// response framing and the hardening policy. Loop only.

@@ -1,4 +1,5 @@
 import Synchronization
+import STBEventLoop
 
 /// What a handler knows about its call, and how it adds response metadata.
 public struct ServerContext: Sendable {

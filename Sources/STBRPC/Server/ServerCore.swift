@@ -2,6 +2,7 @@ import Glibc
 internal import CLinux
 import Logging
 import Synchronization
+import STBEventLoop
 
 /// What every connection of a server shares: settings, routes, logger, and the
 /// per-loop connection registries used for shutdown.

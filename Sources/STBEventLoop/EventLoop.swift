@@ -3,7 +3,7 @@ internal import CLinux
 import Synchronization
 
 /// Something an event loop watches: a socket with readiness callbacks.
-protocol EventLoopSource: AnyObject {
+package protocol EventLoopSource: AnyObject {
     /// Called on the loop thread with the epoll event bits.
     func handleEvents(_ events: UInt32)
 }
@@ -33,9 +33,9 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private var nextTick: UInt64 = 0
     private var running = false
     /// The loop's cached monotonic time, refreshed once per iteration.
-    private(set) var now: UInt64 = monotonicNanos()
+    package private(set) var now: UInt64 = monotonicNanos()
     /// One read buffer shared by every connection on the loop.
-    let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
+    package let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
 
     private struct Remote {
         var jobs: [UnownedJob] = []
@@ -46,9 +46,9 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private let remote = Mutex(Remote())
 
     /// How often per-connection housekeeping (idle, slow-header, stall timers) runs.
-    static let tickInterval: UInt64 = 250_000_000
+    package static let tickInterval: UInt64 = 250_000_000
 
-    init() throws(SocketError) {
+    package init() throws(SocketError) {
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epollFD >= 0 else { throw SocketError(operation: "epoll_create1", errno: errno) }
         wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
@@ -72,7 +72,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     }
 
     /// Whether the loop thread has started running.
-    var isStarted: Bool { threadID.load(ordering: .acquiring) != 0 }
+    package var isStarted: Bool { threadID.load(ordering: .acquiring) != 0 }
 
     // MARK: - Work from any thread
 
@@ -105,7 +105,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     }
 
     /// Asks the loop to return from `run()` after its current iteration.
-    func stop() {
+    package func stop() {
         remote.withLock { $0.stopRequested = true }
         signalWake()
     }
@@ -118,12 +118,12 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     // MARK: - Loop-only API
 
     /// Runs `body` on the loop; if already there, right away.
-    func executeSoon(_ body: @escaping () -> Void) {
+    package func executeSoon(_ body: @escaping () -> Void) {
         precondition(inEventLoop, "loop-only call made off the loop thread")
         localTasks.append(body)
     }
 
-    func register(_ source: any EventLoopSource, fd: Int32, events: UInt32) throws(SocketError) {
+    package func register(_ source: any EventLoopSource, fd: Int32, events: UInt32) throws(SocketError) {
         var event = epoll_event()
         event.events = events
         event.data.fd = fd
@@ -133,46 +133,46 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         sources[fd] = source
     }
 
-    func modify(fd: Int32, events: UInt32) {
+    package func modify(fd: Int32, events: UInt32) {
         var event = epoll_event()
         event.events = events
         event.data.fd = fd
         epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event)
     }
 
-    func deregister(fd: Int32) {
+    package func deregister(fd: Int32) {
         epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
         sources[fd] = nil
     }
 
     /// Fires `body` once, `nanoseconds` from now, unless cancelled.
     @discardableResult
-    func schedule(afterNanoseconds nanoseconds: UInt64, _ body: @escaping () -> Void) -> TimerHandle {
+    package func schedule(afterNanoseconds nanoseconds: UInt64, _ body: @escaping () -> Void) -> TimerHandle {
         let handle = TimerHandle(deadline: monotonicNanos() &+ nanoseconds, action: body)
         timers.insert(handle)
         return handle
     }
 
     /// Calls `target.flush()` once at the end of this loop iteration.
-    func scheduleFlush(_ target: any FlushTarget) {
+    package func scheduleFlush(_ target: any FlushTarget) {
         guard !target.flushScheduled else { return }
         target.flushScheduled = true
         pendingFlushes.append(target)
     }
 
     /// Registers a callback run every `tickInterval` (connection housekeeping).
-    func addTickHandler(_ owner: AnyObject, _ body: @escaping () -> Void) {
+    package func addTickHandler(_ owner: AnyObject, _ body: @escaping () -> Void) {
         tickHandlers[ObjectIdentifier(owner)] = body
     }
 
-    func removeTickHandler(_ owner: AnyObject) {
+    package func removeTickHandler(_ owner: AnyObject) {
         tickHandlers[ObjectIdentifier(owner)] = nil
     }
 
     // MARK: - Running
 
     /// Runs the loop on the calling thread until `stop()`.
-    func run() {
+    package func run() {
         running = true
         threadID.store(pthread_self(), ordering: .releasing)
         let capacity = 512
@@ -272,15 +272,15 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 }
 
 /// Something with buffered output that the loop flushes once per iteration.
-protocol FlushTarget: AnyObject {
+package protocol FlushTarget: AnyObject {
     var flushScheduled: Bool { get set }
     func flush()
 }
 
 /// A one-shot timer on a loop; cancel it to stop it firing.
-final class TimerHandle {
-    let deadline: UInt64
-    fileprivate(set) var isCancelled = false
+package final class TimerHandle {
+    package let deadline: UInt64
+    package fileprivate(set) var isCancelled = false
     fileprivate var action: (() -> Void)?
 
     fileprivate init(deadline: UInt64, action: @escaping () -> Void) {
@@ -289,7 +289,7 @@ final class TimerHandle {
     }
 
     /// Loop only.
-    func cancel() {
+    package func cancel() {
         isCancelled = true
         action = nil
     }
@@ -331,7 +331,7 @@ private struct TimerHeap {
 }
 
 /// Nanoseconds on the monotonic clock.
-func monotonicNanos() -> UInt64 {
+package func monotonicNanos() -> UInt64 {
     var spec = timespec()
     clock_gettime(CLOCK_MONOTONIC, &spec)
     return UInt64(spec.tv_sec) &* 1_000_000_000 &+ UInt64(spec.tv_nsec)

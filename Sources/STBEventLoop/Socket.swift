@@ -5,13 +5,18 @@ public struct SocketError: Error, CustomStringConvertible, Sendable {
     public let operation: String
     public let errno: Int32
 
+    package init(operation: String, errno: Int32) {
+        self.operation = operation
+        self.errno = errno
+    }
+
     public var description: String { "\(operation) failed: \(String(cString: strerror(errno)))" }
 }
 
 /// Thin wrappers over the socket calls the loops use. All sockets are non-blocking.
-enum Socket {
+package enum Socket {
     /// Opens a listening TCP socket; `reusePort` lets every worker bind its own.
-    static func listen(host: String, port: Int, reusePort: Bool, backlog: Int32 = 1024) throws(SocketError) -> Int32 {
+    package static func listen(host: String, port: Int, reusePort: Bool, backlog: Int32 = 1024) throws(SocketError) -> Int32 {
         var address = try resolve(host: host, port: port)
         let fd = socket(Int32(address.family), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError(operation: "socket", errno: errno) }
@@ -33,7 +38,7 @@ enum Socket {
     }
 
     /// The port a socket is bound to.
-    static func localPort(_ fd: Int32) -> Int {
+    package static func localPort(_ fd: Int32) -> Int {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         withUnsafeMutablePointer(to: &storage) {
@@ -49,7 +54,7 @@ enum Socket {
     }
 
     /// Starts a non-blocking connect; completion is signalled by writability.
-    static func connect(host: String, port: Int) throws(SocketError) -> Int32 {
+    package static func connect(host: String, port: Int) throws(SocketError) -> Int32 {
         var address = try resolve(host: host, port: port)
         let fd = socket(Int32(address.family), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError(operation: "socket", errno: errno) }
@@ -64,20 +69,20 @@ enum Socket {
     }
 
     /// The pending error of a socket (after a non-blocking connect), 0 when none.
-    static func pendingError(_ fd: Int32) -> Int32 {
+    package static func pendingError(_ fd: Int32) -> Int32 {
         var value: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length)
         return value
     }
 
-    static func setNoDelay(_ fd: Int32) {
+    package static func setNoDelay(_ fd: Int32) {
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// "host:port" of the peer, for logs and handler context.
-    static func peerDescription(_ fd: Int32) -> String {
+    package static func peerDescription(_ fd: Int32) -> String {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let ok = withUnsafeMutablePointer(to: &storage) {
@@ -135,7 +140,7 @@ private struct SocketAddress {
 }
 
 /// Decodes a NUL-terminated C character buffer.
-func cString(_ chars: [CChar]) -> String {
+package func cString(_ chars: [CChar]) -> String {
     let bytes = chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
     return String(decoding: bytes, as: UTF8.self)
 }
