@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .library(name: "STBMessages", targets: ["STBMessages"]),
         .library(name: "STBRPC", targets: ["STBRPC"]),
+        .library(name: "STBPostgres", targets: ["STBPostgres"]),
         .executable(name: "stb-echo-server", targets: ["stb-echo-server"]),
         .executable(name: "stb-rpc-bench", targets: ["stb-rpc-bench"]),
     ],
@@ -69,6 +70,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: - Postgres layer: non-blocking libpq on the worker loops, pool, migrations, outbox
+
+        .target(
+            name: "STBPostgres",
+            dependencies: ["STBEventLoop", "CLinux", "CLibpq", swiftLog],
+            swiftSettings: swiftSettings
+        ),
+
         // Test-only echo service: the RPC layer's interop, hardening and benchmark peer.
         .target(
             name: "STBEcho",
@@ -97,6 +106,11 @@ let package = Package(
         .testTarget(
             name: "STBMessagesTests",
             dependencies: ["STBMessages"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "STBPostgresTests",
+            dependencies: ["STBPostgres", "STBEventLoop"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

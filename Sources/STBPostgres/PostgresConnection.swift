@@ -1,0 +1,600 @@
+import Glibc
+internal import CLibpq
+internal import CLinux
+import STBEventLoop
+import Synchronization
+
+/// One non-blocking libpq connection, living on one event loop.
+///
+/// The loop watches the connection's socket; libpq is only ever called on the loop
+/// thread, never in a way that blocks. Requests queue and run one at a time, in order.
+/// Every extended-protocol request runs in pipeline mode: a statement not yet prepared on
+/// this connection is prepared in the same round trip as its first execution, and a batch
+/// of statements costs one round trip. Statements up to the pipeline's sync run as one
+/// implicit transaction, unless an explicit transaction is open.
+///
+/// Get connections from a `PostgresPool`; a connection is not meant to be shared by
+/// unrelated tasks.
+public final class PostgresConnection: @unchecked Sendable {
+    // @unchecked: all mutable state is loop-only; `usable` is atomic.
+
+    /// The loop the connection lives on; tasks using it prefer this loop as executor.
+    public let loop: EventLoop
+
+    // Loop only.
+    private var conn: OpaquePointer?
+    private var fd: Int32 = -1
+    private var phase: Phase = .idle
+    private var queue: [Request] = []
+    private var current: Request?
+    private var statements: [String: String] = [:]
+    private var statementCounter = 0
+    private var wantsWrite = false
+    private var connectTimer: TimerHandle?
+    private var cancelsInFlight = 0
+    private var whenQuiet: [() -> Void] = []
+    /// Called once when the connection closes for any reason (pool bookkeeping).
+    var onClose: (() -> Void)?
+    /// Called with the channel of each notification received (LISTEN).
+    var onNotification: ((String) -> Void)?
+
+    private let usable = Atomic<Bool>(false)
+
+    private enum Phase {
+        case idle
+        case connecting(CheckedContinuation<Void, any Error>)
+        case ready
+        case closed
+    }
+
+    /// At most this many statements are kept prepared per connection; later ones run unnamed.
+    static let statementCacheLimit = 512
+
+    private init(loop: EventLoop) {
+        self.loop = loop
+    }
+
+    /// Whether the connection is open and has seen no fatal error.
+    public var isUsable: Bool { usable.load(ordering: .acquiring) }
+
+    // MARK: - Connecting
+
+    /// Opens a connection on `loop`. `conninfo` is a libpq URI or `key=value` string.
+    public static func connect(
+        to conninfo: String, on loop: EventLoop, timeoutSeconds: Int = 10
+    ) async throws(PostgresError) -> PostgresConnection {
+        try await connect(to: conninfo, on: loop, timeoutSeconds: timeoutSeconds, onClose: nil)
+    }
+
+    /// `onClose` runs on the loop once the open connection closes (not when opening fails).
+    static func connect(
+        to conninfo: String, on loop: EventLoop, timeoutSeconds: Int, onClose: (@Sendable () -> Void)?
+    ) async throws(PostgresError) -> PostgresConnection {
+        let connection = PostgresConnection(loop: loop)
+        do {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                loop.runOnLoop {
+                    connection.onClose = onClose
+                    connection.startConnecting(conninfo, timeoutSeconds: timeoutSeconds, continuation)
+                }
+            }
+        } catch let error as PostgresError {
+            throw error
+        } catch {
+            throw PostgresError(code: .connectionFailed, message: "\(error)")
+        }
+        return connection
+    }
+
+    private func startConnecting(_ conninfo: String, timeoutSeconds: Int, _ continuation: CheckedContinuation<Void, any Error>) {
+        let keywords = ["dbname", "application_name"]
+        let values = [conninfo, "stb"]
+        conn = withCStrings(keywords) { keywordPointers in
+            withCStrings(values) { valuePointers in
+                PQconnectStartParams(keywordPointers, valuePointers, 1)
+            }
+        }
+        guard let conn, PQstatus(conn) != CONNECTION_BAD else {
+            continuation.resume(throwing: connectFailure())
+            closeSocket()
+            return
+        }
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
+        phase = .connecting(continuation)
+        connectTimer = loop.schedule(afterNanoseconds: UInt64(timeoutSeconds) * 1_000_000_000) { [self] in
+            failConnecting(PostgresError(code: .connectionFailed, message: "connecting to the database timed out after \(timeoutSeconds) s"))
+        }
+        // Before the first poll, libpq asks the caller to wait for writability.
+        watchConnectingSocket(events: EPOLLOUT.rawValue)
+    }
+
+    /// During connection set-up libpq may replace its socket (another address, SSL
+    /// fallback), possibly under the same number: register afresh each step.
+    private func watchConnectingSocket(events: UInt32) {
+        if fd >= 0 { loop.deregister(fd: fd) }
+        fd = PQsocket(conn)
+        guard fd >= 0 else {
+            failConnecting(connectFailure())
+            return
+        }
+        do {
+            try loop.register(self, fd: fd, events: events)
+        } catch {
+            failConnecting(PostgresError(code: .connectionFailed, message: "\(error)"))
+        }
+    }
+
+    private func continueConnecting() {
+        switch PQconnectPoll(conn) {
+        case PGRES_POLLING_READING:
+            watchConnectingSocket(events: EPOLLIN.rawValue)
+        case PGRES_POLLING_WRITING:
+            watchConnectingSocket(events: EPOLLOUT.rawValue)
+        case PGRES_POLLING_OK:
+            guard case .connecting(let continuation) = phase else { return }
+            connectTimer?.cancel()
+            connectTimer = nil
+            PQsetnonblocking(conn, 1)
+            loop.deregister(fd: fd)
+            fd = PQsocket(conn)
+            do {
+                try loop.register(self, fd: fd, events: EPOLLIN.rawValue)
+            } catch {
+                failConnecting(PostgresError(code: .connectionFailed, message: "\(error)"))
+                return
+            }
+            phase = .ready
+            usable.store(true, ordering: .releasing)
+            continuation.resume()
+        default:
+            failConnecting(connectFailure())
+        }
+    }
+
+    private func connectFailure() -> PostgresError {
+        let reason = conn.map { errorText(PQerrorMessage($0)) } ?? "out of memory"
+        return PostgresError(code: .connectionFailed, message: "could not connect to the database: \(reason)")
+    }
+
+    private func failConnecting(_ error: PostgresError) {
+        guard case .connecting(let continuation) = phase else { return }
+        connectTimer?.cancel()
+        connectTimer = nil
+        phase = .closed
+        closeSocket()
+        continuation.resume(throwing: error)
+    }
+
+    // MARK: - Requests
+
+    /// Runs one statement and returns its rows.
+    public func query(_ query: PostgresQuery) async throws(PostgresError) -> PostgresRows {
+        try await run(.extended([query]))[0]
+    }
+
+    /// Runs several statements in one round trip (pipeline mode) and returns each one's
+    /// rows, in order. Outside an explicit transaction the batch is atomic: if one
+    /// statement fails, none of them takes effect.
+    public func pipeline(_ queries: [PostgresQuery]) async throws(PostgresError) -> [PostgresRows] {
+        if queries.isEmpty { return [] }
+        return try await run(.extended(queries))
+    }
+
+    /// Runs a script of one or more statements with the simple protocol (no parameters,
+    /// text results); for migrations and administrative commands.
+    public func execute(script: String) async throws(PostgresError) {
+        _ = try await run(.simple(script))
+    }
+
+    /// Runs a request. Non-cancellable requests (rollback, cleanup) run even in a
+    /// cancelled task.
+    func run(_ kind: Request.Kind, cancellable: Bool = true) async throws(PostgresError) -> [PostgresRows] {
+        if cancellable && Task.isCancelled { throw PostgresError.cancelled }
+        let request = Request(kind)
+        do {
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { continuation in
+                    request.continuation = continuation
+                    loop.runOnLoop { self.enqueue(request) }
+                }
+            } onCancel: {
+                if cancellable { loop.runOnLoop { self.cancel(request) } }
+            }
+        } catch let error as PostgresError {
+            throw error
+        } catch {
+            throw PostgresError(code: .server, message: "\(error)")
+        }
+    }
+
+    private func enqueue(_ request: Request) {
+        if request.cancelRequested {
+            request.finish(.failure(PostgresError.cancelled))
+            return
+        }
+        guard case .ready = phase, usable.load(ordering: .relaxed) else {
+            request.finish(.failure(PostgresError.connectionLost("the connection is closed")))
+            return
+        }
+        queue.append(request)
+        if current == nil { startNext() }
+    }
+
+    private func startNext() {
+        guard current == nil, !queue.isEmpty else { return }
+        let request = queue.removeFirst()
+        current = request
+        switch request.kind {
+        case .extended(let queries):
+            guard PQenterPipelineMode(conn) == 1 else { return failConnection(libpqFailure()) }
+            for query in queries {
+                guard send(query, for: request) else { return failConnection(libpqFailure()) }
+            }
+            guard PQpipelineSync(conn) == 1 else { return failConnection(libpqFailure()) }
+        case .simple(let script):
+            guard PQsendQuery(conn, script) == 1 else { return failConnection(libpqFailure()) }
+        }
+        flush()
+    }
+
+    /// Queues one statement: prepare (first use on this connection) and execute.
+    private func send(_ query: PostgresQuery, for request: Request) -> Bool {
+        let bindings = query.bindings
+        let key = query.sql + "\u{0}" + bindings.typeSignature
+        var name = statements[key]
+        if name == nil, statements.count < Self.statementCacheLimit {
+            let newName = "s\(statementCounter)"
+            statementCounter += 1
+            let prepared = bindings.types.withUnsafeBufferPointer { types in
+                PQsendPrepare(conn, newName, query.sql, Int32(types.count), types.baseAddress)
+            }
+            guard prepared == 1 else { return false }
+            statements[key] = newName
+            request.steps.append(.prepare(key: key))
+            name = newName
+        }
+        request.steps.append(.execute)
+        return withParameterPointers(bindings) { count, values, lengths, formats in
+            if let name {
+                return PQsendQueryPrepared(conn, name, count, values, lengths, formats, 1) == 1
+            }
+            return bindings.types.withUnsafeBufferPointer { types in
+                PQsendQueryParams(conn, query.sql, count, types.baseAddress, values, lengths, formats, 1) == 1
+            }
+        }
+    }
+
+    private func flush() {
+        guard let conn else { return }
+        switch PQflush(conn) {
+        case 0:
+            if wantsWrite {
+                wantsWrite = false
+                loop.modify(fd: fd, events: EPOLLIN.rawValue)
+            }
+        case 1:
+            if !wantsWrite {
+                wantsWrite = true
+                loop.modify(fd: fd, events: EPOLLIN.rawValue | EPOLLOUT.rawValue)
+            }
+        default:
+            failConnection(PostgresError.connectionLost(errorText(PQerrorMessage(conn))))
+        }
+    }
+
+    // MARK: - Input
+
+    private func readInput() {
+        guard let conn else { return }
+        guard PQconsumeInput(conn) == 1 else {
+            return failConnection(PostgresError.connectionLost(errorText(PQerrorMessage(conn))))
+        }
+        while let notification = PQnotifies(conn) {
+            let channel = String(cString: notification.pointee.relname)
+            PQfreemem(notification)
+            onNotification?(channel)
+        }
+        processResults()
+        if self.conn != nil, PQstatus(conn) != CONNECTION_OK {
+            failConnection(PostgresError.connectionLost(errorText(PQerrorMessage(conn))))
+        }
+    }
+
+    private func processResults() {
+        while let request = current, let conn, PQisBusy(conn) == 0 {
+            let result = PQgetResult(conn)
+            switch request.kind {
+            case .extended: handlePipelineResult(result, request)
+            case .simple: handleSimpleResult(result, request)
+            }
+        }
+    }
+
+    private func handlePipelineResult(_ result: OpaquePointer?, _ request: Request) {
+        guard let result else {
+            // End of one statement's results.
+            request.stepIndex += 1
+            return
+        }
+        let status = PQresultStatus(result)
+        if status == PGRES_PIPELINE_SYNC {
+            PQclear(result)
+            PQexitPipelineMode(conn)
+            complete(request)
+            return
+        }
+        let step = request.stepIndex < request.steps.count ? request.steps[request.stepIndex] : .execute
+        switch status {
+        case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            if case .execute = step {
+                request.rows.append(PostgresRows(result: result))
+            } else {
+                PQclear(result)
+            }
+        case PGRES_PIPELINE_ABORTED:
+            if case .prepare(let key) = step { statements[key] = nil }
+            PQclear(result)
+        default:
+            if request.error == nil { request.error = serverError(result) }
+            if case .prepare(let key) = step { statements[key] = nil }
+            PQclear(result)
+        }
+    }
+
+    private func handleSimpleResult(_ result: OpaquePointer?, _ request: Request) {
+        guard let result else {
+            complete(request)
+            return
+        }
+        switch PQresultStatus(result) {
+        case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            request.rows.append(PostgresRows(result: result))
+        default:
+            if request.error == nil { request.error = serverError(result) }
+            PQclear(result)
+        }
+    }
+
+    private func complete(_ request: Request) {
+        current = nil
+        if let error = request.error {
+            request.finish(.failure(error))
+        } else {
+            request.finish(.success(request.rows))
+        }
+        startNext()
+    }
+
+    private func serverError(_ result: OpaquePointer) -> PostgresError {
+        func field(_ code: Character) -> String? {
+            guard let value = PQresultErrorField(result, Int32(code.asciiValue!)) else { return nil }
+            return String(cString: value)
+        }
+        let state = field("C")
+        let message = field("M") ?? errorText(PQresultErrorMessage(result))
+        return PostgresError(
+            code: state.map(PostgresError.code(forSQLState:)) ?? .server,
+            message: message, sqlState: state, detail: field("D"),
+            constraint: field("n"), table: field("t"), column: field("c")
+        )
+    }
+
+    private func libpqFailure() -> PostgresError {
+        PostgresError.connectionLost(conn.map { errorText(PQerrorMessage($0)) } ?? "closed")
+    }
+
+    // MARK: - Cancellation
+
+    /// Cancels `request`: dropped if still queued; if running, the server is asked to
+    /// cancel it (the request then fails with `queryCancelled`).
+    private func cancel(_ request: Request) {
+        request.cancelRequested = true
+        if let index = queue.firstIndex(where: { $0 === request }) {
+            queue.remove(at: index)
+            request.finish(.failure(PostgresError.cancelled))
+            return
+        }
+        guard current === request, let conn, let handle = PQgetCancel(conn) else { return }
+        // PQcancel opens its own connection and blocks: it runs on a short-lived thread.
+        // The connection is not handed to anyone else until it returns, so a late cancel
+        // cannot hit the next user's statement.
+        cancelsInFlight += 1
+        let cancelHandle = CancelHandle(handle)
+        runOnDetachedThread { [self] in
+            cancelHandle.send()
+            loop.execute { [self] in
+                cancelsInFlight -= 1
+                if cancelsInFlight == 0 { runWhenQuiet() }
+            }
+        }
+    }
+
+    /// Runs `body` on the loop once no cancel request is in flight.
+    func whenQuiet(_ body: @escaping () -> Void) {
+        if cancelsInFlight == 0 { body() } else { whenQuiet.append(body) }
+    }
+
+    private func runWhenQuiet() {
+        let callbacks = whenQuiet
+        whenQuiet.removeAll()
+        for callback in callbacks { callback() }
+    }
+
+    /// Loop only: whether the connection is idle outside any transaction.
+    var isIdleOutsideTransaction: Bool {
+        guard let conn, current == nil, queue.isEmpty else { return false }
+        return PQtransactionStatus(conn) == PQTRANS_IDLE
+    }
+
+    // MARK: - Closing
+
+    /// Closes the connection; pending requests fail with `connectionLost`.
+    public func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            loop.runOnLoop {
+                self.failConnection(PostgresError.connectionLost("the connection was closed"))
+                continuation.resume()
+            }
+        }
+    }
+
+    /// Loop only: closes the connection now.
+    func closeNow() {
+        failConnection(PostgresError.connectionLost("the connection was closed"))
+    }
+
+    private func failConnection(_ error: PostgresError) {
+        if case .connecting = phase { return failConnecting(error) }
+        if case .closed = phase { return }
+        phase = .closed
+        usable.store(false, ordering: .releasing)
+        closeSocket()
+        var failed = queue
+        queue.removeAll()
+        if let current { failed.insert(current, at: 0) }
+        current = nil
+        for request in failed { request.finish(.failure(error)) }
+        let onClose = self.onClose
+        self.onClose = nil
+        onClose?()
+    }
+
+    private func closeSocket() {
+        if fd >= 0 {
+            loop.deregister(fd: fd)
+            fd = -1
+        }
+        if let conn {
+            PQfinish(conn)
+            self.conn = nil
+        }
+    }
+}
+
+extension PostgresConnection: EventLoopSource {
+    package func handleEvents(_ events: UInt32) {
+        switch phase {
+        case .connecting:
+            continueConnecting()
+        case .ready:
+            if events & EPOLLOUT.rawValue != 0 { flush() }
+            if events & (EPOLLIN.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { readInput() }
+            // Results read may have freed libpq's output buffer for more.
+            if wantsWrite, conn != nil { flush() }
+        case .idle, .closed:
+            break
+        }
+    }
+}
+
+/// One queued unit of work: a pipeline of statements, or a simple-protocol script.
+final class Request: @unchecked Sendable {
+    // @unchecked: touched on its connection's loop only.
+    enum Kind {
+        case extended([PostgresQuery])
+        case simple(String)
+    }
+    enum Step {
+        case prepare(key: String)
+        case execute
+    }
+
+    let kind: Kind
+    var continuation: CheckedContinuation<[PostgresRows], any Error>?
+    var steps: [Step] = []
+    var stepIndex = 0
+    var rows: [PostgresRows] = []
+    var error: PostgresError?
+    var cancelRequested = false
+
+    init(_ kind: Kind) { self.kind = kind }
+
+    func finish(_ result: Result<[PostgresRows], PostgresError>) {
+        guard let continuation else { return }
+        self.continuation = nil
+        continuation.resume(with: result.mapError { $0 as any Error })
+    }
+}
+
+/// A libpq cancel handle, used once from a helper thread and then freed.
+private final class CancelHandle: @unchecked Sendable {
+    private let handle: OpaquePointer
+    init(_ handle: OpaquePointer) { self.handle = handle }
+
+    func send() {
+        var buffer = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(handle, &buffer, Int32(buffer.count))
+        PQfreeCancel(handle)
+    }
+}
+
+extension EventLoop {
+    /// Runs `body` on the loop: right away when already there, else soon.
+    func runOnLoop(_ body: @escaping @Sendable () -> Void) {
+        if inEventLoop { body() } else { execute(body) }
+    }
+}
+
+/// libpq error texts end with a newline.
+func errorText(_ pointer: UnsafePointer<CChar>?) -> String {
+    guard let pointer else { return "unknown error" }
+    var text = String(cString: pointer)
+    while text.last == "\n" { text.removeLast() }
+    return text
+}
+
+/// Calls `body` with a NULL-terminated array of C strings.
+private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    let duplicates = strings.map { strdup($0) }
+    defer { duplicates.forEach { free($0) } }
+    var pointers: [UnsafePointer<CChar>?] = duplicates.map { UnsafePointer($0) }
+    pointers.append(nil)
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+/// Calls `body` with libpq's parameter arrays pointing into `bindings`' buffer.
+private func withParameterPointers<R>(
+    _ bindings: PostgresBindings,
+    _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?) -> R
+) -> R {
+    let count = bindings.count
+    if count == 0 { return body(0, nil, nil, nil) }
+    // A zero-length value still needs a non-NULL pointer (NULL means SQL NULL).
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1) { empty in
+        bindings.bytes.withUnsafeBufferPointer { buffer in
+            let base = buffer.baseAddress.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(empty.baseAddress!)
+            return withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: count) { values in
+                withUnsafeTemporaryAllocation(of: Int32.self, capacity: count) { lengths in
+                    withUnsafeTemporaryAllocation(of: Int32.self, capacity: count) { formats in
+                        for index in 0..<count {
+                            let span = bindings.spans[index]
+                            values[index] = span.length < 0 ? nil : (base + span.offset).assumingMemoryBound(to: CChar.self)
+                            lengths[index] = max(span.length, 0)
+                            formats[index] = 1
+                        }
+                        return body(Int32(count), UnsafePointer(values.baseAddress), UnsafePointer(lengths.baseAddress), UnsafePointer(formats.baseAddress))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs `body` on a new detached thread (for the rare blocking libpq call).
+func runOnDetachedThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
+    let box = Unmanaged.passRetained(Box(body))
+    var attributes = pthread_attr_t()
+    pthread_attr_init(&attributes)
+    pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+    defer { pthread_attr_destroy(&attributes) }
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, &attributes, { raw in
+        Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+    }, box.toOpaque())
+    if rc != 0 {
+        // No thread to be had: run it here rather than lose it.
+        box.takeRetainedValue().body()
+    }
+}

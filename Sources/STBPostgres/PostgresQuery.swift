@@ -1,0 +1,69 @@
+/// A statement and its parameters.
+///
+/// Written as a string literal, every interpolated value becomes a bound parameter
+/// (`$1`, `$2`, ...), never SQL text:
+///
+///     try await connection.query("SELECT name FROM modules WHERE key = \(key)")
+///
+/// Statements are prepared once per connection and reused, keyed by their text and
+/// parameter types.
+public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
+    public private(set) var sql: String
+    public private(set) var bindings: PostgresBindings
+
+    public init(_ sql: String, _ bindings: PostgresBindings = PostgresBindings()) {
+        self.sql = sql
+        self.bindings = bindings
+    }
+
+    public init(stringLiteral value: String) {
+        self.init(value)
+    }
+
+    public init(stringInterpolation: StringInterpolation) {
+        self.init(stringInterpolation.sql, stringInterpolation.bindings)
+    }
+
+    public struct StringInterpolation: StringInterpolationProtocol {
+        var sql = ""
+        var bindings = PostgresBindings()
+
+        public init(literalCapacity: Int, interpolationCount: Int) {
+            sql.reserveCapacity(literalCapacity + interpolationCount * 3)
+        }
+
+        public mutating func appendLiteral(_ literal: String) {
+            sql += literal
+        }
+
+        /// Binds `value` as the next parameter.
+        public mutating func appendInterpolation(_ value: some PostgresEncodable) {
+            bindings.append(value)
+            sql += "$\(bindings.count)"
+        }
+    }
+}
+
+/// Parameters in binary format, packed into one buffer.
+public struct PostgresBindings: Sendable {
+    var types: [UInt32] = []
+    /// Offset and length of each value in `bytes`; length -1 for NULL.
+    var spans: [(offset: Int, length: Int32)] = []
+    var bytes: [UInt8] = []
+
+    public init() {}
+
+    public var count: Int { types.count }
+
+    public mutating func append<Value: PostgresEncodable>(_ value: Value) {
+        let start = bytes.count
+        let present = value.encode(into: &bytes)
+        types.append(Value.postgresType.oid)
+        spans.append(present ? (start, Int32(bytes.count - start)) : (start, -1))
+    }
+
+    /// The key under which a statement with these parameter types is cached.
+    var typeSignature: String {
+        types.map(String.init).joined(separator: ",")
+    }
+}
