@@ -11,17 +11,20 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
     public private(set) var sql: String
     public private(set) var bindings: PostgresBindings
 
-    public init(_ sql: String, _ bindings: PostgresBindings = PostgresBindings()) {
+    /// A statement from SQL text built by the program (never from input) and its
+    /// parameters. Labelled on purpose: `PostgresQuery("...\(x)")` would be read as an
+    /// interpolated literal and bind `x`.
+    public init(sql: String, bindings: PostgresBindings = PostgresBindings()) {
         self.sql = sql
         self.bindings = bindings
     }
 
     public init(stringLiteral value: String) {
-        self.init(value)
+        self.init(sql: value)
     }
 
     public init(stringInterpolation: StringInterpolation) {
-        self.init(stringInterpolation.sql, stringInterpolation.bindings)
+        self.init(sql: stringInterpolation.sql, bindings: stringInterpolation.bindings)
     }
 
     public struct StringInterpolation: StringInterpolationProtocol {
