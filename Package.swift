@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "STBPostgres", targets: ["STBPostgres"]),
         .executable(name: "stb-echo-server", targets: ["stb-echo-server"]),
         .executable(name: "stb-rpc-bench", targets: ["stb-rpc-bench"]),
+        .executable(name: "stb-pg-bench", targets: ["stb-pg-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -75,7 +76,8 @@ let package = Package(
         .target(
             name: "STBPostgres",
             dependencies: ["STBEventLoop", "CLinux", "CLibpq", swiftLog],
-            swiftSettings: swiftSettings
+            // Async calls run on the caller's executor (its worker loop), without a hop per call.
+            swiftSettings: swiftSettings + [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
 
         // Test-only echo service: the RPC layer's interop, hardening and benchmark peer.
@@ -99,6 +101,12 @@ let package = Package(
             name: "stb-rpc-bench",
             dependencies: ["STBEcho", "STBRPC", "STBMessages"],
             swiftSettings: swiftSettings
+        ),
+        // Pool, single-select and pipelining measurements for scripts/bench-postgres.
+        .executableTarget(
+            name: "stb-pg-bench",
+            dependencies: ["STBPostgres", "STBEventLoop"],
+            swiftSettings: swiftSettings + [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
 
         // MARK: - Tests

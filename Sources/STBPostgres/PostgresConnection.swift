@@ -27,7 +27,7 @@ public final class PostgresConnection: @unchecked Sendable {
     private var phase: Phase = .idle
     private var queue: [Request] = []
     private var current: Request?
-    private var statements: [String: String] = [:]
+    private var statements: [StatementKey: String] = [:]
     private var statementCounter = 0
     private var wantsWrite = false
     private var connectTimer: TimerHandle?
@@ -168,32 +168,32 @@ public final class PostgresConnection: @unchecked Sendable {
     // MARK: - Requests
 
     /// Runs one statement and returns its rows.
-    public func query(_ query: PostgresQuery) async throws(PostgresError) -> PostgresRows {
+    nonisolated(nonsending) public func query(_ query: PostgresQuery) async throws(PostgresError) -> PostgresRows {
         try await run(.extended([query]))[0]
     }
 
     /// Runs several statements in one round trip (pipeline mode) and returns each one's
     /// rows, in order. Outside an explicit transaction the batch is atomic: if one
     /// statement fails, none of them takes effect.
-    public func pipeline(_ queries: [PostgresQuery]) async throws(PostgresError) -> [PostgresRows] {
+    nonisolated(nonsending) public func pipeline(_ queries: [PostgresQuery]) async throws(PostgresError) -> [PostgresRows] {
         if queries.isEmpty { return [] }
         return try await run(.extended(queries))
     }
 
     /// Runs a script of one or more statements with the simple protocol (no parameters,
     /// text results); for migrations and administrative commands.
-    public func execute(script: String) async throws(PostgresError) {
+    nonisolated(nonsending) public func execute(script: String) async throws(PostgresError) {
         _ = try await run(.simple(script))
     }
 
     /// Runs a request. Non-cancellable requests (rollback, cleanup) run even in a
     /// cancelled task.
-    func run(_ kind: Request.Kind, cancellable: Bool = true) async throws(PostgresError) -> [PostgresRows] {
+    nonisolated(nonsending) func run(_ kind: Request.Kind, cancellable: Bool = true) async throws(PostgresError) -> [PostgresRows] {
         if cancellable && Task.isCancelled { throw PostgresError.cancelled }
         let request = Request(kind)
         do {
             return try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { continuation in
+                try await withUnsafeThrowingContinuation { continuation in
                     request.continuation = continuation
                     loop.runOnLoop { self.enqueue(request) }
                 }
@@ -240,7 +240,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Queues one statement: prepare (first use on this connection) and execute.
     private func send(_ query: PostgresQuery, for request: Request) -> Bool {
         let bindings = query.bindings
-        let key = query.sql + "\u{0}" + bindings.typeSignature
+        let key = StatementKey(sql: query.sql, types: bindings.types)
         var name = statements[key]
         if name == nil, statements.count < Self.statementCacheLimit {
             let newName = "s\(statementCounter)"
@@ -495,12 +495,12 @@ final class Request: @unchecked Sendable {
         case simple(String)
     }
     enum Step {
-        case prepare(key: String)
+        case prepare(key: StatementKey)
         case execute
     }
 
     let kind: Kind
-    var continuation: CheckedContinuation<[PostgresRows], any Error>?
+    var continuation: UnsafeContinuation<[PostgresRows], any Error>?
     var steps: [Step] = []
     var stepIndex = 0
     var rows: [PostgresRows] = []
@@ -597,4 +597,10 @@ func runOnDetachedThread(_ body: @escaping @Sendable () -> Void) {
         // No thread to be had: run it here rather than lose it.
         box.takeRetainedValue().body()
     }
+}
+
+/// Prepared-statement cache key: the text and parameter types, hashed without building a string.
+struct StatementKey: Hashable {
+    let sql: String
+    let types: [UInt32]
 }

@@ -209,8 +209,11 @@ public struct PostgresCell {
     public let type: PostgresType
     /// Whether the value is in binary (true) or text format.
     public let isBinary: Bool
+    let column: Int
+    let rows: PostgresRows
+
     /// The column's name, for error messages.
-    public let columnName: String
+    public var columnName: String { rows.columnName(column) }
 }
 
 /// A Swift type that can be read from a result column.

@@ -1,8 +1,9 @@
 /// A failed database operation.
 ///
-/// `code` is what callers branch on; `message` is safe to show a caller (it never holds
-/// SQL: it is the server's primary message, or a fixed sentence for client-side
-/// failures). `sqlState`, `detail`, `constraint`, `table` and `column` are the server's
+/// `code` is what callers branch on; `message` is the server's primary message (or a
+/// fixed sentence for client-side failures): never the statement's text, though it may
+/// quote one value or token of it (`invalid input syntax for type integer: "x"`).
+/// Services map `code` to their own wording before anything reaches a caller. `sqlState`, `detail`, `constraint`, `table` and `column` are the server's
 /// diagnostic fields, for mapping to domain errors and for logs.
 public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {

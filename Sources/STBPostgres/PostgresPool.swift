@@ -88,6 +88,11 @@ public final class PostgresPool: Sendable {
     ) async throws -> R {
         let connection = try await acquire()
         defer { release(connection) }
+        // Handler tasks usually prefer their loop already: skip the preference record then.
+        let alreadyPreferred = withUnsafeCurrentTask { task in
+            task?.unownedTaskExecutor == connection.loop.asUnownedTaskExecutor()
+        }
+        if alreadyPreferred { return try await body(connection) }
         return try await withTaskExecutorPreference(connection.loop, isolation: isolation) {
             try await body(connection)
         }
@@ -111,20 +116,39 @@ public final class PostgresPool: Sendable {
             } catch let error as PostgresError
                 where (error.code == .serializationFailure || error.code == .deadlockDetected) && attempt < maxAttempts
             {
+                // Back off a little (randomised, growing) so the conflicting transaction can finish.
+                try await Task.sleep(for: .microseconds(Int.random(in: 1...(500 << min(attempt, 6)))))
                 attempt += 1
             }
         }
     }
 
     /// Runs one statement on any connection.
-    public func query(_ query: PostgresQuery) async throws -> PostgresRows {
+    nonisolated(nonsending) public func query(_ query: PostgresQuery) async throws -> PostgresRows {
         try await withConnection { try await $0.query(query) }
     }
 
     // MARK: - Acquire and release
 
-    private func acquire() async throws -> PostgresConnection {
+    nonisolated(nonsending) private func acquire() async throws -> PostgresConnection {
         let preferred = group.loops.first { $0.inEventLoop }
+        // Fast path: an idle connection (or room for a new one) without suspending.
+        let fast: Result<Lease, PostgresError>? = state.withLock { state in
+            if state.closed { return .failure(PostgresError(code: .poolClosed, message: "the database pool is shut down")) }
+            if let connection = Self.takeIdle(&state, preferring: preferred) { return .success(.connection(connection)) }
+            if state.open < configuration.poolSize {
+                state.open += 1
+                return .success(.openNew)
+            }
+            return nil
+        }
+        if let fast {
+            switch fast {
+            case .failure(let error): throw error
+            case .success(.connection(let connection)): return connection
+            case .success(.openNew): return try await openConnection(on: preferred ?? group.next())
+            }
+        }
         let waiterID = state.withLock { state -> Int in
             state.nextWaiterID += 1
             return state.nextWaiterID
@@ -138,6 +162,8 @@ public final class PostgresPool: Sendable {
                         state.open += 1
                         return .success(.openNew)
                     }
+                    // Cancelled before the waiter was queued: the cancel handler found nothing to remove.
+                    if Task.isCancelled { return .failure(PostgresError.cancelled) }
                     state.waiters.append(Waiter(id: waiterID, continuation: continuation))
                     return nil
                 }

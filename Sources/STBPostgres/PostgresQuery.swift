@@ -65,8 +65,4 @@ public struct PostgresBindings: Sendable {
         spans.append(present ? (start, Int32(bytes.count - start)) : (start, -1))
     }
 
-    /// The key under which a statement with these parameter types is cached.
-    var typeSignature: String {
-        types.map(String.init).joined(separator: ",")
-    }
 }

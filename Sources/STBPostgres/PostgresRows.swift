@@ -1,3 +1,4 @@
+import Glibc
 internal import CLibpq
 
 /// The rows a statement returned, read in place from the server's result.
@@ -12,31 +13,32 @@ public final class PostgresRows: @unchecked Sendable, RandomAccessCollection {
     // result accessors are safe to call from several threads.
 
     private let result: OpaquePointer?
-    public let columnNames: [String]
-    private let columnTypes: [PostgresType]
-    private let binaryColumns: [Bool]
     public let count: Int
-    /// Rows the statement changed (INSERT/UPDATE/DELETE), from the command tag.
-    public let affectedRows: Int
+    public let columnCount: Int
 
     init(result: OpaquePointer) {
         self.result = result
         count = Int(PQntuples(result))
-        let columns = Int(PQnfields(result))
-        columnNames = (0..<columns).map { String(cString: PQfname(result, Int32($0))) }
-        columnTypes = (0..<columns).map { PostgresType(oid: PQftype(result, Int32($0))) }
-        binaryColumns = (0..<columns).map { PQfformat(result, Int32($0)) == 1 }
-        affectedRows = Int(String(cString: PQcmdTuples(result))) ?? 0
+        columnCount = Int(PQnfields(result))
+    }
+
+    /// Rows changed by an INSERT, UPDATE or DELETE (from the command tag).
+    public var affectedRows: Int {
+        guard let result else { return 0 }
+        return Int(String(cString: PQcmdTuples(result))) ?? 0
+    }
+
+    public var columnNames: [String] { (0..<columnCount).map(columnName) }
+
+    func columnName(_ column: Int) -> String {
+        String(cString: PQfname(result, Int32(column)))
     }
 
     /// Rows for a statement that returned nothing.
     init() {
         result = nil
-        columnNames = []
-        columnTypes = []
-        binaryColumns = []
         count = 0
-        affectedRows = 0
+        columnCount = 0
     }
 
     deinit {
@@ -48,12 +50,16 @@ public final class PostgresRows: @unchecked Sendable, RandomAccessCollection {
     public subscript(position: Int) -> PostgresRow { PostgresRow(rows: self, index: position) }
 
     /// The column's index, or nil when the result has no such column.
+    /// The index of the first column called exactly `name`.
     public func columnIndex(_ name: String) -> Int? {
-        columnNames.firstIndex(of: name)
+        guard let result else { return nil }
+        return name.withCString { wanted in
+            (0..<columnCount).first { strcmp(PQfname(result, Int32($0)), wanted) == 0 }
+        }
     }
 
     func cell(row: Int, column: Int) -> PostgresCell {
-        precondition(column >= 0 && column < columnNames.count, "column \(column) out of range")
+        precondition(column >= 0 && column < columnCount, "column \(column) out of range")
         let bytes: UnsafeRawBufferPointer?
         if PQgetisnull(result, Int32(row), Int32(column)) == 1 {
             bytes = nil
@@ -62,8 +68,8 @@ public final class PostgresRows: @unchecked Sendable, RandomAccessCollection {
             bytes = UnsafeRawBufferPointer(start: PQgetvalue(result, Int32(row), Int32(column)), count: length)
         }
         return PostgresCell(
-            bytes: bytes, type: columnTypes[column], isBinary: binaryColumns[column],
-            columnName: columnNames[column]
+            bytes: bytes, type: PostgresType(oid: PQftype(result, Int32(column))),
+            isBinary: PQfformat(result, Int32(column)) == 1, column: column, rows: self
         )
     }
 }

@@ -2,7 +2,7 @@ import STBPostgres
 import Testing
 import FoundationEssentials
 
-@Suite("Postgres connection and pool")
+@Suite("Postgres connection and pool", .sharedDatabase)
 struct ConnectionTests {
     @Test("round trip of every supported type, NULLs included")
     func typesRoundTrip() async throws {

@@ -4,7 +4,7 @@ import Testing
 
 /// Each test migrates its own schema (through `search_path`), so tests do not share
 /// `schema_migrations`.
-@Suite("Migrations")
+@Suite("Migrations", .sharedDatabase)
 struct MigrationTests {
     @Test("applies pending migrations in order, once, recording checksums")
     func appliesInOrder() async throws {
