@@ -15,12 +15,15 @@ let package = Package(
         .library(name: "STBMessages", targets: ["STBMessages"]),
         .library(name: "STBRPC", targets: ["STBRPC"]),
         .library(name: "STBPostgres", targets: ["STBPostgres"]),
+        .executable(name: "catalogd", targets: ["catalogd"]),
+        .executable(name: "stbctl", targets: ["stbctl"]),
         .executable(name: "stb-echo-server", targets: ["stb-echo-server"]),
         .executable(name: "stb-rpc-bench", targets: ["stb-rpc-bench"]),
         .executable(name: "stb-pg-bench", targets: ["stb-pg-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // MARK: - C libraries (Debian packages, found with pkg-config)
@@ -80,6 +83,29 @@ let package = Package(
             swiftSettings: swiftSettings + [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
 
+        // MARK: - Catalog service
+
+        .target(
+            name: "STBCatalog",
+            dependencies: ["STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "catalogd",
+            dependencies: ["STBCatalog", "STBRPC", "STBPostgres", swiftLog],
+            swiftSettings: swiftSettings
+        ),
+
+        // The command-line client engineers use against the services.
+        .executableTarget(
+            name: "stbctl",
+            dependencies: [
+                "STBRPC", "STBMessages",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // Test-only echo service: the RPC layer's interop, hardening and benchmark peer.
         .target(
             name: "STBEcho",
@@ -119,6 +145,11 @@ let package = Package(
         .testTarget(
             name: "STBPostgresTests",
             dependencies: ["STBPostgres", "STBEventLoop"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "STBCatalogTests",
+            dependencies: ["STBCatalog", "STBRPC", "STBPostgres", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

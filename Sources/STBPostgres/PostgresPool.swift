@@ -272,9 +272,10 @@ public enum PostgresIsolationLevel: String, Sendable {
 }
 
 /// An open transaction on one connection, valid inside `withTransaction`'s body.
-public final class PostgresTransaction {
+public final class PostgresTransaction: Sendable {
     public let connection: PostgresConnection
-    private(set) var channelsToNotify: [String] = []
+    private let channels = Mutex<[String]>([])
+    var channelsToNotify: [String] { channels.withLock { $0 } }
 
     init(connection: PostgresConnection) {
         self.connection = connection
@@ -290,7 +291,7 @@ public final class PostgresTransaction {
 
     /// Sends one payload-free `pg_notify(channel)` with the commit, however often it is asked for.
     public func notifyOnCommit(channel: String) {
-        if !channelsToNotify.contains(channel) { channelsToNotify.append(channel) }
+        channels.withLock { if !$0.contains(channel) { $0.append(channel) } }
     }
 }
 

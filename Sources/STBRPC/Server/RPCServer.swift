@@ -12,6 +12,7 @@ public final class RPCServer: Sendable {
     /// The health service; set statuses here. Shutdown sets everything NOT_SERVING.
     public let health: HealthService
     private let group: EventLoopGroup
+    private let ownsGroup: Bool
     private let core: ServerCore
     private let state = Mutex(State())
 
@@ -23,14 +24,23 @@ public final class RPCServer: Sendable {
     }
 
     /// Creates a server for `services` (health is added). Call `start()` to listen.
-    public init(configuration: Configuration, services: [any RPCService], logger: Logger = Logger(label: "stb.rpc.server")) throws {
+    ///
+    /// Pass `group` to share worker loops with other work (a database pool, so that a
+    /// handler's queries complete on its own thread); its loop count then sets the
+    /// number of workers. A group passed in is left running when the server stops: its
+    /// owner shuts it down after whatever else uses it.
+    public init(
+        configuration: Configuration, services: [any RPCService], group: EventLoopGroup? = nil,
+        logger: Logger = Logger(label: "stb.rpc.server")
+    ) throws {
         self.configuration = configuration
         self.health = HealthService()
         var router = RPCRouter()
         health.register(in: &router)
         for service in services { service.register(in: &router) }
-        self.group = try EventLoopGroup(count: max(1, configuration.workers), name: "stb-rpc")
-        self.core = ServerCore(configuration: configuration, router: router, logger: logger, loops: group.loops)
+        self.ownsGroup = group == nil
+        self.group = try group ?? EventLoopGroup(count: max(1, configuration.workers), name: "stb-rpc")
+        self.core = ServerCore(configuration: configuration, router: router, logger: logger, loops: self.group.loops)
     }
 
     /// The bound port (after `start()`).
@@ -98,7 +108,7 @@ public final class RPCServer: Sendable {
                 }
             }
         }
-        group.shutdown()
+        if ownsGroup { group.shutdown() }
         core.logger.info("stopped")
         let waiters = state.withLock { state in
             state.stopped = true

@@ -1,0 +1,208 @@
+import STBMessages
+import STBPostgres
+import STBRPC
+import Synchronization
+
+/// A message already in wire form: replies built once and sent many times.
+public struct EncodedMessage: ProtoMessage {
+    public var bytes: [UInt8] = []
+
+    public init() {}
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+
+    public init(serializedBytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
+        bytes = Array(serializedBytes)
+    }
+
+    public func serialize(into buffer: inout [UInt8]) {
+        buffer.append(contentsOf: bytes)
+    }
+
+    public static var protoMessageName: String { "stb.catalog.v1.GetConfigResponse" }
+}
+
+/// The assembled catalog, kept in memory in wire form.
+///
+/// Built in one REPEATABLE READ snapshot with the revision and the outbox cursor that
+/// snapshot corresponds to. Each module's `ConfigModule` is encoded once; a reply is the
+/// revision and cursor fields followed by the chosen modules' bytes, so no call encodes
+/// the tree again. The cache goes stale on a local change, and when the outbox signal
+/// (LISTEN, or its periodic poll) fires: then one query compares the revision, and only
+/// a different revision rebuilds.
+public final class ConfigCache: Sendable {
+    /// GetConfig served with a pre-encoded reply.
+    static let getConfigEncoded = ProtoMethod<Stb_Catalog_V1_GetConfigRequest, EncodedMessage>(
+        path: Stb_Catalog_V1_Catalog.getConfig.path, kind: .unary
+    )
+
+    struct Snapshot: Sendable {
+        let revision: UInt64
+        let cursor: String
+        /// Module key → field-4-framed `ConfigModule` bytes, in key order.
+        let modules: [(key: String, framed: [UInt8])]
+        let index: [String: Int]
+        let fullReply: [UInt8]
+        /// The signal generation the snapshot was checked against.
+        var generation: UInt64
+    }
+
+    private let pool: PostgresPool
+    private let signal: ChangeSignal
+    private let snapshot = Mutex<Snapshot?>(nil)
+    /// The newest revision this process knows was committed.
+    private let knownRevision = Atomic<UInt64>(0)
+
+    init(pool: PostgresPool, signal: ChangeSignal) {
+        self.pool = pool
+        self.signal = signal
+    }
+
+    /// A local commit produced `revision`.
+    func invalidate(revision: UInt64) {
+        _ = knownRevision.max(revision, ordering: .relaxed)
+    }
+
+    func reply(to request: Stb_Catalog_V1_GetConfigRequest) async throws -> EncodedMessage {
+        let current = try await currentSnapshot()
+        if request.knownRevision != 0, request.knownRevision == current.revision {
+            var unchanged = Stb_Catalog_V1_GetConfigResponse()
+            unchanged.revision = current.revision
+            unchanged.unchanged = true
+            unchanged.cursor = current.cursor
+            return EncodedMessage(bytes: unchanged.serializedBytes())
+        }
+        if request.moduleKeys.isEmpty { return EncodedMessage(bytes: current.fullReply) }
+        var reply = Self.header(revision: current.revision, cursor: current.cursor)
+        var missing: [String] = []
+        for key in request.moduleKeys {
+            if let position = current.index[key] { reply += current.modules[position].framed } else { missing.append(key) }
+        }
+        if !missing.isEmpty {
+            throw RPCError(code: .notFound, message: "no such module: \(missing.map(Validation.quoted).joined(separator: ", "))")
+        }
+        return EncodedMessage(bytes: reply)
+    }
+
+    /// The snapshot, rebuilt first when it may be stale.
+    func currentSnapshot() async throws -> Snapshot {
+        let generation = signal.generation
+        let known = knownRevision.load(ordering: .relaxed)
+        if let cached = snapshot.withLock({ $0 }), cached.revision >= known {
+            if cached.generation == generation { return cached }
+            // Something may have changed elsewhere: compare revisions (one cheap query).
+            let rows = try await pool.query("SELECT revision FROM catalog_revision")
+            let revision = UInt64(try rows[0].decode(0, as: Int64.self))
+            if revision == cached.revision {
+                var refreshed = cached
+                refreshed.generation = generation
+                snapshot.withLock { if ($0?.revision ?? 0) <= refreshed.revision { $0 = refreshed } }
+                return refreshed
+            }
+        }
+        let built = try await build(generation: generation)
+        _ = knownRevision.max(built.revision, ordering: .relaxed)
+        snapshot.withLock { current in
+            if current == nil || current!.revision <= built.revision { current = built }
+        }
+        return built
+    }
+
+    private func build(generation: UInt64) async throws -> Snapshot {
+        try await pool.withTransaction(isolation: .repeatableRead) { transaction in
+            let results = try await transaction.pipeline([
+                "SELECT revision FROM catalog_revision",
+                // The newest event this snapshot is sure to contain: every transaction below
+                // the snapshot's xmin has ended, so later events all have higher cursors.
+                """
+                SELECT txid, id FROM events WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
+                ORDER BY txid DESC, id DESC LIMIT 1
+                """,
+                PostgresQuery(sql: "SELECT \(Columns.module) FROM modules m ORDER BY m.key"),
+                PostgresQuery(sql: "SELECT \(Columns.group) FROM groups g JOIN modules m ON m.id = g.module_id ORDER BY m.key, g.position, g.key"),
+                PostgresQuery(sql: """
+                    SELECT \(Columns.option) FROM options o JOIN groups g ON g.id = o.group_id JOIN modules m ON m.id = g.module_id
+                    ORDER BY o.group_id, o.key
+                    """),
+                PostgresQuery(sql: "SELECT \(Columns.state) FROM states s JOIN modules m ON m.id = s.module_id ORDER BY m.key, s.name"),
+                PostgresQuery(sql: "SELECT \(Columns.transition) FROM transitions t JOIN modules m ON m.id = t.module_id ORDER BY m.key, t.from_state, t.event"),
+            ])
+            let revision = UInt64(try results[0][0].decode(0, as: Int64.self))
+            var cursor = OutboxCursor.start
+            if let row = results[1].first {
+                cursor = OutboxCursor(transaction: try row.decode(0, as: UInt64.self), sequence: try row.decode(1, as: Int64.self))
+            }
+            var modules: [String: Stb_Catalog_V1_ConfigModule] = [:]
+            var order: [String] = []
+            for row in results[2] {
+                let module = try Columns.module(row)
+                var entry = Stb_Catalog_V1_ConfigModule()
+                entry.module = module
+                modules[module.key] = entry
+                order.append(module.key)
+            }
+            var groupIndex: [Int64: (module: String, position: Int)] = [:]
+            for row in results[3] {
+                let group = try Columns.group(row)
+                var entry = Stb_Catalog_V1_ConfigGroup()
+                entry.group = group
+                groupIndex[group.id] = (group.moduleKey, modules[group.moduleKey]!.groups.count)
+                modules[group.moduleKey]!.groups.append(entry)
+            }
+            var groupIDs: [String: Int64] = [:]
+            for (id, place) in groupIndex {
+                groupIDs["\(place.module)/\(modules[place.module]!.groups[place.position].group!.key)"] = id
+            }
+            for row in results[4] {
+                let option = try Columns.option(row)
+                guard let id = groupIDs["\(option.moduleKey)/\(option.groupKey)"], let place = groupIndex[id] else { continue }
+                modules[place.module]!.groups[place.position].options.append(option)
+            }
+            for row in results[5] {
+                let state = try Columns.state(row)
+                modules[state.moduleKey]?.states.append(state)
+            }
+            for row in results[6] {
+                let transition = try Columns.transition(row)
+                modules[transition.moduleKey]?.transitions.append(transition)
+            }
+            var framed: [(key: String, framed: [UInt8])] = []
+            var index: [String: Int] = [:]
+            var full = Self.header(revision: revision, cursor: cursor.description)
+            for key in order {
+                var bytes: [UInt8] = []
+                Self.appendLengthDelimited(field: 4, modules[key]!.serializedBytes(), to: &bytes)
+                index[key] = framed.count
+                framed.append((key, bytes))
+                full += bytes
+            }
+            return Snapshot(
+                revision: revision, cursor: cursor.description, modules: framed, index: index,
+                fullReply: full, generation: generation
+            )
+        }
+    }
+
+    /// `GetConfigResponse` fields 1 (revision) and 3 (cursor).
+    private static func header(revision: UInt64, cursor: String) -> [UInt8] {
+        var header = Stb_Catalog_V1_GetConfigResponse()
+        header.revision = revision
+        header.cursor = cursor
+        return header.serializedBytes()
+    }
+
+    private static func appendLengthDelimited(field: UInt64, _ payload: [UInt8], to buffer: inout [UInt8]) {
+        appendVarint(field << 3 | 2, to: &buffer)
+        appendVarint(UInt64(payload.count), to: &buffer)
+        buffer += payload
+    }
+
+    private static func appendVarint(_ value: UInt64, to buffer: inout [UInt8]) {
+        var value = value
+        while value >= 0x80 {
+            buffer.append(UInt8(value & 0x7F) | 0x80)
+            value >>= 7
+        }
+        buffer.append(UInt8(value))
+    }
+}
+

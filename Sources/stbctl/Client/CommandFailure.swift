@@ -1,0 +1,10 @@
+/// A failure to report as `stbctl: message`, exit status 1.
+struct CommandFailure: Error, CustomStringConvertible {
+    let message: String
+
+    init(_ message: String) {
+        self.message = message
+    }
+
+    var description: String { message }
+}

@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+
+/// The options every command takes: where the catalog is, how long to wait, who is acting.
+struct GlobalOptions: ParsableArguments {
+    @Option(
+        name: .customLong("addr"),
+        help: ArgumentHelp(
+            "The catalog's address. (default: $STB_CATALOG_ADDR, else \(GlobalOptions.fallbackAddress))",
+            valueName: "host:port"))
+    var address: String?
+
+    @Option(
+        help: ArgumentHelp("Seconds to wait for each call; watch waits forever. (default: 10)", valueName: "seconds"),
+        transform: Seconds.parse)
+    var timeout: Seconds = Seconds(10)
+
+    @Option(
+        help: ArgumentHelp(
+            "Who is making the change, sent as `stb-actor` metadata and recorded with it. (default: $STB_ACTOR, else $USER, else stbctl)",
+            valueName: "name"))
+    var actor: String?
+
+    static let fallbackAddress = "127.0.0.1:50051"
+
+    func validate() throws {
+        _ = try endpoint()
+        let actor = resolvedActor
+        guard !actor.isEmpty, actor.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
+            throw ValidationError("the actor name '\(actor)' must be printable ASCII (set --actor).")
+        }
+    }
+
+    /// The address text as given or defaulted.
+    var resolvedAddress: String {
+        if let address { return address }
+        if let env = ProcessInfo.processInfo.environment["STB_CATALOG_ADDR"], !env.isEmpty { return env }
+        return Self.fallbackAddress
+    }
+
+    var resolvedActor: String {
+        if let actor { return actor }
+        let environment = ProcessInfo.processInfo.environment
+        for name in ["STB_ACTOR", "USER"] {
+            if let value = environment[name], !value.isEmpty { return value }
+        }
+        return "stbctl"
+    }
+
+    /// The deadline for one unary call.
+    var callTimeout: Duration {
+        .milliseconds(Int64((timeout.value * 1000).rounded(.up)))
+    }
+
+    /// Host and port from `resolvedAddress`: `host:port` or `[v6addr]:port`.
+    func endpoint() throws(ValidationError) -> (host: String, port: Int) {
+        let text = resolvedAddress
+        let origin = address == nil ? " (from STB_CATALOG_ADDR)" : ""
+        let invalid = ValidationError("the catalog address '\(text)'\(origin) is not host:port.")
+        guard let colon = text.lastIndex(of: ":") else { throw invalid }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty, let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+            throw invalid
+        }
+        return (host, port)
+    }
+}
+
+/// A number of seconds above 0, up to a day; fractions allowed.
+struct Seconds: CustomStringConvertible {
+    let value: Double
+
+    init(_ value: Double) {
+        self.value = value
+    }
+
+    static func parse(_ argument: String) throws -> Seconds {
+        guard let value = Double(argument), value > 0, value <= 86_400 else {
+            throw ValidationError("expected a number of seconds above 0, up to 86400")
+        }
+        return Seconds(value)
+    }
+
+    /// `10` rather than `10.0`.
+    var description: String {
+        value.rounded() == value ? String(Int64(value)) : String(value)
+    }
+}

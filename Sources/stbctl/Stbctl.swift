@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+
+/// `stbctl`: the command-line client of the STB configuration services.
+@main
+struct Stbctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stbctl",
+        abstract: "Inspect and change the STB catalog: modules, groups, options, states and transitions.",
+        discussion: """
+            Every command talks gRPC to catalogd. Entities are named by key:
+
+              module      video
+              group       video/output            (module/group)
+              option      hdr                     (option keys are global)
+              state       video/idle              (module/state)
+              transition  video/idle/ENABLE_4K    (module/from-state/EVENT)
+
+            A REF made only of digits is an id instead.
+
+            Environment:
+              STB_CATALOG_ADDR   default for --addr (else 127.0.0.1:50051)
+              STB_ACTOR          default for --actor (else $USER, else "stbctl")
+
+            Exit status: 0 on success, 1 when the catalog refuses a call or cannot be
+            reached (the message reads "stbctl: STATUS: message"), 2 for a usage error.
+
+            Examples:
+              stbctl seed import services/catalog/seeds/demo.json --dry-run
+              stbctl config --module video
+              stbctl get option hdr
+              stbctl update option hdr --default false
+              stbctl watch
+            """,
+        subcommands: [
+            ConfigCommand.self,
+            GetCommand.self,
+            ListCommand.self,
+            CreateCommand.self,
+            UpdateCommand.self,
+            DeleteCommand.self,
+            SeedCommand.self,
+            WatchCommand.self,
+        ]
+    )
+
+    // Declared here too so that the connection options may also come before the
+    // subcommand (`stbctl --addr h:p get …`); the subcommands read the same values.
+    @OptionGroup var global: GlobalOptions
+
+    /// Runs the command line. Unlike the default `main`, failures of the catalog are
+    /// printed as `stbctl: STATUS: message` (exit 1) and usage errors exit 2.
+    static func main() async {
+        do {
+            var command = try await asyncParseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let failure as CommandFailure {
+            Terminal.fail(failure.message)
+        } catch {
+            let code = exitCode(for: error)
+            if code.rawValue == ExitCode.validationFailure.rawValue {
+                // ArgumentParser exits 64 (EX_USAGE); stbctl promises 2, like most Unix tools.
+                Terminal.writeError(fullMessage(for: error))
+                Terminal.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+}

@@ -1,0 +1,177 @@
+import Glibc
+import Logging
+import STBCatalog
+import STBMessages
+import STBPostgres
+import STBRPC
+import Synchronization
+import Testing
+
+typealias API = Stb_Catalog_V1_Catalog
+
+/// A catalog service on a free port, with a fresh schema of its own in the test database
+/// (`STB_TEST_DATABASE_URL`), migrated with the service's real migrations.
+struct CatalogHarness {
+    let server: RPCServer
+    let client: RPCClient
+    let pool: PostgresPool
+    let service: CatalogService
+    let listener: PostgresListener
+    let schema: String
+    let group: EventLoopGroup
+
+    static let environment = PostgresConfiguration.currentEnvironment()
+    static let baseConninfo = environment["STB_TEST_DATABASE_URL"] ?? "postgresql://stb_test@127.0.0.1:54329/stb_test"
+    static let counter = Atomic<Int>(0)
+
+    /// The checkout's root, from this file's path.
+    static var root: String {
+        var path = #filePath
+        for _ in 0..<3 { path = String(path[..<path.lastIndex(of: "/")!]) }
+        return path
+    }
+
+    static func start() async throws -> CatalogHarness {
+        let schema = "catalog_test_\(counter.wrappingAdd(1, ordering: .relaxed).newValue)_\(getpid())"
+        let group = try EventLoopGroup(count: 2, name: "catalog-test")
+        let admin = PostgresPool(configuration: PostgresConfiguration(conninfo: baseConninfo, poolSize: 1), group: group)
+        _ = try await admin.query(PostgresQuery(sql: "CREATE SCHEMA \(schema)"))
+        await admin.close()
+        let separator = baseConninfo.contains("?") ? "&" : "?"
+        let conninfo = baseConninfo + separator + "options=-csearch_path%3D\(schema)"
+        let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo, poolSize: 4), group: group)
+        try await Migrator(directory: "\(root)/services/catalog/migrations").migrate(pool)
+        let listener = PostgresListener(conninfo: conninfo, channels: [CatalogService.channel], loop: group.loops[0], pollInterval: .milliseconds(200))
+        listener.start()
+        let service = CatalogService(pool: pool, signal: listener.signal, logger: Logger(label: "catalog-test"))
+        var configuration = RPCServer.Configuration()
+        configuration.port = 0
+        let server = try RPCServer(configuration: configuration, services: [service], group: group)
+        let port = try await server.start()
+        let client = try RPCClient(host: "127.0.0.1", port: port)
+        return CatalogHarness(server: server, client: client, pool: pool, service: service, listener: listener, schema: schema, group: group)
+    }
+
+    func stop() async {
+        await client.close()
+        await server.shutdown(gracePeriod: .seconds(1))
+        await listener.stop()
+        await pool.close()
+        group.shutdown()
+    }
+
+    static func with(_ body: (CatalogHarness) async throws -> Void) async throws {
+        let harness = try await start()
+        do {
+            try await body(harness)
+        } catch {
+            await harness.stop()
+            throw error
+        }
+        await harness.stop()
+    }
+
+    func metadata(actor: String = "tester") -> Metadata {
+        var metadata = Metadata()
+        metadata.addString(actor, forKey: "stb-actor")
+        return metadata
+    }
+
+    func count(_ sql: String) async throws -> Int {
+        try await pool.query(PostgresQuery(sql: sql))[0].decode(0, as: Int.self)
+    }
+
+    // MARK: - Building blocks
+
+    @discardableResult
+    func createModule(_ key: String, name: String? = nil) async throws -> Stb_Catalog_V1_Module {
+        var request = Stb_Catalog_V1_CreateModuleRequest()
+        var module = Stb_Catalog_V1_Module()
+        module.key = key
+        module.name = name ?? key.capitalized
+        module.active = true
+        request.module = module
+        return try await client.unary(API.createModule, request: request, metadata: metadata())
+    }
+
+    @discardableResult
+    func createGroup(_ module: String, _ key: String, position: Int32 = 0) async throws -> Stb_Catalog_V1_Group {
+        var group = Stb_Catalog_V1_Group()
+        group.moduleKey = module
+        group.key = key
+        group.name = key.capitalized
+        group.position = position
+        var request = Stb_Catalog_V1_CreateGroupRequest()
+        request.group = group
+        return try await client.unary(API.createGroup, request: request, metadata: metadata())
+    }
+
+    @discardableResult
+    func createOption(
+        _ module: String, _ group: String, _ key: String, type: Stb_Catalog_V1_OptionType = .boolean,
+        default value: String = "true", meta: String = ""
+    ) async throws -> Stb_Catalog_V1_Option {
+        var option = Stb_Catalog_V1_Option()
+        option.moduleKey = module
+        option.groupKey = group
+        option.key = key
+        option.name = key.capitalized
+        option.type = type
+        option.defaultValue = value
+        option.metaJson = meta
+        option.editable = true
+        var request = Stb_Catalog_V1_CreateOptionRequest()
+        request.option = option
+        return try await client.unary(API.createOption, request: request, metadata: metadata())
+    }
+
+    @discardableResult
+    func createState(_ module: String, _ name: String) async throws -> Stb_Catalog_V1_State {
+        var state = Stb_Catalog_V1_State()
+        state.moduleKey = module
+        state.name = name
+        var request = Stb_Catalog_V1_CreateStateRequest()
+        request.state = state
+        return try await client.unary(API.createState, request: request, metadata: metadata())
+    }
+
+    func getConfig(modules: [String] = [], known: UInt64 = 0) async throws -> Stb_Catalog_V1_GetConfigResponse {
+        var request = Stb_Catalog_V1_GetConfigRequest()
+        request.moduleKeys = modules
+        request.knownRevision = known
+        return try await client.unary(API.getConfig, request: request)
+    }
+}
+
+extension String {
+    var capitalized: String { prefix(1).uppercased() + dropFirst() }
+}
+
+func optionRef(_ key: String) -> Stb_Catalog_V1_OptionRef {
+    var ref = Stb_Catalog_V1_OptionRef()
+    ref.ref = .key(key)
+    return ref
+}
+
+func moduleRef(_ key: String) -> Stb_Catalog_V1_ModuleRef {
+    var ref = Stb_Catalog_V1_ModuleRef()
+    ref.ref = .key(key)
+    return ref
+}
+
+/// Expects `body` to throw an `RPCError` with `code`; returns it.
+@discardableResult
+func expectStatus(
+    _ code: RPCError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void
+) async -> RPCError? {
+    do {
+        try await body()
+        Issue.record("expected \(code), but the call succeeded", sourceLocation: sourceLocation)
+    } catch let error as RPCError {
+        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+        return error
+    } catch {
+        Issue.record("expected RPCError \(code), got \(error)", sourceLocation: sourceLocation)
+    }
+    return nil
+}

@@ -1,0 +1,262 @@
+import STBCatalog
+import STBMessages
+import STBPostgres
+import STBRPC
+import Synchronization
+import Testing
+
+@Suite("Catalog service against a real Postgres")
+struct CatalogTests {
+    @Test("create, read, update and delete, with an audit row and an event per change")
+    func crudRoundTrip() async throws {
+        try await CatalogHarness.with { catalog in
+            let module = try await catalog.createModule("video")
+            #expect(module.id > 0 && module.key == "video" && module.active)
+            try await catalog.createGroup("video", "output", position: 1)
+            let option = try await catalog.createOption("video", "output", "resolution", type: .enum, default: "1080p",
+                                                        meta: #"{"values": ["720p", "1080p", "2160p"]}"#)
+            #expect(option.moduleKey == "video" && option.groupKey == "output" && option.type == .enum)
+
+            let fetched = try await catalog.client.unary(API.getOption, request: optionRef("resolution"))
+            #expect(fetched.id == option.id && fetched.defaultValue == "1080p")
+
+            var update = Stb_Catalog_V1_UpdateOptionRequest()
+            update.ref = optionRef("resolution")
+            update.defaultValue = "2160p"
+            let updated = try await catalog.client.unary(API.updateOption, request: update, metadata: catalog.metadata(actor: "alice"))
+            #expect(updated.defaultValue == "2160p" && updated.name == option.name && updated.type == .enum)
+
+            let audit = try await catalog.pool.query("""
+                SELECT actor, before->>'default', after->>'default' FROM audit_log WHERE entity = 'option' AND action = 'updated'
+                """)
+            #expect(audit.count == 1)
+            let (actor, before, after) = try audit[0].decode(String.self, String.self, String.self)
+            #expect(actor == "alice" && before == "1080p" && after == "2160p")
+
+            // The same update again changes nothing, and records nothing.
+            _ = try await catalog.client.unary(API.updateOption, request: update)
+            #expect(try await catalog.count("SELECT count(*) FROM audit_log") == 4)
+            #expect(try await catalog.count("SELECT count(*) FROM events") == 4)
+
+            _ = try await catalog.client.unary(API.deleteOption, request: optionRef("resolution"), metadata: catalog.metadata())
+            await expectStatus(.notFound) { _ = try await catalog.client.unary(API.getOption, request: optionRef("resolution")) }
+            #expect(try await catalog.count("SELECT revision FROM catalog_revision") == 5)
+        }
+    }
+
+    @Test("bad input is refused with INVALID_ARGUMENT naming the field, and writes nothing")
+    func validation() async throws {
+        try await CatalogHarness.with { catalog in
+            try await catalog.createModule("audio")
+            try await catalog.createGroup("audio", "levels")
+            let cases: [(String, Stb_Catalog_V1_OptionType, String, String, String)] = [
+                ("Bad Key", .boolean, "true", "", "option.key"),
+                ("volume", .integer, "abc", #"{"min": 0, "max": 100}"#, #"option.default_value: "abc" is not an integer"#),
+                ("volume", .integer, "120", #"{"min": 0, "max": 100}"#, "above the maximum 100"),
+                ("volume", .integer, "5", #"{"min": 10, "max": 1}"#, "min 10 is greater than max 1"),
+                ("mode", .enum, "x", #"{"values": []}"#, "must not be empty"),
+                ("mode", .enum, "a", #"{"values": ["a", "a"]}"#, "listed twice"),
+                ("mode", .enum, "z", #"{"values": ["a", "b"]}"#, "is not one of the values"),
+                ("flag", .boolean, "yes", "", "is not a boolean"),
+                ("flag", .unspecified, "true", "", "option.type"),
+                ("name", .string, "UPPER", #"{"pattern": "[a-z]+"}"#, "does not match the pattern"),
+                ("meta", .boolean, "true", "[1]", "option.meta_json: must be a JSON object"),
+            ]
+            for (key, type, value, meta, expected) in cases {
+                let error = await expectStatus(.invalidArgument) {
+                    try await catalog.createOption("audio", "levels", key, type: type, default: value, meta: meta)
+                }
+                #expect(error?.message.contains(expected) == true, "\(key): \(error?.message ?? "")")
+            }
+            #expect(try await catalog.count("SELECT count(*) FROM options") == 0)
+            await expectStatus(.alreadyExists) { try await catalog.createModule("audio") }
+            await expectStatus(.notFound) { try await catalog.createGroup("nope", "g") }
+            await expectStatus(.notFound) { try await catalog.createOption("audio", "nope", "x") }
+            #expect(try await catalog.count("SELECT count(*) FROM audit_log") == 2)
+        }
+    }
+
+    @Test("a module's state machine: states must exist; a used state cannot be deleted")
+    func stateMachine() async throws {
+        try await CatalogHarness.with { catalog in
+            try await catalog.createModule("video")
+            try await catalog.createState("video", "idle")
+            var transition = Stb_Catalog_V1_Transition()
+            transition.moduleKey = "video"
+            transition.fromState = "idle"
+            transition.event = "ENABLE_4K"
+            transition.toState = "4k_enabled"
+            transition.conditionJson = #"{"==": [{"var": "hdmi"}, "2.1"]}"#
+            var request = Stb_Catalog_V1_CreateTransitionRequest()
+            request.transition = transition
+            let missing = await expectStatus(.invalidArgument) { _ = try await catalog.client.unary(API.createTransition, request: request) }
+            #expect(missing?.message.contains(#"state "4k_enabled" does not exist"#) == true)
+            try await catalog.createState("video", "4k_enabled")
+            let created = try await catalog.client.unary(API.createTransition, request: request)
+            #expect(try JSONValue.parse(created.conditionJson) == JSONValue.parse(transition.conditionJson))
+
+            var setInitial = Stb_Catalog_V1_UpdateModuleRequest()
+            setInitial.ref = moduleRef("video")
+            setInitial.initialState = "nowhere"
+            await expectStatus(.invalidArgument) { _ = try await catalog.client.unary(API.updateModule, request: setInitial) }
+            setInitial.initialState = "idle"
+            #expect(try await catalog.client.unary(API.updateModule, request: setInitial).initialState == "idle")
+
+            var stateRef = Stb_Catalog_V1_StateRef()
+            stateRef.moduleKey = "video"
+            stateRef.name = "4k_enabled"
+            await expectStatus(.failedPrecondition) { _ = try await catalog.client.unary(API.deleteState, request: stateRef) }
+        }
+    }
+
+    @Test("deleting a module removes everything in it, each with its own event")
+    func cascadeDelete() async throws {
+        try await CatalogHarness.with { catalog in
+            try await catalog.createModule("net")
+            try await catalog.createGroup("net", "wifi")
+            try await catalog.createOption("net", "wifi", "wifi_5ghz")
+            try await catalog.createOption("net", "wifi", "wifi_6ghz")
+            try await catalog.createState("net", "offline")
+            let before = try await catalog.count("SELECT count(*) FROM events")
+            _ = try await catalog.client.unary(API.deleteModule, request: moduleRef("net"))
+            let deletions = try await catalog.pool.query(
+                "SELECT entity, entity_key FROM events WHERE action = 'deleted' ORDER BY id"
+            ).map { try $0.decode(String.self, String.self) }.map { "\($0.0) \($0.1)" }
+            #expect(deletions == ["state net/offline", "option wifi_5ghz", "option wifi_6ghz", "group net/wifi", "module net"])
+            #expect(try await catalog.count("SELECT count(*) FROM events") == before + 5)
+            #expect(try await catalog.count("SELECT count(*) FROM options") == 0)
+        }
+    }
+
+    @Test("GetConfig: the tree in order, the revision, unchanged replies and module filters")
+    func getConfig() async throws {
+        try await CatalogHarness.with { catalog in
+            try await catalog.createModule("video")
+            try await catalog.createModule("audio")
+            try await catalog.createGroup("video", "zeta", position: 1)
+            try await catalog.createGroup("video", "alpha", position: 2)
+            try await catalog.createOption("video", "zeta", "b_opt")
+            try await catalog.createOption("video", "zeta", "a_opt")
+            let config = try await catalog.getConfig()
+            #expect(config.modules.map { $0.module!.key } == ["audio", "video"])
+            let video = config.modules[1]
+            #expect(video.groups.map { $0.group!.key } == ["zeta", "alpha"])
+            #expect(video.groups[0].options.map(\.key) == ["a_opt", "b_opt"])
+            #expect(config.revision == 6 && !config.unchanged)
+
+            let same = try await catalog.getConfig(known: config.revision)
+            #expect(same.unchanged && same.modules.isEmpty && same.revision == config.revision)
+
+            let filtered = try await catalog.getConfig(modules: ["video"])
+            #expect(filtered.modules.map { $0.module!.key } == ["video"])
+            await expectStatus(.notFound) { _ = try await catalog.getConfig(modules: ["nope"]) }
+
+            try await catalog.createOption("video", "alpha", "c_opt")
+            let after = try await catalog.getConfig(known: config.revision)
+            #expect(!after.unchanged && after.revision == 7)
+            #expect(after.modules[1].groups[1].options.map(\.key) == ["c_opt"])
+        }
+    }
+
+    @Test("Watch: replays after a cursor, then delivers a live change with its new state")
+    func watch() async throws {
+        try await CatalogHarness.with { catalog in
+            try await catalog.createModule("ui")
+            try await catalog.createGroup("ui", "theme")
+            try await catalog.createOption("ui", "theme", "dark_mode", default: "false")
+            let config = try await catalog.getConfig()
+            try await catalog.createOption("ui", "theme", "high_contrast", default: "false")
+
+            var request = Stb_Catalog_V1_WatchRequest()
+            request.after = config.cursor
+            let received = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(10)) { stream in
+                var events: [Stb_Catalog_V1_ChangeEvent] = []
+                // The snapshot's cursor may be older than the snapshot itself (transactions
+                // running anywhere in the cluster hold it back): earlier events can be
+                // replayed, never later ones skipped.
+                for try await event in stream {
+                    events.append(event)
+                    if event.key == "high_contrast" {
+                        var update = Stb_Catalog_V1_UpdateOptionRequest()
+                        update.ref = optionRef("dark_mode")
+                        update.defaultValue = "true"
+                        _ = try await catalog.client.unary(API.updateOption, request: update, metadata: catalog.metadata(actor: "bob"))
+                    }
+                    if event.key == "dark_mode" && event.action == .updated { break }
+                }
+                return events
+            }
+            #expect(Array(received.map { "\($0.action) \($0.key)" }.suffix(2)) == ["created high_contrast", "updated dark_mode"])
+            #expect(zip(received, received.dropFirst()).allSatisfy { OutboxCursor($0.cursor)! < OutboxCursor($1.cursor)! })
+            let live = received[received.count - 1]
+            guard case .option(let option) = live.state?.entity else {
+                Issue.record("no option state in \(live)")
+                return
+            }
+            #expect(option.defaultValue == "true" && live.actor == "bob" && live.revision == 5)
+        }
+    }
+
+    @Test("a cursor older than retention gets an explicit resync status")
+    func resync() async throws {
+        try await CatalogHarness.with { catalog in
+            try await catalog.createModule("drm")
+            let old = try await catalog.getConfig().cursor
+            try await catalog.createModule("drm2")
+            try await catalog.createModule("drm3")
+            // Events become prunable once every transaction in the cluster older than them has
+            // ended (other tests run meanwhile): prune until the first two are gone.
+            var pruned = 0
+            let deadline = ContinuousClock.now + .seconds(10)
+            while pruned < 2, ContinuousClock.now < deadline {
+                pruned += try await catalog.service.pruneEvents(retentionSeconds: 0)
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(pruned >= 2)
+            var request = Stb_Catalog_V1_WatchRequest()
+            request.after = old
+            let error = await expectStatus(.failedPrecondition) {
+                _ = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(5)) { stream in
+                    for try await _ in stream {}
+                }
+            }
+            #expect(error?.message.hasPrefix("resync required") == true)
+            request.after = "garbage"
+            await expectStatus(.invalidArgument) {
+                _ = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(5)) { stream in
+                    for try await _ in stream {}
+                }
+            }
+        }
+    }
+
+    @Test("concurrent updates to one option lose no audit row and no event")
+    func concurrentUpdates() async throws {
+        try await CatalogHarness.with { catalog in
+            try await catalog.createModule("audio")
+            try await catalog.createGroup("audio", "levels")
+            try await catalog.createOption("audio", "levels", "volume", type: .integer, default: "0", meta: #"{"min": 0, "max": 100000}"#)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<8 {
+                    group.addTask {
+                        for round in 0..<10 {
+                            var update = Stb_Catalog_V1_UpdateOptionRequest()
+                            update.ref = optionRef("volume")
+                            update.defaultValue = String(writer * 1000 + round + 1)
+                            _ = try await catalog.client.unary(API.updateOption, request: update, metadata: catalog.metadata(actor: "w\(writer)"))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await catalog.count("SELECT count(*) FROM audit_log WHERE entity = 'option' AND action = 'updated'") == 80)
+            #expect(try await catalog.count("SELECT count(*) FROM events WHERE entity = 'option' AND action = 'updated'") == 80)
+            // Each update saw the previous one's result: the before/after values chain.
+            #expect(try await catalog.count("""
+                SELECT count(*) FROM audit_log a JOIN audit_log b ON b.id = (SELECT min(id) FROM audit_log c WHERE c.id > a.id AND c.entity = 'option')
+                WHERE a.entity = 'option' AND a.after->>'default' <> b.before->>'default'
+                """) == 0)
+            #expect(try await catalog.count("SELECT revision FROM catalog_revision") == 83)
+        }
+    }
+}

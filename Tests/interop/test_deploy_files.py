@@ -1,0 +1,444 @@
+"""Checks of the deployment files that need no Docker engine.
+
+docker-compose.yml (root), services/*/Dockerfile, .dockerignore and the Postgres init
+scripts (services/postgres/init/):
+
+- `docker-compose config -q` accepts the compose file (Compose v1 from Debian's
+  `docker-compose` package, or the v2 `docker compose` plugin when that is what the
+  machine has; neither needs an engine for `config`). Skipped when neither is installed.
+- every service with a `build` has its Dockerfile, and every COPY/ADD source of every
+  Dockerfile exists in the build context and is not excluded by .dockerignore;
+- the runtime stage of each service image is debian:bookworm-slim (not a Swift image),
+  with the C runtime libraries, a non-root user and an ENTRYPOINT; the build stage is
+  an official swift:6.x-bookworm image;
+- the init scripts create the four service databases; when a Postgres admin URL is
+  known (STB_PG_ADMIN_URL, from `scripts/db env`), the SQL also runs against it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+DOCKERIGNORE = REPO / ".dockerignore"
+INIT_DIR = REPO / "services" / "postgres" / "init"
+SERVICES = ("catalog", "project", "rules", "gateway")
+# The C libraries every service binary links (nghttp2, protobuf-c, libpq), by Debian package.
+RUNTIME_PACKAGES = ("libnghttp2-14", "libprotobuf-c1", "libpq5")
+
+
+# --- compose -------------------------------------------------------------------------
+
+
+def compose_command() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        probe = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, text=True, timeout=60
+        )
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return None
+
+
+def load_compose() -> dict:
+    with COMPOSE_FILE.open() as f:
+        data = yaml.safe_load(f)
+    assert isinstance(data, dict) and isinstance(data.get("services"), dict), (
+        "docker-compose.yml has no services mapping"
+    )
+    return data
+
+
+def build_of(service: dict) -> tuple[Path, Path] | None:
+    """(context, Dockerfile) of a service with a build section, else None."""
+    build = service.get("build")
+    if build is None:
+        return None
+    if isinstance(build, str):
+        context, dockerfile = build, "Dockerfile"
+    else:
+        context, dockerfile = build.get("context", "."), build.get("dockerfile", "Dockerfile")
+    context_path = (REPO / context).resolve()
+    return context_path, (context_path / dockerfile).resolve()
+
+
+def test_compose_config_is_valid():
+    command = compose_command()
+    if command is None:
+        pytest.skip(
+            "neither docker-compose nor the docker compose plugin is installed "
+            "(Debian: apt-get install docker-compose)"
+        )
+    env = dict(os.environ)
+    # Prove that no engine is needed: point the client at a socket that does not exist.
+    env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
+    env.pop("POSTGRES_PASSWORD", None)
+    result = subprocess.run(
+        [*command, "-f", str(COMPOSE_FILE), "config", "-q"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"{' '.join(command)} config -q failed:\n{result.stderr}"
+
+
+def test_compose_services():
+    services = load_compose()["services"]
+    assert "postgres" in services and "catalog" in services
+
+    postgres = services["postgres"]
+    assert re.fullmatch(r"postgres:15(\.\d+)?(-bookworm)?", postgres["image"])
+    assert "pg_isready" in " ".join(map(str, postgres["healthcheck"]["test"]))
+    mounts = [str(v) for v in postgres.get("volumes", [])]
+    init_mounts = [m for m in mounts if ":/docker-entrypoint-initdb.d" in m]
+    assert init_mounts, "the init scripts are not mounted at /docker-entrypoint-initdb.d"
+    for mount in init_mounts:
+        source, _, options = mount.partition(":/docker-entrypoint-initdb.d")
+        assert (REPO / source).resolve() == INIT_DIR, f"init mount source is {source}"
+        assert options.lstrip("/").endswith(":ro"), f"init mount {mount} is not read-only"
+
+    catalog = services["catalog"]
+    assert catalog["depends_on"]["postgres"]["condition"] == "service_healthy"
+    environment = catalog["environment"]
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    assert (
+        environment["CATALOG_DATABASE_URL"] == "postgresql://catalog:catalog@postgres:5432/catalog"
+    )
+    assert "50051:50051" in [str(p) for p in catalog["ports"]]
+
+
+def test_every_build_has_its_dockerfile():
+    builds = {
+        name: build_of(service)
+        for name, service in load_compose()["services"].items()
+        if build_of(service) is not None
+    }
+    assert builds, "no service in docker-compose.yml has a build section"
+    for name, (context, dockerfile) in builds.items():
+        assert context.is_dir(), f"{name}: build context {context} is missing"
+        assert dockerfile.is_file(), f"{name}: Dockerfile {dockerfile} is missing"
+
+
+# --- Dockerfiles ---------------------------------------------------------------------
+
+
+@dataclass
+class Instruction:
+    keyword: str
+    args: str
+    line: int
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[Instruction] = field(default_factory=list)
+
+
+def parse_dockerfile(path: Path) -> tuple[dict[str, str], list[Stage]]:
+    """Global ARG defaults and the stages, with line continuations joined."""
+    instructions: list[Instruction] = []
+    pending, start = "", 0
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        stripped = raw.strip()
+        if stripped.startswith("#") or (not stripped and pending):
+            continue  # comments (and blank lines inside a continued instruction)
+        if not stripped:
+            continue
+        if not pending:
+            start = number
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        text = pending + stripped
+        pending = ""
+        keyword, _, args = text.partition(" ")
+        instructions.append(Instruction(keyword.upper(), args.strip(), start))
+    assert not pending, f"{path}: the last instruction ends in a line continuation"
+
+    global_args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for instruction in instructions:
+        if instruction.keyword == "FROM":
+            words = [w for w in instruction.args.split() if not w.startswith("--platform")]
+            base = substitute(words[0], global_args)
+            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(base, name))
+        elif not stages:
+            assert instruction.keyword == "ARG", f"{path}:{instruction.line}: before FROM"
+            key, _, default = instruction.args.partition("=")
+            global_args[key.strip()] = default.strip().strip('"')
+        else:
+            stages[-1].instructions.append(instruction)
+    assert stages, f"{path} has no FROM"
+    return global_args, stages
+
+
+def substitute(text: str, args: dict[str, str]) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        assert name in args, f"${name} has no default"
+        return args[name]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, text)
+
+
+def copy_sources(instruction: Instruction) -> list[str] | None:
+    """Context sources of a COPY/ADD, or None when it copies from a stage or image."""
+    args, flags = instruction.args.strip(), []
+    while args.startswith("--"):
+        flag, _, args = args.partition(" ")
+        flags.append(flag)
+        args = args.strip()
+    if any(flag.startswith("--from=") for flag in flags):
+        return None
+    words = json.loads(args) if args.startswith("[") else shlex.split(args)
+    assert len(words) >= 2, f"line {instruction.line}: {instruction.keyword} needs a source"
+    return words[:-1]
+
+
+def dockerfiles() -> list[tuple[Path, Path]]:
+    """(Dockerfile, build context) pairs: the compose builds, plus every
+    services/*/Dockerfile (whose documented context is the repository root)."""
+    found: dict[Path, Path] = {}
+    for service in load_compose()["services"].values():
+        build = build_of(service)
+        if build is not None:
+            found[build[1]] = build[0]
+    for path in sorted((REPO / "services").glob("*/Dockerfile")):
+        found.setdefault(path.resolve(), REPO)
+    return sorted(((d, c) for d, c in found.items()), key=lambda pair: str(pair[0]))
+
+
+def ignore_patterns() -> list[tuple[bool, re.Pattern[str]]]:
+    """The .dockerignore rules as (is_exception, regex), in order."""
+    if not DOCKERIGNORE.exists():
+        return []
+    rules = []
+    for raw in DOCKERIGNORE.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        exception = line.startswith("!")
+        pattern = os.path.normpath(line.lstrip("!").strip()).lstrip("/")
+        regex = ""
+        i = 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                regex += "(?:.*/)?"
+                i += 3
+            elif pattern.startswith("**", i):
+                regex += ".*"
+                i += 2
+            elif pattern[i] == "*":
+                regex += "[^/]*"
+                i += 1
+            elif pattern[i] == "?":
+                regex += "[^/]"
+                i += 1
+            else:
+                regex += re.escape(pattern[i])
+                i += 1
+        rules.append((exception, re.compile(regex + r"\Z")))
+    return rules
+
+
+def ignored(relative: str, rules) -> bool:
+    """Whether .dockerignore leaves the path (or one of its parents) out of the context."""
+    parts = Path(relative).parts
+    for depth in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:depth])
+        excluded = False
+        for exception, regex in rules:
+            if regex.match(prefix):
+                excluded = not exception
+        if excluded:
+            return True
+    return False
+
+
+DOCKERFILES = dockerfiles()
+IDS = [str(path.relative_to(REPO)) for path, _ in DOCKERFILES]
+
+
+def test_there_are_dockerfiles():
+    assert DOCKERFILES, "no Dockerfile found under services/"
+
+
+@pytest.mark.parametrize(("dockerfile", "context"), DOCKERFILES, ids=IDS)
+def test_copy_sources_exist(dockerfile: Path, context: Path):
+    _, stages = parse_dockerfile(dockerfile)
+    rules = ignore_patterns() if context == REPO else []
+    problems = []
+    for stage in stages:
+        for instruction in stage.instructions:
+            if instruction.keyword not in ("COPY", "ADD"):
+                continue
+            for source in copy_sources(instruction) or []:
+                relative = os.path.normpath(source.lstrip("/")) if source.strip("/.") else "."
+                matches = list(context.glob(relative)) if relative != "." else [context]
+                if not matches:
+                    problems.append(f"line {instruction.line}: {source} does not exist in {context}")
+                    continue
+                for match in matches:
+                    rel = os.path.relpath(match, context)
+                    if rel != "." and ignored(rel, rules):
+                        problems.append(
+                            f"line {instruction.line}: {source} is excluded by .dockerignore"
+                        )
+                    elif match.is_dir() and not any(p.is_file() for p in match.rglob("*")):
+                        # Git keeps no empty directory: a fresh clone would not have it.
+                        problems.append(
+                            f"line {instruction.line}: {source} holds no file (add one, "
+                            "or a .gitkeep, so a clean checkout has the directory)"
+                        )
+    assert not problems, f"{dockerfile}:\n" + "\n".join(problems)
+
+
+def test_dockerignore_keeps_build_trees_out():
+    rules = ignore_patterns()
+    assert rules, ".dockerignore is missing or empty"
+    for path in (".build", ".build-static/release/catalogd", ".local/postgres", ".git/HEAD",
+                 "Tests/interop/__pycache__/x.pyc"):
+        assert ignored(path, rules), f".dockerignore does not exclude {path}"
+    for path in ("Package.swift", "Sources/catalogd/main.swift", "services/catalog/migrations",
+                 "Protos", "scripts/db"):
+        assert not ignored(path, rules), f".dockerignore excludes {path}"
+
+
+def swift_version(image: str) -> tuple[int, ...] | None:
+    match = re.fullmatch(r"(?:docker\.io/)?(?:library/)?swift:(\d+)\.(\d+)(?:\.(\d+))?-bookworm", image)
+    return tuple(int(g) for g in match.groups() if g is not None) if match else None
+
+
+@pytest.mark.parametrize(("dockerfile", "context"), DOCKERFILES, ids=IDS)
+def test_stages(dockerfile: Path, context: Path):
+    _, stages = parse_dockerfile(dockerfile)
+    assert len(stages) >= 2, "expected a multi-stage build (build, then runtime)"
+    build, runtime = stages[0], stages[-1]
+
+    version = swift_version(build.base)
+    assert version is not None, f"build stage is {build.base}, not an official swift:X.Y-bookworm"
+    assert version >= (6, 2), (
+        f"build stage Swift {version}: Package.swift needs 6.2+ (NonisolatedNonsendingByDefault)"
+    )
+    build_runs = " ".join(i.args for i in build.instructions if i.keyword == "RUN")
+    assert "--static-swift-stdlib" in build_runs
+
+    base = runtime.base.split("@")[0]
+    assert base in ("debian:bookworm-slim", "docker.io/library/debian:bookworm-slim"), (
+        f"runtime stage is {runtime.base}"
+    )
+    assert not base.split("/")[-1].startswith("swift"), "runtime stage is a Swift image"
+
+    keywords = [i.keyword for i in runtime.instructions]
+    runtime_runs = " ".join(i.args for i in runtime.instructions if i.keyword == "RUN")
+    for package in (*RUNTIME_PACKAGES, "ca-certificates"):
+        assert re.search(rf"(?<![\w.+-]){re.escape(package)}(?![\w.+-])", runtime_runs), (
+            f"runtime stage does not install {package}"
+        )
+    assert not re.search(r"\S+-dev\b", runtime_runs), "runtime stage installs -dev packages"
+
+    users = [i.args.split(":")[0] for i in runtime.instructions if i.keyword == "USER"]
+    assert users and users[-1] not in ("root", "0"), "runtime stage runs as root"
+    assert "ENTRYPOINT" in keywords or "CMD" in keywords
+
+
+def env_of(stage: Stage) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for instruction in stage.instructions:
+        if instruction.keyword == "ENV":
+            for word in shlex.split(instruction.args):
+                key, _, value = word.partition("=")
+                env[key] = value
+    return env
+
+
+def test_catalog_image():
+    dockerfile = REPO / "services" / "catalog" / "Dockerfile"
+    _, stages = parse_dockerfile(dockerfile)
+    runtime = stages[-1]
+    env = env_of(runtime)
+    assert env.get("CATALOG_HOST") == "0.0.0.0"
+    assert env.get("CATALOG_PORT") == "50051"
+    assert env.get("CATALOG_MIGRATIONS_DIR") == "/app/services/catalog/migrations"
+    exposed = " ".join(i.args for i in runtime.instructions if i.keyword == "EXPOSE")
+    assert "50051" in exposed.split()
+    workdirs = [i.args for i in runtime.instructions if i.keyword == "WORKDIR"]
+    assert workdirs and workdirs[-1] == "/app"
+    build_runs = " ".join(i.args for i in stages[0].instructions if i.keyword == "RUN")
+    assert "--product catalogd" in build_runs
+    destinations = [
+        shlex.split(i.args)[-1] for i in runtime.instructions if i.keyword == "COPY"
+    ]
+    for wanted in ("migrations", "seeds", "seed.schema.json"):
+        assert f"/app/services/catalog/{wanted}" in destinations, f"{wanted} is not copied"
+
+
+# --- Postgres init scripts -----------------------------------------------------------
+
+
+def init_scripts() -> list[Path]:
+    return sorted(p for p in INIT_DIR.iterdir() if p.suffix in (".sql", ".sh"))
+
+
+def test_init_scripts_create_every_service_database():
+    scripts = init_scripts()
+    assert scripts, f"no .sql or .sh script in {INIT_DIR}"
+    text = "\n".join(p.read_text() for p in scripts)
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    assert re.search(r"CREATE\s+ROLE", code, re.I) and re.search(r"\bLOGIN\b", code, re.I)
+    assert re.search(r"CREATE\s+DATABASE", code, re.I)
+    for name in SERVICES:
+        assert re.search(rf"'{name}'|\b{name}\b", code), f"init scripts do not name {name}"
+
+
+def psql_binary() -> str | None:
+    for candidate in ("/usr/lib/postgresql/15/bin/psql", shutil.which("psql")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def test_init_sql_runs_against_postgres():
+    """The SQL is idempotent: against the scripts/db cluster (which already has these
+    roles and databases) it runs without error and leaves each database owned by its
+    role."""
+    admin_url = os.environ.get("STB_PG_ADMIN_URL")
+    psql = psql_binary()
+    if not admin_url or not psql:
+        pytest.skip("no STB_PG_ADMIN_URL (eval \"$(scripts/db env)\") or no psql")
+    for script in init_scripts():
+        if script.suffix != ".sql":
+            continue
+        result = subprocess.run(
+            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin_url, "-f", str(script)],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 0, f"{script.name}:\n{result.stderr}"
+    names = ",".join(f"'{n}'" for n in SERVICES)
+    result = subprocess.run(
+        [psql, "-X", "-At", "-d", admin_url, "-c",
+         "SELECT d.datname, pg_get_userbyid(d.datdba), r.rolcanlogin FROM pg_database d "
+         f"JOIN pg_roles r ON r.rolname = d.datname WHERE d.datname IN ({names}) ORDER BY 1"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    rows = [line.split("|") for line in result.stdout.split()]
+    assert rows == [[n, n, "t"] for n in sorted(SERVICES)]
