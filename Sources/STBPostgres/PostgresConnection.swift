@@ -409,6 +409,9 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// Loop only: whether a cancel request sent for this connection is still on its way.
+    var hasCancelsInFlight: Bool { cancelsInFlight > 0 }
+
     /// Runs `body` on the loop once no cancel request is in flight.
     func whenQuiet(_ body: @escaping () -> Void) {
         if cancelsInFlight == 0 { body() } else { whenQuiet.append(body) }

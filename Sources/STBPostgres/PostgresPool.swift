@@ -221,6 +221,11 @@ public final class PostgresPool: Sendable {
     }
 
     private func release(_ connection: PostgresConnection) {
+        // The common case, on the connection's own loop with no cancel pending, allocates nothing.
+        if connection.loop.inEventLoop, !connection.hasCancelsInFlight {
+            checkIn(connection)
+            return
+        }
         connection.loop.runOnLoop { [self] in
             // A cancel request still on its way must not reach the next user's statement.
             connection.whenQuiet { [self] in checkIn(connection) }

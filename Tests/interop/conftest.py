@@ -220,20 +220,27 @@ class RssSampler:
 
 @pytest.fixture(scope="session")
 def stubs(tmp_path_factory):
-    """Python messages and stubs for stb.testing.v1.Echo, generated from Protos/ now."""
-    out = tmp_path_factory.mktemp("echo_stubs")
+    """Python messages and stubs generated from Protos/ now: stb.testing.v1.Echo as
+    `pb2`/`grpc`, stb.catalog.v1.Catalog as `catalog_pb2`/`catalog_grpc`, and
+    stb.common.v1 as `common_pb2`."""
+    out = tmp_path_factory.mktemp("stubs")
     subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"--python_out={out}",
-         f"--grpc_python_out={out}", "stb/testing/v1/echo.proto"],
+         f"--grpc_python_out={out}", "stb/testing/v1/echo.proto",
+         "stb/catalog/v1/catalog.proto", "stb/common/v1/common.proto"],
         check=True, timeout=60,
     )
     sys.path.insert(0, str(out))
     try:
         pb2 = importlib.import_module("stb.testing.v1.echo_pb2")
         pb2_grpc = importlib.import_module("stb.testing.v1.echo_pb2_grpc")
+        common_pb2 = importlib.import_module("stb.common.v1.common_pb2")
+        catalog_pb2 = importlib.import_module("stb.catalog.v1.catalog_pb2")
+        catalog_grpc = importlib.import_module("stb.catalog.v1.catalog_pb2_grpc")
     finally:
         sys.path.remove(str(out))
-    return SimpleNamespace(pb2=pb2, grpc=pb2_grpc)
+    return SimpleNamespace(pb2=pb2, grpc=pb2_grpc, common_pb2=common_pb2,
+                           catalog_pb2=catalog_pb2, catalog_grpc=catalog_grpc)
 
 
 def _stop(server: EchoServer):
@@ -307,3 +314,207 @@ def control_call(stubs):
 
     return check
 
+
+
+# -- catalogd ------------------------------------------------------------------------------
+#
+# The catalog fixtures need $STB_CATALOGD_BIN (and the local cluster of scripts/db:
+# `eval "$(scripts/db env)"` sets STB_PG_ADMIN_URL and STB_TEST_DATABASE_URL); without the
+# binary they skip. One fresh database serves the whole session, so test modules share
+# it: tests use unique keys or tolerate data that is already there.
+
+CATALOG_READY_PREFIX = b"catalogd listening on "
+CATALOG_MIGRATIONS = REPO / "services" / "catalog" / "migrations"
+
+
+def _catalogd_binary() -> Path:
+    configured = os.environ.get("STB_CATALOGD_BIN")
+    if not configured:
+        pytest.skip("STB_CATALOGD_BIN is not set: these tests need a catalogd binary")
+    path = Path(configured).resolve()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(f"catalogd binary not found at {path} ($STB_CATALOGD_BIN); build it with "
+                    "`swift build --product catalogd`", pytrace=False)
+    return path
+
+
+def _database_url(base: str, user: str, database: str) -> str:
+    """`base` (a libpq URI) with another user and database, password dropped."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    parts = urlsplit(base)
+    netloc = parts.netloc.rpartition("@")[2]
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if k not in ("user", "password", "dbname")]
+    if netloc:
+        netloc = f"{user}@{netloc}"
+    else:
+        query.append(("user", user))
+    # Built by hand: urlunsplit would drop the "//" of an empty authority (a socket URI).
+    query_text = urlencode(query, safe="/")
+    return f"{parts.scheme}://{netloc}/{database}" + (f"?{query_text}" if query_text else "")
+
+
+def _admin_psql(admin_url: str, sql: str):
+    result = subprocess.run(
+        ["psql", admin_url, "-v", "ON_ERROR_STOP=1", "-X", "-q", "-c", sql],
+        capture_output=True, text=True, timeout=60,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"psql failed ({result.returncode}) for {sql!r}:\n{result.stderr}")
+
+
+@pytest.fixture(scope="session")
+def catalog_database():
+    """A fresh database `catalog_it_<pid>` owned by role catalog; dropped at the end.
+    Yields its URL (user catalog)."""
+    _catalogd_binary()
+    admin = os.environ.get("STB_PG_ADMIN_URL")
+    test_url = os.environ.get("STB_TEST_DATABASE_URL")
+    if not admin or not test_url:
+        pytest.fail('STB_PG_ADMIN_URL / STB_TEST_DATABASE_URL are not set: run '
+                    '`eval "$(scripts/db env)"` first', pytrace=False)
+    name = f"catalog_it_{os.getpid()}"
+    _admin_psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin_psql(admin, f'CREATE DATABASE "{name}" OWNER catalog')
+    try:
+        yield _database_url(test_url, "catalog", name)
+    finally:
+        _admin_psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class CatalogServer:
+    """One catalogd process."""
+
+    def __init__(self, binary: Path, log_path: Path, env: dict[str, str]):
+        self.binary = binary
+        self.log_path = log_path
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+
+    def start(self, timeout: float = 60.0) -> "CatalogServer":
+        env = os.environ.copy()
+        env.update(self.env)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(self.binary)], stdout=subprocess.PIPE, stderr=self._log, env=env,
+            stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO,
+        )
+        fd = self.proc.stdout.fileno()
+        os.set_blocking(fd, False)
+        deadline = time.monotonic() + timeout
+        output = b""
+        while b"\n" not in output.partition(CATALOG_READY_PREFIX)[2]:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"catalogd exited with {self.proc.returncode} before it was ready\n"
+                    f"stdout: {output!r}\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"catalogd not ready within {timeout}s\n{self.log_tail()}")
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            if not chunk:
+                time.sleep(0.01)
+                continue
+            output += chunk
+        line = output.partition(CATALOG_READY_PREFIX)[2].split(b"\n", 1)[0].decode().strip()
+        self.port = int(line.rsplit(":", 1)[1])
+        threading.Thread(target=self._drain_stdout, daemon=True).start()
+        return self
+
+    def _drain_stdout(self):
+        fd = self.proc.stdout.fileno()
+        os.set_blocking(fd, True)
+        try:
+            while os.read(fd, 65536):
+                pass
+        except OSError:
+            pass
+
+    @property
+    def addr(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def channel(self, options=()) -> grpc.Channel:
+        return grpc.insecure_channel(self.addr, options=CHANNEL_OPTIONS + list(options))
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            log = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no server log)"
+        return "--- catalogd log (tail) ---\n" + "\n".join(log[-lines:])
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        """SIGTERM; returns the exit status (kills it and fails when it does not end)."""
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(
+                    f"catalogd did not exit within {timeout}s of SIGTERM\n{self.log_tail()}")
+        self._log.close()
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        if not self._log.closed:
+            self._log.close()
+
+
+@pytest.fixture(scope="module")
+def catalog_server(catalog_database, tmp_path_factory):
+    """A catalogd on the session's database, per test module. `.addr` is "host:port",
+    `.channel()` a grpcio channel to it. At teardown it must still be running, and must
+    exit with status 0 within 10 s of SIGTERM (graceful shutdown)."""
+    binary = _catalogd_binary()
+    server = CatalogServer(binary, tmp_path_factory.mktemp("catalogd") / "catalogd.log", {
+        "CATALOG_HOST": HOST,
+        "CATALOG_PORT": str(_free_port()),
+        "CATALOG_DATABASE_URL": catalog_database,
+        "CATALOG_MIGRATIONS_DIR": str(CATALOG_MIGRATIONS),
+    }).start()
+    yield server
+    if not server.alive():
+        code = server.proc.returncode
+        server.kill()
+        raise AssertionError(f"catalogd died during the tests (status {code})\n{server.log_tail()}")
+    code = server.terminate(timeout=10)
+    assert code == 0, f"catalogd exited with {code} after SIGTERM\n{server.log_tail()}"
+
+
+@pytest.fixture(scope="session")
+def stbctl_bin() -> Path:
+    """The stbctl binary, from $STB_STBCTL_BIN."""
+    configured = os.environ.get("STB_STBCTL_BIN")
+    if not configured:
+        pytest.skip("STB_STBCTL_BIN is not set: these tests need an stbctl binary")
+    path = Path(configured).resolve()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(f"stbctl binary not found at {path} ($STB_STBCTL_BIN)", pytrace=False)
+    return path
