@@ -1,3 +1,4 @@
+import Glibc
 import STBCatalog
 import STBMessages
 import STBPostgres
@@ -259,4 +260,73 @@ struct CatalogTests {
             #expect(try await catalog.count("SELECT revision FROM catalog_revision") == 83)
         }
     }
+
+    @Test("importing a seed twice writes nothing the second time; a dry run writes nothing at all")
+    func idempotentImport() async throws {
+        try await CatalogHarness.with { catalog in
+            let document = try readFile("\(CatalogHarness.root)/services/catalog/seeds/demo.json")
+            var request = Stb_Catalog_V1_ImportSeedRequest()
+            request.documentJson = document
+            request.fileName = "demo.json"
+            request.dryRun = true
+            let dry = try await catalog.client.unary(API.importSeed, request: request)
+            #expect(!dry.applied && (dry.plan?.created.count ?? 0) > 100)
+            #expect(try await catalog.count("SELECT count(*) FROM modules") == 0)
+
+            request.dryRun = false
+            let first = try await catalog.client.unary(API.importSeed, request: request, metadata: catalog.metadata())
+            #expect(first.applied && first.revision == 1 && first.seedID > 0)
+            #expect(first.plan?.created.count == dry.plan?.created.count)
+            let counts = "SELECT (SELECT count(*) FROM audit_log) + 1000000 * (SELECT count(*) FROM events) + 1000000000000 * (SELECT count(*) FROM seeds)"
+            let before = try await catalog.count(counts)
+
+            let second = try await catalog.client.unary(API.importSeed, request: request, metadata: catalog.metadata())
+            #expect(!second.applied && second.revision == first.revision)
+            #expect(second.plan?.created.isEmpty == true && second.plan?.updated.isEmpty == true && second.plan?.unchanged == UInt32(dry.plan?.created.count ?? 0))
+            #expect(try await catalog.count(counts) == before)
+        }
+    }
+
+    @Test("two imports of overlapping documents at once end in a consistent state")
+    func concurrentImports() async throws {
+        try await CatalogHarness.with { catalog in
+            func document(_ suffix: String, default value: Int) -> String {
+                """
+                {"modules": [{"key": "shared", "name": "Shared", "groups": [{"key": "g", "name": "G", "options": [
+                    {"key": "common", "name": "Common", "type": "integer", "default": \(value), "meta": {"min": 0, "max": 100}},
+                    {"key": "only_\(suffix)", "name": "Only", "type": "boolean", "default": true}]}]}]}
+                """
+            }
+            async let a = catalog.client.unary(API.importSeed, request: importRequest(document("a", default: 1)), metadata: catalog.metadata(actor: "a"))
+            async let b = catalog.client.unary(API.importSeed, request: importRequest(document("b", default: 2)), metadata: catalog.metadata(actor: "b"))
+            let (first, second) = try await (a, b)
+            #expect(first.applied && second.applied && first.revision != second.revision)
+            let last = first.revision > second.revision ? "a" : "b"
+            let options = try await catalog.pool.query("SELECT key, default_value FROM options ORDER BY key")
+                .map { try $0.decode(String.self, String.self) }.map { "\($0.0)=\($0.1)" }
+            #expect(options == ["common=\(last == "a" ? 1 : 2)", "only_a=true", "only_b=true"])
+            // Every change has exactly one audit row and one event.
+            #expect(try await catalog.count("SELECT count(*) FROM audit_log") == catalog.count("SELECT count(*) FROM events"))
+            #expect(try await catalog.count("SELECT revision FROM catalog_revision") == 2)
+        }
+    }
+}
+
+func importRequest(_ document: String) -> Stb_Catalog_V1_ImportSeedRequest {
+    var request = Stb_Catalog_V1_ImportSeedRequest()
+    request.documentJson = document
+    return request
+}
+
+func readFile(_ path: String) throws -> String {
+    guard let file = fopen(path, "rb") else { throw RPCError(code: .notFound, message: path) }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = fread(&chunk, 1, chunk.count, file)
+        bytes += chunk[0..<count]
+        if count < chunk.count { break }
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
