@@ -142,7 +142,7 @@ public struct CatalogService: RPCService {
     func listModules(_ request: Stb_Catalog_V1_ListModulesRequest, _ actor: String) async throws -> Stb_Catalog_V1_ListModulesResponse {
         let (size, after) = try page(request.page)
         let rows = try await pool.query(PostgresQuery(sql: """
-            SELECT \(Columns.module), count(*) OVER () FROM modules m WHERE m.id > $1 ORDER BY m.id LIMIT $2
+            SELECT \(Columns.module), (SELECT count(*) FROM modules) FROM modules m WHERE m.id > $1 ORDER BY m.id LIMIT $2
             """, bindings: bind(after, Int64(size))))
         var response = Stb_Catalog_V1_ListModulesResponse()
         response.modules = try rows.map(Columns.module)
@@ -152,15 +152,7 @@ public struct CatalogService: RPCService {
 
     func updateModule(_ request: Stb_Catalog_V1_UpdateModuleRequest, _ actor: String) async throws -> Module {
         guard let ref = request.ref else { throw invalid("ref: required") }
-        var problems: [String] = []
-        if let name = request.name { problems += Validation.name(name, at: "name") }
-        var meta: JSONValue?
-        if let text = request.metaJson {
-            let (value, metaProblems) = Validation.meta(text, at: "meta_json")
-            meta = value
-            problems += metaProblems
-        }
-        try check(problems)
+        let meta = try checkedUpdate(name: request.name, metaJson: request.metaJson)
         return try await change(actor: actor) { transaction, changes in
             let before = try await loadModule(ref, on: transaction.connection, forUpdate: true)
             var after = before
@@ -250,7 +242,9 @@ public struct CatalogService: RPCService {
     func listGroups(_ request: Stb_Catalog_V1_ListGroupsRequest, _ actor: String) async throws -> Stb_Catalog_V1_ListGroupsResponse {
         let (size, after) = try page(request.page)
         let rows = try await pool.query(PostgresQuery(sql: """
-            SELECT \(Columns.group), count(*) OVER () FROM groups g JOIN modules m ON m.id = g.module_id
+            SELECT \(Columns.group),
+                   (SELECT count(*) FROM groups g2 JOIN modules m2 ON m2.id = g2.module_id WHERE $3 = '' OR m2.key = $3)
+            FROM groups g JOIN modules m ON m.id = g.module_id
             WHERE g.id > $1 AND ($3 = '' OR m.key = $3) ORDER BY g.id LIMIT $2
             """, bindings: bind(after, Int64(size), request.moduleKey)))
         var response = Stb_Catalog_V1_ListGroupsResponse()
@@ -261,15 +255,7 @@ public struct CatalogService: RPCService {
 
     func updateGroup(_ request: Stb_Catalog_V1_UpdateGroupRequest, _ actor: String) async throws -> Group {
         guard let ref = request.ref else { throw invalid("ref: required") }
-        var problems: [String] = []
-        if let name = request.name { problems += Validation.name(name, at: "name") }
-        var meta: JSONValue?
-        if let text = request.metaJson {
-            let (value, metaProblems) = Validation.meta(text, at: "meta_json")
-            meta = value
-            problems += metaProblems
-        }
-        try check(problems)
+        let meta = try checkedUpdate(name: request.name, metaJson: request.metaJson)
         return try await change(actor: actor) { transaction, changes in
             let before = try await loadGroup(ref, on: transaction.connection, forUpdate: true)
             var after = before
@@ -343,7 +329,10 @@ public struct CatalogService: RPCService {
     func listOptions(_ request: Stb_Catalog_V1_ListOptionsRequest, _ actor: String) async throws -> Stb_Catalog_V1_ListOptionsResponse {
         let (size, after) = try page(request.page)
         let rows = try await pool.query(PostgresQuery(sql: """
-            SELECT \(Columns.option), count(*) OVER () FROM options o JOIN groups g ON g.id = o.group_id JOIN modules m ON m.id = g.module_id
+            SELECT \(Columns.option),
+                   (SELECT count(*) FROM options o2 JOIN groups g2 ON g2.id = o2.group_id JOIN modules m2 ON m2.id = g2.module_id
+                    WHERE ($3 = '' OR m2.key = $3) AND ($4 = '' OR g2.key = $4))
+            FROM options o JOIN groups g ON g.id = o.group_id JOIN modules m ON m.id = g.module_id
             WHERE o.id > $1 AND ($3 = '' OR m.key = $3) AND ($4 = '' OR g.key = $4) ORDER BY o.id LIMIT $2
             """, bindings: bind(after, Int64(size), request.moduleKey, request.groupKey)))
         var response = Stb_Catalog_V1_ListOptionsResponse()
@@ -354,13 +343,8 @@ public struct CatalogService: RPCService {
 
     func updateOption(_ request: Stb_Catalog_V1_UpdateOptionRequest, _ actor: String) async throws -> Option {
         guard let ref = request.ref else { throw invalid("ref: required") }
-        var problems: [String] = []
-        if let name = request.name { problems += Validation.name(name, at: "name") }
-        if let text = request.metaJson { problems += Validation.meta(text, at: "meta_json").1 }
-        if (request.moduleKey == nil) != (request.groupKey == nil) {
-            problems.append("module_key, group_key: give both to move the option")
-        }
-        try check(problems)
+        let moveProblem = (request.moduleKey == nil) != (request.groupKey == nil) ? ["module_key, group_key: give both to move the option"] : []
+        _ = try checkedUpdate(name: request.name, metaJson: request.metaJson, more: moveProblem)
         return try await change(actor: actor) { transaction, changes in
             let before = try await loadOption(ref, on: transaction.connection, forUpdate: true)
             var after = before
@@ -521,9 +505,7 @@ public struct CatalogService: RPCService {
             let before = try await loadTransition(ref, on: transaction.connection, forUpdate: true)
             var after = before
             if let toState = request.toState {
-                var module = Module()
-                module.key = before.moduleKey
-                module = try await loadModule(moduleRef(before.moduleKey), on: transaction.connection)
+                let module = try await loadModule(moduleRef(before.moduleKey), on: transaction.connection)
                 try await requireStates([("to_state", toState)], in: module, transaction)
                 after.toState = toState
             }
@@ -550,6 +532,20 @@ public struct CatalogService: RPCService {
             changes.deleted(.transition, transition.entityKey, before: transition.json, state: transition.catalogEntity)
             return Stb_Common_V1_Empty()
         }
+    }
+
+    /// Checks the fields most partial updates share; returns the parsed meta when given.
+    private func checkedUpdate(name: String?, metaJson: String?, more: [String] = []) throws -> JSONValue? {
+        var problems = more
+        if let name { problems += Validation.name(name, at: "name") }
+        var meta: JSONValue?
+        if let metaJson {
+            let (value, metaProblems) = Validation.meta(metaJson, at: "meta_json")
+            meta = value
+            problems += metaProblems
+        }
+        try check(problems)
+        return meta
     }
 
     private func requireStates(_ names: [(String, String)], in module: Module, _ transaction: PostgresTransaction) async throws {

@@ -261,6 +261,29 @@ struct CatalogTests {
         }
     }
 
+    @Test("lists page through everything with a token, and report the total")
+    func paging() async throws {
+        try await CatalogHarness.with { catalog in
+            for index in 0..<5 { try await catalog.createModule("m\(index)") }
+            var request = Stb_Catalog_V1_ListModulesRequest()
+            var keys: [String] = []
+            var pages = 0
+            repeat {
+                var page = request.page ?? Stb_Common_V1_PageRequest()
+                page.pageSize = 2
+                request.page = page
+                let response = try await catalog.client.unary(API.listModules, request: request)
+                #expect(response.page?.total == 5)
+                keys += response.modules.map(\.key)
+                pages += 1
+                request.page?.pageToken = response.page?.nextPageToken ?? ""
+            } while !(request.page?.pageToken.isEmpty ?? true) && pages < 10
+            #expect(keys == ["m0", "m1", "m2", "m3", "m4"] && pages == 3)
+            request.page?.pageToken = "not-a-token"
+            await expectStatus(.invalidArgument) { _ = try await catalog.client.unary(API.listModules, request: request) }
+        }
+    }
+
     @Test("importing a seed twice writes nothing the second time; a dry run writes nothing at all")
     func idempotentImport() async throws {
         try await CatalogHarness.with { catalog in
