@@ -134,6 +134,12 @@ let package = Package(
             dependencies: ["STBPostgres", "STBEventLoop"],
             swiftSettings: swiftSettings + [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
+        // GetConfig / ImportSeed / Watch measurements for scripts/bench-catalog.
+        .executableTarget(
+            name: "stb-catalog-bench",
+            dependencies: ["STBRPC", "STBMessages"],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: - Tests
 

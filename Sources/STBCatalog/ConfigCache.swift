@@ -51,6 +51,9 @@ public final class ConfigCache: Sendable {
     private let snapshot = Mutex<Snapshot?>(nil)
     /// The newest revision this process knows was committed.
     private let knownRevision = Atomic<UInt64>(0)
+    /// Whether a caller is comparing revisions now; the others keep serving the snapshot.
+    private let checking = Atomic<Bool>(false)
+    private let building = Mutex<Task<Snapshot, any Error>?>(nil)
 
     init(pool: PostgresPool, signal: ChangeSignal) {
         self.pool = pool
@@ -89,7 +92,10 @@ public final class ConfigCache: Sendable {
         let known = knownRevision.load(ordering: .relaxed)
         if let cached = snapshot.withLock({ $0 }), cached.revision >= known {
             if cached.generation == generation { return cached }
-            // Something may have changed elsewhere: compare revisions (one cheap query).
+            // Something may have changed elsewhere: one caller compares revisions (one
+            // cheap query) while the others are served the snapshot meanwhile.
+            guard checking.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return cached }
+            defer { checking.store(false, ordering: .releasing) }
             let rows = try await pool.query("SELECT revision FROM catalog_revision")
             let revision = UInt64(try rows[0].decode(0, as: Int64.self))
             if revision == cached.revision {
@@ -99,12 +105,28 @@ public final class ConfigCache: Sendable {
                 return refreshed
             }
         }
-        let built = try await build(generation: generation)
+        var built = try await rebuild(generation: generation)
+        // A build that started before this caller's own commit cannot show it: build again.
+        while built.revision < known {
+            built = try await rebuild(generation: generation)
+        }
         _ = knownRevision.max(built.revision, ordering: .relaxed)
         snapshot.withLock { current in
             if current == nil || current!.revision <= built.revision { current = built }
         }
         return built
+    }
+
+    /// One build at a time: callers arriving meanwhile share its result.
+    private func rebuild(generation: UInt64) async throws -> Snapshot {
+        let task = building.withLock { current -> Task<Snapshot, any Error> in
+            if let current { return current }
+            let task = Task { try await self.build(generation: generation) }
+            current = task
+            return task
+        }
+        defer { building.withLock { if $0 == task { $0 = nil } } }
+        return try await task.value
     }
 
     private func build(generation: UInt64) async throws -> Snapshot {

@@ -12,7 +12,8 @@ final class ClientCall: MessageSink, @unchecked Sendable {
     let timeoutNanos: UInt64?
 
     // Loop only.
-    unowned(unsafe) var connection: ClientConnection?
+    /// Weak: a call can outlive its connection (cancelled after the connection failed).
+    weak var connection: ClientConnection?
     var streamID: Int32 = -1
     var outbound = OutboundBody()
     var sendingFinished = false

@@ -1,0 +1,370 @@
+import Glibc
+import STBMessages
+import STBRPC
+import Synchronization
+
+// Client-side measurements of catalogd for scripts/bench-catalog.
+//
+//   stb-catalog-bench --addr HOST:PORT --seed SEED.json [--variant VARIANT.json]
+//                     [--seconds N] [--callers C] [--watch-updates U]
+//
+// Against a server on an EMPTY database it runs, in order:
+//   1. ImportSeed of SEED (first import, timed), then the same document again (timed; it
+//      must report applied=false and the same revision); with --variant, an import of
+//      VARIANT (timed, for reference: ~13% of the options change).
+//   2. GetConfig (all modules): one decoded call (size, option count), warm-up, then C
+//      concurrent callers (one Task each) for N seconds, twice: all callers sharing one
+//      RPCClient connection, and one RPCClient connection per caller. The load loops do not
+//      decode the ~MB reply (they only count its bytes) so the figure is the server's.
+//   3. grpc.health.v1.Health/Check the same two ways, same C and N, same server.
+//   4. Watch latency: a Watch subscriber, then U sequential UpdateOption calls (description
+//      changes on one option); for each, the time from sending UpdateOption to receiving the
+//      Watch event carrying that description.
+// Prints greppable lines:
+//   catalog import_first ms=... applied=... revision=... created=... updated=... unchanged=...
+//   catalog import_again ms=... applied=... revision=... same_revision=true|false ...
+//   catalog getconfig mode=shared|per-caller callers=C rps=... p50_us=... p99_us=... bytes=...
+//   catalog getconfig_unchanged mode=... (known_revision current: the `unchanged` reply, for reference)
+//   catalog health mode=shared|per-caller callers=C rps=... p50_us=... p99_us=...
+//   catalog watch updates=U p50_us=... p99_us=... max_us=... update_p50_us=... update_p99_us=...
+// Exit status 1 when a step fails to run (a missed target is not a failure).
+
+let usage = """
+    usage: stb-catalog-bench --addr HOST:PORT --seed SEED.json [--variant VARIANT.json]
+                             [--seconds N] [--callers C] [--watch-updates U]
+    """
+
+func complain(_ message: String) {
+    let line = Array("stb-catalog-bench: \(message)\n".utf8)
+    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+func report(_ line: String) {
+    print(line)
+    fflush(nil)
+}
+
+func fail(_ message: String) -> Never {
+    complain(message)
+    exit(1)
+}
+
+func now() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+func format(_ value: Double, _ digits: Int = 1) -> String {
+    var buffer = [CChar](repeating: 0, count: 64)
+    _ = withVaList([value]) { vsnprintf(&buffer, buffer.count, "%.\(digits)f", $0) }
+    return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+}
+
+func percentile(_ sorted: [UInt64], _ p: Double) -> UInt64 {
+    guard !sorted.isEmpty else { return 0 }
+    let rank = Int((p / 100 * Double(sorted.count)).rounded(.up))
+    return sorted[min(max(rank, 1), sorted.count) - 1]
+}
+
+func readFile(_ path: String) -> String {
+    guard let file = fopen(path, "rb") else { fail("cannot open \(path)") }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = fread(&chunk, 1, chunk.count, file)
+        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
+        if n < chunk.count { break }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+// MARK: - arguments
+
+let values: [String: String] = {
+    var values: [String: String] = [:]
+    var iterator = CommandLine.arguments.dropFirst().makeIterator()
+    while let argument = iterator.next() {
+        guard argument.hasPrefix("--") else { fail("unexpected argument \(argument)\n\(usage)") }
+        let name = String(argument.dropFirst(2))
+        guard ["addr", "seed", "variant", "seconds", "callers", "watch-updates"].contains(name) else {
+            fail("unknown option --\(name)\n\(usage)")
+        }
+        guard let value = iterator.next() else { fail("--\(name) needs a value") }
+        values[name] = value
+    }
+    return values
+}()
+func intOption(_ name: String, _ fallback: Int) -> Int {
+    guard let text = values[name] else { return fallback }
+    guard let value = Int(text), value > 0 else { fail("--\(name) must be a positive integer, not \(text)") }
+    return value
+}
+guard let addr = values["addr"], let colon = addr.lastIndex(of: ":"), let port = Int(addr[addr.index(after: colon)...]) else {
+    fail("--addr HOST:PORT is required\n\(usage)")
+}
+let host = String(addr[..<colon])
+guard let seedPath = values["seed"] else { fail("--seed is required\n\(usage)") }
+let variantPath = values["variant"]
+let seconds = intOption("seconds", 10)
+let callers = intOption("callers", 16)
+let watchUpdates = intOption("watch-updates", 200)
+
+func makeClient() -> RPCClient {
+    var configuration = RPCClient.Configuration()
+    configuration.maxReceiveMessageSize = 256 * 1024 * 1024
+    do { return try RPCClient(host: host, port: port, configuration: configuration) } catch { fail("client: \(error)") }
+}
+
+let client = makeClient()
+let timeout: Duration = .seconds(120)
+
+// MARK: - 1. ImportSeed
+
+func importSeed(_ path: String) async -> (ms: Double, response: Stb_Catalog_V1_ImportSeedResponse) {
+    var request = Stb_Catalog_V1_ImportSeedRequest()
+    request.documentJson = readFile(path)
+    request.fileName = path
+    let start = now()
+    do {
+        let response = try await client.unary(Stb_Catalog_V1_Catalog.importSeed, request: request, timeout: timeout)
+        return (Double(now() - start) / 1e6, response)
+    } catch {
+        fail("ImportSeed \(path): \(error)")
+    }
+}
+
+func planFields(_ response: Stb_Catalog_V1_ImportSeedResponse) -> String {
+    let plan = response.plan ?? Stb_Catalog_V1_ImportPlan()
+    return "created=\(plan.created.count) updated=\(plan.updated.count) deleted=\(plan.deleted.count) unchanged=\(plan.unchanged)"
+}
+
+// Health first, so a server that is not answering fails fast.
+do {
+    let health = try await client.unary(Grpc_Health_V1_Health.check, request: Grpc_Health_V1_HealthCheckRequest(), timeout: .seconds(10))
+    guard health.status == .serving else { fail("health status \(health.status)") }
+} catch {
+    fail("health check of \(addr): \(error)")
+}
+
+let first = await importSeed(seedPath)
+report("catalog import_first ms=\(format(first.ms)) applied=\(first.response.applied) revision=\(first.response.revision) \(planFields(first.response))")
+let again = await importSeed(seedPath)
+let sameRevision = again.response.revision == first.response.revision
+report("catalog import_again ms=\(format(again.ms)) applied=\(again.response.applied) revision=\(again.response.revision) same_revision=\(sameRevision) \(planFields(again.response))")
+if let variantPath {
+    let variant = await importSeed(variantPath)
+    report("catalog import_variant ms=\(format(variant.ms)) applied=\(variant.response.applied) revision=\(variant.response.revision) \(planFields(variant.response))")
+}
+
+// MARK: - 2./3. load
+
+/// A reply only counted, never decoded: the load loops measure the server, not our decoder.
+struct CountedReply: ProtoMessage {
+    var count = 0
+    init() {}
+    init(serializedBytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) { count = serializedBytes.count }
+    func serialize(into buffer: inout [UInt8]) {}
+    static var protoMessageName: String { "stb.catalog.v1.GetConfigResponse" }
+}
+let getConfigCounted = ProtoMethod<Stb_Catalog_V1_GetConfigRequest, CountedReply>(
+    path: Stb_Catalog_V1_Catalog.getConfig.path, kind: .unary
+)
+
+// One decoded GetConfig: the reply's size and shape, and an option key for the Watch test.
+let watchKey: String
+let decodedRevision: UInt64
+do {
+    let start = now()
+    let config = try await client.unary(Stb_Catalog_V1_Catalog.getConfig, request: Stb_Catalog_V1_GetConfigRequest(), timeout: timeout)
+    let decodedMs = Double(now() - start) / 1e6
+    let options = config.modules.reduce(0) { $0 + $1.groups.reduce(0) { $0 + $1.options.count } }
+    let size = config.serializedBytes().count
+    guard let key = config.modules.first?.groups.first?.options.first?.key else { fail("GetConfig returned no options") }
+    watchKey = key
+    decodedRevision = config.revision
+    report("catalog getconfig_decoded ms=\(format(decodedMs, 2)) bytes=\(size) modules=\(config.modules.count) options=\(options) revision=\(config.revision)")
+} catch {
+    fail("GetConfig: \(error)")
+}
+
+struct LoadResult {
+    var calls = 0
+    var errors = 0
+    var bytes = 0
+    var latencies: [UInt64] = []
+    var firstError: String?
+}
+
+/// `callers` Tasks calling `call` back to back for `seconds`; each Task gets `clients[i % clients.count]`.
+func load(
+    clients: [RPCClient], seconds: Int,
+    _ call: @escaping @Sendable (RPCClient) async throws -> Int
+) async -> (result: LoadResult, elapsed: Double) {
+    let start = now()
+    let deadline = start + UInt64(seconds) * 1_000_000_000
+    let result = await withTaskGroup(of: LoadResult.self) { group in
+        for index in 0..<callers {
+            let caller = clients[index % clients.count]
+            group.addTask {
+                var mine = LoadResult()
+                mine.latencies.reserveCapacity(1 << 16)
+                while now() < deadline {
+                    let t0 = now()
+                    do {
+                        mine.bytes = try await call(caller)
+                        mine.latencies.append(now() - t0)
+                        mine.calls += 1
+                    } catch {
+                        mine.errors += 1
+                        if mine.firstError == nil { mine.firstError = "\(error)" }
+                        if mine.errors > 100 { break }
+                    }
+                }
+                return mine
+            }
+        }
+        var total = LoadResult()
+        for await part in group {
+            total.calls += part.calls
+            total.errors += part.errors
+            total.bytes = max(total.bytes, part.bytes)
+            total.latencies += part.latencies
+            if total.firstError == nil { total.firstError = part.firstError }
+        }
+        return total
+    }
+    return (result, Double(now() - start) / 1e9)
+}
+
+func run(_ name: String, mode: String, clients: [RPCClient], _ call: @escaping @Sendable (RPCClient) async throws -> Int) async -> Double {
+    // Warm-up: connections open, caches filled, one second of load.
+    _ = await load(clients: clients, seconds: 1, call)
+    let (result, elapsed) = await load(clients: clients, seconds: seconds, call)
+    let sorted = result.latencies.sorted()
+    let rps = Double(result.calls) / elapsed
+    var line = "catalog \(name) mode=\(mode) callers=\(callers) connections=\(clients.count) seconds=\(format(elapsed, 2)) calls=\(result.calls) errors=\(result.errors) rps=\(format(rps, 0))"
+    line += " p50_us=\(percentile(sorted, 50) / 1000) p90_us=\(percentile(sorted, 90) / 1000) p99_us=\(percentile(sorted, 99) / 1000) max_us=\(percentile(sorted, 100) / 1000)"
+    if name.hasPrefix("getconfig") {
+        line += " bytes=\(result.bytes) mb_per_s=\(format(rps * Double(result.bytes) / 1e6, 0))"
+    }
+    report(line)
+    if let error = result.firstError { complain("\(name) \(mode): first error: \(error)") }
+    return rps
+}
+
+let getConfigCall: @Sendable (RPCClient) async throws -> Int = { client in
+    try await client.unary(getConfigCounted, request: Stb_Catalog_V1_GetConfigRequest(), timeout: .seconds(30)).count
+}
+// The poll an up-to-date box makes: known_revision current, the reply is just `unchanged`.
+let unchangedRequest = Stb_Catalog_V1_GetConfigRequest(moduleKeys: [], knownRevision: decodedRevision)
+let getConfigUnchangedCall: @Sendable (RPCClient) async throws -> Int = { [unchangedRequest] client in
+    try await client.unary(getConfigCounted, request: unchangedRequest, timeout: .seconds(30)).count
+}
+let healthCall: @Sendable (RPCClient) async throws -> Int = { client in
+    _ = try await client.unary(Grpc_Health_V1_Health.check, request: Grpc_Health_V1_HealthCheckRequest(), timeout: .seconds(30))
+    return 0
+}
+
+let perCaller = (0..<callers).map { _ in makeClient() }
+var best: [String: Double] = [:]
+for (mode, clients) in [("shared", [client]), ("per-caller", perCaller)] {
+    let config = await run("getconfig", mode: mode, clients: clients, getConfigCall)
+    _ = await run("getconfig_unchanged", mode: mode, clients: clients, getConfigUnchangedCall)
+    let health = await run("health", mode: mode, clients: clients, healthCall)
+    report("catalog ratio mode=\(mode) getconfig_over_health=\(format(config / max(health, 1), 3))")
+    best["getconfig", default: 0] = max(best["getconfig", default: 0], config)
+    best["health", default: 0] = max(best["health", default: 0], health)
+}
+for extra in perCaller { await extra.close() }
+
+// MARK: - 4. Watch latency
+
+/// Arrival times of Watch events, by update index (parsed from the description).
+final class Arrivals: Sendable {
+    private let times = Mutex<[Int: UInt64]>([:])
+    func record(_ index: Int, at time: UInt64) { times.withLock { $0[index] = time } }
+    func time(of index: Int) -> UInt64? { times.withLock { $0[index] } }
+}
+
+/// Follows Watch from now on, noting when each benchmark update of `key` arrives.
+func watchLoop(client: RPCClient, key: String, arrivals: Arrivals) async {
+    do {
+        try await client.serverStreaming(Stb_Catalog_V1_Catalog.watch, request: Stb_Catalog_V1_WatchRequest()) { events in
+            for try await event in events {
+                let at = now()
+                guard event.key == key, case .option(let option)? = event.state?.entity,
+                    option.description_p.hasPrefix("bench-watch-"), let index = Int(option.description_p.dropFirst(12))
+                else { continue }
+                arrivals.record(index, at: at)
+            }
+        }
+    } catch is CancellationError {
+    } catch {
+        if !Task.isCancelled { complain("watch stream ended: \(error)") }
+    }
+}
+
+let arrivals = Arrivals()
+let watchClient = makeClient()
+let watcher = Task.detached { [watchKey] in
+    await watchLoop(client: watchClient, key: watchKey, arrivals: arrivals)
+}
+
+let stamp = now()
+/// Sends update `index`; returns (send time, UpdateOption round trip).
+func update(_ index: Int) async -> (sent: UInt64, rpc: UInt64) {
+    var request = Stb_Catalog_V1_UpdateOptionRequest()
+    request.ref = Stb_Catalog_V1_OptionRef(ref: .key(watchKey))
+    request.description_p = "bench-watch-\(index)"
+    let sent = now()
+    do {
+        _ = try await client.unary(Stb_Catalog_V1_Catalog.updateOption, request: request, timeout: .seconds(30))
+    } catch {
+        fail("UpdateOption \(watchKey): \(error)")
+    }
+    return (sent, now() - sent)
+}
+/// Waits for event `index` (5 s at most). The arrival time is taken by the watcher when the
+/// event is decoded, so this polling interval does not enter the measurement.
+func awaitEvent(_ index: Int) async -> Bool {
+    let deadline = now() + 5_000_000_000
+    while now() < deadline {
+        if arrivals.time(of: index) != nil { return true }
+        try? await Task.sleep(for: .microseconds(200))
+    }
+    return false
+}
+
+// Subscribed once a first (unmeasured) update comes through; retry while the stream opens.
+let base = Int(stamp % 1_000_000) * 10_000
+var subscribed = false
+for attempt in 0..<10 where !subscribed {
+    try? await Task.sleep(for: .milliseconds(100))
+    _ = await update(base + attempt)
+    subscribed = await awaitEvent(base + attempt)
+}
+guard subscribed else { fail("no Watch event arrived for updates of \(watchKey)") }
+
+var watchLatencies: [UInt64] = []
+var rpcLatencies: [UInt64] = []
+var missed = 0
+for i in 0..<watchUpdates {
+    let index = base + 1000 + i
+    let (sent, rpc) = await update(index)
+    rpcLatencies.append(rpc)
+    if await awaitEvent(index), let at = arrivals.time(of: index) {
+        watchLatencies.append(at - sent)
+    } else {
+        missed += 1
+    }
+}
+watcher.cancel()
+await watchClient.close()
+let ws = watchLatencies.sorted()
+let rs = rpcLatencies.sorted()
+report("catalog watch updates=\(watchUpdates) received=\(ws.count) missed=\(missed) p50_us=\(percentile(ws, 50) / 1000) p90_us=\(percentile(ws, 90) / 1000) p99_us=\(percentile(ws, 99) / 1000) max_us=\(percentile(ws, 100) / 1000) update_p50_us=\(percentile(rs, 50) / 1000) update_p99_us=\(percentile(rs, 99) / 1000)")
+report("catalog best getconfig_rps=\(format(best["getconfig"] ?? 0, 0)) health_rps=\(format(best["health"] ?? 0, 0)) ratio=\(format((best["getconfig"] ?? 0) / max(best["health"] ?? 1, 1), 3))")
+await client.close()
+exit(missed == 0 ? 0 : 1)
