@@ -47,6 +47,7 @@ public struct CatalogService: RPCService {
         router.register(API.createState, unary: { request, context in try await run(context) { try await createState(request, $0) } })
         router.register(API.getState, unary: { request, context in try await run(context) { try await getState(request, $0) } })
         router.register(API.listStates, unary: { request, context in try await run(context) { try await listStates(request, $0) } })
+        router.register(API.updateState, unary: { request, context in try await run(context) { try await updateState(request, $0) } })
         router.register(API.deleteState, unary: { request, context in try await run(context) { try await deleteState(request, $0) } })
         router.register(API.createTransition, unary: { request, context in try await run(context) { try await createTransition(request, $0) } })
         router.register(API.getTransition, unary: { request, context in try await run(context) { try await getTransition(request, $0) } })
@@ -428,6 +429,22 @@ public struct CatalogService: RPCService {
         var response = Stb_Catalog_V1_ListStatesResponse()
         response.states = try rows.map(Columns.state)
         return response
+    }
+
+    func updateState(_ request: Stb_Catalog_V1_UpdateStateRequest, _ actor: String) async throws -> State {
+        guard let ref = request.ref else { throw invalid("ref: required") }
+        let meta = try checkedUpdate(name: nil, metaJson: request.metaJson)
+        return try await change(actor: actor) { transaction, changes in
+            let before = try await loadState(ref, on: transaction.connection, forUpdate: true)
+            guard let meta, meta != Module.metaValue(before.metaJson) else { return before }
+            let rows = try await transaction.query(PostgresQuery(sql: """
+                WITH s AS (UPDATE states SET meta = $2 WHERE id = $1 RETURNING *)
+                SELECT \(Columns.state) FROM s JOIN modules m ON m.id = s.module_id
+                """, bindings: bind(before.id, PostgresJSON(meta.canonicalText))))
+            let updated = try Columns.state(rows[0])
+            changes.updated(.state, updated.entityKey, before: before.json, after: updated.json, state: updated.catalogEntity)
+            return updated
+        }
     }
 
     /// Refused while a transition or the module's initial state refers to the state.

@@ -107,6 +107,15 @@ struct CatalogTests {
             stateRef.moduleKey = "video"
             stateRef.name = "4k_enabled"
             await expectStatus(.failedPrecondition) { _ = try await catalog.client.unary(API.deleteState, request: stateRef) }
+
+            var updateState = Stb_Catalog_V1_UpdateStateRequest()
+            updateState.ref = stateRef
+            updateState.metaJson = #"{"label": "4K"}"#
+            let labelled = try await catalog.client.unary(API.updateState, request: updateState)
+            #expect(try JSONValue.parse(labelled.metaJson) == JSONValue.parse(#"{"label": "4K"}"#))
+            updateState.metaJson = "[]"
+            await expectStatus(.invalidArgument) { _ = try await catalog.client.unary(API.updateState, request: updateState) }
+            #expect(try await catalog.count("SELECT count(*) FROM audit_log WHERE entity = 'state' AND action = 'updated'") == 1)
         }
     }
 

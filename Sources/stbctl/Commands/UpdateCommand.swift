@@ -18,7 +18,7 @@ struct UpdateCommand: AsyncParsableCommand {
               stbctl update group video/output --position 2
               stbctl update transition video/idle/ENABLE_4K --condition ''
             """,
-        subcommands: [UpdateModule.self, UpdateGroup.self, UpdateOption.self, UpdateTransition.self]
+        subcommands: [UpdateModule.self, UpdateGroup.self, UpdateOption.self, UpdateState.self, UpdateTransition.self]
     )
 }
 
@@ -156,6 +156,43 @@ struct UpdateOption: AsyncParsableCommand {
             metaJson: fields.meta, moduleKey: destination?[0], groupKey: destination?[1])
         let updated = try await global.withCatalog { try await $0.call(Stb_Catalog_V1_Catalog.updateOption, request) }
         Entity.option(updated).print(json: output.json)
+    }
+}
+
+struct UpdateState: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "state",
+        abstract: "Change a state's meta.",
+        discussion: """
+            A state's module and name are its key (transitions refer to it) and cannot change.
+
+            Examples:
+              stbctl update state video/idle --meta '{"label": "Idle"}'
+            """
+    )
+
+    @Argument(help: ArgumentHelp("Which state: MODULE/STATE or its id.", valueName: "ref"))
+    var ref: String
+
+    @Option(help: ArgumentHelp("Metadata, a JSON object ('' for {}).", valueName: "json"), transform: JSONArgument.object)
+    var meta: String?
+
+    @OptionGroup var output: EntityOutputOptions
+
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        _ = try EntityRef(.state, ref)
+        if meta == nil { throw nothingToUpdate("--meta") }
+    }
+
+    func run() async throws {
+        guard case .state(let ref) = try EntityRef(.state, ref).target else { return }
+        var request = Stb_Catalog_V1_UpdateStateRequest()
+        request.ref = ref
+        request.metaJson = meta
+        let updated = try await global.withCatalog { try await $0.call(Stb_Catalog_V1_Catalog.updateState, request) }
+        Entity.state(updated).print(json: output.json)
     }
 }
 

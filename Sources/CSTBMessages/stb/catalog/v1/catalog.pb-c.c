@@ -1267,6 +1267,51 @@ void   stb__catalog__v1__update_option_request__free_unpacked
   assert(message->base.descriptor == &stb__catalog__v1__update_option_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   stb__catalog__v1__update_state_request__init
+                     (Stb__Catalog__V1__UpdateStateRequest         *message)
+{
+  static const Stb__Catalog__V1__UpdateStateRequest init_value = STB__CATALOG__V1__UPDATE_STATE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t stb__catalog__v1__update_state_request__get_packed_size
+                     (const Stb__Catalog__V1__UpdateStateRequest *message)
+{
+  assert(message->base.descriptor == &stb__catalog__v1__update_state_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t stb__catalog__v1__update_state_request__pack
+                     (const Stb__Catalog__V1__UpdateStateRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &stb__catalog__v1__update_state_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t stb__catalog__v1__update_state_request__pack_to_buffer
+                     (const Stb__Catalog__V1__UpdateStateRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &stb__catalog__v1__update_state_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Stb__Catalog__V1__UpdateStateRequest *
+       stb__catalog__v1__update_state_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Stb__Catalog__V1__UpdateStateRequest *)
+     protobuf_c_message_unpack (&stb__catalog__v1__update_state_request__descriptor,
+                                allocator, len, data);
+}
+void   stb__catalog__v1__update_state_request__free_unpacked
+                     (Stb__Catalog__V1__UpdateStateRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &stb__catalog__v1__update_state_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   stb__catalog__v1__update_transition_request__init
                      (Stb__Catalog__V1__UpdateTransitionRequest         *message)
 {
@@ -3820,6 +3865,57 @@ const ProtobufCMessageDescriptor stb__catalog__v1__update_option_request__descri
   (ProtobufCMessageInit) stb__catalog__v1__update_option_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor stb__catalog__v1__update_state_request__field_descriptors[2] =
+{
+  {
+    "ref",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Catalog__V1__UpdateStateRequest, ref),
+    &stb__catalog__v1__state_ref__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "meta_json",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Stb__Catalog__V1__UpdateStateRequest, _meta_json_case),
+    offsetof(Stb__Catalog__V1__UpdateStateRequest, meta_json),
+    NULL,
+    &protobuf_c_empty_string,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned stb__catalog__v1__update_state_request__field_indices_by_name[] = {
+  1,   /* field[1] = meta_json */
+  0,   /* field[0] = ref */
+};
+static const ProtobufCIntRange stb__catalog__v1__update_state_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor stb__catalog__v1__update_state_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "stb.catalog.v1.UpdateStateRequest",
+  "UpdateStateRequest",
+  "Stb__Catalog__V1__UpdateStateRequest",
+  "stb.catalog.v1",
+  sizeof(Stb__Catalog__V1__UpdateStateRequest),
+  2,
+  stb__catalog__v1__update_state_request__field_descriptors,
+  stb__catalog__v1__update_state_request__field_indices_by_name,
+  1,  stb__catalog__v1__update_state_request__number_ranges,
+  (ProtobufCMessageInit) stb__catalog__v1__update_state_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor stb__catalog__v1__update_transition_request__field_descriptors[4] =
 {
   {
@@ -4726,7 +4822,7 @@ const ProtobufCEnumDescriptor stb__catalog__v1__option_type__descriptor =
   stb__catalog__v1__option_type__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor stb__catalog__v1__catalog__method_descriptors[27] =
+static const ProtobufCMethodDescriptor stb__catalog__v1__catalog__method_descriptors[28] =
 {
   { "CreateModule", &stb__catalog__v1__create_module_request__descriptor, &stb__catalog__v1__module__descriptor },
   { "GetModule", &stb__catalog__v1__module_ref__descriptor, &stb__catalog__v1__module__descriptor },
@@ -4746,6 +4842,7 @@ static const ProtobufCMethodDescriptor stb__catalog__v1__catalog__method_descrip
   { "CreateState", &stb__catalog__v1__create_state_request__descriptor, &stb__catalog__v1__state__descriptor },
   { "GetState", &stb__catalog__v1__state_ref__descriptor, &stb__catalog__v1__state__descriptor },
   { "ListStates", &stb__catalog__v1__list_states_request__descriptor, &stb__catalog__v1__list_states_response__descriptor },
+  { "UpdateState", &stb__catalog__v1__update_state_request__descriptor, &stb__catalog__v1__state__descriptor },
   { "DeleteState", &stb__catalog__v1__state_ref__descriptor, &stb__common__v1__empty__descriptor },
   { "CreateTransition", &stb__catalog__v1__create_transition_request__descriptor, &stb__catalog__v1__transition__descriptor },
   { "GetTransition", &stb__catalog__v1__transition_ref__descriptor, &stb__catalog__v1__transition__descriptor },
@@ -4761,29 +4858,30 @@ const unsigned stb__catalog__v1__catalog__method_indices_by_name[] = {
   0,        /* CreateModule */
   10,        /* CreateOption */
   15,        /* CreateState */
-  19,        /* CreateTransition */
+  20,        /* CreateTransition */
   9,        /* DeleteGroup */
   4,        /* DeleteModule */
   14,        /* DeleteOption */
-  18,        /* DeleteState */
-  23,        /* DeleteTransition */
-  24,        /* GetConfig */
+  19,        /* DeleteState */
+  24,        /* DeleteTransition */
+  25,        /* GetConfig */
   6,        /* GetGroup */
   1,        /* GetModule */
   11,        /* GetOption */
   16,        /* GetState */
-  20,        /* GetTransition */
-  25,        /* ImportSeed */
+  21,        /* GetTransition */
+  26,        /* ImportSeed */
   7,        /* ListGroups */
   2,        /* ListModules */
   12,        /* ListOptions */
   17,        /* ListStates */
-  21,        /* ListTransitions */
+  22,        /* ListTransitions */
   8,        /* UpdateGroup */
   3,        /* UpdateModule */
   13,        /* UpdateOption */
-  22,        /* UpdateTransition */
-  26         /* Watch */
+  18,        /* UpdateState */
+  23,        /* UpdateTransition */
+  27         /* Watch */
 };
 const ProtobufCServiceDescriptor stb__catalog__v1__catalog__descriptor =
 {
@@ -4792,7 +4890,7 @@ const ProtobufCServiceDescriptor stb__catalog__v1__catalog__descriptor =
   "Catalog",
   "Stb__Catalog__V1__Catalog",
   "stb.catalog.v1",
-  27,
+  28,
   stb__catalog__v1__catalog__method_descriptors,
   stb__catalog__v1__catalog__method_indices_by_name
 };
@@ -4940,13 +5038,21 @@ void stb__catalog__v1__catalog__list_states(ProtobufCService *service,
   assert(service->descriptor == &stb__catalog__v1__catalog__descriptor);
   service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void stb__catalog__v1__catalog__update_state(ProtobufCService *service,
+                                             const Stb__Catalog__V1__UpdateStateRequest *input,
+                                             Stb__Catalog__V1__State_Closure closure,
+                                             void *closure_data)
+{
+  assert(service->descriptor == &stb__catalog__v1__catalog__descriptor);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void stb__catalog__v1__catalog__delete_state(ProtobufCService *service,
                                              const Stb__Catalog__V1__StateRef *input,
                                              Stb__Common__V1__Empty_Closure closure,
                                              void *closure_data)
 {
   assert(service->descriptor == &stb__catalog__v1__catalog__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void stb__catalog__v1__catalog__create_transition(ProtobufCService *service,
                                                   const Stb__Catalog__V1__CreateTransitionRequest *input,
@@ -4954,7 +5060,7 @@ void stb__catalog__v1__catalog__create_transition(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &stb__catalog__v1__catalog__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void stb__catalog__v1__catalog__get_transition(ProtobufCService *service,
                                                const Stb__Catalog__V1__TransitionRef *input,
@@ -4962,7 +5068,7 @@ void stb__catalog__v1__catalog__get_transition(ProtobufCService *service,
                                                void *closure_data)
 {
   assert(service->descriptor == &stb__catalog__v1__catalog__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void stb__catalog__v1__catalog__list_transitions(ProtobufCService *service,
                                                  const Stb__Catalog__V1__ListTransitionsRequest *input,
@@ -4970,7 +5076,7 @@ void stb__catalog__v1__catalog__list_transitions(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &stb__catalog__v1__catalog__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void stb__catalog__v1__catalog__update_transition(ProtobufCService *service,
                                                   const Stb__Catalog__V1__UpdateTransitionRequest *input,
@@ -4978,7 +5084,7 @@ void stb__catalog__v1__catalog__update_transition(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &stb__catalog__v1__catalog__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void stb__catalog__v1__catalog__delete_transition(ProtobufCService *service,
                                                   const Stb__Catalog__V1__TransitionRef *input,
@@ -4986,7 +5092,7 @@ void stb__catalog__v1__catalog__delete_transition(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &stb__catalog__v1__catalog__descriptor);
-  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void stb__catalog__v1__catalog__get_config(ProtobufCService *service,
                                            const Stb__Catalog__V1__GetConfigRequest *input,
@@ -4994,7 +5100,7 @@ void stb__catalog__v1__catalog__get_config(ProtobufCService *service,
                                            void *closure_data)
 {
   assert(service->descriptor == &stb__catalog__v1__catalog__descriptor);
-  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void stb__catalog__v1__catalog__import_seed(ProtobufCService *service,
                                             const Stb__Catalog__V1__ImportSeedRequest *input,
@@ -5002,7 +5108,7 @@ void stb__catalog__v1__catalog__import_seed(ProtobufCService *service,
                                             void *closure_data)
 {
   assert(service->descriptor == &stb__catalog__v1__catalog__descriptor);
-  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void stb__catalog__v1__catalog__watch(ProtobufCService *service,
                                       const Stb__Catalog__V1__WatchRequest *input,
@@ -5010,7 +5116,7 @@ void stb__catalog__v1__catalog__watch(ProtobufCService *service,
                                       void *closure_data)
 {
   assert(service->descriptor == &stb__catalog__v1__catalog__descriptor);
-  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void stb__catalog__v1__catalog__init (Stb__Catalog__V1__Catalog_Service *service,
                                       Stb__Catalog__V1__Catalog_ServiceDestroy destroy)

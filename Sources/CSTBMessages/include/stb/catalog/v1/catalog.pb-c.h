@@ -44,6 +44,7 @@ typedef struct Stb__Catalog__V1__ListTransitionsResponse Stb__Catalog__V1__ListT
 typedef struct Stb__Catalog__V1__UpdateModuleRequest Stb__Catalog__V1__UpdateModuleRequest;
 typedef struct Stb__Catalog__V1__UpdateGroupRequest Stb__Catalog__V1__UpdateGroupRequest;
 typedef struct Stb__Catalog__V1__UpdateOptionRequest Stb__Catalog__V1__UpdateOptionRequest;
+typedef struct Stb__Catalog__V1__UpdateStateRequest Stb__Catalog__V1__UpdateStateRequest;
 typedef struct Stb__Catalog__V1__UpdateTransitionRequest Stb__Catalog__V1__UpdateTransitionRequest;
 typedef struct Stb__Catalog__V1__GetConfigRequest Stb__Catalog__V1__GetConfigRequest;
 typedef struct Stb__Catalog__V1__GetConfigResponse Stb__Catalog__V1__GetConfigResponse;
@@ -633,6 +634,29 @@ struct  Stb__Catalog__V1__UpdateOptionRequest
 #define STB__CATALOG__V1__UPDATE_OPTION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__update_option_request__descriptor) \
     , NULL, STB__CATALOG__V1__UPDATE_OPTION_REQUEST___NAME__NOT_SET, {0}, STB__CATALOG__V1__UPDATE_OPTION_REQUEST___DESCRIPTION__NOT_SET, {0}, STB__CATALOG__V1__UPDATE_OPTION_REQUEST___TYPE__NOT_SET, {0}, STB__CATALOG__V1__UPDATE_OPTION_REQUEST___DEFAULT_VALUE__NOT_SET, {0}, STB__CATALOG__V1__UPDATE_OPTION_REQUEST___EDITABLE__NOT_SET, {0}, STB__CATALOG__V1__UPDATE_OPTION_REQUEST___INCLUDED_BY_DEFAULT__NOT_SET, {0}, STB__CATALOG__V1__UPDATE_OPTION_REQUEST___META_JSON__NOT_SET, {0}, STB__CATALOG__V1__UPDATE_OPTION_REQUEST___MODULE_KEY__NOT_SET, {0}, STB__CATALOG__V1__UPDATE_OPTION_REQUEST___GROUP_KEY__NOT_SET, {0} }
+
+
+typedef enum {
+  STB__CATALOG__V1__UPDATE_STATE_REQUEST___META_JSON__NOT_SET = 0,
+  STB__CATALOG__V1__UPDATE_STATE_REQUEST___META_JSON_META_JSON = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(STB__CATALOG__V1__UPDATE_STATE_REQUEST___META_JSON__CASE)
+} Stb__Catalog__V1__UpdateStateRequest__MetaJsonCase;
+
+/*
+ * A state's name is its identity (transitions refer to it): only its meta changes.
+ */
+struct  Stb__Catalog__V1__UpdateStateRequest
+{
+  ProtobufCMessage base;
+  Stb__Catalog__V1__StateRef *ref;
+  Stb__Catalog__V1__UpdateStateRequest__MetaJsonCase _meta_json_case;
+  union {
+    char *meta_json;
+  };
+};
+#define STB__CATALOG__V1__UPDATE_STATE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__update_state_request__descriptor) \
+    , NULL, STB__CATALOG__V1__UPDATE_STATE_REQUEST___META_JSON__NOT_SET, {0} }
 
 
 typedef enum {
@@ -1416,6 +1440,25 @@ Stb__Catalog__V1__UpdateOptionRequest *
 void   stb__catalog__v1__update_option_request__free_unpacked
                      (Stb__Catalog__V1__UpdateOptionRequest *message,
                       ProtobufCAllocator *allocator);
+/* Stb__Catalog__V1__UpdateStateRequest methods */
+void   stb__catalog__v1__update_state_request__init
+                     (Stb__Catalog__V1__UpdateStateRequest         *message);
+size_t stb__catalog__v1__update_state_request__get_packed_size
+                     (const Stb__Catalog__V1__UpdateStateRequest   *message);
+size_t stb__catalog__v1__update_state_request__pack
+                     (const Stb__Catalog__V1__UpdateStateRequest   *message,
+                      uint8_t             *out);
+size_t stb__catalog__v1__update_state_request__pack_to_buffer
+                     (const Stb__Catalog__V1__UpdateStateRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Stb__Catalog__V1__UpdateStateRequest *
+       stb__catalog__v1__update_state_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   stb__catalog__v1__update_state_request__free_unpacked
+                     (Stb__Catalog__V1__UpdateStateRequest *message,
+                      ProtobufCAllocator *allocator);
 /* Stb__Catalog__V1__UpdateTransitionRequest methods */
 void   stb__catalog__v1__update_transition_request__init
                      (Stb__Catalog__V1__UpdateTransitionRequest         *message);
@@ -1730,6 +1773,9 @@ typedef void (*Stb__Catalog__V1__UpdateGroupRequest_Closure)
 typedef void (*Stb__Catalog__V1__UpdateOptionRequest_Closure)
                  (const Stb__Catalog__V1__UpdateOptionRequest *message,
                   void *closure_data);
+typedef void (*Stb__Catalog__V1__UpdateStateRequest_Closure)
+                 (const Stb__Catalog__V1__UpdateStateRequest *message,
+                  void *closure_data);
 typedef void (*Stb__Catalog__V1__UpdateTransitionRequest_Closure)
                  (const Stb__Catalog__V1__UpdateTransitionRequest *message,
                   void *closure_data);
@@ -1845,6 +1891,10 @@ struct Stb__Catalog__V1__Catalog_Service
                       const Stb__Catalog__V1__ListStatesRequest *input,
                       Stb__Catalog__V1__ListStatesResponse_Closure closure,
                       void *closure_data);
+  void (*update_state)(Stb__Catalog__V1__Catalog_Service *service,
+                       const Stb__Catalog__V1__UpdateStateRequest *input,
+                       Stb__Catalog__V1__State_Closure closure,
+                       void *closure_data);
   void (*delete_state)(Stb__Catalog__V1__Catalog_Service *service,
                        const Stb__Catalog__V1__StateRef *input,
                        Stb__Common__V1__Empty_Closure closure,
@@ -1907,6 +1957,7 @@ void stb__catalog__v1__catalog__init (Stb__Catalog__V1__Catalog_Service *service
       function_prefix__ ## create_state,\
       function_prefix__ ## get_state,\
       function_prefix__ ## list_states,\
+      function_prefix__ ## update_state,\
       function_prefix__ ## delete_state,\
       function_prefix__ ## create_transition,\
       function_prefix__ ## get_transition,\
@@ -1988,6 +2039,10 @@ void stb__catalog__v1__catalog__list_states(ProtobufCService *service,
                                             const Stb__Catalog__V1__ListStatesRequest *input,
                                             Stb__Catalog__V1__ListStatesResponse_Closure closure,
                                             void *closure_data);
+void stb__catalog__v1__catalog__update_state(ProtobufCService *service,
+                                             const Stb__Catalog__V1__UpdateStateRequest *input,
+                                             Stb__Catalog__V1__State_Closure closure,
+                                             void *closure_data);
 void stb__catalog__v1__catalog__delete_state(ProtobufCService *service,
                                              const Stb__Catalog__V1__StateRef *input,
                                              Stb__Common__V1__Empty_Closure closure,
@@ -2056,6 +2111,7 @@ extern const ProtobufCMessageDescriptor stb__catalog__v1__list_transitions_respo
 extern const ProtobufCMessageDescriptor stb__catalog__v1__update_module_request__descriptor;
 extern const ProtobufCMessageDescriptor stb__catalog__v1__update_group_request__descriptor;
 extern const ProtobufCMessageDescriptor stb__catalog__v1__update_option_request__descriptor;
+extern const ProtobufCMessageDescriptor stb__catalog__v1__update_state_request__descriptor;
 extern const ProtobufCMessageDescriptor stb__catalog__v1__update_transition_request__descriptor;
 extern const ProtobufCMessageDescriptor stb__catalog__v1__get_config_request__descriptor;
 extern const ProtobufCMessageDescriptor stb__catalog__v1__get_config_response__descriptor;

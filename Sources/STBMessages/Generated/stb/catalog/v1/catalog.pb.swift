@@ -1359,6 +1359,46 @@ public struct Stb_Catalog_V1_UpdateOptionRequest: ProtoMessage {
     }
 }
 
+/// A state's name is its identity (transitions refer to it): only its meta changes.
+public struct Stb_Catalog_V1_UpdateStateRequest: ProtoMessage {
+    /// `ref` (field 1).
+    public var ref: Stb_Catalog_V1_StateRef? = nil
+    /// `meta_json` (field 2).
+    public var metaJson: String? = nil
+
+    /// The fully qualified proto name.
+    public static var protoMessageName: String { "stb.catalog.v1.UpdateStateRequest" }
+
+    /// Creates a message with every field at its default (proto3 zero) value.
+    public init() {}
+
+    /// Creates a message from the given fields; the rest keep their defaults.
+    public init(
+        ref: Stb_Catalog_V1_StateRef? = nil,
+        metaJson: String? = nil
+    ) {
+        self.ref = ref
+        self.metaJson = metaJson
+    }
+
+    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
+        guard let c = stb__catalog__v1__update_state_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
+        }
+        defer { stb__catalog__v1__update_state_request__free_unpacked(c, nil) }
+        self.init(_c: c)
+    }
+
+    /// Appends the wire encoding to `buffer`, packing straight into its storage.
+    public func serialize(into buffer: inout [UInt8]) {
+        ProtoArena.with { arena in
+            let c = _makeC(&arena)
+            buffer._protoAppend(count: stb__catalog__v1__update_state_request__get_packed_size(c)) { stb__catalog__v1__update_state_request__pack(c, $0) }
+        }
+    }
+}
+
 /// The `stb.catalog.v1.UpdateTransitionRequest` message.
 public struct Stb_Catalog_V1_UpdateTransitionRequest: ProtoMessage {
     /// `ref` (field 1).
@@ -2027,6 +2067,12 @@ public enum Stb_Catalog_V1_Catalog {
     /// `ListStates` (unary).
     public static let listStates = ProtoMethod<Stb_Catalog_V1_ListStatesRequest, Stb_Catalog_V1_ListStatesResponse>(
         path: "/stb.catalog.v1.Catalog/ListStates",
+        kind: .unary
+    )
+
+    /// `UpdateState` (unary).
+    public static let updateState = ProtoMethod<Stb_Catalog_V1_UpdateStateRequest, Stb_Catalog_V1_State>(
+        path: "/stb.catalog.v1.Catalog/UpdateState",
         kind: .unary
     )
 
@@ -2892,6 +2938,29 @@ extension Stb_Catalog_V1_UpdateOptionRequest {
         if let value = self.groupKey {
             c.pointee._group_key_case = .init(rawValue: 10)
             c.pointee.group_key = arena.cString(value)
+        }
+        return c
+    }
+}
+
+extension Stb_Catalog_V1_UpdateStateRequest {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__UpdateStateRequest>) {
+        let m = c.pointee
+        self.ref = m.ref.map { Stb_Catalog_V1_StateRef(_c: $0) }
+        self.metaJson = m._meta_json_case.rawValue == 2 ? _protoString(m.meta_json) : nil
+    }
+
+    /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
+    internal func _makeC(_ arena: inout ProtoArena) -> UnsafeMutablePointer<Stb__Catalog__V1__UpdateStateRequest> {
+        let c = arena.allocate(Stb__Catalog__V1__UpdateStateRequest.self)
+        stb__catalog__v1__update_state_request__init(c)
+        if let value = self.ref {
+            c.pointee.ref = value._makeC(&arena)
+        }
+        if let value = self.metaJson {
+            c.pointee._meta_json_case = .init(rawValue: 2)
+            c.pointee.meta_json = arena.cString(value)
         }
         return c
     }
