@@ -83,11 +83,18 @@ let package = Package(
             swiftSettings: swiftSettings + [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
 
+        // MARK: - JSON values: seed documents, meta, json-logic
+
+        .target(
+            name: "STBJSON",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: - Catalog service
 
         .target(
             name: "STBCatalog",
-            dependencies: ["STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -155,7 +162,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBCatalogTests",
-            dependencies: ["STBCatalog", "STBRPC", "STBPostgres", "STBMessages"],
+            dependencies: ["STBCatalog", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,3 +1,4 @@
+import STBJSON
 import Logging
 import STBMessages
 import STBPostgres

@@ -1,3 +1,4 @@
+import STBJSON
 import STBMessages
 import STBPostgres
 

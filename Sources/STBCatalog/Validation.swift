@@ -1,3 +1,4 @@
+import STBJSON
 import STBMessages
 
 /// The catalog's validation rules, shared by the CRUD calls and seed imports. Each check

@@ -1,3 +1,4 @@
+import STBJSON
 import Glibc
 import STBCatalog
 import STBMessages

@@ -1,3 +1,4 @@
+import STBJSON
 import Foundation
 import Testing
 import STBMessages
