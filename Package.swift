@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "STBRPC", targets: ["STBRPC"]),
         .library(name: "STBPostgres", targets: ["STBPostgres"]),
         .executable(name: "catalogd", targets: ["catalogd"]),
+        .executable(name: "rulesd", targets: ["rulesd"]),
         .executable(name: "stbctl", targets: ["stbctl"]),
         .executable(name: "stb-echo-server", targets: ["stb-echo-server"]),
         .executable(name: "stb-rpc-bench", targets: ["stb-rpc-bench"]),
@@ -103,6 +104,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: - Rules service
+
+        .target(
+            name: "STBRules",
+            dependencies: ["STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "rulesd",
+            dependencies: ["STBRules", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            swiftSettings: swiftSettings
+        ),
+
         // The command-line client engineers use against the services.
         .executableTarget(
             name: "stbctl",
@@ -163,6 +177,11 @@ let package = Package(
         .testTarget(
             name: "STBCatalogTests",
             dependencies: ["STBCatalog", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "STBRulesTests",
+            dependencies: ["STBRules", "STBCatalog", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -8,6 +8,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "stb/catalog/v1/catalog.pb-c.h"
 #include "stb/common/v1/common.pb-c.h"
+#include "stb/rules/v1/rules.pb-c.h"
 #include "stb/testing/v1/all_kinds.pb-c.h"
 #include "stb/testing/v1/echo.pb-c.h"
 

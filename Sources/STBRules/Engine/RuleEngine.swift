@@ -1,0 +1,406 @@
+// The rules engine: compiles rules against a catalog once, then evaluates selections.
+// Pure: no I/O, immutable after init, safe to share between tasks.
+import STBJSON
+
+/// One option a violated rule references, with what the rule saw.
+public struct Reference: Sendable, Hashable {
+    public var optionKey: String
+    public var included: Bool
+    /// The effective value when included; nil when excluded or unknown.
+    public var value: JSONValue?
+    /// False when the option is not in the catalog.
+    public var known: Bool
+
+    public init(optionKey: String, included: Bool, value: JSONValue?, known: Bool = true) {
+        self.optionKey = optionKey
+        self.included = included
+        self.value = value
+        self.known = known
+    }
+
+    /// Kconfig-style: `hdr [=y]`, `hdr [=n]`, `max_bitrate [=20000]`, `codec [="hevc"]`, `ghost [=?]` (unknown).
+    public var kconfigText: String {
+        "\(optionKey) [=\(Self.valueText(included: included, value: value, known: known))]"
+    }
+
+    static func valueText(included: Bool, value: JSONValue?, known: Bool) -> String {
+        if !known { return "?" }
+        if !included { return "n" }
+        switch value {
+        case nil, .bool(true)?, .null?: return "y"
+        case let value?: return value.canonicalText
+        }
+    }
+}
+
+public struct Violation: Sendable, Hashable {
+    public var ruleKey: String
+    /// `requires`, `forbidden`, `validation`, `choice`.
+    public var kind: String
+    public var subject: String
+    public var severity: RuleSeverity
+    /// The rule's own message.
+    public var message: String
+    /// Every option the rule references (subject first for subject rules), with its current state.
+    public var references: [Reference]
+    /// One line, Kconfig style: `hdr requires 4k_output [=n], hdmi_2_1 [=y]`.
+    public var explanation: String
+
+    public init(
+        ruleKey: String, kind: String, subject: String, severity: RuleSeverity, message: String,
+        references: [Reference], explanation: String
+    ) {
+        self.ruleKey = ruleKey
+        self.kind = kind
+        self.subject = subject
+        self.severity = severity
+        self.message = message
+        self.references = references
+        self.explanation = explanation
+    }
+}
+
+/// An option the selection would have to add to satisfy `requires`, with the chain that needs it
+/// (`chain.first` is an included option, `chain.last` is `optionKey`).
+public struct ClosureEntry: Sendable, Hashable {
+    public var optionKey: String
+    public var chain: [String]
+
+    public init(optionKey: String, chain: [String]) {
+        self.optionKey = optionKey
+        self.chain = chain
+    }
+}
+
+/// A rule that adding the closure would violate.
+public struct ClosureConflict: Sendable, Hashable {
+    public var ruleKey: String
+    public var kind: String
+    /// The requires chain that brings in the offending option, then the rule's side.
+    public var chain: [String]
+    /// `hdr → 4k_output → hdmi_2_1 forbidden by legacy_mode`.
+    public var explanation: String
+
+    public init(ruleKey: String, kind: String, chain: [String], explanation: String) {
+        self.ruleKey = ruleKey
+        self.kind = kind
+        self.chain = chain
+        self.explanation = explanation
+    }
+}
+
+public struct Evaluation: Sendable {
+    /// No error-severity violation.
+    public var valid: Bool
+    public var violations: [Violation]
+    /// Options not yet included that `requires` rules (transitively, from included subjects) need.
+    public var closure: [ClosureEntry]
+    /// Forbidden/choice rules that adding the closure would violate; unknown options the closure needs.
+    public var conflicts: [ClosureConflict]
+    /// Keys the selection lists that are not in the catalog (ignored).
+    public var unknownSelections: [String]
+
+    public var errors: [Violation] { violations.filter { $0.severity == .error } }
+}
+
+public final class RuleEngine: Sendable {
+    enum Scope: Sendable {
+        case option(Int)   // fires when that option is included
+        case never         // subject is not in the catalog: never included, never fires
+        case always        // choice rules, global validations
+    }
+
+    /// A class so that walking the rule list costs one retain per rule, not a struct copy.
+    final class Compiled: Sendable {
+        let rule: Rule
+        let scope: Scope
+        /// Listed options (requires/forbidden/choice targets, validation variables), index or nil if unknown.
+        let targets: [Int?]
+        let targetKeys: [String]
+
+        init(rule: Rule, scope: Scope, targets: [Int?], targetKeys: [String]) {
+            self.rule = rule
+            self.scope = scope
+            self.targets = targets
+            self.targetKeys = targetKeys
+        }
+    }
+
+    public let rules: [Rule]
+    public let catalog: CatalogModel
+
+    let keys: [String]
+    let indexOf: [String: Int]
+    let defaultIncluded: [Bool]
+    let defaultValues: [JSONValue]
+    let compiled: [Compiled]
+    /// Indices into `compiled` of active rules, by kind.
+    let activeRules: [Int]
+    /// Requires edges of active rules: option index → (target index or nil, target key, rule index).
+    let requiresOut: [[(target: Int?, key: String, rule: Int)]]
+    /// Active forbidden rules by subject option index; and by forbidden target index.
+    let forbiddenBySubject: [[Int]]
+    let forbiddenByTarget: [[Int]]
+    /// Active choice rules by member option index.
+    let choicesByMember: [[Int]]
+    /// Rule indices by every option they reference (subject or listed), all rules.
+    public let rulesByOption: [String: [String]]
+
+    public init(rules: [Rule], catalog: CatalogModel) {
+        self.rules = rules
+        self.catalog = catalog
+        let keys = catalog.optionKeys
+        self.keys = keys
+        var indexOf: [String: Int] = [:]
+        indexOf.reserveCapacity(keys.count)
+        for (index, key) in keys.enumerated() { indexOf[key] = index }
+        self.indexOf = indexOf
+        defaultIncluded = keys.map { catalog.options[$0]!.includedByDefault }
+        defaultValues = keys.map { catalog.options[$0]!.defaultValue }
+
+        var compiled: [Compiled] = []
+        compiled.reserveCapacity(rules.count)
+        var active: [Int] = []
+        var requiresOut = Array(repeating: [(target: Int?, key: String, rule: Int)](), count: keys.count)
+        var forbiddenBySubject = Array(repeating: [Int](), count: keys.count)
+        var forbiddenByTarget = Array(repeating: [Int](), count: keys.count)
+        var choicesByMember = Array(repeating: [Int](), count: keys.count)
+        var rulesByOption: [String: [String]] = [:]
+        for rule in rules {
+            let ruleIndex = compiled.count
+            let scope: Scope
+            switch rule.kind {
+            case .choice: scope = .always
+            case .validation where rule.subject == Rule.globalSubject: scope = .always
+            default: scope = indexOf[rule.subject].map(Scope.option) ?? .never
+            }
+            let targetKeys = rule.listedOptions
+            let targets = targetKeys.map { indexOf[$0] }
+            compiled.append(Compiled(rule: rule, scope: scope, targets: targets, targetKeys: targetKeys))
+            var referenced = targetKeys
+            if case .choice = rule.kind {} else if rule.subject != Rule.globalSubject { referenced.append(rule.subject) }
+            for key in Set(referenced) { rulesByOption[key, default: []].append(rule.key) }
+            guard rule.active else { continue }
+            active.append(ruleIndex)
+            switch rule.kind {
+            case .requires:
+                if case .option(let subject) = scope {
+                    for (target, key) in zip(targets, targetKeys) {
+                        requiresOut[subject].append((target, key, ruleIndex))
+                    }
+                }
+            case .forbidden:
+                if case .option(let subject) = scope {
+                    forbiddenBySubject[subject].append(ruleIndex)
+                    for case let target? in targets { forbiddenByTarget[target].append(ruleIndex) }
+                }
+            case .choice:
+                for case let member? in targets { choicesByMember[member].append(ruleIndex) }
+            case .validation: break
+            }
+        }
+        self.compiled = compiled
+        self.activeRules = active
+        self.requiresOut = requiresOut
+        self.forbiddenBySubject = forbiddenBySubject
+        self.forbiddenByTarget = forbiddenByTarget
+        self.choicesByMember = choicesByMember
+        self.rulesByOption = rulesByOption
+    }
+
+    // MARK: - Selection state
+
+    /// A selection resolved against the catalog: inclusion as a flat array, values looked up on demand.
+    struct State {
+        var included: [Bool]
+        let selection: Selection
+        let engine: RuleEngine
+
+        func isIncluded(_ index: Int?) -> Bool {
+            guard let index else { return false }
+            return included[index]
+        }
+
+        func value(_ index: Int) -> JSONValue {
+            selection.choices[engine.keys[index]]?.value ?? engine.defaultValues[index]
+        }
+
+        /// What json-logic sees: effective value of included options, nil for excluded or unknown ones.
+        func lookup(_ key: String) -> JSONValue? {
+            guard let index = engine.indexOf[key], included[index] else { return nil }
+            return value(index)
+        }
+
+        func reference(_ key: String, _ index: Int?) -> Reference {
+            guard let index else { return Reference(optionKey: key, included: false, value: nil, known: false) }
+            let on = included[index]
+            return Reference(optionKey: key, included: on, value: on ? value(index) : nil)
+        }
+    }
+
+    func resolve(_ selection: Selection) -> (State, [String]) {
+        var included = defaultIncluded
+        var unknown: [String] = []
+        for (key, choice) in selection.choices {
+            guard let index = indexOf[key] else { unknown.append(key); continue }
+            if let flag = choice.included { included[index] = flag }
+        }
+        return (State(included: included, selection: selection, engine: self), unknown.sorted())
+    }
+
+    // MARK: - Evaluate
+
+    public func evaluate(_ selection: Selection) -> Evaluation {
+        let (state, unknown) = resolve(selection)
+        var violations: [Violation] = []
+        for ruleIndex in activeRules {
+            if let violation = check(compiled[ruleIndex], state) { violations.append(violation) }
+        }
+        let (closure, conflicts) = closureAndConflicts(state)
+        return Evaluation(
+            valid: !violations.contains { $0.severity == .error },
+            violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown)
+    }
+
+    /// The violation `entry` produces for `state`, if any.
+    func check(_ entry: Compiled, _ state: State) -> Violation? {
+        let rule = entry.rule
+        switch entry.scope {
+        case .never: return nil
+        case .option(let subject): if !state.included[subject] { return nil }
+        case .always: break
+        }
+        switch rule.kind {
+        case .requires:
+            guard entry.targets.contains(where: { !state.isIncluded($0) }) else { return nil }
+            let refs = references(entry, state)
+            return violation(entry, refs, "\(rule.subject) requires " + list(refs.dropFirst()))
+        case .forbidden:
+            guard entry.targets.contains(where: { state.isIncluded($0) }) else { return nil }
+            let refs = references(entry, state)
+            return violation(entry, refs, "\(rule.subject) forbids " + list(refs.dropFirst()))
+        case .validation(let logic):
+            let outcome: String?
+            do {
+                let result = try logic.evaluate { state.lookup($0) }
+                outcome = JSONLogic.isTruthy(result) ? nil : "validation failed"
+            } catch {
+                outcome = "validation error at \(error.path.isEmpty ? "logic" : error.path): \(error.message)"
+            }
+            guard let outcome else { return nil }
+            let refs = references(entry, state)
+            var text = "\(rule.subject) \(outcome)"
+            if !rule.message.isEmpty { text += " (\(rule.message))" }
+            let shown = rule.subject == Rule.globalSubject ? refs[...] : refs.dropFirst()
+            if !shown.isEmpty { text += ": " + list(shown) }
+            return violation(entry, refs, text)
+        case .choice(_, let optional):
+            let count = entry.targets.reduce(0) { $0 + (state.isIncluded($1) ? 1 : 0) }
+            if count == 1 || (optional && count == 0) { return nil }
+            let refs = references(entry, state)
+            let need = optional ? "at most one of" : "exactly one of"
+            return violation(entry, refs, "choice \(rule.subject) needs \(need) " + list(refs[...]) + " (\(count) included)")
+        }
+    }
+
+    func references(_ entry: Compiled, _ state: State) -> [Reference] {
+        var refs: [Reference] = []
+        refs.reserveCapacity(entry.targets.count + 1)
+        let hasSubject: Bool
+        switch entry.rule.kind {
+        case .choice: hasSubject = false
+        default: hasSubject = entry.rule.subject != Rule.globalSubject
+        }
+        if hasSubject { refs.append(state.reference(entry.rule.subject, indexOf[entry.rule.subject])) }
+        for (key, index) in zip(entry.targetKeys, entry.targets) where !(hasSubject && key == entry.rule.subject) {
+            refs.append(state.reference(key, index))
+        }
+        return refs
+    }
+
+    func violation(_ entry: Compiled, _ refs: [Reference], _ explanation: String) -> Violation {
+        Violation(
+            ruleKey: entry.rule.key, kind: entry.rule.kind.name, subject: entry.rule.subject,
+            severity: entry.rule.severity, message: entry.rule.message, references: refs, explanation: explanation)
+    }
+
+    func list(_ refs: ArraySlice<Reference>) -> String {
+        refs.map(\.kconfigText).joined(separator: ", ")
+    }
+
+    // MARK: - Closure
+
+    func closureAndConflicts(_ state: State) -> ([ClosureEntry], [ClosureConflict]) {
+        // BFS over requires edges from included subjects; parent links give each added option's chain.
+        var parent: [Int: Int] = [:]        // added option → the option that required it
+        var order: [Int] = []
+        var queue: [Int] = []
+        var conflicts: [ClosureConflict] = []
+        var unknownSeen = Set<String>()
+        for subject in requiresOut.indices where state.included[subject] && !requiresOut[subject].isEmpty {
+            queue.append(subject)
+        }
+        var head = 0
+        while head < queue.count {
+            let node = queue[head]
+            head += 1
+            for edge in requiresOut[node] {
+                guard let target = edge.target else {
+                    if unknownSeen.insert(keys[node] + "\u{0}" + edge.key).inserted {
+                        let chain = chain(to: node, parent) + [edge.key]
+                        conflicts.append(ClosureConflict(
+                            ruleKey: compiled[edge.rule].rule.key, kind: "requires", chain: chain,
+                            explanation: chain.joined(separator: " → ") + " (unknown option)"))
+                    }
+                    continue
+                }
+                if state.included[target] || parent[target] != nil { continue }
+                parent[target] = node
+                order.append(target)
+                queue.append(target)
+            }
+        }
+        if order.isEmpty { return ([], conflicts) }
+        let closure = order.map { ClosureEntry(optionKey: keys[$0], chain: chain(to: $0, parent)) }
+
+        // Which forbidden/choice rules does adding the closure break (that the selection did not break already)?
+        var after = state.included
+        for added in order { after[added] = true }
+        func on(_ index: Int?) -> Bool { index.map { after[$0] } ?? false }
+        var seenRules = Set<Int>()
+        for added in order {
+            let addedChain = chain(to: added, parent)
+            // `added` is the subject of a forbidden rule whose target is on.
+            for ruleIndex in forbiddenBySubject[added] {
+                let entry = compiled[ruleIndex]
+                for (target, key) in zip(entry.targets, entry.targetKeys) where on(target) {
+                    let targetChain = target.flatMap { parent[$0] != nil ? chain(to: $0, parent) : nil }
+                    let tail = targetChain.map { " (via " + $0.joined(separator: " → ") + ")" } ?? ""
+                    conflicts.append(ClosureConflict(
+                        ruleKey: entry.rule.key, kind: "forbidden", chain: addedChain + ["forbids " + key],
+                        explanation: addedChain.joined(separator: " → ") + " forbids \(key)" + tail))
+                }
+            }
+            // `added` is forbidden by an on subject (not itself added: that case is reported above).
+            for ruleIndex in forbiddenByTarget[added] {
+                let entry = compiled[ruleIndex]
+                guard case .option(let subject) = entry.scope, state.included[subject] else { continue }
+                conflicts.append(ClosureConflict(
+                    ruleKey: entry.rule.key, kind: "forbidden", chain: addedChain + ["forbidden by " + entry.rule.subject],
+                    explanation: addedChain.joined(separator: " → ") + " forbidden by \(entry.rule.subject)"))
+            }
+            for ruleIndex in choicesByMember[added] where !seenRules.contains(ruleIndex) {
+                let entry = compiled[ruleIndex]
+                let members = zip(entry.targets, entry.targetKeys).filter { on($0.0) }
+                guard members.count > 1 else { continue }
+                seenRules.insert(ruleIndex)
+                let others = members.map(\.1).filter { $0 != keys[added] }
+                conflicts.append(ClosureConflict(
+                    ruleKey: entry.rule.key, kind: "choice", chain: addedChain + ["choice " + entry.rule.subject],
+                    explanation: addedChain.joined(separator: " → ")
+                        + " conflicts in choice \(entry.rule.subject) with " + others.joined(separator: ", ")))
+            }
+        }
+        return (closure, conflicts)
+    }
+}

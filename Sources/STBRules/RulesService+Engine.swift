@@ -1,0 +1,204 @@
+import STBJSON
+import STBMessages
+import STBRPC
+import Synchronization
+
+extension CatalogModel {
+    /// The engine's view of a catalog `GetConfig` reply. Transitions whose condition does
+    /// not compile are kept without it and reported by the catalog's own validation.
+    init(_ configuration: Stb_Catalog_V1_GetConfigResponse) {
+        var options: [OptionInfo] = []
+        var modules: [ModuleInfo] = []
+        for entry in configuration.modules {
+            guard let module = entry.module else { continue }
+            for group in entry.groups {
+                for option in group.options {
+                    let type: OptionType
+                    let value: JSONValue
+                    switch option.type {
+                    case .boolean:
+                        type = .boolean
+                        value = .bool(option.defaultValue == "true")
+                    case .integer:
+                        type = .integer
+                        value = Int64(option.defaultValue).map(JSONValue.integer) ?? .null
+                    case .enum:
+                        type = .enum
+                        value = .string(option.defaultValue)
+                    default:
+                        type = .string
+                        value = .string(option.defaultValue)
+                    }
+                    options.append(OptionInfo(key: option.key, module: module.key, type: type, defaultValue: value, includedByDefault: option.includedByDefault))
+                }
+            }
+            var transitions: [TransitionInfo] = []
+            for transition in entry.transitions {
+                let condition = transition.conditionJson.isEmpty ? nil : try? JSONValue.parse(transition.conditionJson)
+                if let compiled = try? TransitionInfo(from: transition.fromState, event: transition.event, to: transition.toState, conditionJSON: condition) {
+                    transitions.append(compiled)
+                }
+            }
+            modules.append(ModuleInfo(key: module.key, transitions: transitions))
+        }
+        self.init(options: options, modules: modules)
+    }
+}
+
+extension RulesService {
+    func evaluate(_ request: Stb_Rules_V1_EvaluateRequest) throws -> Stb_Rules_V1_EvaluateResponse {
+        let (engine, _, revision) = try engine()
+        let evaluation = engine.evaluate(try Self.selection(request, at: "options"))
+        var response = Stb_Rules_V1_EvaluateResponse()
+        response.valid = evaluation.valid
+        response.violations = evaluation.violations.map(Self.message)
+        response.closure = evaluation.closure.map(\.optionKey)
+        response.conflicts = evaluation.conflicts.map { conflict in
+            var message = Stb_Rules_V1_ClosureConflict()
+            message.ruleKey = conflict.ruleKey
+            message.chain = conflict.chain
+            message.explanation = conflict.explanation
+            return message
+        }
+        response.catalogRevision = revision
+        return response
+    }
+
+    func checkRules() throws -> Stb_Rules_V1_CheckRulesResponse {
+        let (engine, _, revision) = try engine()
+        let report = engine.check()
+        var response = Stb_Rules_V1_CheckRulesResponse()
+        response.cycles = report.cycles.map { chain in
+            var cycle = Stb_Rules_V1_Cycle()
+            cycle.chain = chain
+            return cycle
+        }
+        response.deadOptions = report.deadOptions.map { dead in
+            var message = Stb_Rules_V1_DeadOption()
+            message.optionKey = dead.key
+            message.reason = dead.explanation
+            return message
+        }
+        response.unknownReferences = report.unknownReferences.map { unknown in
+            var message = Stb_Rules_V1_UnknownReference()
+            message.ruleKey = unknown.ruleKey
+            message.optionKey = unknown.optionKey
+            return message
+        }
+        response.contradictions = report.contradictoryChoices.map(\.explanation)
+            + state.withLock { $0.problems }
+        response.catalogRevision = revision
+        return response
+    }
+
+    func impact(_ request: Stb_Rules_V1_ImpactRequest) throws -> Stb_Rules_V1_ImpactResponse {
+        let (engine, _, _) = try engine()
+        let change: RuleChange
+        switch request.change {
+        case .add(let rule):
+            try check(problems(with: rule, at: "add"))
+            change = .add(try Self.compile(rule))
+        case .replace(let rule):
+            try check(problems(with: rule, at: "replace"))
+            change = .replace(try Self.compile(rule))
+        case .removeKey(let key):
+            change = .remove(key)
+        case nil:
+            throw RPCError(code: .invalidArgument, message: "change: give add, remove_key or replace")
+        }
+        var selections: [String: Selection] = [:]
+        for (name, selection) in request.selections {
+            selections[name] = try Self.selection(selection, at: "selections[\(quoted(name))].options")
+        }
+        var response = Stb_Rules_V1_ImpactResponse()
+        for (name, violations) in engine.impact(of: change, selections: selections) {
+            var list = Stb_Rules_V1_ViolationList()
+            list.violations = violations.map(Self.message)
+            response.newlyInvalid[name] = list
+        }
+        return response
+    }
+
+    func fire(_ request: Stb_Rules_V1_FireRequest) throws -> Stb_Rules_V1_FireResponse {
+        let (engine, _, _) = try engine()
+        let context = try Self.context(request.contextJson)
+        switch engine.fire(module: request.moduleKey, state: request.state, event: request.event, context: context) {
+        case .moved(let to):
+            var response = Stb_Rules_V1_FireResponse()
+            response.nextState = to
+            return response
+        case .noTransition(let available):
+            let listed = available.isEmpty ? "none" : available.joined(separator: ", ")
+            throw RPCError(code: .failedPrecondition, message: "no transition for event \(quoted(request.event)) from state \(quoted(request.state)) in module \(quoted(request.moduleKey)); events from that state: \(listed)")
+        case .conditionFailed(let condition, let values):
+            let seen = values.map { "\($0.variable) [=\($0.value?.canonicalText ?? "missing")]" }.joined(separator: ", ")
+            throw RPCError(code: .failedPrecondition, message: "the condition \(condition) of \(request.moduleKey)/\(request.state)/\(request.event) does not hold; it saw \(seen.isEmpty ? "no values" : seen)")
+        case .conditionError(let condition, let message):
+            throw RPCError(code: .failedPrecondition, message: "the condition \(condition) could not be evaluated: \(message)")
+        case .unknownModule:
+            throw RPCError(code: .notFound, message: "module \(quoted(request.moduleKey)) not found in the catalog")
+        }
+    }
+
+    func availableEvents(_ request: Stb_Rules_V1_AvailableEventsRequest) throws -> Stb_Rules_V1_AvailableEventsResponse {
+        let (engine, model, _) = try engine()
+        guard model.modules[request.moduleKey] != nil else {
+            throw RPCError(code: .notFound, message: "module \(quoted(request.moduleKey)) not found in the catalog")
+        }
+        var response = Stb_Rules_V1_AvailableEventsResponse()
+        response.events = engine.availableEvents(module: request.moduleKey, state: request.state, context: try Self.context(request.contextJson)).map { available in
+            var event = Stb_Rules_V1_AvailableEvent()
+            event.event = available.event
+            event.toState = available.to
+            return event
+        }
+        return response
+    }
+
+    // MARK: - Conversions
+
+    static func selection(_ request: Stb_Rules_V1_EvaluateRequest, at path: String) throws -> Selection {
+        var choices: [String: Selection.Choice] = [:]
+        var problems: [String] = []
+        for (index, option) in request.options.enumerated() {
+            var choice = Selection.Choice(included: option.included)
+            if let text = option.valueJson {
+                do {
+                    choice.value = try JSONValue.parse(text)
+                } catch {
+                    problems.append("\(path)[\(index)].value_json: \(error)")
+                }
+            }
+            if option.key.isEmpty { problems.append("\(path)[\(index)].key: required") }
+            choices[option.key] = choice
+        }
+        try check(problems)
+        return Selection(choices: choices)
+    }
+
+    static func context(_ text: String) throws -> JSONValue {
+        if text.isEmpty { return .object([:]) }
+        do {
+            return try JSONValue.parse(text)
+        } catch {
+            throw RPCError(code: .invalidArgument, message: "context_json: \(error)")
+        }
+    }
+
+    static func message(_ violation: Violation) -> Stb_Rules_V1_Violation {
+        var message = Stb_Rules_V1_Violation()
+        message.ruleKey = violation.ruleKey
+        message.type = ruleType(named: violation.kind) ?? .unspecified
+        message.severity = violation.severity == .warning ? .warning : .error
+        message.message = violation.message
+        message.explanation = violation.explanation
+        message.references = violation.references.map { reference in
+            var item = Stb_Rules_V1_Reference()
+            item.optionKey = reference.optionKey
+            item.included = reference.included
+            item.valueJson = reference.value?.canonicalText ?? ""
+            return item
+        }
+        return message
+    }
+}

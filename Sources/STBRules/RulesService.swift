@@ -1,0 +1,229 @@
+import Logging
+import STBJSON
+import STBMessages
+import STBPostgres
+import STBRPC
+import Synchronization
+
+typealias RuleMessage = Stb_Rules_V1_Rule
+typealias RulesAPI = Stb_Rules_V1_Rules
+
+/// The rules service: CRUD and import of rules, evaluation of selections, analysis of
+/// the rule set, state machines, and the change feed.
+///
+/// The compiled engine is rebuilt whenever the rules (a commit here, or a notification
+/// from another instance) or the catalog copy change; calls read the current engine
+/// without touching the database or the catalog.
+public final class RulesService: RPCService, Sendable {
+    let pool: PostgresPool
+    let outbox: Outbox
+    let feed: OutboxFeed
+    let logger: Logger
+    let state = Mutex(EngineState())
+    private let rulesChanged: ChangeSignal
+    private let follower = Mutex<Task<Void, Never>?>(nil)
+
+    /// The outbox channel woken on every rules commit.
+    public static let channel = "rules_events"
+
+    struct EngineState {
+        var rules: [RuleMessage] = []
+        var rulesRevision: UInt64 = 0
+        var catalog: Stb_Catalog_V1_GetConfigResponse?
+        var model: CatalogModel?
+        var engine: RuleEngine?
+        var problems: [String] = []
+    }
+
+    public init(pool: PostgresPool, signal: ChangeSignal, logger: Logger) {
+        self.pool = pool
+        self.outbox = Outbox(table: "events", channel: Self.channel)
+        self.feed = OutboxFeed(outbox: outbox, pool: pool, signal: signal)
+        self.rulesChanged = signal
+        self.logger = logger
+    }
+
+    public func register(in router: inout RPCRouter) {
+        router.register(RulesAPI.createRule, unary: { request, context in try await self.run(context) { try await self.createRule(request, $0) } })
+        router.register(RulesAPI.getRule, unary: { request, context in try await self.run(context) { _ in try await self.getRule(request) } })
+        router.register(RulesAPI.listRules, unary: { request, context in try await self.run(context) { _ in try await self.listRules(request) } })
+        router.register(RulesAPI.updateRule, unary: { request, context in try await self.run(context) { try await self.updateRule(request, $0) } })
+        router.register(RulesAPI.deleteRule, unary: { request, context in try await self.run(context) { try await self.deleteRule(request, $0) } })
+        router.register(RulesAPI.importRules, unary: { request, context in try await self.run(context) { try await self.importRules(request, actor: $0) } })
+        router.register(RulesAPI.evaluate, unary: { request, context in try await self.run(context) { _ in try self.evaluate(request) } })
+        router.register(RulesAPI.checkRules, unary: { request, context in try await self.run(context) { _ in try self.checkRules() } })
+        router.register(RulesAPI.impact, unary: { request, context in try await self.run(context) { _ in try self.impact(request) } })
+        router.register(RulesAPI.fire, unary: { request, context in try await self.run(context) { _ in try self.fire(request) } })
+        router.register(RulesAPI.availableEvents, unary: { request, context in try await self.run(context) { _ in try self.availableEvents(request) } })
+        router.register(RulesAPI.watch, serverStreaming: { request, writer, context in
+            try await self.run(context) { _ in try await self.watch(request, writer) }
+        })
+    }
+
+    // MARK: - Engine state
+
+    /// Loads every rule from the database and rebuilds the engine.
+    public func reloadRules() async throws {
+        let rows = try await pool.query(PostgresQuery(sql: "SELECT \(ruleColumns) FROM rules r ORDER BY r.key"))
+        let rules = try rows.map(Self.rule)
+        let revision = try await pool.query("SELECT revision FROM rules_revision")[0].decode(0, as: Int64.self)
+        state.withLock { state in
+            state.rules = rules
+            state.rulesRevision = UInt64(revision)
+            rebuild(&state)
+        }
+    }
+
+    /// Reloads the rules when another instance changed them (woken by the outbox
+    /// channel's LISTEN, or its periodic poll; one revision query per wake).
+    public func followRuleChanges() {
+        let task = Task {
+            var seen = rulesChanged.generation
+            while !Task.isCancelled {
+                seen = await rulesChanged.wait(after: seen)
+                if Task.isCancelled { return }
+                do {
+                    let revision = UInt64(try await pool.query("SELECT revision FROM rules_revision")[0].decode(0, as: Int64.self))
+                    if revision != state.withLock({ $0.rulesRevision }) { try await reloadRules() }
+                } catch {
+                    logger.warning("reloading the rules failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        follower.withLock { $0 = task }
+    }
+
+    public func stopFollowingRuleChanges() {
+        follower.withLock { $0?.cancel() }
+    }
+
+    /// A new catalog copy arrived.
+    public func catalogChanged(_ configuration: Stb_Catalog_V1_GetConfigResponse) {
+        state.withLock { state in
+            state.catalog = configuration
+            state.model = CatalogModel(configuration)
+            rebuild(&state)
+        }
+        logger.info("catalog copy updated", metadata: ["revision": "\(configuration.revision)"])
+    }
+
+    /// Whether evaluation can be served (a catalog copy exists).
+    public var isReady: Bool { state.withLock { $0.engine != nil } }
+
+    private func rebuild(_ state: inout EngineState) {
+        guard let model = state.model else { return }
+        var compiled: [Rule] = []
+        var problems: [String] = []
+        for message in state.rules {
+            do {
+                compiled.append(try Self.compile(message))
+            } catch {
+                problems.append("rule \(message.key): \(error)")
+            }
+        }
+        state.engine = RuleEngine(rules: compiled, catalog: model)
+        state.problems = problems
+    }
+
+    func engine() throws -> (RuleEngine, CatalogModel, UInt64) {
+        try state.withLock { state in
+            guard let engine = state.engine, let model = state.model, let catalog = state.catalog else {
+                throw RPCError(code: .unavailable, message: "no copy of the catalog yet; retry shortly")
+            }
+            return (engine, model, catalog.revision)
+        }
+    }
+
+    /// Runs a handler with the caller's identity, turning database errors into statuses.
+    private func run<R>(_ context: ServerContext, _ body: (String) async throws -> R) async throws -> R {
+        let actor = context.metadata.firstString(forKey: "stb-actor").flatMap { $0.isEmpty ? nil : String($0.prefix(128)) } ?? "anonymous"
+        do {
+            return try await body(actor)
+        } catch let error as RPCError {
+            throw error
+        } catch let error as PostgresError {
+            switch error.code {
+            case .uniqueViolation: throw RPCError(code: .alreadyExists, message: "already exists\(error.detail.map { ": \($0)" } ?? "")")
+            case .serializationFailure, .deadlockDetected: throw RPCError(code: .aborted, message: "conflicting concurrent change; retry")
+            case .connectionLost, .connectionFailed, .poolClosed: throw RPCError(code: .unavailable, message: "the rules database is unavailable; retry")
+            case .queryCancelled: throw RPCError(code: .cancelled, message: "the call was cancelled")
+            default:
+                logger.error("database error", metadata: ["error": "\(error)"])
+                throw RPCError(code: .internal, message: "internal database error")
+            }
+        } catch is CancellationError {
+            throw RPCError(code: .cancelled, message: "the call was cancelled")
+        } catch {
+            logger.error("rules call failed", metadata: ["path": "\(context.path)", "error": "\(error)"])
+            throw RPCError(code: .internal, message: "internal error")
+        }
+    }
+
+    // MARK: - Rows
+
+    let ruleColumns = """
+        r.id, r.key, r.subject, r.type, r.payload::text, r.severity, r.message, r.active,
+        (extract(epoch FROM r.created_at) * 1000)::int8, (extract(epoch FROM r.updated_at) * 1000)::int8
+        """
+
+    static func rule(_ row: PostgresRow) throws -> RuleMessage {
+        var rule = RuleMessage()
+        let type: String
+        let severity: String
+        (rule.id, rule.key, rule.subject, type, rule.payloadJson, severity, rule.message, rule.active, rule.createdAtMs, rule.updatedAtMs) =
+            try row.decode(Int64.self, String.self, String.self, String.self, String.self, String.self, String.self, Bool.self, Int64.self, Int64.self)
+        rule.type = ruleType(named: type) ?? .unspecified
+        rule.severity = severity == "warning" ? .warning : .error
+        return rule
+    }
+
+    static func typeName(_ type: Stb_Rules_V1_RuleType) -> String? {
+        switch type {
+        case .requires: "requires"
+        case .forbidden: "forbidden"
+        case .validation: "validation"
+        case .choice: "choice"
+        default: nil
+        }
+    }
+
+    static func ruleType(named name: String) -> Stb_Rules_V1_RuleType? {
+        switch name {
+        case "requires": .requires
+        case "forbidden": .forbidden
+        case "validation": .validation
+        case "choice": .choice
+        default: nil
+        }
+    }
+
+    static func json(_ rule: RuleMessage) -> JSONValue {
+        .object([
+            "key": .string(rule.key), "subject": .string(rule.subject), "type": .string(typeName(rule.type) ?? "unspecified"),
+            "payload": (try? JSONValue.parse(rule.payloadJson)) ?? .string(rule.payloadJson),
+            "severity": .string(rule.severity == .warning ? "warning" : "error"),
+            "message": .string(rule.message), "active": .bool(rule.active),
+        ])
+    }
+}
+
+/// Throws INVALID_ARGUMENT listing every problem (the first 20).
+func check(_ problems: [String]) throws {
+    guard !problems.isEmpty else { return }
+    var message = problems.prefix(20).joined(separator: "; ")
+    if problems.count > 20 { message += "; and \(problems.count - 20) more" }
+    throw RPCError(code: .invalidArgument, message: message)
+}
+
+func quoted(_ text: String) -> String {
+    var output = ""
+    JSONValue.writeString(text, to: &output)
+    return output
+}
+
+/// Parameters for a statement built with `PostgresQuery(sql:bindings:)`.
+func bind<each T: PostgresEncodable>(_ values: repeat each T) -> PostgresBindings {
+    var bindings = PostgresBindings()
+    for value in repeat each values { bindings.append(value) }
+    return bindings
+}

@@ -1,0 +1,149 @@
+import STBMessages
+import STBPostgres
+import STBRPC
+import STBRules
+import Testing
+
+@Suite("Rules service with a real catalog and Postgres")
+struct RulesServiceTests {
+    @Test("rules are validated against the catalog copy, and evaluated with every referenced value")
+    func createAndEvaluate() async throws {
+        try await RulesHarness.with(seed: smallSeed) { harness in
+            try await harness.createRule("hdr-needs-4k", subject: "hdr", type: .requires, payload: #"{"requires": ["uhd_output", "hdmi_2_1"]}"#, message: "HDR needs 4K over HDMI 2.1")
+            try await harness.createRule("bitrate-bound", subject: "max_bitrate", type: .validation, payload: #"{"logic": {"<=": [{"var": "max_bitrate"}, 50000]}}"#)
+
+            let unknown = await expectStatus(.invalidArgument) {
+                try await harness.createRule("bad", subject: "hdr", type: .requires, payload: #"{"requires": ["nope"]}"#)
+            }
+            #expect(unknown?.message.contains(#"option "nope" is not in the catalog"#) == true)
+            let badLogic = await expectStatus(.invalidArgument) {
+                try await harness.createRule("bad2", subject: "hdr", type: .validation, payload: #"{"logic": {"frobnicate": [1]}}"#)
+            }
+            #expect(badLogic?.message.contains("payload.logic") == true)
+            await expectStatus(.alreadyExists) {
+                try await harness.createRule("hdr-needs-4k", subject: "hdr", type: .requires, payload: #"{"requires": ["uhd_output"]}"#)
+            }
+
+            // hdr is included by default; uhd_output and hdmi_2_1 are not.
+            let result = try await harness.evaluate([("max_bitrate", true, "60000")])
+            #expect(!result.valid)
+            let requires = try #require(result.violations.first { $0.ruleKey == "hdr-needs-4k" })
+            #expect(requires.message == "HDR needs 4K over HDMI 2.1")
+            #expect(Set(requires.references.map(\.optionKey)) == ["hdr", "uhd_output", "hdmi_2_1"])
+            #expect(requires.references.first { $0.optionKey == "uhd_output" }?.included == false)
+            #expect(requires.explanation.contains("uhd_output [=n]"))
+            let bound = try #require(result.violations.first { $0.ruleKey == "bitrate-bound" })
+            #expect(bound.references.first?.valueJson == "60000")
+            #expect(Set(result.closure) == ["uhd_output", "hdmi_2_1"])
+
+            let fixed = try await harness.evaluate([("uhd_output", true, nil), ("hdmi_2_1", true, nil), ("max_bitrate", true, "40000")])
+            #expect(fixed.valid && fixed.violations.isEmpty)
+        }
+    }
+
+    @Test("CheckRules reports cycles and dead options, and follows a catalog change without a restart")
+    func checkFollowsCatalog() async throws {
+        try await RulesHarness.with(seed: smallSeed) { harness in
+            try await harness.createRule("a", subject: "uhd_output", type: .requires, payload: #"{"requires": ["hdmi_2_1"]}"#)
+            try await harness.createRule("b", subject: "hdmi_2_1", type: .requires, payload: #"{"requires": ["uhd_output"]}"#)
+            try await harness.createRule("c", subject: "legacy_mode", type: .forbidden, payload: #"{"forbidden": ["legacy_mode"]}"#)
+            var report = try await harness.rules.unary(Rules.checkRules, request: Stb_Rules_V1_CheckRulesRequest())
+            #expect(report.cycles.count == 1 && Set(report.cycles[0].chain) == ["uhd_output", "hdmi_2_1"])
+            #expect(report.deadOptions.map(\.optionKey).contains("legacy_mode"))
+            #expect(report.unknownReferences.isEmpty)
+
+            // The catalog drops an option a rule refers to: CheckRules sees it once the copy follows.
+            var ref = Stb_Catalog_V1_OptionRef()
+            ref.ref = .key("hdmi_2_1")
+            let before = report.catalogRevision
+            _ = try await harness.catalog.unary(Catalog.deleteOption, request: ref)
+            try await harness.waitUntil { (harness.replica.configuration?.revision ?? 0) > before }
+            report = try await harness.rules.unary(Rules.checkRules, request: Stb_Rules_V1_CheckRulesRequest())
+            #expect(report.unknownReferences.contains { $0.optionKey == "hdmi_2_1" })
+            #expect(report.catalogRevision > before)
+        }
+    }
+
+    @Test("importing the rules section twice changes nothing the second time")
+    func importIdempotent() async throws {
+        try await RulesHarness.with(seed: smallSeed) { harness in
+            var request = Stb_Rules_V1_ImportRulesRequest()
+            request.documentJson = """
+                {"modules": [], "rules": [
+                  {"key": "codec-choice", "subject": "codec", "type": "choice", "payload": {"choice": ["h264", "h265"], "optional": false}, "message": "one codec"},
+                  {"key": "hdr-needs-4k", "subject": "hdr", "type": "requires", "payload": {"requires": ["uhd_output"]}}]}
+                """
+            request.dryRun = true
+            let dry = try await harness.rules.unary(Rules.importRules, request: request)
+            #expect(!dry.applied && dry.created == ["codec-choice", "hdr-needs-4k"])
+            request.dryRun = false
+            let first = try await harness.rules.unary(Rules.importRules, request: request)
+            #expect(first.applied && first.created.count == 2)
+            let second = try await harness.rules.unary(Rules.importRules, request: request)
+            #expect(!second.applied && second.created.isEmpty && second.updated.isEmpty && second.unchanged == 2 && second.revision == first.revision)
+
+            // Both codecs are included by default: the choice is violated.
+            let result = try await harness.evaluate([])
+            #expect(result.violations.contains { $0.ruleKey == "codec-choice" })
+
+            request.documentJson = #"{"rules": [{"key": "Bad Key", "subject": "hdr", "type": "requires", "payload": {"requires": []}}]}"#
+            let error = await expectStatus(.invalidArgument) { _ = try await harness.rules.unary(Rules.importRules, request: request) }
+            #expect(error?.message.contains("rules[0].key") == true)
+        }
+    }
+
+    @Test("state machines: Fire moves when the condition holds, and says why not otherwise")
+    func stateMachine() async throws {
+        try await RulesHarness.with(seed: smallSeed) { harness in
+            var fire = Stb_Rules_V1_FireRequest()
+            fire.moduleKey = "video"
+            fire.state = "idle"
+            fire.event = "ENABLE_4K"
+            fire.contextJson = #"{"hdmi_version": "2.1"}"#
+            let moved = try await harness.rules.unary(Rules.fire, request: fire)
+            #expect(moved.nextState == "4k_enabled")
+            fire.contextJson = #"{"hdmi_version": "2.0"}"#
+            let failed = await expectStatus(.failedPrecondition) { _ = try await harness.rules.unary(Rules.fire, request: fire) }
+            #expect(failed?.message.contains(#"hdmi_version [="2.0"]"#) == true)
+            fire.event = "NOPE"
+            let missing = await expectStatus(.failedPrecondition) { _ = try await harness.rules.unary(Rules.fire, request: fire) }
+            #expect(missing?.message.contains("ENABLE_4K") == true)
+
+            var available = Stb_Rules_V1_AvailableEventsRequest()
+            available.moduleKey = "video"
+            available.state = "idle"
+            available.contextJson = #"{"hdmi_version": "2.1"}"#
+            let open = try await harness.rules.unary(Rules.availableEvents, request: available)
+            #expect(open.events.map(\.event) == ["ENABLE_4K"])
+            available.contextJson = "{}"
+            let closed = try await harness.rules.unary(Rules.availableEvents, request: available)
+            #expect(closed.events.isEmpty)
+        }
+    }
+
+    @Test("Watch delivers rule changes; the audit log has a row per change")
+    func watchAndAudit() async throws {
+        try await RulesHarness.with(seed: smallSeed) { harness in
+            var request = Stb_Rules_V1_WatchRequest()
+            request.after = "0.0"
+            let created = try await harness.createRule("hdr-needs-4k", subject: "hdr", type: .requires, payload: #"{"requires": ["uhd_output"]}"#)
+            var update = Stb_Rules_V1_UpdateRuleRequest()
+            var ref = Stb_Rules_V1_RuleRef()
+            ref.ref = .key("hdr-needs-4k")
+            update.ref = ref
+            update.severity = .warning
+            let updated = try await harness.rules.unary(Rules.updateRule, request: update)
+            #expect(updated.severity == .warning && updated.id == created.id)
+            let events = try await harness.rules.serverStreaming(Rules.watch, request: request, timeout: .seconds(10)) { stream in
+                var events: [Stb_Rules_V1_ChangeEvent] = []
+                for try await event in stream {
+                    events.append(event)
+                    if events.count == 2 { break }
+                }
+                return events
+            }
+            #expect(events.map(\.action) == [.created, .updated])
+            #expect(events[1].state?.severity == .warning)
+        }
+    }
+}
