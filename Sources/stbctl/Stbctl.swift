@@ -6,9 +6,10 @@ import Foundation
 struct Stbctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stbctl",
-        abstract: "Inspect and change the STB catalog: modules, groups, options, states and transitions.",
+        abstract: "Inspect and change the STB catalog (modules, groups, options, states, transitions) and its rules.",
         discussion: """
-            Every command talks gRPC to catalogd. Entities are named by key:
+            The catalog commands talk gRPC to catalogd (--addr); `rules`, `evaluate`, \
+            `fire` and `events` talk to rulesd (--rules-addr). Entities are named by key:
 
               module      video
               group       video/output            (module/group)
@@ -20,10 +21,13 @@ struct Stbctl: AsyncParsableCommand {
 
             Environment:
               STB_CATALOG_ADDR   default for --addr (else 127.0.0.1:50051)
+              STB_RULES_ADDR     default for --rules-addr (else 127.0.0.1:50052)
               STB_ACTOR          default for --actor (else $USER, else "stbctl")
 
-            Exit status: 0 on success, 1 when the catalog refuses a call or cannot be
-            reached (the message reads "stbctl: STATUS: message"), 2 for a usage error.
+            Exit status: 0 on success, 1 when a service refuses a call or cannot be
+            reached (the message reads "stbctl: STATUS: message") and when `evaluate`
+            finds the selection invalid, 2 for a usage error, 3 for `rules check --strict`
+            with findings.
 
             Examples:
               stbctl seed import services/catalog/seeds/demo.json --dry-run
@@ -31,6 +35,10 @@ struct Stbctl: AsyncParsableCommand {
               stbctl get option hdr
               stbctl update option hdr --default false
               stbctl watch
+              stbctl rules import services/catalog/seeds/demo.json
+              stbctl rules check
+              stbctl evaluate selection.json
+              stbctl fire video idle ENABLE_4K --context '{"hdmi_version": "2.1", "hdcp_version": "2.2"}'
             """,
         subcommands: [
             ConfigCommand.self,
@@ -41,6 +49,10 @@ struct Stbctl: AsyncParsableCommand {
             DeleteCommand.self,
             SeedCommand.self,
             WatchCommand.self,
+            RulesCommand.self,
+            EvaluateCommand.self,
+            FireCommand.self,
+            EventsCommand.self,
         ]
     )
 

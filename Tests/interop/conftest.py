@@ -14,6 +14,7 @@ server must still be running (it must never crash); it is then killed with SIGKI
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import subprocess
@@ -221,13 +222,13 @@ class RssSampler:
 @pytest.fixture(scope="session")
 def stubs(tmp_path_factory):
     """Python messages and stubs generated from Protos/ now: stb.testing.v1.Echo as
-    `pb2`/`grpc`, stb.catalog.v1.Catalog as `catalog_pb2`/`catalog_grpc`, and
-    stb.common.v1 as `common_pb2`."""
+    `pb2`/`grpc`, stb.catalog.v1.Catalog as `catalog_pb2`/`catalog_grpc`,
+    stb.rules.v1.Rules as `rules_pb2`/`rules_grpc`, and stb.common.v1 as `common_pb2`."""
     out = tmp_path_factory.mktemp("stubs")
     subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"--python_out={out}",
          f"--grpc_python_out={out}", "stb/testing/v1/echo.proto",
-         "stb/catalog/v1/catalog.proto", "stb/common/v1/common.proto"],
+         "stb/catalog/v1/catalog.proto", "stb/common/v1/common.proto", "stb/rules/v1/rules.proto"],
         check=True, timeout=60,
     )
     sys.path.insert(0, str(out))
@@ -237,10 +238,13 @@ def stubs(tmp_path_factory):
         common_pb2 = importlib.import_module("stb.common.v1.common_pb2")
         catalog_pb2 = importlib.import_module("stb.catalog.v1.catalog_pb2")
         catalog_grpc = importlib.import_module("stb.catalog.v1.catalog_pb2_grpc")
+        rules_pb2 = importlib.import_module("stb.rules.v1.rules_pb2")
+        rules_grpc = importlib.import_module("stb.rules.v1.rules_pb2_grpc")
     finally:
         sys.path.remove(str(out))
     return SimpleNamespace(pb2=pb2, grpc=pb2_grpc, common_pb2=common_pb2,
-                           catalog_pb2=catalog_pb2, catalog_grpc=catalog_grpc)
+                           catalog_pb2=catalog_pb2, catalog_grpc=catalog_grpc,
+                           rules_pb2=rules_pb2, rules_grpc=rules_grpc)
 
 
 def _stop(server: EchoServer):
@@ -367,20 +371,19 @@ def _admin_psql(admin_url: str, sql: str):
 @pytest.fixture(scope="session")
 def catalog_database():
     """A fresh database `catalog_it_<pid>` owned by role catalog; dropped at the end.
-    Yields its URL (user catalog)."""
+    Yields its URL (user catalog). A test module that needs a catalog of its own (one it
+    imports the demo seed into, say) overrides this fixture with `own_catalog_database`."""
     _catalogd_binary()
-    admin = os.environ.get("STB_PG_ADMIN_URL")
-    test_url = os.environ.get("STB_TEST_DATABASE_URL")
-    if not admin or not test_url:
-        pytest.fail('STB_PG_ADMIN_URL / STB_TEST_DATABASE_URL are not set: run '
-                    '`eval "$(scripts/db env)"` first', pytrace=False)
-    name = f"catalog_it_{os.getpid()}"
-    _admin_psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _admin_psql(admin, f'CREATE DATABASE "{name}" OWNER catalog')
-    try:
-        yield _database_url(test_url, "catalog", name)
-    finally:
-        _admin_psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(f"catalog_it_{os.getpid()}", "catalog") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def own_catalog_database(suffix: str):
+    """A fresh catalog database `catalog_it_<pid>_<suffix>` for one test module."""
+    _catalogd_binary()
+    with fresh_database(f"catalog_it_{os.getpid()}_{suffix}", "catalog") as url:
+        yield url
 
 
 def _free_port() -> int:
@@ -392,7 +395,11 @@ def _free_port() -> int:
 
 
 class CatalogServer:
-    """One catalogd process."""
+    """One catalogd process (or another service that announces itself the same way:
+    `NAME listening on HOST:PORT` on stdout)."""
+
+    name = "catalogd"
+    ready_prefix = CATALOG_READY_PREFIX
 
     def __init__(self, binary: Path, log_path: Path, env: dict[str, str]):
         self.binary = binary
@@ -413,14 +420,14 @@ class CatalogServer:
         os.set_blocking(fd, False)
         deadline = time.monotonic() + timeout
         output = b""
-        while b"\n" not in output.partition(CATALOG_READY_PREFIX)[2]:
+        while b"\n" not in output.partition(self.ready_prefix)[2]:
             if self.proc.poll() is not None:
                 raise AssertionError(
-                    f"catalogd exited with {self.proc.returncode} before it was ready\n"
+                    f"{self.name} exited with {self.proc.returncode} before it was ready\n"
                     f"stdout: {output!r}\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 self.kill()
-                raise AssertionError(f"catalogd not ready within {timeout}s\n{self.log_tail()}")
+                raise AssertionError(f"{self.name} not ready within {timeout}s\n{self.log_tail()}")
             try:
                 chunk = os.read(fd, 4096)
             except BlockingIOError:
@@ -430,7 +437,7 @@ class CatalogServer:
                 time.sleep(0.01)
                 continue
             output += chunk
-        line = output.partition(CATALOG_READY_PREFIX)[2].split(b"\n", 1)[0].decode().strip()
+        line = output.partition(self.ready_prefix)[2].split(b"\n", 1)[0].decode().strip()
         self.port = int(line.rsplit(":", 1)[1])
         threading.Thread(target=self._drain_stdout, daemon=True).start()
         return self
@@ -459,7 +466,7 @@ class CatalogServer:
             log = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return "(no server log)"
-        return "--- catalogd log (tail) ---\n" + "\n".join(log[-lines:])
+        return f"--- {self.name} log (tail) ---\n" + "\n".join(log[-lines:])
 
     def terminate(self, timeout: float = 10.0) -> int:
         """SIGTERM; returns the exit status (kills it and fails when it does not end)."""
@@ -472,7 +479,7 @@ class CatalogServer:
             except subprocess.TimeoutExpired:
                 self.kill()
                 raise AssertionError(
-                    f"catalogd did not exit within {timeout}s of SIGTERM\n{self.log_tail()}")
+                    f"{self.name} did not exit within {timeout}s of SIGTERM\n{self.log_tail()}")
         self._log.close()
         return self.proc.returncode
 
@@ -506,6 +513,130 @@ def catalog_server(catalog_database, tmp_path_factory):
         raise AssertionError(f"catalogd died during the tests (status {code})\n{server.log_tail()}")
     code = server.terminate(timeout=10)
     assert code == 0, f"catalogd exited with {code} after SIGTERM\n{server.log_tail()}"
+
+
+# -- rulesd --------------------------------------------------------------------------------
+#
+# The rules fixtures need $STB_RULESD_BIN (and $STB_CATALOGD_BIN: rulesd reads the catalog);
+# without it they skip. Each test module gets a fresh rules database and a rulesd that
+# reads that module's catalog_server.
+
+RULES_READY_PREFIX = b"rulesd listening on "
+RULES_MIGRATIONS = REPO / "services" / "rules" / "migrations"
+
+# grpc.health.v1.Health/Check, by hand: the request for service "" is empty; the reply's
+# field 1 (varint) is the status.
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+HEALTH_SERVING, HEALTH_NOT_SERVING = 1, 2
+
+
+def _rulesd_binary() -> Path:
+    configured = os.environ.get("STB_RULESD_BIN")
+    if not configured:
+        pytest.skip("STB_RULESD_BIN is not set: these tests need a rulesd binary")
+    path = Path(configured).resolve()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(f"rulesd binary not found at {path} ($STB_RULESD_BIN); build it with "
+                    "`swift build --product rulesd`", pytrace=False)
+    return path
+
+
+def _admin_urls() -> tuple[str, str]:
+    admin = os.environ.get("STB_PG_ADMIN_URL")
+    test_url = os.environ.get("STB_TEST_DATABASE_URL")
+    if not admin or not test_url:
+        pytest.fail('STB_PG_ADMIN_URL / STB_TEST_DATABASE_URL are not set: run '
+                    '`eval "$(scripts/db env)"` first', pytrace=False)
+    return admin, test_url
+
+
+@contextlib.contextmanager
+def fresh_database(name: str, owner: str):
+    """Creates database `name` owned by role `owner` (dropping any leftover first), yields
+    its URL (user `owner`), and drops it afterwards."""
+    admin, test_url = _admin_urls()
+    _admin_psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin_psql(admin, f'CREATE DATABASE "{name}" OWNER {owner}')
+    try:
+        yield _database_url(test_url, owner, name)
+    finally:
+        _admin_psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def health_status(channel: grpc.Channel, service: str = "", timeout: float = 2.0) -> int:
+    """The grpc.health.v1 status of `service` (1 SERVING, 2 NOT_SERVING, 0 UNKNOWN)."""
+    encoded = service.encode()
+    request = (b"\x0a" + bytes([len(encoded)]) + encoded) if encoded else b""
+    check = channel.unary_unary(HEALTH_CHECK, request_serializer=lambda b: b,
+                                response_deserializer=lambda b: b)
+    reply = check(request, timeout=timeout)
+    return reply[1] if len(reply) >= 2 and reply[0] == 0x08 else 0
+
+
+class RulesServer(CatalogServer):
+    """One rulesd process."""
+
+    name = "rulesd"
+    ready_prefix = RULES_READY_PREFIX
+
+    def wait_serving(self, timeout: float = 30.0) -> "RulesServer":
+        """Polls grpc health until SERVING (rulesd is NOT_SERVING until it has a copy
+        of the catalog)."""
+        deadline = time.monotonic() + timeout
+        last = None
+        with self.channel() as channel:
+            while True:
+                if not self.alive():
+                    raise AssertionError(f"rulesd exited with {self.proc.returncode} while waiting for "
+                                         f"SERVING\n{self.log_tail()}")
+                try:
+                    last = health_status(channel)
+                    if last == HEALTH_SERVING:
+                        return self
+                except grpc.RpcError as error:
+                    last = f"{error.code()}: {error.details()}"
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise AssertionError(f"rulesd not SERVING within {timeout}s (last: {last})\n"
+                                         f"{self.log_tail()}")
+                time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def rules_database():
+    """A fresh database `rules_it_<pid>` owned by role rules, per test module (so every
+    module's rulesd starts empty); dropped at the end. Yields its URL (user rules)."""
+    _rulesd_binary()
+    with fresh_database(f"rules_it_{os.getpid()}", "rules") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def rules_server(rules_database, catalog_server, tmp_path_factory):
+    """A rulesd on `rules_database` that reads the module's `catalog_server`, ready
+    (health SERVING). `.addr`, `.channel()` as for catalog_server. At teardown it must
+    still be running, and must exit with status 0 within 10 s of SIGTERM; a test that
+    stops it itself sets `.expect_exit`."""
+    binary = _rulesd_binary()
+    server = RulesServer(binary, tmp_path_factory.mktemp("rulesd") / "rulesd.log", {
+        "RULES_HOST": HOST,
+        "RULES_PORT": str(_free_port()),
+        "RULES_DATABASE_URL": rules_database,
+        "RULES_MIGRATIONS_DIR": str(RULES_MIGRATIONS),
+        "RULES_CATALOG_ADDR": catalog_server.addr,
+    }).start()
+    server.expect_exit = False
+    server.wait_serving()
+    yield server
+    if server.expect_exit:
+        server.kill()
+        return
+    if not server.alive():
+        code = server.proc.returncode
+        server.kill()
+        raise AssertionError(f"rulesd died during the tests (status {code})\n{server.log_tail()}")
+    code = server.terminate(timeout=10)
+    assert code == 0, f"rulesd exited with {code} after SIGTERM\n{server.log_tail()}"
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,14 @@ import ArgumentParser
 import STBMessages
 import STBRPC
 
-/// The catalog as one command sees it: a client, the caller's metadata and deadline.
+/// A service (the catalog, or the rules service) as one command sees it: a client, the
+/// caller's metadata and deadline.
 struct CatalogSession: Sendable {
     let client: RPCClient
     let metadata: Metadata
     let timeout: Duration
+    /// How messages name the service: "the catalog", "the rules service".
+    var serviceName = "the catalog"
 
     /// One unary call with the command's metadata and deadline.
     func call<Request, Response>(_ method: ProtoMethod<Request, Response>, _ request: Request) async throws -> Response {
@@ -27,18 +30,33 @@ struct CatalogSession: Sendable {
             token = reply.page?.nextPageToken ?? ""
             // A server that hands back a token twice would keep us here forever.
             guard seen.insert(token).inserted else {
-                throw CommandFailure("the catalog returned the same page token twice; stopping after \(items.count) items")
+                throw CommandFailure("\(serviceName) returned the same page token twice; stopping after \(items.count) items")
             }
         } while !token.isEmpty
         return items
     }
 }
 
+/// The rules service as one command sees it.
+typealias RulesSession = CatalogSession
+
 extension GlobalOptions {
     /// Connects to the catalog, runs `body`, and closes the connection. Errors come out
     /// as `CommandFailure`s worded for the person at the terminal.
     func withCatalog<Value: Sendable>(_ body: (CatalogSession) async throws -> Value) async throws -> Value {
-        let (host, port) = try endpoint()
+        try await withService(try endpoint(), address: resolvedAddress, name: "the catalog", body)
+    }
+
+    /// Connects to the rules service (--rules-addr), runs `body`, and closes the connection.
+    func withRules<Value: Sendable>(_ body: (RulesSession) async throws -> Value) async throws -> Value {
+        try await withService(try rulesEndpoint(), address: resolvedRulesAddress, name: "the rules service", body)
+    }
+
+    private func withService<Value: Sendable>(
+        _ endpoint: (host: String, port: Int), address: String, name: String,
+        _ body: (CatalogSession) async throws -> Value
+    ) async throws -> Value {
+        let (host, port) = endpoint
         let client: RPCClient
         do {
             client = try RPCClient(host: host, port: port)
@@ -47,27 +65,32 @@ extension GlobalOptions {
         }
         var metadata = Metadata()
         metadata.addString(resolvedActor, forKey: "stb-actor")
-        let session = CatalogSession(client: client, metadata: metadata, timeout: callTimeout)
+        let session = CatalogSession(client: client, metadata: metadata, timeout: callTimeout, serviceName: name)
         do {
             let result = try await body(session)
             await client.close()
             return result
         } catch {
             await client.close()
-            throw failure(for: error)
+            throw failure(for: error, service: name, address: address)
         }
     }
 
     /// How an error reads on stderr.
     func failure(for error: any Error) -> any Error {
+        failure(for: error, service: "the catalog", address: resolvedAddress)
+    }
+
+    /// How an error from `service` at `address` reads on stderr.
+    func failure(for error: any Error, service: String, address: String) -> any Error {
         switch error {
         case let error as RPCError:
             let status = error.message.isEmpty ? "\(error.code)" : "\(error.code): \(error.message)"
             switch error.code {
             case .unavailable:
-                return CommandFailure("cannot reach the catalog at \(resolvedAddress) (\(status))")
+                return CommandFailure("cannot reach \(service) at \(address) (\(status))")
             case .deadlineExceeded:
-                return CommandFailure("\(status) (no reply from \(resolvedAddress) within \(timeout)s; see --timeout)")
+                return CommandFailure("\(status) (no reply from \(address) within \(timeout)s; see --timeout)")
             default:
                 return CommandFailure(status)
             }

@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
 
-/// The options every command takes: where the catalog is, how long to wait, who is acting.
+/// The options every command takes: where the catalog and the rules service are, how
+/// long to wait, who is acting.
 struct GlobalOptions: ParsableArguments {
     @Option(
         name: .customLong("addr"),
@@ -9,6 +10,13 @@ struct GlobalOptions: ParsableArguments {
             "The catalog's address. (default: $STB_CATALOG_ADDR, else \(GlobalOptions.fallbackAddress))",
             valueName: "host:port"))
     var address: String?
+
+    @Option(
+        name: .customLong("rules-addr"),
+        help: ArgumentHelp(
+            "The rules service's address. (default: $STB_RULES_ADDR, else \(GlobalOptions.fallbackRulesAddress))",
+            valueName: "host:port"))
+    var rulesAddress: String?
 
     @Option(
         help: ArgumentHelp("Seconds to wait for each call; watch waits forever. (default: 10)", valueName: "seconds"),
@@ -22,9 +30,11 @@ struct GlobalOptions: ParsableArguments {
     var actor: String?
 
     static let fallbackAddress = "127.0.0.1:50051"
+    static let fallbackRulesAddress = "127.0.0.1:50052"
 
     func validate() throws {
         _ = try endpoint()
+        _ = try rulesEndpoint()
         let actor = resolvedActor
         guard !actor.isEmpty, actor.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
             throw ValidationError("the actor name '\(actor)' must be printable ASCII (set --actor).")
@@ -36,6 +46,13 @@ struct GlobalOptions: ParsableArguments {
         if let address { return address }
         if let env = ProcessInfo.processInfo.environment["STB_CATALOG_ADDR"], !env.isEmpty { return env }
         return Self.fallbackAddress
+    }
+
+    /// The rules service's address text as given or defaulted.
+    var resolvedRulesAddress: String {
+        if let rulesAddress { return rulesAddress }
+        if let env = ProcessInfo.processInfo.environment["STB_RULES_ADDR"], !env.isEmpty { return env }
+        return Self.fallbackRulesAddress
     }
 
     var resolvedActor: String {
@@ -54,9 +71,20 @@ struct GlobalOptions: ParsableArguments {
 
     /// Host and port from `resolvedAddress`: `host:port` or `[v6addr]:port`.
     func endpoint() throws(ValidationError) -> (host: String, port: Int) {
-        let text = resolvedAddress
         let origin = address == nil ? " (from STB_CATALOG_ADDR)" : ""
-        let invalid = ValidationError("the catalog address '\(text)'\(origin) is not host:port.")
+        return try Self.endpoint(resolvedAddress, of: "catalog", origin: origin)
+    }
+
+    /// Host and port from `resolvedRulesAddress`.
+    func rulesEndpoint() throws(ValidationError) -> (host: String, port: Int) {
+        let origin = rulesAddress == nil ? " (from STB_RULES_ADDR)" : ""
+        return try Self.endpoint(resolvedRulesAddress, of: "rules service", origin: origin)
+    }
+
+    private static func endpoint(_ text: String, of service: String, origin: String) throws(ValidationError) -> (
+        host: String, port: Int
+    ) {
+        let invalid = ValidationError("the \(service) address '\(text)'\(origin) is not host:port.")
         guard let colon = text.lastIndex(of: ":") else { throw invalid }
         var host = String(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
