@@ -161,6 +161,12 @@ let package = Package(
             dependencies: ["STBRPC", "STBMessages"],
             swiftSettings: swiftSettings
         ),
+        // Evaluate in-process and over RPC (one worker) for scripts/bench-rules.
+        .executableTarget(
+            name: "stb-rules-bench",
+            dependencies: ["STBRules", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: - Tests
 

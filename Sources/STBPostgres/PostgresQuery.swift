@@ -44,6 +44,12 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
             bindings.append(value)
             sql += "$\(bindings.count)"
         }
+
+        /// Binds `value` as the next parameter, NULL when nil (typed by `Wrapped`).
+        public mutating func appendInterpolation<Wrapped: PostgresEncodable>(_ value: Wrapped?) {
+            bindings.append(value)
+            sql += "$\(bindings.count)"
+        }
     }
 }
 

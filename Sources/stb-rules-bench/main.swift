@@ -1,0 +1,727 @@
+import Glibc
+import Logging
+import STBJSON
+import STBMessages
+import STBPostgres
+import STBRPC
+import STBRules
+import Synchronization
+
+// Measurements of the rules engine and of rulesd's Evaluate for scripts/bench-rules.
+//
+// Target (issue): Evaluate of a 10,000-option selection against 5,000 rules: p99 under 5 ms
+// in-process and at least 2,000 evaluations/s over RPC on one core.
+//
+//   stb-rules-bench inproc [--iterations N] [--warmup W]
+//   stb-rules-bench serve  [--database-url URL] [--migrations DIR]
+//   stb-rules-bench load   --addr HOST:PORT [--seconds N] [--callers C] [--connections K]
+//
+// Every mode builds the same synthetic, deterministic data (fixed seed):
+//   catalog  20 modules × 10 groups × 50 options = 10,000 options, as a
+//            Stb_Catalog_V1_GetConfigResponse: 40% boolean, 30% integer, 20% enum, 10% string;
+//            about half included by default.
+//   rules    5,000: 40% requires (1-3 targets, always to a higher option index: acyclic),
+//            20% forbidden (1-2 targets), 30% validation (numeric bounds, comparisons between
+//            two integer options, ranges, enum membership; 2% of them global "*"),
+//            10% choice (2-4 members, 70% optional); 80% error / 20% warning severity.
+//            Chosen so that the defaults satisfy about 90% of them (a mostly valid selection).
+//   full     an EvaluateRequest listing all 10,000 options explicitly (included flag on each,
+//            0.5% flipped from the default; value overrides on ~10% of integers and ~5% of the rest).
+//   sparse   an EvaluateRequest with 100 explicit choices (flips and 30 overrides), rest defaults.
+//
+// inproc: the catalog conversion (a copy of rulesd's internal CatalogModel(configuration),
+//   which is not public), rule compilation, RuleEngine(rules:catalog:) build; then
+//   `evaluate` of the full and sparse selections, W warm-up + N timed iterations each:
+//   p50/p99/max and evaluations/s; then the per-request CPU stages of the RPC path for the
+//   same two requests: protobuf decode of the EvaluateRequest alone, its conversion to a
+//   Selection (copy of RulesService.selection), evaluate, response build + encode (copy of
+//   RulesService.evaluate/message). Lines:
+//     rules setup catalog_ms=... compile_ms=... engine_build_ms=... (build_first_ms ... build_p50_ms)
+//     rules inproc selection=full|sparse iterations=N p50_us=... p99_us=... max_us=... evals_per_s=... violations=... closure=... conflicts=...
+//     rules stage selection=full|sparse decode_p50_us=... convert_p50_us=... evaluate_p50_us=... respond_p50_us=... total_p50_us=... ceiling_per_s=... request_bytes=... response_bytes=...
+// serve: a fresh schema in the database (default: STB_BENCH_DATABASE_URL, else
+//   STB_TEST_DATABASE_URL), rulesd's migrations, the 5,000 rules inserted with SQL (pipelined,
+//   500 per pipeline), RulesService.catalogChanged(synthetic GetConfig) (the real
+//   conversion), reloadRules(); an RPCServer with ONE worker; prints
+//     rules serve port=P schema=S insert_ms=... catalog_changed_ms=... reload_ms=...
+//   and serves until SIGTERM/SIGINT, then drops the schema.
+// load: C concurrent callers over K connections (caller i uses connection i % K); one decoded
+//   call per selection (checked against the in-process answer), 1 s warm-up, N seconds:
+//     rules rpc selection=full|sparse callers=C connections=K calls=... errors=... evals_per_s=... p50_us=... p99_us=... max_us=... request_bytes=... response_bytes=...
+//   The load loops do not decode the reply (they count its bytes): the figure is the server's.
+// Exit status 1 when a step fails to run (a missed target is not a failure).
+
+let usage = """
+    usage: stb-rules-bench inproc [--iterations N] [--warmup W]
+           stb-rules-bench serve  [--database-url URL] [--migrations DIR]
+           stb-rules-bench load   --addr HOST:PORT [--seconds N] [--callers C] [--connections K]
+    """
+
+func complain(_ message: String) {
+    let line = Array("stb-rules-bench: \(message)\n".utf8)
+    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+func report(_ line: String) {
+    print(line)
+    fflush(nil)
+}
+
+func fail(_ message: String) -> Never {
+    complain(message)
+    exit(1)
+}
+
+func now() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+func format(_ value: Double, _ digits: Int = 1) -> String {
+    var buffer = [CChar](repeating: 0, count: 64)
+    _ = withVaList([value]) { vsnprintf(&buffer, buffer.count, "%.\(digits)f", $0) }
+    return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+}
+
+func percentile(_ sorted: [UInt64], _ p: Double) -> UInt64 {
+    guard !sorted.isEmpty else { return 0 }
+    let rank = Int((p / 100 * Double(sorted.count)).rounded(.up))
+    return sorted[min(max(rank, 1), sorted.count) - 1]
+}
+
+func us(_ ns: UInt64) -> String { format(Double(ns) / 1000, 1) }
+func ms(_ ns: UInt64) -> String { format(Double(ns) / 1e6, 2) }
+
+// MARK: - arguments
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard let mode = arguments.first, ["inproc", "serve", "load"].contains(mode) else { fail(usage) }
+let values: [String: String] = {
+    let allowed: [String: [String]] = [
+        "inproc": ["iterations", "warmup"],
+        "serve": ["database-url", "migrations"],
+        "load": ["addr", "seconds", "callers", "connections"],
+    ]
+    var values: [String: String] = [:]
+    var iterator = arguments.dropFirst().makeIterator()
+    while let argument = iterator.next() {
+        guard argument.hasPrefix("--") else { fail("unexpected argument \(argument)\n\(usage)") }
+        let name = String(argument.dropFirst(2))
+        guard allowed[mode]!.contains(name) else { fail("unknown option --\(name) for \(mode)\n\(usage)") }
+        guard let value = iterator.next() else { fail("--\(name) needs a value") }
+        values[name] = value
+    }
+    return values
+}()
+func intOption(_ name: String, _ fallback: Int) -> Int {
+    guard let text = values[name] else { return fallback }
+    guard let value = Int(text), value > 0 else { fail("--\(name) must be a positive integer, not \(text)") }
+    return value
+}
+
+// MARK: - synthetic data
+
+struct SplitMix {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
+    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
+}
+
+func padded(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
+
+let moduleCount = 20, groupCount = 10, optionsPerGroup = 50
+let optionCount = moduleCount * groupCount * optionsPerGroup
+let ruleCount = 5_000
+
+struct SyntheticOption {
+    var key: String
+    var type: Stb_Catalog_V1_OptionType
+    var defaultText: String
+    var intDefault: Int
+    var included: Bool
+}
+
+struct SyntheticRule {
+    var key: String
+    var subject: String
+    var type: Stb_Rules_V1_RuleType
+    var payload: String
+    var severity: Stb_Rules_V1_Severity
+}
+
+struct Synthetic {
+    var options: [SyntheticOption] = []
+    var config = Stb_Catalog_V1_GetConfigResponse()
+    var rules: [SyntheticRule] = []
+    var full = Stb_Rules_V1_EvaluateRequest()
+    var sparse = Stb_Rules_V1_EvaluateRequest()
+}
+
+func makeSynthetic() -> Synthetic {
+    var rng = SplitMix(state: 20_240_601)
+    var data = Synthetic()
+    data.config.revision = 1
+    data.config.cursor = "bench"
+    for m in 0..<moduleCount {
+        var entry = Stb_Catalog_V1_ConfigModule()
+        var module = Stb_Catalog_V1_Module()
+        module.key = "m\(padded(m))"
+        module.name = "Module \(m)"
+        module.active = true
+        module.initialState = "idle"
+        entry.module = module
+        for g in 0..<groupCount {
+            var group = Stb_Catalog_V1_ConfigGroup()
+            var info = Stb_Catalog_V1_Group()
+            info.moduleKey = module.key
+            info.key = "g\(padded(g))"
+            info.name = "Group \(g)"
+            info.position = Int32(g)
+            group.group = info
+            for o in 0..<optionsPerGroup {
+                let index = data.options.count
+                var option = Stb_Catalog_V1_Option()
+                option.moduleKey = module.key
+                option.groupKey = info.key
+                option.key = "m\(padded(m))_g\(padded(g))_o\(padded(o))"
+                option.name = "Option \(index)"
+                option.editable = true
+                var intDefault = 0
+                switch o % 10 {
+                case 0...3:
+                    option.type = .boolean
+                    option.defaultValue = rng.chance(50) ? "true" : "false"
+                case 4...6:
+                    option.type = .integer
+                    intDefault = rng.below(10_000)
+                    option.defaultValue = "\(intDefault)"
+                    option.metaJson = #"{"min":0,"max":100000}"#
+                case 7, 8:
+                    option.type = .enum
+                    option.defaultValue = "v\(rng.below(5))"
+                    option.metaJson = #"{"values":["v0","v1","v2","v3","v4"]}"#
+                default:
+                    option.type = .string
+                    option.defaultValue = "s\(index)"
+                }
+                option.includedByDefault = rng.chance(50)
+                data.options.append(SyntheticOption(
+                    key: option.key, type: option.type, defaultText: option.defaultValue, intDefault: intDefault,
+                    included: option.includedByDefault))
+                group.options.append(option)
+            }
+            entry.groups.append(group)
+        }
+        data.config.modules.append(entry)
+    }
+
+    let options = data.options
+    let integers = options.indices.filter { options[$0].type == .integer }
+    let includedIntegers = integers.filter { options[$0].included }
+    let includedEnums = options.indices.filter { options[$0].type == .enum && options[$0].included }
+    func key(_ index: Int) -> String { options[index].key }
+    func quotedList(_ indices: [Int]) -> String { "[" + indices.map { "\"\(key($0))\"" }.joined(separator: ",") + "]" }
+    /// From a random start, the next option (scanning forward, wrapping within `range`) whose
+    /// default inclusion is `included`.
+    func pick(_ range: Range<Int>, included: Bool, avoid: Set<Int>, _ rng: inout SplitMix) -> Int {
+        var index = range.lowerBound + rng.below(range.count)
+        for _ in 0..<range.count {
+            if options[index].included == included && !avoid.contains(index) { return index }
+            index += 1
+            if index == range.upperBound { index = range.lowerBound }
+        }
+        return range.lowerBound + rng.below(range.count)
+    }
+    func pickAny(_ range: Range<Int>, avoid: Set<Int>, _ rng: inout SplitMix) -> Int {
+        while true {
+            let index = range.lowerBound + rng.below(range.count)
+            if !avoid.contains(index) { return index }
+        }
+    }
+
+    for n in 0..<ruleCount {
+        var rule = SyntheticRule(key: "r\(n)", subject: "", type: .requires, payload: "", severity: rng.chance(80) ? .error : .warning)
+        switch n % 10 {
+        case 0...3:
+            // requires: targets above the subject (acyclic), 90% included by default.
+            let subject = rng.below(optionCount - 200)
+            var targets: [Int] = []
+            for _ in 0..<(1 + rng.below(3)) {
+                let range = (subject + 1)..<min(optionCount, subject + 1 + 2_000)
+                targets.append(rng.chance(90)
+                    ? pick(range, included: true, avoid: Set(targets), &rng)
+                    : pickAny(range, avoid: Set(targets), &rng))
+            }
+            rule.subject = key(subject)
+            rule.type = .requires
+            rule.payload = #"{"requires":\#(quotedList(targets))}"#
+        case 4, 5:
+            let subject = rng.below(optionCount)
+            var targets: [Int] = []
+            for _ in 0..<(1 + rng.below(2)) {
+                var avoid = Set(targets)
+                avoid.insert(subject)
+                targets.append(rng.chance(90)
+                    ? pick(0..<optionCount, included: false, avoid: avoid, &rng)
+                    : pickAny(0..<optionCount, avoid: avoid, &rng))
+            }
+            rule.subject = key(subject)
+            rule.type = .forbidden
+            rule.payload = #"{"forbidden":\#(quotedList(targets))}"#
+        case 6...8:
+            rule.type = .validation
+            rule.subject = rng.chance(2) ? "*" : key(rng.below(optionCount))
+            let logic: String
+            switch rng.below(4) {
+            case 0:
+                let x = integers[rng.below(integers.count)]
+                let bound = rng.chance(90) ? options[x].intDefault + rng.below(5_000) : options[x].intDefault - 1
+                logic = #"{"<=":[{"var":"\#(key(x))"},\#(bound)]}"#
+            case 1:
+                var a = integers[rng.below(integers.count)]
+                var b = integers[rng.below(integers.count)]
+                if a == b { b = integers[(integers.firstIndex(of: a)! + 1) % integers.count] }
+                if options[a].intDefault > options[b].intDefault { swap(&a, &b) }
+                logic = #"{"<=":[{"var":"\#(key(a))"},{"var":"\#(key(b))"}]}"#
+            case 2:
+                let x = includedIntegers[rng.below(includedIntegers.count)]
+                logic = #"{"and":[{">=":[{"var":"\#(key(x))"},0]},{"<=":[{"var":"\#(key(x))"},100000]}]}"#
+            default:
+                let e = includedEnums[rng.below(includedEnums.count)]
+                let current = Int(options[e].defaultText.dropFirst())!
+                var dropped = rng.below(5)
+                if dropped == current && rng.chance(90) { dropped = (dropped + 1) % 5 }
+                let allowed = (0..<5).filter { $0 != dropped }.map { "\"v\($0)\"" }.joined(separator: ",")
+                logic = #"{"in":[{"var":"\#(key(e))"},[\#(allowed)]]}"#
+            }
+            rule.payload = #"{"logic":\#(logic)}"#
+        default:
+            rule.type = .choice
+            rule.subject = "choice_\(n)"
+            let optional = rng.chance(70)
+            let size = 2 + rng.below(3)
+            var members: [Int] = []
+            // Optional: at most one included; exactly one otherwise (90% of the time by default).
+            let wantIncluded = optional ? (rng.chance(50) ? 1 : 0) : 1
+            for index in 0..<size {
+                let included = index < wantIncluded ? true : !rng.chance(90) && index == size - 1
+                members.append(pick(0..<optionCount, included: included, avoid: Set(members), &rng))
+            }
+            rule.payload = #"{"choice":\#(quotedList(members)),"optional":\#(optional)}"#
+        }
+        data.rules.append(rule)
+    }
+
+    // Selections.
+    func override(_ index: Int, _ rng: inout SplitMix) -> String {
+        switch options[index].type {
+        case .boolean: return rng.chance(50) ? "true" : "false"
+        case .integer: return "\(max(0, options[index].intDefault + rng.below(2_000) - 1_000))"
+        case .enum: return "\"v\(rng.below(5))\""
+        default: return "\"x\(index)\""
+        }
+    }
+    for index in 0..<optionCount {
+        var choice = Stb_Rules_V1_OptionChoice()
+        choice.key = key(index)
+        choice.included = rng.below(1000) < 5 ? !options[index].included : options[index].included
+        let overridePercent = options[index].type == .integer ? 10 : 5
+        if rng.chance(overridePercent) { choice.valueJson = override(index, &rng) }
+        data.full.options.append(choice)
+    }
+    var chosen = Set<Int>()
+    while chosen.count < 100 {
+        let index = rng.below(optionCount)
+        guard chosen.insert(index).inserted else { continue }
+        var choice = Stb_Rules_V1_OptionChoice()
+        choice.key = key(index)
+        if chosen.count <= 70 {
+            choice.included = rng.chance(80) ? !options[index].included : options[index].included
+        } else {
+            choice.included = true
+            choice.valueJson = override(index, &rng)
+        }
+        data.sparse.options.append(choice)
+    }
+    return data
+}
+
+// MARK: - copies of rulesd's internal conversions (not public API)
+
+/// Copy of `CatalogModel.init(_ configuration:)` in STBRules/RulesService+Engine.swift (internal).
+func catalogModel(_ configuration: Stb_Catalog_V1_GetConfigResponse) -> CatalogModel {
+    var options: [OptionInfo] = []
+    var modules: [ModuleInfo] = []
+    for entry in configuration.modules {
+        guard let module = entry.module else { continue }
+        for group in entry.groups {
+            for option in group.options {
+                let type: OptionType
+                let value: JSONValue
+                switch option.type {
+                case .boolean:
+                    type = .boolean
+                    value = .bool(option.defaultValue == "true")
+                case .integer:
+                    type = .integer
+                    value = Int64(option.defaultValue).map(JSONValue.integer) ?? .null
+                case .enum:
+                    type = .enum
+                    value = .string(option.defaultValue)
+                default:
+                    type = .string
+                    value = .string(option.defaultValue)
+                }
+                options.append(OptionInfo(key: option.key, module: module.key, type: type, defaultValue: value, includedByDefault: option.includedByDefault))
+            }
+        }
+        modules.append(ModuleInfo(key: module.key, transitions: []))
+    }
+    return CatalogModel(options: options, modules: modules)
+}
+
+/// Copy of `RulesService.compile` (internal).
+func compile(_ rule: SyntheticRule) throws -> Rule {
+    let type: String
+    switch rule.type {
+    case .requires: type = "requires"
+    case .forbidden: type = "forbidden"
+    case .validation: type = "validation"
+    default: type = "choice"
+    }
+    return try Rule.parse(
+        key: rule.key, subject: rule.subject, type: type, payload: try JSONValue.parse(rule.payload),
+        severity: rule.severity == .warning ? .warning : .error)
+}
+
+/// Copy of `RulesService.selection` (internal).
+func selection(_ request: Stb_Rules_V1_EvaluateRequest) throws -> Selection {
+    var choices: [String: Selection.Choice] = [:]
+    var problems: [String] = []
+    for (index, option) in request.options.enumerated() {
+        var choice = Selection.Choice(included: option.included)
+        if let text = option.valueJson {
+            do {
+                choice.value = try JSONValue.parse(text)
+            } catch {
+                problems.append("options[\(index)].value_json: \(error)")
+            }
+        }
+        if option.key.isEmpty { problems.append("options[\(index)].key: required") }
+        choices[option.key] = choice
+    }
+    if !problems.isEmpty { throw RPCError(code: .invalidArgument, message: problems.prefix(20).joined(separator: "; ")) }
+    return Selection(choices: choices)
+}
+
+/// Copy of `RulesService.evaluate`'s reply building and `RulesService.message` (internal).
+func response(_ evaluation: Evaluation) -> Stb_Rules_V1_EvaluateResponse {
+    var response = Stb_Rules_V1_EvaluateResponse()
+    response.valid = evaluation.valid
+    response.violations = evaluation.violations.map { violation in
+        var message = Stb_Rules_V1_Violation()
+        message.ruleKey = violation.ruleKey
+        switch violation.kind {
+        case "requires": message.type = .requires
+        case "forbidden": message.type = .forbidden
+        case "validation": message.type = .validation
+        default: message.type = .choice
+        }
+        message.severity = violation.severity == .warning ? .warning : .error
+        message.message = violation.message
+        message.explanation = violation.explanation
+        message.references = violation.references.map { reference in
+            var item = Stb_Rules_V1_Reference()
+            item.optionKey = reference.optionKey
+            item.included = reference.included
+            item.valueJson = reference.value?.canonicalText ?? ""
+            return item
+        }
+        return message
+    }
+    response.closure = evaluation.closure.map(\.optionKey)
+    response.conflicts = evaluation.conflicts.map { conflict in
+        var message = Stb_Rules_V1_ClosureConflict()
+        message.ruleKey = conflict.ruleKey
+        message.chain = conflict.chain
+        message.explanation = conflict.explanation
+        return message
+    }
+    response.catalogRevision = 1
+    return response
+}
+
+func summary(_ evaluation: Evaluation) -> String {
+    "valid=\(evaluation.valid) violations=\(evaluation.violations.count) errors=\(evaluation.errors.count) closure=\(evaluation.closure.count) conflicts=\(evaluation.conflicts.count)"
+}
+
+// MARK: - inproc
+
+func timed(_ iterations: Int, warmup: Int, _ body: () -> Void) -> [UInt64] {
+    for _ in 0..<warmup { body() }
+    var samples: [UInt64] = []
+    samples.reserveCapacity(iterations)
+    for _ in 0..<iterations {
+        let t0 = now()
+        body()
+        samples.append(now() - t0)
+    }
+    return samples.sorted()
+}
+
+func runInProcess() {
+    let iterations = intOption("iterations", 2_000)
+    let warmup = intOption("warmup", 200)
+    let t0 = now()
+    let data = makeSynthetic()
+    let t1 = now()
+    let model = catalogModel(data.config)
+    let t2 = now()
+    let rules: [Rule]
+    do { rules = try data.rules.map(compile) } catch { fail("rule compilation: \(error)") }
+    let t3 = now()
+    var engine = RuleEngine(rules: rules, catalog: model)
+    let t4 = now()
+    var builds: [UInt64] = []
+    for _ in 0..<5 {
+        let start = now()
+        engine = RuleEngine(rules: rules, catalog: model)
+        builds.append(now() - start)
+    }
+    builds.sort()
+    report("rules setup options=\(model.optionKeys.count) rules=\(rules.count) generate_ms=\(ms(t1 - t0)) catalog_ms=\(ms(t2 - t1)) compile_ms=\(ms(t3 - t2)) engine_build_first_ms=\(ms(t4 - t3)) engine_build_p50_ms=\(ms(builds[2])) engine_build_max_ms=\(ms(builds[4]))")
+
+    let selections: [(String, Stb_Rules_V1_EvaluateRequest)] = [("full", data.full), ("sparse", data.sparse)]
+    for (name, request) in selections {
+        let selected: Selection
+        do { selected = try selection(request) } catch { fail("\(name) selection: \(error)") }
+        var last: Evaluation?
+        let samples = timed(iterations, warmup: warmup) { last = engine.evaluate(selected) }
+        let total = samples.reduce(0, +)
+        report("rules inproc selection=\(name) iterations=\(iterations) p50_us=\(us(percentile(samples, 50))) p99_us=\(us(percentile(samples, 99))) max_us=\(us(percentile(samples, 100))) evals_per_s=\(format(Double(iterations) / (Double(total) / 1e9), 0)) choices=\(request.options.count) \(summary(last!))")
+    }
+
+    // The RPC path's CPU stages, one at a time, for the same requests.
+    let stageIterations = max(200, iterations / 2)
+    for (name, request) in selections {
+        let bytes = request.serializedBytes()
+        var decoded = Stb_Rules_V1_EvaluateRequest()
+        let decode = timed(stageIterations, warmup: warmup / 2) {
+            do { decoded = try Stb_Rules_V1_EvaluateRequest(serializedBytes: bytes) } catch { fail("decode: \(error)") }
+        }
+        guard decoded == request else { fail("decode round trip differs") }
+        var selected = Selection(choices: [:])
+        let convert = timed(stageIterations, warmup: warmup / 2) {
+            do { selected = try selection(decoded) } catch { fail("selection: \(error)") }
+        }
+        var evaluation = engine.evaluate(selected)
+        let evaluate = timed(stageIterations, warmup: warmup / 2) { evaluation = engine.evaluate(selected) }
+        var reply: [UInt8] = []
+        let respond = timed(stageIterations, warmup: warmup / 2) { reply = response(evaluation).serializedBytes() }
+        let combined = timed(stageIterations, warmup: warmup / 2) {
+            do {
+                let message = try Stb_Rules_V1_EvaluateRequest(serializedBytes: bytes)
+                reply = response(engine.evaluate(try selection(message))).serializedBytes()
+            } catch { fail("combined: \(error)") }
+        }
+        let p50 = { (s: [UInt64]) in us(percentile(s, 50)) }
+        let mean = Double(combined.reduce(0, +)) / Double(combined.count)
+        report("rules stage selection=\(name) iterations=\(stageIterations) decode_p50_us=\(p50(decode)) convert_p50_us=\(p50(convert)) evaluate_p50_us=\(p50(evaluate)) respond_p50_us=\(p50(respond)) total_p50_us=\(p50(combined)) total_p99_us=\(us(percentile(combined, 99))) ceiling_per_s=\(format(1e9 / mean, 0)) request_bytes=\(bytes.count) response_bytes=\(reply.count)")
+    }
+}
+
+// MARK: - serve
+
+let stopRequested = Atomic<Bool>(false)
+
+func runServe() async {
+    let environment = PostgresConfiguration.currentEnvironment()
+    guard let base = values["database-url"] ?? environment["STB_BENCH_DATABASE_URL"] ?? environment["STB_TEST_DATABASE_URL"] else {
+        fail("no database: pass --database-url or set STB_BENCH_DATABASE_URL (scripts/bench-rules does)")
+    }
+    let migrations = values["migrations"] ?? "services/rules/migrations"
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = .warning
+        return handler
+    }
+    let logger = Logger(label: "stb.rules.bench")
+    let data = makeSynthetic()
+    let group: EventLoopGroup
+    do { group = try EventLoopGroup(count: 1, name: "rules-bench") } catch { fail("event loop: \(error)") }
+    let schema = "rules_bench_\(getpid())_\(now() % 1_000_000)"
+    let admin = PostgresPool(configuration: PostgresConfiguration(conninfo: base, poolSize: 1), group: group)
+    do {
+        _ = try await admin.query(PostgresQuery(sql: "CREATE SCHEMA \(schema)"))
+    } catch {
+        fail("CREATE SCHEMA on \(base): \(error)")
+    }
+    let conninfo = base + (base.contains("?") ? "&" : "?") + "options=-csearch_path%3D\(schema)"
+    let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo, poolSize: 2), group: group)
+    let service = RulesService(pool: pool, signal: ChangeSignal(), logger: logger)
+    let server: RPCServer
+    let port: Int
+    do {
+        _ = try await Migrator(directory: migrations).migrate(pool)
+        let t0 = now()
+        var start = 0
+        while start < data.rules.count {
+            let batch = data.rules[start..<min(start + 500, data.rules.count)].map { rule -> PostgresQuery in
+                let type: String
+                switch rule.type {
+                case .requires: type = "requires"
+                case .forbidden: type = "forbidden"
+                case .validation: type = "validation"
+                default: type = "choice"
+                }
+                let severity = rule.severity == .warning ? "warning" : "error"
+                return "INSERT INTO rules (key, subject, type, payload, severity) VALUES (\(rule.key), \(rule.subject), \(type), \(PostgresJSON(rule.payload)), \(severity))"
+            }
+            _ = try await pool.withConnection { try await $0.pipeline(batch) }
+            start += 500
+        }
+        _ = try await pool.query("UPDATE rules_revision SET revision = revision + 1")
+        let t1 = now()
+        service.catalogChanged(data.config)
+        let t2 = now()
+        try await service.reloadRules()
+        let t3 = now()
+        guard service.isReady else { fail("the service is not ready after catalogChanged + reloadRules") }
+        var configuration = RPCServer.Configuration()
+        configuration.port = 0
+        configuration.workers = 1
+        configuration.maxReceiveMessageSize = 16 * 1024 * 1024
+        server = try RPCServer(configuration: configuration, services: [service], group: group)
+        port = try await server.start()
+        report("rules serve port=\(port) schema=\(schema) insert_ms=\(ms(t1 - t0)) catalog_changed_ms=\(ms(t2 - t1)) reload_ms=\(ms(t3 - t2)) workers=1")
+    } catch {
+        _ = try? await admin.query(PostgresQuery(sql: "DROP SCHEMA IF EXISTS \(schema) CASCADE"))
+        fail("serve setup: \(error)")
+    }
+    signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
+    signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
+    while !stopRequested.load(ordering: .relaxed) {
+        try? await Task.sleep(for: .milliseconds(100))
+    }
+    await server.shutdown(gracePeriod: .seconds(1))
+    await pool.close()
+    do {
+        _ = try await admin.query(PostgresQuery(sql: "DROP SCHEMA IF EXISTS \(schema) CASCADE"))
+    } catch {
+        complain("DROP SCHEMA \(schema): \(error)")
+    }
+    await admin.close()
+    report("rules serve stopped")
+}
+
+// MARK: - load
+
+/// A reply only counted, never decoded: the load loops measure the server, not our decoder.
+struct CountedReply: ProtoMessage {
+    var count = 0
+    init() {}
+    init(serializedBytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) { count = serializedBytes.count }
+    func serialize(into buffer: inout [UInt8]) {}
+    static var protoMessageName: String { "stb.rules.v1.EvaluateResponse" }
+}
+let evaluateCounted = ProtoMethod<Stb_Rules_V1_EvaluateRequest, CountedReply>(path: Stb_Rules_V1_Rules.evaluate.path, kind: .unary)
+
+struct LoadResult {
+    var calls = 0
+    var errors = 0
+    var bytes = 0
+    var latencies: [UInt64] = []
+    var firstError: String?
+}
+
+func load(clients: [RPCClient], callers: Int, seconds: Int, request: Stb_Rules_V1_EvaluateRequest) async -> (LoadResult, Double) {
+    let start = now()
+    let deadline = start + UInt64(seconds) * 1_000_000_000
+    let result = await withTaskGroup(of: LoadResult.self) { group in
+        for index in 0..<callers {
+            let client = clients[index % clients.count]
+            group.addTask {
+                var mine = LoadResult()
+                mine.latencies.reserveCapacity(1 << 15)
+                while now() < deadline {
+                    let t0 = now()
+                    do {
+                        mine.bytes = try await client.unary(evaluateCounted, request: request, timeout: .seconds(30)).count
+                        mine.latencies.append(now() - t0)
+                        mine.calls += 1
+                    } catch {
+                        mine.errors += 1
+                        if mine.firstError == nil { mine.firstError = "\(error)" }
+                        if mine.errors > 100 { break }
+                    }
+                }
+                return mine
+            }
+        }
+        var total = LoadResult()
+        for await part in group {
+            total.calls += part.calls
+            total.errors += part.errors
+            total.bytes = max(total.bytes, part.bytes)
+            total.latencies += part.latencies
+            if total.firstError == nil { total.firstError = part.firstError }
+        }
+        return total
+    }
+    return (result, Double(now() - start) / 1e9)
+}
+
+func runLoad() async {
+    guard let addr = values["addr"], let colon = addr.lastIndex(of: ":"), let port = Int(addr[addr.index(after: colon)...]) else {
+        fail("--addr HOST:PORT is required\n\(usage)")
+    }
+    let host = String(addr[..<colon])
+    let seconds = intOption("seconds", 10)
+    let callers = intOption("callers", 16)
+    let connections = intOption("connections", 4)
+    let data = makeSynthetic()
+    // The in-process answer, to check the server's.
+    let engine: RuleEngine
+    do { engine = RuleEngine(rules: try data.rules.map(compile), catalog: catalogModel(data.config)) } catch { fail("compile: \(error)") }
+
+    var configuration = RPCClient.Configuration()
+    configuration.maxReceiveMessageSize = 64 * 1024 * 1024
+    let clients: [RPCClient]
+    do { clients = try (0..<connections).map { _ in try RPCClient(host: host, port: port, configuration: configuration) } } catch { fail("client: \(error)") }
+    for (name, request) in [("full", data.full), ("sparse", data.sparse)] {
+        let expected: Evaluation
+        do { expected = engine.evaluate(try selection(request)) } catch { fail("selection: \(error)") }
+        do {
+            let t0 = now()
+            let reply = try await clients[0].unary(Stb_Rules_V1_Rules.evaluate, request: request, timeout: .seconds(30))
+            let elapsed = now() - t0
+            let same = reply.valid == expected.valid && reply.violations.map(\.ruleKey).sorted() == expected.violations.map(\.ruleKey).sorted()
+                && reply.closure.sorted() == expected.closure.map(\.optionKey).sorted()
+            // The server compiles rules ORDER BY key (r0, r1, r10, ...): compare as sets.
+            report("rules rpc_check selection=\(name) first_call_ms=\(ms(elapsed)) valid=\(reply.valid) violations=\(reply.violations.count) closure=\(reply.closure.count) conflicts=\(reply.conflicts.count) matches_inproc=\(same)")
+            if !same { complain("\(name): the server's answer differs from the in-process one") }
+        } catch {
+            fail("Evaluate \(name): \(error)")
+        }
+        _ = await load(clients: clients, callers: callers, seconds: 1, request: request)
+        let (result, elapsed) = await load(clients: clients, callers: callers, seconds: seconds, request: request)
+        let sorted = result.latencies.sorted()
+        report("rules rpc selection=\(name) callers=\(callers) connections=\(connections) seconds=\(format(elapsed, 2)) calls=\(result.calls) errors=\(result.errors) evals_per_s=\(format(Double(result.calls) / elapsed, 0)) p50_us=\(us(percentile(sorted, 50))) p90_us=\(us(percentile(sorted, 90))) p99_us=\(us(percentile(sorted, 99))) max_us=\(us(percentile(sorted, 100))) request_bytes=\(request.serializedBytes().count) response_bytes=\(result.bytes)")
+        if let error = result.firstError { complain("\(name): first error: \(error)") }
+    }
+    for client in clients { await client.close() }
+}
+
+switch mode {
+case "inproc": runInProcess()
+case "serve": await runServe()
+default: await runLoad()
+}
