@@ -7,7 +7,7 @@ import Testing
 struct JSONLogicTests {
     static let suitePath: String = {
         let testsDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        return testsDir.appendingPathComponent("../../../shared/testdata/jsonlogic/tests.json").standardized.path
+        return testsDir.appendingPathComponent("Fixtures/jsonlogic/tests.json").standardized.path
     }()
 
     /// Cases of the public suite the strict dialect deliberately does not follow, by the rule's canonical text.
