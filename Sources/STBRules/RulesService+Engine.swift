@@ -5,8 +5,8 @@ import Synchronization
 
 extension CatalogModel {
     /// The engine's view of a catalog `GetConfig` reply. Transitions whose condition does
-    /// not compile are kept without it and reported by the catalog's own validation.
-    init(_ configuration: Stb_Catalog_V1_GetConfigResponse) {
+    /// not compile are left out (the catalog validates conditions when they are written).
+    public init(_ configuration: Stb_Catalog_V1_GetConfigResponse) {
         var options: [OptionInfo] = []
         var modules: [ModuleInfo] = []
         for entry in configuration.modules {
@@ -48,7 +48,11 @@ extension CatalogModel {
 extension RulesService {
     func evaluate(_ request: Stb_Rules_V1_EvaluateRequest) throws -> Stb_Rules_V1_EvaluateResponse {
         let (engine, _, revision) = try engine()
-        let evaluation = engine.evaluate(try Self.selection(request, at: "options"))
+        return Self.response(engine.evaluate(try Self.selection(request, at: "options")), catalogRevision: revision)
+    }
+
+    /// The wire form of an evaluation.
+    public static func response(_ evaluation: Evaluation, catalogRevision revision: UInt64) -> Stb_Rules_V1_EvaluateResponse {
         var response = Stb_Rules_V1_EvaluateResponse()
         response.valid = evaluation.valid
         response.violations = evaluation.violations.map(Self.message)
@@ -157,7 +161,8 @@ extension RulesService {
 
     // MARK: - Conversions
 
-    static func selection(_ request: Stb_Rules_V1_EvaluateRequest, at path: String) throws -> Selection {
+    /// The engine's selection for a request; bad values are INVALID_ARGUMENT naming `path`.
+    public static func selection(_ request: Stb_Rules_V1_EvaluateRequest, at path: String = "options") throws -> Selection {
         var choices: [String: Selection.Choice] = [:]
         var problems: [String] = []
         for (index, option) in request.options.enumerated() {

@@ -7,7 +7,8 @@ import Synchronization
 /// CRUD and import of rules: validated against the catalog copy, written with an audit
 /// row, an outbox event and a revision bump in the same transaction.
 extension RulesService {
-    static func compile(_ message: RuleMessage) throws -> Rule {
+    /// The engine's rule for a stored or requested one; throws `RuleParseError`.
+    public static func compile(_ message: Stb_Rules_V1_Rule) throws -> Rule {
         let payload: JSONValue
         do {
             payload = try JSONValue.parse(message.payloadJson)

@@ -354,109 +354,29 @@ func makeSynthetic() -> Synthetic {
     return data
 }
 
-// MARK: - copies of rulesd's internal conversions (not public API)
+// MARK: - the service's own conversions
 
-/// Copy of `CatalogModel.init(_ configuration:)` in STBRules/RulesService+Engine.swift (internal).
 func catalogModel(_ configuration: Stb_Catalog_V1_GetConfigResponse) -> CatalogModel {
-    var options: [OptionInfo] = []
-    var modules: [ModuleInfo] = []
-    for entry in configuration.modules {
-        guard let module = entry.module else { continue }
-        for group in entry.groups {
-            for option in group.options {
-                let type: OptionType
-                let value: JSONValue
-                switch option.type {
-                case .boolean:
-                    type = .boolean
-                    value = .bool(option.defaultValue == "true")
-                case .integer:
-                    type = .integer
-                    value = Int64(option.defaultValue).map(JSONValue.integer) ?? .null
-                case .enum:
-                    type = .enum
-                    value = .string(option.defaultValue)
-                default:
-                    type = .string
-                    value = .string(option.defaultValue)
-                }
-                options.append(OptionInfo(key: option.key, module: module.key, type: type, defaultValue: value, includedByDefault: option.includedByDefault))
-            }
-        }
-        modules.append(ModuleInfo(key: module.key, transitions: []))
-    }
-    return CatalogModel(options: options, modules: modules)
+    CatalogModel(configuration)
 }
 
-/// Copy of `RulesService.compile` (internal).
 func compile(_ rule: SyntheticRule) throws -> Rule {
-    let type: String
-    switch rule.type {
-    case .requires: type = "requires"
-    case .forbidden: type = "forbidden"
-    case .validation: type = "validation"
-    default: type = "choice"
-    }
-    return try Rule.parse(
-        key: rule.key, subject: rule.subject, type: type, payload: try JSONValue.parse(rule.payload),
-        severity: rule.severity == .warning ? .warning : .error)
+    var message = Stb_Rules_V1_Rule()
+    message.key = rule.key
+    message.subject = rule.subject
+    message.type = rule.type
+    message.payloadJson = rule.payload
+    message.severity = rule.severity
+    message.active = true
+    return try RulesService.compile(message)
 }
 
-/// Copy of `RulesService.selection` (internal).
 func selection(_ request: Stb_Rules_V1_EvaluateRequest) throws -> Selection {
-    var choices: [String: Selection.Choice] = [:]
-    var problems: [String] = []
-    for (index, option) in request.options.enumerated() {
-        var choice = Selection.Choice(included: option.included)
-        if let text = option.valueJson {
-            do {
-                choice.value = try JSONValue.parse(text)
-            } catch {
-                problems.append("options[\(index)].value_json: \(error)")
-            }
-        }
-        if option.key.isEmpty { problems.append("options[\(index)].key: required") }
-        choices[option.key] = choice
-    }
-    if !problems.isEmpty { throw RPCError(code: .invalidArgument, message: problems.prefix(20).joined(separator: "; ")) }
-    return Selection(choices: choices)
+    try RulesService.selection(request)
 }
 
-/// Copy of `RulesService.evaluate`'s reply building and `RulesService.message` (internal).
 func response(_ evaluation: Evaluation) -> Stb_Rules_V1_EvaluateResponse {
-    var response = Stb_Rules_V1_EvaluateResponse()
-    response.valid = evaluation.valid
-    response.violations = evaluation.violations.map { violation in
-        var message = Stb_Rules_V1_Violation()
-        message.ruleKey = violation.ruleKey
-        switch violation.kind {
-        case "requires": message.type = .requires
-        case "forbidden": message.type = .forbidden
-        case "validation": message.type = .validation
-        default: message.type = .choice
-        }
-        message.severity = violation.severity == .warning ? .warning : .error
-        message.message = violation.message
-        message.explanation = violation.explanation
-        message.references = violation.references.map { reference in
-            var item = Stb_Rules_V1_Reference()
-            item.optionKey = reference.optionKey
-            item.included = reference.included
-            item.valueJson = reference.value?.canonicalText ?? ""
-            return item
-        }
-        return message
-    }
-    response.closure = evaluation.closure.map(\.optionKey)
-    response.conflicts = evaluation.conflicts.map { conflict in
-        var message = Stb_Rules_V1_ClosureConflict()
-        message.ruleKey = conflict.ruleKey
-        message.chain = conflict.chain
-        message.explanation = conflict.explanation
-        return message
-    }
-    response.catalogRevision = 1
-    return response
+    RulesService.response(evaluation, catalogRevision: 1)
 }
 
 func summary(_ evaluation: Evaluation) -> String {
