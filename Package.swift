@@ -91,16 +91,24 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: - What every service executable shares
+
+        .target(
+            name: "STBService",
+            dependencies: ["STBRPC", "STBPostgres", swiftLog],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: - Catalog service
 
         .target(
             name: "STBCatalog",
-            dependencies: ["STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBJSON", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "catalogd",
-            dependencies: ["STBCatalog", "STBRPC", "STBPostgres", swiftLog],
+            dependencies: ["STBCatalog", "STBService", "STBRPC", "STBPostgres", swiftLog],
             swiftSettings: swiftSettings
         ),
 
@@ -108,12 +116,12 @@ let package = Package(
 
         .target(
             name: "STBRules",
-            dependencies: ["STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBJSON", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "rulesd",
-            dependencies: ["STBRules", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBRules", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
 

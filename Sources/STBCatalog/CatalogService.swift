@@ -3,6 +3,7 @@ import Logging
 import STBMessages
 import STBPostgres
 import STBRPC
+import STBService
 
 /// The catalog service: CRUD for modules, groups, options, states and transitions, the
 /// assembled configuration, seed imports and the change feed.
@@ -129,7 +130,7 @@ public struct CatalogService: RPCService {
                 WITH m AS (INSERT INTO modules (key, name, description, active, meta)
                            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING RETURNING *)
                 SELECT \(Columns.module) FROM m
-                """, bindings: bind(input.key, input.name, input.description_p, input.active, PostgresJSON(meta.canonicalText))))
+                """, bindings: PostgresBindings(input.key, input.name, input.description_p, input.active, PostgresJSON(meta.canonicalText))))
             guard let row = rows.first else { throw RPCError(code: .alreadyExists, message: "module \(Validation.quoted(input.key)) already exists") }
             let module = try Columns.module(row)
             changes.created(.module, module.entityKey, after: module.json, state: module.catalogEntity)
@@ -145,7 +146,7 @@ public struct CatalogService: RPCService {
         let (size, after) = try page(request.page)
         let rows = try await pool.query(PostgresQuery(sql: """
             SELECT \(Columns.module), (SELECT count(*) FROM modules) FROM modules m WHERE m.id > $1 ORDER BY m.id LIMIT $2
-            """, bindings: bind(after, Int64(size))))
+            """, bindings: PostgresBindings(after, Int64(size))))
         var response = Stb_Catalog_V1_ListModulesResponse()
         response.modules = try rows.map(Columns.module)
         response.page = try pageInfo(rows, size: size, lastID: response.modules.last?.id, totalColumn: 9)
@@ -178,7 +179,7 @@ public struct CatalogService: RPCService {
                 WITH m AS (UPDATE modules SET name = $2, description = $3, active = $4, initial_state = $5, meta = $6,
                            updated_at = now() WHERE id = $1 RETURNING *)
                 SELECT \(Columns.module) FROM m
-                """, bindings: bind(before.id, after.name, after.description_p, after.active, after.initialState, PostgresJSON(Module.metaValue(after.metaJson).canonicalText))))
+                """, bindings: PostgresBindings(before.id, after.name, after.description_p, after.active, after.initialState, PostgresJSON(Module.metaValue(after.metaJson).canonicalText))))
             let updated = try Columns.module(rows[0])
             changes.updated(.module, updated.entityKey, before: before.json, after: updated.json, state: updated.catalogEntity)
             return updated
@@ -190,19 +191,19 @@ public struct CatalogService: RPCService {
         try await change(actor: actor) { transaction, changes in
             let module = try await loadModule(ref, on: transaction.connection, forUpdate: true)
             let connection = transaction.connection
-            for transition in try await connection.query(PostgresQuery(sql: "SELECT \(Columns.transition) FROM transitions t JOIN modules m ON m.id = t.module_id WHERE t.module_id = $1 ORDER BY t.id", bindings: bind(module.id))).map(Columns.transition) {
+            for transition in try await connection.query(PostgresQuery(sql: "SELECT \(Columns.transition) FROM transitions t JOIN modules m ON m.id = t.module_id WHERE t.module_id = $1 ORDER BY t.id", bindings: PostgresBindings(module.id))).map(Columns.transition) {
                 _ = try await connection.query("DELETE FROM transitions WHERE id = \(transition.id)")
                 changes.deleted(.transition, transition.entityKey, before: transition.json, state: transition.catalogEntity)
             }
-            for state in try await connection.query(PostgresQuery(sql: "SELECT \(Columns.state) FROM states s JOIN modules m ON m.id = s.module_id WHERE s.module_id = $1 ORDER BY s.id", bindings: bind(module.id))).map(Columns.state) {
+            for state in try await connection.query(PostgresQuery(sql: "SELECT \(Columns.state) FROM states s JOIN modules m ON m.id = s.module_id WHERE s.module_id = $1 ORDER BY s.id", bindings: PostgresBindings(module.id))).map(Columns.state) {
                 _ = try await connection.query("DELETE FROM states WHERE id = \(state.id)")
                 changes.deleted(.state, state.entityKey, before: state.json, state: state.catalogEntity)
             }
-            for option in try await connection.query(PostgresQuery(sql: "SELECT \(Columns.option) FROM options o JOIN groups g ON g.id = o.group_id JOIN modules m ON m.id = g.module_id WHERE g.module_id = $1 ORDER BY o.id", bindings: bind(module.id))).map(Columns.option) {
+            for option in try await connection.query(PostgresQuery(sql: "SELECT \(Columns.option) FROM options o JOIN groups g ON g.id = o.group_id JOIN modules m ON m.id = g.module_id WHERE g.module_id = $1 ORDER BY o.id", bindings: PostgresBindings(module.id))).map(Columns.option) {
                 _ = try await connection.query("DELETE FROM options WHERE id = \(option.id)")
                 changes.deleted(.option, option.entityKey, before: option.json, state: option.catalogEntity)
             }
-            for group in try await connection.query(PostgresQuery(sql: "SELECT \(Columns.group) FROM groups g JOIN modules m ON m.id = g.module_id WHERE g.module_id = $1 ORDER BY g.id", bindings: bind(module.id))).map(Columns.group) {
+            for group in try await connection.query(PostgresQuery(sql: "SELECT \(Columns.group) FROM groups g JOIN modules m ON m.id = g.module_id WHERE g.module_id = $1 ORDER BY g.id", bindings: PostgresBindings(module.id))).map(Columns.group) {
                 _ = try await connection.query("DELETE FROM groups WHERE id = \(group.id)")
                 changes.deleted(.group, group.entityKey, before: group.json, state: group.catalogEntity)
             }
@@ -227,7 +228,7 @@ public struct CatalogService: RPCService {
                 WITH g AS (INSERT INTO groups (module_id, key, name, description, position, meta)
                            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (module_id, key) DO NOTHING RETURNING *)
                 SELECT \(Columns.group) FROM g JOIN modules m ON m.id = g.module_id
-                """, bindings: bind(module.id, input.key, input.name, input.description_p, input.position, PostgresJSON(meta.canonicalText))))
+                """, bindings: PostgresBindings(module.id, input.key, input.name, input.description_p, input.position, PostgresJSON(meta.canonicalText))))
             guard let row = rows.first else {
                 throw RPCError(code: .alreadyExists, message: "group \(Validation.quoted(input.key)) already exists in module \(Validation.quoted(module.key))")
             }
@@ -248,7 +249,7 @@ public struct CatalogService: RPCService {
                    (SELECT count(*) FROM groups g2 JOIN modules m2 ON m2.id = g2.module_id WHERE $3 = '' OR m2.key = $3)
             FROM groups g JOIN modules m ON m.id = g.module_id
             WHERE g.id > $1 AND ($3 = '' OR m.key = $3) ORDER BY g.id LIMIT $2
-            """, bindings: bind(after, Int64(size), request.moduleKey)))
+            """, bindings: PostgresBindings(after, Int64(size), request.moduleKey)))
         var response = Stb_Catalog_V1_ListGroupsResponse()
         response.groups = try rows.map(Columns.group)
         response.page = try pageInfo(rows, size: size, lastID: response.groups.last?.id, totalColumn: 9)
@@ -270,7 +271,7 @@ public struct CatalogService: RPCService {
                 WITH g AS (UPDATE groups SET name = $2, description = $3, position = $4, meta = $5, updated_at = now()
                            WHERE id = $1 RETURNING *)
                 SELECT \(Columns.group) FROM g JOIN modules m ON m.id = g.module_id
-                """, bindings: bind(before.id, after.name, after.description_p, after.position, PostgresJSON(Module.metaValue(after.metaJson).canonicalText))))
+                """, bindings: PostgresBindings(before.id, after.name, after.description_p, after.position, PostgresJSON(Module.metaValue(after.metaJson).canonicalText))))
             let updated = try Columns.group(rows[0])
             changes.updated(.group, updated.entityKey, before: before.json, after: updated.json, state: updated.catalogEntity)
             return updated
@@ -281,7 +282,7 @@ public struct CatalogService: RPCService {
     func deleteGroup(_ ref: Stb_Catalog_V1_GroupRef, _ actor: String) async throws -> Stb_Common_V1_Empty {
         try await change(actor: actor) { transaction, changes in
             let group = try await loadGroup(ref, on: transaction.connection, forUpdate: true)
-            for option in try await transaction.query(PostgresQuery(sql: "SELECT \(Columns.option) FROM options o JOIN groups g ON g.id = o.group_id JOIN modules m ON m.id = g.module_id WHERE o.group_id = $1 ORDER BY o.id", bindings: bind(group.id))).map(Columns.option) {
+            for option in try await transaction.query(PostgresQuery(sql: "SELECT \(Columns.option) FROM options o JOIN groups g ON g.id = o.group_id JOIN modules m ON m.id = g.module_id WHERE o.group_id = $1 ORDER BY o.id", bindings: PostgresBindings(group.id))).map(Columns.option) {
                 _ = try await transaction.query("DELETE FROM options WHERE id = \(option.id)")
                 changes.deleted(.option, option.entityKey, before: option.json, state: option.catalogEntity)
             }
@@ -315,7 +316,7 @@ public struct CatalogService: RPCService {
                 WITH o AS (INSERT INTO options (group_id, key, name, description, type, default_value, editable, included_by_default, meta)
                            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (key) DO NOTHING RETURNING *)
                 SELECT \(Columns.option) FROM o JOIN groups g ON g.id = o.group_id JOIN modules m ON m.id = g.module_id
-                """, bindings: bind(group.id, input.key, input.name, input.description_p, Validation.typeName(input.type)!,
+                """, bindings: PostgresBindings(group.id, input.key, input.name, input.description_p, Validation.typeName(input.type)!,
                                      input.defaultValue, input.editable, input.includedByDefault, PostgresJSON(meta.canonicalText))))
             guard let row = rows.first else { throw RPCError(code: .alreadyExists, message: "option \(Validation.quoted(input.key)) already exists") }
             let option = try Columns.option(row)
@@ -336,7 +337,7 @@ public struct CatalogService: RPCService {
                     WHERE ($3 = '' OR m2.key = $3) AND ($4 = '' OR g2.key = $4))
             FROM options o JOIN groups g ON g.id = o.group_id JOIN modules m ON m.id = g.module_id
             WHERE o.id > $1 AND ($3 = '' OR m.key = $3) AND ($4 = '' OR g.key = $4) ORDER BY o.id LIMIT $2
-            """, bindings: bind(after, Int64(size), request.moduleKey, request.groupKey)))
+            """, bindings: PostgresBindings(after, Int64(size), request.moduleKey, request.groupKey)))
         var response = Stb_Catalog_V1_ListOptionsResponse()
         response.options = try rows.map(Columns.option)
         response.page = try pageInfo(rows, size: size, lastID: response.options.last?.id, totalColumn: 13)
@@ -376,7 +377,7 @@ public struct CatalogService: RPCService {
                            included_by_default = $7, meta = $8, group_id = coalesce($9, group_id), updated_at = now()
                            WHERE id = $1 RETURNING *)
                 SELECT \(Columns.option) FROM o JOIN groups g ON g.id = o.group_id JOIN modules m ON m.id = g.module_id
-                """, bindings: bind(before.id, after.name, after.description_p, Validation.typeName(after.type)!, after.defaultValue,
+                """, bindings: PostgresBindings(before.id, after.name, after.description_p, Validation.typeName(after.type)!, after.defaultValue,
                                      after.editable, after.includedByDefault, PostgresJSON(Module.metaValue(after.metaJson).canonicalText), groupID)))
             let updated = try Columns.option(rows[0])
             changes.updated(.option, updated.entityKey, before: before.json, after: updated.json, state: updated.catalogEntity)
@@ -408,7 +409,7 @@ public struct CatalogService: RPCService {
                 WITH s AS (INSERT INTO states (module_id, name, meta) VALUES ($1, $2, $3)
                            ON CONFLICT (module_id, name) DO NOTHING RETURNING *)
                 SELECT \(Columns.state) FROM s JOIN modules m ON m.id = s.module_id
-                """, bindings: bind(module.id, input.name, PostgresJSON(meta.canonicalText))))
+                """, bindings: PostgresBindings(module.id, input.name, PostgresJSON(meta.canonicalText))))
             guard let row = rows.first else {
                 throw RPCError(code: .alreadyExists, message: "state \(Validation.quoted(input.name)) already exists in module \(Validation.quoted(module.key))")
             }
@@ -426,7 +427,7 @@ public struct CatalogService: RPCService {
         let rows = try await pool.query(PostgresQuery(sql: """
             SELECT \(Columns.state) FROM states s JOIN modules m ON m.id = s.module_id
             WHERE $1 = '' OR m.key = $1 ORDER BY m.key, s.id
-            """, bindings: bind(request.moduleKey)))
+            """, bindings: PostgresBindings(request.moduleKey)))
         var response = Stb_Catalog_V1_ListStatesResponse()
         response.states = try rows.map(Columns.state)
         return response
@@ -441,7 +442,7 @@ public struct CatalogService: RPCService {
             let rows = try await transaction.query(PostgresQuery(sql: """
                 WITH s AS (UPDATE states SET meta = $2 WHERE id = $1 RETURNING *)
                 SELECT \(Columns.state) FROM s JOIN modules m ON m.id = s.module_id
-                """, bindings: bind(before.id, PostgresJSON(meta.canonicalText))))
+                """, bindings: PostgresBindings(before.id, PostgresJSON(meta.canonicalText))))
             let updated = try Columns.state(rows[0])
             changes.updated(.state, updated.entityKey, before: before.json, after: updated.json, state: updated.catalogEntity)
             return updated
@@ -489,7 +490,7 @@ public struct CatalogService: RPCService {
                 WITH t AS (INSERT INTO transitions (module_id, from_state, event, to_state, condition, meta)
                            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (module_id, from_state, event) DO NOTHING RETURNING *)
                 SELECT \(Columns.transition) FROM t JOIN modules m ON m.id = t.module_id
-                """, bindings: bind(module.id, input.fromState, input.event, input.toState, condition, PostgresJSON(meta.canonicalText))))
+                """, bindings: PostgresBindings(module.id, input.fromState, input.event, input.toState, condition, PostgresJSON(meta.canonicalText))))
             guard let row = rows.first else {
                 throw RPCError(code: .alreadyExists, message: "transition \(Validation.quoted("\(module.key)/\(input.fromState)/\(input.event)")) already exists")
             }
@@ -507,7 +508,7 @@ public struct CatalogService: RPCService {
         let rows = try await pool.query(PostgresQuery(sql: """
             SELECT \(Columns.transition) FROM transitions t JOIN modules m ON m.id = t.module_id
             WHERE $1 = '' OR m.key = $1 ORDER BY m.key, t.id
-            """, bindings: bind(request.moduleKey)))
+            """, bindings: PostgresBindings(request.moduleKey)))
         var response = Stb_Catalog_V1_ListTransitionsResponse()
         response.transitions = try rows.map(Columns.transition)
         return response
@@ -535,7 +536,7 @@ public struct CatalogService: RPCService {
             let rows = try await transaction.query(PostgresQuery(sql: """
                 WITH t AS (UPDATE transitions SET to_state = $2, condition = $3, meta = $4, updated_at = now() WHERE id = $1 RETURNING *)
                 SELECT \(Columns.transition) FROM t JOIN modules m ON m.id = t.module_id
-                """, bindings: bind(before.id, after.toState, after.conditionJson.isEmpty ? nil : PostgresJSON(after.conditionJson),
+                """, bindings: PostgresBindings(before.id, after.toState, after.conditionJson.isEmpty ? nil : PostgresJSON(after.conditionJson),
                                      PostgresJSON(Module.metaValue(after.metaJson).canonicalText))))
             let updated = try Columns.transition(rows[0])
             changes.updated(.transition, updated.entityKey, before: before.json, after: updated.json, state: updated.catalogEntity)
@@ -591,10 +592,10 @@ extension CatalogService {
         let name: String
         switch ref.ref {
         case .id(let id):
-            rows = try await connection.query(PostgresQuery(sql: "SELECT \(Columns.module) FROM modules m WHERE m.id = $1\(lock)", bindings: bind(id)))
+            rows = try await connection.query(PostgresQuery(sql: "SELECT \(Columns.module) FROM modules m WHERE m.id = $1\(lock)", bindings: PostgresBindings(id)))
             name = "id \(id)"
         case .key(let key):
-            rows = try await connection.query(PostgresQuery(sql: "SELECT \(Columns.module) FROM modules m WHERE m.key = $1\(lock)", bindings: bind(key)))
+            rows = try await connection.query(PostgresQuery(sql: "SELECT \(Columns.module) FROM modules m WHERE m.key = $1\(lock)", bindings: PostgresBindings(key)))
             name = Validation.quoted(key)
         case nil:
             throw invalid("ref: give an id or a key")
@@ -608,11 +609,11 @@ extension CatalogService {
         let rows: PostgresRows
         let name: String
         if ref.id != 0 {
-            rows = try await connection.query(PostgresQuery(sql: "SELECT \(Columns.group) FROM groups g JOIN modules m ON m.id = g.module_id WHERE g.id = $1\(lock)", bindings: bind(ref.id)))
+            rows = try await connection.query(PostgresQuery(sql: "SELECT \(Columns.group) FROM groups g JOIN modules m ON m.id = g.module_id WHERE g.id = $1\(lock)", bindings: PostgresBindings(ref.id)))
             name = "id \(ref.id)"
         } else {
             guard !ref.moduleKey.isEmpty, !ref.key.isEmpty else { throw invalid("ref: give an id, or module_key and key") }
-            rows = try await connection.query(PostgresQuery(sql: "SELECT \(Columns.group) FROM groups g JOIN modules m ON m.id = g.module_id WHERE m.key = $1 AND g.key = $2\(lock)", bindings: bind(ref.moduleKey, ref.key)))
+            rows = try await connection.query(PostgresQuery(sql: "SELECT \(Columns.group) FROM groups g JOIN modules m ON m.id = g.module_id WHERE m.key = $1 AND g.key = $2\(lock)", bindings: PostgresBindings(ref.moduleKey, ref.key)))
             name = Validation.quoted("\(ref.moduleKey)/\(ref.key)")
         }
         guard let row = rows.first else { throw RPCError(code: .notFound, message: "group \(name) not found") }
@@ -626,10 +627,10 @@ extension CatalogService {
         let name: String
         switch ref.ref {
         case .id(let id):
-            rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE o.id = $1\(lock)", bindings: bind(id)))
+            rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE o.id = $1\(lock)", bindings: PostgresBindings(id)))
             name = "id \(id)"
         case .key(let key):
-            rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE o.key = $1\(lock)", bindings: bind(key)))
+            rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE o.key = $1\(lock)", bindings: PostgresBindings(key)))
             name = Validation.quoted(key)
         case nil:
             throw invalid("ref: give an id or a key")
@@ -644,11 +645,11 @@ extension CatalogService {
         let rows: PostgresRows
         let name: String
         if ref.id != 0 {
-            rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE s.id = $1\(lock)", bindings: bind(ref.id)))
+            rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE s.id = $1\(lock)", bindings: PostgresBindings(ref.id)))
             name = "id \(ref.id)"
         } else {
             guard !ref.moduleKey.isEmpty, !ref.name.isEmpty else { throw invalid("ref: give an id, or module_key and name") }
-            rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE m.key = $1 AND s.name = $2\(lock)", bindings: bind(ref.moduleKey, ref.name)))
+            rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE m.key = $1 AND s.name = $2\(lock)", bindings: PostgresBindings(ref.moduleKey, ref.name)))
             name = Validation.quoted("\(ref.moduleKey)/\(ref.name)")
         }
         guard let row = rows.first else { throw RPCError(code: .notFound, message: "state \(name) not found") }
@@ -661,13 +662,13 @@ extension CatalogService {
         let rows: PostgresRows
         let name: String
         if ref.id != 0 {
-            rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE t.id = $1\(lock)", bindings: bind(ref.id)))
+            rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE t.id = $1\(lock)", bindings: PostgresBindings(ref.id)))
             name = "id \(ref.id)"
         } else {
             guard !ref.moduleKey.isEmpty, !ref.fromState.isEmpty, !ref.event.isEmpty else {
                 throw invalid("ref: give an id, or module_key, from_state and event")
             }
-            rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE m.key = $1 AND t.from_state = $2 AND t.event = $3\(lock)", bindings: bind(ref.moduleKey, ref.fromState, ref.event)))
+            rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE m.key = $1 AND t.from_state = $2 AND t.event = $3\(lock)", bindings: PostgresBindings(ref.moduleKey, ref.fromState, ref.event)))
             name = Validation.quoted("\(ref.moduleKey)/\(ref.fromState)/\(ref.event)")
         }
         guard let row = rows.first else { throw RPCError(code: .notFound, message: "transition \(name) not found") }
@@ -679,21 +680,6 @@ extension CatalogService {
 
 func invalid(_ problem: String) -> RPCError {
     RPCError(code: .invalidArgument, message: problem)
-}
-
-/// Throws INVALID_ARGUMENT listing every problem (the first 20).
-func check(_ problems: [String]) throws {
-    guard !problems.isEmpty else { return }
-    var message = problems.prefix(20).joined(separator: "; ")
-    if problems.count > 20 { message += "; and \(problems.count - 20) more" }
-    throw RPCError(code: .invalidArgument, message: message)
-}
-
-/// Parameters for a statement built with `PostgresQuery(sql:bindings:)`.
-func bind<each T: PostgresEncodable>(_ values: repeat each T) -> PostgresBindings {
-    var bindings = PostgresBindings()
-    for value in repeat each values { bindings.append(value) }
-    return bindings
 }
 
 /// Page size (default 100, at most 1000) and the id to continue after.

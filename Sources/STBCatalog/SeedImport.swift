@@ -175,7 +175,7 @@ struct SeedImporter {
         add(.deleted(.group), SQL.deleteGroups, plan.groups.deleted.map { [String($0.id)] })
         add(.deleted(.module), SQL.deleteModules, plan.modules.deleted.map { [String($0.id)] })
 
-        queries.append(PostgresQuery(sql: SQL.insertSeed, bindings: bind(request.fileName, request.documentJson, actor, plan.summary)))
+        queries.append(PostgresQuery(sql: SQL.insertSeed, bindings: PostgresBindings(request.fileName, request.documentJson, actor, plan.summary)))
         steps.append(.seed)
         // Held until commit, so the revision ChangeSet.write bumps is this one plus one.
         queries.append("SELECT revision FROM catalog_revision FOR UPDATE")
@@ -250,7 +250,7 @@ struct SeedImporter {
         var summary = problems.prefix(1000).joined(separator: "\n")
         if problems.count > 1000 { summary += "\nand \(problems.count - 1000) more" }
         do {
-            _ = try await service.pool.query(PostgresQuery(sql: SQL.insertRejectedSeed, bindings: bind(request.fileName, request.documentJson, actor, summary)))
+            _ = try await service.pool.query(PostgresQuery(sql: SQL.insertRejectedSeed, bindings: PostgresBindings(request.fileName, request.documentJson, actor, summary)))
         } catch {
             service.logger.warning("could not record a rejected seed document", metadata: ["error": "\(error)"])
         }

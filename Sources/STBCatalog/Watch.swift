@@ -60,10 +60,10 @@ extension CatalogService {
             let (txid, id) = try row.decode(UInt64.self, Int64.self)
             let deleted = try await transaction.query(PostgresQuery(
                 sql: "DELETE FROM events WHERE (txid, id) <= ($1::text::xid8, $2)",
-                bindings: bind(String(txid), id)))
+                bindings: PostgresBindings(String(txid), id)))
             _ = try await transaction.query(PostgresQuery(
                 sql: "UPDATE events_horizon SET txid = $1::text::xid8, event_id = $2",
-                bindings: bind(String(txid), id)))
+                bindings: PostgresBindings(String(txid), id)))
             return deleted.affectedRows
         }
     }

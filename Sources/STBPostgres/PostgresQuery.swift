@@ -62,6 +62,11 @@ public struct PostgresBindings: Sendable {
 
     public init() {}
 
+    /// The values, bound in order (`$1`, `$2`, ...).
+    public init<each Value: PostgresEncodable>(_ values: repeat each Value) {
+        for value in repeat each values { append(value) }
+    }
+
     public var count: Int { types.count }
 
     public mutating func append<Value: PostgresEncodable>(_ value: Value) {

@@ -1,6 +1,7 @@
 import STBJSON
 import STBMessages
 import STBRPC
+import STBService
 import Synchronization
 
 extension CatalogModel {

@@ -2,6 +2,7 @@ import STBJSON
 import STBMessages
 import STBPostgres
 import STBRPC
+import STBService
 import Synchronization
 
 /// CRUD and import of rules: validated against the catalog copy, written with an audit
@@ -62,7 +63,7 @@ extension RulesService {
                 WITH r AS (INSERT INTO rules (key, subject, type, payload, severity, message, active)
                            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO NOTHING RETURNING *)
                 SELECT \(ruleColumns) FROM r
-                """, bindings: bind(input.key, input.subject, Self.typeName(input.type)!, PostgresJSON(payload),
+                """, bindings: PostgresBindings(input.key, input.subject, Self.typeName(input.type)!, PostgresJSON(payload),
                                      input.severity == .warning ? "warning" : "error", input.message, input.active)))
             guard let row = rows.first else { throw RPCError(code: .alreadyExists, message: "rule \(quoted(input.key)) already exists") }
             let rule = try Self.rule(row)
@@ -84,7 +85,7 @@ extension RulesService {
         let rows = try await pool.query(PostgresQuery(sql: """
             SELECT \(ruleColumns), (SELECT count(*) FROM rules WHERE $3 = '' OR subject = $3)
             FROM rules r WHERE r.id > $1 AND ($3 = '' OR r.subject = $3) ORDER BY r.id LIMIT $2
-            """, bindings: bind(after, Int64(size), request.subject)))
+            """, bindings: PostgresBindings(after, Int64(size), request.subject)))
         var response = Stb_Rules_V1_ListRulesResponse()
         response.rules = try rows.map(Self.rule)
         var page = Stb_Common_V1_PageInfo()
@@ -113,7 +114,7 @@ extension RulesService {
                 WITH r AS (UPDATE rules SET subject = $2, type = $3, payload = $4, severity = $5, message = $6, active = $7,
                            updated_at = now() WHERE id = $1 RETURNING *)
                 SELECT \(ruleColumns) FROM r
-                """, bindings: bind(before.id, after.subject, Self.typeName(after.type)!, PostgresJSON(after.payloadJson),
+                """, bindings: PostgresBindings(before.id, after.subject, Self.typeName(after.type)!, PostgresJSON(after.payloadJson),
                                      after.severity == .warning ? "warning" : "error", after.message, after.active)))
             let updated = try Self.rule(rows[0])
             changes.record(.updated, updated, before: before)
@@ -136,10 +137,10 @@ extension RulesService {
         let name: String
         switch ref.ref {
         case .id(let id):
-            rows = try await connection.query(PostgresQuery(sql: "SELECT \(ruleColumns) FROM rules r WHERE r.id = $1\(lock)", bindings: bind(id)))
+            rows = try await connection.query(PostgresQuery(sql: "SELECT \(ruleColumns) FROM rules r WHERE r.id = $1\(lock)", bindings: PostgresBindings(id)))
             name = "id \(id)"
         case .key(let key):
-            rows = try await connection.query(PostgresQuery(sql: "SELECT \(ruleColumns) FROM rules r WHERE r.key = $1\(lock)", bindings: bind(key)))
+            rows = try await connection.query(PostgresQuery(sql: "SELECT \(ruleColumns) FROM rules r WHERE r.key = $1\(lock)", bindings: PostgresBindings(key)))
             name = quoted(key)
         case nil:
             throw RPCError(code: .invalidArgument, message: "ref: give an id or a key")
@@ -222,7 +223,7 @@ extension RulesService {
                         WITH r AS (UPDATE rules SET subject = $2, type = $3, payload = $4, severity = $5, message = $6, active = $7,
                                    updated_at = now() WHERE id = $1 RETURNING *)
                         SELECT \(ruleColumns) FROM r
-                        """, bindings: bind(current.id, rule.subject, Self.typeName(rule.type)!, PostgresJSON(rule.payloadJson),
+                        """, bindings: PostgresBindings(current.id, rule.subject, Self.typeName(rule.type)!, PostgresJSON(rule.payloadJson),
                                              rule.severity == .warning ? "warning" : "error", rule.message, rule.active)), current, .updated))
                 } else {
                     response.created.append(rule.key)
@@ -230,7 +231,7 @@ extension RulesService {
                         WITH r AS (INSERT INTO rules (key, subject, type, payload, severity, message, active)
                                    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *)
                         SELECT \(ruleColumns) FROM r
-                        """, bindings: bind(rule.key, rule.subject, Self.typeName(rule.type)!, PostgresJSON(rule.payloadJson),
+                        """, bindings: PostgresBindings(rule.key, rule.subject, Self.typeName(rule.type)!, PostgresJSON(rule.payloadJson),
                                              rule.severity == .warning ? "warning" : "error", rule.message, rule.active)), nil, .created))
                 }
             }
@@ -239,7 +240,7 @@ extension RulesService {
                 for (key, current) in existing.sorted(by: { $0.key < $1.key }) where !keep.contains(key) {
                     response.deleted.append(key)
                     statements.append((PostgresQuery(sql: "WITH r AS (DELETE FROM rules WHERE id = $1 RETURNING *) SELECT \(ruleColumns) FROM r",
-                                                     bindings: bind(current.id)), current, .deleted))
+                                                     bindings: PostgresBindings(current.id)), current, .deleted))
                 }
             }
             if request.dryRun || statements.isEmpty { return (response, 0) }

@@ -207,23 +207,8 @@ public final class RulesService: RPCService, Sendable {
     }
 }
 
-/// Throws INVALID_ARGUMENT listing every problem (the first 20).
-func check(_ problems: [String]) throws {
-    guard !problems.isEmpty else { return }
-    var message = problems.prefix(20).joined(separator: "; ")
-    if problems.count > 20 { message += "; and \(problems.count - 20) more" }
-    throw RPCError(code: .invalidArgument, message: message)
-}
-
 func quoted(_ text: String) -> String {
     var output = ""
     JSONValue.writeString(text, to: &output)
     return output
-}
-
-/// Parameters for a statement built with `PostgresQuery(sql:bindings:)`.
-func bind<each T: PostgresEncodable>(_ values: repeat each T) -> PostgresBindings {
-    var bindings = PostgresBindings()
-    for value in repeat each values { bindings.append(value) }
-    return bindings
 }
