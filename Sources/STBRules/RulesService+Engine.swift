@@ -165,6 +165,7 @@ extension RulesService {
     /// The engine's selection for a request; bad values are INVALID_ARGUMENT naming `path`.
     public static func selection(_ request: Stb_Rules_V1_EvaluateRequest, at path: String = "options") throws -> Selection {
         var choices: [String: Selection.Choice] = [:]
+        choices.reserveCapacity(request.options.count)
         var problems: [String] = []
         for (index, option) in request.options.enumerated() {
             var choice = Selection.Choice(included: option.included)

@@ -213,7 +213,8 @@ public final class RuleEngine: Sendable {
     /// A selection resolved against the catalog: inclusion as a flat array, values looked up on demand.
     struct State {
         var included: [Bool]
-        let selection: Selection
+        /// Overridden values by option index; empty when the selection overrides nothing.
+        var overrides: [JSONValue?]
         let engine: RuleEngine
 
         func isIncluded(_ index: Int?) -> Bool {
@@ -222,7 +223,8 @@ public final class RuleEngine: Sendable {
         }
 
         func value(_ index: Int) -> JSONValue {
-            selection.choices[engine.keys[index]]?.value ?? engine.defaultValues[index]
+            if !overrides.isEmpty, let value = overrides[index] { return value }
+            return engine.defaultValues[index]
         }
 
         /// What json-logic sees: effective value of included options, nil for excluded or unknown ones.
@@ -238,14 +240,21 @@ public final class RuleEngine: Sendable {
         }
     }
 
+    /// Inclusion and overridden values as arrays by option index, so rules read them
+    /// without hashing option keys again.
     func resolve(_ selection: Selection) -> (State, [String]) {
         var included = defaultIncluded
+        var overrides: [JSONValue?] = []
         var unknown: [String] = []
         for (key, choice) in selection.choices {
             guard let index = indexOf[key] else { unknown.append(key); continue }
             if let flag = choice.included { included[index] = flag }
+            if let value = choice.value {
+                if overrides.isEmpty { overrides = [JSONValue?](repeating: nil, count: keys.count) }
+                overrides[index] = value
+            }
         }
-        return (State(included: included, selection: selection, engine: self), unknown.sorted())
+        return (State(included: included, overrides: overrides, engine: self), unknown.sorted())
     }
 
     // MARK: - Evaluate
