@@ -95,7 +95,7 @@ let package = Package(
 
         .target(
             name: "STBService",
-            dependencies: ["STBRPC", "STBPostgres", swiftLog],
+            dependencies: ["STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
 

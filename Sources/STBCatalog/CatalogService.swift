@@ -17,6 +17,7 @@ public struct CatalogService: RPCService {
     let cache: ConfigCache
     let feed: OutboxFeed
     let logger: Logger
+    let calls: ServiceCalls
 
     /// The outbox channel woken on every catalog commit.
     public static let channel = "catalog_events"
@@ -27,79 +28,49 @@ public struct CatalogService: RPCService {
         self.cache = ConfigCache(pool: pool, signal: signal)
         self.feed = OutboxFeed(outbox: outbox, pool: pool, signal: signal)
         self.logger = logger
+        self.calls = ServiceCalls(service: "catalog", logger: logger)
     }
 
     public func register(in router: inout RPCRouter) {
         typealias API = Stb_Catalog_V1_Catalog
-        router.register(API.createModule, unary: { request, context in try await run(context) { try await createModule(request, $0) } })
-        router.register(API.getModule, unary: { request, context in try await run(context) { try await getModule(request, $0) } })
-        router.register(API.listModules, unary: { request, context in try await run(context) { try await listModules(request, $0) } })
-        router.register(API.updateModule, unary: { request, context in try await run(context) { try await updateModule(request, $0) } })
-        router.register(API.deleteModule, unary: { request, context in try await run(context) { try await deleteModule(request, $0) } })
-        router.register(API.createGroup, unary: { request, context in try await run(context) { try await createGroup(request, $0) } })
-        router.register(API.getGroup, unary: { request, context in try await run(context) { try await getGroup(request, $0) } })
-        router.register(API.listGroups, unary: { request, context in try await run(context) { try await listGroups(request, $0) } })
-        router.register(API.updateGroup, unary: { request, context in try await run(context) { try await updateGroup(request, $0) } })
-        router.register(API.deleteGroup, unary: { request, context in try await run(context) { try await deleteGroup(request, $0) } })
-        router.register(API.createOption, unary: { request, context in try await run(context) { try await createOption(request, $0) } })
-        router.register(API.getOption, unary: { request, context in try await run(context) { try await getOption(request, $0) } })
-        router.register(API.listOptions, unary: { request, context in try await run(context) { try await listOptions(request, $0) } })
-        router.register(API.updateOption, unary: { request, context in try await run(context) { try await updateOption(request, $0) } })
-        router.register(API.deleteOption, unary: { request, context in try await run(context) { try await deleteOption(request, $0) } })
-        router.register(API.createState, unary: { request, context in try await run(context) { try await createState(request, $0) } })
-        router.register(API.getState, unary: { request, context in try await run(context) { try await getState(request, $0) } })
-        router.register(API.listStates, unary: { request, context in try await run(context) { try await listStates(request, $0) } })
-        router.register(API.updateState, unary: { request, context in try await run(context) { try await updateState(request, $0) } })
-        router.register(API.deleteState, unary: { request, context in try await run(context) { try await deleteState(request, $0) } })
-        router.register(API.createTransition, unary: { request, context in try await run(context) { try await createTransition(request, $0) } })
-        router.register(API.getTransition, unary: { request, context in try await run(context) { try await getTransition(request, $0) } })
-        router.register(API.listTransitions, unary: { request, context in try await run(context) { try await listTransitions(request, $0) } })
-        router.register(API.updateTransition, unary: { request, context in try await run(context) { try await updateTransition(request, $0) } })
-        router.register(API.deleteTransition, unary: { request, context in try await run(context) { try await deleteTransition(request, $0) } })
-        router.register(ConfigCache.getConfigEncoded, unary: { request, context in try await run(context) { _ in try await cache.reply(to: request) } })
+        router.register(API.createModule, unary: { request, context in try await calls.run(context) { try await createModule(request, $0) } })
+        router.register(API.getModule, unary: { request, context in try await calls.run(context) { try await getModule(request, $0) } })
+        router.register(API.listModules, unary: { request, context in try await calls.run(context) { try await listModules(request, $0) } })
+        router.register(API.updateModule, unary: { request, context in try await calls.run(context) { try await updateModule(request, $0) } })
+        router.register(API.deleteModule, unary: { request, context in try await calls.run(context) { try await deleteModule(request, $0) } })
+        router.register(API.createGroup, unary: { request, context in try await calls.run(context) { try await createGroup(request, $0) } })
+        router.register(API.getGroup, unary: { request, context in try await calls.run(context) { try await getGroup(request, $0) } })
+        router.register(API.listGroups, unary: { request, context in try await calls.run(context) { try await listGroups(request, $0) } })
+        router.register(API.updateGroup, unary: { request, context in try await calls.run(context) { try await updateGroup(request, $0) } })
+        router.register(API.deleteGroup, unary: { request, context in try await calls.run(context) { try await deleteGroup(request, $0) } })
+        router.register(API.createOption, unary: { request, context in try await calls.run(context) { try await createOption(request, $0) } })
+        router.register(API.getOption, unary: { request, context in try await calls.run(context) { try await getOption(request, $0) } })
+        router.register(API.listOptions, unary: { request, context in try await calls.run(context) { try await listOptions(request, $0) } })
+        router.register(API.updateOption, unary: { request, context in try await calls.run(context) { try await updateOption(request, $0) } })
+        router.register(API.deleteOption, unary: { request, context in try await calls.run(context) { try await deleteOption(request, $0) } })
+        router.register(API.createState, unary: { request, context in try await calls.run(context) { try await createState(request, $0) } })
+        router.register(API.getState, unary: { request, context in try await calls.run(context) { try await getState(request, $0) } })
+        router.register(API.listStates, unary: { request, context in try await calls.run(context) { try await listStates(request, $0) } })
+        router.register(API.updateState, unary: { request, context in try await calls.run(context) { try await updateState(request, $0) } })
+        router.register(API.deleteState, unary: { request, context in try await calls.run(context) { try await deleteState(request, $0) } })
+        router.register(API.createTransition, unary: { request, context in try await calls.run(context) { try await createTransition(request, $0) } })
+        router.register(API.getTransition, unary: { request, context in try await calls.run(context) { try await getTransition(request, $0) } })
+        router.register(API.listTransitions, unary: { request, context in try await calls.run(context) { try await listTransitions(request, $0) } })
+        router.register(API.updateTransition, unary: { request, context in try await calls.run(context) { try await updateTransition(request, $0) } })
+        router.register(API.deleteTransition, unary: { request, context in try await calls.run(context) { try await deleteTransition(request, $0) } })
+        router.register(ConfigCache.getConfigEncoded, unary: { request, context in try await calls.run(context) { _ in try await cache.reply(to: request) } })
         router.register(API.importSeed, unary: { request, context in
-            try await run(context) { actor in try await SeedImporter(service: self).importSeed(request, actor: actor) }
+            try await calls.run(context) { actor in try await SeedImporter(service: self).importSeed(request, actor: actor) }
         })
         router.register(API.watch, serverStreaming: { request, writer, context in
-            try await run(context) { _ in try await watch(request, writer) }
+            try await calls.run(context) { _ in
+                try await watch(after: request.after, feed: feed, reload: "reload with GetConfig and watch from its cursor", to: writer) { stored in
+                    var event = try stored.payload.withUnsafeBytes { try Stb_Catalog_V1_ChangeEvent(serializedBytes: $0) }
+                    event.cursor = stored.cursor.description
+                    return event
+                }
+            }
         })
-    }
-
-    /// Runs a handler with the caller's identity, turning database errors into statuses.
-    private func run<R>(_ context: ServerContext, _ body: (String) async throws -> R) async throws -> R {
-        let actor = context.metadata.firstString(forKey: "stb-actor").flatMap { $0.isEmpty ? nil : String($0.prefix(128)) } ?? "anonymous"
-        do {
-            return try await body(actor)
-        } catch let error as RPCError {
-            throw error
-        } catch let error as PostgresError {
-            throw rpcError(for: error)
-        } catch is CancellationError {
-            throw RPCError(code: .cancelled, message: "the call was cancelled")
-        } catch {
-            logger.error("catalog call failed", metadata: ["path": "\(context.path)", "error": "\(error)"])
-            throw RPCError(code: .internal, message: "internal error")
-        }
-    }
-
-    func rpcError(for error: PostgresError) -> RPCError {
-        switch error.code {
-        case .uniqueViolation:
-            return RPCError(code: .alreadyExists, message: "already exists\(error.detail.map { ": \($0)" } ?? "")")
-        case .foreignKeyViolation:
-            return RPCError(code: .failedPrecondition, message: "still referenced or refers to something missing\(error.detail.map { ": \($0)" } ?? "")")
-        case .checkViolation, .notNullViolation, .invalidData:
-            return RPCError(code: .invalidArgument, message: "invalid value: \(error.message)")
-        case .serializationFailure, .deadlockDetected:
-            return RPCError(code: .aborted, message: "conflicting concurrent change; retry")
-        case .connectionLost, .connectionFailed, .poolClosed:
-            return RPCError(code: .unavailable, message: "the catalog database is unavailable; retry")
-        case .queryCancelled:
-            return RPCError(code: .cancelled, message: "the call was cancelled")
-        default:
-            logger.error("database error", metadata: ["error": "\(error)"])
-            return RPCError(code: .internal, message: "internal database error")
-        }
     }
 
     /// Runs `body` in a transaction whose changes are recorded (audit, events, revision).
@@ -131,7 +102,7 @@ public struct CatalogService: RPCService {
                            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING RETURNING *)
                 SELECT \(Columns.module) FROM m
                 """, bindings: PostgresBindings(input.key, input.name, input.description_p, input.active, PostgresJSON(meta.canonicalText))))
-            guard let row = rows.first else { throw RPCError(code: .alreadyExists, message: "module \(Validation.quoted(input.key)) already exists") }
+            guard let row = rows.first else { throw RPCError(code: .alreadyExists, message: "module \(quoted(input.key)) already exists") }
             let module = try Columns.module(row)
             changes.created(.module, module.entityKey, after: module.json, state: module.catalogEntity)
             return module
@@ -169,7 +140,7 @@ public struct CatalogService: RPCService {
                         SELECT 1 FROM states WHERE module_id = \(before.id) AND name = \(initialState)
                         """)
                     if exists.isEmpty {
-                        throw invalid("initial_state: state \(Validation.quoted(initialState)) does not exist in module \(Validation.quoted(before.key))")
+                        throw invalid("initial_state: state \(quoted(initialState)) does not exist in module \(quoted(before.key))")
                     }
                 }
                 after.initialState = initialState
@@ -230,7 +201,7 @@ public struct CatalogService: RPCService {
                 SELECT \(Columns.group) FROM g JOIN modules m ON m.id = g.module_id
                 """, bindings: PostgresBindings(module.id, input.key, input.name, input.description_p, input.position, PostgresJSON(meta.canonicalText))))
             guard let row = rows.first else {
-                throw RPCError(code: .alreadyExists, message: "group \(Validation.quoted(input.key)) already exists in module \(Validation.quoted(module.key))")
+                throw RPCError(code: .alreadyExists, message: "group \(quoted(input.key)) already exists in module \(quoted(module.key))")
             }
             let group = try Columns.group(row)
             changes.created(.group, group.entityKey, after: group.json, state: group.catalogEntity)
@@ -318,7 +289,7 @@ public struct CatalogService: RPCService {
                 SELECT \(Columns.option) FROM o JOIN groups g ON g.id = o.group_id JOIN modules m ON m.id = g.module_id
                 """, bindings: PostgresBindings(group.id, input.key, input.name, input.description_p, Validation.typeName(input.type)!,
                                      input.defaultValue, input.editable, input.includedByDefault, PostgresJSON(meta.canonicalText))))
-            guard let row = rows.first else { throw RPCError(code: .alreadyExists, message: "option \(Validation.quoted(input.key)) already exists") }
+            guard let row = rows.first else { throw RPCError(code: .alreadyExists, message: "option \(quoted(input.key)) already exists") }
             let option = try Columns.option(row)
             changes.created(.option, option.entityKey, after: option.json, state: option.catalogEntity)
             return option
@@ -411,7 +382,7 @@ public struct CatalogService: RPCService {
                 SELECT \(Columns.state) FROM s JOIN modules m ON m.id = s.module_id
                 """, bindings: PostgresBindings(module.id, input.name, PostgresJSON(meta.canonicalText))))
             guard let row = rows.first else {
-                throw RPCError(code: .alreadyExists, message: "state \(Validation.quoted(input.name)) already exists in module \(Validation.quoted(module.key))")
+                throw RPCError(code: .alreadyExists, message: "state \(quoted(input.name)) already exists in module \(quoted(module.key))")
             }
             let state = try Columns.state(row)
             changes.created(.state, state.entityKey, after: state.json, state: state.catalogEntity)
@@ -459,13 +430,13 @@ public struct CatalogService: RPCService {
                 """)
             let count = try users[0].decode(0, as: Int64.self)
             if count > 0 {
-                throw RPCError(code: .failedPrecondition, message: "state \(Validation.quoted(state.entityKey)) is used by \(count) transition(s); delete them first")
+                throw RPCError(code: .failedPrecondition, message: "state \(quoted(state.entityKey)) is used by \(count) transition(s); delete them first")
             }
             let initial = try await transaction.query("""
                 SELECT 1 FROM modules m JOIN states s ON s.module_id = m.id AND s.id = \(state.id) WHERE m.initial_state = s.name
                 """)
             if !initial.isEmpty {
-                throw RPCError(code: .failedPrecondition, message: "state \(Validation.quoted(state.entityKey)) is its module's initial state; change that first")
+                throw RPCError(code: .failedPrecondition, message: "state \(quoted(state.entityKey)) is its module's initial state; change that first")
             }
             _ = try await transaction.query("DELETE FROM states WHERE id = \(state.id)")
             changes.deleted(.state, state.entityKey, before: state.json, state: state.catalogEntity)
@@ -492,7 +463,7 @@ public struct CatalogService: RPCService {
                 SELECT \(Columns.transition) FROM t JOIN modules m ON m.id = t.module_id
                 """, bindings: PostgresBindings(module.id, input.fromState, input.event, input.toState, condition, PostgresJSON(meta.canonicalText))))
             guard let row = rows.first else {
-                throw RPCError(code: .alreadyExists, message: "transition \(Validation.quoted("\(module.key)/\(input.fromState)/\(input.event)")) already exists")
+                throw RPCError(code: .alreadyExists, message: "transition \(quoted("\(module.key)/\(input.fromState)/\(input.event)")) already exists")
             }
             let transition = try Columns.transition(row)
             changes.created(.transition, transition.entityKey, after: transition.json, state: transition.catalogEntity)
@@ -571,7 +542,7 @@ public struct CatalogService: RPCService {
         var problems: [String] = []
         for (field, name) in names {
             let rows = try await transaction.query("SELECT 1 FROM states WHERE module_id = \(module.id) AND name = \(name)")
-            if rows.isEmpty { problems.append("\(field): state \(Validation.quoted(name)) does not exist in module \(Validation.quoted(module.key))") }
+            if rows.isEmpty { problems.append("\(field): state \(quoted(name)) does not exist in module \(quoted(module.key))") }
         }
         try check(problems)
     }
@@ -596,7 +567,7 @@ extension CatalogService {
             name = "id \(id)"
         case .key(let key):
             rows = try await connection.query(PostgresQuery(sql: "SELECT \(Columns.module) FROM modules m WHERE m.key = $1\(lock)", bindings: PostgresBindings(key)))
-            name = Validation.quoted(key)
+            name = quoted(key)
         case nil:
             throw invalid("ref: give an id or a key")
         }
@@ -614,7 +585,7 @@ extension CatalogService {
         } else {
             guard !ref.moduleKey.isEmpty, !ref.key.isEmpty else { throw invalid("ref: give an id, or module_key and key") }
             rows = try await connection.query(PostgresQuery(sql: "SELECT \(Columns.group) FROM groups g JOIN modules m ON m.id = g.module_id WHERE m.key = $1 AND g.key = $2\(lock)", bindings: PostgresBindings(ref.moduleKey, ref.key)))
-            name = Validation.quoted("\(ref.moduleKey)/\(ref.key)")
+            name = quoted("\(ref.moduleKey)/\(ref.key)")
         }
         guard let row = rows.first else { throw RPCError(code: .notFound, message: "group \(name) not found") }
         return try Columns.group(row)
@@ -631,7 +602,7 @@ extension CatalogService {
             name = "id \(id)"
         case .key(let key):
             rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE o.key = $1\(lock)", bindings: PostgresBindings(key)))
-            name = Validation.quoted(key)
+            name = quoted(key)
         case nil:
             throw invalid("ref: give an id or a key")
         }
@@ -650,7 +621,7 @@ extension CatalogService {
         } else {
             guard !ref.moduleKey.isEmpty, !ref.name.isEmpty else { throw invalid("ref: give an id, or module_key and name") }
             rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE m.key = $1 AND s.name = $2\(lock)", bindings: PostgresBindings(ref.moduleKey, ref.name)))
-            name = Validation.quoted("\(ref.moduleKey)/\(ref.name)")
+            name = quoted("\(ref.moduleKey)/\(ref.name)")
         }
         guard let row = rows.first else { throw RPCError(code: .notFound, message: "state \(name) not found") }
         return try Columns.state(row)
@@ -669,7 +640,7 @@ extension CatalogService {
                 throw invalid("ref: give an id, or module_key, from_state and event")
             }
             rows = try await connection.query(PostgresQuery(sql: "\(base) WHERE m.key = $1 AND t.from_state = $2 AND t.event = $3\(lock)", bindings: PostgresBindings(ref.moduleKey, ref.fromState, ref.event)))
-            name = Validation.quoted("\(ref.moduleKey)/\(ref.fromState)/\(ref.event)")
+            name = quoted("\(ref.moduleKey)/\(ref.fromState)/\(ref.event)")
         }
         guard let row = rows.first else { throw RPCError(code: .notFound, message: "transition \(name) not found") }
         return try Columns.transition(row)

@@ -1,3 +1,4 @@
+import STBJSON
 import STBMessages
 import STBPostgres
 import STBRPC
@@ -81,7 +82,7 @@ public final class ConfigCache: Sendable {
             if let position = current.index[key] { reply += current.modules[position].framed } else { missing.append(key) }
         }
         if !missing.isEmpty {
-            throw RPCError(code: .notFound, message: "no such module: \(missing.map(Validation.quoted).joined(separator: ", "))")
+            throw RPCError(code: .notFound, message: "no such module: \(missing.map(quoted).joined(separator: ", "))")
         }
         return EncodedMessage(bytes: reply)
     }

@@ -4,6 +4,7 @@ import Logging
 import STBMessages
 import STBPostgres
 import STBRPC
+import STBService
 
 /// Seed imports: validate a document, plan the changes by key, apply them in one transaction.
 ///
@@ -241,7 +242,7 @@ struct SeedImporter {
 
     /// A planned row was not written: something outside the import changed it meanwhile.
     private static func raced(_ kind: EntityKind, _ key: String) -> RPCError {
-        RPCError(code: .aborted, message: "\(kind.rawValue) \(Validation.quoted(key)) changed while the seed was imported; retry")
+        RPCError(code: .aborted, message: "\(kind.rawValue) \(quoted(key)) changed while the seed was imported; retry")
     }
 
     /// Records a refused document. Best effort: the caller hears about its document's
@@ -535,7 +536,7 @@ private struct DocumentReader {
         if let key = string(f, "key", required: true) {
             checkKey(key, f, "key")
             if let first = modulePaths[key] {
-                problems.append("\(f.path("key")): duplicate module key \(Validation.quoted(key)) (first at \(first))")
+                problems.append("\(f.path("key")): duplicate module key \(quoted(key)) (first at \(first))")
             } else {
                 modulePaths[key] = f.at
             }
@@ -557,7 +558,7 @@ private struct DocumentReader {
             state(value, at: .state(index, position), module: module.key, statePaths: &statePaths)
         }
         if !initialState.isEmpty, statePaths[initialState] == nil {
-            problems.append("\(f.path("initial_state")): state \(Validation.quoted(initialState)) is not one of the module's states")
+            problems.append("\(f.path("initial_state")): state \(quoted(initialState)) is not one of the module's states")
         }
         var transitionPaths: [String: Where] = [:]
         for (position, value) in array(f, "transitions").enumerated() {
@@ -579,7 +580,7 @@ private struct DocumentReader {
         if let name = string(f, "name", required: true) {
             checkKey(name, f, "name")
             if let first = statePaths[name] {
-                problems.append("\(f.path("name")): duplicate state \(Validation.quoted(name)) (first at \(first))")
+                problems.append("\(f.path("name")): duplicate state \(quoted(name)) (first at \(first))")
             } else {
                 statePaths[name] = place
             }
@@ -601,14 +602,14 @@ private struct DocumentReader {
         let to = string(f, "to", required: true)
         for (field, name) in [("from", from), ("to", to)] {
             if let name, statePaths[name] == nil {
-                problems.append("\(f.path(field)): state \(Validation.quoted(name)) is not one of the module's states")
+                problems.append("\(f.path(field)): state \(quoted(name)) is not one of the module's states")
             }
         }
         if let event, !Validation.event(event, at: "").isEmpty { problems += Validation.event(event, at: f.path("event")) }
         if let from, let event {
             let key = "\(from)/\(event)"
             if let first = transitionPaths[key] {
-                problems.append("\(place): duplicate transition from \(Validation.quoted(from)) on \(Validation.quoted(event)) (first at \(first))")
+                problems.append("\(place): duplicate transition from \(quoted(from)) on \(quoted(event)) (first at \(first))")
             } else {
                 transitionPaths[key] = place
             }
@@ -631,7 +632,7 @@ private struct DocumentReader {
         if let key = string(f, "key", required: true) {
             checkKey(key, f, "key")
             if let first = groupPaths[key] {
-                problems.append("\(f.path("key")): duplicate group key \(Validation.quoted(key)) in module \(Validation.quoted(module)) (first at \(first))")
+                problems.append("\(f.path("key")): duplicate group key \(quoted(key)) in module \(quoted(module)) (first at \(first))")
             } else {
                 groupPaths[key] = f.at
             }
@@ -670,7 +671,7 @@ private struct DocumentReader {
         if let key = string(f, "key", required: true) {
             checkKey(key, f, "key")
             if let first = optionPaths[key] {
-                problems.append("\(f.path("key")): duplicate option key \(Validation.quoted(key)) (first at \(first)); option keys are unique across the catalog")
+                problems.append("\(f.path("key")): duplicate option key \(quoted(key)) (first at \(first)); option keys are unique across the catalog")
             } else {
                 optionPaths[key] = place
             }
@@ -720,7 +721,7 @@ private struct DocumentReader {
                 problems.append(typeProblem)
             }
         } else {
-            problems.append("\(f.path("type")): \(Validation.quoted(typeName)) is not one of boolean, integer, string, enum")
+            problems.append("\(f.path("type")): \(quoted(typeName)) is not one of boolean, integer, string, enum")
             if defaultValue == nil { problems.append("\(f.path("default")): required") }
         }
         unknownFields(f)
@@ -728,7 +729,7 @@ private struct DocumentReader {
     }
 
     private mutating func checkKey(_ value: String, _ f: Fields, _ name: String) {
-        if !Validation.isKey(value) { problems += Validation.key(value, at: f.path(name)) }
+        if !isValidKey(value) { problems += Validation.key(value, at: f.path(name)) }
     }
 
     private mutating func checkName(_ value: String, _ f: Fields, _ name: String) {
@@ -743,8 +744,8 @@ private struct DocumentReader {
             switch value {
             case .bool(let flag): return (flag ? "true" : "false", nil)
             case .string(let text) where text == "true" || text == "false":
-                return (nil, "\(path): \(Validation.quoted(text)) is a string; write \(text) without quotes")
-            case .string(let text): return (nil, "\(path): \(Validation.quoted(text)) is not a boolean (true or false)")
+                return (nil, "\(path): \(quoted(text)) is a string; write \(text) without quotes")
+            case .string(let text): return (nil, "\(path): \(quoted(text)) is not a boolean (true or false)")
             default: return (nil, "\(path): must be a boolean, not \(value.typeName)")
             }
         case .integer:
@@ -754,8 +755,8 @@ private struct DocumentReader {
                 if let number = value.integerValue { return (String(number), nil) }
                 return (nil, "\(path): \(value.canonicalText) is not an integer")
             case .string(let text) where Int64(text) != nil:
-                return (nil, "\(path): \(Validation.quoted(text)) is a string; write the integer without quotes")
-            case .string(let text): return (nil, "\(path): \(Validation.quoted(text)) is not an integer")
+                return (nil, "\(path): \(quoted(text)) is a string; write the integer without quotes")
+            case .string(let text): return (nil, "\(path): \(quoted(text)) is not an integer")
             default: return (nil, "\(path): must be an integer, not \(value.typeName)")
             }
         default:  // string, enum

@@ -1,5 +1,6 @@
 import STBJSON
 import STBMessages
+import STBService
 
 /// The catalog's validation rules, shared by the CRUD calls and seed imports. Each check
 /// returns problems as `path: problem` sentences; `path` is the caller's name for the
@@ -7,13 +8,7 @@ import STBMessages
 enum Validation {
     /// Keys of modules, groups, options and names of states.
     static func key(_ value: String, at path: String) -> [String] {
-        isKey(value) ? [] : ["\(path): \(quoted(value)) is not a valid key (lowercase letters, digits, '_', '.', '-'; starts with a letter or digit; at most 64 characters)"]
-    }
-
-    static func isKey(_ value: String) -> Bool {
-        let bytes = Array(value.utf8)
-        guard let first = bytes.first, bytes.count <= 64, isLowerAlnum(first) else { return false }
-        return bytes.allSatisfy { isLowerAlnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
+        isValidKey(value) ? [] : ["\(path): \(quoted(value)) is not a valid key (lowercase letters, digits, '_', '.', '-'; starts with a letter or digit; at most 64 characters)"]
     }
 
     /// Transition events: like keys, upper case allowed (`ENABLE_4K`).
@@ -165,12 +160,6 @@ enum Validation {
             }
         }
         return problems
-    }
-
-    static func quoted(_ text: String) -> String {
-        var output = ""
-        JSONValue.writeString(text, to: &output)
-        return output
     }
 
     private static func isLowerAlnum(_ byte: UInt8) -> Bool {

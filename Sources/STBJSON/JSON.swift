@@ -327,3 +327,10 @@ private struct JSONParser {
         return .double(value)
     }
 }
+
+/// `text` as a JSON string literal: how messages quote keys and values.
+public func quoted(_ text: String) -> String {
+    var output = ""
+    JSONValue.writeString(text, to: &output)
+    return output
+}

@@ -76,6 +76,15 @@ public struct OutboxEvent: Sendable, Equatable {
 ///         created_at timestamptz NOT NULL DEFAULT now()
 ///     );
 ///     CREATE INDEX events_cursor ON events (txid, id);
+///
+/// Pruning (`prune`, `horizon`) also needs the table's horizon, one row:
+///
+///     CREATE TABLE events_horizon (
+///         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+///         txid xid8 NOT NULL DEFAULT '0',
+///         event_id bigint NOT NULL DEFAULT 0
+///     );
+///     INSERT INTO events_horizon DEFAULT VALUES;
 public struct Outbox: Sendable {
     /// The table's name.
     public let table: String
@@ -147,6 +156,43 @@ public struct Outbox: Sendable {
 
     public func read(after cursor: OutboxCursor, limit: Int, pool: PostgresPool) async throws -> [OutboxEvent] {
         try await pool.withConnection { try await read(after: cursor, limit: limit, on: $0) }
+    }
+
+    /// The newest event every running transaction is known to be past: where a reader
+    /// that wants only what happens from now on starts.
+    public func head(pool: PostgresPool) async throws -> OutboxCursor {
+        let rows = try await pool.query(PostgresQuery(sql: """
+            SELECT txid, id FROM \(table) WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
+            ORDER BY txid DESC, id DESC LIMIT 1
+            """))
+        guard let row = rows.first else { return .start }
+        return OutboxCursor(transaction: try row.decode(0, as: UInt64.self), sequence: try row.decode(1, as: Int64.self))
+    }
+
+    /// The newest cursor pruned away: a reader behind it has missed events.
+    public func horizon(pool: PostgresPool) async throws -> OutboxCursor {
+        let rows = try await pool.query(PostgresQuery(sql: "SELECT txid, event_id FROM \(table)_horizon"))
+        return OutboxCursor(transaction: try rows[0].decode(0, as: UInt64.self), sequence: try rows[0].decode(1, as: Int64.self))
+    }
+
+    /// Deletes events older than `retentionSeconds` (only ones every reader could have
+    /// seen) and moves the horizon past them; returns how many were deleted.
+    public func prune(retentionSeconds: Int64, pool: PostgresPool) async throws -> Int {
+        try await pool.withTransaction { transaction in
+            let newest = try await transaction.query(PostgresQuery(sql: """
+                SELECT txid, id FROM \(table)
+                WHERE created_at < now() - make_interval(secs => $1)
+                  AND txid < pg_snapshot_xmin(pg_current_snapshot())
+                ORDER BY txid DESC, id DESC LIMIT 1
+                """, bindings: PostgresBindings(Double(retentionSeconds))))
+            guard let row = newest.first else { return 0 }
+            let newestCursor = PostgresBindings(TransactionID(try row.decode(0, as: UInt64.self)), try row.decode(1, as: Int64.self))
+            let deleted = try await transaction.query(PostgresQuery(
+                sql: "DELETE FROM \(table) WHERE (txid, id) <= ($1, $2)", bindings: newestCursor))
+            _ = try await transaction.query(PostgresQuery(
+                sql: "UPDATE \(table)_horizon SET txid = $1, event_id = $2", bindings: newestCursor))
+            return deleted.affectedRows
+        }
     }
 }
 

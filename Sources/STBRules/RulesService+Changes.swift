@@ -2,6 +2,7 @@ import STBJSON
 import STBMessages
 import STBPostgres
 import STBRPC
+import STBService
 
 /// What one rules transaction changed; written (audit rows, events, revision bump) at
 /// its end, so a change, its audit row and its event commit together.
@@ -73,34 +74,12 @@ extension RulesService {
         return result
     }
 
-    /// Replays rule events after a cursor, then follows them live; a cursor older than
-    /// the retention gets FAILED_PRECONDITION "resync required".
+    /// Replays rule events after a cursor, then follows them live (see `STBService.watch`).
     func watch(_ request: Stb_Rules_V1_WatchRequest, _ writer: RPCWriter<Stb_Rules_V1_ChangeEvent>) async throws {
-        var cursor = OutboxCursor.start
-        if request.after.isEmpty {
-            let rows = try await pool.query("""
-                SELECT txid, id FROM events WHERE txid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY txid DESC, id DESC LIMIT 1
-                """)
-            if let row = rows.first { cursor = OutboxCursor(transaction: try row.decode(0, as: UInt64.self), sequence: try row.decode(1, as: Int64.self)) }
-        } else {
-            guard let parsed = OutboxCursor(request.after) else {
-                throw RPCError(code: .invalidArgument, message: "after: \(quoted(request.after)) is not a cursor this service issued")
-            }
-            cursor = parsed
-            let horizon = try await pool.query("SELECT txid, event_id FROM events_horizon")
-            let pruned = OutboxCursor(transaction: try horizon[0].decode(0, as: UInt64.self), sequence: try horizon[0].decode(1, as: Int64.self))
-            if cursor < pruned {
-                throw RPCError(code: .failedPrecondition, message: "resync required: cursor \(cursor) is older than the change feed keeps; reload and watch again")
-            }
-        }
-        for try await batch in feed.batches(after: cursor) {
-            var events: [Stb_Rules_V1_ChangeEvent] = []
-            for stored in batch {
-                var event = try stored.payload.withUnsafeBytes { try Stb_Rules_V1_ChangeEvent(serializedBytes: $0) }
-                event.cursor = stored.cursor.description
-                events.append(event)
-            }
-            try await writer.write(contentsOf: events)
+        try await STBService.watch(after: request.after, feed: feed, reload: "reload the rules and watch again", to: writer) { stored in
+            var event = try stored.payload.withUnsafeBytes { try Stb_Rules_V1_ChangeEvent(serializedBytes: $0) }
+            event.cursor = stored.cursor.description
+            return event
         }
     }
 }

@@ -24,7 +24,7 @@ extension RulesService {
     /// Every problem with `rule`: shape, payload, and options unknown to the catalog.
     func problems(with rule: RuleMessage, at path: String) -> [String] {
         var problems: [String] = []
-        if !isKey(rule.key) { problems.append("\(path).key: \(quoted(rule.key)) is not a valid key (lowercase letters, digits, '_', '.', '-'; at most 64 characters)") }
+        if !isValidKey(rule.key) { problems.append("\(path).key: \(quoted(rule.key)) is not a valid key (lowercase letters, digits, '_', '.', '-'; at most 64 characters)") }
         if rule.subject.isEmpty { problems.append("\(path).subject: required") }
         if Self.typeName(rule.type) == nil { problems.append("\(path).type: must be one of requires, forbidden, validation, choice") }
         if !problems.isEmpty { return problems }
@@ -261,10 +261,4 @@ extension RulesService {
         response.revision = state.withLock { $0.rulesRevision }
         return response
     }
-}
-
-func isKey(_ value: String) -> Bool {
-    let bytes = Array(value.utf8)
-    guard let first = bytes.first, bytes.count <= 64, (first >= 97 && first <= 122) || (first >= 48 && first <= 57) else { return false }
-    return bytes.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 46 || $0 == 45 }
 }

@@ -3,6 +3,7 @@ import STBJSON
 import STBMessages
 import STBPostgres
 import STBRPC
+import STBService
 import Synchronization
 
 typealias RuleMessage = Stb_Rules_V1_Rule
@@ -19,6 +20,7 @@ public final class RulesService: RPCService, Sendable {
     let outbox: Outbox
     let feed: OutboxFeed
     let logger: Logger
+    let calls: ServiceCalls
     let state = Mutex(EngineState())
     private let rulesChanged: ChangeSignal
     private let follower = Mutex<Task<Void, Never>?>(nil)
@@ -41,22 +43,23 @@ public final class RulesService: RPCService, Sendable {
         self.feed = OutboxFeed(outbox: outbox, pool: pool, signal: signal)
         self.rulesChanged = signal
         self.logger = logger
+        self.calls = ServiceCalls(service: "rules", logger: logger)
     }
 
     public func register(in router: inout RPCRouter) {
-        router.register(RulesAPI.createRule, unary: { request, context in try await self.run(context) { try await self.createRule(request, $0) } })
-        router.register(RulesAPI.getRule, unary: { request, context in try await self.run(context) { _ in try await self.getRule(request) } })
-        router.register(RulesAPI.listRules, unary: { request, context in try await self.run(context) { _ in try await self.listRules(request) } })
-        router.register(RulesAPI.updateRule, unary: { request, context in try await self.run(context) { try await self.updateRule(request, $0) } })
-        router.register(RulesAPI.deleteRule, unary: { request, context in try await self.run(context) { try await self.deleteRule(request, $0) } })
-        router.register(RulesAPI.importRules, unary: { request, context in try await self.run(context) { try await self.importRules(request, actor: $0) } })
-        router.register(RulesAPI.evaluate, unary: { request, context in try await self.run(context) { _ in try self.evaluate(request) } })
-        router.register(RulesAPI.checkRules, unary: { request, context in try await self.run(context) { _ in try self.checkRules() } })
-        router.register(RulesAPI.impact, unary: { request, context in try await self.run(context) { _ in try self.impact(request) } })
-        router.register(RulesAPI.fire, unary: { request, context in try await self.run(context) { _ in try self.fire(request) } })
-        router.register(RulesAPI.availableEvents, unary: { request, context in try await self.run(context) { _ in try self.availableEvents(request) } })
+        router.register(RulesAPI.createRule, unary: { request, context in try await self.calls.run(context) { try await self.createRule(request, $0) } })
+        router.register(RulesAPI.getRule, unary: { request, context in try await self.calls.run(context) { _ in try await self.getRule(request) } })
+        router.register(RulesAPI.listRules, unary: { request, context in try await self.calls.run(context) { _ in try await self.listRules(request) } })
+        router.register(RulesAPI.updateRule, unary: { request, context in try await self.calls.run(context) { try await self.updateRule(request, $0) } })
+        router.register(RulesAPI.deleteRule, unary: { request, context in try await self.calls.run(context) { try await self.deleteRule(request, $0) } })
+        router.register(RulesAPI.importRules, unary: { request, context in try await self.calls.run(context) { try await self.importRules(request, actor: $0) } })
+        router.register(RulesAPI.evaluate, unary: { request, context in try await self.calls.run(context) { _ in try self.evaluate(request) } })
+        router.register(RulesAPI.checkRules, unary: { request, context in try await self.calls.run(context) { _ in try self.checkRules() } })
+        router.register(RulesAPI.impact, unary: { request, context in try await self.calls.run(context) { _ in try self.impact(request) } })
+        router.register(RulesAPI.fire, unary: { request, context in try await self.calls.run(context) { _ in try self.fire(request) } })
+        router.register(RulesAPI.availableEvents, unary: { request, context in try await self.calls.run(context) { _ in try self.availableEvents(request) } })
         router.register(RulesAPI.watch, serverStreaming: { request, writer, context in
-            try await self.run(context) { _ in try await self.watch(request, writer) }
+            try await self.calls.run(context) { _ in try await self.watch(request, writer) }
         })
     }
 
@@ -134,31 +137,6 @@ public final class RulesService: RPCService, Sendable {
         }
     }
 
-    /// Runs a handler with the caller's identity, turning database errors into statuses.
-    private func run<R>(_ context: ServerContext, _ body: (String) async throws -> R) async throws -> R {
-        let actor = context.metadata.firstString(forKey: "stb-actor").flatMap { $0.isEmpty ? nil : String($0.prefix(128)) } ?? "anonymous"
-        do {
-            return try await body(actor)
-        } catch let error as RPCError {
-            throw error
-        } catch let error as PostgresError {
-            switch error.code {
-            case .uniqueViolation: throw RPCError(code: .alreadyExists, message: "already exists\(error.detail.map { ": \($0)" } ?? "")")
-            case .serializationFailure, .deadlockDetected: throw RPCError(code: .aborted, message: "conflicting concurrent change; retry")
-            case .connectionLost, .connectionFailed, .poolClosed: throw RPCError(code: .unavailable, message: "the rules database is unavailable; retry")
-            case .queryCancelled: throw RPCError(code: .cancelled, message: "the call was cancelled")
-            default:
-                logger.error("database error", metadata: ["error": "\(error)"])
-                throw RPCError(code: .internal, message: "internal database error")
-            }
-        } catch is CancellationError {
-            throw RPCError(code: .cancelled, message: "the call was cancelled")
-        } catch {
-            logger.error("rules call failed", metadata: ["path": "\(context.path)", "error": "\(error)"])
-            throw RPCError(code: .internal, message: "internal error")
-        }
-    }
-
     // MARK: - Rows
 
     let ruleColumns = """
@@ -205,10 +183,4 @@ public final class RulesService: RPCService, Sendable {
             "message": .string(rule.message), "active": .bool(rule.active),
         ])
     }
-}
-
-func quoted(_ text: String) -> String {
-    var output = ""
-    JSONValue.writeString(text, to: &output)
-    return output
 }

@@ -12,6 +12,18 @@ public func check(_ problems: [String], limit: Int = 20) throws {
     throw RPCError(code: .invalidArgument, message: message)
 }
 
+/// Whether `value` is a valid key of a catalog entity or rule: lowercase letters, digits,
+/// '_', '.' and '-', starting with a letter or digit, at most 64 characters.
+public func isValidKey(_ value: String) -> Bool {
+    let bytes = Array(value.utf8)
+    guard let first = bytes.first, bytes.count <= 64, isLowercaseLetterOrDigit(first) else { return false }
+    return bytes.allSatisfy { isLowercaseLetterOrDigit($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
+}
+
+private func isLowercaseLetterOrDigit(_ byte: UInt8) -> Bool {
+    (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+}
+
 /// What every service executable does around its own service: configuration from the
 /// environment, the migrations folder, waiting for the database, and a graceful stop on
 /// SIGTERM or SIGINT.
