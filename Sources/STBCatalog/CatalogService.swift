@@ -76,10 +76,9 @@ public struct CatalogService: RPCService {
     /// Runs `body` in a transaction whose changes are recorded (audit, events, revision).
     func change<R: Sendable>(actor: String, _ body: (PostgresTransaction, ChangeSet) async throws -> R) async throws -> R {
         let (result, revision) = try await pool.withTransaction(maxAttempts: 3) { transaction in
-            let changes = ChangeSet(actor: actor)
+            let changes = ChangeSet(actor: actor, revisionTable: "catalog_revision")
             let result = try await body(transaction, changes)
-            let revision = try await changes.write(in: transaction, outbox: outbox)
-            return (result, changes.isEmpty ? nil : revision)
+            return (result, try await changes.write(in: transaction, outbox: outbox))
         }
         if let revision { cache.invalidate(revision: revision) }
         return result
