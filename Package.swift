@@ -144,6 +144,12 @@ let package = Package(
 
         // MARK: - Executables
 
+        // What the benchmark programs share: output and clock.
+        .target(
+            name: "STBBench",
+            swiftSettings: swiftSettings
+        ),
+
         // Echo service with health: the RPC layer's test peer, benchmark target and,
         // until the first product service lands, what `scripts/up` runs.
         .executableTarget(
@@ -154,25 +160,25 @@ let package = Package(
         // Streaming and client-side measurements for scripts/bench-rpc.
         .executableTarget(
             name: "stb-rpc-bench",
-            dependencies: ["STBEcho", "STBRPC", "STBMessages"],
+            dependencies: ["STBBench", "STBEcho", "STBRPC", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         // Pool, single-select and pipelining measurements for scripts/bench-postgres.
         .executableTarget(
             name: "stb-pg-bench",
-            dependencies: ["STBPostgres", "STBEventLoop"],
+            dependencies: ["STBBench", "STBPostgres", "STBEventLoop"],
             swiftSettings: swiftSettings + [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
         // GetConfig / ImportSeed / Watch measurements for scripts/bench-catalog.
         .executableTarget(
             name: "stb-catalog-bench",
-            dependencies: ["STBRPC", "STBMessages"],
+            dependencies: ["STBBench", "STBRPC", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         // Evaluate in-process and over RPC (one worker) for scripts/bench-rules.
         .executableTarget(
             name: "stb-rules-bench",
-            dependencies: ["STBRules", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["STBBench", "STBRules", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
 

@@ -1,4 +1,5 @@
 import Glibc
+import STBBench
 import STBMessages
 import STBRPC
 import Synchronization
@@ -33,39 +34,6 @@ let usage = """
     usage: stb-catalog-bench --addr HOST:PORT --seed SEED.json [--variant VARIANT.json]
                              [--seconds N] [--callers C] [--watch-updates U]
     """
-
-func complain(_ message: String) {
-    let line = Array("stb-catalog-bench: \(message)\n".utf8)
-    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-}
-
-func report(_ line: String) {
-    print(line)
-    fflush(nil)
-}
-
-func fail(_ message: String) -> Never {
-    complain(message)
-    exit(1)
-}
-
-func now() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-func format(_ value: Double, _ digits: Int = 1) -> String {
-    var buffer = [CChar](repeating: 0, count: 64)
-    _ = withVaList([value]) { vsnprintf(&buffer, buffer.count, "%.\(digits)f", $0) }
-    return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-}
-
-func percentile(_ sorted: [UInt64], _ p: Double) -> UInt64 {
-    guard !sorted.isEmpty else { return 0 }
-    let rank = Int((p / 100 * Double(sorted.count)).rounded(.up))
-    return sorted[min(max(rank, 1), sorted.count) - 1]
-}
 
 func readFile(_ path: String) -> String {
     guard let file = fopen(path, "rb") else { fail("cannot open \(path)") }

@@ -1,4 +1,5 @@
 import Glibc
+import STBBench
 import STBEventLoop
 import STBPostgres
 
@@ -47,35 +48,6 @@ let usage = """
                         [--only single,held,sequential,pipelined]
     CONNINFO defaults to $STB_BENCH_DATABASE_URL; the database needs the pgbench tables.
     """
-
-func complain(_ message: String) {
-    let line = Array("stb-pg-bench: \(message)\n".utf8)
-    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-}
-
-/// One line to standard output at once.
-func report(_ line: String) {
-    print(line)
-    fflush(nil)
-}
-
-func fail(_ message: String) -> Never {
-    complain(message)
-    exit(1)
-}
-
-func now() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-/// `value` with `digits` decimals (vsnprintf: the program does without Foundation).
-func format(_ value: Double, _ digits: Int = 1) -> String {
-    var buffer = [CChar](repeating: 0, count: 64)
-    _ = withVaList([value]) { vsnprintf(&buffer, buffer.count, "%.\(digits)f", $0) }
-    return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-}
 
 // MARK: - Options
 
@@ -207,12 +179,6 @@ func measure(
     return (results, Double(now() - start) / 1e9)
 }
 
-func percentile(_ sorted: [UInt64], _ p: Double) -> Double {
-    guard !sorted.isEmpty else { return 0 }
-    let rank = Int((p / 100 * Double(sorted.count)).rounded(.up))
-    return Double(sorted[min(max(rank, 1), sorted.count) - 1])
-}
-
 /// Prints one measurement's line; returns statements per second.
 @discardableResult
 func summarize(_ label: String, _ setup: Setup, _ measured: (results: [CallerResult], seconds: Double), statementsPerSample: Int) -> Double {
@@ -220,7 +186,7 @@ func summarize(_ label: String, _ setup: Setup, _ measured: (results: [CallerRes
     let statements = measured.results.reduce(0) { $0 + $1.statements }
     let errors = measured.results.reduce(0) { $0 + $1.errors }
     let seconds = measured.seconds
-    let us = { (p: Double) in format(percentile(latencies, p) / 1000, 0) }
+    let us = { (p: Double) in format(Double(percentile(latencies, p)) / 1000, 0) }
     let options = setup.options
     var line = "pg \(label) callers=\(options.callers) loops=\(options.loops) executor=\(options.executor) seconds=\(format(seconds, 2))"
     if statementsPerSample == 1 {

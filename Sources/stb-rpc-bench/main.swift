@@ -1,4 +1,5 @@
 import Glibc
+import STBBench
 import STBMessages
 import STBRPC
 
@@ -23,23 +24,6 @@ let usage = """
            stb-rpc-bench unary  --host H --port P --calls N --concurrency C
            stb-rpc-bench idle   --host H --port P --connections N [--hold-seconds S]
     """
-
-/// Writes one line to standard error, prefixed with the program's name.
-func complain(_ message: String) {
-    let line = Array("stb-rpc-bench: \(message)\n".utf8)
-    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-}
-
-/// Prints one line to standard output at once (scripts wait for these lines).
-func report(_ line: String) {
-    print(line)
-    fflush(nil)
-}
-
-func fail(_ message: String) -> Never {
-    complain(message)
-    exit(1)
-}
 
 /// `--name value` pairs after the subcommand.
 struct Options {
@@ -79,19 +63,6 @@ struct Options {
         guard let value = Int(text), value >= 0 else { fail("--\(name) must be a non-negative integer, not \(text)") }
         return value
     }
-}
-
-func now() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-/// `value` with `digits` decimals (vsnprintf: the program does without Foundation).
-func format(_ value: Double, _ digits: Int = 1) -> String {
-    var buffer = [CChar](repeating: 0, count: 64)
-    _ = withVaList([value]) { vsnprintf(&buffer, buffer.count, "%.\(digits)f", $0) }
-    return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
 }
 
 // MARK: - stream
@@ -189,13 +160,6 @@ final class Counter: @unchecked Sendable {
     }
 }
 
-func percentile(_ sorted: [UInt64], _ p: Double) -> Double {
-    guard !sorted.isEmpty else { return 0 }
-    // Nearest rank.
-    let rank = Int((p / 100 * Double(sorted.count)).rounded(.up))
-    return Double(sorted[min(max(rank, 1), sorted.count) - 1])
-}
-
 func runUnary(_ options: Options) async {
     options.allow(["host", "port", "calls", "concurrency"])
     let host = options.string("host", default: "127.0.0.1")
@@ -245,7 +209,7 @@ func runUnary(_ options: Options) async {
 
     let latencies = perWorker.flatMap(\.latencies).sorted()
     let errors = perWorker.reduce(0) { $0 + $1.errors }
-    let us = { (p: Double) in format(percentile(latencies, p) / 1000, 1) }
+    let us = { (p: Double) in format(Double(percentile(latencies, p)) / 1000, 1) }
     report("unary_calls_per_s=\(format(Double(latencies.count) / seconds, 0)) calls=\(latencies.count) errors=\(errors) seconds=\(format(seconds, 3)) concurrency=\(concurrency) p50_us=\(us(50)) p90_us=\(us(90)) p99_us=\(us(99)) max_us=\(us(100))")
     if let firstError = perWorker.compactMap(\.firstError).first {
         complain("\(errors) calls failed; first: \(firstError)")

@@ -1,4 +1,5 @@
 import Glibc
+import STBBench
 import Logging
 import STBJSON
 import STBMessages
@@ -56,39 +57,6 @@ let usage = """
            stb-rules-bench serve  [--database-url URL] [--migrations DIR]
            stb-rules-bench load   --addr HOST:PORT [--seconds N] [--callers C] [--connections K]
     """
-
-func complain(_ message: String) {
-    let line = Array("stb-rules-bench: \(message)\n".utf8)
-    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-}
-
-func report(_ line: String) {
-    print(line)
-    fflush(nil)
-}
-
-func fail(_ message: String) -> Never {
-    complain(message)
-    exit(1)
-}
-
-func now() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-func format(_ value: Double, _ digits: Int = 1) -> String {
-    var buffer = [CChar](repeating: 0, count: 64)
-    _ = withVaList([value]) { vsnprintf(&buffer, buffer.count, "%.\(digits)f", $0) }
-    return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-}
-
-func percentile(_ sorted: [UInt64], _ p: Double) -> UInt64 {
-    guard !sorted.isEmpty else { return 0 }
-    let rank = Int((p / 100 * Double(sorted.count)).rounded(.up))
-    return sorted[min(max(rank, 1), sorted.count) - 1]
-}
 
 func us(_ ns: UInt64) -> String { format(Double(ns) / 1000, 1) }
 func ms(_ ns: UInt64) -> String { format(Double(ns) / 1e6, 2) }
