@@ -24,7 +24,7 @@ public struct CatalogService: RPCService {
 
     public init(pool: PostgresPool, signal: ChangeSignal, logger: Logger) {
         self.pool = pool
-        self.outbox = Outbox(table: "events", channel: Self.channel)
+        self.outbox = Outbox(table: "events", channel: Self.channel, revisionTable: "catalog_revision")
         self.cache = ConfigCache(pool: pool, signal: signal)
         self.feed = OutboxFeed(outbox: outbox, pool: pool, signal: signal)
         self.logger = logger
@@ -76,7 +76,7 @@ public struct CatalogService: RPCService {
     /// Runs `body` in a transaction whose changes are recorded (audit, events, revision).
     func change<R: Sendable>(actor: String, _ body: (PostgresTransaction, ChangeSet) async throws -> R) async throws -> R {
         let (result, revision) = try await pool.withTransaction(maxAttempts: 3) { transaction in
-            let changes = ChangeSet(actor: actor, revisionTable: "catalog_revision")
+            let changes = ChangeSet(actor: actor)
             let result = try await body(transaction, changes)
             return (result, try await changes.write(in: transaction, outbox: outbox))
         }

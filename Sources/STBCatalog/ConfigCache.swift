@@ -134,12 +134,10 @@ public final class ConfigCache: Sendable {
         try await pool.withTransaction(isolation: .repeatableRead) { transaction in
             let results = try await transaction.pipeline([
                 "SELECT revision FROM catalog_revision",
-                // The newest event this snapshot is sure to contain: every transaction below
-                // the snapshot's xmin has ended, so later events all have higher cursors.
-                """
-                SELECT txid, id FROM events WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
-                ORDER BY txid DESC, id DESC LIMIT 1
-                """,
+                // The newest event in this snapshot: events are ordered by revision, which
+                // follows commit order, so every later event has a higher cursor.
+                "SELECT revision, id FROM events ORDER BY revision DESC, id DESC LIMIT 1",
+                "SELECT revision, event_id FROM events_horizon",
                 PostgresQuery(sql: "SELECT \(Columns.module) FROM modules m ORDER BY m.key"),
                 PostgresQuery(sql: "SELECT \(Columns.group) FROM groups g JOIN modules m ON m.id = g.module_id ORDER BY m.key, g.position, g.key"),
                 PostgresQuery(sql: """
@@ -150,13 +148,12 @@ public final class ConfigCache: Sendable {
                 PostgresQuery(sql: "SELECT \(Columns.transition) FROM transitions t JOIN modules m ON m.id = t.module_id ORDER BY m.key, t.from_state, t.event"),
             ])
             let revision = UInt64(try results[0][0].decode(0, as: Int64.self))
-            var cursor = OutboxCursor.start
-            if let row = results[1].first {
-                cursor = OutboxCursor(transaction: try row.decode(0, as: UInt64.self), sequence: try row.decode(1, as: Int64.self))
-            }
+            // With every event pruned, the horizon is where the snapshot stands.
+            let cursorRow = results[1].first ?? results[2][0]
+            let cursor = OutboxCursor(revision: UInt64(clamping: try cursorRow.decode(0, as: Int64.self)), sequence: try cursorRow.decode(1, as: Int64.self))
             var modules: [String: Stb_Catalog_V1_ConfigModule] = [:]
             var order: [String] = []
-            for row in results[2] {
+            for row in results[3] {
                 let module = try Columns.module(row)
                 var entry = Stb_Catalog_V1_ConfigModule()
                 entry.module = module
@@ -164,7 +161,7 @@ public final class ConfigCache: Sendable {
                 order.append(module.key)
             }
             var groupIndex: [Int64: (module: String, position: Int)] = [:]
-            for row in results[3] {
+            for row in results[4] {
                 let group = try Columns.group(row)
                 var entry = Stb_Catalog_V1_ConfigGroup()
                 entry.group = group
@@ -175,16 +172,16 @@ public final class ConfigCache: Sendable {
             for (id, place) in groupIndex {
                 groupIDs["\(place.module)/\(modules[place.module]!.groups[place.position].group!.key)"] = id
             }
-            for row in results[4] {
+            for row in results[5] {
                 let option = try Columns.option(row)
                 guard let id = groupIDs["\(option.moduleKey)/\(option.groupKey)"], let place = groupIndex[id] else { continue }
                 modules[place.module]!.groups[place.position].options.append(option)
             }
-            for row in results[5] {
+            for row in results[6] {
                 let state = try Columns.state(row)
                 modules[state.moduleKey]?.states.append(state)
             }
-            for row in results[6] {
+            for row in results[7] {
                 let transition = try Columns.transition(row)
                 modules[transition.moduleKey]?.transitions.append(transition)
             }

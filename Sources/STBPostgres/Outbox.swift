@@ -1,35 +1,55 @@
 import FoundationEssentials
 
-/// A position in a service's outbox: the writing transaction's id and the row's id.
+/// A position in a service's outbox: the revision of the change that wrote the event,
+/// and the row's id.
 ///
-/// Ids are handed out before commit, so `id` order is not commit order; `(txid, id)`
-/// read below the oldest running transaction is (see `Outbox.read`). The text form,
-/// `"<txid>.<id>"`, is what clients hold as a resume token.
+/// Every change transaction bumps the service's one-row revision, and that row stays
+/// locked until the transaction ends, so revisions are handed out in commit order: a
+/// feed ordered by `(revision, id)` follows commit order and never has to wait for, or
+/// skip past, a transaction still running. The text form, `"<revision>:<id>"`, is what
+/// clients hold as a resume token.
 public struct OutboxCursor: Hashable, Comparable, Sendable, LosslessStringConvertible {
-    public var transaction: UInt64
+    public var revision: UInt64
     public var sequence: Int64
 
-    public init(transaction: UInt64, sequence: Int64) {
-        self.transaction = transaction
+    public init(revision: UInt64, sequence: Int64) {
+        self.revision = revision
         self.sequence = sequence
     }
 
     /// Before every event.
-    public static let start = OutboxCursor(transaction: 0, sequence: 0)
+    public static let start = OutboxCursor(revision: 0, sequence: 0)
 
+    /// Parses the text form; nil for anything else (including other spellings of the
+    /// same numbers, so one position has one token).
     public init?(_ description: String) {
-        let parts = description.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 2, let transaction = UInt64(parts[0]), let sequence = Int64(parts[1]), sequence >= 0 else {
-            return nil
-        }
-        self.init(transaction: transaction, sequence: sequence)
+        let parts = description.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts.allSatisfy({ isCanonicalNumber($0.utf8) }),
+              let revision = UInt64(parts[0]), let sequence = Int64(parts[1])
+        else { return nil }
+        self.init(revision: revision, sequence: sequence)
     }
 
-    public var description: String { "\(transaction).\(sequence)" }
+    public var description: String { "\(revision):\(sequence)" }
 
     public static func < (lhs: OutboxCursor, rhs: OutboxCursor) -> Bool {
-        (lhs.transaction, lhs.sequence) < (rhs.transaction, rhs.sequence)
+        (lhs.revision, lhs.sequence) < (rhs.revision, rhs.sequence)
     }
+}
+
+/// Digits only, at most 20 of them (UInt64.max), no leading zero (but "0").
+private func isCanonicalNumber(_ digits: Substring.UTF8View) -> Bool {
+    guard let first = digits.first, digits.count <= 20 else { return false }
+    return (first != UInt8(ascii: "0") || digits.count == 1) && digits.allSatisfy { $0 >= 48 && $0 <= 57 }
+}
+
+/// The revision a change transaction has taken: the key its events are ordered by. Only
+/// `Outbox.nextRevision` makes one, so every event's revision comes from the locked bump.
+public struct OutboxRevision: Sendable, Hashable {
+    /// The service's new revision.
+    public let value: UInt64
+    /// The transaction's time (`now()`), in milliseconds since 1970.
+    public let timeMs: Int64
 }
 
 /// An event to record with a change.
@@ -61,13 +81,13 @@ public struct OutboxEvent: Sendable, Equatable {
 }
 
 /// A service's transactional outbox: every change writes its event rows in the same
-/// transaction, and readers tail them in commit-safe order.
+/// transaction, and readers tail them in commit order.
 ///
-/// The table (created by the service's own migration) must have this shape:
+/// The tables (created by the service's own migration) must have this shape:
 ///
 ///     CREATE TABLE events (
 ///         id bigserial PRIMARY KEY,
-///         txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+///         revision bigint NOT NULL,
 ///         entity text NOT NULL,
 ///         entity_key text NOT NULL,
 ///         action text NOT NULL,
@@ -75,42 +95,73 @@ public struct OutboxEvent: Sendable, Equatable {
 ///         actor text NOT NULL DEFAULT '',
 ///         created_at timestamptz NOT NULL DEFAULT now()
 ///     );
-///     CREATE INDEX events_cursor ON events (txid, id);
+///     CREATE INDEX events_cursor ON events (revision, id);
+///
+///     -- the service's revision: one row, bumped by every change transaction
+///     CREATE TABLE <service>_revision (revision bigint NOT NULL);
+///     INSERT INTO <service>_revision (revision) VALUES (0);
 ///
 /// Pruning (`prune`, `horizon`) also needs the table's horizon, one row:
 ///
 ///     CREATE TABLE events_horizon (
 ///         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-///         txid xid8 NOT NULL DEFAULT '0',
+///         revision bigint NOT NULL DEFAULT 0,
 ///         event_id bigint NOT NULL DEFAULT 0
 ///     );
 ///     INSERT INTO events_horizon DEFAULT VALUES;
+///
+/// Why this order: ids and transaction ids are taken before commit, so two concurrent
+/// changes of one row can sort in the opposite order of their commits, and a subscriber
+/// applying events in that order would end with the older value. The revision row's lock
+/// serialises the bumps, so revision order is commit order, and an event is visible only
+/// once every event with a lower revision is.
 public struct Outbox: Sendable {
     /// The table's name.
     public let table: String
     /// The channel woken (without payload) when a transaction with events commits.
     public let channel: String
+    /// The one-row revision table every change transaction bumps.
+    public let revisionTable: String
 
     private let insertSQL: String
     private let readSQL: String
+    private let bumpSQL: String
 
-    /// `table` and `channel` are fixed names chosen by the service, not input.
-    public init(table: String = "events", channel: String) {
-        precondition(isPlainIdentifier(table) && isPlainIdentifier(channel), "outbox names must be lowercase identifiers")
+    /// `table`, `channel` and `revisionTable` are fixed names chosen by the service, not input.
+    public init(table: String = "events", channel: String, revisionTable: String) {
+        precondition(
+            isPlainIdentifier(table) && isPlainIdentifier(channel) && isPlainIdentifier(revisionTable),
+            "outbox names must be lowercase identifiers"
+        )
         self.table = table
         self.channel = channel
-        insertSQL = "INSERT INTO \(table) (entity, entity_key, action, payload, actor) VALUES ($1, $2, $3, $4, $5)"
-        // Rows of transactions still running (txid ≥ the snapshot's xmin) may commit later
-        // with a lower cursor than rows already visible: stop below the oldest of them.
+        self.revisionTable = revisionTable
+        insertSQL = "INSERT INTO \(table) (revision, entity, entity_key, action, payload, actor) VALUES ($1, $2, $3, $4, $5, $6)"
         readSQL = """
-            SELECT txid, id, entity, entity_key, action, payload, actor, created_at FROM \(table)
-            WHERE (txid, id) > ($1, $2) AND txid < pg_snapshot_xmin(pg_current_snapshot())
-            ORDER BY txid, id LIMIT $3
+            SELECT revision, id, entity, entity_key, action, payload, actor, created_at FROM \(table)
+            WHERE (revision, id) > ($1, $2) ORDER BY revision, id LIMIT $3
+            """
+        bumpSQL = """
+            UPDATE \(revisionTable) SET revision = revision + 1
+            RETURNING revision, (extract(epoch FROM now()) * 1000)::int8
             """
     }
 
-    /// Records `events` in `transaction`; one wake-up is sent when it commits.
-    public func append(_ events: [NewOutboxEvent], in transaction: PostgresTransaction) async throws(PostgresError) {
+    /// Bumps the service's revision in `transaction` and returns it. The revision row stays
+    /// locked until the transaction ends, so a concurrent change waits here for this one's
+    /// commit (or rollback) and then takes the next revision.
+    public func nextRevision(in transaction: PostgresTransaction) async throws(PostgresError) -> OutboxRevision {
+        let rows = try await transaction.query(PostgresQuery(sql: bumpSQL, bindings: PostgresBindings()))
+        guard let row = rows.first else {
+            throw PostgresError(code: .decodingFailed, message: "the revision table \(revisionTable) has no row")
+        }
+        let (revision, timeMs) = try row.decode(Int64.self, Int64.self)
+        return OutboxRevision(value: UInt64(clamping: revision), timeMs: timeMs)
+    }
+
+    /// Records `events` in `transaction` at `revision` (taken in the same transaction); one
+    /// wake-up is sent when it commits.
+    public func append(_ events: [NewOutboxEvent], at revision: OutboxRevision, in transaction: PostgresTransaction) async throws(PostgresError) {
         guard !events.isEmpty else { return }
         // Big imports are sent in slices so a pipeline's buffers stay bounded.
         var start = 0
@@ -118,6 +169,7 @@ public struct Outbox: Sendable {
             let end = min(start + 1000, events.count)
             let inserts = events[start..<end].map { event in
                 var bindings = PostgresBindings()
+                bindings.append(Int64(revision.value))
                 bindings.append(event.entity)
                 bindings.append(event.key)
                 bindings.append(event.action)
@@ -131,23 +183,20 @@ public struct Outbox: Sendable {
         transaction.notifyOnCommit(channel: channel)
     }
 
-    /// Committed events after `cursor`, oldest first, at most `limit`.
-    ///
-    /// Never skips a committed event: an event is returned only once every transaction
-    /// that could still commit with a lower cursor has ended.
+    /// Committed events after `cursor`, in commit order, at most `limit`.
     public func read(after cursor: OutboxCursor, limit: Int, on connection: PostgresConnection) async throws(PostgresError) -> [OutboxEvent] {
         var bindings = PostgresBindings()
-        bindings.append(TransactionID(cursor.transaction))
+        bindings.append(Int64(clamping: cursor.revision))
         bindings.append(cursor.sequence)
         bindings.append(Int64(limit))
         let rows = try await connection.query(PostgresQuery(sql: readSQL, bindings: bindings))
         var events: [OutboxEvent] = []
         events.reserveCapacity(rows.count)
         for row in rows {
-            let (transaction, sequence, entity, key, action, payload, actor, createdAt) =
-                try row.decode(UInt64.self, Int64.self, String.self, String.self, String.self, [UInt8].self, String.self, Date.self)
+            let (revision, sequence, entity, key, action, payload, actor, createdAt) =
+                try row.decode(Int64.self, Int64.self, String.self, String.self, String.self, [UInt8].self, String.self, Date.self)
             events.append(OutboxEvent(
-                cursor: OutboxCursor(transaction: transaction, sequence: sequence),
+                cursor: OutboxCursor(revision: UInt64(clamping: revision), sequence: sequence),
                 entity: entity, key: key, action: action, payload: payload, actor: actor, createdAt: createdAt
             ))
         }
@@ -158,53 +207,40 @@ public struct Outbox: Sendable {
         try await pool.withConnection { try await read(after: cursor, limit: limit, on: $0) }
     }
 
-    /// The newest event every running transaction is known to be past: where a reader
-    /// that wants only what happens from now on starts.
+    /// The newest committed event (the horizon when everything was pruned): where a reader
+    /// that wants only what happens from now on starts, and the furthest cursor a client
+    /// can legitimately hold.
     public func head(pool: PostgresPool) async throws -> OutboxCursor {
         let rows = try await pool.query(PostgresQuery(sql: """
-            SELECT txid, id FROM \(table) WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
-            ORDER BY txid DESC, id DESC LIMIT 1
+            SELECT revision, id FROM \(table) ORDER BY revision DESC, id DESC LIMIT 1
             """))
-        guard let row = rows.first else { return .start }
-        return OutboxCursor(transaction: try row.decode(0, as: UInt64.self), sequence: try row.decode(1, as: Int64.self))
+        guard let row = rows.first else { return try await horizon(pool: pool) }
+        return OutboxCursor(revision: UInt64(clamping: try row.decode(0, as: Int64.self)), sequence: try row.decode(1, as: Int64.self))
     }
 
     /// The newest cursor pruned away: a reader behind it has missed events.
     public func horizon(pool: PostgresPool) async throws -> OutboxCursor {
-        let rows = try await pool.query(PostgresQuery(sql: "SELECT txid, event_id FROM \(table)_horizon"))
-        return OutboxCursor(transaction: try rows[0].decode(0, as: UInt64.self), sequence: try rows[0].decode(1, as: Int64.self))
+        let rows = try await pool.query(PostgresQuery(sql: "SELECT revision, event_id FROM \(table)_horizon"))
+        return OutboxCursor(revision: UInt64(clamping: try rows[0].decode(0, as: Int64.self)), sequence: try rows[0].decode(1, as: Int64.self))
     }
 
-    /// Deletes events older than `retentionSeconds` (only ones every reader could have
-    /// seen) and moves the horizon past them; returns how many were deleted.
+    /// Deletes events older than `retentionSeconds` and moves the horizon past them;
+    /// returns how many were deleted.
     public func prune(retentionSeconds: Int64, pool: PostgresPool) async throws -> Int {
         try await pool.withTransaction { transaction in
             let newest = try await transaction.query(PostgresQuery(sql: """
-                SELECT txid, id FROM \(table)
+                SELECT revision, id FROM \(table)
                 WHERE created_at < now() - make_interval(secs => $1)
-                  AND txid < pg_snapshot_xmin(pg_current_snapshot())
-                ORDER BY txid DESC, id DESC LIMIT 1
+                ORDER BY revision DESC, id DESC LIMIT 1
                 """, bindings: PostgresBindings(Double(retentionSeconds))))
             guard let row = newest.first else { return 0 }
-            let newestCursor = PostgresBindings(TransactionID(try row.decode(0, as: UInt64.self)), try row.decode(1, as: Int64.self))
+            let newestCursor = PostgresBindings(try row.decode(0, as: Int64.self), try row.decode(1, as: Int64.self))
             let deleted = try await transaction.query(PostgresQuery(
-                sql: "DELETE FROM \(table) WHERE (txid, id) <= ($1, $2)", bindings: newestCursor))
+                sql: "DELETE FROM \(table) WHERE (revision, id) <= ($1, $2)", bindings: newestCursor))
             _ = try await transaction.query(PostgresQuery(
-                sql: "UPDATE \(table)_horizon SET txid = $1, event_id = $2", bindings: newestCursor))
+                sql: "UPDATE \(table)_horizon SET revision = $1, event_id = $2", bindings: newestCursor))
             return deleted.affectedRows
         }
-    }
-}
-
-/// A transaction id bound as `xid8`.
-struct TransactionID: PostgresEncodable {
-    let value: UInt64
-    init(_ value: UInt64) { self.value = value }
-
-    static var postgresType: PostgresType { .xid8 }
-    func encode(into buffer: inout [UInt8]) -> Bool {
-        withUnsafeBytes(of: value.bigEndian) { buffer.append(contentsOf: $0) }
-        return true
     }
 }
 

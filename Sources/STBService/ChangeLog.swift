@@ -7,8 +7,8 @@ import STBPostgres
 /// so a change, its audit row and its event commit together or not at all.
 ///
 /// Every service's database has the same three tables for this: `audit_log` (actor,
-/// entity, entity_key, action, before, after, revision), the outbox, and a one-row
-/// revision table (`revision bigint`).
+/// entity, entity_key, action, before, after, revision), the outbox, and the outbox's
+/// one-row revision table (`revision bigint`).
 public final class ChangeLog {
     struct Change {
         let entity: String
@@ -21,13 +21,10 @@ public final class ChangeLog {
     }
 
     public let actor: String
-    private let revisionTable: String
     private var changes: [Change] = []
 
-    /// `revisionTable` is the service's fixed one-row revision table.
-    public init(actor: String, revisionTable: String) {
+    public init(actor: String) {
         self.actor = actor
-        self.revisionTable = revisionTable
     }
 
     public var isEmpty: Bool { changes.isEmpty }
@@ -44,11 +41,10 @@ public final class ChangeLog {
     /// or nil (having written nothing) when nothing changed.
     public func write(in transaction: PostgresTransaction, outbox: Outbox) async throws -> UInt64? {
         guard !changes.isEmpty else { return nil }
-        let bumped = try await transaction.query(PostgresQuery(sql: """
-            UPDATE \(revisionTable) SET revision = revision + 1
-            RETURNING revision, (extract(epoch FROM now()) * 1000)::int8
-            """))
-        let (revision, nowMs) = try bumped[0].decode(Int64.self, Int64.self)
+        // Taken first: a concurrent change waits here until this one ends, so revisions,
+        // and with them the outbox, follow commit order.
+        let taken = try await outbox.nextRevision(in: transaction)
+        let revision = Int64(taken.value)
         var audits: [PostgresQuery] = []
         var events: [NewOutboxEvent] = []
         audits.reserveCapacity(changes.count)
@@ -62,7 +58,7 @@ public final class ChangeLog {
                 """)
             events.append(NewOutboxEvent(
                 entity: change.entity, key: change.key, action: action,
-                payload: change.event(UInt64(revision), nowMs), actor: actor
+                payload: change.event(taken.value, taken.timeMs), actor: actor
             ))
         }
         var start = 0
@@ -71,8 +67,8 @@ public final class ChangeLog {
             _ = try await transaction.pipeline(Array(audits[start..<end]))
             start = end
         }
-        try await outbox.append(events, in: transaction)
-        return UInt64(revision)
+        try await outbox.append(events, at: taken, in: transaction)
+        return taken.value
     }
 
     /// The word used in audit rows and outbox rows.

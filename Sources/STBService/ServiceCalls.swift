@@ -79,6 +79,15 @@ public func watch<Event: ProtoMessage>(
                 message: "resync required: cursor \(cursor) is older than the change feed keeps (events up to \(pruned) were pruned); \(reload)"
             )
         }
+        // Every cursor this service issued names a committed event, so one past the newest
+        // is not ours (or from another database): following it would never deliver anything.
+        let head = try await feed.outbox.head(pool: feed.pool)
+        if cursor > head {
+            throw RPCError(
+                code: .outOfRange,
+                message: "after: cursor \(cursor) is beyond the newest change (\(head)); it was not issued by this service; \(reload)"
+            )
+        }
     }
     for try await batch in feed.batches(after: cursor) {
         try await writer.write(contentsOf: try batch.map(decode))

@@ -182,9 +182,6 @@ struct CatalogTests {
             request.after = config.cursor
             let received = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(10)) { stream in
                 var events: [Stb_Catalog_V1_ChangeEvent] = []
-                // The snapshot's cursor may be older than the snapshot itself (transactions
-                // running anywhere in the cluster hold it back): earlier events can be
-                // replayed, never later ones skipped.
                 for try await event in stream {
                     events.append(event)
                     if event.key == "high_contrast" {
@@ -268,6 +265,89 @@ struct CatalogTests {
                 WHERE a.entity = 'option' AND a.after->>'default' <> b.before->>'default'
                 """) == 0)
             #expect(try await catalog.count("SELECT revision FROM catalog_revision") == 83)
+        }
+    }
+
+    @Test("the change feed follows commit order: after concurrent updates of one option, the last event carries the stored value")
+    func feedFollowsCommitOrder() async throws {
+        try await CatalogHarness.with { catalog in
+            try await catalog.createModule("audio")
+            try await catalog.createGroup("audio", "levels")
+            try await catalog.createOption("audio", "levels", "volume", type: .integer, default: "0", meta: #"{"min": 0, "max": 1000000000}"#)
+            var request = Stb_Catalog_V1_WatchRequest()
+            request.after = try await catalog.getConfig().cursor
+            let rounds = 30, writers = 8
+            let events = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(60)) { stream in
+                for round in 0..<rounds {
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for writer in 0..<writers {
+                            group.addTask {
+                                var update = Stb_Catalog_V1_UpdateOptionRequest()
+                                update.ref = optionRef("volume")
+                                update.defaultValue = String(900_000_000 + round * 100 + writer)
+                                _ = try await catalog.client.unary(API.updateOption, request: update, metadata: catalog.metadata())
+                            }
+                        }
+                        try await group.waitForAll()
+                    }
+                }
+                var events: [Stb_Catalog_V1_ChangeEvent] = []
+                for try await event in stream {
+                    events.append(event)
+                    if events.count == rounds * writers { break }
+                }
+                return events
+            }
+            #expect(zip(events, events.dropFirst()).allSatisfy { $0.revision < $1.revision }, "revisions go backwards along the feed: \(events.map(\.revision))")
+            #expect(zip(events, events.dropFirst()).allSatisfy { OutboxCursor($0.cursor)! < OutboxCursor($1.cursor)! })
+            let stored = try await catalog.client.unary(API.getOption, request: optionRef("volume"), metadata: catalog.metadata())
+            guard case .option(let last)? = events.last?.state?.entity else {
+                Issue.record("no option state in the last event")
+                return
+            }
+            #expect(last.defaultValue == stored.defaultValue, "the feed ends with \(last.defaultValue), the catalog holds \(stored.defaultValue)")
+        }
+    }
+
+    @Test("Watch refuses a cursor beyond the newest change instead of waiting forever")
+    func cursorBeyondHead() async throws {
+        try await CatalogHarness.with { catalog in
+            try await catalog.createModule("drm")
+            let head = try #require(OutboxCursor(try await catalog.getConfig().cursor))
+            let beyond = [
+                OutboxCursor(revision: head.revision + 1_000_000_000, sequence: head.sequence),
+                OutboxCursor(revision: head.revision, sequence: head.sequence + 1),
+                OutboxCursor(revision: UInt64.max, sequence: Int64.max),
+            ]
+            for cursor in beyond {
+                var request = Stb_Catalog_V1_WatchRequest()
+                request.after = cursor.description
+                let error = await expectStatus(.outOfRange) {
+                    _ = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(5)) { stream in
+                        for try await _ in stream {}
+                    }
+                }
+                #expect(error?.message.contains("beyond the newest change") == true)
+            }
+            // Not cursors at all: other spellings, overflow, the former format.
+            for text in ["garbage", "18446744073709551616:0", "1:-1", "01:1", "1.1", " 1:1", "1:1:1"] {
+                var request = Stb_Catalog_V1_WatchRequest()
+                request.after = text
+                await expectStatus(.invalidArgument) {
+                    _ = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(5)) { stream in
+                        for try await _ in stream {}
+                    }
+                }
+            }
+            // The head itself is fine: the stream stays open, waiting for the next change.
+            var request = Stb_Catalog_V1_WatchRequest()
+            request.after = head.description
+            let next = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(10)) { stream in
+                try await catalog.createModule("drm2")
+                for try await event in stream { return event.key }
+                return ""
+            }
+            #expect(next == "drm2")
         }
     }
 

@@ -12,9 +12,11 @@ struct TestOutbox {
         let table = TestDatabase.uniqueName("events")
         _ = try await pool.withConnection { connection in
             try await connection.execute(script: """
+                CREATE TABLE \(table)_revision (revision bigint NOT NULL);
+                INSERT INTO \(table)_revision VALUES (0);
                 CREATE TABLE \(table) (
                     id bigserial PRIMARY KEY,
-                    txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                    revision bigint NOT NULL,
                     entity text NOT NULL,
                     entity_key text NOT NULL,
                     action text NOT NULL,
@@ -22,15 +24,21 @@ struct TestOutbox {
                     actor text NOT NULL DEFAULT '',
                     created_at timestamptz NOT NULL DEFAULT now()
                 );
-                CREATE INDEX ON \(table) (txid, id);
+                CREATE INDEX ON \(table) (revision, id);
                 """)
         }
-        return TestOutbox(outbox: Outbox(table: table, channel: table))
+        return TestOutbox(outbox: Outbox(table: table, channel: table, revisionTable: "\(table)_revision"))
+    }
+
+    /// Takes the next revision and records `events` at it, as a service's change does.
+    func append(_ events: [NewOutboxEvent], in transaction: PostgresTransaction) async throws {
+        let revision = try await outbox.nextRevision(in: transaction)
+        try await outbox.append(events, at: revision, in: transaction)
     }
 
     /// Every committed event's key, in cursor order, read straight from the table.
     func committedKeys(_ pool: PostgresPool) async throws -> [String] {
-        try await pool.query(PostgresQuery(sql: "SELECT entity_key FROM \(outbox.table) ORDER BY txid, id"))
+        try await pool.query(PostgresQuery(sql: "SELECT entity_key FROM \(outbox.table) ORDER BY revision, id"))
             .map { try $0.decode(0, as: String.self) }
     }
 }
@@ -43,19 +51,17 @@ struct OutboxTests {
             let pool = TestDatabase.pool(size: 2)
             let test = try await TestOutbox.create(pool)
             try await pool.withTransaction { transaction in
-                try await test.outbox.append([
+                try await test.append([
                     NewOutboxEvent(entity: "option", key: "a", action: "created", payload: [1, 2, 3], actor: "alice"),
                     NewOutboxEvent(entity: "option", key: "b", action: "updated", payload: [], actor: "alice"),
                 ], in: transaction)
             }
             await #expect(throws: TestFailure.self) {
                 try await pool.withTransaction { transaction in
-                    try await test.outbox.append([NewOutboxEvent(entity: "option", key: "rolled-back", action: "created")], in: transaction)
+                    try await test.append([NewOutboxEvent(entity: "option", key: "rolled-back", action: "created")], in: transaction)
                     throw TestFailure("abort")
                 }
             }
-            // Reads stop below the oldest transaction running anywhere in the cluster (other
-            // tests run concurrently): wait until the two events are readable.
             let events = try await readEventually(test.outbox, count: 2, pool: pool)
             try #require(events.map(\.key) == ["a", "b"])
             #expect(events[0].payload == [1, 2, 3] && events[0].actor == "alice" && events[0].action == "created")
@@ -67,30 +73,79 @@ struct OutboxTests {
         }
     }
 
-    @Test("an event of a transaction that commits late is not skipped, nor read early")
-    func lateCommit() async throws {
+    @Test("a change waits for the one before it to commit: the feed follows commit order, nothing read early")
+    func commitOrder() async throws {
         try await TestDatabase.shared {
             let pool = TestDatabase.pool(size: 3)
             let test = try await TestOutbox.create(pool)
             let early = Gate()
             let late = Gate()
-            // The slow transaction takes the lower id, then commits after a faster one.
-            async let slow: Void = pool.withTransaction { transaction in
-                try await test.outbox.append([NewOutboxEvent(entity: "e", key: "slow", action: "created")], in: transaction)
+            // The first transaction takes its revision and holds it open.
+            async let first: Void = pool.withTransaction { transaction in
+                try await test.append([NewOutboxEvent(entity: "e", key: "first", action: "created")], in: transaction)
                 early.open()
                 await late.wait()
             }
             await early.wait()
-            try await pool.withTransaction { transaction in
-                try await test.outbox.append([NewOutboxEvent(entity: "e", key: "fast", action: "created")], in: transaction)
+            // The second cannot take a revision until the first ends.
+            let secondDone = Locked(false)
+            async let second: Void = pool.withTransaction { transaction in
+                try await test.append([NewOutboxEvent(entity: "e", key: "second", action: "created")], in: transaction)
+                secondDone.withLock { $0 = true }
             }
-            // "fast" has committed, but "slow" could still commit below it: nothing is readable yet.
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(secondDone.withLock { $0 } == false, "the second change took a revision while the first was open")
             #expect(try await test.outbox.read(after: .start, limit: 10, pool: pool).isEmpty)
-            #expect(try await test.committedKeys(pool) == ["fast"])
             late.open()
-            try await slow
+            try await first
+            try await second
             let events = try await readEventually(test.outbox, count: 2, pool: pool)
-            #expect(events.map(\.key) == ["slow", "fast"])
+            #expect(events.map(\.key) == ["first", "second"])
+            #expect(events.map(\.cursor.revision) == [1, 2])
+            await pool.close()
+        }
+    }
+
+    @Test("concurrent changes of the same rows: the last event per key carries the stored value")
+    func sameRowUpdates() async throws {
+        try await TestDatabase.shared {
+            let pool = TestDatabase.pool(size: 8)
+            let test = try await TestOutbox.create(pool)
+            let items = TestDatabase.uniqueName("items")
+            _ = try await pool.withConnection { connection in
+                try await connection.execute(script: """
+                    CREATE TABLE \(items) (key text PRIMARY KEY, value bigint NOT NULL);
+                    INSERT INTO \(items) VALUES ('a', 0), ('b', 0), ('c', 0);
+                    """)
+            }
+            // As a service's change does: the row first, then the revision and the event.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<8 {
+                    group.addTask {
+                        for round in 0..<40 {
+                            let key = ["a", "b", "c"][(writer + round) % 3]
+                            let value = Int64(writer * 1000 + round)
+                            try await pool.withTransaction { transaction in
+                                _ = try await transaction.query(PostgresQuery(
+                                    sql: "UPDATE \(items) SET value = $1 WHERE key = $2", bindings: PostgresBindings(value, key)))
+                                try await Task.sleep(for: .microseconds(Int.random(in: 0...500)))
+                                try await test.append([NewOutboxEvent(entity: "item", key: key, action: "updated", payload: Array(String(value).utf8))], in: transaction)
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let events = try await readAll(test.outbox, pool: pool)
+            #expect(events.count == 320)
+            #expect(zip(events, events.dropFirst()).allSatisfy { $0.cursor.revision < $1.cursor.revision }, "revisions out of order along the feed")
+            var last: [String: String] = [:]
+            for event in events { last[event.key] = String(decoding: event.payload, as: UTF8.self) }
+            let stored = try await pool.query(PostgresQuery(sql: "SELECT key, value FROM \(items) ORDER BY key"))
+            for row in stored {
+                let (key, value) = try row.decode(String.self, Int64.self)
+                #expect(last[key] == String(value), "the feed ends with \(last[key] ?? "nothing") for \(key), the table holds \(value)")
+            }
             await pool.close()
         }
     }
@@ -132,7 +187,7 @@ struct OutboxTests {
 
             let started = ContinuousClock.now
             try await pool.withTransaction { transaction in
-                try await test.outbox.append([NewOutboxEvent(entity: "e", key: "after-restart", action: "created")], in: transaction)
+                try await test.append([NewOutboxEvent(entity: "e", key: "after-restart", action: "created")], in: transaction)
             }
             let batch = try await batches.next()
             #expect(batch?.map(\.key) == ["after-restart"])
@@ -184,7 +239,7 @@ private func runWritersAndReader(restartMidRun: Bool) async throws {
                     do {
                         try await writerPool.withTransaction { transaction in
                             for key in keys {
-                                try await test.outbox.append([NewOutboxEvent(entity: "stress", key: key, action: "created")], in: transaction)
+                                try await test.append([NewOutboxEvent(entity: "stress", key: key, action: "created")], in: transaction)
                                 try await Task.sleep(for: .microseconds(Int.random(in: 0...3000)))
                             }
                             if rollBack { throw TestFailure("rollback") }
@@ -243,6 +298,16 @@ private func readEventually(_ outbox: Outbox, count: Int, pool: PostgresPool) as
         try await Task.sleep(for: .milliseconds(20))
     }
     return try await outbox.read(after: .start, limit: 100, pool: pool)
+}
+
+/// Every event, following the feed in batches.
+private func readAll(_ outbox: Outbox, pool: PostgresPool) async throws -> [OutboxEvent] {
+    var events: [OutboxEvent] = []
+    while true {
+        let batch = try await outbox.read(after: events.last?.cursor ?? .start, limit: 100, pool: pool)
+        if batch.isEmpty { return events }
+        events += batch
+    }
 }
 
 /// Retries `body` while the server is coming back.
