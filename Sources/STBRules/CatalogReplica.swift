@@ -9,21 +9,47 @@ import Synchronization
 ///
 /// Start-up fetches `GetConfig`; every change event then triggers a `GetConfig` with the
 /// known revision (coalesced: a burst of events costs one fetch). When the catalog is
-/// unreachable the last copy keeps serving; the loop reconnects with backoff.
+/// unreachable the last copy keeps serving (nothing newer is known); the loop reconnects
+/// with backoff. When the catalog has announced a newer revision that cannot be fetched,
+/// the copy is `behind` and says so, instead of answering as if current.
 public final class CatalogReplica: Sendable {
+    /// Whether the copy is as new as the newest revision the catalog has announced.
+    public enum Freshness: Sendable, Equatable {
+        case current
+        /// The catalog is at `announced` (or later), the copy holds `have`, and fetching failed.
+        case behind(have: UInt64, announced: UInt64, reason: String)
+    }
+
+    /// The largest `GetConfig` reply the copy accepts by default: whatever the wire can
+    /// carry, since the catalog accepts catalogs of any size.
+    public static let defaultMaxMessageSize = Int(UInt32.max)
+
     private let client: RPCClient
     private let logger: Logger
     private let current = Mutex<Stb_Catalog_V1_GetConfigResponse?>(nil)
+    private let progress = Mutex<(announced: UInt64, freshness: Freshness)>((0, .current))
     private let changed = ChangeSignal()
     private let tasks = Mutex<[Task<Void, Never>]>([])
     private let onUpdate: @Sendable (Stb_Catalog_V1_GetConfigResponse) -> Void
+    private let onFreshnessChange: @Sendable (Freshness) -> Void
 
-    /// `onUpdate` runs with each new configuration (a new revision).
-    public init(host: String, port: Int, logger: Logger, onUpdate: @escaping @Sendable (Stb_Catalog_V1_GetConfigResponse) -> Void) throws {
-        self.client = try RPCClient(host: host, port: port)
+    /// `onUpdate` runs with each new configuration (a new revision); `onFreshnessChange`
+    /// when the copy falls behind or catches up.
+    public init(
+        host: String, port: Int, maxMessageSize: Int = CatalogReplica.defaultMaxMessageSize, logger: Logger,
+        onFreshnessChange: @escaping @Sendable (Freshness) -> Void = { _ in },
+        onUpdate: @escaping @Sendable (Stb_Catalog_V1_GetConfigResponse) -> Void
+    ) throws {
+        var configuration = RPCClient.Configuration()
+        configuration.maxReceiveMessageSize = maxMessageSize
+        self.client = try RPCClient(host: host, port: port, configuration: configuration)
         self.logger = logger
         self.onUpdate = onUpdate
+        self.onFreshnessChange = onFreshnessChange
     }
+
+    /// Whether the copy is current or known to be behind.
+    public var freshness: Freshness { progress.withLock { $0.freshness } }
 
     /// The newest copy, if any was ever fetched.
     public var configuration: Stb_Catalog_V1_GetConfigResponse? { current.withLock { $0 } }
@@ -49,7 +75,14 @@ public final class CatalogReplica: Sendable {
     public func refresh() async throws -> Stb_Catalog_V1_GetConfigResponse? {
         var request = Stb_Catalog_V1_GetConfigRequest()
         request.knownRevision = current.withLock { $0?.revision ?? 0 }
-        let reply = try await client.unary(Stb_Catalog_V1_Catalog.getConfig, request: request, timeout: .seconds(30))
+        let reply: Stb_Catalog_V1_GetConfigResponse
+        do {
+            reply = try await client.unary(Stb_Catalog_V1_Catalog.getConfig, request: request, timeout: .seconds(30))
+        } catch {
+            fetchFailed(error)
+            throw error
+        }
+        fetched(revision: reply.unchanged ? request.knownRevision : reply.revision)
         if reply.unchanged { return nil }
         let stored = current.withLock { stored -> Bool in
             if let existing = stored, existing.revision > reply.revision { return false }
@@ -71,14 +104,57 @@ public final class CatalogReplica: Sendable {
                 var request = Stb_Catalog_V1_WatchRequest()
                 request.after = cursor
                 try await client.serverStreaming(Stb_Catalog_V1_Catalog.watch, request: request) { stream in
-                    for try await _ in stream { changed.bump() }
+                    for try await event in stream {
+                        announced(revision: event.revision)
+                        changed.bump()
+                    }
                 }
             } catch {
                 if Task.isCancelled { return }
+                if (error as? RPCError)?.code == .resourceExhausted { fetchFailed(error) }
                 logger.warning("following the catalog failed; retrying", metadata: ["error": "\(error)"])
             }
             try? await Task.sleep(for: delay)
             delay = min(delay * 2, .seconds(5))
+        }
+    }
+
+    private func announced(revision: UInt64) {
+        progress.withLock { $0.announced = max($0.announced, revision) }
+    }
+
+    private func fetched(revision: UInt64) {
+        let caughtUp = progress.withLock { progress -> Bool in
+            progress.announced = max(progress.announced, revision)
+            guard case .behind = progress.freshness, revision >= progress.announced else { return false }
+            progress.freshness = .current
+            return true
+        }
+        if caughtUp {
+            logger.notice("catalog copy is current again", metadata: ["revision": "\(revision)"])
+            onFreshnessChange(.current)
+        }
+    }
+
+    private func fetchFailed(_ error: any Error) {
+        let have = current.withLock { $0?.revision ?? 0 }
+        let reason = (error as? RPCError).map { "\($0.code): \($0.message)" } ?? "\(error)"
+        // A reply too large to accept means the catalog has something newer for us, even
+        // when its announcement (a change event) was itself too large to read.
+        let tooLarge = (error as? RPCError)?.code == .resourceExhausted
+        let freshness = progress.withLock { progress -> Freshness? in
+            if tooLarge { progress.announced = max(progress.announced, have + 1) }
+            guard progress.announced > have else { return nil }
+            let behind = Freshness.behind(have: have, announced: progress.announced, reason: reason)
+            guard progress.freshness != behind else { return nil }
+            progress.freshness = behind
+            return behind
+        }
+        if let freshness {
+            logger.error("catalog copy is behind and cannot be refreshed", metadata: [
+                "have": "\(have)", "announced": "\(progress.withLock { $0.announced })", "error": "\(reason)",
+            ])
+            onFreshnessChange(freshness)
         }
     }
 

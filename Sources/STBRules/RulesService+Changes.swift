@@ -31,7 +31,7 @@ extension RulesService {
     /// a commit that changed something.
     func change<R: Sendable>(actor: String, _ body: (PostgresTransaction, ChangeLog) async throws -> R) async throws -> R {
         let (result, changed) = try await pool.withTransaction(maxAttempts: 3) { transaction in
-            let changes = ChangeLog(actor: actor, revisionTable: "rules_revision")
+            let changes = ChangeLog(actor: actor)
             let result = try await body(transaction, changes)
             return (result, try await changes.write(in: transaction, outbox: outbox) != nil)
         }

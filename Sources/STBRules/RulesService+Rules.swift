@@ -47,8 +47,11 @@ extension RulesService {
     }
 
     private func requireCatalog() throws {
-        guard state.withLock({ $0.model != nil }) else {
-            throw RPCError(code: .unavailable, message: "no copy of the catalog yet: rules cannot be checked; retry shortly")
+        try state.withLock { state in
+            guard state.model != nil else {
+                throw RPCError(code: .unavailable, message: "no copy of the catalog yet: rules cannot be checked; retry shortly")
+            }
+            try requireCurrentCatalog(state)
         }
     }
 

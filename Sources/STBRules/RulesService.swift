@@ -35,11 +35,13 @@ public final class RulesService: RPCService, Sendable {
         var model: CatalogModel?
         var engine: RuleEngine?
         var problems: [String] = []
+        /// Why the catalog copy is known to be stale, when it is.
+        var catalogBehind: String?
     }
 
     public init(pool: PostgresPool, signal: ChangeSignal, logger: Logger) {
         self.pool = pool
-        self.outbox = Outbox(table: "events", channel: Self.channel)
+        self.outbox = Outbox(table: "events", channel: Self.channel, revisionTable: "rules_revision")
         self.feed = OutboxFeed(outbox: outbox, pool: pool, signal: signal)
         self.rulesChanged = signal
         self.logger = logger
@@ -113,6 +115,27 @@ public final class RulesService: RPCService, Sendable {
     /// Whether evaluation can be served (a catalog copy exists).
     public var isReady: Bool { state.withLock { $0.engine != nil } }
 
+    /// Whether evaluation is served now: a catalog copy exists and is not known to be stale.
+    public var isServing: Bool { state.withLock { $0.engine != nil && $0.catalogBehind == nil } }
+
+    /// The catalog copy fell behind (calls that read it answer UNAVAILABLE until it catches
+    /// up) or is current again.
+    public func catalogFreshnessChanged(_ freshness: CatalogReplica.Freshness) {
+        let reason: String? = switch freshness {
+        case .current: nil
+        case .behind(let have, let announced, _):
+            "the catalog copy is behind (revision \(have); the catalog is at \(announced) or later) and cannot be refreshed"
+        }
+        state.withLock { $0.catalogBehind = reason }
+    }
+
+    /// UNAVAILABLE while the catalog copy is known to be stale.
+    func requireCurrentCatalog(_ state: EngineState) throws {
+        if let behind = state.catalogBehind {
+            throw RPCError(code: .unavailable, message: "\(behind); retry later")
+        }
+    }
+
     private func rebuild(_ state: inout EngineState) {
         guard let model = state.model else { return }
         var compiled: [Rule] = []
@@ -133,6 +156,7 @@ public final class RulesService: RPCService, Sendable {
             guard let engine = state.engine, let model = state.model, let catalog = state.catalog else {
                 throw RPCError(code: .unavailable, message: "no copy of the catalog yet; retry shortly")
             }
+            try requireCurrentCatalog(state)
             return (engine, model, catalog.revision)
         }
     }

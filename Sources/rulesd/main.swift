@@ -56,27 +56,34 @@ do {
     daemon.fail("could not start: \(error)")
 }
 
-// Health is NOT_SERVING until a copy of the catalog exists; it stays SERVING from the
-// last copy while the catalog is unreachable.
+// Health is NOT_SERVING until a copy of the catalog exists, and while the copy is known to
+// be behind a revision the catalog announced but that cannot be fetched; it stays SERVING
+// from the last copy while the catalog is unreachable and nothing newer is known.
+let publishHealth: @Sendable () -> Void = { [server, service] in
+    let status: HealthService.Status = service.isServing ? .serving : .notServing
+    server.health.setStatus(status, forService: "")
+    server.health.setStatus(status, forService: "stb.rules.v1.Rules")
+}
 let replica: CatalogReplica
 do {
-    replica = try CatalogReplica(host: catalogHost, port: catalogPort, logger: logger) { configuration in
-        service.catalogChanged(configuration)
-        server.health.setStatus(.serving, forService: "")
-        server.health.setStatus(.serving, forService: "stb.rules.v1.Rules")
-    }
+    replica = try CatalogReplica(
+        host: catalogHost, port: catalogPort, logger: logger,
+        onFreshnessChange: { freshness in
+            service.catalogFreshnessChanged(freshness)
+            publishHealth()
+        },
+        onUpdate: { configuration in
+            service.catalogChanged(configuration)
+            publishHealth()
+        }
+    )
 } catch {
     daemon.fail("cannot reach the catalog at \(catalogAddress): \(error)")
 }
 replica.start()
 service.followRuleChanges()
 
-await daemon.serve(server) {
-    if !service.isReady {
-        server.health.setStatus(.notServing, forService: "")
-        server.health.setStatus(.notServing, forService: "stb.rules.v1.Rules")
-    }
-}
+await daemon.serve(server) { publishHealth() }
 service.stopFollowingRuleChanges()
 await replica.stop()
 await listener.stop()

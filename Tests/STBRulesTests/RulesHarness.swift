@@ -43,7 +43,7 @@ struct RulesHarness {
         return (PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo, poolSize: 4), group: group), conninfo)
     }
 
-    static func start() async throws -> RulesHarness {
+    static func start(replicaMaxMessageSize: Int = CatalogReplica.defaultMaxMessageSize) async throws -> RulesHarness {
         let group = try EventLoopGroup(count: 2, name: "rules-test")
         let logger = Logger(label: "rules-test")
 
@@ -62,7 +62,11 @@ struct RulesHarness {
         rulesListener.start()
         let service = RulesService(pool: rulesPool, signal: rulesListener.signal, logger: logger)
         try await service.reloadRules()
-        let replica = try CatalogReplica(host: "127.0.0.1", port: catalogPort, logger: logger) { service.catalogChanged($0) }
+        let replica = try CatalogReplica(
+            host: "127.0.0.1", port: catalogPort, maxMessageSize: replicaMaxMessageSize, logger: logger,
+            onFreshnessChange: { service.catalogFreshnessChanged($0) },
+            onUpdate: { service.catalogChanged($0) }
+        )
         let rulesServer = try RPCServer(configuration: configuration, services: [service], group: group)
         let rulesPort = try await rulesServer.start()
         return RulesHarness(
@@ -83,8 +87,11 @@ struct RulesHarness {
     }
 
     /// Imports `document` into the catalog, starts following it, and waits for the copy.
-    static func with(seed document: String, _ body: (RulesHarness) async throws -> Void) async throws {
-        let harness = try await start()
+    static func with(
+        seed document: String, replicaMaxMessageSize: Int = CatalogReplica.defaultMaxMessageSize,
+        _ body: (RulesHarness) async throws -> Void
+    ) async throws {
+        let harness = try await start(replicaMaxMessageSize: replicaMaxMessageSize)
         do {
             var request = Stb_Catalog_V1_ImportSeedRequest()
             request.documentJson = document

@@ -64,6 +64,60 @@ struct RulesServiceTests {
         }
     }
 
+    @Test("the copy follows a catalog whose GetConfig reply is larger than the default 4 MiB message limit")
+    func largeCatalog() async throws {
+        try await RulesHarness.with(seed: smallSeed) { harness in
+            // 2 × 300 options with 8 KiB of meta each: a GetConfig reply of about 5 MB.
+            let hint = String(repeating: "x", count: 8 * 1024)
+            for part in 0..<2 {
+                let options = (0..<300).map { #"{"key": "big_\#(part)_\#($0)", "name": "Big", "type": "string", "default": "", "meta": {"hint": "\#(hint)"}}"# }
+                var request = Stb_Catalog_V1_ImportSeedRequest()
+                request.documentJson = #"{"modules": [{"key": "big\#(part)", "name": "Big", "groups": [{"key": "all", "name": "All", "options": [\#(options.joined(separator: ","))]}]}]}"#
+                _ = try await harness.catalog.unary(Catalog.importSeed, request: request, timeout: .seconds(60))
+            }
+            let config = Stb_Catalog_V1_GetConfigRequest()
+            var client = RPCClient.Configuration()
+            client.maxReceiveMessageSize = 64 * 1024 * 1024
+            let reader = try RPCClient(host: harness.catalog.host, port: harness.catalog.port, configuration: client)
+            let full = try await reader.unary(Catalog.getConfig, request: config, timeout: .seconds(30))
+            await reader.close()
+            #expect(full.serializedBytes().count > 4 * 1024 * 1024)
+            try await harness.waitUntil(timeout: .seconds(30)) { harness.replica.configuration?.revision == full.revision }
+            #expect(harness.replica.freshness == .current && harness.service.isServing)
+            let result = try await harness.evaluate([("big_1_299", true, #""""#)])
+            #expect(result.catalogRevision == full.revision)
+        }
+    }
+
+    @Test("a copy that cannot fetch an announced revision says so (health, UNAVAILABLE) and recovers")
+    func staleCopy() async throws {
+        // A copy limited to 32 KiB replies stands for one that cannot fetch the catalog.
+        try await RulesHarness.with(seed: smallSeed, replicaMaxMessageSize: 32 * 1024) { harness in
+            let before = try #require(harness.replica.configuration?.revision)
+            // Each change event is small, the whole configuration is not.
+            let options = (0..<100).map { #"{"key": "bulk_\#($0)", "name": "Bulk", "type": "string", "default": "", "meta": {"hint": "\#(String(repeating: "y", count: 500))"}}"# }
+            var bulk = Stb_Catalog_V1_ImportSeedRequest()
+            bulk.documentJson = #"{"modules": [{"key": "bulk", "name": "Bulk", "groups": [{"key": "all", "name": "All", "options": [\#(options.joined(separator: ","))]}]}]}"#
+            _ = try await harness.catalog.unary(Catalog.importSeed, request: bulk)
+            try await harness.waitUntil(timeout: .seconds(10)) { harness.replica.freshness != .current }
+            guard case .behind(let have, let announced, let reason) = harness.replica.freshness else { return }
+            #expect(have == before && announced > before)
+            #expect(reason.contains("RESOURCE_EXHAUSTED"), "\(reason)")
+            #expect(!harness.service.isServing)
+            let refused = await expectStatus(.unavailable) { _ = try await harness.evaluate([("hdr", true, nil)]) }
+            #expect(refused?.message.contains("behind") == true, "\(refused?.message ?? "")")
+            await expectStatus(.unavailable) { _ = try await harness.rules.unary(Rules.checkRules, request: Stb_Rules_V1_CheckRulesRequest()) }
+
+            // The catalog shrinks again: the copy catches up and serves.
+            var ref = Stb_Catalog_V1_ModuleRef()
+            ref.ref = .key("bulk")
+            _ = try await harness.catalog.unary(Catalog.deleteModule, request: ref)
+            try await harness.waitUntil(timeout: .seconds(10)) { harness.replica.freshness == .current }
+            #expect(harness.service.isServing)
+            #expect(try await harness.evaluate([("hdr", true, nil)]).catalogRevision > before)
+        }
+    }
+
     @Test("importing the rules section twice changes nothing the second time")
     func importIdempotent() async throws {
         try await RulesHarness.with(seed: smallSeed) { harness in
@@ -125,7 +179,7 @@ struct RulesServiceTests {
     func watchAndAudit() async throws {
         try await RulesHarness.with(seed: smallSeed) { harness in
             var request = Stb_Rules_V1_WatchRequest()
-            request.after = "0.0"
+            request.after = "0:0"
             let created = try await harness.createRule("hdr-needs-4k", subject: "hdr", type: .requires, payload: #"{"requires": ["uhd_output"]}"#)
             var update = Stb_Rules_V1_UpdateRuleRequest()
             var ref = Stb_Rules_V1_RuleRef()
