@@ -129,7 +129,7 @@ let package = Package(
         .executableTarget(
             name: "stbctl",
             dependencies: [
-                "STBRPC", "STBMessages",
+                "STBRPC", "STBMessages", "STBJSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

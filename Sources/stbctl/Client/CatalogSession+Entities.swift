@@ -1,3 +1,4 @@
+import STBJSON
 import STBMessages
 
 /// One entity of any kind, as the catalog returns it.

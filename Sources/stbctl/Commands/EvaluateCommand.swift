@@ -1,3 +1,4 @@
+import STBJSON
 import ArgumentParser
 import Foundation
 import STBMessages
@@ -53,8 +54,8 @@ struct EvaluateCommand: AsyncParsableCommand {
         func malformed(_ why: String) -> ValidationError {
             ValidationError("\(name): \(why); expected {\"include\": [KEY…], \"exclude\": [KEY…], \"values\": {KEY: VALUE…}}")
         }
-        guard let document = JSONValue.parse(text) else { throw malformed("not JSON") }
-        guard let members = document.members else { throw malformed("not a JSON object") }
+        guard let document = (try? JSONValue.parse(text)) else { throw malformed("not JSON") }
+        guard let members = document.objectValue else { throw malformed("not a JSON object") }
         if let unknown = members.keys.sorted().first(where: { !["include", "exclude", "values"].contains($0) }) {
             throw malformed("unknown member \"\(unknown)\"")
         }
@@ -72,7 +73,7 @@ struct EvaluateCommand: AsyncParsableCommand {
         let exclude = try keys("exclude")
         var values: [String: JSONValue] = [:]
         if let value = members["values"] {
-            guard let object = value.members else { throw malformed("\"values\" is not an object") }
+            guard let object = value.objectValue else { throw malformed("\"values\" is not an object") }
             values = object
         }
         if let both = include.first(where: exclude.contains) ?? values.keys.sorted().first(where: exclude.contains) {

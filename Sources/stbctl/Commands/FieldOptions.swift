@@ -1,3 +1,4 @@
+import STBJSON
 import ArgumentParser
 import STBMessages
 
@@ -34,7 +35,7 @@ enum ModuleStatus: String, EnumerableFlag {
 enum JSONArgument {
     /// A JSON object, or empty for `{}`.
     static func object(_ text: String) throws -> String {
-        guard text.isEmpty || JSONValue.parse(text)?.members != nil else {
+        guard text.isEmpty || (try? JSONValue.parse(text))?.objectValue != nil else {
             throw ValidationError("expected a JSON object such as '{\"min\": 0, \"max\": 100}'")
         }
         return text
@@ -42,7 +43,7 @@ enum JSONArgument {
 
     /// Any JSON value (a json-logic expression), or empty for none.
     static func value(_ text: String) throws -> String {
-        guard text.isEmpty || JSONValue.parse(text) != nil else {
+        guard text.isEmpty || (try? JSONValue.parse(text)) != nil else {
             throw ValidationError("expected JSON such as '{\"==\": [{\"var\": \"hdmi_version\"}, \"2.1\"]}'")
         }
         return text

@@ -1,3 +1,4 @@
+import STBJSON
 import ArgumentParser
 import STBMessages
 
@@ -17,8 +18,8 @@ struct ContextOption: ParsableArguments {
     /// The context as compact JSON text ("{}" when not given).
     func json() throws(ValidationError) -> String {
         guard let text else { return "{}" }
-        guard let value = JSONValue.parse(text) else { throw ValidationError("--context is not JSON: \(text)") }
-        guard value.members != nil else { throw ValidationError("--context must be a JSON object, not \(value.rendered())") }
+        guard let value = (try? JSONValue.parse(text)) else { throw ValidationError("--context is not JSON: \(text)") }
+        guard value.objectValue != nil else { throw ValidationError("--context must be a JSON object, not \(value.rendered())") }
         return value.rendered()
     }
 }

@@ -1,3 +1,4 @@
+import STBJSON
 import ArgumentParser
 import STBMessages
 

@@ -1,3 +1,4 @@
+import STBJSON
 import STBMessages
 
 /// The assembled catalog (`GetConfig`) as an indented tree for people, or as one JSON
@@ -58,7 +59,7 @@ struct ConfigTree {
     /// The constraints in an option's meta: `[a, b]` for `values`, `min..max` (and
     /// `step N`), `max_length N`, `pattern RE`.
     static func constraints(_ metaJson: String) -> [String] {
-        guard let meta = JSONValue.parse(metaJson)?.members else { return [] }
+        guard let meta = (try? JSONValue.parse(metaJson))?.objectValue else { return [] }
         var parts: [String] = []
         if case .array(let values) = meta["values"] {
             parts.append("[" + values.map(\.plainText).joined(separator: ", ") + "]")

@@ -1,3 +1,4 @@
+import STBJSON
 import Foundation
 import STBMessages
 
@@ -36,7 +37,7 @@ struct Record {
             fields.append(Field(name: shortName, text: shown, jsonName: shortName, json: empty))
         } else {
             // Text that is not JSON (the server should never send it) is shown as it is.
-            let value = JSONValue.parse(text) ?? .string(text)
+            let value = (try? JSONValue.parse(text)) ?? .string(text)
             fields.append(Field(name: shortName, text: JSONValue.compact(text), jsonName: shortName, json: value))
         }
     }

@@ -1,3 +1,4 @@
+import STBJSON
 import STBMessages
 
 // MARK: - The rules service's messages as people and scripts read them
@@ -69,7 +70,7 @@ extension Stb_Rules_V1_Reference {
         [
             "option_key": .string(optionKey),
             "included": .bool(included),
-            "value": valueJson.isEmpty ? .null : (JSONValue.parse(valueJson) ?? .string(valueJson)),
+            "value": valueJson.isEmpty ? .null : ((try? JSONValue.parse(valueJson)) ?? .string(valueJson)),
         ]
     }
 }
