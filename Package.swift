@@ -7,6 +7,8 @@ let swiftSettings: [SwiftSetting] = [
 ]
 
 let swiftLog: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let unixSignals: Target.Dependency = .product(name: "UnixSignals", package: "swift-service-lifecycle")
 
 let package = Package(
     name: "stb-config",
@@ -25,6 +27,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // MARK: - C libraries (Debian packages, found with pkg-config)
@@ -71,7 +74,7 @@ let package = Package(
 
         .target(
             name: "STBRPC",
-            dependencies: ["STBEventLoop", "CLinux", "CNghttp2", "STBMessages", swiftLog],
+            dependencies: ["STBEventLoop", "CLinux", "CNghttp2", "STBMessages", swiftLog, serviceLifecycle],
             swiftSettings: swiftSettings
         ),
 
@@ -79,7 +82,7 @@ let package = Package(
 
         .target(
             name: "STBPostgres",
-            dependencies: ["STBEventLoop", "CLinux", "CLibpq", swiftLog],
+            dependencies: ["STBEventLoop", "CLinux", "CLibpq", swiftLog, serviceLifecycle],
             // Async calls run on the caller's executor (its worker loop), without a hop per call.
             swiftSettings: swiftSettings + [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
@@ -95,7 +98,7 @@ let package = Package(
 
         .target(
             name: "STBService",
-            dependencies: ["STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle, unixSignals],
             swiftSettings: swiftSettings
         ),
 
@@ -116,7 +119,7 @@ let package = Package(
 
         .target(
             name: "STBRules",
-            dependencies: ["STBJSON", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBJSON", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

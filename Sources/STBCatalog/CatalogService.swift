@@ -13,7 +13,8 @@ import STBService
 /// written.
 public struct CatalogService: RPCService {
     let pool: PostgresPool
-    let outbox: Outbox
+    /// The change feed: one event per change, in commit order.
+    public let outbox: Outbox
     let cache: ConfigCache
     let feed: OutboxFeed
     let logger: Logger

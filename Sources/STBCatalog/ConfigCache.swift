@@ -131,7 +131,7 @@ public final class ConfigCache: Sendable {
     }
 
     private func build(generation: UInt64) async throws -> Snapshot {
-        try await pool.withTransaction(isolation: .repeatableRead) { transaction in
+        try await pool.withTransaction(isolationLevel: .repeatableRead) { transaction in
             let results = try await transaction.pipeline([
                 "SELECT revision FROM catalog_revision",
                 // The newest event in this snapshot: events are ordered by revision, which

@@ -51,7 +51,7 @@ struct SeedImporter {
         }
 
         if request.dryRun {
-            let (catalog, revision) = try await service.pool.withTransaction(isolation: .repeatableRead) { transaction in
+            let (catalog, revision) = try await service.pool.withTransaction(isolationLevel: .repeatableRead) { transaction in
                 try await Self.load(transaction, lock: false)
             }
             let plan = Self.plan(document, current: catalog, prune: request.prune)

@@ -1,4 +1,5 @@
 import STBEventLoop
+import ServiceLifecycle
 import Synchronization
 
 /// "Something may have changed": a counter that readers wait on and wakers bump.
@@ -52,13 +53,16 @@ public final class ChangeSignal: Sendable {
 /// notification; reconnects and re-subscribes after the connection drops, bumping
 /// `signal` once subscribed again so readers catch up on what they missed. A periodic
 /// bump is the safety net for a wake-up lost anyway.
-public final class PostgresListener: Sendable {
+///
+/// A `Service`: a service group runs it (`run()`) until shutdown; `start()` and `stop()`
+/// run it on its own, for tests and tools.
+public final class PostgresListener: Service, Sendable {
     public let signal = ChangeSignal()
     private let conninfo: String
     private let channels: [String]
     private let loop: EventLoop
     private let pollInterval: Duration
-    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let standalone = Mutex<Task<Void, Never>?>(nil)
     private let counters = Mutex((subscriptions: 0, notifications: 0))
 
     /// `channels` are fixed lowercase identifiers chosen by the service.
@@ -73,24 +77,32 @@ public final class PostgresListener: Sendable {
     /// How many times the listener has (re)subscribed, and notifications received.
     public var statistics: (subscriptions: Int, notifications: Int) { counters.withLock { $0 } }
 
-    public func start() {
-        let listen = Task(executorPreference: loop) { await self.listenForever() }
-        let poll = Task(executorPreference: loop) { [signal, pollInterval] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: pollInterval)
-                signal.bump()
+    /// Listens and polls until cancelled or the service group shuts down.
+    public func run() async {
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask(executorPreference: self.loop) { await self.listenForever() }
+                group.addTask(executorPreference: self.loop) { [signal = self.signal, pollInterval = self.pollInterval] in
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: pollInterval)
+                        signal.bump()
+                    }
+                }
             }
         }
-        tasks.withLock { $0 += [listen, poll] }
     }
 
+    /// Runs the listener outside a service group, until `stop()`.
+    public func start() {
+        let task = Task { await self.run() }
+        standalone.withLock { $0 = task }
+    }
+
+    /// Stops a listener started with `start()`.
     public func stop() async {
-        let running = tasks.withLock { tasks in
-            defer { tasks.removeAll() }
-            return tasks
-        }
-        for task in running { task.cancel() }
-        for task in running { await task.value }
+        guard let task = standalone.withLock({ $0.take() }) else { return }
+        task.cancel()
+        await task.value
     }
 
     private func listenForever() async {

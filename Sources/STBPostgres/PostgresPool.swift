@@ -102,7 +102,7 @@ public final class PostgresPool: Sendable {
     /// throws. With `maxAttempts` above one, the whole transaction (body included) runs
     /// again after a serialization failure or a deadlock.
     public func withTransaction<R: Sendable>(
-        isolation level: PostgresIsolationLevel = .readCommitted,
+        isolationLevel level: PostgresIsolationLevel = .readCommitted,
         maxAttempts: Int = 1,
         isolation: isolated (any Actor)? = #isolation,
         _ body: (PostgresTransaction) async throws -> R

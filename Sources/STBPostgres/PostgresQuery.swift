@@ -50,6 +50,13 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
             bindings.append(value)
             sql += "$\(bindings.count)"
         }
+
+        /// Splices trusted SQL text (a column list, a table name chosen by the program)
+        /// into the statement as it is. Never pass input here: values are interpolated
+        /// without a label, which binds them.
+        public mutating func appendInterpolation(unescaped sql: String) {
+            self.sql += sql
+        }
     }
 }
 

@@ -2,6 +2,7 @@ import Logging
 import STBMessages
 import STBPostgres
 import STBRPC
+import ServiceLifecycle
 import Synchronization
 
 /// A local copy of the catalog's assembled configuration, kept current by following the
@@ -12,7 +13,10 @@ import Synchronization
 /// unreachable the last copy keeps serving (nothing newer is known); the loop reconnects
 /// with backoff. When the catalog has announced a newer revision that cannot be fetched,
 /// the copy is `behind` and says so, instead of answering as if current.
-public final class CatalogReplica: Sendable {
+///
+/// A `Service`: a service group runs it (`run()`) until shutdown; `start()` and `stop()`
+/// run it on its own, for tests and tools.
+public final class CatalogReplica: Service, Sendable {
     /// Whether the copy is as new as the newest revision the catalog has announced.
     public enum Freshness: Sendable, Equatable {
         case current
@@ -29,7 +33,7 @@ public final class CatalogReplica: Sendable {
     private let current = Mutex<Stb_Catalog_V1_GetConfigResponse?>(nil)
     private let progress = Mutex<(announced: UInt64, freshness: Freshness)>((0, .current))
     private let changed = ChangeSignal()
-    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let standalone = Mutex<Task<Void, Never>?>(nil)
     private let onUpdate: @Sendable (Stb_Catalog_V1_GetConfigResponse) -> Void
     private let onFreshnessChange: @Sendable (Freshness) -> Void
 
@@ -54,20 +58,32 @@ public final class CatalogReplica: Sendable {
     /// The newest copy, if any was ever fetched.
     public var configuration: Stb_Catalog_V1_GetConfigResponse? { current.withLock { $0 } }
 
-    public func start() {
-        let follow = Task { await self.followForever() }
-        let refresh = Task { await self.refreshOnChange() }
-        tasks.withLock { $0 += [follow, refresh] }
+    /// Follows the catalog until cancelled or the service group shuts down, then closes
+    /// the connection to it.
+    public func run() async {
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.followForever() }
+                group.addTask { await self.refreshOnChange() }
+            }
+        }
+        await client.close()
     }
 
+    /// Runs the copy outside a service group, until `stop()`.
+    public func start() {
+        let task = Task { await self.run() }
+        standalone.withLock { $0 = task }
+    }
+
+    /// Stops a copy started with `start()`.
     public func stop() async {
-        let running = tasks.withLock { tasks in
-            defer { tasks.removeAll() }
-            return tasks
+        guard let task = standalone.withLock({ $0.take() }) else {
+            await client.close()
+            return
         }
-        for task in running { task.cancel() }
-        for task in running { await task.value }
-        await client.close()
+        task.cancel()
+        await task.value
     }
 
     /// Fetches the configuration now (start-up, tests); returns it when it changed.

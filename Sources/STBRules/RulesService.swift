@@ -4,6 +4,7 @@ import STBMessages
 import STBPostgres
 import STBRPC
 import STBService
+import ServiceLifecycle
 import Synchronization
 
 typealias RuleMessage = Stb_Rules_V1_Rule
@@ -17,13 +18,13 @@ typealias RulesAPI = Stb_Rules_V1_Rules
 /// without touching the database or the catalog.
 public final class RulesService: RPCService, Sendable {
     let pool: PostgresPool
-    let outbox: Outbox
+    /// The change feed: one event per change, in commit order.
+    public let outbox: Outbox
     let feed: OutboxFeed
     let logger: Logger
     let calls: ServiceCalls
     let state = Mutex(EngineState())
     private let rulesChanged: ChangeSignal
-    private let follower = Mutex<Task<Void, Never>?>(nil)
 
     /// The outbox channel woken on every rules commit.
     public static let channel = "rules_events"
@@ -80,26 +81,26 @@ public final class RulesService: RPCService, Sendable {
     }
 
     /// Reloads the rules when another instance changed them (woken by the outbox
-    /// channel's LISTEN, or its periodic poll; one revision query per wake).
-    public func followRuleChanges() {
-        let task = Task {
-            var seen = rulesChanged.generation
-            while !Task.isCancelled {
-                seen = await rulesChanged.wait(after: seen)
-                if Task.isCancelled { return }
-                do {
-                    let revision = UInt64(try await pool.query("SELECT revision FROM rules_revision")[0].decode(0, as: Int64.self))
-                    if revision != state.withLock({ $0.rulesRevision }) { try await reloadRules() }
-                } catch {
-                    logger.warning("reloading the rules failed", metadata: ["error": "\(error)"])
-                }
-            }
+    /// channel's LISTEN, or its periodic poll; one revision query per wake), until
+    /// cancelled or the service group shuts down.
+    public var ruleChangesFollower: some Service {
+        ClosureService { [self] in
+            await cancelWhenGracefulShutdown { await self.followRuleChanges() }
         }
-        follower.withLock { $0 = task }
     }
 
-    public func stopFollowingRuleChanges() {
-        follower.withLock { $0?.cancel() }
+    func followRuleChanges() async {
+        var seen = rulesChanged.generation
+        while !Task.isCancelled {
+            seen = await rulesChanged.wait(after: seen)
+            if Task.isCancelled { return }
+            do {
+                let revision = UInt64(try await pool.query("SELECT revision FROM rules_revision")[0].decode(0, as: Int64.self))
+                if revision != state.withLock({ $0.rulesRevision }) { try await reloadRules() }
+            } catch {
+                logger.warning("reloading the rules failed", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     /// A new catalog copy arrived.

@@ -75,7 +75,7 @@ struct TransactionTests {
     ])
     func isolationLevel(_ level: PostgresIsolationLevel, _ expected: String) async throws {
         try await TestDatabase.withPool(size: 1) { pool in
-            let shown = try await pool.withTransaction(isolation: level) { transaction in
+            let shown = try await pool.withTransaction(isolationLevel: level) { transaction in
                 try await transaction.query("SHOW transaction_isolation")[0].decode(0, as: String.self)
             }
             #expect(shown == expected)
@@ -142,7 +142,7 @@ struct TransactionTests {
                         group.addTask {
                             var attempt = 0
                             let result = try await postgresResult {
-                                try await pool.withTransaction(isolation: .serializable, maxAttempts: maxAttempts) { transaction in
+                                try await pool.withTransaction(isolationLevel: .serializable, maxAttempts: maxAttempts) { transaction in
                                     attempt += 1
                                     runs.withLock { $0 += 1 }
                                     let sum = try await transaction.query("SELECT sum(v)::int8 FROM \(raw: table)")[0].decode(0, as: Int64.self)

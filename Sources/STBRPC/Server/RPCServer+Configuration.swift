@@ -27,6 +27,9 @@ extension RPCServer {
         /// Queued response bytes per stream above which a writing handler waits.
         public var maxQueuedOutboundPerStream = 256 * 1024
 
+        /// How long a graceful shutdown lets running calls finish before closing connections.
+        public var shutdownGracePeriod: Duration = .seconds(10)
+
         /// A connection must complete the HTTP/2 preface and first SETTINGS within this.
         public var handshakeTimeout: Duration = .seconds(10)
         /// A header block must complete within this once begun.

@@ -31,10 +31,10 @@ public final class RPCServer: Sendable {
     /// owner shuts it down after whatever else uses it.
     public init(
         configuration: Configuration, services: [any RPCService], group: EventLoopGroup? = nil,
-        logger: Logger = Logger(label: "stb.rpc.server")
+        health: HealthService = HealthService(), logger: Logger = Logger(label: "stb.rpc.server")
     ) throws {
         self.configuration = configuration
-        self.health = HealthService()
+        self.health = health
         var router = RPCRouter()
         health.register(in: &router)
         for service in services { service.register(in: &router) }
@@ -49,6 +49,7 @@ public final class RPCServer: Sendable {
     /// Binds the listening sockets and starts accepting. Returns the bound port.
     @discardableResult
     public func start() async throws -> Int {
+        if let port = state.withLock({ $0.listeners.isEmpty ? nil : $0.port }) { return port }
         var port = configuration.port
         var listeners: [UncheckedSendableBox<ServerListener>] = []
         for loop in group.loops {
@@ -63,7 +64,8 @@ public final class RPCServer: Sendable {
             $0.listeners = listeners
             $0.port = port
         }
-        health.setStatus(.serving, forService: "")
+        // A service that set its status before starting (not ready yet) keeps it.
+        if health.status(forService: "") == nil { health.setStatus(.serving, forService: "") }
         core.logger.info("listening", metadata: ["host": "\(configuration.host)", "port": "\(port)", "workers": "\(group.loops.count)"])
         return port
     }
