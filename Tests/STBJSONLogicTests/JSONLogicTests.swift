@@ -1,6 +1,6 @@
 import Foundation
 import STBJSON
-import STBRules
+import STBJSONLogic
 import Testing
 
 @Suite("JSONLogic")

@@ -1,6 +1,7 @@
 import STBJSON
 
-/// A compiled, validated json-logic expression (the strict dialect of the rules service).
+/// A compiled, validated json-logic expression: the strict dialect the rules service evaluates
+/// and the catalog checks transition conditions with.
 ///
 /// Compilation resolves every operator to an enum case, pre-builds literals and checks arity,
 /// depth (≤ 32) and size (≤ 2,000 nodes). Operators with side effects or open-ended behaviour
