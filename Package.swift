@@ -93,6 +93,13 @@ let package = Package(
             name: "STBJSON",
             swiftSettings: swiftSettings
         ),
+        // The json-logic dialect: the catalog checks transition conditions with the compiler
+        // the rules service evaluates them with.
+        .target(
+            name: "STBJSONLogic",
+            dependencies: ["STBJSON"],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: - What every service executable shares
 
@@ -106,7 +113,7 @@ let package = Package(
 
         .target(
             name: "STBCatalog",
-            dependencies: ["STBJSON", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBJSON", "STBJSONLogic", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -119,7 +126,7 @@ let package = Package(
 
         .target(
             name: "STBRules",
-            dependencies: ["STBJSON", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle],
+            dependencies: ["STBJSON", "STBJSONLogic", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -203,10 +210,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "STBRulesTests",
-            dependencies: ["STBRules", "STBCatalog", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            name: "STBJSONLogicTests",
+            dependencies: ["STBJSONLogic", "STBJSON"],
             // Read from the source tree by path (the json-logic conformance cases).
             exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "STBRulesTests",
+            dependencies: ["STBRules", "STBJSONLogic", "STBCatalog", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -619,6 +619,7 @@ private struct DocumentReader {
         transition.toState = to ?? ""
         if let condition = f["condition"], condition != .null {
             transition.conditionJson = SeedImporter.normalized(condition).canonicalText
+            problems += Validation.condition(transition.conditionJson, at: f.path("condition"))
         }
         transition.metaJson = meta(f).canonicalText
         unknownFields(f)

@@ -1,4 +1,5 @@
 import STBJSON
+import STBJSONLogic
 import STBMessages
 import STBService
 
@@ -37,11 +38,21 @@ enum Validation {
         }
     }
 
-    /// A json-logic condition: empty (always), or any JSON value.
+    /// A json-logic condition: empty (always), or an expression the rules service can compile.
+    /// Compiled here with the same compiler and options as the rules service, which would
+    /// otherwise leave out a transition whose condition it cannot compile.
     static func condition(_ text: String, at path: String) -> [String] {
         if text.isEmpty { return [] }
+        let expression: JSONValue
         do {
-            _ = try JSONValue.parse(text)
+            expression = try JSONValue.parse(text)
+        } catch {
+            return ["\(path): \(error)"]
+        }
+        // null is how a seed says "no condition"; the rules service treats it as unconditional.
+        if expression == .null { return [] }
+        do {
+            _ = try JSONLogic(expression)
             return []
         } catch {
             return ["\(path): \(error)"]

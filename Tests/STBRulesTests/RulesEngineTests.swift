@@ -1,5 +1,6 @@
 import Foundation
 import STBJSON
+import STBJSONLogic
 import Testing
 
 import STBRules

@@ -1,5 +1,6 @@
 // Static analysis of the rule set (check), impact of a rule change, module state machines.
 import STBJSON
+import STBJSONLogic
 
 public struct DeadOption: Sendable, Hashable {
     public enum Reason: String, Sendable, Hashable {

@@ -1,6 +1,7 @@
 // The part of the catalog the rules engine needs: options with their defaults, module state machines.
 // Plain values; the service converts them from the catalog's GetConfig answer.
 import STBJSON
+import STBJSONLogic
 
 public enum OptionType: String, Sendable, Hashable, CaseIterable {
     case boolean

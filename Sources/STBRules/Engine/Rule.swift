@@ -9,6 +9,7 @@
 //                                                   the subject is only a group name, the rule always applies
 // A validation whose subject is "*" is global: it applies whatever is selected.
 import STBJSON
+import STBJSONLogic
 
 public enum RuleSeverity: String, Sendable, Hashable, CaseIterable {
     case error

@@ -1,6 +1,7 @@
 // The rules engine: compiles rules against a catalog once, then evaluates selections.
 // Pure: no I/O, immutable after init, safe to share between tasks.
 import STBJSON
+import STBJSONLogic
 
 /// One option a violated rule references, with what the rule saw.
 public struct Reference: Sendable, Hashable {

@@ -1,41 +1,51 @@
 import STBJSON
 
-/// JavaScript's coercions, as json-logic-js relies on them, for the JSON types.
+/// JavaScript's coercions, as json-logic-js relies on them, for the JSON types. Those that read
+/// or build strings charge them to the evaluation's budget.
 extension LogicEvaluator {
     // MARK: - Equality
 
     /// JS `===`. Numbers compare by value (`1 === 1.0`); arrays and objects are never equal (JS compares identity).
-    static func strictEquals(_ a: JSONValue, _ b: JSONValue) -> Bool {
+    static func strictEquals(_ a: JSONValue, _ b: JSONValue, _ state: inout EvalState) throws(JSONLogicError) -> Bool {
         switch (a, b) {
         case (.null, .null): true
         case (.bool(let x), .bool(let y)): x == y
-        case (.string(let x), .string(let y)): x == y
+        case (.string(let x), .string(let y)): try sameString(x, y, &state)
         case (.integer(let x), .integer(let y)): x == y
         case (.integer, .double), (.double, .integer), (.double, .double): numericEquals(a, b)
         default: false
         }
     }
 
+    /// JS string equality: the same code units. Swift's `==` would also equate canonically
+    /// equivalent strings ("é" precomposed and "e" + combining accent).
+    static func sameString(_ x: String, _ y: String, _ state: inout EvalState) throws(JSONLogicError) -> Bool {
+        guard x.utf8.count == y.utf8.count else { return false }
+        try state.read(bytes: x.utf8.count)
+        return x.utf8.elementsEqual(y.utf8)
+    }
+
+    /// For two numbers only.
     static func numericEquals(_ a: JSONValue, _ b: JSONValue) -> Bool {
         if case .integer(let x) = a, case .integer(let y) = b { return x == y }
-        return toNumber(a) == toNumber(b)
+        return (a.numberValue ?? .nan) == (b.numberValue ?? .nan)
     }
 
     /// JS `==` (the abstract equality algorithm).
-    static func looseEquals(_ a: JSONValue, _ b: JSONValue) -> Bool {
+    static func looseEquals(_ a: JSONValue, _ b: JSONValue, _ state: inout EvalState) throws(JSONLogicError) -> Bool {
         switch (a, b) {
         case (.null, .null): return true
         case (.null, _), (_, .null): return false
         case (.integer, .integer), (.integer, .double), (.double, .integer), (.double, .double): return numericEquals(a, b)
-        case (.string(let x), .string(let y)): return x == y
+        case (.string(let x), .string(let y)): return try sameString(x, y, &state)
         case (.bool(let x), .bool(let y)): return x == y
-        case (.bool(let x), _): return looseEquals(.integer(x ? 1 : 0), b)
-        case (_, .bool(let y)): return looseEquals(a, .integer(y ? 1 : 0))
-        case (.integer, .string(let text)), (.double, .string(let text)): return toNumber(a) == stringToNumber(text)
-        case (.string(let text), .integer), (.string(let text), .double): return stringToNumber(text) == toNumber(b)
+        case (.bool(let x), _): return try looseEquals(.integer(x ? 1 : 0), b, &state)
+        case (_, .bool(let y)): return try looseEquals(a, .integer(y ? 1 : 0), &state)
+        case (.integer, .string(let text)), (.double, .string(let text)): return try (a.numberValue ?? .nan) == stringToNumber(text, &state)
+        case (.string(let text), .integer), (.string(let text), .double): return try stringToNumber(text, &state) == (b.numberValue ?? .nan)
         case (.array, .array), (.array, .object), (.object, .array), (.object, .object): return false
-        case (.array, _), (.object, _): return looseEquals(.string(jsString(a)), b)
-        case (_, .array), (_, .object): return looseEquals(a, .string(jsString(b)))
+        case (.array, _), (.object, _): return try looseEquals(.string(jsString(a, &state)), b, &state)
+        case (_, .array), (_, .object): return try looseEquals(a, .string(jsString(b, &state)), &state)
         default: return false
         }
     }
@@ -43,23 +53,24 @@ extension LogicEvaluator {
     // MARK: - Relational
 
     /// JS `a < b` (or `a <= b`): strings compare by UTF-16 code units, everything else as numbers; NaN is false.
-    static func compare(_ a: JSONValue, _ b: JSONValue, orEqual: Bool) -> Bool {
+    static func compare(_ a: JSONValue, _ b: JSONValue, orEqual: Bool, _ state: inout EvalState) throws(JSONLogicError) -> Bool {
         if case .integer(let x) = a, case .integer(let y) = b { return orEqual ? x <= y : x < y }
-        let left = primitive(a)
-        let right = primitive(b)
+        let left = try primitive(a, &state)
+        let right = try primitive(b, &state)
         if case .string(let x) = left, case .string(let y) = right {
+            try state.read(bytes: min(x.utf8.count, y.utf8.count))
             if orEqual { return !y.utf16.lexicographicallyPrecedes(x.utf16) }
             return x.utf16.lexicographicallyPrecedes(y.utf16)
         }
-        let x = toNumber(left)
-        let y = toNumber(right)
+        let x = try toNumber(left, &state)
+        let y = try toNumber(right, &state)
         return orEqual ? x <= y : x < y  // false when either is NaN
     }
 
     /// JS ToPrimitive: arrays and objects become their string form.
-    static func primitive(_ value: JSONValue) -> JSONValue {
+    static func primitive(_ value: JSONValue, _ state: inout EvalState) throws(JSONLogicError) -> JSONValue {
         switch value {
-        case .array, .object: .string(jsString(value))
+        case .array, .object: .string(try jsString(value, &state))
         default: value
         }
     }
@@ -67,14 +78,14 @@ extension LogicEvaluator {
     // MARK: - Numbers
 
     /// JS ToNumber (`Number(x)`).
-    static func toNumber(_ value: JSONValue) -> Double {
+    static func toNumber(_ value: JSONValue, _ state: inout EvalState) throws(JSONLogicError) -> Double {
         switch value {
         case .null: 0
         case .bool(let flag): flag ? 1 : 0
         case .integer(let number): Double(number)
         case .double(let number): number
-        case .string(let text): stringToNumber(text)
-        case .array: stringToNumber(jsString(value))
+        case .string(let text): try stringToNumber(text, &state)
+        case .array: try stringToNumber(jsString(value, &state), &state)
         case .object: .nan
         }
     }
@@ -95,8 +106,9 @@ extension LogicEvaluator {
     }
 
     /// JS `Number(string)`: the whole (trimmed) string must be a number; "" is 0.
-    static func stringToNumber(_ text: String) -> Double {
-        let body = String(trimmed(text))
+    static func stringToNumber(_ text: String, _ state: inout EvalState) throws(JSONLogicError) -> Double {
+        try state.read(bytes: text.utf8.count)
+        let body = Substring(trimmed(text))
         if body.isEmpty { return 0 }
         if let value = Int64(body) { return Double(value) }
         switch body {
@@ -104,7 +116,7 @@ extension LogicEvaluator {
         case "-Infinity": return -.infinity
         default: break
         }
-        if body.count > 2, body.hasPrefix("0") {
+        if body.utf8.count > 2, body.hasPrefix("0") {
             let radixChar = body[body.index(after: body.startIndex)]
             let radix: Int? = switch radixChar {
             case "x", "X": 16
@@ -128,66 +140,63 @@ extension LogicEvaluator {
     }
 
     /// JS `parseFloat(x)`: the longest numeric prefix of the string form, NaN if none.
-    static func parseFloat(_ value: JSONValue) -> Double {
+    static func parseFloat(_ value: JSONValue, _ state: inout EvalState) throws(JSONLogicError) -> Double {
         switch value {
         case .integer(let number): return Double(number)
         case .double(let number): return number
         default: break
         }
-        let scalars = Array(trimmed(jsString(value)))
-        var index = 0
-        var text = ""
-        if index < scalars.count, scalars[index] == "+" || scalars[index] == "-" {
-            text.unicodeScalars.append(scalars[index])
-            index += 1
+        let text = try jsString(value, &state)
+        try state.read(bytes: text.utf8.count)
+        let scalars = text.unicodeScalars
+        var start = scalars.startIndex
+        while start < scalars.endIndex, isJSWhitespace(scalars[start]) { start = scalars.index(after: start) }
+        // The numeric prefix is ASCII; walk its bytes without copying the rest.
+        let bytes = Substring(text)[start...].utf8
+        var index = bytes.startIndex
+        func byte(_ i: Substring.UTF8View.Index) -> UInt8? { i < bytes.endIndex ? bytes[i] : nil }
+        func isDigit(_ i: Substring.UTF8View.Index) -> Bool { byte(i).map { $0 >= 0x30 && $0 <= 0x39 } ?? false }
+        var literal = ""
+        if let sign = byte(index), sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") {
+            literal.unicodeScalars.append(Unicode.Scalar(sign))
+            index = bytes.index(after: index)
         }
-        let infinity: [Unicode.Scalar] = Array("Infinity".unicodeScalars)
-        if scalars.count - index >= infinity.count, Array(scalars[index..<index + infinity.count]) == infinity {
-            return text == "-" ? -.infinity : .infinity
+        if bytes[index...].starts(with: "Infinity".utf8) {
+            return literal == "-" ? -.infinity : .infinity
         }
         var digits = 0
-        func isDigit(_ i: Int) -> Bool { i < scalars.count && scalars[i].value >= 0x30 && scalars[i].value <= 0x39 }
+        let integerStart = index
         while isDigit(index) {
-            text.unicodeScalars.append(scalars[index])
-            index += 1
+            index = bytes.index(after: index)
             digits += 1
         }
-        if index < scalars.count, scalars[index] == "." {
-            var fraction = "."
+        literal += String(decoding: bytes[integerStart..<index], as: UTF8.self)
+        if byte(index) == UInt8(ascii: ".") {
+            var probe = bytes.index(after: index)
             var fractionDigits = 0
-            var probe = index + 1
             while isDigit(probe) {
-                fraction.unicodeScalars.append(scalars[probe])
-                probe += 1
+                probe = bytes.index(after: probe)
                 fractionDigits += 1
             }
             if digits + fractionDigits > 0 {
-                text += fraction
+                literal += String(decoding: bytes[index..<probe], as: UTF8.self)
                 index = probe
                 digits += fractionDigits
             }
         }
         guard digits > 0 else { return .nan }
-        if index < scalars.count, scalars[index] == "e" || scalars[index] == "E" {
-            var exponent = "e"
-            var probe = index + 1
-            if probe < scalars.count, scalars[probe] == "+" || scalars[probe] == "-" {
-                exponent.unicodeScalars.append(scalars[probe])
-                probe += 1
-            }
-            var exponentDigits = 0
-            while isDigit(probe) {
-                exponent.unicodeScalars.append(scalars[probe])
-                probe += 1
-                exponentDigits += 1
-            }
-            if exponentDigits > 0 { text += exponent }
+        if let e = byte(index), e == UInt8(ascii: "e") || e == UInt8(ascii: "E") {
+            var probe = bytes.index(after: index)
+            if let sign = byte(probe), sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") { probe = bytes.index(after: probe) }
+            let exponentStart = probe
+            while isDigit(probe) { probe = bytes.index(after: probe) }
+            if probe > exponentStart { literal += String(decoding: bytes[index..<probe], as: UTF8.self) }
         }
-        if text.hasSuffix(".") { text += "0" }
-        if text.hasPrefix(".") || text.hasPrefix("-.") || text.hasPrefix("+.") {
-            text = text.replacingFirstDot()
+        if literal.hasSuffix(".") { literal += "0" }
+        if literal.hasPrefix(".") || literal.hasPrefix("-.") || literal.hasPrefix("+.") {
+            literal = literal.replacingFirstDot()
         }
-        return Double(text) ?? .nan
+        return Double(literal) ?? .nan
     }
 
     /// JS ToIntegerOrInfinity, clamped to Int (NaN is 0).
@@ -201,18 +210,42 @@ extension LogicEvaluator {
     // MARK: - Strings
 
     /// JS `String(x)` (arrays as `join(",")` with null elements empty, objects as "[object Object]").
-    static func jsString(_ value: JSONValue) -> String {
+    /// Building the form of an array is bounded like any string the evaluation builds.
+    static func jsString(_ value: JSONValue, _ state: inout EvalState) throws(JSONLogicError) -> String {
+        guard case .array = value else { return scalarString(value) }
+        var text = ""
+        try appendJSString(value, to: &text, &state)
+        try state.use(bytes: text.utf8.count)
+        return text
+    }
+
+    static func appendJSString(_ value: JSONValue, to text: inout String, _ state: inout EvalState) throws(JSONLogicError) {
+        guard case .array(let elements) = value else {
+            let piece = scalarString(value)
+            try state.checkString(bytes: text.utf8.count + piece.utf8.count)
+            text += piece
+            return
+        }
+        try state.step(elements.count)
+        for (index, element) in elements.enumerated() {
+            if index > 0 {
+                try state.checkString(bytes: text.utf8.count + 1)
+                text += ","
+            }
+            if case .null = element { continue }
+            try appendJSString(element, to: &text, &state)
+        }
+    }
+
+    /// `String(x)` of anything but an array.
+    static func scalarString(_ value: JSONValue) -> String {
         switch value {
         case .null: "null"
         case .bool(let flag): flag ? "true" : "false"
         case .integer(let number): String(number)
         case .double(let number): jsNumberString(number)
         case .string(let text): text
-        case .array(let elements):
-            elements.map { element -> String in
-                if case .null = element { return "" }
-                return jsString(element)
-            }.joined(separator: ",")
+        case .array: ""
         case .object: "[object Object]"
         }
     }

@@ -1,6 +1,6 @@
 import Foundation
 import STBJSON
-import STBRules
+import STBJSONLogic
 import Testing
 
 @Suite("JSONLogic")
@@ -84,6 +84,28 @@ struct JSONLogicTests {
         let error = try #require(throws: JSONLogicError.self) { try JSONLogic(JSONValue.parse(#"{"if": [{"x": 1}, 1, 2]}"#)) }
         #expect(error.path == "if[0]")
         #expect(error.message == #"unknown operator "x""#)
+    }
+
+    /// Every kind of expression the compiler refuses, with its exact message.
+    static let refusals: [(String, String)] = [
+        (#"{"nosuchop": [1]}"#, #"unknown operator "nosuchop""#),
+        (#"{"and": [true, {"nosuchop": [1]}]}"#, #"and[1]: unknown operator "nosuchop""#),
+        (#"{"log": "x"}"#, #"operator "log" is not allowed (it has side effects)"#),
+        (#"{"method": ["abc", "toUpperCase"]}"#, #"operator "method" is not allowed (it calls arbitrary methods)"#),
+        (String(repeating: #"{"!": "#, count: 40) + "true" + String(repeating: "}", count: 40),
+         String(repeating: "![0].", count: 31) + "![0]: expression is nested deeper than 32 levels"),
+        (#"{"+": [\#(Array(repeating: "1", count: 2_000).joined(separator: ","))]}"#, "+[1999]: expression has more than 2000 nodes"),
+        (#"{"a": 1, "b": 2}"#, "an operation must have exactly one key, found 2: a, b"),
+        (#"{"if": []}"#, "if: needs at least 1 argument, got 0"),
+        (#"{"!": [1, 2]}"#, "!: takes at most 1 argument, got 2"),
+        (#"{"var": ["a", 1, 2]}"#, "var: takes at most 2 arguments, got 3"),
+        (#"{"var": [[1]]}"#, "var[0]: a variable name must be a string, a number or null, not an array"),
+        (#"{"map": [[1], {"var": {}}]}"#, "map[1].var[0]: a variable name must be a string, a number or null, not an object"),
+    ]
+
+    @Test("the compiler's refusals, each with its path and message", arguments: refusals)
+    func refusal(_ expression: String, _ message: String) throws {
+        #expect(try Self.compileError(expression) == message)
     }
 
     @Test func refusedOperators() throws {

@@ -1,6 +1,7 @@
 import STBJSON
 
-/// A compiled, validated json-logic expression (the strict dialect of the rules service).
+/// A compiled, validated json-logic expression: the strict dialect the rules service evaluates
+/// and the catalog checks transition conditions with.
 ///
 /// Compilation resolves every operator to an enum case, pre-builds literals and checks arity,
 /// depth (≤ 32) and size (≤ 2,000 nodes). Operators with side effects or open-ended behaviour
@@ -16,9 +17,27 @@ import STBJSON
 /// - `*` with a single argument converts it to a number (json-logic-js returns it unchanged).
 /// - Arrays and objects are never `==`/`===` to each other (JS compares them by identity).
 /// - `var` does not read `length` or characters of strings.
-/// - `map`, `filter`, `reduce`, `all`, `none`, `some` refuse arrays longer than 10,000 elements,
-///   and one evaluation runs at most 1,000,000 loop iterations in all.
-/// Numbers stay `.integer` when exact, `.double` otherwise.
+/// - Strings compare, and `in` searches them, by code units, as JS does (not by Swift's
+///   canonical equivalence).
+/// Numbers stay `.integer` when exact, `.double` otherwise; integer arithmetic that has no
+/// 64-bit result (`-9223372036854775808 / -1`, sums past the range) continues in doubles.
+///
+/// One evaluation is bounded, so that no expression or data can make it run long or grow large;
+/// past a bound it fails with an error at the operation that crossed it:
+/// - a string it builds (`cat`, `substr`, the string form of an array) is at most
+///   `maxStringBytes` (1 MiB) of UTF-8;
+/// - an array it builds (`merge`, `map`, `filter`, computed arrays) has at most `maxArrayLength`
+///   (100,000) elements;
+/// - `map`, `filter`, `reduce`, `all`, `none`, `some` refuse arrays longer than
+///   `maxIterationArray` (10,000) elements;
+/// - `reduce`, the one operation that feeds its result back, may not nest its result deeper
+///   than `maxValueDepth` (128) levels;
+/// - in all, it builds or reads at most `maxBytesPerEvaluation` (16 MiB): the UTF-8 bytes of
+///   every string built, converted or searched, and 16 bytes per array element built;
+/// - in all, it takes at most `maxStepsPerEvaluation` (1,000,000) steps: one per node
+///   evaluated, per loop iteration, and per array element copied, searched or stringified.
+/// Realistic rules use a tiny part of each (the public conformance suite and the demo rules
+/// at most a few hundred steps).
 public struct JSONLogic: Sendable, Hashable {
     /// The source expression (equality and hashing use it).
     public let expression: JSONValue
@@ -31,10 +50,24 @@ public struct JSONLogic: Sendable, Hashable {
 
     let root: LogicNode
 
+    /// Deepest nesting of an expression.
     public static let maxDepth = 32
+    /// Most nodes in an expression.
     public static let maxNodes = 2_000
+    /// Longest array `map`, `filter`, `reduce`, `all`, `none`, `some` iterate over.
     public static let maxIterationArray = 10_000
-    public static let maxIterationsPerEvaluation = 1_000_000
+    /// Most steps (nodes evaluated, iterations, elements copied or searched) in one evaluation.
+    public static let maxStepsPerEvaluation = 1_000_000
+    /// Longest string, in UTF-8 bytes, an evaluation builds.
+    public static let maxStringBytes = 1 << 20
+    /// Longest array an evaluation builds.
+    public static let maxArrayLength = 100_000
+    /// Most bytes one evaluation builds or reads (strings, and 16 bytes per array element built).
+    public static let maxBytesPerEvaluation = 16 << 20
+    /// Deepest nesting of arrays and objects in a `reduce` result.
+    public static let maxValueDepth = 128
+    /// What an array element built counts towards `maxBytesPerEvaluation`.
+    static let bytesPerArrayElement = 16
 
     public init(_ expression: JSONValue) throws(JSONLogicError) {
         var compiler = LogicCompiler()
