@@ -157,59 +157,10 @@ do {
     fail("GetConfig: \(error)")
 }
 
-struct LoadResult {
-    var calls = 0
-    var errors = 0
-    var bytes = 0
-    var latencies: [UInt64] = []
-    var firstError: String?
-}
-
-/// `callers` Tasks calling `call` back to back for `seconds`; each Task gets `clients[i % clients.count]`.
-func load(
-    clients: [RPCClient], seconds: Int,
-    _ call: @escaping @Sendable (RPCClient) async throws -> Int
-) async -> (result: LoadResult, elapsed: Double) {
-    let start = now()
-    let deadline = start + UInt64(seconds) * 1_000_000_000
-    let result = await withTaskGroup(of: LoadResult.self) { group in
-        for index in 0..<callers {
-            let caller = clients[index % clients.count]
-            group.addTask {
-                var mine = LoadResult()
-                mine.latencies.reserveCapacity(1 << 16)
-                while now() < deadline {
-                    let t0 = now()
-                    do {
-                        mine.bytes = try await call(caller)
-                        mine.latencies.append(now() - t0)
-                        mine.calls += 1
-                    } catch {
-                        mine.errors += 1
-                        if mine.firstError == nil { mine.firstError = "\(error)" }
-                        if mine.errors > 100 { break }
-                    }
-                }
-                return mine
-            }
-        }
-        var total = LoadResult()
-        for await part in group {
-            total.calls += part.calls
-            total.errors += part.errors
-            total.bytes = max(total.bytes, part.bytes)
-            total.latencies += part.latencies
-            if total.firstError == nil { total.firstError = part.firstError }
-        }
-        return total
-    }
-    return (result, Double(now() - start) / 1e9)
-}
-
 func run(_ name: String, mode: String, clients: [RPCClient], _ call: @escaping @Sendable (RPCClient) async throws -> Int) async -> Double {
     // Warm-up: connections open, caches filled, one second of load.
-    _ = await load(clients: clients, seconds: 1, call)
-    let (result, elapsed) = await load(clients: clients, seconds: seconds, call)
+    _ = await closedLoad(clients: clients, callers: callers, seconds: 1, call)
+    let (result, elapsed) = await closedLoad(clients: clients, callers: callers, seconds: seconds, call)
     let sorted = result.latencies.sorted()
     let rps = Double(result.calls) / elapsed
     var line = "catalog \(name) mode=\(mode) callers=\(callers) connections=\(clients.count) seconds=\(format(elapsed, 2)) calls=\(result.calls) errors=\(result.errors) rps=\(format(rps, 0))"

@@ -522,51 +522,6 @@ struct CountedReply: ProtoMessage {
 }
 let evaluateCounted = ProtoMethod<Stb_Rules_V1_EvaluateRequest, CountedReply>(path: Stb_Rules_V1_Rules.evaluate.path, kind: .unary)
 
-struct LoadResult {
-    var calls = 0
-    var errors = 0
-    var bytes = 0
-    var latencies: [UInt64] = []
-    var firstError: String?
-}
-
-func load(clients: [RPCClient], callers: Int, seconds: Int, request: Stb_Rules_V1_EvaluateRequest) async -> (LoadResult, Double) {
-    let start = now()
-    let deadline = start + UInt64(seconds) * 1_000_000_000
-    let result = await withTaskGroup(of: LoadResult.self) { group in
-        for index in 0..<callers {
-            let client = clients[index % clients.count]
-            group.addTask {
-                var mine = LoadResult()
-                mine.latencies.reserveCapacity(1 << 15)
-                while now() < deadline {
-                    let t0 = now()
-                    do {
-                        mine.bytes = try await client.unary(evaluateCounted, request: request, timeout: .seconds(30)).count
-                        mine.latencies.append(now() - t0)
-                        mine.calls += 1
-                    } catch {
-                        mine.errors += 1
-                        if mine.firstError == nil { mine.firstError = "\(error)" }
-                        if mine.errors > 100 { break }
-                    }
-                }
-                return mine
-            }
-        }
-        var total = LoadResult()
-        for await part in group {
-            total.calls += part.calls
-            total.errors += part.errors
-            total.bytes = max(total.bytes, part.bytes)
-            total.latencies += part.latencies
-            if total.firstError == nil { total.firstError = part.firstError }
-        }
-        return total
-    }
-    return (result, Double(now() - start) / 1e9)
-}
-
 func runLoad() async {
     guard let addr = values["addr"], let colon = addr.lastIndex(of: ":"), let port = Int(addr[addr.index(after: colon)...]) else {
         fail("--addr HOST:PORT is required\n\(usage)")
@@ -599,8 +554,8 @@ func runLoad() async {
         } catch {
             fail("Evaluate \(name): \(error)")
         }
-        _ = await load(clients: clients, callers: callers, seconds: 1, request: request)
-        let (result, elapsed) = await load(clients: clients, callers: callers, seconds: seconds, request: request)
+        _ = await closedLoad(clients: clients, callers: callers, seconds: 1) { try await $0.unary(evaluateCounted, request: request, timeout: .seconds(30)).count }
+        let (result, elapsed) = await closedLoad(clients: clients, callers: callers, seconds: seconds) { try await $0.unary(evaluateCounted, request: request, timeout: .seconds(30)).count }
         let sorted = result.latencies.sorted()
         report("rules rpc selection=\(name) callers=\(callers) connections=\(connections) seconds=\(format(elapsed, 2)) calls=\(result.calls) errors=\(result.errors) evals_per_s=\(format(Double(result.calls) / elapsed, 0)) p50_us=\(us(percentile(sorted, 50))) p90_us=\(us(percentile(sorted, 90))) p99_us=\(us(percentile(sorted, 99))) max_us=\(us(percentile(sorted, 100))) request_bytes=\(request.serializedBytes().count) response_bytes=\(result.bytes)")
         if let error = result.firstError { complain("\(name): first error: \(error)") }
