@@ -157,6 +157,7 @@ let package = Package(
         // What the benchmark programs share: output and clock.
         .target(
             name: "STBBench",
+            dependencies: ["STBMessages"],
             swiftSettings: swiftSettings
         ),
 

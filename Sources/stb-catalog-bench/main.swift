@@ -128,17 +128,7 @@ if let variantPath {
 
 // MARK: - 2./3. load
 
-/// A reply only counted, never decoded: the load loops measure the server, not our decoder.
-struct CountedReply: ProtoMessage {
-    var count = 0
-    init() {}
-    init(serializedBytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) { count = serializedBytes.count }
-    func serialize(into buffer: inout [UInt8]) {}
-    static var protoMessageName: String { "stb.catalog.v1.GetConfigResponse" }
-}
-let getConfigCounted = ProtoMethod<Stb_Catalog_V1_GetConfigRequest, CountedReply>(
-    path: Stb_Catalog_V1_Catalog.getConfig.path, kind: .unary
-)
+let getConfigCounted = Stb_Catalog_V1_Catalog.getConfig.counted
 
 // One decoded GetConfig: the reply's size and shape, and an option key for the Watch test.
 let watchKey: String

@@ -512,15 +512,7 @@ func runServe() async {
 
 // MARK: - load
 
-/// A reply only counted, never decoded: the load loops measure the server, not our decoder.
-struct CountedReply: ProtoMessage {
-    var count = 0
-    init() {}
-    init(serializedBytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) { count = serializedBytes.count }
-    func serialize(into buffer: inout [UInt8]) {}
-    static var protoMessageName: String { "stb.rules.v1.EvaluateResponse" }
-}
-let evaluateCounted = ProtoMethod<Stb_Rules_V1_EvaluateRequest, CountedReply>(path: Stb_Rules_V1_Rules.evaluate.path, kind: .unary)
+let evaluateCounted = Stb_Rules_V1_Rules.evaluate.counted
 
 func runLoad() async {
     guard let addr = values["addr"], let colon = addr.lastIndex(of: ":"), let port = Int(addr[addr.index(after: colon)...]) else {
