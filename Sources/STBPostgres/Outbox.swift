@@ -123,9 +123,6 @@ public struct Outbox: Sendable {
     /// The one-row revision table every change transaction bumps.
     public let revisionTable: String
 
-    private let insertSQL: String
-    private let readSQL: String
-    private let bumpSQL: String
 
     /// `table`, `channel` and `revisionTable` are fixed names chosen by the service, not input.
     public init(table: String = "events", channel: String, revisionTable: String) {
@@ -136,22 +133,16 @@ public struct Outbox: Sendable {
         self.table = table
         self.channel = channel
         self.revisionTable = revisionTable
-        insertSQL = "INSERT INTO \(table) (revision, entity, entity_key, action, payload, actor) VALUES ($1, $2, $3, $4, $5, $6)"
-        readSQL = """
-            SELECT revision, id, entity, entity_key, action, payload, actor, created_at FROM \(table)
-            WHERE (revision, id) > ($1, $2) ORDER BY revision, id LIMIT $3
-            """
-        bumpSQL = """
-            UPDATE \(revisionTable) SET revision = revision + 1
-            RETURNING revision, (extract(epoch FROM now()) * 1000)::int8
-            """
     }
 
     /// Bumps the service's revision in `transaction` and returns it. The revision row stays
     /// locked until the transaction ends, so a concurrent change waits here for this one's
     /// commit (or rollback) and then takes the next revision.
     public func nextRevision(in transaction: PostgresTransaction) async throws(PostgresError) -> OutboxRevision {
-        let rows = try await transaction.query(PostgresQuery(sql: bumpSQL, bindings: PostgresBindings()))
+        let rows = try await transaction.query("""
+            UPDATE \(unescaped: revisionTable) SET revision = revision + 1
+            RETURNING revision, (extract(epoch FROM now()) * 1000)::int8
+            """)
         guard let row = rows.first else {
             throw PostgresError(code: .decodingFailed, message: "the revision table \(revisionTable) has no row")
         }
@@ -167,15 +158,11 @@ public struct Outbox: Sendable {
         var start = 0
         while start < events.count {
             let end = min(start + 1000, events.count)
-            let inserts = events[start..<end].map { event in
-                var bindings = PostgresBindings()
-                bindings.append(Int64(revision.value))
-                bindings.append(event.entity)
-                bindings.append(event.key)
-                bindings.append(event.action)
-                bindings.append(event.payload)
-                bindings.append(event.actor)
-                return PostgresQuery(sql: insertSQL, bindings: bindings)
+            let inserts = events[start..<end].map { event -> PostgresQuery in
+                """
+                INSERT INTO \(unescaped: table) (revision, entity, entity_key, action, payload, actor)
+                VALUES (\(Int64(revision.value)), \(event.entity), \(event.key), \(event.action), \(event.payload), \(event.actor))
+                """
             }
             _ = try await transaction.pipeline(inserts)
             start = end
@@ -185,11 +172,11 @@ public struct Outbox: Sendable {
 
     /// Committed events after `cursor`, in commit order, at most `limit`.
     public func read(after cursor: OutboxCursor, limit: Int, on connection: PostgresConnection) async throws(PostgresError) -> [OutboxEvent] {
-        var bindings = PostgresBindings()
-        bindings.append(Int64(clamping: cursor.revision))
-        bindings.append(cursor.sequence)
-        bindings.append(Int64(limit))
-        let rows = try await connection.query(PostgresQuery(sql: readSQL, bindings: bindings))
+        let rows = try await connection.query("""
+            SELECT revision, id, entity, entity_key, action, payload, actor, created_at FROM \(unescaped: table)
+            WHERE (revision, id) > (\(Int64(clamping: cursor.revision)), \(cursor.sequence))
+            ORDER BY revision, id LIMIT \(Int64(limit))
+            """)
         var events: [OutboxEvent] = []
         events.reserveCapacity(rows.count)
         for row in rows {
@@ -211,16 +198,14 @@ public struct Outbox: Sendable {
     /// that wants only what happens from now on starts, and the furthest cursor a client
     /// can legitimately hold.
     public func head(pool: PostgresPool) async throws -> OutboxCursor {
-        let rows = try await pool.query(PostgresQuery(sql: """
-            SELECT revision, id FROM \(table) ORDER BY revision DESC, id DESC LIMIT 1
-            """))
+        let rows = try await pool.query("SELECT revision, id FROM \(unescaped: table) ORDER BY revision DESC, id DESC LIMIT 1")
         guard let row = rows.first else { return try await horizon(pool: pool) }
         return OutboxCursor(revision: UInt64(clamping: try row.decode(0, as: Int64.self)), sequence: try row.decode(1, as: Int64.self))
     }
 
     /// The newest cursor pruned away: a reader behind it has missed events.
     public func horizon(pool: PostgresPool) async throws -> OutboxCursor {
-        let rows = try await pool.query(PostgresQuery(sql: "SELECT revision, event_id FROM \(table)_horizon"))
+        let rows = try await pool.query("SELECT revision, event_id FROM \(unescaped: table)_horizon")
         return OutboxCursor(revision: UInt64(clamping: try rows[0].decode(0, as: Int64.self)), sequence: try rows[0].decode(1, as: Int64.self))
     }
 
@@ -228,17 +213,15 @@ public struct Outbox: Sendable {
     /// returns how many were deleted.
     public func prune(retentionSeconds: Int64, pool: PostgresPool) async throws -> Int {
         try await pool.withTransaction { transaction in
-            let newest = try await transaction.query(PostgresQuery(sql: """
-                SELECT revision, id FROM \(table)
-                WHERE created_at < now() - make_interval(secs => $1)
+            let newest = try await transaction.query("""
+                SELECT revision, id FROM \(unescaped: table)
+                WHERE created_at < now() - make_interval(secs => \(Double(retentionSeconds)))
                 ORDER BY revision DESC, id DESC LIMIT 1
-                """, bindings: PostgresBindings(Double(retentionSeconds))))
+                """)
             guard let row = newest.first else { return 0 }
-            let newestCursor = PostgresBindings(try row.decode(0, as: Int64.self), try row.decode(1, as: Int64.self))
-            let deleted = try await transaction.query(PostgresQuery(
-                sql: "DELETE FROM \(table) WHERE (revision, id) <= ($1, $2)", bindings: newestCursor))
-            _ = try await transaction.query(PostgresQuery(
-                sql: "UPDATE \(table)_horizon SET revision = $1, event_id = $2", bindings: newestCursor))
+            let (revision, id) = try row.decode(Int64.self, Int64.self)
+            let deleted = try await transaction.query("DELETE FROM \(unescaped: table) WHERE (revision, id) <= (\(revision), \(id))")
+            _ = try await transaction.query("UPDATE \(unescaped: table)_horizon SET revision = \(revision), event_id = \(id)")
             return deleted.affectedRows
         }
     }

@@ -307,7 +307,7 @@ extension PostgresConnection {
         isolation: isolated (any Actor)? = #isolation,
         _ body: (PostgresTransaction) async throws -> R
     ) async throws -> R {
-        let begin: PostgresQuery = level == .readCommitted ? "BEGIN" : PostgresQuery(sql: "BEGIN ISOLATION LEVEL \(level.rawValue)")
+        let begin: PostgresQuery = level == .readCommitted ? "BEGIN" : "BEGIN ISOLATION LEVEL \(unescaped: level.rawValue)"
         _ = try await run(.extended([begin]))
         let transaction = PostgresTransaction(connection: self)
         let result: R

@@ -448,7 +448,7 @@ func runServe() async {
     let schema = "rules_bench_\(getpid())_\(now() % 1_000_000)"
     let admin = PostgresPool(configuration: PostgresConfiguration(conninfo: base, poolSize: 1), group: group)
     do {
-        _ = try await admin.query(PostgresQuery(sql: "CREATE SCHEMA \(schema)"))
+        _ = try await admin.query("CREATE SCHEMA \(unescaped: schema)")
     } catch {
         fail("CREATE SCHEMA on \(base): \(error)")
     }
@@ -491,7 +491,7 @@ func runServe() async {
         port = try await server.start()
         report("rules serve port=\(port) schema=\(schema) insert_ms=\(ms(t1 - t0)) catalog_changed_ms=\(ms(t2 - t1)) reload_ms=\(ms(t3 - t2)) workers=1")
     } catch {
-        _ = try? await admin.query(PostgresQuery(sql: "DROP SCHEMA IF EXISTS \(schema) CASCADE"))
+        _ = try? await admin.query("DROP SCHEMA IF EXISTS \(unescaped: schema) CASCADE")
         fail("serve setup: \(error)")
     }
     signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
@@ -502,7 +502,7 @@ func runServe() async {
     await server.shutdown(gracePeriod: .seconds(1))
     await pool.close()
     do {
-        _ = try await admin.query(PostgresQuery(sql: "DROP SCHEMA IF EXISTS \(schema) CASCADE"))
+        _ = try await admin.query("DROP SCHEMA IF EXISTS \(unescaped: schema) CASCADE")
     } catch {
         complain("DROP SCHEMA \(schema): \(error)")
     }
