@@ -18,7 +18,7 @@ public struct RPCRouter: Sendable {
         }
     }
 
-    private(set) var handlers: [String: Handler] = [:]
+    var handlers: [String: Handler] = [:]
 
     public init() {}
 

@@ -30,14 +30,15 @@ public final class RPCServer: Sendable {
     /// number of workers. A group passed in is left running when the server stops: its
     /// owner shuts it down after whatever else uses it.
     public init(
-        configuration: Configuration, services: [any RPCService], group: EventLoopGroup? = nil,
-        health: HealthService = HealthService(), logger: Logger = Logger(label: "stb.rpc.server")
+        configuration: Configuration, services: [any RPCService], interceptors: [any ServerInterceptor] = [],
+        group: EventLoopGroup? = nil, health: HealthService = HealthService(), logger: Logger = Logger(label: "stb.rpc.server")
     ) throws {
         self.configuration = configuration
         self.health = health
         var router = RPCRouter()
         health.register(in: &router)
         for service in services { service.register(in: &router) }
+        router = router.intercepted(by: interceptors)
         self.ownsGroup = group == nil
         self.group = try group ?? EventLoopGroup(count: max(1, configuration.workers), name: "stb-rpc")
         self.core = ServerCore(configuration: configuration, router: router, logger: logger, loops: self.group.loops)

@@ -11,6 +11,8 @@ public struct ServerContext: Sendable {
     public let peer: String
     /// When the client's deadline (`grpc-timeout`) expires; nil when it set none.
     public let deadline: ContinuousClock.Instant?
+    /// Who is calling, once an interceptor has established it; nil before.
+    public var identity: CallerIdentity?
 
     let responseMetadata: ResponseMetadata
 

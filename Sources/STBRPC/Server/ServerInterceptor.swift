@@ -1,0 +1,66 @@
+/// Cross-cutting behaviour around every call of a server (identity, authorization,
+/// metrics, logging, error mapping), written once instead of in each handler.
+///
+/// Interceptors run in the order given to the server, the first outermost. Each sees the
+/// call's path, metadata, deadline and peer in its context, and either refuses the call by
+/// throwing (an `RPCError` becomes the status), or calls `next` — the rest of the chain and
+/// the handler — possibly with a changed context (an established `identity`), and may time
+/// it or turn its errors into other statuses.
+public protocol ServerInterceptor: Sendable {
+    func intercept<Result: Sendable>(
+        context: ServerContext,
+        next: @Sendable (ServerContext) async throws -> Result
+    ) async throws -> Result
+}
+
+/// Who is calling, as an interceptor established it.
+public struct CallerIdentity: Sendable, Hashable {
+    /// A stable id (a user id, a service account).
+    public var subject: String
+    /// The name audit rows and events record.
+    public var name: String
+    /// The caller's role, empty when unknown.
+    public var role: String
+
+    public init(subject: String, name: String, role: String = "") {
+        self.subject = subject
+        self.name = name
+        self.role = role
+    }
+}
+
+extension RPCRouter {
+    /// The same methods, each running inside `interceptors` (the first outermost).
+    func intercepted(by interceptors: [any ServerInterceptor]) -> RPCRouter {
+        guard !interceptors.isEmpty else { return self }
+        var router = self
+        for (path, handler) in handlers {
+            router.handlers[path] = switch handler {
+            case .unary(let body):
+                .unary { bytes, context in try await interceptors.run(context) { try await body(bytes, $0) } }
+            case .serverStreaming(let body):
+                .serverStreaming { bytes, sink, context in try await interceptors.run(context) { try await body(bytes, sink, $0) } }
+            case .clientStreaming(let body):
+                .clientStreaming { queue, context in try await interceptors.run(context) { try await body(queue, $0) } }
+            case .bidirectionalStreaming(let body):
+                .bidirectionalStreaming { queue, sink, context in try await interceptors.run(context) { try await body(queue, sink, $0) } }
+            }
+        }
+        return router
+    }
+}
+
+extension Array where Element == any ServerInterceptor {
+    /// Runs `body` inside these interceptors, from the first.
+    func run<Result: Sendable>(_ context: ServerContext, _ body: @escaping @Sendable (ServerContext) async throws -> Result) async throws -> Result {
+        try await self[...].run(context, body)
+    }
+}
+
+extension ArraySlice where Element == any ServerInterceptor {
+    func run<Result: Sendable>(_ context: ServerContext, _ body: @escaping @Sendable (ServerContext) async throws -> Result) async throws -> Result {
+        guard let first else { return try await body(context) }
+        let rest = dropFirst()
+        return try await first.intercept(context: context) { try await rest.run($0, body) }
+    }
+}
