@@ -194,6 +194,27 @@ def test_metadata_echoed_on_error(echo, pb):
     assert ("x-echo-id", "42") in _pairs(failure.value.trailing_metadata())
 
 
+# -- strings in requests ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, details", [
+    (b"\xff\xfe", "text: not valid UTF-8"),
+    (b"\xc0\xaf", "text: not valid UTF-8"),
+    (b"\xed\xa0\x80", "text: not valid UTF-8"),
+    (b"\xf4\x90\x80\x80", "text: not valid UTF-8"),
+    (b"K\x00 DROP TABLE", "text: contains a NUL character"),
+])
+def test_bad_string_is_invalid_argument_before_the_handler(channel, text, details):
+    # Raw bytes: Python's protobuf would refuse to encode these strings itself.
+    # fail_with_code=5 would make the handler answer NOT_FOUND if it ran.
+    get = channel.unary_unary(f"{ECHO}/Get")
+    request = bytes([0x0A, len(text)]) + text + bytes([0x28, 0x05])
+    with pytest.raises(grpc.RpcError) as failure:
+        get(request, timeout=5)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure.value.details() == details
+
+
 # -- message size --------------------------------------------------------------------------
 
 
