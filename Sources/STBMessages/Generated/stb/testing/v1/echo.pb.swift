@@ -18,6 +18,9 @@ public struct Stb_Testing_V1_EchoRequest: ProtoMessage {
     public var delayMs: UInt32 = 0
     /// When non-zero, the handler fails with this gRPC status code and `text` as message.
     public var failWithCode: UInt32 = 0
+    /// When non-zero, the handler adds response metadata `x-echo-padding` of this many
+    /// bytes (at most 4 MiB), to the headers and to the trailers.
+    public var metadataPaddingBytes: UInt32 = 0
 
     /// The fully qualified proto name.
     public static var protoMessageName: String { "stb.testing.v1.EchoRequest" }
@@ -31,13 +34,15 @@ public struct Stb_Testing_V1_EchoRequest: ProtoMessage {
         payload: [UInt8] = [],
         count: UInt32 = 0,
         delayMs: UInt32 = 0,
-        failWithCode: UInt32 = 0
+        failWithCode: UInt32 = 0,
+        metadataPaddingBytes: UInt32 = 0
     ) {
         self.text = text
         self.payload = payload
         self.count = count
         self.delayMs = delayMs
         self.failWithCode = failWithCode
+        self.metadataPaddingBytes = metadataPaddingBytes
     }
 
     /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
@@ -146,6 +151,7 @@ extension Stb_Testing_V1_EchoRequest {
         self.count = m.count
         self.delayMs = m.delay_ms
         self.failWithCode = m.fail_with_code
+        self.metadataPaddingBytes = m.metadata_padding_bytes
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -161,6 +167,7 @@ extension Stb_Testing_V1_EchoRequest {
         c.pointee.count = self.count
         c.pointee.delay_ms = self.delayMs
         c.pointee.fail_with_code = self.failWithCode
+        c.pointee.metadata_padding_bytes = self.metadataPaddingBytes
         return c
     }
 }
