@@ -223,6 +223,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "STBJSONTests",
+            dependencies: ["STBJSON"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "STBRPCTests",
             dependencies: ["STBRPC", "STBEcho", "STBMessages"],
             swiftSettings: swiftSettings

@@ -4,8 +4,9 @@ import STBRPC
 /// `stb.testing.v1.Echo`: a test peer for the RPC layer.
 ///
 /// Request metadata whose key starts with `x-echo` comes back in the response headers and
-/// the trailers; `delay_ms` sleeps (cancellably); `fail_with_code` ends the call with that
-/// status and `text` as message.
+/// the trailers; `metadata_padding_bytes` adds that much `x-echo-padding` metadata to both;
+/// `delay_ms` sleeps (cancellably); `fail_with_code` ends the call with that status and
+/// `text` as message.
 public struct EchoService: RPCService {
     public typealias Request = Stb_Testing_V1_EchoRequest
     public typealias Response = Stb_Testing_V1_EchoResponse
@@ -15,12 +16,14 @@ public struct EchoService: RPCService {
     public func register(in router: inout RPCRouter) {
         router.register(Stb_Testing_V1_Echo.get, unary: { request, context in
             Self.echoMetadata(context)
+            Self.addPadding(request, context)
             try await Self.pause(request)
             try Self.failIfAsked(request)
             return Response(text: request.text, payload: request.payload)
         })
         router.register(Stb_Testing_V1_Echo.expand, serverStreaming: { request, writer, context in
             Self.echoMetadata(context)
+            Self.addPadding(request, context)
             for index in 0..<request.count {
                 try await Self.pause(request)
                 try await writer.write(Response(text: request.text, payload: request.payload, index: index))
@@ -59,6 +62,14 @@ public struct EchoService: RPCService {
         guard !echoed.isEmpty else { return }
         context.addInitialMetadata(echoed)
         context.addTrailingMetadata(echoed)
+    }
+
+    /// Metadata larger than any header budget: the RPC layer must still deliver the status.
+    private static func addPadding(_ request: Request, _ context: ServerContext) {
+        guard request.metadataPaddingBytes > 0 else { return }
+        let padding = String(repeating: "x", count: min(Int(request.metadataPaddingBytes), 4 << 20))
+        context.addInitialMetadata(Metadata(["x-echo-padding": padding]))
+        context.addTrailingMetadata(Metadata(["x-echo-padding": padding]))
     }
 
     private static func pause(_ request: Request) async throws {

@@ -285,6 +285,9 @@ private struct JSONParser {
                         code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                     }
                     guard let scalar = Unicode.Scalar(code) else { throw failure("invalid \\u escape") }
+                    // Text stored from JSON (Postgres jsonb among it) cannot hold NUL, and
+                    // a value cut short there would no longer be what the caller sent.
+                    guard code != 0 else { throw failure("\\u0000 (NUL) is not allowed in a string") }
                     scalars.append(scalar)
                 default:
                     throw failure("invalid escape")
@@ -328,9 +331,49 @@ private struct JSONParser {
     }
 }
 
-/// `text` as a JSON string literal: how messages quote keys and values.
+/// How many Unicode scalars of a value `quoted` keeps before it shortens the value.
+public let quotedValuePrefixLength = 64
+
+/// `text` as a JSON string literal: how messages quote keys and values back to callers.
+///
+/// A value longer than `quotedValuePrefixLength` Unicode scalars is shortened to its
+/// first ones, an ellipsis, and its full length in UTF-8 bytes: `"aaaa…" (100000 bytes)`.
+/// (Scalars, not characters: one character can be megabytes of combining marks.)
+/// Control characters, including DEL, C1 controls and the invisible bidirectional and
+/// line-separator marks, are written as `\uXXXX` escapes, so what a message shows is
+/// what the value holds.
 public func quoted(_ text: String) -> String {
-    var output = ""
-    JSONValue.writeString(text, to: &output)
-    return output
+    var output = "\""
+    var kept = 0
+    var shortened = false
+    for scalar in text.unicodeScalars {
+        if kept == quotedValuePrefixLength {
+            shortened = true
+            break
+        }
+        kept += 1
+        switch scalar {
+        case "\"": output += "\\\""
+        case "\\": output += "\\\\"
+        case "\n": output += "\\n"
+        case "\r": output += "\\r"
+        case "\t": output += "\\t"
+        case let scalar where isShownEscaped(scalar):
+            let hex = String(scalar.value, radix: 16, uppercase: false)
+            output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: output.unicodeScalars.append(scalar)
+        }
+    }
+    guard shortened else { return output + "\"" }
+    return output + "…\" (\(text.utf8.count) bytes)"
+}
+
+/// Controls and invisible formatting marks that would hide or reorder what a
+/// message shows: C0, DEL, C1, the bidirectional marks and overrides, U+2028/U+2029.
+private func isShownEscaped(_ scalar: Unicode.Scalar) -> Bool {
+    switch scalar.value {
+    case 0x00...0x1F, 0x7F...0x9F: true
+    case 0x200E, 0x200F, 0x2028...0x202E, 0x2066...0x2069: true
+    default: false
+    }
 }

@@ -330,7 +330,7 @@ struct CatalogTests {
                 #expect(error?.message.contains("beyond the newest change") == true)
             }
             // Not cursors at all: other spellings, overflow, the former format.
-            for text in ["garbage", "18446744073709551616:0", "1:-1", "01:1", "1.1", " 1:1", "1:1:1"] {
+            for text in ["garbage", "18446744073709551616:0", "1:-1", "01:1", "1.1", " 1:1", "1:1:1", String(repeating: "9", count: 100_000)] {
                 var request = Stb_Catalog_V1_WatchRequest()
                 request.after = text
                 await expectStatus(.invalidArgument) {

@@ -171,6 +171,42 @@ struct GRPCIOServerInteropTests {
         }
     }
 
+    @Test("a long status message from grpcio is read whole, up to what nghttp2 can decode")
+    func longStatusMessage() async throws {
+        try await withGRPCIOEchoServer { client in
+            let text = "value: " + String(repeating: "w", count: 60_000)
+            let error = await expectRPCError(.invalidArgument) {
+                _ = try await client.unary(Echo.get, request: EchoRequest(text: text, failWithCode: 3), timeout: .seconds(10))
+            }
+            #expect(error?.message == text)
+        }
+    }
+
+    @Test("header fields beyond nghttp2's 64 KiB end the call at once, and the client recovers")
+    func oversizedHeaderField() async throws {
+        // grpcio sends trailers of any size, whatever SETTINGS_MAX_HEADER_LIST_SIZE says;
+        // nghttp2 cannot decode a field over 64 KiB and ends the connection. The call
+        // must fail at once (not at its deadline) and the next call must work.
+        try await withGRPCIOEchoServer { client in
+            let requests = [
+                EchoRequest(text: String(repeating: "w", count: 100_000), failWithCode: 3),
+                EchoRequest(text: String(repeating: "w", count: 1_000_000), failWithCode: 3),
+                EchoRequest(text: "pad", metadataPaddingBytes: 100_000),
+            ]
+            for request in requests {
+                let start = ContinuousClock.now
+                do {
+                    _ = try await client.unary(Echo.get, request: request, timeout: .seconds(20))
+                    Issue.record("a 64 KiB+ header field was read: this test's premise changed")
+                } catch let error as RPCError {
+                    #expect(error.code == .unavailable || error.code == .invalidArgument, "\(error)")
+                }
+                #expect(ContinuousClock.now - start < .seconds(5))
+                #expect(try await client.unary(Echo.get, request: EchoRequest(text: "after"), timeout: .seconds(5)).text == "after")
+            }
+        }
+    }
+
     @Test("cancelling a streaming call mid-way")
     func cancellation() async throws {
         try await withGRPCIOEchoServer { client in

@@ -10,7 +10,8 @@ the repository's Protos/stb/testing/v1/echo.proto into a temporary directory, so
 server always matches the current .proto.
 
 Semantics, as the Swift EchoService:
-  Get      echoes text and payload; sleeps delay_ms; fails with fail_with_code (text as details)
+  Get      echoes text and payload; adds metadata_padding_bytes of `x-echo-padding`
+           metadata; sleeps delay_ms; fails with fail_with_code (text as details)
   Expand   sends `count` replies (text, payload, index), sleeping delay_ms before each;
            then fails with fail_with_code if set
   Collect  joins the texts of every request with a space; index = number of requests;
@@ -62,6 +63,12 @@ def make_servicer(grpc, pb2, pb2_grpc):
             context.send_initial_metadata(echoed)
             context.set_trailing_metadata(echoed)
 
+    def add_padding(request, context):
+        if request.metadata_padding_bytes:
+            padding = (("x-echo-padding", "x" * min(request.metadata_padding_bytes, 4 << 20)),)
+            context.send_initial_metadata(padding)
+            context.set_trailing_metadata(padding)
+
     def pause(request):
         if request.delay_ms:
             time.sleep(request.delay_ms / 1000.0)
@@ -73,6 +80,7 @@ def make_servicer(grpc, pb2, pb2_grpc):
     class EchoServicer(pb2_grpc.EchoServicer):
         def Get(self, request, context):
             echo_metadata(context)
+            add_padding(request, context)
             pause(request)
             fail_if_asked(request, context)
             return pb2.EchoResponse(text=request.text, payload=request.payload)

@@ -194,6 +194,65 @@ def test_metadata_echoed_on_error(echo, pb):
     assert ("x-echo-id", "42") in _pairs(failure.value.trailing_metadata())
 
 
+# -- statuses that quote huge values -------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [100_000, 1_000_000])
+def test_huge_status_message_arrives_promptly(echo_server, echo, pb, channel, size):
+    # A status message (or trailer block) over the client's header-list limit would keep
+    # the status from arriving at all: the client would wait for its deadline.
+    text = "option.key: " + "k" * size
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as failure:
+        echo.Get(pb.EchoRequest(text=text, fail_with_code=3), timeout=20)
+    assert time.monotonic() - started < 5
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = failure.value.details()
+    assert details.startswith("option.key: kkkk")
+    assert details.endswith(f"… [truncated; {len(text)} bytes in all]")
+    assert len(details.encode()) <= 2048
+    assert echo.Get(pb.EchoRequest(text="next"), timeout=5).text == "next"
+    assert_server_healthy(echo_server, channel)
+
+
+@pytest.mark.parametrize("code", [0, 9])
+def test_huge_response_metadata_is_dropped_status_arrives(echo, pb, code):
+    started = time.monotonic()
+    request = pb.EchoRequest(text="padded", fail_with_code=code, metadata_padding_bytes=100_000)
+    if code == 0:
+        reply, call = echo.Get.with_call(request, timeout=20)
+        assert reply.text == "padded"
+        assert all(key != "x-echo-padding" for key, _ in _pairs(call.initial_metadata()))
+        assert all(key != "x-echo-padding" for key, _ in _pairs(call.trailing_metadata()))
+    else:
+        with pytest.raises(grpc.RpcError) as failure:
+            echo.Get(request, timeout=20)
+        assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert failure.value.details() == "padded"
+    assert time.monotonic() - started < 5
+
+
+# -- strings in requests ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, details", [
+    (b"\xff\xfe", "text: not valid UTF-8"),
+    (b"\xc0\xaf", "text: not valid UTF-8"),
+    (b"\xed\xa0\x80", "text: not valid UTF-8"),
+    (b"\xf4\x90\x80\x80", "text: not valid UTF-8"),
+    (b"K\x00 DROP TABLE", "text: contains a NUL character"),
+])
+def test_bad_string_is_invalid_argument_before_the_handler(channel, text, details):
+    # Raw bytes: Python's protobuf would refuse to encode these strings itself.
+    # fail_with_code=5 would make the handler answer NOT_FOUND if it ran.
+    get = channel.unary_unary(f"{ECHO}/Get")
+    request = bytes([0x0A, len(text)]) + text + bytes([0x28, 0x05])
+    with pytest.raises(grpc.RpcError) as failure:
+        get(request, timeout=5)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure.value.details() == details
+
+
 # -- message size --------------------------------------------------------------------------
 
 

@@ -8,6 +8,12 @@ Debian's protoc-c 1.4.1 refuses proto3 `optional`, so instead of
 (each such field then sits in an ordinary one-field oneof, which is the same on
 the wire) and drive /usr/bin/protoc-gen-c as a plugin ourselves. The Swift glue
 reads the original descriptors, so it still knows which fields were optional.
+
+protoc-c also gets every `string` field (map keys and values and repeated ones
+included) as `bytes`, the same on the wire: protoc-c decodes strings into
+NUL-terminated `char *`, which would cut a value at its first NUL and leave
+UTF-8 unchecked. As bytes the C struct keeps the length, and the Swift glue
+accepts the text only when it is valid UTF-8 without NUL.
 """
 
 from __future__ import annotations
@@ -58,11 +64,17 @@ def load_descriptors(files: list[str]) -> descriptor_pb2.FileDescriptorSet:
     return fds
 
 
-def _clear_proto3_optional(messages) -> None:
+def _adapt_for_protoc_c(messages) -> None:
+    """Clears `proto3_optional` and turns `string` fields into `bytes` (see above)."""
     for m in messages:
         for f in m.field:
             f.ClearField("proto3_optional")
-        _clear_proto3_optional(m.nested_type)
+            if f.type == FDP.TYPE_STRING:
+                f.type = FDP.TYPE_BYTES
+        # protoc refuses `bytes` map keys; on the wire a map is a repeated entry
+        # message, which is all protoc-c makes of it either way.
+        m.options.ClearField("map_entry")
+        _adapt_for_protoc_c(m.nested_type)
 
 
 def run_protoc_c(fds: descriptor_pb2.FileDescriptorSet, to_generate: list[str]) -> dict[str, str]:
@@ -70,7 +82,7 @@ def run_protoc_c(fds: descriptor_pb2.FileDescriptorSet, to_generate: list[str]) 
     stripped = descriptor_pb2.FileDescriptorSet()
     stripped.CopyFrom(fds)
     for f in stripped.file:
-        _clear_proto3_optional(f.message_type)
+        _adapt_for_protoc_c(f.message_type)
     request = plugin_pb2.CodeGeneratorRequest()
     request.file_to_generate.extend(to_generate)
     # --include_imports already lists files dependencies-first, as plugins expect.

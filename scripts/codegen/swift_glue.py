@@ -36,9 +36,20 @@ class ValueType:
     c_element: str  # Swift spelling of the C type that holds it in an array
     is_message: bool
     message: MessageInfo | None = None
+    # Whether decoding can fail (strings that are not valid UTF-8, or messages
+    # holding such strings); such expressions need `try`.
+    throws: bool = False
 
     def decode(self, expr: str) -> str:
         """Swift expression turning C value `expr` into the Swift value."""
+        raise NotImplementedError
+
+    def decode_field(self, expr: str, field: str) -> str:
+        """Like `decode`, for the value of field `field`: a failure names it."""
+        return self.decode(expr)
+
+    def element_decoder(self) -> str:
+        """A Swift function turning one C array element into the Swift value."""
         raise NotImplementedError
 
     def encode(self, expr: str) -> str:
@@ -63,11 +74,19 @@ class _Bool(ValueType):
 
 
 class _String(ValueType):
+    # protoc-c gets `string` fields as `bytes` (see gen_messages.py), so the C side
+    # holds a length and the glue, not strlen, decides what the text is.
     def decode(self, expr: str) -> str:
         return f"_protoString({expr})"
 
+    def decode_field(self, expr: str, field: str) -> str:
+        return f'_protoString({expr}, field: "{field}")'
+
+    def element_decoder(self) -> str:
+        return "_protoString"
+
     def encode(self, expr: str) -> str:
-        return f"arena.cString({expr})"
+        return f"arena.utf8({expr})"
 
 
 class _Bytes(ValueType):
@@ -89,10 +108,13 @@ class _Enum(ValueType):
 
 
 class _Message(ValueType):
-    def decode(self, expr: str) -> str:
+    def decode_field(self, expr: str, field: str) -> str:
         # protobuf-c never leaves these NULL after a successful unpack; the
         # fallback only keeps a corrupt graph from crashing the process.
-        return f"{expr}.map {{ {self.swift}(_c: $0) }} ?? {self.swift}()"
+        return f'_protoMessage({expr}, field: "{field}", {self.swift}.init(_c:)) ?? {self.swift}()'
+
+    def element_decoder(self) -> str:
+        return f"{self.swift}.init(_c:)"
 
     def encode(self, expr: str) -> str:
         return f"{expr}._makeC(&arena)"
@@ -124,7 +146,7 @@ class SwiftEmitter:
         if fd.type == FDP.TYPE_BOOL:
             return _Bool("Bool", "false", "Int32", False)
         if fd.type == FDP.TYPE_STRING:
-            return _String("String", '""', "UnsafeMutablePointer<CChar>?", False)
+            return _String("String", '""', "ProtobufCBinaryData", False, throws=True)
         if fd.type == FDP.TYPE_BYTES:
             return _Bytes("[UInt8]", "[]", "ProtobufCBinaryData", False)
         if fd.type == FDP.TYPE_ENUM:
@@ -132,7 +154,7 @@ class SwiftEmitter:
             return _Enum(e.swift_name, f".{e.zero_case}", e.c_type, False)
         if fd.type == FDP.TYPE_MESSAGE:
             m = self.model.messages[fd.type_name]
-            return _Message(m.swift_name, f"{m.swift_name}()", f"UnsafeMutablePointer<{m.c_type}>?", True, m)
+            return _Message(m.swift_name, f"{m.swift_name}()", f"UnsafeMutablePointer<{m.c_type}>?", True, m, throws=True)
         raise GeneratorError(f"field {fd.name}: unsupported type {fd.type}")
 
     def map_entry(self, fd) -> MessageInfo | None:
@@ -337,14 +359,15 @@ class SwiftEmitter:
         i2 = ind + "    "
         c, p = msg.c_type, msg.c_prefix
         data = "bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)"
-        out = [f"{ind}/// Decodes wire bytes through protobuf-c; throws on malformed input."]
+        out = [f"{ind}/// Decodes wire bytes through protobuf-c; throws on malformed input and on a"]
+        out.append(f"{ind}/// string field that is not valid UTF-8 or contains a NUL character.")
         out.append(f"{ind}public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {{")
         if msg.top_level:
             out.append(f"{i2}guard let c = {p}__unpack(nil, bytes.count, {data}) else {{")
             out.append(f"{i2}    throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)")
             out.append(f"{i2}}}")
             out.append(f"{i2}defer {{ {p}__free_unpacked(c, nil) }}")
-            out.append(f"{i2}self.init(_c: c)")
+            out.append(f"{i2}self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))")
         else:
             # protoc-c emits pack/unpack only for top-level messages; nested ones
             # go through the generic calls with the descriptor `__init` installs.
@@ -353,7 +376,8 @@ class SwiftEmitter:
             out.append(f"{i2}    throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)")
             out.append(f"{i2}}}")
             out.append(f"{i2}defer {{ protobuf_c_message_free_unpacked(base, nil) }}")
-            out.append(f"{i2}self.init(_c: UnsafeRawPointer(base).assumingMemoryBound(to: {c}.self))")
+            out.append(f"{i2}let c = UnsafeRawPointer(base).assumingMemoryBound(to: {c}.self)")
+            out.append(f"{i2}self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))")
         out.append(f"{ind}}}")
         out.append("")
         out.append(f"{ind}/// Appends the wire encoding to `buffer`, packing straight into its storage.")
@@ -376,8 +400,9 @@ class SwiftEmitter:
     def emit_bridge(self, msg: MessageInfo) -> list[str]:
         c = msg.c_type
         out = [f"extension {msg.swift_name} {{"]
-        out.append("    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.")
-        out.append(f"    internal init(_c c: UnsafePointer<{c}>) {{")
+        out.append("    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws")
+        out.append("    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.")
+        out.append(f"    internal init(_c c: UnsafePointer<{c}>) throws(_ProtoFieldError) {{")
         decode = self._decode_body(msg)
         if decode:
             out.append("        let m = c.pointee")
@@ -397,6 +422,10 @@ class SwiftEmitter:
     def _decode_body(self, msg: MessageInfo) -> list[str]:
         out: list[str] = []
         d = msg.descriptor
+
+        def tried(vt: ValueType) -> str:
+            return "try " if vt.throws else ""
+
         for member in self.members(msg):
             if member[0] == "oneof":
                 _, idx, fields = member
@@ -405,8 +434,9 @@ class SwiftEmitter:
                 out.append(f"switch m.{case_member}.rawValue {{")
                 for fd in fields:
                     vt = self.value_type(fd)
-                    out.append(f"case {fd.number}: self.{prop} = .{naming.unquoted(naming.swift_field_name(fd.name))}"
-                               f"({vt.decode('m.' + naming.c_member_name(fd.name))})")
+                    value = vt.decode_field("m." + naming.c_member_name(fd.name), fd.name)
+                    out.append(f"case {fd.number}: self.{prop} = {tried(vt)}"
+                               f".{naming.unquoted(naming.swift_field_name(fd.name))}({value})")
                 out.append(f"default: self.{prop} = nil")
                 out.append("}")
                 continue
@@ -415,10 +445,17 @@ class SwiftEmitter:
             cm = "m." + naming.c_member_name(fd.name)
             entry = self.map_entry(fd)
             if entry is not None:
-                key = self.value_type(entry.descriptor.field[0])
-                value = self.value_type(entry.descriptor.field[1])
-                out.append(f"self.{name} = _protoDictionary({cm}, m.n_{naming.c_member_name(fd.name)}) {{ e in")
-                out.append(f"    ({key.decode('e.key')}, {value.decode('e.value')})")
+                key_fd, value_fd = entry.descriptor.field[0], entry.descriptor.field[1]
+                key = self.value_type(key_fd)
+                value = self.value_type(value_fd)
+                # A map is a repeated entry message on the wire, so a bad key or
+                # value is named like one: `labels[2].key`.
+                pair = (f"({key.decode_field('e.key', key_fd.name)}, "
+                        f"{value.decode_field('e.value', value_fd.name)})")
+                either = "try " if key.throws or value.throws else ""
+                out.append(f'self.{name} = try _protoDictionary({cm}, m.n_{naming.c_member_name(fd.name)}, '
+                           f'field: "{fd.name}") {{ (e) throws(_ProtoFieldError) in')
+                out.append(f"    {either}{pair}")
                 out.append("}")
                 continue
             vt = self.value_type(fd)
@@ -426,15 +463,22 @@ class SwiftEmitter:
                 count = f"m.n_{naming.c_member_name(fd.name)}"
                 if isinstance(vt, _Plain):
                     out.append(f"self.{name} = _protoArray({cm}, {count})")
+                elif isinstance(vt, _Message):
+                    out.append(f'self.{name} = try _protoMessages({cm}, {count}, field: "{fd.name}", '
+                               f"{vt.element_decoder()})")
+                elif vt.throws:
+                    out.append(f'self.{name} = try _protoArray({cm}, {count}, field: "{fd.name}", '
+                               f"{vt.element_decoder()})")
                 else:
                     out.append(f"self.{name} = _protoArray({cm}, {count}) {{ {vt.decode('$0')} }}")
             elif fd.proto3_optional:
                 case_member = naming.c_oneof_case_member(d.oneof_decl[fd.oneof_index].name)
-                out.append(f"self.{name} = m.{case_member}.rawValue == {fd.number} ? {vt.decode(cm)} : nil")
+                out.append(f"self.{name} = {tried(vt)}m.{case_member}.rawValue == {fd.number} "
+                           f"? {vt.decode_field(cm, fd.name)} : nil")
             elif vt.is_message:
-                out.append(f"self.{name} = {cm}.map {{ {vt.swift}(_c: $0) }}")
+                out.append(f'self.{name} = try _protoMessage({cm}, field: "{fd.name}", {vt.element_decoder()})')
             else:
-                out.append(f"self.{name} = {vt.decode(cm)}")
+                out.append(f"self.{name} = {tried(vt)}{vt.decode_field(cm, fd.name)}")
         return out
 
     def _encode_body(self, msg: MessageInfo) -> list[str]:

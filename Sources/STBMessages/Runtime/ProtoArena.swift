@@ -82,20 +82,17 @@ internal struct ProtoArena: ~Copyable {
         return target
     }
 
-    /// A NUL-terminated copy of `string` (or a shared empty string).
-    ///
-    /// protobuf-c measures strings with strlen, so text after an embedded NUL
-    /// is not sent; protobuf-c's decoder has the same limit.
-    mutating func cString(_ string: String) -> UnsafeMutablePointer<CChar> {
+    /// A copy of `string`'s UTF-8 as protobuf-c's length + pointer pair: the C
+    /// side sees proto `string` fields as `bytes`, so every byte is sent, a NUL too.
+    mutating func utf8(_ string: String) -> ProtobufCBinaryData {
         if string.isEmpty {
-            return _protoEmptyCString
+            return ProtobufCBinaryData(len: 0, data: nil)
         }
         var string = string
         return string.withUTF8 { utf8 in
-            let target = allocate(CChar.self, count: utf8.count + 1)
-            UnsafeMutableRawPointer(target).copyMemory(from: utf8.baseAddress!, byteCount: utf8.count)
-            target[utf8.count] = 0
-            return target
+            let target = allocate(UInt8.self, count: utf8.count)
+            target.initialize(from: utf8.baseAddress!, count: utf8.count)
+            return ProtobufCBinaryData(len: utf8.count, data: target)
         }
     }
 
@@ -107,11 +104,3 @@ internal struct ProtoArena: ~Copyable {
         return ProtobufCBinaryData(len: bytes.count, data: copy(bytes))
     }
 }
-
-/// The string every empty field points at; protobuf-c only reads it.
-/// It is never written or freed, which is what makes the unchecked sharing safe.
-nonisolated(unsafe) internal let _protoEmptyCString: UnsafeMutablePointer<CChar> = {
-    let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
-    pointer.initialize(to: 0)
-    return pointer
-}()

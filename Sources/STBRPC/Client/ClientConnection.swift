@@ -7,6 +7,9 @@ import STBEventLoop
 final class ClientConnection: HTTP2Connection {
     /// Request bytes queued per call above which `send` waits.
     static let maxQueuedRequestBytes = 256 * 1024
+    /// SETTINGS_MAX_HEADER_LIST_SIZE we announce: a response header block (or trailers)
+    /// of at most this many bytes, Σ(name + value + 32).
+    static let maxHeaderListSize = 16 * 1024
 
     private let authority: String
     private var calls: [Int32: ClientCall] = [:]
@@ -33,6 +36,11 @@ final class ClientConnection: HTTP2Connection {
         var entries = [
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: 1 << 20),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES.rawValue), value: 1),
+            // Servers that honour it (grpcio does) keep their headers and trailers within
+            // this, instead of sending a field larger than nghttp2 accepts, which would
+            // end the connection (COMPRESSION_ERROR) and with it every call on it.
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: UInt32(Self.maxHeaderListSize)),
         ]
         nghttp2_submit_settings(newSession, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count)
         nghttp2_session_set_local_window_size(newSession, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, 16 << 20)
@@ -122,7 +130,8 @@ final class ClientConnection: HTTP2Connection {
         value: UnsafePointer<UInt8>, valueLength: Int
     ) -> Int32 {
         guard let call = calls[frame.pointee.hd.stream_id] else { return 0 }
-        let isTrailers = call.receivedHeaders
+        // A Trailers-Only response (HEADERS with END_STREAM) carries trailers, not headers.
+        let isTrailers = call.receivedHeaders || frame.pointee.hd.flags & FrameFlag.endStream != 0
         if bytesEqual(name, nameLength, ":status") {
             call.httpStatus = Int(makeString(value, valueLength))
         } else if bytesEqual(name, nameLength, "grpc-status") {

@@ -29,19 +29,26 @@ public struct RPCWriter<Message: ProtoMessage>: Sendable {
 public struct RPCMessageStream<Message: ProtoMessage>: AsyncSequence, Sendable {
     public typealias Element = Message
     let queue: MessageQueue
+    /// A server's request stream: a message the client got wrong is its fault
+    /// (INVALID_ARGUMENT), where a bad response on a client's stream is not.
+    var carriesRequests = false
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let queue: MessageQueue
+        let carriesRequests: Bool
 
         public mutating func next() async throws -> Message? {
             guard let bytes = try await queue.next() else { return nil }
             do {
                 return try Message(serializedBytes: bytes)
             } catch {
+                if carriesRequests { throw RPCError(decodingRequest: error) }
                 throw RPCError(code: .internal, message: "could not decode \(Message.protoMessageName)")
             }
         }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: queue) }
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(queue: queue, carriesRequests: carriesRequests)
+    }
 }

@@ -51,7 +51,7 @@ public struct RPCRouter: Sendable {
     ) {
         precondition(method.kind == .clientStreaming, "\(method.path) is not a client-streaming method")
         handlers[method.path] = .clientStreaming { queue, context in
-            try await handler(RPCMessageStream(queue: queue), context).serializedBytes()
+            try await handler(RPCMessageStream(queue: queue, carriesRequests: true), context).serializedBytes()
         }
     }
 
@@ -61,7 +61,7 @@ public struct RPCRouter: Sendable {
     ) {
         precondition(method.kind == .bidirectionalStreaming, "\(method.path) is not a bidirectional method")
         handlers[method.path] = .bidirectionalStreaming { queue, sink, context in
-            try await handler(RPCMessageStream(queue: queue), RPCWriter(sink: sink), context)
+            try await handler(RPCMessageStream(queue: queue, carriesRequests: true), RPCWriter(sink: sink), context)
         }
     }
 
@@ -74,10 +74,25 @@ public protocol RPCService: Sendable {
     func register(in router: inout RPCRouter)
 }
 
+/// The request of a unary or server-streaming call, decoded before its handler runs.
 private func decode<Message: ProtoMessage>(_ type: Message.Type, _ bytes: [UInt8]) throws -> Message {
     do {
         return try Message(serializedBytes: bytes)
     } catch {
-        throw RPCError(code: .internal, message: "could not decode the request as \(Message.protoMessageName)")
+        throw RPCError(decodingRequest: error)
+    }
+}
+
+extension RPCError {
+    /// The status for a request message that did not decode: a string field that is not
+    /// valid UTF-8 or holds a NUL is the caller's mistake, named by its field path
+    /// (INVALID_ARGUMENT); bytes that are not protobuf at all are INTERNAL, as in gRPC.
+    init(decodingRequest error: ProtoDecodingError) {
+        switch error.code {
+        case .invalidUTF8, .nulCharacter:
+            self.init(code: .invalidArgument, message: error.description)
+        default:
+            self.init(code: .internal, message: "could not decode the request as \(error.messageName)")
+        }
     }
 }

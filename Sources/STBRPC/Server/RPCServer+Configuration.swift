@@ -18,6 +18,13 @@ extension RPCServer {
         public var maxHeaderListSize = 16 * 1024
         /// Header fields allowed per request.
         public var maxHeaderFields = 100
+        /// Budget of each response header block we send (headers, trailers), Σ(name + value
+        /// + 32), lowered to the client's SETTINGS_MAX_HEADER_LIST_SIZE when that is
+        /// smaller. Well under common clients' limits (grpcio: 8 KiB), so a status always
+        /// arrives: custom metadata that does not fit is dropped (and logged), never the status.
+        public var maxResponseHeaderListSize = 4 * 1024
+        /// Longest `grpc-message` we send, percent-encoded; longer messages are cut with a mark.
+        public var maxStatusMessageBytes = 2 * 1024
         /// SETTINGS_INITIAL_WINDOW_SIZE: how much a client may send per stream before we read it.
         public var initialStreamWindow = 1 << 20
         /// Connection-level receive window.

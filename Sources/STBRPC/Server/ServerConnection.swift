@@ -355,28 +355,86 @@ final class ServerConnection: HTTP2Connection {
 
     // MARK: - Responses
 
+    /// The budget for one response header block: ours, or the client's advertised
+    /// SETTINGS_MAX_HEADER_LIST_SIZE when smaller (unset reads as unlimited).
+    private func newHeaderBudget() -> HeaderBudget {
+        var limit = config.maxResponseHeaderListSize
+        if let session {
+            let peer = nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE)
+            limit = min(limit, Int(peer))
+        }
+        return HeaderBudget(limit: limit)
+    }
+
+    private func addResponseStart(into block: inout HeaderBlock, budget: inout HeaderBudget) {
+        for (name, value) in [(":status", "200"), ("content-type", "application/grpc")] {
+            block.add(name, value)
+            budget.charge(name, value)
+        }
+    }
+
+    /// The handler's initial metadata, taken once: it goes with the first header block.
+    private func takeInitialMetadata(_ stream: ServerStream) -> Metadata {
+        guard let call = stream.call else { return Metadata() }
+        return call.context.responseMetadata.state.withLock { state in
+            defer { state.initial = Metadata() }
+            return state.initial
+        }
+    }
+
     private func responseHeaders(_ stream: ServerStream) -> HeaderBlock {
         var block = HeaderBlock(capacity: 4)
-        block.add(":status", "200")
-        block.add("content-type", "application/grpc")
-        if let call = stream.call {
-            let initial = call.context.responseMetadata.state.withLock { state in
-                defer { state.initial = Metadata() }
-                return state.initial
-            }
-            block.add(contentsOf: initial.headerFields())
-        }
+        var budget = newHeaderBudget()
+        addResponseStart(into: &block, budget: &budget)
+        addMetadata(takeInitialMetadata(stream), of: stream, into: &block, budget: &budget)
         return block
     }
 
-    private func statusFields(_ stream: ServerStream, _ status: RPCError, into block: inout HeaderBlock) {
-        block.add("grpc-status", String(status.code.rawValue))
-        if !status.message.isEmpty { block.add("grpc-message", StatusMessage.encode(status.message)) }
-        if stream.advertiseEncodings { block.add("grpc-accept-encoding", "identity") }
-        block.add(contentsOf: status.metadata.headerFields())
+    /// The status fields and the trailing metadata. The status code always goes; the
+    /// message is cut to what the budget leaves; metadata goes only where it fits.
+    private func statusFields(_ stream: ServerStream, _ status: RPCError, into block: inout HeaderBlock, budget: inout HeaderBudget) {
+        let code = String(status.code.rawValue)
+        block.add("grpc-status", code)
+        budget.charge("grpc-status", code)
+        if stream.advertiseEncodings {
+            block.add("grpc-accept-encoding", "identity")
+            budget.charge("grpc-accept-encoding", "identity")
+        }
+        if !status.message.isEmpty {
+            let room = min(config.maxStatusMessageBytes, budget.valueRoom(forName: "grpc-message"))
+            let message = StatusMessage.encode(status.message, limit: room)
+            if message.utf8.count < status.message.utf8.count {
+                server.logger.debug(
+                    "status message shortened to fit the header budget",
+                    metadata: ["path": "\(stream.path ?? "")", "bytes": "\(status.message.utf8.count)"])
+            }
+            if !message.isEmpty {
+                block.add("grpc-message", message)
+                budget.charge("grpc-message", message)
+            }
+        }
+        var trailing = status.metadata
         if let call = stream.call {
-            let trailing = call.context.responseMetadata.state.withLock { $0.trailing }
-            block.add(contentsOf: trailing.headerFields())
+            trailing.add(contentsOf: call.context.responseMetadata.state.withLock { $0.trailing })
+        }
+        addMetadata(trailing, of: stream, into: &block, budget: &budget)
+    }
+
+    /// Adds each metadata field that fits; the rest are dropped and logged, since a
+    /// header block over the client's limit would cost the whole call its status.
+    private func addMetadata(_ metadata: Metadata, of stream: ServerStream, into block: inout HeaderBlock, budget: inout HeaderBudget) {
+        var dropped: [String] = []
+        for (name, value) in metadata.headerFields() {
+            if budget.take(name, value) {
+                block.add(name, value)
+            } else {
+                dropped.append("\(name) (\(value.utf8.count) bytes)")
+            }
+        }
+        if !dropped.isEmpty {
+            server.logger.warning(
+                "response metadata dropped: over the header budget",
+                metadata: ["path": "\(stream.path ?? "")", "fields": "\(dropped.joined(separator: ", "))"])
         }
     }
 
@@ -418,16 +476,32 @@ final class ServerConnection: HTTP2Connection {
         stream.deadlineTimer?.cancel()
         releaseUnstartedSlot(stream)
         if !stream.responseStarted && stream.pendingOutbound == 0 {
-            var block = responseHeaders(stream)
-            statusFields(stream, status, into: &block)
-            _ = block.withNameValues { nghttp2_submit_response(session, stream.id, $0, $1, nil) }
+            // Trailers-Only: one block, in which the status comes before any metadata.
+            var block = HeaderBlock(capacity: 4)
+            var budget = newHeaderBudget()
+            addResponseStart(into: &block, budget: &budget)
+            let initial = takeInitialMetadata(stream)
+            statusFields(stream, status, into: &block, budget: &budget)
+            addMetadata(initial, of: stream, into: &block, budget: &budget)
+            let result = block.withNameValues { nghttp2_submit_response(session, stream.id, $0, $1, nil) }
+            if result != 0 { statusNotSubmitted(stream, result) }
         } else {
             var trailers = HeaderBlock(capacity: 2)
-            statusFields(stream, status, into: &trailers)
+            var budget = newHeaderBudget()
+            statusFields(stream, status, into: &trailers, budget: &budget)
             stream.trailers = trailers
             startOrResumeBody(stream, session)
         }
         loop.scheduleFlush(self)
+    }
+
+    /// The library refused the status block (the stream is already closing, or out of
+    /// memory): reset the stream, so the client learns at once instead of at its deadline.
+    private func statusNotSubmitted(_ stream: ServerStream, _ result: Int32) {
+        server.logger.warning(
+            "could not submit a call's status",
+            metadata: ["path": "\(stream.path ?? "")", "error": "\(LibError.describe(Int(result)))"])
+        reset(stream, code: H2Error.internalError)
     }
 
     /// Fails a call from the connection's side (limits, bad requests): status, then cancel.
@@ -471,7 +545,8 @@ final class ServerConnection: HTTP2Connection {
             if var trailers = stream.trailers, let session {
                 stream.trailers = nil
                 flags.pointee |= DataFlag.eof | DataFlag.noEndStream
-                _ = trailers.withNameValues { nghttp2_submit_trailer(session, streamID, $0, $1) }
+                let result = trailers.withNameValues { nghttp2_submit_trailer(session, streamID, $0, $1) }
+                if result != 0 { statusNotSubmitted(stream, result) }
             } else if count == 0 {
                 stream.outbound.isDeferred = true
                 return LibError.deferred

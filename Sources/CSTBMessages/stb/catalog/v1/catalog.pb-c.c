@@ -1870,11 +1870,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__module__field_descriptor
     "key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Module, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1882,11 +1882,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__module__field_descriptor
     "name",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Module, name),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1894,11 +1894,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__module__field_descriptor
     "description",
     4,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Module, description),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1918,11 +1918,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__module__field_descriptor
     "initial_state",
     6,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Module, initial_state),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1930,11 +1930,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__module__field_descriptor
     "meta_json",
     7,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Module, meta_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2012,11 +2012,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__group__field_descriptors
     "module_key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Group, module_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2024,11 +2024,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__group__field_descriptors
     "key",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Group, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2036,11 +2036,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__group__field_descriptors
     "name",
     4,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Group, name),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2048,11 +2048,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__group__field_descriptors
     "description",
     5,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Group, description),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2072,11 +2072,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__group__field_descriptors
     "meta_json",
     7,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Group, meta_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2154,11 +2154,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__option__field_descriptor
     "module_key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Option, module_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2166,11 +2166,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__option__field_descriptor
     "group_key",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Option, group_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2178,11 +2178,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__option__field_descriptor
     "key",
     4,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Option, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2190,11 +2190,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__option__field_descriptor
     "name",
     5,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Option, name),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2202,11 +2202,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__option__field_descriptor
     "description",
     6,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Option, description),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2226,11 +2226,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__option__field_descriptor
     "default_value",
     8,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Option, default_value),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2262,11 +2262,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__option__field_descriptor
     "meta_json",
     11,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Option, meta_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2348,11 +2348,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__state__field_descriptors
     "module_key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__State, module_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2360,11 +2360,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__state__field_descriptors
     "name",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__State, name),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2372,11 +2372,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__state__field_descriptors
     "meta_json",
     4,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__State, meta_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2438,11 +2438,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__transition__field_descri
     "module_key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Transition, module_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2450,11 +2450,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__transition__field_descri
     "from_state",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Transition, from_state),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2462,11 +2462,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__transition__field_descri
     "event",
     4,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Transition, event),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2474,11 +2474,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__transition__field_descri
     "to_state",
     5,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Transition, to_state),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2486,11 +2486,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__transition__field_descri
     "condition_json",
     6,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Transition, condition_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2498,11 +2498,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__transition__field_descri
     "meta_json",
     7,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__Transition, meta_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2580,11 +2580,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__module_ref__field_descri
     "key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__ModuleRef, ref_case),
     offsetof(Stb__Catalog__V1__ModuleRef, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2631,11 +2631,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__group_ref__field_descrip
     "module_key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__GroupRef, module_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2643,11 +2643,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__group_ref__field_descrip
     "key",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__GroupRef, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2695,11 +2695,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__option_ref__field_descri
     "key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__OptionRef, ref_case),
     offsetof(Stb__Catalog__V1__OptionRef, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2746,11 +2746,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__state_ref__field_descrip
     "module_key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__StateRef, module_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2758,11 +2758,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__state_ref__field_descrip
     "name",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__StateRef, name),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2810,11 +2810,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__transition_ref__field_de
     "module_key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__TransitionRef, module_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2822,11 +2822,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__transition_ref__field_de
     "from_state",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__TransitionRef, from_state),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2834,11 +2834,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__transition_ref__field_de
     "event",
     4,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__TransitionRef, event),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3154,11 +3154,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__list_groups_request__fie
     "module_key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__ListGroupsRequest, module_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3256,11 +3256,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__list_options_request__fi
     "module_key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__ListOptionsRequest, module_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3268,11 +3268,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__list_options_request__fi
     "group_key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__ListOptionsRequest, group_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3371,11 +3371,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__list_states_request__fie
     "module_key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__ListStatesRequest, module_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3447,11 +3447,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__list_transitions_request
     "module_key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__ListTransitionsRequest, module_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3535,11 +3535,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_module_request__f
     "name",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateModuleRequest, _name_case),
     offsetof(Stb__Catalog__V1__UpdateModuleRequest, name),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3547,11 +3547,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_module_request__f
     "description",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateModuleRequest, _description_case),
     offsetof(Stb__Catalog__V1__UpdateModuleRequest, description),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3571,11 +3571,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_module_request__f
     "initial_state",
     5,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateModuleRequest, _initial_state_case),
     offsetof(Stb__Catalog__V1__UpdateModuleRequest, initial_state),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3583,11 +3583,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_module_request__f
     "meta_json",
     6,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateModuleRequest, _meta_json_case),
     offsetof(Stb__Catalog__V1__UpdateModuleRequest, meta_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3638,11 +3638,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_group_request__fi
     "name",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateGroupRequest, _name_case),
     offsetof(Stb__Catalog__V1__UpdateGroupRequest, name),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3650,11 +3650,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_group_request__fi
     "description",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateGroupRequest, _description_case),
     offsetof(Stb__Catalog__V1__UpdateGroupRequest, description),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3674,11 +3674,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_group_request__fi
     "meta_json",
     5,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateGroupRequest, _meta_json_case),
     offsetof(Stb__Catalog__V1__UpdateGroupRequest, meta_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3728,11 +3728,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_option_request__f
     "name",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateOptionRequest, _name_case),
     offsetof(Stb__Catalog__V1__UpdateOptionRequest, name),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3740,11 +3740,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_option_request__f
     "description",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateOptionRequest, _description_case),
     offsetof(Stb__Catalog__V1__UpdateOptionRequest, description),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3764,11 +3764,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_option_request__f
     "default_value",
     5,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateOptionRequest, _default_value_case),
     offsetof(Stb__Catalog__V1__UpdateOptionRequest, default_value),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3800,11 +3800,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_option_request__f
     "meta_json",
     8,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateOptionRequest, _meta_json_case),
     offsetof(Stb__Catalog__V1__UpdateOptionRequest, meta_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3812,11 +3812,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_option_request__f
     "module_key",
     9,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateOptionRequest, _module_key_case),
     offsetof(Stb__Catalog__V1__UpdateOptionRequest, module_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3824,11 +3824,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_option_request__f
     "group_key",
     10,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateOptionRequest, _group_key_case),
     offsetof(Stb__Catalog__V1__UpdateOptionRequest, group_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3883,11 +3883,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_state_request__fi
     "meta_json",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateStateRequest, _meta_json_case),
     offsetof(Stb__Catalog__V1__UpdateStateRequest, meta_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3934,11 +3934,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_transition_reques
     "to_state",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateTransitionRequest, _to_state_case),
     offsetof(Stb__Catalog__V1__UpdateTransitionRequest, to_state),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3946,11 +3946,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_transition_reques
     "condition_json",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateTransitionRequest, _condition_json_case),
     offsetof(Stb__Catalog__V1__UpdateTransitionRequest, condition_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3958,11 +3958,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__update_transition_reques
     "meta_json",
     4,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__UpdateTransitionRequest, _meta_json_case),
     offsetof(Stb__Catalog__V1__UpdateTransitionRequest, meta_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3999,11 +3999,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__get_config_request__fiel
     "module_keys",
     1,
     PROTOBUF_C_LABEL_REPEATED,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Catalog__V1__GetConfigRequest, n_module_keys),
     offsetof(Stb__Catalog__V1__GetConfigRequest, module_keys),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -4074,11 +4074,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__get_config_response__fie
     "cursor",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__GetConfigResponse, cursor),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -4255,11 +4255,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__import_seed_request__fie
     "document_json",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__ImportSeedRequest, document_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -4291,11 +4291,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__import_seed_request__fie
     "file_name",
     4,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__ImportSeedRequest, file_name),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -4332,11 +4332,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__plan_item__field_descrip
     "entity",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__PlanItem, entity),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -4344,11 +4344,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__plan_item__field_descrip
     "key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__PlanItem, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -4537,11 +4537,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__watch_request__field_des
     "after",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__WatchRequest, after),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -4575,11 +4575,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__change_event__field_desc
     "cursor",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__ChangeEvent, cursor),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -4587,11 +4587,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__change_event__field_desc
     "entity",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__ChangeEvent, entity),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -4599,11 +4599,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__change_event__field_desc
     "key",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__ChangeEvent, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -4635,11 +4635,11 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__change_event__field_desc
     "actor",
     6,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Catalog__V1__ChangeEvent, actor),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },

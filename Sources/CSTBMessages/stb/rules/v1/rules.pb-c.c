@@ -1342,11 +1342,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__rule__field_descriptors[10
     "key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__Rule, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1354,11 +1354,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__rule__field_descriptors[10
     "subject",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__Rule, subject),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1378,11 +1378,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__rule__field_descriptors[10
     "payload_json",
     5,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__Rule, payload_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1402,11 +1402,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__rule__field_descriptors[10
     "message",
     7,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__Rule, message),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1497,11 +1497,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__rule_ref__field_descriptor
     "key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Rules__V1__RuleRef, ref_case),
     offsetof(Stb__Rules__V1__RuleRef, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1574,11 +1574,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__list_rules_request__field_
     "subject",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__ListRulesRequest, subject),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1688,11 +1688,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__update_rule_request__field
     "subject",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Rules__V1__UpdateRuleRequest, _subject_case),
     offsetof(Stb__Rules__V1__UpdateRuleRequest, subject),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1712,11 +1712,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__update_rule_request__field
     "payload_json",
     4,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Rules__V1__UpdateRuleRequest, _payload_json_case),
     offsetof(Stb__Rules__V1__UpdateRuleRequest, payload_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1736,11 +1736,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__update_rule_request__field
     "message",
     6,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Rules__V1__UpdateRuleRequest, _message_case),
     offsetof(Stb__Rules__V1__UpdateRuleRequest, message),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1792,11 +1792,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__import_rules_request__fiel
     "document_json",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__ImportRulesRequest, document_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1828,11 +1828,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__import_rules_request__fiel
     "file_name",
     4,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__ImportRulesRequest, file_name),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1869,11 +1869,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__import_rules_response__fie
     "created",
     1,
     PROTOBUF_C_LABEL_REPEATED,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Rules__V1__ImportRulesResponse, n_created),
     offsetof(Stb__Rules__V1__ImportRulesResponse, created),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1881,11 +1881,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__import_rules_response__fie
     "updated",
     2,
     PROTOBUF_C_LABEL_REPEATED,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Rules__V1__ImportRulesResponse, n_updated),
     offsetof(Stb__Rules__V1__ImportRulesResponse, updated),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1893,11 +1893,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__import_rules_response__fie
     "deleted",
     3,
     PROTOBUF_C_LABEL_REPEATED,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Rules__V1__ImportRulesResponse, n_deleted),
     offsetof(Stb__Rules__V1__ImportRulesResponse, deleted),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1972,11 +1972,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__option_choice__field_descr
     "key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__OptionChoice, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1996,11 +1996,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__option_choice__field_descr
     "value_json",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Rules__V1__OptionChoice, _value_json_case),
     offsetof(Stb__Rules__V1__OptionChoice, value_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2074,11 +2074,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__reference__field_descripto
     "option_key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__Reference, option_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2098,11 +2098,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__reference__field_descripto
     "value_json",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__Reference, value_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2138,11 +2138,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__violation__field_descripto
     "rule_key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__Violation, rule_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2174,11 +2174,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__violation__field_descripto
     "message",
     4,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__Violation, message),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2198,11 +2198,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__violation__field_descripto
     "explanation",
     6,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__Violation, explanation),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2241,11 +2241,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__closure_conflict__field_de
     "rule_key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__ClosureConflict, rule_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2253,11 +2253,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__closure_conflict__field_de
     "chain",
     2,
     PROTOBUF_C_LABEL_REPEATED,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Rules__V1__ClosureConflict, n_chain),
     offsetof(Stb__Rules__V1__ClosureConflict, chain),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2265,11 +2265,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__closure_conflict__field_de
     "explanation",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__ClosureConflict, explanation),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2329,11 +2329,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__evaluate_response__field_d
     "closure",
     3,
     PROTOBUF_C_LABEL_REPEATED,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Rules__V1__EvaluateResponse, n_closure),
     offsetof(Stb__Rules__V1__EvaluateResponse, closure),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2413,11 +2413,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__cycle__field_descriptors[1
     "chain",
     1,
     PROTOBUF_C_LABEL_REPEATED,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Rules__V1__Cycle, n_chain),
     offsetof(Stb__Rules__V1__Cycle, chain),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2451,11 +2451,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__dead_option__field_descrip
     "option_key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__DeadOption, option_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2463,11 +2463,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__dead_option__field_descrip
     "reason",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__DeadOption, reason),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2502,11 +2502,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__unknown_reference__field_d
     "rule_key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__UnknownReference, rule_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2514,11 +2514,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__unknown_reference__field_d
     "option_key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__UnknownReference, option_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2589,11 +2589,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__check_rules_response__fiel
     "contradictions",
     4,
     PROTOBUF_C_LABEL_REPEATED,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Rules__V1__CheckRulesResponse, n_contradictions),
     offsetof(Stb__Rules__V1__CheckRulesResponse, contradictions),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2643,11 +2643,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__impact_request__selections
     "key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__ImpactRequest__SelectionsEntry, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2706,11 +2706,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__impact_request__field_desc
     "remove_key",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Rules__V1__ImpactRequest, change_case),
     offsetof(Stb__Rules__V1__ImpactRequest, remove_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2809,11 +2809,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__impact_response__newly_inv
     "key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__ImpactResponse__NewlyInvalidEntry, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2898,11 +2898,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__fire_request__field_descri
     "module_key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__FireRequest, module_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2910,11 +2910,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__fire_request__field_descri
     "state",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__FireRequest, state),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2922,11 +2922,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__fire_request__field_descri
     "event",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__FireRequest, event),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2934,11 +2934,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__fire_request__field_descri
     "context_json",
     4,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__FireRequest, context_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -2975,11 +2975,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__fire_response__field_descr
     "next_state",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__FireResponse, next_state),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3013,11 +3013,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__available_events_request__
     "module_key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__AvailableEventsRequest, module_key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3025,11 +3025,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__available_events_request__
     "state",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__AvailableEventsRequest, state),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3037,11 +3037,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__available_events_request__
     "context_json",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__AvailableEventsRequest, context_json),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3077,11 +3077,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__available_event__field_des
     "event",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__AvailableEvent, event),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3089,11 +3089,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__available_event__field_des
     "to_state",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__AvailableEvent, to_state),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3166,11 +3166,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__watch_request__field_descr
     "after",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__WatchRequest, after),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3204,11 +3204,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__change_event__field_descri
     "cursor",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__ChangeEvent, cursor),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3216,11 +3216,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__change_event__field_descri
     "entity",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__ChangeEvent, entity),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3228,11 +3228,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__change_event__field_descri
     "key",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__ChangeEvent, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3264,11 +3264,11 @@ static const ProtobufCFieldDescriptor stb__rules__v1__change_event__field_descri
     "actor",
     6,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Rules__V1__ChangeEvent, actor),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },

@@ -127,11 +127,11 @@ static const ProtobufCFieldDescriptor stb__testing__v1__inner__field_descriptors
     "name",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Testing__V1__Inner, name),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -178,11 +178,11 @@ static const ProtobufCFieldDescriptor stb__testing__v1__all_kinds__mcounts_entry
     "key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Testing__V1__AllKinds__MCountsEntry, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -229,11 +229,11 @@ static const ProtobufCFieldDescriptor stb__testing__v1__all_kinds__minners_entry
     "key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Testing__V1__AllKinds__MInnersEntry, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -292,11 +292,11 @@ static const ProtobufCFieldDescriptor stb__testing__v1__all_kinds__mnames_entry_
     "value",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Testing__V1__AllKinds__MNamesEntry, value),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -331,11 +331,11 @@ static const ProtobufCFieldDescriptor stb__testing__v1__all_kinds__mcolors_entry
     "key",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Testing__V1__AllKinds__MColorsEntry, key),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -568,11 +568,11 @@ static const ProtobufCFieldDescriptor stb__testing__v1__all_kinds__field_descrip
     "f_string",
     14,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Testing__V1__AllKinds, f_string),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -640,11 +640,11 @@ static const ProtobufCFieldDescriptor stb__testing__v1__all_kinds__field_descrip
     "r_string",
     21,
     PROTOBUF_C_LABEL_REPEATED,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Testing__V1__AllKinds, n_r_string),
     offsetof(Stb__Testing__V1__AllKinds, r_string),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -736,11 +736,11 @@ static const ProtobufCFieldDescriptor stb__testing__v1__all_kinds__field_descrip
     "o_string",
     31,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Testing__V1__AllKinds, _o_string_case),
     offsetof(Stb__Testing__V1__AllKinds, o_string),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -784,11 +784,11 @@ static const ProtobufCFieldDescriptor stb__testing__v1__all_kinds__field_descrip
     "c_text",
     40,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Stb__Testing__V1__AllKinds, choice_case),
     offsetof(Stb__Testing__V1__AllKinds, c_text),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },

@@ -97,17 +97,17 @@ void   stb__testing__v1__echo_response__free_unpacked
   assert(message->base.descriptor == &stb__testing__v1__echo_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor stb__testing__v1__echo_request__field_descriptors[5] =
+static const ProtobufCFieldDescriptor stb__testing__v1__echo_request__field_descriptors[6] =
 {
   {
     "text",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Testing__V1__EchoRequest, text),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -159,18 +159,31 @@ static const ProtobufCFieldDescriptor stb__testing__v1__echo_request__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "metadata_padding_bytes",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Testing__V1__EchoRequest, metadata_padding_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned stb__testing__v1__echo_request__field_indices_by_name[] = {
   2,   /* field[2] = count */
   3,   /* field[3] = delay_ms */
   4,   /* field[4] = fail_with_code */
+  5,   /* field[5] = metadata_padding_bytes */
   1,   /* field[1] = payload */
   0,   /* field[0] = text */
 };
 static const ProtobufCIntRange stb__testing__v1__echo_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor stb__testing__v1__echo_request__descriptor =
 {
@@ -180,7 +193,7 @@ const ProtobufCMessageDescriptor stb__testing__v1__echo_request__descriptor =
   "Stb__Testing__V1__EchoRequest",
   "stb.testing.v1",
   sizeof(Stb__Testing__V1__EchoRequest),
-  5,
+  6,
   stb__testing__v1__echo_request__field_descriptors,
   stb__testing__v1__echo_request__field_indices_by_name,
   1,  stb__testing__v1__echo_request__number_ranges,
@@ -193,11 +206,11 @@ static const ProtobufCFieldDescriptor stb__testing__v1__echo_response__field_des
     "text",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Stb__Testing__V1__EchoResponse, text),
     NULL,
-    &protobuf_c_empty_string,
+    NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },

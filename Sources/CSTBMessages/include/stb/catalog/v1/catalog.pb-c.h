@@ -76,105 +76,105 @@ struct  Stb__Catalog__V1__Module
 {
   ProtobufCMessage base;
   int64_t id;
-  char *key;
-  char *name;
-  char *description;
+  ProtobufCBinaryData key;
+  ProtobufCBinaryData name;
+  ProtobufCBinaryData description;
   protobuf_c_boolean active;
-  char *initial_state;
-  char *meta_json;
+  ProtobufCBinaryData initial_state;
+  ProtobufCBinaryData meta_json;
   int64_t created_at_ms;
   int64_t updated_at_ms;
 };
 #define STB__CATALOG__V1__MODULE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__module__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+    , 0, {0,NULL}, {0,NULL}, {0,NULL}, 0, {0,NULL}, {0,NULL}, 0, 0 }
 
 
 struct  Stb__Catalog__V1__Group
 {
   ProtobufCMessage base;
   int64_t id;
-  char *module_key;
+  ProtobufCBinaryData module_key;
   /*
    * Unique within its module.
    */
-  char *key;
-  char *name;
-  char *description;
+  ProtobufCBinaryData key;
+  ProtobufCBinaryData name;
+  ProtobufCBinaryData description;
   int32_t position;
-  char *meta_json;
+  ProtobufCBinaryData meta_json;
   int64_t created_at_ms;
   int64_t updated_at_ms;
 };
 #define STB__CATALOG__V1__GROUP__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__group__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0 }
+    , 0, {0,NULL}, {0,NULL}, {0,NULL}, {0,NULL}, 0, {0,NULL}, 0, 0 }
 
 
 struct  Stb__Catalog__V1__Option
 {
   ProtobufCMessage base;
   int64_t id;
-  char *module_key;
-  char *group_key;
+  ProtobufCBinaryData module_key;
+  ProtobufCBinaryData group_key;
   /*
    * Unique across the whole catalog.
    */
-  char *key;
-  char *name;
-  char *description;
+  ProtobufCBinaryData key;
+  ProtobufCBinaryData name;
+  ProtobufCBinaryData description;
   Stb__Catalog__V1__OptionType type;
   /*
    * Canonical text: "true"/"false", a decimal integer, or the string / enum value.
    */
-  char *default_value;
+  ProtobufCBinaryData default_value;
   protobuf_c_boolean editable;
   protobuf_c_boolean included_by_default;
   /*
    * Constraints (`min`, `max`, `step`; `values`; `pattern`, `max_length`) and UI hints.
    */
-  char *meta_json;
+  ProtobufCBinaryData meta_json;
   int64_t created_at_ms;
   int64_t updated_at_ms;
 };
 #define STB__CATALOG__V1__OPTION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__option__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, STB__CATALOG__V1__OPTION_TYPE__OPTION_TYPE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, 0 }
+    , 0, {0,NULL}, {0,NULL}, {0,NULL}, {0,NULL}, {0,NULL}, STB__CATALOG__V1__OPTION_TYPE__OPTION_TYPE_UNSPECIFIED, {0,NULL}, 0, 0, {0,NULL}, 0, 0 }
 
 
 struct  Stb__Catalog__V1__State
 {
   ProtobufCMessage base;
   int64_t id;
-  char *module_key;
-  char *name;
-  char *meta_json;
+  ProtobufCBinaryData module_key;
+  ProtobufCBinaryData name;
+  ProtobufCBinaryData meta_json;
   int64_t created_at_ms;
 };
 #define STB__CATALOG__V1__STATE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__state__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , 0, {0,NULL}, {0,NULL}, {0,NULL}, 0 }
 
 
 struct  Stb__Catalog__V1__Transition
 {
   ProtobufCMessage base;
   int64_t id;
-  char *module_key;
-  char *from_state;
-  char *event;
-  char *to_state;
+  ProtobufCBinaryData module_key;
+  ProtobufCBinaryData from_state;
+  ProtobufCBinaryData event;
+  ProtobufCBinaryData to_state;
   /*
    * A json-logic expression; empty means always allowed.
    */
-  char *condition_json;
-  char *meta_json;
+  ProtobufCBinaryData condition_json;
+  ProtobufCBinaryData meta_json;
   int64_t created_at_ms;
   int64_t updated_at_ms;
 };
 #define STB__CATALOG__V1__TRANSITION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__transition__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+    , 0, {0,NULL}, {0,NULL}, {0,NULL}, {0,NULL}, {0,NULL}, {0,NULL}, 0, 0 }
 
 
 typedef enum {
@@ -190,7 +190,7 @@ struct  Stb__Catalog__V1__ModuleRef
   Stb__Catalog__V1__ModuleRef__RefCase ref_case;
   union {
     int64_t id;
-    char *key;
+    ProtobufCBinaryData key;
   };
 };
 #define STB__CATALOG__V1__MODULE_REF__INIT \
@@ -202,12 +202,12 @@ struct  Stb__Catalog__V1__GroupRef
 {
   ProtobufCMessage base;
   int64_t id;
-  char *module_key;
-  char *key;
+  ProtobufCBinaryData module_key;
+  ProtobufCBinaryData key;
 };
 #define STB__CATALOG__V1__GROUP_REF__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__group_ref__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , 0, {0,NULL}, {0,NULL} }
 
 
 typedef enum {
@@ -223,7 +223,7 @@ struct  Stb__Catalog__V1__OptionRef
   Stb__Catalog__V1__OptionRef__RefCase ref_case;
   union {
     int64_t id;
-    char *key;
+    ProtobufCBinaryData key;
   };
 };
 #define STB__CATALOG__V1__OPTION_REF__INIT \
@@ -235,25 +235,25 @@ struct  Stb__Catalog__V1__StateRef
 {
   ProtobufCMessage base;
   int64_t id;
-  char *module_key;
-  char *name;
+  ProtobufCBinaryData module_key;
+  ProtobufCBinaryData name;
 };
 #define STB__CATALOG__V1__STATE_REF__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__state_ref__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , 0, {0,NULL}, {0,NULL} }
 
 
 struct  Stb__Catalog__V1__TransitionRef
 {
   ProtobufCMessage base;
   int64_t id;
-  char *module_key;
-  char *from_state;
-  char *event;
+  ProtobufCBinaryData module_key;
+  ProtobufCBinaryData from_state;
+  ProtobufCBinaryData event;
 };
 #define STB__CATALOG__V1__TRANSITION_REF__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__transition_ref__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , 0, {0,NULL}, {0,NULL}, {0,NULL} }
 
 
 struct  Stb__Catalog__V1__CreateModuleRequest
@@ -331,12 +331,12 @@ struct  Stb__Catalog__V1__ListModulesResponse
 struct  Stb__Catalog__V1__ListGroupsRequest
 {
   ProtobufCMessage base;
-  char *module_key;
+  ProtobufCBinaryData module_key;
   Stb__Common__V1__PageRequest *page;
 };
 #define STB__CATALOG__V1__LIST_GROUPS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__list_groups_request__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL }
+    , {0,NULL}, NULL }
 
 
 struct  Stb__Catalog__V1__ListGroupsResponse
@@ -357,13 +357,13 @@ struct  Stb__Catalog__V1__ListOptionsRequest
   /*
    * Both optional filters.
    */
-  char *module_key;
-  char *group_key;
+  ProtobufCBinaryData module_key;
+  ProtobufCBinaryData group_key;
   Stb__Common__V1__PageRequest *page;
 };
 #define STB__CATALOG__V1__LIST_OPTIONS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__list_options_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL }
+    , {0,NULL}, {0,NULL}, NULL }
 
 
 struct  Stb__Catalog__V1__ListOptionsResponse
@@ -381,11 +381,11 @@ struct  Stb__Catalog__V1__ListOptionsResponse
 struct  Stb__Catalog__V1__ListStatesRequest
 {
   ProtobufCMessage base;
-  char *module_key;
+  ProtobufCBinaryData module_key;
 };
 #define STB__CATALOG__V1__LIST_STATES_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__list_states_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , {0,NULL} }
 
 
 struct  Stb__Catalog__V1__ListStatesResponse
@@ -402,11 +402,11 @@ struct  Stb__Catalog__V1__ListStatesResponse
 struct  Stb__Catalog__V1__ListTransitionsRequest
 {
   ProtobufCMessage base;
-  char *module_key;
+  ProtobufCBinaryData module_key;
 };
 #define STB__CATALOG__V1__LIST_TRANSITIONS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__list_transitions_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , {0,NULL} }
 
 
 struct  Stb__Catalog__V1__ListTransitionsResponse
@@ -459,11 +459,11 @@ struct  Stb__Catalog__V1__UpdateModuleRequest
   Stb__Catalog__V1__ModuleRef *ref;
   Stb__Catalog__V1__UpdateModuleRequest__NameCase _name_case;
   union {
-    char *name;
+    ProtobufCBinaryData name;
   };
   Stb__Catalog__V1__UpdateModuleRequest__DescriptionCase _description_case;
   union {
-    char *description;
+    ProtobufCBinaryData description;
   };
   Stb__Catalog__V1__UpdateModuleRequest__ActiveCase _active_case;
   union {
@@ -471,11 +471,11 @@ struct  Stb__Catalog__V1__UpdateModuleRequest
   };
   Stb__Catalog__V1__UpdateModuleRequest__InitialStateCase _initial_state_case;
   union {
-    char *initial_state;
+    ProtobufCBinaryData initial_state;
   };
   Stb__Catalog__V1__UpdateModuleRequest__MetaJsonCase _meta_json_case;
   union {
-    char *meta_json;
+    ProtobufCBinaryData meta_json;
   };
 };
 #define STB__CATALOG__V1__UPDATE_MODULE_REQUEST__INIT \
@@ -513,11 +513,11 @@ struct  Stb__Catalog__V1__UpdateGroupRequest
   Stb__Catalog__V1__GroupRef *ref;
   Stb__Catalog__V1__UpdateGroupRequest__NameCase _name_case;
   union {
-    char *name;
+    ProtobufCBinaryData name;
   };
   Stb__Catalog__V1__UpdateGroupRequest__DescriptionCase _description_case;
   union {
-    char *description;
+    ProtobufCBinaryData description;
   };
   Stb__Catalog__V1__UpdateGroupRequest__PositionCase _position_case;
   union {
@@ -525,7 +525,7 @@ struct  Stb__Catalog__V1__UpdateGroupRequest
   };
   Stb__Catalog__V1__UpdateGroupRequest__MetaJsonCase _meta_json_case;
   union {
-    char *meta_json;
+    ProtobufCBinaryData meta_json;
   };
 };
 #define STB__CATALOG__V1__UPDATE_GROUP_REQUEST__INIT \
@@ -593,11 +593,11 @@ struct  Stb__Catalog__V1__UpdateOptionRequest
   Stb__Catalog__V1__OptionRef *ref;
   Stb__Catalog__V1__UpdateOptionRequest__NameCase _name_case;
   union {
-    char *name;
+    ProtobufCBinaryData name;
   };
   Stb__Catalog__V1__UpdateOptionRequest__DescriptionCase _description_case;
   union {
-    char *description;
+    ProtobufCBinaryData description;
   };
   Stb__Catalog__V1__UpdateOptionRequest__TypeCase _type_case;
   union {
@@ -605,7 +605,7 @@ struct  Stb__Catalog__V1__UpdateOptionRequest
   };
   Stb__Catalog__V1__UpdateOptionRequest__DefaultValueCase _default_value_case;
   union {
-    char *default_value;
+    ProtobufCBinaryData default_value;
   };
   Stb__Catalog__V1__UpdateOptionRequest__EditableCase _editable_case;
   union {
@@ -617,18 +617,18 @@ struct  Stb__Catalog__V1__UpdateOptionRequest
   };
   Stb__Catalog__V1__UpdateOptionRequest__MetaJsonCase _meta_json_case;
   union {
-    char *meta_json;
+    ProtobufCBinaryData meta_json;
   };
   Stb__Catalog__V1__UpdateOptionRequest__ModuleKeyCase _module_key_case;
   union {
     /*
      * Moves the option to another group (of any module).
      */
-    char *module_key;
+    ProtobufCBinaryData module_key;
   };
   Stb__Catalog__V1__UpdateOptionRequest__GroupKeyCase _group_key_case;
   union {
-    char *group_key;
+    ProtobufCBinaryData group_key;
   };
 };
 #define STB__CATALOG__V1__UPDATE_OPTION_REQUEST__INIT \
@@ -651,7 +651,7 @@ struct  Stb__Catalog__V1__UpdateStateRequest
   Stb__Catalog__V1__StateRef *ref;
   Stb__Catalog__V1__UpdateStateRequest__MetaJsonCase _meta_json_case;
   union {
-    char *meta_json;
+    ProtobufCBinaryData meta_json;
   };
 };
 #define STB__CATALOG__V1__UPDATE_STATE_REQUEST__INIT \
@@ -683,15 +683,15 @@ struct  Stb__Catalog__V1__UpdateTransitionRequest
   Stb__Catalog__V1__TransitionRef *ref;
   Stb__Catalog__V1__UpdateTransitionRequest__ToStateCase _to_state_case;
   union {
-    char *to_state;
+    ProtobufCBinaryData to_state;
   };
   Stb__Catalog__V1__UpdateTransitionRequest__ConditionJsonCase _condition_json_case;
   union {
-    char *condition_json;
+    ProtobufCBinaryData condition_json;
   };
   Stb__Catalog__V1__UpdateTransitionRequest__MetaJsonCase _meta_json_case;
   union {
-    char *meta_json;
+    ProtobufCBinaryData meta_json;
   };
 };
 #define STB__CATALOG__V1__UPDATE_TRANSITION_REQUEST__INIT \
@@ -706,7 +706,7 @@ struct  Stb__Catalog__V1__GetConfigRequest
    * Only these modules (all when empty).
    */
   size_t n_module_keys;
-  char **module_keys;
+  ProtobufCBinaryData *module_keys;
   /*
    * The revision the caller already has: when current, the reply is just `unchanged`.
    */
@@ -725,13 +725,13 @@ struct  Stb__Catalog__V1__GetConfigResponse
   /*
    * Watch from here to follow changes made after this snapshot.
    */
-  char *cursor;
+  ProtobufCBinaryData cursor;
   size_t n_modules;
   Stb__Catalog__V1__ConfigModule **modules;
 };
 #define STB__CATALOG__V1__GET_CONFIG_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__get_config_response__descriptor) \
-    , 0, 0, (char *)protobuf_c_empty_string, 0,NULL }
+    , 0, 0, {0,NULL}, 0,NULL }
 
 
 struct  Stb__Catalog__V1__ConfigModule
@@ -774,7 +774,7 @@ struct  Stb__Catalog__V1__ImportSeedRequest
   /*
    * The seed document (JSON, see services/catalog/seed.schema.json).
    */
-  char *document_json;
+  ProtobufCBinaryData document_json;
   /*
    * Plan only; write nothing.
    */
@@ -786,11 +786,11 @@ struct  Stb__Catalog__V1__ImportSeedRequest
   /*
    * Recorded with the document, for the record.
    */
-  char *file_name;
+  ProtobufCBinaryData file_name;
 };
 #define STB__CATALOG__V1__IMPORT_SEED_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__import_seed_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+    , {0,NULL}, 0, 0, {0,NULL} }
 
 
 struct  Stb__Catalog__V1__PlanItem
@@ -799,15 +799,15 @@ struct  Stb__Catalog__V1__PlanItem
   /*
    * "module", "group", "option", "state" or "transition".
    */
-  char *entity;
+  ProtobufCBinaryData entity;
   /*
    * The entity's key: "video", "video/output", "hdr", "video/idle", "video/idle/ENABLE_4K".
    */
-  char *key;
+  ProtobufCBinaryData key;
 };
 #define STB__CATALOG__V1__PLAN_ITEM__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__plan_item__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Stb__Catalog__V1__ImportPlan
@@ -851,34 +851,34 @@ struct  Stb__Catalog__V1__WatchRequest
   /*
    * A cursor from an earlier event or from GetConfig; empty to follow only new changes.
    */
-  char *after;
+  ProtobufCBinaryData after;
 };
 #define STB__CATALOG__V1__WATCH_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__watch_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , {0,NULL} }
 
 
 struct  Stb__Catalog__V1__ChangeEvent
 {
   ProtobufCMessage base;
-  char *cursor;
+  ProtobufCBinaryData cursor;
   /*
    * "module", "group", "option", "state" or "transition".
    */
-  char *entity;
-  char *key;
+  ProtobufCBinaryData entity;
+  ProtobufCBinaryData key;
   Stb__Common__V1__ChangeAction action;
   /*
    * The entity after the change (before it, for deletions).
    */
   Stb__Catalog__V1__CatalogEntity *state;
-  char *actor;
+  ProtobufCBinaryData actor;
   int64_t at_ms;
   uint64_t revision;
 };
 #define STB__CATALOG__V1__CHANGE_EVENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__change_event__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, STB__COMMON__V1__CHANGE_ACTION__CHANGE_ACTION_UNSPECIFIED, NULL, (char *)protobuf_c_empty_string, 0, 0 }
+    , {0,NULL}, {0,NULL}, {0,NULL}, STB__COMMON__V1__CHANGE_ACTION__CHANGE_ACTION_UNSPECIFIED, NULL, {0,NULL}, 0, 0 }
 
 
 typedef enum {

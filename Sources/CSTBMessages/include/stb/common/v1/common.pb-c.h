@@ -56,12 +56,12 @@ struct  Stb__Common__V1__Empty
 struct  Stb__Common__V1__Actor
 {
   ProtobufCMessage base;
-  char *user;
-  char *role;
+  ProtobufCBinaryData user;
+  ProtobufCBinaryData role;
 };
 #define STB__COMMON__V1__ACTOR__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__common__v1__actor__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 /*
@@ -71,22 +71,22 @@ struct  Stb__Common__V1__PageRequest
 {
   ProtobufCMessage base;
   uint32_t page_size;
-  char *page_token;
+  ProtobufCBinaryData page_token;
 };
 #define STB__COMMON__V1__PAGE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__common__v1__page_request__descriptor) \
-    , 0, (char *)protobuf_c_empty_string }
+    , 0, {0,NULL} }
 
 
 struct  Stb__Common__V1__PageInfo
 {
   ProtobufCMessage base;
-  char *next_page_token;
+  ProtobufCBinaryData next_page_token;
   uint64_t total;
 };
 #define STB__COMMON__V1__PAGE_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__common__v1__page_info__descriptor) \
-    , (char *)protobuf_c_empty_string, 0 }
+    , {0,NULL}, 0 }
 
 
 /*
@@ -95,11 +95,11 @@ struct  Stb__Common__V1__PageInfo
 struct  Stb__Common__V1__Cursor
 {
   ProtobufCMessage base;
-  char *token;
+  ProtobufCBinaryData token;
 };
 #define STB__COMMON__V1__CURSOR__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__common__v1__cursor__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , {0,NULL} }
 
 
 /*
@@ -108,12 +108,12 @@ struct  Stb__Common__V1__Cursor
 struct  Stb__Common__V1__FieldViolation
 {
   ProtobufCMessage base;
-  char *field;
-  char *description;
+  ProtobufCBinaryData field;
+  ProtobufCBinaryData description;
 };
 #define STB__COMMON__V1__FIELD_VIOLATION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__common__v1__field_violation__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 /* Stb__Common__V1__Empty methods */

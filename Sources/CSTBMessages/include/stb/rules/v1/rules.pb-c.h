@@ -86,19 +86,19 @@ struct  Stb__Rules__V1__Rule
 {
   ProtobufCMessage base;
   int64_t id;
-  char *key;
-  char *subject;
+  ProtobufCBinaryData key;
+  ProtobufCBinaryData subject;
   Stb__Rules__V1__RuleType type;
-  char *payload_json;
+  ProtobufCBinaryData payload_json;
   Stb__Rules__V1__Severity severity;
-  char *message;
+  ProtobufCBinaryData message;
   protobuf_c_boolean active;
   int64_t created_at_ms;
   int64_t updated_at_ms;
 };
 #define STB__RULES__V1__RULE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__rule__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, STB__RULES__V1__RULE_TYPE__RULE_TYPE_UNSPECIFIED, (char *)protobuf_c_empty_string, STB__RULES__V1__SEVERITY__SEVERITY_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , 0, {0,NULL}, {0,NULL}, STB__RULES__V1__RULE_TYPE__RULE_TYPE_UNSPECIFIED, {0,NULL}, STB__RULES__V1__SEVERITY__SEVERITY_UNSPECIFIED, {0,NULL}, 0, 0, 0 }
 
 
 typedef enum {
@@ -114,7 +114,7 @@ struct  Stb__Rules__V1__RuleRef
   Stb__Rules__V1__RuleRef__RefCase ref_case;
   union {
     int64_t id;
-    char *key;
+    ProtobufCBinaryData key;
   };
 };
 #define STB__RULES__V1__RULE_REF__INIT \
@@ -138,12 +138,12 @@ struct  Stb__Rules__V1__ListRulesRequest
   /*
    * Only rules about this option (all when empty).
    */
-  char *subject;
+  ProtobufCBinaryData subject;
   Stb__Common__V1__PageRequest *page;
 };
 #define STB__RULES__V1__LIST_RULES_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__list_rules_request__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL }
+    , {0,NULL}, NULL }
 
 
 struct  Stb__Rules__V1__ListRulesResponse
@@ -200,7 +200,7 @@ struct  Stb__Rules__V1__UpdateRuleRequest
   Stb__Rules__V1__RuleRef *ref;
   Stb__Rules__V1__UpdateRuleRequest__SubjectCase _subject_case;
   union {
-    char *subject;
+    ProtobufCBinaryData subject;
   };
   Stb__Rules__V1__UpdateRuleRequest__TypeCase _type_case;
   union {
@@ -208,7 +208,7 @@ struct  Stb__Rules__V1__UpdateRuleRequest
   };
   Stb__Rules__V1__UpdateRuleRequest__PayloadJsonCase _payload_json_case;
   union {
-    char *payload_json;
+    ProtobufCBinaryData payload_json;
   };
   Stb__Rules__V1__UpdateRuleRequest__SeverityCase _severity_case;
   union {
@@ -216,7 +216,7 @@ struct  Stb__Rules__V1__UpdateRuleRequest
   };
   Stb__Rules__V1__UpdateRuleRequest__MessageCase _message_case;
   union {
-    char *message;
+    ProtobufCBinaryData message;
   };
   Stb__Rules__V1__UpdateRuleRequest__ActiveCase _active_case;
   union {
@@ -231,28 +231,28 @@ struct  Stb__Rules__V1__UpdateRuleRequest
 struct  Stb__Rules__V1__ImportRulesRequest
 {
   ProtobufCMessage base;
-  char *document_json;
+  ProtobufCBinaryData document_json;
   protobuf_c_boolean dry_run;
   /*
    * Delete rules the document does not mention.
    */
   protobuf_c_boolean prune;
-  char *file_name;
+  ProtobufCBinaryData file_name;
 };
 #define STB__RULES__V1__IMPORT_RULES_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__import_rules_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+    , {0,NULL}, 0, 0, {0,NULL} }
 
 
 struct  Stb__Rules__V1__ImportRulesResponse
 {
   ProtobufCMessage base;
   size_t n_created;
-  char **created;
+  ProtobufCBinaryData *created;
   size_t n_updated;
-  char **updated;
+  ProtobufCBinaryData *updated;
   size_t n_deleted;
-  char **deleted;
+  ProtobufCBinaryData *deleted;
   uint32_t unchanged;
   protobuf_c_boolean applied;
   uint64_t revision;
@@ -277,7 +277,7 @@ typedef enum {
 struct  Stb__Rules__V1__OptionChoice
 {
   ProtobufCMessage base;
-  char *key;
+  ProtobufCBinaryData key;
   Stb__Rules__V1__OptionChoice__IncludedCase _included_case;
   union {
     /*
@@ -290,12 +290,12 @@ struct  Stb__Rules__V1__OptionChoice
     /*
      * An override of the default, as JSON text.
      */
-    char *value_json;
+    ProtobufCBinaryData value_json;
   };
 };
 #define STB__RULES__V1__OPTION_CHOICE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__option_choice__descriptor) \
-    , (char *)protobuf_c_empty_string, STB__RULES__V1__OPTION_CHOICE___INCLUDED__NOT_SET, {0}, STB__RULES__V1__OPTION_CHOICE___VALUE_JSON__NOT_SET, {0} }
+    , {0,NULL}, STB__RULES__V1__OPTION_CHOICE___INCLUDED__NOT_SET, {0}, STB__RULES__V1__OPTION_CHOICE___VALUE_JSON__NOT_SET, {0} }
 
 
 struct  Stb__Rules__V1__EvaluateRequest
@@ -315,48 +315,48 @@ struct  Stb__Rules__V1__EvaluateRequest
 struct  Stb__Rules__V1__Reference
 {
   ProtobufCMessage base;
-  char *option_key;
+  ProtobufCBinaryData option_key;
   protobuf_c_boolean included;
   /*
    * Empty when the option is not included.
    */
-  char *value_json;
+  ProtobufCBinaryData value_json;
 };
 #define STB__RULES__V1__REFERENCE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__reference__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+    , {0,NULL}, 0, {0,NULL} }
 
 
 struct  Stb__Rules__V1__Violation
 {
   ProtobufCMessage base;
-  char *rule_key;
+  ProtobufCBinaryData rule_key;
   Stb__Rules__V1__RuleType type;
   Stb__Rules__V1__Severity severity;
-  char *message;
+  ProtobufCBinaryData message;
   size_t n_references;
   Stb__Rules__V1__Reference **references;
   /*
    * Kconfig-style: `hdr requires 4k_output [=n]`.
    */
-  char *explanation;
+  ProtobufCBinaryData explanation;
 };
 #define STB__RULES__V1__VIOLATION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__violation__descriptor) \
-    , (char *)protobuf_c_empty_string, STB__RULES__V1__RULE_TYPE__RULE_TYPE_UNSPECIFIED, STB__RULES__V1__SEVERITY__SEVERITY_UNSPECIFIED, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+    , {0,NULL}, STB__RULES__V1__RULE_TYPE__RULE_TYPE_UNSPECIFIED, STB__RULES__V1__SEVERITY__SEVERITY_UNSPECIFIED, {0,NULL}, 0,NULL, {0,NULL} }
 
 
 struct  Stb__Rules__V1__ClosureConflict
 {
   ProtobufCMessage base;
-  char *rule_key;
+  ProtobufCBinaryData rule_key;
   size_t n_chain;
-  char **chain;
-  char *explanation;
+  ProtobufCBinaryData *chain;
+  ProtobufCBinaryData explanation;
 };
 #define STB__RULES__V1__CLOSURE_CONFLICT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__closure_conflict__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+    , {0,NULL}, 0,NULL, {0,NULL} }
 
 
 struct  Stb__Rules__V1__EvaluateResponse
@@ -372,7 +372,7 @@ struct  Stb__Rules__V1__EvaluateResponse
    * Options that would have to be added to satisfy `requires`, transitively.
    */
   size_t n_closure;
-  char **closure;
+  ProtobufCBinaryData *closure;
   /*
    * What adding the closure would break.
    */
@@ -401,7 +401,7 @@ struct  Stb__Rules__V1__Cycle
    * a → b → c → a
    */
   size_t n_chain;
-  char **chain;
+  ProtobufCBinaryData *chain;
 };
 #define STB__RULES__V1__CYCLE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__cycle__descriptor) \
@@ -411,23 +411,23 @@ struct  Stb__Rules__V1__Cycle
 struct  Stb__Rules__V1__DeadOption
 {
   ProtobufCMessage base;
-  char *option_key;
-  char *reason;
+  ProtobufCBinaryData option_key;
+  ProtobufCBinaryData reason;
 };
 #define STB__RULES__V1__DEAD_OPTION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__dead_option__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Stb__Rules__V1__UnknownReference
 {
   ProtobufCMessage base;
-  char *rule_key;
-  char *option_key;
+  ProtobufCBinaryData rule_key;
+  ProtobufCBinaryData option_key;
 };
 #define STB__RULES__V1__UNKNOWN_REFERENCE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__unknown_reference__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Stb__Rules__V1__CheckRulesResponse
@@ -440,7 +440,7 @@ struct  Stb__Rules__V1__CheckRulesResponse
   size_t n_unknown_references;
   Stb__Rules__V1__UnknownReference **unknown_references;
   size_t n_contradictions;
-  char **contradictions;
+  ProtobufCBinaryData *contradictions;
   uint64_t catalog_revision;
 };
 #define STB__RULES__V1__CHECK_RULES_RESPONSE__INIT \
@@ -451,12 +451,12 @@ struct  Stb__Rules__V1__CheckRulesResponse
 struct  Stb__Rules__V1__ImpactRequest__SelectionsEntry
 {
   ProtobufCMessage base;
-  char *key;
+  ProtobufCBinaryData key;
   Stb__Rules__V1__EvaluateRequest *value;
 };
 #define STB__RULES__V1__IMPACT_REQUEST__SELECTIONS_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__impact_request__selections_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL }
+    , {0,NULL}, NULL }
 
 
 typedef enum {
@@ -478,7 +478,7 @@ struct  Stb__Rules__V1__ImpactRequest
   Stb__Rules__V1__ImpactRequest__ChangeCase change_case;
   union {
     Stb__Rules__V1__Rule *add;
-    char *remove_key;
+    ProtobufCBinaryData remove_key;
     Stb__Rules__V1__Rule *replace;
   };
 };
@@ -501,12 +501,12 @@ struct  Stb__Rules__V1__ViolationList
 struct  Stb__Rules__V1__ImpactResponse__NewlyInvalidEntry
 {
   ProtobufCMessage base;
-  char *key;
+  ProtobufCBinaryData key;
   Stb__Rules__V1__ViolationList *value;
 };
 #define STB__RULES__V1__IMPACT_RESPONSE__NEWLY_INVALID_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__impact_response__newly_invalid_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL }
+    , {0,NULL}, NULL }
 
 
 struct  Stb__Rules__V1__ImpactResponse
@@ -526,50 +526,50 @@ struct  Stb__Rules__V1__ImpactResponse
 struct  Stb__Rules__V1__FireRequest
 {
   ProtobufCMessage base;
-  char *module_key;
-  char *state;
-  char *event;
+  ProtobufCBinaryData module_key;
+  ProtobufCBinaryData state;
+  ProtobufCBinaryData event;
   /*
    * The json-logic data the transition's condition sees.
    */
-  char *context_json;
+  ProtobufCBinaryData context_json;
 };
 #define STB__RULES__V1__FIRE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__fire_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL}, {0,NULL}, {0,NULL} }
 
 
 struct  Stb__Rules__V1__FireResponse
 {
   ProtobufCMessage base;
-  char *next_state;
+  ProtobufCBinaryData next_state;
 };
 #define STB__RULES__V1__FIRE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__fire_response__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , {0,NULL} }
 
 
 struct  Stb__Rules__V1__AvailableEventsRequest
 {
   ProtobufCMessage base;
-  char *module_key;
-  char *state;
-  char *context_json;
+  ProtobufCBinaryData module_key;
+  ProtobufCBinaryData state;
+  ProtobufCBinaryData context_json;
 };
 #define STB__RULES__V1__AVAILABLE_EVENTS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__available_events_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL}, {0,NULL} }
 
 
 struct  Stb__Rules__V1__AvailableEvent
 {
   ProtobufCMessage base;
-  char *event;
-  char *to_state;
+  ProtobufCBinaryData event;
+  ProtobufCBinaryData to_state;
 };
 #define STB__RULES__V1__AVAILABLE_EVENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__available_event__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , {0,NULL}, {0,NULL} }
 
 
 struct  Stb__Rules__V1__AvailableEventsResponse
@@ -586,28 +586,28 @@ struct  Stb__Rules__V1__AvailableEventsResponse
 struct  Stb__Rules__V1__WatchRequest
 {
   ProtobufCMessage base;
-  char *after;
+  ProtobufCBinaryData after;
 };
 #define STB__RULES__V1__WATCH_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__watch_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , {0,NULL} }
 
 
 struct  Stb__Rules__V1__ChangeEvent
 {
   ProtobufCMessage base;
-  char *cursor;
-  char *entity;
-  char *key;
+  ProtobufCBinaryData cursor;
+  ProtobufCBinaryData entity;
+  ProtobufCBinaryData key;
   Stb__Common__V1__ChangeAction action;
   Stb__Rules__V1__Rule *state;
-  char *actor;
+  ProtobufCBinaryData actor;
   int64_t at_ms;
   uint64_t revision;
 };
 #define STB__RULES__V1__CHANGE_EVENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__change_event__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, STB__COMMON__V1__CHANGE_ACTION__CHANGE_ACTION_UNSPECIFIED, NULL, (char *)protobuf_c_empty_string, 0, 0 }
+    , {0,NULL}, {0,NULL}, {0,NULL}, STB__COMMON__V1__CHANGE_ACTION__CHANGE_ACTION_UNSPECIFIED, NULL, {0,NULL}, 0, 0 }
 
 
 /* Stb__Rules__V1__Rule methods */

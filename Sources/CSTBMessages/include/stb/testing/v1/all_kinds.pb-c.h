@@ -44,56 +44,56 @@ typedef enum _Stb__Testing__V1__Color {
 struct  Stb__Testing__V1__Inner
 {
   ProtobufCMessage base;
-  char *name;
+  ProtobufCBinaryData name;
   int32_t value;
 };
 #define STB__TESTING__V1__INNER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__testing__v1__inner__descriptor) \
-    , (char *)protobuf_c_empty_string, 0 }
+    , {0,NULL}, 0 }
 
 
 struct  Stb__Testing__V1__AllKinds__MCountsEntry
 {
   ProtobufCMessage base;
-  char *key;
+  ProtobufCBinaryData key;
   int32_t value;
 };
 #define STB__TESTING__V1__ALL_KINDS__MCOUNTS_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__testing__v1__all_kinds__mcounts_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, 0 }
+    , {0,NULL}, 0 }
 
 
 struct  Stb__Testing__V1__AllKinds__MInnersEntry
 {
   ProtobufCMessage base;
-  char *key;
+  ProtobufCBinaryData key;
   Stb__Testing__V1__Inner *value;
 };
 #define STB__TESTING__V1__ALL_KINDS__MINNERS_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__testing__v1__all_kinds__minners_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL }
+    , {0,NULL}, NULL }
 
 
 struct  Stb__Testing__V1__AllKinds__MNamesEntry
 {
   ProtobufCMessage base;
   int64_t key;
-  char *value;
+  ProtobufCBinaryData value;
 };
 #define STB__TESTING__V1__ALL_KINDS__MNAMES_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__testing__v1__all_kinds__mnames_entry__descriptor) \
-    , 0, (char *)protobuf_c_empty_string }
+    , 0, {0,NULL} }
 
 
 struct  Stb__Testing__V1__AllKinds__MColorsEntry
 {
   ProtobufCMessage base;
-  char *key;
+  ProtobufCBinaryData key;
   Stb__Testing__V1__Color value;
 };
 #define STB__TESTING__V1__ALL_KINDS__MCOLORS_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__testing__v1__all_kinds__mcolors_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, STB__TESTING__V1__COLOR__COLOR_UNSPECIFIED }
+    , {0,NULL}, STB__TESTING__V1__COLOR__COLOR_UNSPECIFIED }
 
 
 typedef enum {
@@ -151,7 +151,7 @@ struct  Stb__Testing__V1__AllKinds
   int32_t f_sfixed32;
   int64_t f_sfixed64;
   protobuf_c_boolean f_bool;
-  char *f_string;
+  ProtobufCBinaryData f_string;
   ProtobufCBinaryData f_bytes;
   Stb__Testing__V1__Color f_color;
   Stb__Testing__V1__AllKinds__Mode f_mode;
@@ -159,7 +159,7 @@ struct  Stb__Testing__V1__AllKinds
   size_t n_r_int32;
   int32_t *r_int32;
   size_t n_r_string;
-  char **r_string;
+  ProtobufCBinaryData *r_string;
   size_t n_r_bytes;
   ProtobufCBinaryData *r_bytes;
   size_t n_r_inner;
@@ -182,7 +182,7 @@ struct  Stb__Testing__V1__AllKinds
   Stb__Testing__V1__AllKinds__MColorsEntry **m_colors;
   Stb__Testing__V1__AllKinds__ChoiceCase choice_case;
   union {
-    char *c_text;
+    ProtobufCBinaryData c_text;
     int64_t c_number;
     Stb__Testing__V1__Inner *c_inner;
     ProtobufCBinaryData c_blob;
@@ -193,7 +193,7 @@ struct  Stb__Testing__V1__AllKinds
   };
   Stb__Testing__V1__AllKinds__OStringCase _o_string_case;
   union {
-    char *o_string;
+    ProtobufCBinaryData o_string;
   };
   Stb__Testing__V1__AllKinds__OBoolCase _o_bool_case;
   union {
@@ -210,7 +210,7 @@ struct  Stb__Testing__V1__AllKinds
 };
 #define STB__TESTING__V1__ALL_KINDS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__testing__v1__all_kinds__descriptor) \
-    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, {0,NULL}, STB__TESTING__V1__COLOR__COLOR_UNSPECIFIED, STB__TESTING__V1__ALL_KINDS__MODE__MODE_UNSPECIFIED, NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, STB__TESTING__V1__ALL_KINDS__CHOICE__NOT_SET, {0}, STB__TESTING__V1__ALL_KINDS___O_INT32__NOT_SET, {0}, STB__TESTING__V1__ALL_KINDS___O_STRING__NOT_SET, {0}, STB__TESTING__V1__ALL_KINDS___O_BOOL__NOT_SET, {0}, STB__TESTING__V1__ALL_KINDS___O_COLOR__NOT_SET, {0}, STB__TESTING__V1__ALL_KINDS___O_BYTES__NOT_SET, {0} }
+    , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, {0,NULL}, {0,NULL}, STB__TESTING__V1__COLOR__COLOR_UNSPECIFIED, STB__TESTING__V1__ALL_KINDS__MODE__MODE_UNSPECIFIED, NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, STB__TESTING__V1__ALL_KINDS__CHOICE__NOT_SET, {0}, STB__TESTING__V1__ALL_KINDS___O_INT32__NOT_SET, {0}, STB__TESTING__V1__ALL_KINDS___O_STRING__NOT_SET, {0}, STB__TESTING__V1__ALL_KINDS___O_BOOL__NOT_SET, {0}, STB__TESTING__V1__ALL_KINDS___O_COLOR__NOT_SET, {0}, STB__TESTING__V1__ALL_KINDS___O_BYTES__NOT_SET, {0} }
 
 
 /* Stb__Testing__V1__Inner methods */

@@ -27,7 +27,7 @@ typedef struct Stb__Testing__V1__EchoResponse Stb__Testing__V1__EchoResponse;
 struct  Stb__Testing__V1__EchoRequest
 {
   ProtobufCMessage base;
-  char *text;
+  ProtobufCBinaryData text;
   ProtobufCBinaryData payload;
   /*
    * Streaming replies: how many messages Expand sends (text repeated).
@@ -41,22 +41,27 @@ struct  Stb__Testing__V1__EchoRequest
    * When non-zero, the handler fails with this gRPC status code and `text` as message.
    */
   uint32_t fail_with_code;
+  /*
+   * When non-zero, the handler adds response metadata `x-echo-padding` of this many
+   * bytes (at most 4 MiB), to the headers and to the trailers.
+   */
+  uint32_t metadata_padding_bytes;
 };
 #define STB__TESTING__V1__ECHO_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__testing__v1__echo_request__descriptor) \
-    , (char *)protobuf_c_empty_string, {0,NULL}, 0, 0, 0 }
+    , {0,NULL}, {0,NULL}, 0, 0, 0, 0 }
 
 
 struct  Stb__Testing__V1__EchoResponse
 {
   ProtobufCMessage base;
-  char *text;
+  ProtobufCBinaryData text;
   ProtobufCBinaryData payload;
   uint32_t index;
 };
 #define STB__TESTING__V1__ECHO_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__testing__v1__echo_response__descriptor) \
-    , (char *)protobuf_c_empty_string, {0,NULL}, 0 }
+    , {0,NULL}, {0,NULL}, 0 }
 
 
 /* Stb__Testing__V1__EchoRequest methods */

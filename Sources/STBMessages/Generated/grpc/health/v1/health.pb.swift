@@ -24,13 +24,14 @@ public struct Grpc_Health_V1_HealthCheckRequest: ProtoMessage {
         self.service = service
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = grpc__health__v1__health_check_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { grpc__health__v1__health_check_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -101,13 +102,14 @@ public struct Grpc_Health_V1_HealthCheckResponse: ProtoMessage {
         self.status = status
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = grpc__health__v1__health_check_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { grpc__health__v1__health_check_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -127,13 +129,14 @@ public struct Grpc_Health_V1_HealthListRequest: ProtoMessage {
     /// Creates a message with every field at its default (proto3 zero) value.
     public init() {}
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = grpc__health__v1__health_list_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { grpc__health__v1__health_list_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -163,13 +166,14 @@ public struct Grpc_Health_V1_HealthListResponse: ProtoMessage {
         self.statuses = statuses
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = grpc__health__v1__health_list_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { grpc__health__v1__health_list_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -208,10 +212,11 @@ public enum Grpc_Health_V1_Health {
 // MARK: - protobuf-c bridging
 
 extension Grpc_Health_V1_HealthCheckRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Grpc__Health__V1__HealthCheckRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Grpc__Health__V1__HealthCheckRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.service = _protoString(m.service)
+        self.service = try _protoString(m.service, field: "service")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -219,15 +224,16 @@ extension Grpc_Health_V1_HealthCheckRequest {
         let c = arena.allocate(Grpc__Health__V1__HealthCheckRequest.self)
         grpc__health__v1__health_check_request__init(c)
         if !self.service.isEmpty {
-            c.pointee.service = arena.cString(self.service)
+            c.pointee.service = arena.utf8(self.service)
         }
         return c
     }
 }
 
 extension Grpc_Health_V1_HealthCheckResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Grpc__Health__V1__HealthCheckResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Grpc__Health__V1__HealthCheckResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.status = Grpc_Health_V1_HealthCheckResponse.ServingStatus(rawValue: Int32(truncatingIfNeeded: m.status.rawValue))
     }
@@ -242,8 +248,9 @@ extension Grpc_Health_V1_HealthCheckResponse {
 }
 
 extension Grpc_Health_V1_HealthListRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Grpc__Health__V1__HealthListRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Grpc__Health__V1__HealthListRequest>) throws(_ProtoFieldError) {
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -255,11 +262,12 @@ extension Grpc_Health_V1_HealthListRequest {
 }
 
 extension Grpc_Health_V1_HealthListResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Grpc__Health__V1__HealthListResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Grpc__Health__V1__HealthListResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.statuses = _protoDictionary(m.statuses, m.n_statuses) { e in
-            (_protoString(e.key), e.value.map { Grpc_Health_V1_HealthCheckResponse(_c: $0) } ?? Grpc_Health_V1_HealthCheckResponse())
+        self.statuses = try _protoDictionary(m.statuses, m.n_statuses, field: "statuses") { (e) throws(_ProtoFieldError) in
+            try (_protoString(e.key, field: "key"), _protoMessage(e.value, field: "value", Grpc_Health_V1_HealthCheckResponse.init(_c:)) ?? Grpc_Health_V1_HealthCheckResponse())
         }
     }
 
@@ -273,7 +281,7 @@ extension Grpc_Health_V1_HealthListResponse {
             for (key, value) in self.statuses {
                 let entry = arena.allocate(Grpc__Health__V1__HealthListResponse__StatusesEntry.self)
                 grpc__health__v1__health_list_response__statuses_entry__init(entry)
-                entry.pointee.key = arena.cString(key)
+                entry.pointee.key = arena.utf8(key)
                 entry.pointee.value = value._makeC(&arena)
                 entries[index] = entry
                 index += 1

@@ -101,13 +101,14 @@ public struct Stb_Catalog_V1_Module: ProtoMessage {
         self.updatedAtMs = updatedAtMs
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__module__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__module__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -169,13 +170,14 @@ public struct Stb_Catalog_V1_Group: ProtoMessage {
         self.updatedAtMs = updatedAtMs
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__group__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__group__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -253,13 +255,14 @@ public struct Stb_Catalog_V1_Option: ProtoMessage {
         self.updatedAtMs = updatedAtMs
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__option__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__option__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -305,13 +308,14 @@ public struct Stb_Catalog_V1_State: ProtoMessage {
         self.createdAtMs = createdAtMs
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__state__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__state__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -373,13 +377,14 @@ public struct Stb_Catalog_V1_Transition: ProtoMessage {
         self.updatedAtMs = updatedAtMs
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__transition__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__transition__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -417,13 +422,14 @@ public struct Stb_Catalog_V1_ModuleRef: ProtoMessage {
         self.ref = ref
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__module_ref__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__module_ref__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -461,13 +467,14 @@ public struct Stb_Catalog_V1_GroupRef: ProtoMessage {
         self.key = key
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__group_ref__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__group_ref__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -505,13 +512,14 @@ public struct Stb_Catalog_V1_OptionRef: ProtoMessage {
         self.ref = ref
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__option_ref__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__option_ref__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -549,13 +557,14 @@ public struct Stb_Catalog_V1_StateRef: ProtoMessage {
         self.name = name
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__state_ref__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__state_ref__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -597,13 +606,14 @@ public struct Stb_Catalog_V1_TransitionRef: ProtoMessage {
         self.event = event
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__transition_ref__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__transition_ref__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -633,13 +643,14 @@ public struct Stb_Catalog_V1_CreateModuleRequest: ProtoMessage {
         self.module = module
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__create_module_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__create_module_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -669,13 +680,14 @@ public struct Stb_Catalog_V1_CreateGroupRequest: ProtoMessage {
         self.group = group
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__create_group_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__create_group_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -705,13 +717,14 @@ public struct Stb_Catalog_V1_CreateOptionRequest: ProtoMessage {
         self.option = option
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__create_option_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__create_option_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -741,13 +754,14 @@ public struct Stb_Catalog_V1_CreateStateRequest: ProtoMessage {
         self.state = state
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__create_state_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__create_state_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -777,13 +791,14 @@ public struct Stb_Catalog_V1_CreateTransitionRequest: ProtoMessage {
         self.transition = transition
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__create_transition_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__create_transition_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -813,13 +828,14 @@ public struct Stb_Catalog_V1_ListModulesRequest: ProtoMessage {
         self.page = page
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__list_modules_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__list_modules_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -853,13 +869,14 @@ public struct Stb_Catalog_V1_ListModulesResponse: ProtoMessage {
         self.page = page
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__list_modules_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__list_modules_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -893,13 +910,14 @@ public struct Stb_Catalog_V1_ListGroupsRequest: ProtoMessage {
         self.page = page
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__list_groups_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__list_groups_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -933,13 +951,14 @@ public struct Stb_Catalog_V1_ListGroupsResponse: ProtoMessage {
         self.page = page
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__list_groups_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__list_groups_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -977,13 +996,14 @@ public struct Stb_Catalog_V1_ListOptionsRequest: ProtoMessage {
         self.page = page
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__list_options_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__list_options_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1017,13 +1037,14 @@ public struct Stb_Catalog_V1_ListOptionsResponse: ProtoMessage {
         self.page = page
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__list_options_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__list_options_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1053,13 +1074,14 @@ public struct Stb_Catalog_V1_ListStatesRequest: ProtoMessage {
         self.moduleKey = moduleKey
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__list_states_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__list_states_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1089,13 +1111,14 @@ public struct Stb_Catalog_V1_ListStatesResponse: ProtoMessage {
         self.states = states
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__list_states_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__list_states_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1125,13 +1148,14 @@ public struct Stb_Catalog_V1_ListTransitionsRequest: ProtoMessage {
         self.moduleKey = moduleKey
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__list_transitions_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__list_transitions_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1161,13 +1185,14 @@ public struct Stb_Catalog_V1_ListTransitionsResponse: ProtoMessage {
         self.transitions = transitions
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__list_transitions_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__list_transitions_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1217,13 +1242,14 @@ public struct Stb_Catalog_V1_UpdateModuleRequest: ProtoMessage {
         self.metaJson = metaJson
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__update_module_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__update_module_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1269,13 +1295,14 @@ public struct Stb_Catalog_V1_UpdateGroupRequest: ProtoMessage {
         self.metaJson = metaJson
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__update_group_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__update_group_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1341,13 +1368,14 @@ public struct Stb_Catalog_V1_UpdateOptionRequest: ProtoMessage {
         self.groupKey = groupKey
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__update_option_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__update_option_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1381,13 +1409,14 @@ public struct Stb_Catalog_V1_UpdateStateRequest: ProtoMessage {
         self.metaJson = metaJson
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__update_state_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__update_state_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1429,13 +1458,14 @@ public struct Stb_Catalog_V1_UpdateTransitionRequest: ProtoMessage {
         self.metaJson = metaJson
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__update_transition_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__update_transition_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1469,13 +1499,14 @@ public struct Stb_Catalog_V1_GetConfigRequest: ProtoMessage {
         self.knownRevision = knownRevision
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__get_config_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__get_config_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1517,13 +1548,14 @@ public struct Stb_Catalog_V1_GetConfigResponse: ProtoMessage {
         self.modules = modules
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__get_config_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__get_config_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1565,13 +1597,14 @@ public struct Stb_Catalog_V1_ConfigModule: ProtoMessage {
         self.transitions = transitions
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__config_module__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__config_module__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1605,13 +1638,14 @@ public struct Stb_Catalog_V1_ConfigGroup: ProtoMessage {
         self.options = options
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__config_group__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__config_group__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1653,13 +1687,14 @@ public struct Stb_Catalog_V1_ImportSeedRequest: ProtoMessage {
         self.fileName = fileName
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__import_seed_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__import_seed_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1693,13 +1728,14 @@ public struct Stb_Catalog_V1_PlanItem: ProtoMessage {
         self.key = key
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__plan_item__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__plan_item__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1741,13 +1777,14 @@ public struct Stb_Catalog_V1_ImportPlan: ProtoMessage {
         self.unchanged = unchanged
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__import_plan__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__import_plan__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1789,13 +1826,14 @@ public struct Stb_Catalog_V1_ImportSeedResponse: ProtoMessage {
         self.seedID = seedID
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__import_seed_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__import_seed_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1825,13 +1863,14 @@ public struct Stb_Catalog_V1_WatchRequest: ProtoMessage {
         self.after = after
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__watch_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__watch_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1889,13 +1928,14 @@ public struct Stb_Catalog_V1_ChangeEvent: ProtoMessage {
         self.revision = revision
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__change_event__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__change_event__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1939,13 +1979,14 @@ public struct Stb_Catalog_V1_CatalogEntity: ProtoMessage {
         self.entity = entity
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__catalog__v1__catalog_entity__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__catalog__v1__catalog_entity__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -2135,16 +2176,17 @@ public enum Stb_Catalog_V1_Catalog {
 // MARK: - protobuf-c bridging
 
 extension Stb_Catalog_V1_Module {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__Module>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__Module>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.id = m.id
-        self.key = _protoString(m.key)
-        self.name = _protoString(m.name)
-        self.description_p = _protoString(m.description)
+        self.key = try _protoString(m.key, field: "key")
+        self.name = try _protoString(m.name, field: "name")
+        self.description_p = try _protoString(m.description, field: "description")
         self.active = m.active != 0
-        self.initialState = _protoString(m.initial_state)
-        self.metaJson = _protoString(m.meta_json)
+        self.initialState = try _protoString(m.initial_state, field: "initial_state")
+        self.metaJson = try _protoString(m.meta_json, field: "meta_json")
         self.createdAtMs = m.created_at_ms
         self.updatedAtMs = m.updated_at_ms
     }
@@ -2155,20 +2197,20 @@ extension Stb_Catalog_V1_Module {
         stb__catalog__v1__module__init(c)
         c.pointee.id = self.id
         if !self.key.isEmpty {
-            c.pointee.key = arena.cString(self.key)
+            c.pointee.key = arena.utf8(self.key)
         }
         if !self.name.isEmpty {
-            c.pointee.name = arena.cString(self.name)
+            c.pointee.name = arena.utf8(self.name)
         }
         if !self.description_p.isEmpty {
-            c.pointee.description = arena.cString(self.description_p)
+            c.pointee.description = arena.utf8(self.description_p)
         }
         c.pointee.active = self.active ? 1 : 0
         if !self.initialState.isEmpty {
-            c.pointee.initial_state = arena.cString(self.initialState)
+            c.pointee.initial_state = arena.utf8(self.initialState)
         }
         if !self.metaJson.isEmpty {
-            c.pointee.meta_json = arena.cString(self.metaJson)
+            c.pointee.meta_json = arena.utf8(self.metaJson)
         }
         c.pointee.created_at_ms = self.createdAtMs
         c.pointee.updated_at_ms = self.updatedAtMs
@@ -2177,16 +2219,17 @@ extension Stb_Catalog_V1_Module {
 }
 
 extension Stb_Catalog_V1_Group {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__Group>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__Group>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.id = m.id
-        self.moduleKey = _protoString(m.module_key)
-        self.key = _protoString(m.key)
-        self.name = _protoString(m.name)
-        self.description_p = _protoString(m.description)
+        self.moduleKey = try _protoString(m.module_key, field: "module_key")
+        self.key = try _protoString(m.key, field: "key")
+        self.name = try _protoString(m.name, field: "name")
+        self.description_p = try _protoString(m.description, field: "description")
         self.position = m.position
-        self.metaJson = _protoString(m.meta_json)
+        self.metaJson = try _protoString(m.meta_json, field: "meta_json")
         self.createdAtMs = m.created_at_ms
         self.updatedAtMs = m.updated_at_ms
     }
@@ -2197,20 +2240,20 @@ extension Stb_Catalog_V1_Group {
         stb__catalog__v1__group__init(c)
         c.pointee.id = self.id
         if !self.moduleKey.isEmpty {
-            c.pointee.module_key = arena.cString(self.moduleKey)
+            c.pointee.module_key = arena.utf8(self.moduleKey)
         }
         if !self.key.isEmpty {
-            c.pointee.key = arena.cString(self.key)
+            c.pointee.key = arena.utf8(self.key)
         }
         if !self.name.isEmpty {
-            c.pointee.name = arena.cString(self.name)
+            c.pointee.name = arena.utf8(self.name)
         }
         if !self.description_p.isEmpty {
-            c.pointee.description = arena.cString(self.description_p)
+            c.pointee.description = arena.utf8(self.description_p)
         }
         c.pointee.position = self.position
         if !self.metaJson.isEmpty {
-            c.pointee.meta_json = arena.cString(self.metaJson)
+            c.pointee.meta_json = arena.utf8(self.metaJson)
         }
         c.pointee.created_at_ms = self.createdAtMs
         c.pointee.updated_at_ms = self.updatedAtMs
@@ -2219,20 +2262,21 @@ extension Stb_Catalog_V1_Group {
 }
 
 extension Stb_Catalog_V1_Option {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__Option>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__Option>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.id = m.id
-        self.moduleKey = _protoString(m.module_key)
-        self.groupKey = _protoString(m.group_key)
-        self.key = _protoString(m.key)
-        self.name = _protoString(m.name)
-        self.description_p = _protoString(m.description)
+        self.moduleKey = try _protoString(m.module_key, field: "module_key")
+        self.groupKey = try _protoString(m.group_key, field: "group_key")
+        self.key = try _protoString(m.key, field: "key")
+        self.name = try _protoString(m.name, field: "name")
+        self.description_p = try _protoString(m.description, field: "description")
         self.type = Stb_Catalog_V1_OptionType(rawValue: Int32(truncatingIfNeeded: m.type.rawValue))
-        self.defaultValue = _protoString(m.default_value)
+        self.defaultValue = try _protoString(m.default_value, field: "default_value")
         self.editable = m.editable != 0
         self.includedByDefault = m.included_by_default != 0
-        self.metaJson = _protoString(m.meta_json)
+        self.metaJson = try _protoString(m.meta_json, field: "meta_json")
         self.createdAtMs = m.created_at_ms
         self.updatedAtMs = m.updated_at_ms
     }
@@ -2243,28 +2287,28 @@ extension Stb_Catalog_V1_Option {
         stb__catalog__v1__option__init(c)
         c.pointee.id = self.id
         if !self.moduleKey.isEmpty {
-            c.pointee.module_key = arena.cString(self.moduleKey)
+            c.pointee.module_key = arena.utf8(self.moduleKey)
         }
         if !self.groupKey.isEmpty {
-            c.pointee.group_key = arena.cString(self.groupKey)
+            c.pointee.group_key = arena.utf8(self.groupKey)
         }
         if !self.key.isEmpty {
-            c.pointee.key = arena.cString(self.key)
+            c.pointee.key = arena.utf8(self.key)
         }
         if !self.name.isEmpty {
-            c.pointee.name = arena.cString(self.name)
+            c.pointee.name = arena.utf8(self.name)
         }
         if !self.description_p.isEmpty {
-            c.pointee.description = arena.cString(self.description_p)
+            c.pointee.description = arena.utf8(self.description_p)
         }
         c.pointee.type = .init(rawValue: .init(truncatingIfNeeded: self.type.rawValue))
         if !self.defaultValue.isEmpty {
-            c.pointee.default_value = arena.cString(self.defaultValue)
+            c.pointee.default_value = arena.utf8(self.defaultValue)
         }
         c.pointee.editable = self.editable ? 1 : 0
         c.pointee.included_by_default = self.includedByDefault ? 1 : 0
         if !self.metaJson.isEmpty {
-            c.pointee.meta_json = arena.cString(self.metaJson)
+            c.pointee.meta_json = arena.utf8(self.metaJson)
         }
         c.pointee.created_at_ms = self.createdAtMs
         c.pointee.updated_at_ms = self.updatedAtMs
@@ -2273,13 +2317,14 @@ extension Stb_Catalog_V1_Option {
 }
 
 extension Stb_Catalog_V1_State {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__State>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__State>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.id = m.id
-        self.moduleKey = _protoString(m.module_key)
-        self.name = _protoString(m.name)
-        self.metaJson = _protoString(m.meta_json)
+        self.moduleKey = try _protoString(m.module_key, field: "module_key")
+        self.name = try _protoString(m.name, field: "name")
+        self.metaJson = try _protoString(m.meta_json, field: "meta_json")
         self.createdAtMs = m.created_at_ms
     }
 
@@ -2289,13 +2334,13 @@ extension Stb_Catalog_V1_State {
         stb__catalog__v1__state__init(c)
         c.pointee.id = self.id
         if !self.moduleKey.isEmpty {
-            c.pointee.module_key = arena.cString(self.moduleKey)
+            c.pointee.module_key = arena.utf8(self.moduleKey)
         }
         if !self.name.isEmpty {
-            c.pointee.name = arena.cString(self.name)
+            c.pointee.name = arena.utf8(self.name)
         }
         if !self.metaJson.isEmpty {
-            c.pointee.meta_json = arena.cString(self.metaJson)
+            c.pointee.meta_json = arena.utf8(self.metaJson)
         }
         c.pointee.created_at_ms = self.createdAtMs
         return c
@@ -2303,16 +2348,17 @@ extension Stb_Catalog_V1_State {
 }
 
 extension Stb_Catalog_V1_Transition {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__Transition>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__Transition>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.id = m.id
-        self.moduleKey = _protoString(m.module_key)
-        self.fromState = _protoString(m.from_state)
-        self.event = _protoString(m.event)
-        self.toState = _protoString(m.to_state)
-        self.conditionJson = _protoString(m.condition_json)
-        self.metaJson = _protoString(m.meta_json)
+        self.moduleKey = try _protoString(m.module_key, field: "module_key")
+        self.fromState = try _protoString(m.from_state, field: "from_state")
+        self.event = try _protoString(m.event, field: "event")
+        self.toState = try _protoString(m.to_state, field: "to_state")
+        self.conditionJson = try _protoString(m.condition_json, field: "condition_json")
+        self.metaJson = try _protoString(m.meta_json, field: "meta_json")
         self.createdAtMs = m.created_at_ms
         self.updatedAtMs = m.updated_at_ms
     }
@@ -2323,22 +2369,22 @@ extension Stb_Catalog_V1_Transition {
         stb__catalog__v1__transition__init(c)
         c.pointee.id = self.id
         if !self.moduleKey.isEmpty {
-            c.pointee.module_key = arena.cString(self.moduleKey)
+            c.pointee.module_key = arena.utf8(self.moduleKey)
         }
         if !self.fromState.isEmpty {
-            c.pointee.from_state = arena.cString(self.fromState)
+            c.pointee.from_state = arena.utf8(self.fromState)
         }
         if !self.event.isEmpty {
-            c.pointee.event = arena.cString(self.event)
+            c.pointee.event = arena.utf8(self.event)
         }
         if !self.toState.isEmpty {
-            c.pointee.to_state = arena.cString(self.toState)
+            c.pointee.to_state = arena.utf8(self.toState)
         }
         if !self.conditionJson.isEmpty {
-            c.pointee.condition_json = arena.cString(self.conditionJson)
+            c.pointee.condition_json = arena.utf8(self.conditionJson)
         }
         if !self.metaJson.isEmpty {
-            c.pointee.meta_json = arena.cString(self.metaJson)
+            c.pointee.meta_json = arena.utf8(self.metaJson)
         }
         c.pointee.created_at_ms = self.createdAtMs
         c.pointee.updated_at_ms = self.updatedAtMs
@@ -2347,12 +2393,13 @@ extension Stb_Catalog_V1_Transition {
 }
 
 extension Stb_Catalog_V1_ModuleRef {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ModuleRef>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ModuleRef>) throws(_ProtoFieldError) {
         let m = c.pointee
         switch m.ref_case.rawValue {
         case 1: self.ref = .id(m.id)
-        case 2: self.ref = .key(_protoString(m.key))
+        case 2: self.ref = try .key(_protoString(m.key, field: "key"))
         default: self.ref = nil
         }
     }
@@ -2367,7 +2414,7 @@ extension Stb_Catalog_V1_ModuleRef {
             c.pointee.id = value
         case .key(let value)?:
             c.pointee.ref_case = .init(rawValue: 2)
-            c.pointee.key = arena.cString(value)
+            c.pointee.key = arena.utf8(value)
         case nil:
             break
         }
@@ -2376,12 +2423,13 @@ extension Stb_Catalog_V1_ModuleRef {
 }
 
 extension Stb_Catalog_V1_GroupRef {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__GroupRef>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__GroupRef>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.id = m.id
-        self.moduleKey = _protoString(m.module_key)
-        self.key = _protoString(m.key)
+        self.moduleKey = try _protoString(m.module_key, field: "module_key")
+        self.key = try _protoString(m.key, field: "key")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2390,22 +2438,23 @@ extension Stb_Catalog_V1_GroupRef {
         stb__catalog__v1__group_ref__init(c)
         c.pointee.id = self.id
         if !self.moduleKey.isEmpty {
-            c.pointee.module_key = arena.cString(self.moduleKey)
+            c.pointee.module_key = arena.utf8(self.moduleKey)
         }
         if !self.key.isEmpty {
-            c.pointee.key = arena.cString(self.key)
+            c.pointee.key = arena.utf8(self.key)
         }
         return c
     }
 }
 
 extension Stb_Catalog_V1_OptionRef {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__OptionRef>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__OptionRef>) throws(_ProtoFieldError) {
         let m = c.pointee
         switch m.ref_case.rawValue {
         case 1: self.ref = .id(m.id)
-        case 2: self.ref = .key(_protoString(m.key))
+        case 2: self.ref = try .key(_protoString(m.key, field: "key"))
         default: self.ref = nil
         }
     }
@@ -2420,7 +2469,7 @@ extension Stb_Catalog_V1_OptionRef {
             c.pointee.id = value
         case .key(let value)?:
             c.pointee.ref_case = .init(rawValue: 2)
-            c.pointee.key = arena.cString(value)
+            c.pointee.key = arena.utf8(value)
         case nil:
             break
         }
@@ -2429,12 +2478,13 @@ extension Stb_Catalog_V1_OptionRef {
 }
 
 extension Stb_Catalog_V1_StateRef {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__StateRef>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__StateRef>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.id = m.id
-        self.moduleKey = _protoString(m.module_key)
-        self.name = _protoString(m.name)
+        self.moduleKey = try _protoString(m.module_key, field: "module_key")
+        self.name = try _protoString(m.name, field: "name")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2443,23 +2493,24 @@ extension Stb_Catalog_V1_StateRef {
         stb__catalog__v1__state_ref__init(c)
         c.pointee.id = self.id
         if !self.moduleKey.isEmpty {
-            c.pointee.module_key = arena.cString(self.moduleKey)
+            c.pointee.module_key = arena.utf8(self.moduleKey)
         }
         if !self.name.isEmpty {
-            c.pointee.name = arena.cString(self.name)
+            c.pointee.name = arena.utf8(self.name)
         }
         return c
     }
 }
 
 extension Stb_Catalog_V1_TransitionRef {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__TransitionRef>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__TransitionRef>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.id = m.id
-        self.moduleKey = _protoString(m.module_key)
-        self.fromState = _protoString(m.from_state)
-        self.event = _protoString(m.event)
+        self.moduleKey = try _protoString(m.module_key, field: "module_key")
+        self.fromState = try _protoString(m.from_state, field: "from_state")
+        self.event = try _protoString(m.event, field: "event")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2468,23 +2519,24 @@ extension Stb_Catalog_V1_TransitionRef {
         stb__catalog__v1__transition_ref__init(c)
         c.pointee.id = self.id
         if !self.moduleKey.isEmpty {
-            c.pointee.module_key = arena.cString(self.moduleKey)
+            c.pointee.module_key = arena.utf8(self.moduleKey)
         }
         if !self.fromState.isEmpty {
-            c.pointee.from_state = arena.cString(self.fromState)
+            c.pointee.from_state = arena.utf8(self.fromState)
         }
         if !self.event.isEmpty {
-            c.pointee.event = arena.cString(self.event)
+            c.pointee.event = arena.utf8(self.event)
         }
         return c
     }
 }
 
 extension Stb_Catalog_V1_CreateModuleRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__CreateModuleRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__CreateModuleRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.module = m.module.map { Stb_Catalog_V1_Module(_c: $0) }
+        self.module = try _protoMessage(m.module, field: "module", Stb_Catalog_V1_Module.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2499,10 +2551,11 @@ extension Stb_Catalog_V1_CreateModuleRequest {
 }
 
 extension Stb_Catalog_V1_CreateGroupRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__CreateGroupRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__CreateGroupRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.group = m.group.map { Stb_Catalog_V1_Group(_c: $0) }
+        self.group = try _protoMessage(m.group, field: "group", Stb_Catalog_V1_Group.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2517,10 +2570,11 @@ extension Stb_Catalog_V1_CreateGroupRequest {
 }
 
 extension Stb_Catalog_V1_CreateOptionRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__CreateOptionRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__CreateOptionRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.option = m.option.map { Stb_Catalog_V1_Option(_c: $0) }
+        self.option = try _protoMessage(m.option, field: "option", Stb_Catalog_V1_Option.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2535,10 +2589,11 @@ extension Stb_Catalog_V1_CreateOptionRequest {
 }
 
 extension Stb_Catalog_V1_CreateStateRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__CreateStateRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__CreateStateRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.state = m.state.map { Stb_Catalog_V1_State(_c: $0) }
+        self.state = try _protoMessage(m.state, field: "state", Stb_Catalog_V1_State.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2553,10 +2608,11 @@ extension Stb_Catalog_V1_CreateStateRequest {
 }
 
 extension Stb_Catalog_V1_CreateTransitionRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__CreateTransitionRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__CreateTransitionRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.transition = m.transition.map { Stb_Catalog_V1_Transition(_c: $0) }
+        self.transition = try _protoMessage(m.transition, field: "transition", Stb_Catalog_V1_Transition.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2571,10 +2627,11 @@ extension Stb_Catalog_V1_CreateTransitionRequest {
 }
 
 extension Stb_Catalog_V1_ListModulesRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListModulesRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListModulesRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.page = m.page.map { Stb_Common_V1_PageRequest(_c: $0) }
+        self.page = try _protoMessage(m.page, field: "page", Stb_Common_V1_PageRequest.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2589,11 +2646,12 @@ extension Stb_Catalog_V1_ListModulesRequest {
 }
 
 extension Stb_Catalog_V1_ListModulesResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListModulesResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListModulesResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.modules = _protoArray(m.modules, m.n_modules) { $0.map { Stb_Catalog_V1_Module(_c: $0) } ?? Stb_Catalog_V1_Module() }
-        self.page = m.page.map { Stb_Common_V1_PageInfo(_c: $0) }
+        self.modules = try _protoMessages(m.modules, m.n_modules, field: "modules", Stb_Catalog_V1_Module.init(_c:))
+        self.page = try _protoMessage(m.page, field: "page", Stb_Common_V1_PageInfo.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2616,11 +2674,12 @@ extension Stb_Catalog_V1_ListModulesResponse {
 }
 
 extension Stb_Catalog_V1_ListGroupsRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListGroupsRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListGroupsRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.moduleKey = _protoString(m.module_key)
-        self.page = m.page.map { Stb_Common_V1_PageRequest(_c: $0) }
+        self.moduleKey = try _protoString(m.module_key, field: "module_key")
+        self.page = try _protoMessage(m.page, field: "page", Stb_Common_V1_PageRequest.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2628,7 +2687,7 @@ extension Stb_Catalog_V1_ListGroupsRequest {
         let c = arena.allocate(Stb__Catalog__V1__ListGroupsRequest.self)
         stb__catalog__v1__list_groups_request__init(c)
         if !self.moduleKey.isEmpty {
-            c.pointee.module_key = arena.cString(self.moduleKey)
+            c.pointee.module_key = arena.utf8(self.moduleKey)
         }
         if let value = self.page {
             c.pointee.page = value._makeC(&arena)
@@ -2638,11 +2697,12 @@ extension Stb_Catalog_V1_ListGroupsRequest {
 }
 
 extension Stb_Catalog_V1_ListGroupsResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListGroupsResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListGroupsResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.groups = _protoArray(m.groups, m.n_groups) { $0.map { Stb_Catalog_V1_Group(_c: $0) } ?? Stb_Catalog_V1_Group() }
-        self.page = m.page.map { Stb_Common_V1_PageInfo(_c: $0) }
+        self.groups = try _protoMessages(m.groups, m.n_groups, field: "groups", Stb_Catalog_V1_Group.init(_c:))
+        self.page = try _protoMessage(m.page, field: "page", Stb_Common_V1_PageInfo.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2665,12 +2725,13 @@ extension Stb_Catalog_V1_ListGroupsResponse {
 }
 
 extension Stb_Catalog_V1_ListOptionsRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListOptionsRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListOptionsRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.moduleKey = _protoString(m.module_key)
-        self.groupKey = _protoString(m.group_key)
-        self.page = m.page.map { Stb_Common_V1_PageRequest(_c: $0) }
+        self.moduleKey = try _protoString(m.module_key, field: "module_key")
+        self.groupKey = try _protoString(m.group_key, field: "group_key")
+        self.page = try _protoMessage(m.page, field: "page", Stb_Common_V1_PageRequest.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2678,10 +2739,10 @@ extension Stb_Catalog_V1_ListOptionsRequest {
         let c = arena.allocate(Stb__Catalog__V1__ListOptionsRequest.self)
         stb__catalog__v1__list_options_request__init(c)
         if !self.moduleKey.isEmpty {
-            c.pointee.module_key = arena.cString(self.moduleKey)
+            c.pointee.module_key = arena.utf8(self.moduleKey)
         }
         if !self.groupKey.isEmpty {
-            c.pointee.group_key = arena.cString(self.groupKey)
+            c.pointee.group_key = arena.utf8(self.groupKey)
         }
         if let value = self.page {
             c.pointee.page = value._makeC(&arena)
@@ -2691,11 +2752,12 @@ extension Stb_Catalog_V1_ListOptionsRequest {
 }
 
 extension Stb_Catalog_V1_ListOptionsResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListOptionsResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListOptionsResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.options = _protoArray(m.options, m.n_options) { $0.map { Stb_Catalog_V1_Option(_c: $0) } ?? Stb_Catalog_V1_Option() }
-        self.page = m.page.map { Stb_Common_V1_PageInfo(_c: $0) }
+        self.options = try _protoMessages(m.options, m.n_options, field: "options", Stb_Catalog_V1_Option.init(_c:))
+        self.page = try _protoMessage(m.page, field: "page", Stb_Common_V1_PageInfo.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2718,10 +2780,11 @@ extension Stb_Catalog_V1_ListOptionsResponse {
 }
 
 extension Stb_Catalog_V1_ListStatesRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListStatesRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListStatesRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.moduleKey = _protoString(m.module_key)
+        self.moduleKey = try _protoString(m.module_key, field: "module_key")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2729,17 +2792,18 @@ extension Stb_Catalog_V1_ListStatesRequest {
         let c = arena.allocate(Stb__Catalog__V1__ListStatesRequest.self)
         stb__catalog__v1__list_states_request__init(c)
         if !self.moduleKey.isEmpty {
-            c.pointee.module_key = arena.cString(self.moduleKey)
+            c.pointee.module_key = arena.utf8(self.moduleKey)
         }
         return c
     }
 }
 
 extension Stb_Catalog_V1_ListStatesResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListStatesResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListStatesResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.states = _protoArray(m.states, m.n_states) { $0.map { Stb_Catalog_V1_State(_c: $0) } ?? Stb_Catalog_V1_State() }
+        self.states = try _protoMessages(m.states, m.n_states, field: "states", Stb_Catalog_V1_State.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2759,10 +2823,11 @@ extension Stb_Catalog_V1_ListStatesResponse {
 }
 
 extension Stb_Catalog_V1_ListTransitionsRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListTransitionsRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListTransitionsRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.moduleKey = _protoString(m.module_key)
+        self.moduleKey = try _protoString(m.module_key, field: "module_key")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2770,17 +2835,18 @@ extension Stb_Catalog_V1_ListTransitionsRequest {
         let c = arena.allocate(Stb__Catalog__V1__ListTransitionsRequest.self)
         stb__catalog__v1__list_transitions_request__init(c)
         if !self.moduleKey.isEmpty {
-            c.pointee.module_key = arena.cString(self.moduleKey)
+            c.pointee.module_key = arena.utf8(self.moduleKey)
         }
         return c
     }
 }
 
 extension Stb_Catalog_V1_ListTransitionsResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListTransitionsResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ListTransitionsResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.transitions = _protoArray(m.transitions, m.n_transitions) { $0.map { Stb_Catalog_V1_Transition(_c: $0) } ?? Stb_Catalog_V1_Transition() }
+        self.transitions = try _protoMessages(m.transitions, m.n_transitions, field: "transitions", Stb_Catalog_V1_Transition.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2800,15 +2866,16 @@ extension Stb_Catalog_V1_ListTransitionsResponse {
 }
 
 extension Stb_Catalog_V1_UpdateModuleRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__UpdateModuleRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__UpdateModuleRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.ref = m.ref.map { Stb_Catalog_V1_ModuleRef(_c: $0) }
-        self.name = m._name_case.rawValue == 2 ? _protoString(m.name) : nil
-        self.description_p = m._description_case.rawValue == 3 ? _protoString(m.description) : nil
+        self.ref = try _protoMessage(m.ref, field: "ref", Stb_Catalog_V1_ModuleRef.init(_c:))
+        self.name = try m._name_case.rawValue == 2 ? _protoString(m.name, field: "name") : nil
+        self.description_p = try m._description_case.rawValue == 3 ? _protoString(m.description, field: "description") : nil
         self.active = m._active_case.rawValue == 4 ? m.active != 0 : nil
-        self.initialState = m._initial_state_case.rawValue == 5 ? _protoString(m.initial_state) : nil
-        self.metaJson = m._meta_json_case.rawValue == 6 ? _protoString(m.meta_json) : nil
+        self.initialState = try m._initial_state_case.rawValue == 5 ? _protoString(m.initial_state, field: "initial_state") : nil
+        self.metaJson = try m._meta_json_case.rawValue == 6 ? _protoString(m.meta_json, field: "meta_json") : nil
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2820,11 +2887,11 @@ extension Stb_Catalog_V1_UpdateModuleRequest {
         }
         if let value = self.name {
             c.pointee._name_case = .init(rawValue: 2)
-            c.pointee.name = arena.cString(value)
+            c.pointee.name = arena.utf8(value)
         }
         if let value = self.description_p {
             c.pointee._description_case = .init(rawValue: 3)
-            c.pointee.description = arena.cString(value)
+            c.pointee.description = arena.utf8(value)
         }
         if let value = self.active {
             c.pointee._active_case = .init(rawValue: 4)
@@ -2832,25 +2899,26 @@ extension Stb_Catalog_V1_UpdateModuleRequest {
         }
         if let value = self.initialState {
             c.pointee._initial_state_case = .init(rawValue: 5)
-            c.pointee.initial_state = arena.cString(value)
+            c.pointee.initial_state = arena.utf8(value)
         }
         if let value = self.metaJson {
             c.pointee._meta_json_case = .init(rawValue: 6)
-            c.pointee.meta_json = arena.cString(value)
+            c.pointee.meta_json = arena.utf8(value)
         }
         return c
     }
 }
 
 extension Stb_Catalog_V1_UpdateGroupRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__UpdateGroupRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__UpdateGroupRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.ref = m.ref.map { Stb_Catalog_V1_GroupRef(_c: $0) }
-        self.name = m._name_case.rawValue == 2 ? _protoString(m.name) : nil
-        self.description_p = m._description_case.rawValue == 3 ? _protoString(m.description) : nil
+        self.ref = try _protoMessage(m.ref, field: "ref", Stb_Catalog_V1_GroupRef.init(_c:))
+        self.name = try m._name_case.rawValue == 2 ? _protoString(m.name, field: "name") : nil
+        self.description_p = try m._description_case.rawValue == 3 ? _protoString(m.description, field: "description") : nil
         self.position = m._position_case.rawValue == 4 ? m.position : nil
-        self.metaJson = m._meta_json_case.rawValue == 5 ? _protoString(m.meta_json) : nil
+        self.metaJson = try m._meta_json_case.rawValue == 5 ? _protoString(m.meta_json, field: "meta_json") : nil
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2862,11 +2930,11 @@ extension Stb_Catalog_V1_UpdateGroupRequest {
         }
         if let value = self.name {
             c.pointee._name_case = .init(rawValue: 2)
-            c.pointee.name = arena.cString(value)
+            c.pointee.name = arena.utf8(value)
         }
         if let value = self.description_p {
             c.pointee._description_case = .init(rawValue: 3)
-            c.pointee.description = arena.cString(value)
+            c.pointee.description = arena.utf8(value)
         }
         if let value = self.position {
             c.pointee._position_case = .init(rawValue: 4)
@@ -2874,26 +2942,27 @@ extension Stb_Catalog_V1_UpdateGroupRequest {
         }
         if let value = self.metaJson {
             c.pointee._meta_json_case = .init(rawValue: 5)
-            c.pointee.meta_json = arena.cString(value)
+            c.pointee.meta_json = arena.utf8(value)
         }
         return c
     }
 }
 
 extension Stb_Catalog_V1_UpdateOptionRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__UpdateOptionRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__UpdateOptionRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.ref = m.ref.map { Stb_Catalog_V1_OptionRef(_c: $0) }
-        self.name = m._name_case.rawValue == 2 ? _protoString(m.name) : nil
-        self.description_p = m._description_case.rawValue == 3 ? _protoString(m.description) : nil
+        self.ref = try _protoMessage(m.ref, field: "ref", Stb_Catalog_V1_OptionRef.init(_c:))
+        self.name = try m._name_case.rawValue == 2 ? _protoString(m.name, field: "name") : nil
+        self.description_p = try m._description_case.rawValue == 3 ? _protoString(m.description, field: "description") : nil
         self.type = m._type_case.rawValue == 4 ? Stb_Catalog_V1_OptionType(rawValue: Int32(truncatingIfNeeded: m.type.rawValue)) : nil
-        self.defaultValue = m._default_value_case.rawValue == 5 ? _protoString(m.default_value) : nil
+        self.defaultValue = try m._default_value_case.rawValue == 5 ? _protoString(m.default_value, field: "default_value") : nil
         self.editable = m._editable_case.rawValue == 6 ? m.editable != 0 : nil
         self.includedByDefault = m._included_by_default_case.rawValue == 7 ? m.included_by_default != 0 : nil
-        self.metaJson = m._meta_json_case.rawValue == 8 ? _protoString(m.meta_json) : nil
-        self.moduleKey = m._module_key_case.rawValue == 9 ? _protoString(m.module_key) : nil
-        self.groupKey = m._group_key_case.rawValue == 10 ? _protoString(m.group_key) : nil
+        self.metaJson = try m._meta_json_case.rawValue == 8 ? _protoString(m.meta_json, field: "meta_json") : nil
+        self.moduleKey = try m._module_key_case.rawValue == 9 ? _protoString(m.module_key, field: "module_key") : nil
+        self.groupKey = try m._group_key_case.rawValue == 10 ? _protoString(m.group_key, field: "group_key") : nil
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2905,11 +2974,11 @@ extension Stb_Catalog_V1_UpdateOptionRequest {
         }
         if let value = self.name {
             c.pointee._name_case = .init(rawValue: 2)
-            c.pointee.name = arena.cString(value)
+            c.pointee.name = arena.utf8(value)
         }
         if let value = self.description_p {
             c.pointee._description_case = .init(rawValue: 3)
-            c.pointee.description = arena.cString(value)
+            c.pointee.description = arena.utf8(value)
         }
         if let value = self.type {
             c.pointee._type_case = .init(rawValue: 4)
@@ -2917,7 +2986,7 @@ extension Stb_Catalog_V1_UpdateOptionRequest {
         }
         if let value = self.defaultValue {
             c.pointee._default_value_case = .init(rawValue: 5)
-            c.pointee.default_value = arena.cString(value)
+            c.pointee.default_value = arena.utf8(value)
         }
         if let value = self.editable {
             c.pointee._editable_case = .init(rawValue: 6)
@@ -2929,26 +2998,27 @@ extension Stb_Catalog_V1_UpdateOptionRequest {
         }
         if let value = self.metaJson {
             c.pointee._meta_json_case = .init(rawValue: 8)
-            c.pointee.meta_json = arena.cString(value)
+            c.pointee.meta_json = arena.utf8(value)
         }
         if let value = self.moduleKey {
             c.pointee._module_key_case = .init(rawValue: 9)
-            c.pointee.module_key = arena.cString(value)
+            c.pointee.module_key = arena.utf8(value)
         }
         if let value = self.groupKey {
             c.pointee._group_key_case = .init(rawValue: 10)
-            c.pointee.group_key = arena.cString(value)
+            c.pointee.group_key = arena.utf8(value)
         }
         return c
     }
 }
 
 extension Stb_Catalog_V1_UpdateStateRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__UpdateStateRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__UpdateStateRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.ref = m.ref.map { Stb_Catalog_V1_StateRef(_c: $0) }
-        self.metaJson = m._meta_json_case.rawValue == 2 ? _protoString(m.meta_json) : nil
+        self.ref = try _protoMessage(m.ref, field: "ref", Stb_Catalog_V1_StateRef.init(_c:))
+        self.metaJson = try m._meta_json_case.rawValue == 2 ? _protoString(m.meta_json, field: "meta_json") : nil
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2960,20 +3030,21 @@ extension Stb_Catalog_V1_UpdateStateRequest {
         }
         if let value = self.metaJson {
             c.pointee._meta_json_case = .init(rawValue: 2)
-            c.pointee.meta_json = arena.cString(value)
+            c.pointee.meta_json = arena.utf8(value)
         }
         return c
     }
 }
 
 extension Stb_Catalog_V1_UpdateTransitionRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__UpdateTransitionRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__UpdateTransitionRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.ref = m.ref.map { Stb_Catalog_V1_TransitionRef(_c: $0) }
-        self.toState = m._to_state_case.rawValue == 2 ? _protoString(m.to_state) : nil
-        self.conditionJson = m._condition_json_case.rawValue == 3 ? _protoString(m.condition_json) : nil
-        self.metaJson = m._meta_json_case.rawValue == 4 ? _protoString(m.meta_json) : nil
+        self.ref = try _protoMessage(m.ref, field: "ref", Stb_Catalog_V1_TransitionRef.init(_c:))
+        self.toState = try m._to_state_case.rawValue == 2 ? _protoString(m.to_state, field: "to_state") : nil
+        self.conditionJson = try m._condition_json_case.rawValue == 3 ? _protoString(m.condition_json, field: "condition_json") : nil
+        self.metaJson = try m._meta_json_case.rawValue == 4 ? _protoString(m.meta_json, field: "meta_json") : nil
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2985,25 +3056,26 @@ extension Stb_Catalog_V1_UpdateTransitionRequest {
         }
         if let value = self.toState {
             c.pointee._to_state_case = .init(rawValue: 2)
-            c.pointee.to_state = arena.cString(value)
+            c.pointee.to_state = arena.utf8(value)
         }
         if let value = self.conditionJson {
             c.pointee._condition_json_case = .init(rawValue: 3)
-            c.pointee.condition_json = arena.cString(value)
+            c.pointee.condition_json = arena.utf8(value)
         }
         if let value = self.metaJson {
             c.pointee._meta_json_case = .init(rawValue: 4)
-            c.pointee.meta_json = arena.cString(value)
+            c.pointee.meta_json = arena.utf8(value)
         }
         return c
     }
 }
 
 extension Stb_Catalog_V1_GetConfigRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__GetConfigRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__GetConfigRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.moduleKeys = _protoArray(m.module_keys, m.n_module_keys) { _protoString($0) }
+        self.moduleKeys = try _protoArray(m.module_keys, m.n_module_keys, field: "module_keys", _protoString)
         self.knownRevision = m.known_revision
     }
 
@@ -3012,9 +3084,9 @@ extension Stb_Catalog_V1_GetConfigRequest {
         let c = arena.allocate(Stb__Catalog__V1__GetConfigRequest.self)
         stb__catalog__v1__get_config_request__init(c)
         if !self.moduleKeys.isEmpty {
-            let items = arena.allocate(UnsafeMutablePointer<CChar>?.self, count: self.moduleKeys.count)
+            let items = arena.allocate(ProtobufCBinaryData.self, count: self.moduleKeys.count)
             for (index, value) in self.moduleKeys.enumerated() {
-                items[index] = arena.cString(value)
+                items[index] = arena.utf8(value)
             }
             c.pointee.module_keys = items
             c.pointee.n_module_keys = self.moduleKeys.count
@@ -3025,13 +3097,14 @@ extension Stb_Catalog_V1_GetConfigRequest {
 }
 
 extension Stb_Catalog_V1_GetConfigResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__GetConfigResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__GetConfigResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.revision = m.revision
         self.unchanged = m.unchanged != 0
-        self.cursor = _protoString(m.cursor)
-        self.modules = _protoArray(m.modules, m.n_modules) { $0.map { Stb_Catalog_V1_ConfigModule(_c: $0) } ?? Stb_Catalog_V1_ConfigModule() }
+        self.cursor = try _protoString(m.cursor, field: "cursor")
+        self.modules = try _protoMessages(m.modules, m.n_modules, field: "modules", Stb_Catalog_V1_ConfigModule.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -3041,7 +3114,7 @@ extension Stb_Catalog_V1_GetConfigResponse {
         c.pointee.revision = self.revision
         c.pointee.unchanged = self.unchanged ? 1 : 0
         if !self.cursor.isEmpty {
-            c.pointee.cursor = arena.cString(self.cursor)
+            c.pointee.cursor = arena.utf8(self.cursor)
         }
         if !self.modules.isEmpty {
             let items = arena.allocate(UnsafeMutablePointer<Stb__Catalog__V1__ConfigModule>?.self, count: self.modules.count)
@@ -3056,13 +3129,14 @@ extension Stb_Catalog_V1_GetConfigResponse {
 }
 
 extension Stb_Catalog_V1_ConfigModule {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ConfigModule>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ConfigModule>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.module = m.module.map { Stb_Catalog_V1_Module(_c: $0) }
-        self.groups = _protoArray(m.groups, m.n_groups) { $0.map { Stb_Catalog_V1_ConfigGroup(_c: $0) } ?? Stb_Catalog_V1_ConfigGroup() }
-        self.states = _protoArray(m.states, m.n_states) { $0.map { Stb_Catalog_V1_State(_c: $0) } ?? Stb_Catalog_V1_State() }
-        self.transitions = _protoArray(m.transitions, m.n_transitions) { $0.map { Stb_Catalog_V1_Transition(_c: $0) } ?? Stb_Catalog_V1_Transition() }
+        self.module = try _protoMessage(m.module, field: "module", Stb_Catalog_V1_Module.init(_c:))
+        self.groups = try _protoMessages(m.groups, m.n_groups, field: "groups", Stb_Catalog_V1_ConfigGroup.init(_c:))
+        self.states = try _protoMessages(m.states, m.n_states, field: "states", Stb_Catalog_V1_State.init(_c:))
+        self.transitions = try _protoMessages(m.transitions, m.n_transitions, field: "transitions", Stb_Catalog_V1_Transition.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -3101,11 +3175,12 @@ extension Stb_Catalog_V1_ConfigModule {
 }
 
 extension Stb_Catalog_V1_ConfigGroup {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ConfigGroup>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ConfigGroup>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.group = m.group.map { Stb_Catalog_V1_Group(_c: $0) }
-        self.options = _protoArray(m.options, m.n_options) { $0.map { Stb_Catalog_V1_Option(_c: $0) } ?? Stb_Catalog_V1_Option() }
+        self.group = try _protoMessage(m.group, field: "group", Stb_Catalog_V1_Group.init(_c:))
+        self.options = try _protoMessages(m.options, m.n_options, field: "options", Stb_Catalog_V1_Option.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -3128,13 +3203,14 @@ extension Stb_Catalog_V1_ConfigGroup {
 }
 
 extension Stb_Catalog_V1_ImportSeedRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ImportSeedRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ImportSeedRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.documentJson = _protoString(m.document_json)
+        self.documentJson = try _protoString(m.document_json, field: "document_json")
         self.dryRun = m.dry_run != 0
         self.prune = m.prune != 0
-        self.fileName = _protoString(m.file_name)
+        self.fileName = try _protoString(m.file_name, field: "file_name")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -3142,23 +3218,24 @@ extension Stb_Catalog_V1_ImportSeedRequest {
         let c = arena.allocate(Stb__Catalog__V1__ImportSeedRequest.self)
         stb__catalog__v1__import_seed_request__init(c)
         if !self.documentJson.isEmpty {
-            c.pointee.document_json = arena.cString(self.documentJson)
+            c.pointee.document_json = arena.utf8(self.documentJson)
         }
         c.pointee.dry_run = self.dryRun ? 1 : 0
         c.pointee.prune = self.prune ? 1 : 0
         if !self.fileName.isEmpty {
-            c.pointee.file_name = arena.cString(self.fileName)
+            c.pointee.file_name = arena.utf8(self.fileName)
         }
         return c
     }
 }
 
 extension Stb_Catalog_V1_PlanItem {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__PlanItem>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__PlanItem>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.entity = _protoString(m.entity)
-        self.key = _protoString(m.key)
+        self.entity = try _protoString(m.entity, field: "entity")
+        self.key = try _protoString(m.key, field: "key")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -3166,22 +3243,23 @@ extension Stb_Catalog_V1_PlanItem {
         let c = arena.allocate(Stb__Catalog__V1__PlanItem.self)
         stb__catalog__v1__plan_item__init(c)
         if !self.entity.isEmpty {
-            c.pointee.entity = arena.cString(self.entity)
+            c.pointee.entity = arena.utf8(self.entity)
         }
         if !self.key.isEmpty {
-            c.pointee.key = arena.cString(self.key)
+            c.pointee.key = arena.utf8(self.key)
         }
         return c
     }
 }
 
 extension Stb_Catalog_V1_ImportPlan {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ImportPlan>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ImportPlan>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.created = _protoArray(m.created, m.n_created) { $0.map { Stb_Catalog_V1_PlanItem(_c: $0) } ?? Stb_Catalog_V1_PlanItem() }
-        self.updated = _protoArray(m.updated, m.n_updated) { $0.map { Stb_Catalog_V1_PlanItem(_c: $0) } ?? Stb_Catalog_V1_PlanItem() }
-        self.deleted = _protoArray(m.deleted, m.n_deleted) { $0.map { Stb_Catalog_V1_PlanItem(_c: $0) } ?? Stb_Catalog_V1_PlanItem() }
+        self.created = try _protoMessages(m.created, m.n_created, field: "created", Stb_Catalog_V1_PlanItem.init(_c:))
+        self.updated = try _protoMessages(m.updated, m.n_updated, field: "updated", Stb_Catalog_V1_PlanItem.init(_c:))
+        self.deleted = try _protoMessages(m.deleted, m.n_deleted, field: "deleted", Stb_Catalog_V1_PlanItem.init(_c:))
         self.unchanged = m.unchanged
     }
 
@@ -3219,10 +3297,11 @@ extension Stb_Catalog_V1_ImportPlan {
 }
 
 extension Stb_Catalog_V1_ImportSeedResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ImportSeedResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ImportSeedResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.plan = m.plan.map { Stb_Catalog_V1_ImportPlan(_c: $0) }
+        self.plan = try _protoMessage(m.plan, field: "plan", Stb_Catalog_V1_ImportPlan.init(_c:))
         self.applied = m.applied != 0
         self.revision = m.revision
         self.seedID = m.seed_id
@@ -3243,10 +3322,11 @@ extension Stb_Catalog_V1_ImportSeedResponse {
 }
 
 extension Stb_Catalog_V1_WatchRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__WatchRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__WatchRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.after = _protoString(m.after)
+        self.after = try _protoString(m.after, field: "after")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -3254,22 +3334,23 @@ extension Stb_Catalog_V1_WatchRequest {
         let c = arena.allocate(Stb__Catalog__V1__WatchRequest.self)
         stb__catalog__v1__watch_request__init(c)
         if !self.after.isEmpty {
-            c.pointee.after = arena.cString(self.after)
+            c.pointee.after = arena.utf8(self.after)
         }
         return c
     }
 }
 
 extension Stb_Catalog_V1_ChangeEvent {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ChangeEvent>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ChangeEvent>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.cursor = _protoString(m.cursor)
-        self.entity = _protoString(m.entity)
-        self.key = _protoString(m.key)
+        self.cursor = try _protoString(m.cursor, field: "cursor")
+        self.entity = try _protoString(m.entity, field: "entity")
+        self.key = try _protoString(m.key, field: "key")
         self.action = Stb_Common_V1_ChangeAction(rawValue: Int32(truncatingIfNeeded: m.action.rawValue))
-        self.state = m.state.map { Stb_Catalog_V1_CatalogEntity(_c: $0) }
-        self.actor = _protoString(m.actor)
+        self.state = try _protoMessage(m.state, field: "state", Stb_Catalog_V1_CatalogEntity.init(_c:))
+        self.actor = try _protoString(m.actor, field: "actor")
         self.atMs = m.at_ms
         self.revision = m.revision
     }
@@ -3279,20 +3360,20 @@ extension Stb_Catalog_V1_ChangeEvent {
         let c = arena.allocate(Stb__Catalog__V1__ChangeEvent.self)
         stb__catalog__v1__change_event__init(c)
         if !self.cursor.isEmpty {
-            c.pointee.cursor = arena.cString(self.cursor)
+            c.pointee.cursor = arena.utf8(self.cursor)
         }
         if !self.entity.isEmpty {
-            c.pointee.entity = arena.cString(self.entity)
+            c.pointee.entity = arena.utf8(self.entity)
         }
         if !self.key.isEmpty {
-            c.pointee.key = arena.cString(self.key)
+            c.pointee.key = arena.utf8(self.key)
         }
         c.pointee.action = .init(rawValue: .init(truncatingIfNeeded: self.action.rawValue))
         if let value = self.state {
             c.pointee.state = value._makeC(&arena)
         }
         if !self.actor.isEmpty {
-            c.pointee.actor = arena.cString(self.actor)
+            c.pointee.actor = arena.utf8(self.actor)
         }
         c.pointee.at_ms = self.atMs
         c.pointee.revision = self.revision
@@ -3301,15 +3382,16 @@ extension Stb_Catalog_V1_ChangeEvent {
 }
 
 extension Stb_Catalog_V1_CatalogEntity {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Catalog__V1__CatalogEntity>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__CatalogEntity>) throws(_ProtoFieldError) {
         let m = c.pointee
         switch m.entity_case.rawValue {
-        case 1: self.entity = .module(m.module.map { Stb_Catalog_V1_Module(_c: $0) } ?? Stb_Catalog_V1_Module())
-        case 2: self.entity = .group(m.group.map { Stb_Catalog_V1_Group(_c: $0) } ?? Stb_Catalog_V1_Group())
-        case 3: self.entity = .option(m.option.map { Stb_Catalog_V1_Option(_c: $0) } ?? Stb_Catalog_V1_Option())
-        case 4: self.entity = .state(m.state.map { Stb_Catalog_V1_State(_c: $0) } ?? Stb_Catalog_V1_State())
-        case 5: self.entity = .transition(m.transition.map { Stb_Catalog_V1_Transition(_c: $0) } ?? Stb_Catalog_V1_Transition())
+        case 1: self.entity = try .module(_protoMessage(m.module, field: "module", Stb_Catalog_V1_Module.init(_c:)) ?? Stb_Catalog_V1_Module())
+        case 2: self.entity = try .group(_protoMessage(m.group, field: "group", Stb_Catalog_V1_Group.init(_c:)) ?? Stb_Catalog_V1_Group())
+        case 3: self.entity = try .option(_protoMessage(m.option, field: "option", Stb_Catalog_V1_Option.init(_c:)) ?? Stb_Catalog_V1_Option())
+        case 4: self.entity = try .state(_protoMessage(m.state, field: "state", Stb_Catalog_V1_State.init(_c:)) ?? Stb_Catalog_V1_State())
+        case 5: self.entity = try .transition(_protoMessage(m.transition, field: "transition", Stb_Catalog_V1_Transition.init(_c:)) ?? Stb_Catalog_V1_Transition())
         default: self.entity = nil
         }
     }

@@ -55,13 +55,14 @@ public struct Stb_Common_V1_Empty: ProtoMessage {
     /// Creates a message with every field at its default (proto3 zero) value.
     public init() {}
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__common__v1__empty__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__common__v1__empty__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -95,13 +96,14 @@ public struct Stb_Common_V1_Actor: ProtoMessage {
         self.role = role
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__common__v1__actor__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__common__v1__actor__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -135,13 +137,14 @@ public struct Stb_Common_V1_PageRequest: ProtoMessage {
         self.pageToken = pageToken
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__common__v1__page_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__common__v1__page_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -175,13 +178,14 @@ public struct Stb_Common_V1_PageInfo: ProtoMessage {
         self.total = total
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__common__v1__page_info__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__common__v1__page_info__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -211,13 +215,14 @@ public struct Stb_Common_V1_Cursor: ProtoMessage {
         self.token = token
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__common__v1__cursor__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__common__v1__cursor__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -251,13 +256,14 @@ public struct Stb_Common_V1_FieldViolation: ProtoMessage {
         self.description_p = description_p
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__common__v1__field_violation__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__common__v1__field_violation__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -272,8 +278,9 @@ public struct Stb_Common_V1_FieldViolation: ProtoMessage {
 // MARK: - protobuf-c bridging
 
 extension Stb_Common_V1_Empty {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Common__V1__Empty>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Common__V1__Empty>) throws(_ProtoFieldError) {
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -285,11 +292,12 @@ extension Stb_Common_V1_Empty {
 }
 
 extension Stb_Common_V1_Actor {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Common__V1__Actor>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Common__V1__Actor>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.user = _protoString(m.user)
-        self.role = _protoString(m.role)
+        self.user = try _protoString(m.user, field: "user")
+        self.role = try _protoString(m.role, field: "role")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -297,21 +305,22 @@ extension Stb_Common_V1_Actor {
         let c = arena.allocate(Stb__Common__V1__Actor.self)
         stb__common__v1__actor__init(c)
         if !self.user.isEmpty {
-            c.pointee.user = arena.cString(self.user)
+            c.pointee.user = arena.utf8(self.user)
         }
         if !self.role.isEmpty {
-            c.pointee.role = arena.cString(self.role)
+            c.pointee.role = arena.utf8(self.role)
         }
         return c
     }
 }
 
 extension Stb_Common_V1_PageRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Common__V1__PageRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Common__V1__PageRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.pageSize = m.page_size
-        self.pageToken = _protoString(m.page_token)
+        self.pageToken = try _protoString(m.page_token, field: "page_token")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -320,17 +329,18 @@ extension Stb_Common_V1_PageRequest {
         stb__common__v1__page_request__init(c)
         c.pointee.page_size = self.pageSize
         if !self.pageToken.isEmpty {
-            c.pointee.page_token = arena.cString(self.pageToken)
+            c.pointee.page_token = arena.utf8(self.pageToken)
         }
         return c
     }
 }
 
 extension Stb_Common_V1_PageInfo {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Common__V1__PageInfo>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Common__V1__PageInfo>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.nextPageToken = _protoString(m.next_page_token)
+        self.nextPageToken = try _protoString(m.next_page_token, field: "next_page_token")
         self.total = m.total
     }
 
@@ -339,7 +349,7 @@ extension Stb_Common_V1_PageInfo {
         let c = arena.allocate(Stb__Common__V1__PageInfo.self)
         stb__common__v1__page_info__init(c)
         if !self.nextPageToken.isEmpty {
-            c.pointee.next_page_token = arena.cString(self.nextPageToken)
+            c.pointee.next_page_token = arena.utf8(self.nextPageToken)
         }
         c.pointee.total = self.total
         return c
@@ -347,10 +357,11 @@ extension Stb_Common_V1_PageInfo {
 }
 
 extension Stb_Common_V1_Cursor {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Common__V1__Cursor>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Common__V1__Cursor>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.token = _protoString(m.token)
+        self.token = try _protoString(m.token, field: "token")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -358,18 +369,19 @@ extension Stb_Common_V1_Cursor {
         let c = arena.allocate(Stb__Common__V1__Cursor.self)
         stb__common__v1__cursor__init(c)
         if !self.token.isEmpty {
-            c.pointee.token = arena.cString(self.token)
+            c.pointee.token = arena.utf8(self.token)
         }
         return c
     }
 }
 
 extension Stb_Common_V1_FieldViolation {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Common__V1__FieldViolation>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Common__V1__FieldViolation>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.field = _protoString(m.field)
-        self.description_p = _protoString(m.description)
+        self.field = try _protoString(m.field, field: "field")
+        self.description_p = try _protoString(m.description, field: "description")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -377,10 +389,10 @@ extension Stb_Common_V1_FieldViolation {
         let c = arena.allocate(Stb__Common__V1__FieldViolation.self)
         stb__common__v1__field_violation__init(c)
         if !self.field.isEmpty {
-            c.pointee.field = arena.cString(self.field)
+            c.pointee.field = arena.utf8(self.field)
         }
         if !self.description_p.isEmpty {
-            c.pointee.description = arena.cString(self.description_p)
+            c.pointee.description = arena.utf8(self.description_p)
         }
         return c
     }

@@ -144,13 +144,14 @@ public struct Stb_Rules_V1_Rule: ProtoMessage {
         self.updatedAtMs = updatedAtMs
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__rule__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__rule__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -188,13 +189,14 @@ public struct Stb_Rules_V1_RuleRef: ProtoMessage {
         self.ref = ref
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__rule_ref__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__rule_ref__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -224,13 +226,14 @@ public struct Stb_Rules_V1_CreateRuleRequest: ProtoMessage {
         self.rule = rule
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__create_rule_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__create_rule_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -264,13 +267,14 @@ public struct Stb_Rules_V1_ListRulesRequest: ProtoMessage {
         self.page = page
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__list_rules_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__list_rules_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -304,13 +308,14 @@ public struct Stb_Rules_V1_ListRulesResponse: ProtoMessage {
         self.page = page
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__list_rules_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__list_rules_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -364,13 +369,14 @@ public struct Stb_Rules_V1_UpdateRuleRequest: ProtoMessage {
         self.active = active
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__update_rule_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__update_rule_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -412,13 +418,14 @@ public struct Stb_Rules_V1_ImportRulesRequest: ProtoMessage {
         self.fileName = fileName
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__import_rules_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__import_rules_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -468,13 +475,14 @@ public struct Stb_Rules_V1_ImportRulesResponse: ProtoMessage {
         self.revision = revision
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__import_rules_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__import_rules_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -512,13 +520,14 @@ public struct Stb_Rules_V1_OptionChoice: ProtoMessage {
         self.valueJson = valueJson
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__option_choice__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__option_choice__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -548,13 +557,14 @@ public struct Stb_Rules_V1_EvaluateRequest: ProtoMessage {
         self.options = options
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__evaluate_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__evaluate_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -592,13 +602,14 @@ public struct Stb_Rules_V1_Reference: ProtoMessage {
         self.valueJson = valueJson
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__reference__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__reference__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -648,13 +659,14 @@ public struct Stb_Rules_V1_Violation: ProtoMessage {
         self.explanation = explanation
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__violation__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__violation__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -692,13 +704,14 @@ public struct Stb_Rules_V1_ClosureConflict: ProtoMessage {
         self.explanation = explanation
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__closure_conflict__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__closure_conflict__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -744,13 +757,14 @@ public struct Stb_Rules_V1_EvaluateResponse: ProtoMessage {
         self.catalogRevision = catalogRevision
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__evaluate_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__evaluate_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -770,13 +784,14 @@ public struct Stb_Rules_V1_CheckRulesRequest: ProtoMessage {
     /// Creates a message with every field at its default (proto3 zero) value.
     public init() {}
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__check_rules_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__check_rules_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -806,13 +821,14 @@ public struct Stb_Rules_V1_Cycle: ProtoMessage {
         self.chain = chain
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__cycle__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__cycle__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -846,13 +862,14 @@ public struct Stb_Rules_V1_DeadOption: ProtoMessage {
         self.reason = reason
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__dead_option__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__dead_option__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -886,13 +903,14 @@ public struct Stb_Rules_V1_UnknownReference: ProtoMessage {
         self.optionKey = optionKey
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__unknown_reference__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__unknown_reference__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -938,13 +956,14 @@ public struct Stb_Rules_V1_CheckRulesResponse: ProtoMessage {
         self.catalogRevision = catalogRevision
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__check_rules_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__check_rules_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -988,13 +1007,14 @@ public struct Stb_Rules_V1_ImpactRequest: ProtoMessage {
         self.selections = selections
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__impact_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__impact_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1024,13 +1044,14 @@ public struct Stb_Rules_V1_ViolationList: ProtoMessage {
         self.violations = violations
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__violation_list__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__violation_list__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1060,13 +1081,14 @@ public struct Stb_Rules_V1_ImpactResponse: ProtoMessage {
         self.newlyInvalid = newlyInvalid
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__impact_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__impact_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1108,13 +1130,14 @@ public struct Stb_Rules_V1_FireRequest: ProtoMessage {
         self.contextJson = contextJson
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__fire_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__fire_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1144,13 +1167,14 @@ public struct Stb_Rules_V1_FireResponse: ProtoMessage {
         self.nextState = nextState
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__fire_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__fire_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1188,13 +1212,14 @@ public struct Stb_Rules_V1_AvailableEventsRequest: ProtoMessage {
         self.contextJson = contextJson
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__available_events_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__available_events_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1228,13 +1253,14 @@ public struct Stb_Rules_V1_AvailableEvent: ProtoMessage {
         self.toState = toState
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__available_event__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__available_event__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1264,13 +1290,14 @@ public struct Stb_Rules_V1_AvailableEventsResponse: ProtoMessage {
         self.events = events
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__available_events_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__available_events_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1300,13 +1327,14 @@ public struct Stb_Rules_V1_WatchRequest: ProtoMessage {
         self.after = after
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__watch_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__watch_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1364,13 +1392,14 @@ public struct Stb_Rules_V1_ChangeEvent: ProtoMessage {
         self.revision = revision
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__rules__v1__change_event__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__rules__v1__change_event__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -1463,16 +1492,17 @@ public enum Stb_Rules_V1_Rules {
 // MARK: - protobuf-c bridging
 
 extension Stb_Rules_V1_Rule {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__Rule>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__Rule>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.id = m.id
-        self.key = _protoString(m.key)
-        self.subject = _protoString(m.subject)
+        self.key = try _protoString(m.key, field: "key")
+        self.subject = try _protoString(m.subject, field: "subject")
         self.type = Stb_Rules_V1_RuleType(rawValue: Int32(truncatingIfNeeded: m.type.rawValue))
-        self.payloadJson = _protoString(m.payload_json)
+        self.payloadJson = try _protoString(m.payload_json, field: "payload_json")
         self.severity = Stb_Rules_V1_Severity(rawValue: Int32(truncatingIfNeeded: m.severity.rawValue))
-        self.message = _protoString(m.message)
+        self.message = try _protoString(m.message, field: "message")
         self.active = m.active != 0
         self.createdAtMs = m.created_at_ms
         self.updatedAtMs = m.updated_at_ms
@@ -1484,18 +1514,18 @@ extension Stb_Rules_V1_Rule {
         stb__rules__v1__rule__init(c)
         c.pointee.id = self.id
         if !self.key.isEmpty {
-            c.pointee.key = arena.cString(self.key)
+            c.pointee.key = arena.utf8(self.key)
         }
         if !self.subject.isEmpty {
-            c.pointee.subject = arena.cString(self.subject)
+            c.pointee.subject = arena.utf8(self.subject)
         }
         c.pointee.type = .init(rawValue: .init(truncatingIfNeeded: self.type.rawValue))
         if !self.payloadJson.isEmpty {
-            c.pointee.payload_json = arena.cString(self.payloadJson)
+            c.pointee.payload_json = arena.utf8(self.payloadJson)
         }
         c.pointee.severity = .init(rawValue: .init(truncatingIfNeeded: self.severity.rawValue))
         if !self.message.isEmpty {
-            c.pointee.message = arena.cString(self.message)
+            c.pointee.message = arena.utf8(self.message)
         }
         c.pointee.active = self.active ? 1 : 0
         c.pointee.created_at_ms = self.createdAtMs
@@ -1505,12 +1535,13 @@ extension Stb_Rules_V1_Rule {
 }
 
 extension Stb_Rules_V1_RuleRef {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__RuleRef>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__RuleRef>) throws(_ProtoFieldError) {
         let m = c.pointee
         switch m.ref_case.rawValue {
         case 1: self.ref = .id(m.id)
-        case 2: self.ref = .key(_protoString(m.key))
+        case 2: self.ref = try .key(_protoString(m.key, field: "key"))
         default: self.ref = nil
         }
     }
@@ -1525,7 +1556,7 @@ extension Stb_Rules_V1_RuleRef {
             c.pointee.id = value
         case .key(let value)?:
             c.pointee.ref_case = .init(rawValue: 2)
-            c.pointee.key = arena.cString(value)
+            c.pointee.key = arena.utf8(value)
         case nil:
             break
         }
@@ -1534,10 +1565,11 @@ extension Stb_Rules_V1_RuleRef {
 }
 
 extension Stb_Rules_V1_CreateRuleRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__CreateRuleRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__CreateRuleRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.rule = m.rule.map { Stb_Rules_V1_Rule(_c: $0) }
+        self.rule = try _protoMessage(m.rule, field: "rule", Stb_Rules_V1_Rule.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1552,11 +1584,12 @@ extension Stb_Rules_V1_CreateRuleRequest {
 }
 
 extension Stb_Rules_V1_ListRulesRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__ListRulesRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__ListRulesRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.subject = _protoString(m.subject)
-        self.page = m.page.map { Stb_Common_V1_PageRequest(_c: $0) }
+        self.subject = try _protoString(m.subject, field: "subject")
+        self.page = try _protoMessage(m.page, field: "page", Stb_Common_V1_PageRequest.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1564,7 +1597,7 @@ extension Stb_Rules_V1_ListRulesRequest {
         let c = arena.allocate(Stb__Rules__V1__ListRulesRequest.self)
         stb__rules__v1__list_rules_request__init(c)
         if !self.subject.isEmpty {
-            c.pointee.subject = arena.cString(self.subject)
+            c.pointee.subject = arena.utf8(self.subject)
         }
         if let value = self.page {
             c.pointee.page = value._makeC(&arena)
@@ -1574,11 +1607,12 @@ extension Stb_Rules_V1_ListRulesRequest {
 }
 
 extension Stb_Rules_V1_ListRulesResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__ListRulesResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__ListRulesResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.rules = _protoArray(m.rules, m.n_rules) { $0.map { Stb_Rules_V1_Rule(_c: $0) } ?? Stb_Rules_V1_Rule() }
-        self.page = m.page.map { Stb_Common_V1_PageInfo(_c: $0) }
+        self.rules = try _protoMessages(m.rules, m.n_rules, field: "rules", Stb_Rules_V1_Rule.init(_c:))
+        self.page = try _protoMessage(m.page, field: "page", Stb_Common_V1_PageInfo.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1601,15 +1635,16 @@ extension Stb_Rules_V1_ListRulesResponse {
 }
 
 extension Stb_Rules_V1_UpdateRuleRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__UpdateRuleRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__UpdateRuleRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.ref = m.ref.map { Stb_Rules_V1_RuleRef(_c: $0) }
-        self.subject = m._subject_case.rawValue == 2 ? _protoString(m.subject) : nil
+        self.ref = try _protoMessage(m.ref, field: "ref", Stb_Rules_V1_RuleRef.init(_c:))
+        self.subject = try m._subject_case.rawValue == 2 ? _protoString(m.subject, field: "subject") : nil
         self.type = m._type_case.rawValue == 3 ? Stb_Rules_V1_RuleType(rawValue: Int32(truncatingIfNeeded: m.type.rawValue)) : nil
-        self.payloadJson = m._payload_json_case.rawValue == 4 ? _protoString(m.payload_json) : nil
+        self.payloadJson = try m._payload_json_case.rawValue == 4 ? _protoString(m.payload_json, field: "payload_json") : nil
         self.severity = m._severity_case.rawValue == 5 ? Stb_Rules_V1_Severity(rawValue: Int32(truncatingIfNeeded: m.severity.rawValue)) : nil
-        self.message = m._message_case.rawValue == 6 ? _protoString(m.message) : nil
+        self.message = try m._message_case.rawValue == 6 ? _protoString(m.message, field: "message") : nil
         self.active = m._active_case.rawValue == 7 ? m.active != 0 : nil
     }
 
@@ -1622,7 +1657,7 @@ extension Stb_Rules_V1_UpdateRuleRequest {
         }
         if let value = self.subject {
             c.pointee._subject_case = .init(rawValue: 2)
-            c.pointee.subject = arena.cString(value)
+            c.pointee.subject = arena.utf8(value)
         }
         if let value = self.type {
             c.pointee._type_case = .init(rawValue: 3)
@@ -1630,7 +1665,7 @@ extension Stb_Rules_V1_UpdateRuleRequest {
         }
         if let value = self.payloadJson {
             c.pointee._payload_json_case = .init(rawValue: 4)
-            c.pointee.payload_json = arena.cString(value)
+            c.pointee.payload_json = arena.utf8(value)
         }
         if let value = self.severity {
             c.pointee._severity_case = .init(rawValue: 5)
@@ -1638,7 +1673,7 @@ extension Stb_Rules_V1_UpdateRuleRequest {
         }
         if let value = self.message {
             c.pointee._message_case = .init(rawValue: 6)
-            c.pointee.message = arena.cString(value)
+            c.pointee.message = arena.utf8(value)
         }
         if let value = self.active {
             c.pointee._active_case = .init(rawValue: 7)
@@ -1649,13 +1684,14 @@ extension Stb_Rules_V1_UpdateRuleRequest {
 }
 
 extension Stb_Rules_V1_ImportRulesRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__ImportRulesRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__ImportRulesRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.documentJson = _protoString(m.document_json)
+        self.documentJson = try _protoString(m.document_json, field: "document_json")
         self.dryRun = m.dry_run != 0
         self.prune = m.prune != 0
-        self.fileName = _protoString(m.file_name)
+        self.fileName = try _protoString(m.file_name, field: "file_name")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1663,24 +1699,25 @@ extension Stb_Rules_V1_ImportRulesRequest {
         let c = arena.allocate(Stb__Rules__V1__ImportRulesRequest.self)
         stb__rules__v1__import_rules_request__init(c)
         if !self.documentJson.isEmpty {
-            c.pointee.document_json = arena.cString(self.documentJson)
+            c.pointee.document_json = arena.utf8(self.documentJson)
         }
         c.pointee.dry_run = self.dryRun ? 1 : 0
         c.pointee.prune = self.prune ? 1 : 0
         if !self.fileName.isEmpty {
-            c.pointee.file_name = arena.cString(self.fileName)
+            c.pointee.file_name = arena.utf8(self.fileName)
         }
         return c
     }
 }
 
 extension Stb_Rules_V1_ImportRulesResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__ImportRulesResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__ImportRulesResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.created = _protoArray(m.created, m.n_created) { _protoString($0) }
-        self.updated = _protoArray(m.updated, m.n_updated) { _protoString($0) }
-        self.deleted = _protoArray(m.deleted, m.n_deleted) { _protoString($0) }
+        self.created = try _protoArray(m.created, m.n_created, field: "created", _protoString)
+        self.updated = try _protoArray(m.updated, m.n_updated, field: "updated", _protoString)
+        self.deleted = try _protoArray(m.deleted, m.n_deleted, field: "deleted", _protoString)
         self.unchanged = m.unchanged
         self.applied = m.applied != 0
         self.revision = m.revision
@@ -1691,25 +1728,25 @@ extension Stb_Rules_V1_ImportRulesResponse {
         let c = arena.allocate(Stb__Rules__V1__ImportRulesResponse.self)
         stb__rules__v1__import_rules_response__init(c)
         if !self.created.isEmpty {
-            let items = arena.allocate(UnsafeMutablePointer<CChar>?.self, count: self.created.count)
+            let items = arena.allocate(ProtobufCBinaryData.self, count: self.created.count)
             for (index, value) in self.created.enumerated() {
-                items[index] = arena.cString(value)
+                items[index] = arena.utf8(value)
             }
             c.pointee.created = items
             c.pointee.n_created = self.created.count
         }
         if !self.updated.isEmpty {
-            let items = arena.allocate(UnsafeMutablePointer<CChar>?.self, count: self.updated.count)
+            let items = arena.allocate(ProtobufCBinaryData.self, count: self.updated.count)
             for (index, value) in self.updated.enumerated() {
-                items[index] = arena.cString(value)
+                items[index] = arena.utf8(value)
             }
             c.pointee.updated = items
             c.pointee.n_updated = self.updated.count
         }
         if !self.deleted.isEmpty {
-            let items = arena.allocate(UnsafeMutablePointer<CChar>?.self, count: self.deleted.count)
+            let items = arena.allocate(ProtobufCBinaryData.self, count: self.deleted.count)
             for (index, value) in self.deleted.enumerated() {
-                items[index] = arena.cString(value)
+                items[index] = arena.utf8(value)
             }
             c.pointee.deleted = items
             c.pointee.n_deleted = self.deleted.count
@@ -1722,12 +1759,13 @@ extension Stb_Rules_V1_ImportRulesResponse {
 }
 
 extension Stb_Rules_V1_OptionChoice {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__OptionChoice>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__OptionChoice>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.key = _protoString(m.key)
+        self.key = try _protoString(m.key, field: "key")
         self.included = m._included_case.rawValue == 2 ? m.included != 0 : nil
-        self.valueJson = m._value_json_case.rawValue == 3 ? _protoString(m.value_json) : nil
+        self.valueJson = try m._value_json_case.rawValue == 3 ? _protoString(m.value_json, field: "value_json") : nil
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1735,7 +1773,7 @@ extension Stb_Rules_V1_OptionChoice {
         let c = arena.allocate(Stb__Rules__V1__OptionChoice.self)
         stb__rules__v1__option_choice__init(c)
         if !self.key.isEmpty {
-            c.pointee.key = arena.cString(self.key)
+            c.pointee.key = arena.utf8(self.key)
         }
         if let value = self.included {
             c.pointee._included_case = .init(rawValue: 2)
@@ -1743,17 +1781,18 @@ extension Stb_Rules_V1_OptionChoice {
         }
         if let value = self.valueJson {
             c.pointee._value_json_case = .init(rawValue: 3)
-            c.pointee.value_json = arena.cString(value)
+            c.pointee.value_json = arena.utf8(value)
         }
         return c
     }
 }
 
 extension Stb_Rules_V1_EvaluateRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__EvaluateRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__EvaluateRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.options = _protoArray(m.options, m.n_options) { $0.map { Stb_Rules_V1_OptionChoice(_c: $0) } ?? Stb_Rules_V1_OptionChoice() }
+        self.options = try _protoMessages(m.options, m.n_options, field: "options", Stb_Rules_V1_OptionChoice.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1773,12 +1812,13 @@ extension Stb_Rules_V1_EvaluateRequest {
 }
 
 extension Stb_Rules_V1_Reference {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__Reference>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__Reference>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.optionKey = _protoString(m.option_key)
+        self.optionKey = try _protoString(m.option_key, field: "option_key")
         self.included = m.included != 0
-        self.valueJson = _protoString(m.value_json)
+        self.valueJson = try _protoString(m.value_json, field: "value_json")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1786,26 +1826,27 @@ extension Stb_Rules_V1_Reference {
         let c = arena.allocate(Stb__Rules__V1__Reference.self)
         stb__rules__v1__reference__init(c)
         if !self.optionKey.isEmpty {
-            c.pointee.option_key = arena.cString(self.optionKey)
+            c.pointee.option_key = arena.utf8(self.optionKey)
         }
         c.pointee.included = self.included ? 1 : 0
         if !self.valueJson.isEmpty {
-            c.pointee.value_json = arena.cString(self.valueJson)
+            c.pointee.value_json = arena.utf8(self.valueJson)
         }
         return c
     }
 }
 
 extension Stb_Rules_V1_Violation {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__Violation>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__Violation>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.ruleKey = _protoString(m.rule_key)
+        self.ruleKey = try _protoString(m.rule_key, field: "rule_key")
         self.type = Stb_Rules_V1_RuleType(rawValue: Int32(truncatingIfNeeded: m.type.rawValue))
         self.severity = Stb_Rules_V1_Severity(rawValue: Int32(truncatingIfNeeded: m.severity.rawValue))
-        self.message = _protoString(m.message)
-        self.references = _protoArray(m.references, m.n_references) { $0.map { Stb_Rules_V1_Reference(_c: $0) } ?? Stb_Rules_V1_Reference() }
-        self.explanation = _protoString(m.explanation)
+        self.message = try _protoString(m.message, field: "message")
+        self.references = try _protoMessages(m.references, m.n_references, field: "references", Stb_Rules_V1_Reference.init(_c:))
+        self.explanation = try _protoString(m.explanation, field: "explanation")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1813,12 +1854,12 @@ extension Stb_Rules_V1_Violation {
         let c = arena.allocate(Stb__Rules__V1__Violation.self)
         stb__rules__v1__violation__init(c)
         if !self.ruleKey.isEmpty {
-            c.pointee.rule_key = arena.cString(self.ruleKey)
+            c.pointee.rule_key = arena.utf8(self.ruleKey)
         }
         c.pointee.type = .init(rawValue: .init(truncatingIfNeeded: self.type.rawValue))
         c.pointee.severity = .init(rawValue: .init(truncatingIfNeeded: self.severity.rawValue))
         if !self.message.isEmpty {
-            c.pointee.message = arena.cString(self.message)
+            c.pointee.message = arena.utf8(self.message)
         }
         if !self.references.isEmpty {
             let items = arena.allocate(UnsafeMutablePointer<Stb__Rules__V1__Reference>?.self, count: self.references.count)
@@ -1829,19 +1870,20 @@ extension Stb_Rules_V1_Violation {
             c.pointee.n_references = self.references.count
         }
         if !self.explanation.isEmpty {
-            c.pointee.explanation = arena.cString(self.explanation)
+            c.pointee.explanation = arena.utf8(self.explanation)
         }
         return c
     }
 }
 
 extension Stb_Rules_V1_ClosureConflict {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__ClosureConflict>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__ClosureConflict>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.ruleKey = _protoString(m.rule_key)
-        self.chain = _protoArray(m.chain, m.n_chain) { _protoString($0) }
-        self.explanation = _protoString(m.explanation)
+        self.ruleKey = try _protoString(m.rule_key, field: "rule_key")
+        self.chain = try _protoArray(m.chain, m.n_chain, field: "chain", _protoString)
+        self.explanation = try _protoString(m.explanation, field: "explanation")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1849,31 +1891,32 @@ extension Stb_Rules_V1_ClosureConflict {
         let c = arena.allocate(Stb__Rules__V1__ClosureConflict.self)
         stb__rules__v1__closure_conflict__init(c)
         if !self.ruleKey.isEmpty {
-            c.pointee.rule_key = arena.cString(self.ruleKey)
+            c.pointee.rule_key = arena.utf8(self.ruleKey)
         }
         if !self.chain.isEmpty {
-            let items = arena.allocate(UnsafeMutablePointer<CChar>?.self, count: self.chain.count)
+            let items = arena.allocate(ProtobufCBinaryData.self, count: self.chain.count)
             for (index, value) in self.chain.enumerated() {
-                items[index] = arena.cString(value)
+                items[index] = arena.utf8(value)
             }
             c.pointee.chain = items
             c.pointee.n_chain = self.chain.count
         }
         if !self.explanation.isEmpty {
-            c.pointee.explanation = arena.cString(self.explanation)
+            c.pointee.explanation = arena.utf8(self.explanation)
         }
         return c
     }
 }
 
 extension Stb_Rules_V1_EvaluateResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__EvaluateResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__EvaluateResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.valid = m.valid != 0
-        self.violations = _protoArray(m.violations, m.n_violations) { $0.map { Stb_Rules_V1_Violation(_c: $0) } ?? Stb_Rules_V1_Violation() }
-        self.closure = _protoArray(m.closure, m.n_closure) { _protoString($0) }
-        self.conflicts = _protoArray(m.conflicts, m.n_conflicts) { $0.map { Stb_Rules_V1_ClosureConflict(_c: $0) } ?? Stb_Rules_V1_ClosureConflict() }
+        self.violations = try _protoMessages(m.violations, m.n_violations, field: "violations", Stb_Rules_V1_Violation.init(_c:))
+        self.closure = try _protoArray(m.closure, m.n_closure, field: "closure", _protoString)
+        self.conflicts = try _protoMessages(m.conflicts, m.n_conflicts, field: "conflicts", Stb_Rules_V1_ClosureConflict.init(_c:))
         self.catalogRevision = m.catalog_revision
     }
 
@@ -1891,9 +1934,9 @@ extension Stb_Rules_V1_EvaluateResponse {
             c.pointee.n_violations = self.violations.count
         }
         if !self.closure.isEmpty {
-            let items = arena.allocate(UnsafeMutablePointer<CChar>?.self, count: self.closure.count)
+            let items = arena.allocate(ProtobufCBinaryData.self, count: self.closure.count)
             for (index, value) in self.closure.enumerated() {
-                items[index] = arena.cString(value)
+                items[index] = arena.utf8(value)
             }
             c.pointee.closure = items
             c.pointee.n_closure = self.closure.count
@@ -1912,8 +1955,9 @@ extension Stb_Rules_V1_EvaluateResponse {
 }
 
 extension Stb_Rules_V1_CheckRulesRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__CheckRulesRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__CheckRulesRequest>) throws(_ProtoFieldError) {
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1925,10 +1969,11 @@ extension Stb_Rules_V1_CheckRulesRequest {
 }
 
 extension Stb_Rules_V1_Cycle {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__Cycle>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__Cycle>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.chain = _protoArray(m.chain, m.n_chain) { _protoString($0) }
+        self.chain = try _protoArray(m.chain, m.n_chain, field: "chain", _protoString)
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1936,9 +1981,9 @@ extension Stb_Rules_V1_Cycle {
         let c = arena.allocate(Stb__Rules__V1__Cycle.self)
         stb__rules__v1__cycle__init(c)
         if !self.chain.isEmpty {
-            let items = arena.allocate(UnsafeMutablePointer<CChar>?.self, count: self.chain.count)
+            let items = arena.allocate(ProtobufCBinaryData.self, count: self.chain.count)
             for (index, value) in self.chain.enumerated() {
-                items[index] = arena.cString(value)
+                items[index] = arena.utf8(value)
             }
             c.pointee.chain = items
             c.pointee.n_chain = self.chain.count
@@ -1948,11 +1993,12 @@ extension Stb_Rules_V1_Cycle {
 }
 
 extension Stb_Rules_V1_DeadOption {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__DeadOption>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__DeadOption>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.optionKey = _protoString(m.option_key)
-        self.reason = _protoString(m.reason)
+        self.optionKey = try _protoString(m.option_key, field: "option_key")
+        self.reason = try _protoString(m.reason, field: "reason")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1960,21 +2006,22 @@ extension Stb_Rules_V1_DeadOption {
         let c = arena.allocate(Stb__Rules__V1__DeadOption.self)
         stb__rules__v1__dead_option__init(c)
         if !self.optionKey.isEmpty {
-            c.pointee.option_key = arena.cString(self.optionKey)
+            c.pointee.option_key = arena.utf8(self.optionKey)
         }
         if !self.reason.isEmpty {
-            c.pointee.reason = arena.cString(self.reason)
+            c.pointee.reason = arena.utf8(self.reason)
         }
         return c
     }
 }
 
 extension Stb_Rules_V1_UnknownReference {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__UnknownReference>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__UnknownReference>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.ruleKey = _protoString(m.rule_key)
-        self.optionKey = _protoString(m.option_key)
+        self.ruleKey = try _protoString(m.rule_key, field: "rule_key")
+        self.optionKey = try _protoString(m.option_key, field: "option_key")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1982,23 +2029,24 @@ extension Stb_Rules_V1_UnknownReference {
         let c = arena.allocate(Stb__Rules__V1__UnknownReference.self)
         stb__rules__v1__unknown_reference__init(c)
         if !self.ruleKey.isEmpty {
-            c.pointee.rule_key = arena.cString(self.ruleKey)
+            c.pointee.rule_key = arena.utf8(self.ruleKey)
         }
         if !self.optionKey.isEmpty {
-            c.pointee.option_key = arena.cString(self.optionKey)
+            c.pointee.option_key = arena.utf8(self.optionKey)
         }
         return c
     }
 }
 
 extension Stb_Rules_V1_CheckRulesResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__CheckRulesResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__CheckRulesResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.cycles = _protoArray(m.cycles, m.n_cycles) { $0.map { Stb_Rules_V1_Cycle(_c: $0) } ?? Stb_Rules_V1_Cycle() }
-        self.deadOptions = _protoArray(m.dead_options, m.n_dead_options) { $0.map { Stb_Rules_V1_DeadOption(_c: $0) } ?? Stb_Rules_V1_DeadOption() }
-        self.unknownReferences = _protoArray(m.unknown_references, m.n_unknown_references) { $0.map { Stb_Rules_V1_UnknownReference(_c: $0) } ?? Stb_Rules_V1_UnknownReference() }
-        self.contradictions = _protoArray(m.contradictions, m.n_contradictions) { _protoString($0) }
+        self.cycles = try _protoMessages(m.cycles, m.n_cycles, field: "cycles", Stb_Rules_V1_Cycle.init(_c:))
+        self.deadOptions = try _protoMessages(m.dead_options, m.n_dead_options, field: "dead_options", Stb_Rules_V1_DeadOption.init(_c:))
+        self.unknownReferences = try _protoMessages(m.unknown_references, m.n_unknown_references, field: "unknown_references", Stb_Rules_V1_UnknownReference.init(_c:))
+        self.contradictions = try _protoArray(m.contradictions, m.n_contradictions, field: "contradictions", _protoString)
         self.catalogRevision = m.catalog_revision
     }
 
@@ -2031,9 +2079,9 @@ extension Stb_Rules_V1_CheckRulesResponse {
             c.pointee.n_unknown_references = self.unknownReferences.count
         }
         if !self.contradictions.isEmpty {
-            let items = arena.allocate(UnsafeMutablePointer<CChar>?.self, count: self.contradictions.count)
+            let items = arena.allocate(ProtobufCBinaryData.self, count: self.contradictions.count)
             for (index, value) in self.contradictions.enumerated() {
-                items[index] = arena.cString(value)
+                items[index] = arena.utf8(value)
             }
             c.pointee.contradictions = items
             c.pointee.n_contradictions = self.contradictions.count
@@ -2044,17 +2092,18 @@ extension Stb_Rules_V1_CheckRulesResponse {
 }
 
 extension Stb_Rules_V1_ImpactRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__ImpactRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__ImpactRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
         switch m.change_case.rawValue {
-        case 1: self.change = .add(m.add.map { Stb_Rules_V1_Rule(_c: $0) } ?? Stb_Rules_V1_Rule())
-        case 2: self.change = .removeKey(_protoString(m.remove_key))
-        case 3: self.change = .replace(m.replace.map { Stb_Rules_V1_Rule(_c: $0) } ?? Stb_Rules_V1_Rule())
+        case 1: self.change = try .add(_protoMessage(m.add, field: "add", Stb_Rules_V1_Rule.init(_c:)) ?? Stb_Rules_V1_Rule())
+        case 2: self.change = try .removeKey(_protoString(m.remove_key, field: "remove_key"))
+        case 3: self.change = try .replace(_protoMessage(m.replace, field: "replace", Stb_Rules_V1_Rule.init(_c:)) ?? Stb_Rules_V1_Rule())
         default: self.change = nil
         }
-        self.selections = _protoDictionary(m.selections, m.n_selections) { e in
-            (_protoString(e.key), e.value.map { Stb_Rules_V1_EvaluateRequest(_c: $0) } ?? Stb_Rules_V1_EvaluateRequest())
+        self.selections = try _protoDictionary(m.selections, m.n_selections, field: "selections") { (e) throws(_ProtoFieldError) in
+            try (_protoString(e.key, field: "key"), _protoMessage(e.value, field: "value", Stb_Rules_V1_EvaluateRequest.init(_c:)) ?? Stb_Rules_V1_EvaluateRequest())
         }
     }
 
@@ -2068,7 +2117,7 @@ extension Stb_Rules_V1_ImpactRequest {
             c.pointee.add = value._makeC(&arena)
         case .removeKey(let value)?:
             c.pointee.change_case = .init(rawValue: 2)
-            c.pointee.remove_key = arena.cString(value)
+            c.pointee.remove_key = arena.utf8(value)
         case .replace(let value)?:
             c.pointee.change_case = .init(rawValue: 3)
             c.pointee.replace = value._makeC(&arena)
@@ -2081,7 +2130,7 @@ extension Stb_Rules_V1_ImpactRequest {
             for (key, value) in self.selections {
                 let entry = arena.allocate(Stb__Rules__V1__ImpactRequest__SelectionsEntry.self)
                 stb__rules__v1__impact_request__selections_entry__init(entry)
-                entry.pointee.key = arena.cString(key)
+                entry.pointee.key = arena.utf8(key)
                 entry.pointee.value = value._makeC(&arena)
                 entries[index] = entry
                 index += 1
@@ -2094,10 +2143,11 @@ extension Stb_Rules_V1_ImpactRequest {
 }
 
 extension Stb_Rules_V1_ViolationList {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__ViolationList>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__ViolationList>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.violations = _protoArray(m.violations, m.n_violations) { $0.map { Stb_Rules_V1_Violation(_c: $0) } ?? Stb_Rules_V1_Violation() }
+        self.violations = try _protoMessages(m.violations, m.n_violations, field: "violations", Stb_Rules_V1_Violation.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2117,11 +2167,12 @@ extension Stb_Rules_V1_ViolationList {
 }
 
 extension Stb_Rules_V1_ImpactResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__ImpactResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__ImpactResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.newlyInvalid = _protoDictionary(m.newly_invalid, m.n_newly_invalid) { e in
-            (_protoString(e.key), e.value.map { Stb_Rules_V1_ViolationList(_c: $0) } ?? Stb_Rules_V1_ViolationList())
+        self.newlyInvalid = try _protoDictionary(m.newly_invalid, m.n_newly_invalid, field: "newly_invalid") { (e) throws(_ProtoFieldError) in
+            try (_protoString(e.key, field: "key"), _protoMessage(e.value, field: "value", Stb_Rules_V1_ViolationList.init(_c:)) ?? Stb_Rules_V1_ViolationList())
         }
     }
 
@@ -2135,7 +2186,7 @@ extension Stb_Rules_V1_ImpactResponse {
             for (key, value) in self.newlyInvalid {
                 let entry = arena.allocate(Stb__Rules__V1__ImpactResponse__NewlyInvalidEntry.self)
                 stb__rules__v1__impact_response__newly_invalid_entry__init(entry)
-                entry.pointee.key = arena.cString(key)
+                entry.pointee.key = arena.utf8(key)
                 entry.pointee.value = value._makeC(&arena)
                 entries[index] = entry
                 index += 1
@@ -2148,13 +2199,14 @@ extension Stb_Rules_V1_ImpactResponse {
 }
 
 extension Stb_Rules_V1_FireRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__FireRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__FireRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.moduleKey = _protoString(m.module_key)
-        self.state = _protoString(m.state)
-        self.event = _protoString(m.event)
-        self.contextJson = _protoString(m.context_json)
+        self.moduleKey = try _protoString(m.module_key, field: "module_key")
+        self.state = try _protoString(m.state, field: "state")
+        self.event = try _protoString(m.event, field: "event")
+        self.contextJson = try _protoString(m.context_json, field: "context_json")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2162,26 +2214,27 @@ extension Stb_Rules_V1_FireRequest {
         let c = arena.allocate(Stb__Rules__V1__FireRequest.self)
         stb__rules__v1__fire_request__init(c)
         if !self.moduleKey.isEmpty {
-            c.pointee.module_key = arena.cString(self.moduleKey)
+            c.pointee.module_key = arena.utf8(self.moduleKey)
         }
         if !self.state.isEmpty {
-            c.pointee.state = arena.cString(self.state)
+            c.pointee.state = arena.utf8(self.state)
         }
         if !self.event.isEmpty {
-            c.pointee.event = arena.cString(self.event)
+            c.pointee.event = arena.utf8(self.event)
         }
         if !self.contextJson.isEmpty {
-            c.pointee.context_json = arena.cString(self.contextJson)
+            c.pointee.context_json = arena.utf8(self.contextJson)
         }
         return c
     }
 }
 
 extension Stb_Rules_V1_FireResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__FireResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__FireResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.nextState = _protoString(m.next_state)
+        self.nextState = try _protoString(m.next_state, field: "next_state")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2189,19 +2242,20 @@ extension Stb_Rules_V1_FireResponse {
         let c = arena.allocate(Stb__Rules__V1__FireResponse.self)
         stb__rules__v1__fire_response__init(c)
         if !self.nextState.isEmpty {
-            c.pointee.next_state = arena.cString(self.nextState)
+            c.pointee.next_state = arena.utf8(self.nextState)
         }
         return c
     }
 }
 
 extension Stb_Rules_V1_AvailableEventsRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__AvailableEventsRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__AvailableEventsRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.moduleKey = _protoString(m.module_key)
-        self.state = _protoString(m.state)
-        self.contextJson = _protoString(m.context_json)
+        self.moduleKey = try _protoString(m.module_key, field: "module_key")
+        self.state = try _protoString(m.state, field: "state")
+        self.contextJson = try _protoString(m.context_json, field: "context_json")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2209,24 +2263,25 @@ extension Stb_Rules_V1_AvailableEventsRequest {
         let c = arena.allocate(Stb__Rules__V1__AvailableEventsRequest.self)
         stb__rules__v1__available_events_request__init(c)
         if !self.moduleKey.isEmpty {
-            c.pointee.module_key = arena.cString(self.moduleKey)
+            c.pointee.module_key = arena.utf8(self.moduleKey)
         }
         if !self.state.isEmpty {
-            c.pointee.state = arena.cString(self.state)
+            c.pointee.state = arena.utf8(self.state)
         }
         if !self.contextJson.isEmpty {
-            c.pointee.context_json = arena.cString(self.contextJson)
+            c.pointee.context_json = arena.utf8(self.contextJson)
         }
         return c
     }
 }
 
 extension Stb_Rules_V1_AvailableEvent {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__AvailableEvent>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__AvailableEvent>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.event = _protoString(m.event)
-        self.toState = _protoString(m.to_state)
+        self.event = try _protoString(m.event, field: "event")
+        self.toState = try _protoString(m.to_state, field: "to_state")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2234,20 +2289,21 @@ extension Stb_Rules_V1_AvailableEvent {
         let c = arena.allocate(Stb__Rules__V1__AvailableEvent.self)
         stb__rules__v1__available_event__init(c)
         if !self.event.isEmpty {
-            c.pointee.event = arena.cString(self.event)
+            c.pointee.event = arena.utf8(self.event)
         }
         if !self.toState.isEmpty {
-            c.pointee.to_state = arena.cString(self.toState)
+            c.pointee.to_state = arena.utf8(self.toState)
         }
         return c
     }
 }
 
 extension Stb_Rules_V1_AvailableEventsResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__AvailableEventsResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__AvailableEventsResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.events = _protoArray(m.events, m.n_events) { $0.map { Stb_Rules_V1_AvailableEvent(_c: $0) } ?? Stb_Rules_V1_AvailableEvent() }
+        self.events = try _protoMessages(m.events, m.n_events, field: "events", Stb_Rules_V1_AvailableEvent.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2267,10 +2323,11 @@ extension Stb_Rules_V1_AvailableEventsResponse {
 }
 
 extension Stb_Rules_V1_WatchRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__WatchRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__WatchRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.after = _protoString(m.after)
+        self.after = try _protoString(m.after, field: "after")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2278,22 +2335,23 @@ extension Stb_Rules_V1_WatchRequest {
         let c = arena.allocate(Stb__Rules__V1__WatchRequest.self)
         stb__rules__v1__watch_request__init(c)
         if !self.after.isEmpty {
-            c.pointee.after = arena.cString(self.after)
+            c.pointee.after = arena.utf8(self.after)
         }
         return c
     }
 }
 
 extension Stb_Rules_V1_ChangeEvent {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Rules__V1__ChangeEvent>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Rules__V1__ChangeEvent>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.cursor = _protoString(m.cursor)
-        self.entity = _protoString(m.entity)
-        self.key = _protoString(m.key)
+        self.cursor = try _protoString(m.cursor, field: "cursor")
+        self.entity = try _protoString(m.entity, field: "entity")
+        self.key = try _protoString(m.key, field: "key")
         self.action = Stb_Common_V1_ChangeAction(rawValue: Int32(truncatingIfNeeded: m.action.rawValue))
-        self.state = m.state.map { Stb_Rules_V1_Rule(_c: $0) }
-        self.actor = _protoString(m.actor)
+        self.state = try _protoMessage(m.state, field: "state", Stb_Rules_V1_Rule.init(_c:))
+        self.actor = try _protoString(m.actor, field: "actor")
         self.atMs = m.at_ms
         self.revision = m.revision
     }
@@ -2303,20 +2361,20 @@ extension Stb_Rules_V1_ChangeEvent {
         let c = arena.allocate(Stb__Rules__V1__ChangeEvent.self)
         stb__rules__v1__change_event__init(c)
         if !self.cursor.isEmpty {
-            c.pointee.cursor = arena.cString(self.cursor)
+            c.pointee.cursor = arena.utf8(self.cursor)
         }
         if !self.entity.isEmpty {
-            c.pointee.entity = arena.cString(self.entity)
+            c.pointee.entity = arena.utf8(self.entity)
         }
         if !self.key.isEmpty {
-            c.pointee.key = arena.cString(self.key)
+            c.pointee.key = arena.utf8(self.key)
         }
         c.pointee.action = .init(rawValue: .init(truncatingIfNeeded: self.action.rawValue))
         if let value = self.state {
             c.pointee.state = value._makeC(&arena)
         }
         if !self.actor.isEmpty {
-            c.pointee.actor = arena.cString(self.actor)
+            c.pointee.actor = arena.utf8(self.actor)
         }
         c.pointee.at_ms = self.atMs
         c.pointee.revision = self.revision

@@ -69,13 +69,14 @@ public struct Stb_Testing_V1_Inner: ProtoMessage {
         self.value = value
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__testing__v1__inner__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__testing__v1__inner__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -294,13 +295,14 @@ public struct Stb_Testing_V1_AllKinds: ProtoMessage {
         self.mColors = mColors
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__testing__v1__all_kinds__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__testing__v1__all_kinds__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -315,10 +317,11 @@ public struct Stb_Testing_V1_AllKinds: ProtoMessage {
 // MARK: - protobuf-c bridging
 
 extension Stb_Testing_V1_Inner {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Testing__V1__Inner>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Testing__V1__Inner>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.name = _protoString(m.name)
+        self.name = try _protoString(m.name, field: "name")
         self.value = m.value
     }
 
@@ -327,7 +330,7 @@ extension Stb_Testing_V1_Inner {
         let c = arena.allocate(Stb__Testing__V1__Inner.self)
         stb__testing__v1__inner__init(c)
         if !self.name.isEmpty {
-            c.pointee.name = arena.cString(self.name)
+            c.pointee.name = arena.utf8(self.name)
         }
         c.pointee.value = self.value
         return c
@@ -335,8 +338,9 @@ extension Stb_Testing_V1_Inner {
 }
 
 extension Stb_Testing_V1_AllKinds {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Testing__V1__AllKinds>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Testing__V1__AllKinds>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.fDouble = m.f_double
         self.fFloat = m.f_float
@@ -351,42 +355,42 @@ extension Stb_Testing_V1_AllKinds {
         self.fSfixed32 = m.f_sfixed32
         self.fSfixed64 = m.f_sfixed64
         self.fBool = m.f_bool != 0
-        self.fString = _protoString(m.f_string)
+        self.fString = try _protoString(m.f_string, field: "f_string")
         self.fBytes = _protoBytes(m.f_bytes)
         self.fColor = Stb_Testing_V1_Color(rawValue: Int32(truncatingIfNeeded: m.f_color.rawValue))
         self.fMode = Stb_Testing_V1_AllKinds.Mode(rawValue: Int32(truncatingIfNeeded: m.f_mode.rawValue))
-        self.fInner = m.f_inner.map { Stb_Testing_V1_Inner(_c: $0) }
+        self.fInner = try _protoMessage(m.f_inner, field: "f_inner", Stb_Testing_V1_Inner.init(_c:))
         self.rInt32 = _protoArray(m.r_int32, m.n_r_int32)
-        self.rString = _protoArray(m.r_string, m.n_r_string) { _protoString($0) }
+        self.rString = try _protoArray(m.r_string, m.n_r_string, field: "r_string", _protoString)
         self.rBytes = _protoArray(m.r_bytes, m.n_r_bytes) { _protoBytes($0) }
-        self.rInner = _protoArray(m.r_inner, m.n_r_inner) { $0.map { Stb_Testing_V1_Inner(_c: $0) } ?? Stb_Testing_V1_Inner() }
+        self.rInner = try _protoMessages(m.r_inner, m.n_r_inner, field: "r_inner", Stb_Testing_V1_Inner.init(_c:))
         self.rColor = _protoArray(m.r_color, m.n_r_color) { Stb_Testing_V1_Color(rawValue: Int32(truncatingIfNeeded: $0.rawValue)) }
         self.rDouble = _protoArray(m.r_double, m.n_r_double)
         self.rSint64 = _protoArray(m.r_sint64, m.n_r_sint64)
         self.rBool = _protoArray(m.r_bool, m.n_r_bool) { $0 != 0 }
         self.oInt32 = m._o_int32_case.rawValue == 30 ? m.o_int32 : nil
-        self.oString = m._o_string_case.rawValue == 31 ? _protoString(m.o_string) : nil
+        self.oString = try m._o_string_case.rawValue == 31 ? _protoString(m.o_string, field: "o_string") : nil
         self.oBool = m._o_bool_case.rawValue == 32 ? m.o_bool != 0 : nil
         self.oColor = m._o_color_case.rawValue == 33 ? Stb_Testing_V1_Color(rawValue: Int32(truncatingIfNeeded: m.o_color.rawValue)) : nil
         self.oBytes = m._o_bytes_case.rawValue == 34 ? _protoBytes(m.o_bytes) : nil
         switch m.choice_case.rawValue {
-        case 40: self.choice = .cText(_protoString(m.c_text))
+        case 40: self.choice = try .cText(_protoString(m.c_text, field: "c_text"))
         case 41: self.choice = .cNumber(m.c_number)
-        case 42: self.choice = .cInner(m.c_inner.map { Stb_Testing_V1_Inner(_c: $0) } ?? Stb_Testing_V1_Inner())
+        case 42: self.choice = try .cInner(_protoMessage(m.c_inner, field: "c_inner", Stb_Testing_V1_Inner.init(_c:)) ?? Stb_Testing_V1_Inner())
         case 43: self.choice = .cBlob(_protoBytes(m.c_blob))
         default: self.choice = nil
         }
-        self.mCounts = _protoDictionary(m.m_counts, m.n_m_counts) { e in
-            (_protoString(e.key), e.value)
+        self.mCounts = try _protoDictionary(m.m_counts, m.n_m_counts, field: "m_counts") { (e) throws(_ProtoFieldError) in
+            try (_protoString(e.key, field: "key"), e.value)
         }
-        self.mInners = _protoDictionary(m.m_inners, m.n_m_inners) { e in
-            (_protoString(e.key), e.value.map { Stb_Testing_V1_Inner(_c: $0) } ?? Stb_Testing_V1_Inner())
+        self.mInners = try _protoDictionary(m.m_inners, m.n_m_inners, field: "m_inners") { (e) throws(_ProtoFieldError) in
+            try (_protoString(e.key, field: "key"), _protoMessage(e.value, field: "value", Stb_Testing_V1_Inner.init(_c:)) ?? Stb_Testing_V1_Inner())
         }
-        self.mNames = _protoDictionary(m.m_names, m.n_m_names) { e in
-            (e.key, _protoString(e.value))
+        self.mNames = try _protoDictionary(m.m_names, m.n_m_names, field: "m_names") { (e) throws(_ProtoFieldError) in
+            try (e.key, _protoString(e.value, field: "value"))
         }
-        self.mColors = _protoDictionary(m.m_colors, m.n_m_colors) { e in
-            (_protoString(e.key), Stb_Testing_V1_Color(rawValue: Int32(truncatingIfNeeded: e.value.rawValue)))
+        self.mColors = try _protoDictionary(m.m_colors, m.n_m_colors, field: "m_colors") { (e) throws(_ProtoFieldError) in
+            try (_protoString(e.key, field: "key"), Stb_Testing_V1_Color(rawValue: Int32(truncatingIfNeeded: e.value.rawValue)))
         }
     }
 
@@ -408,7 +412,7 @@ extension Stb_Testing_V1_AllKinds {
         c.pointee.f_sfixed64 = self.fSfixed64
         c.pointee.f_bool = self.fBool ? 1 : 0
         if !self.fString.isEmpty {
-            c.pointee.f_string = arena.cString(self.fString)
+            c.pointee.f_string = arena.utf8(self.fString)
         }
         if !self.fBytes.isEmpty {
             c.pointee.f_bytes = arena.binaryData(self.fBytes)
@@ -423,9 +427,9 @@ extension Stb_Testing_V1_AllKinds {
             c.pointee.n_r_int32 = self.rInt32.count
         }
         if !self.rString.isEmpty {
-            let items = arena.allocate(UnsafeMutablePointer<CChar>?.self, count: self.rString.count)
+            let items = arena.allocate(ProtobufCBinaryData.self, count: self.rString.count)
             for (index, value) in self.rString.enumerated() {
-                items[index] = arena.cString(value)
+                items[index] = arena.utf8(value)
             }
             c.pointee.r_string = items
             c.pointee.n_r_string = self.rString.count
@@ -476,7 +480,7 @@ extension Stb_Testing_V1_AllKinds {
         }
         if let value = self.oString {
             c.pointee._o_string_case = .init(rawValue: 31)
-            c.pointee.o_string = arena.cString(value)
+            c.pointee.o_string = arena.utf8(value)
         }
         if let value = self.oBool {
             c.pointee._o_bool_case = .init(rawValue: 32)
@@ -493,7 +497,7 @@ extension Stb_Testing_V1_AllKinds {
         switch self.choice {
         case .cText(let value)?:
             c.pointee.choice_case = .init(rawValue: 40)
-            c.pointee.c_text = arena.cString(value)
+            c.pointee.c_text = arena.utf8(value)
         case .cNumber(let value)?:
             c.pointee.choice_case = .init(rawValue: 41)
             c.pointee.c_number = value
@@ -512,7 +516,7 @@ extension Stb_Testing_V1_AllKinds {
             for (key, value) in self.mCounts {
                 let entry = arena.allocate(Stb__Testing__V1__AllKinds__MCountsEntry.self)
                 stb__testing__v1__all_kinds__mcounts_entry__init(entry)
-                entry.pointee.key = arena.cString(key)
+                entry.pointee.key = arena.utf8(key)
                 entry.pointee.value = value
                 entries[index] = entry
                 index += 1
@@ -526,7 +530,7 @@ extension Stb_Testing_V1_AllKinds {
             for (key, value) in self.mInners {
                 let entry = arena.allocate(Stb__Testing__V1__AllKinds__MInnersEntry.self)
                 stb__testing__v1__all_kinds__minners_entry__init(entry)
-                entry.pointee.key = arena.cString(key)
+                entry.pointee.key = arena.utf8(key)
                 entry.pointee.value = value._makeC(&arena)
                 entries[index] = entry
                 index += 1
@@ -541,7 +545,7 @@ extension Stb_Testing_V1_AllKinds {
                 let entry = arena.allocate(Stb__Testing__V1__AllKinds__MNamesEntry.self)
                 stb__testing__v1__all_kinds__mnames_entry__init(entry)
                 entry.pointee.key = key
-                entry.pointee.value = arena.cString(value)
+                entry.pointee.value = arena.utf8(value)
                 entries[index] = entry
                 index += 1
             }
@@ -554,7 +558,7 @@ extension Stb_Testing_V1_AllKinds {
             for (key, value) in self.mColors {
                 let entry = arena.allocate(Stb__Testing__V1__AllKinds__MColorsEntry.self)
                 stb__testing__v1__all_kinds__mcolors_entry__init(entry)
-                entry.pointee.key = arena.cString(key)
+                entry.pointee.key = arena.utf8(key)
                 entry.pointee.value = .init(rawValue: .init(truncatingIfNeeded: value.rawValue))
                 entries[index] = entry
                 index += 1

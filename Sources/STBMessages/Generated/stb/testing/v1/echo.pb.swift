@@ -18,6 +18,9 @@ public struct Stb_Testing_V1_EchoRequest: ProtoMessage {
     public var delayMs: UInt32 = 0
     /// When non-zero, the handler fails with this gRPC status code and `text` as message.
     public var failWithCode: UInt32 = 0
+    /// When non-zero, the handler adds response metadata `x-echo-padding` of this many
+    /// bytes (at most 4 MiB), to the headers and to the trailers.
+    public var metadataPaddingBytes: UInt32 = 0
 
     /// The fully qualified proto name.
     public static var protoMessageName: String { "stb.testing.v1.EchoRequest" }
@@ -31,22 +34,25 @@ public struct Stb_Testing_V1_EchoRequest: ProtoMessage {
         payload: [UInt8] = [],
         count: UInt32 = 0,
         delayMs: UInt32 = 0,
-        failWithCode: UInt32 = 0
+        failWithCode: UInt32 = 0,
+        metadataPaddingBytes: UInt32 = 0
     ) {
         self.text = text
         self.payload = payload
         self.count = count
         self.delayMs = delayMs
         self.failWithCode = failWithCode
+        self.metadataPaddingBytes = metadataPaddingBytes
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__testing__v1__echo_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__testing__v1__echo_request__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -84,13 +90,14 @@ public struct Stb_Testing_V1_EchoResponse: ProtoMessage {
         self.index = index
     }
 
-    /// Decodes wire bytes through protobuf-c; throws on malformed input.
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         guard let c = stb__testing__v1__echo_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
         }
         defer { stb__testing__v1__echo_response__free_unpacked(c, nil) }
-        self.init(_c: c)
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
     }
 
     /// Appends the wire encoding to `buffer`, packing straight into its storage.
@@ -135,14 +142,16 @@ public enum Stb_Testing_V1_Echo {
 // MARK: - protobuf-c bridging
 
 extension Stb_Testing_V1_EchoRequest {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Testing__V1__EchoRequest>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Testing__V1__EchoRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.text = _protoString(m.text)
+        self.text = try _protoString(m.text, field: "text")
         self.payload = _protoBytes(m.payload)
         self.count = m.count
         self.delayMs = m.delay_ms
         self.failWithCode = m.fail_with_code
+        self.metadataPaddingBytes = m.metadata_padding_bytes
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -150,7 +159,7 @@ extension Stb_Testing_V1_EchoRequest {
         let c = arena.allocate(Stb__Testing__V1__EchoRequest.self)
         stb__testing__v1__echo_request__init(c)
         if !self.text.isEmpty {
-            c.pointee.text = arena.cString(self.text)
+            c.pointee.text = arena.utf8(self.text)
         }
         if !self.payload.isEmpty {
             c.pointee.payload = arena.binaryData(self.payload)
@@ -158,15 +167,17 @@ extension Stb_Testing_V1_EchoRequest {
         c.pointee.count = self.count
         c.pointee.delay_ms = self.delayMs
         c.pointee.fail_with_code = self.failWithCode
+        c.pointee.metadata_padding_bytes = self.metadataPaddingBytes
         return c
     }
 }
 
 extension Stb_Testing_V1_EchoResponse {
-    /// Copies a message protobuf-c decoded; `c` stays owned by the caller.
-    internal init(_c c: UnsafePointer<Stb__Testing__V1__EchoResponse>) {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Testing__V1__EchoResponse>) throws(_ProtoFieldError) {
         let m = c.pointee
-        self.text = _protoString(m.text)
+        self.text = try _protoString(m.text, field: "text")
         self.payload = _protoBytes(m.payload)
         self.index = m.index
     }
@@ -176,7 +187,7 @@ extension Stb_Testing_V1_EchoResponse {
         let c = arena.allocate(Stb__Testing__V1__EchoResponse.self)
         stb__testing__v1__echo_response__init(c)
         if !self.text.isEmpty {
-            c.pointee.text = arena.cString(self.text)
+            c.pointee.text = arena.utf8(self.text)
         }
         if !self.payload.isEmpty {
             c.pointee.payload = arena.binaryData(self.payload)
