@@ -1,3 +1,4 @@
+import STBAPI
 import STBMessages
 import STBRPC
 
@@ -7,48 +8,49 @@ import STBRPC
 /// the trailers; `metadata_padding_bytes` adds that much `x-echo-padding` metadata to both;
 /// `delay_ms` sleeps (cancellably); `fail_with_code` ends the call with that status and
 /// `text` as message.
-public struct EchoService: RPCService {
+public struct EchoService: Stb_Testing_V1_EchoService {
     public typealias Request = Stb_Testing_V1_EchoRequest
     public typealias Response = Stb_Testing_V1_EchoResponse
 
     public init() {}
 
-    public func register(in router: inout RPCRouter) {
-        router.register(Stb_Testing_V1_Echo.get, unary: { request, context in
-            Self.echoMetadata(context)
-            Self.addPadding(request, context)
+    public func get(_ request: Request, context: ServerContext) async throws -> Response {
+        Self.echoMetadata(context)
+        Self.addPadding(request, context)
+        try await Self.pause(request)
+        try Self.failIfAsked(request)
+        return Response(text: request.text, payload: request.payload)
+    }
+
+    public func expand(_ request: Request, writer: RPCWriter<Response>, context: ServerContext) async throws {
+        Self.echoMetadata(context)
+        Self.addPadding(request, context)
+        for index in 0..<request.count {
+            try await Self.pause(request)
+            try await writer.write(Response(text: request.text, payload: request.payload, index: index))
+        }
+        try Self.failIfAsked(request)
+    }
+
+    public func collect(_ requests: RPCMessageStream<Request>, context: ServerContext) async throws -> Response {
+        Self.echoMetadata(context)
+        var texts: [String] = []
+        for try await request in requests {
+            try Self.failIfAsked(request)
+            texts.append(request.text)
+        }
+        return Response(text: texts.joined(separator: " "), index: UInt32(texts.count))
+    }
+
+    public func update(_ requests: RPCMessageStream<Request>, writer: RPCWriter<Response>, context: ServerContext) async throws {
+        Self.echoMetadata(context)
+        var index: UInt32 = 0
+        for try await request in requests {
             try await Self.pause(request)
             try Self.failIfAsked(request)
-            return Response(text: request.text, payload: request.payload)
-        })
-        router.register(Stb_Testing_V1_Echo.expand, serverStreaming: { request, writer, context in
-            Self.echoMetadata(context)
-            Self.addPadding(request, context)
-            for index in 0..<request.count {
-                try await Self.pause(request)
-                try await writer.write(Response(text: request.text, payload: request.payload, index: index))
-            }
-            try Self.failIfAsked(request)
-        })
-        router.register(Stb_Testing_V1_Echo.collect, clientStreaming: { requests, context in
-            Self.echoMetadata(context)
-            var texts: [String] = []
-            for try await request in requests {
-                try Self.failIfAsked(request)
-                texts.append(request.text)
-            }
-            return Response(text: texts.joined(separator: " "), index: UInt32(texts.count))
-        })
-        router.register(Stb_Testing_V1_Echo.update, bidirectionalStreaming: { requests, writer, context in
-            Self.echoMetadata(context)
-            var index: UInt32 = 0
-            for try await request in requests {
-                try await Self.pause(request)
-                try Self.failIfAsked(request)
-                try await writer.write(Response(text: request.text, payload: request.payload, index: index))
-                index += 1
-            }
-        })
+            try await writer.write(Response(text: request.text, payload: request.payload, index: index))
+            index += 1
+        }
     }
 
     private static func echoMetadata(_ context: ServerContext) {

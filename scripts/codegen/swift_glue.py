@@ -562,6 +562,12 @@ class SwiftEmitter:
         out.append(f"public enum {s.swift_name} {{")
         out.append("    /// The fully qualified service name.")
         out.append(f'    public static let serviceName = "{s.full_name}"')
+        out.append("")
+        out.append("    /// Every method's path, in the order the proto declares them.")
+        out.append("    public static let methodPaths: [String] = [")
+        for proto_name, *_ in s.methods:
+            out.append(f'        "/{s.full_name}/{proto_name}",')
+        out.append("    ]")
         for proto_name, swift_name, req, resp, kind, comment in s.methods:
             out.append("")
             out += _doc("    ", comment, f"`{proto_name}` ({kind}).")

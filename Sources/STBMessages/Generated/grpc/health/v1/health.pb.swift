@@ -190,6 +190,13 @@ public enum Grpc_Health_V1_Health {
     /// The fully qualified service name.
     public static let serviceName = "grpc.health.v1.Health"
 
+    /// Every method's path, in the order the proto declares them.
+    public static let methodPaths: [String] = [
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/List",
+        "/grpc.health.v1.Health/Watch",
+    ]
+
     /// `Check` (unary).
     public static let check = ProtoMethod<Grpc_Health_V1_HealthCheckRequest, Grpc_Health_V1_HealthCheckResponse>(
         path: "/grpc.health.v1.Health/Check",

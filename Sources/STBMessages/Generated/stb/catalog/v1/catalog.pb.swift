@@ -2003,6 +2003,38 @@ public enum Stb_Catalog_V1_Catalog {
     /// The fully qualified service name.
     public static let serviceName = "stb.catalog.v1.Catalog"
 
+    /// Every method's path, in the order the proto declares them.
+    public static let methodPaths: [String] = [
+        "/stb.catalog.v1.Catalog/CreateModule",
+        "/stb.catalog.v1.Catalog/GetModule",
+        "/stb.catalog.v1.Catalog/ListModules",
+        "/stb.catalog.v1.Catalog/UpdateModule",
+        "/stb.catalog.v1.Catalog/DeleteModule",
+        "/stb.catalog.v1.Catalog/CreateGroup",
+        "/stb.catalog.v1.Catalog/GetGroup",
+        "/stb.catalog.v1.Catalog/ListGroups",
+        "/stb.catalog.v1.Catalog/UpdateGroup",
+        "/stb.catalog.v1.Catalog/DeleteGroup",
+        "/stb.catalog.v1.Catalog/CreateOption",
+        "/stb.catalog.v1.Catalog/GetOption",
+        "/stb.catalog.v1.Catalog/ListOptions",
+        "/stb.catalog.v1.Catalog/UpdateOption",
+        "/stb.catalog.v1.Catalog/DeleteOption",
+        "/stb.catalog.v1.Catalog/CreateState",
+        "/stb.catalog.v1.Catalog/GetState",
+        "/stb.catalog.v1.Catalog/ListStates",
+        "/stb.catalog.v1.Catalog/UpdateState",
+        "/stb.catalog.v1.Catalog/DeleteState",
+        "/stb.catalog.v1.Catalog/CreateTransition",
+        "/stb.catalog.v1.Catalog/GetTransition",
+        "/stb.catalog.v1.Catalog/ListTransitions",
+        "/stb.catalog.v1.Catalog/UpdateTransition",
+        "/stb.catalog.v1.Catalog/DeleteTransition",
+        "/stb.catalog.v1.Catalog/GetConfig",
+        "/stb.catalog.v1.Catalog/ImportSeed",
+        "/stb.catalog.v1.Catalog/Watch",
+    ]
+
     /// `CreateModule` (unary).
     public static let createModule = ProtoMethod<Stb_Catalog_V1_CreateModuleRequest, Stb_Catalog_V1_Module>(
         path: "/stb.catalog.v1.Catalog/CreateModule",

@@ -1416,6 +1416,22 @@ public enum Stb_Rules_V1_Rules {
     /// The fully qualified service name.
     public static let serviceName = "stb.rules.v1.Rules"
 
+    /// Every method's path, in the order the proto declares them.
+    public static let methodPaths: [String] = [
+        "/stb.rules.v1.Rules/CreateRule",
+        "/stb.rules.v1.Rules/GetRule",
+        "/stb.rules.v1.Rules/ListRules",
+        "/stb.rules.v1.Rules/UpdateRule",
+        "/stb.rules.v1.Rules/DeleteRule",
+        "/stb.rules.v1.Rules/ImportRules",
+        "/stb.rules.v1.Rules/Evaluate",
+        "/stb.rules.v1.Rules/CheckRules",
+        "/stb.rules.v1.Rules/Impact",
+        "/stb.rules.v1.Rules/Fire",
+        "/stb.rules.v1.Rules/AvailableEvents",
+        "/stb.rules.v1.Rules/Watch",
+    ]
+
     /// `CreateRule` (unary).
     public static let createRule = ProtoMethod<Stb_Rules_V1_CreateRuleRequest, Stb_Rules_V1_Rule>(
         path: "/stb.rules.v1.Rules/CreateRule",

@@ -114,6 +114,14 @@ public enum Stb_Testing_V1_Echo {
     /// The fully qualified service name.
     public static let serviceName = "stb.testing.v1.Echo"
 
+    /// Every method's path, in the order the proto declares them.
+    public static let methodPaths: [String] = [
+        "/stb.testing.v1.Echo/Get",
+        "/stb.testing.v1.Echo/Expand",
+        "/stb.testing.v1.Echo/Collect",
+        "/stb.testing.v1.Echo/Update",
+    ]
+
     /// Returns the request's text and payload.
     public static let get = ProtoMethod<Stb_Testing_V1_EchoRequest, Stb_Testing_V1_EchoResponse>(
         path: "/stb.testing.v1.Echo/Get",
