@@ -236,6 +236,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "STBServiceTests",
+            dependencies: ["STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "STBRPCTests",
             dependencies: ["STBRPC", "STBEcho", "STBMessages"],
             swiftSettings: swiftSettings

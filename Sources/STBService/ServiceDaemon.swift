@@ -15,6 +15,8 @@ import UnixSignals
 ///    services and background services);
 /// 3. the RPC server listens; `<name>d listening on HOST:PORT` is printed (scripts wait
 ///    for it);
+///    Every call runs inside the interceptors: statuses (`StatusInterceptor`), the
+///    caller's identity (`ActorHeaderInterceptor`), then the service's own;
 /// 4. one `ServiceGroup` runs the listener, the background services, the outbox pruner and
 ///    the server. SIGTERM or SIGINT shuts it down gracefully, in reverse order: the server
 ///    first (health NOT_SERVING, GOAWAY, running calls drain within the grace period),
@@ -78,7 +80,12 @@ public struct ServiceDaemon: Sendable {
         }
         let server: RPCServer
         do {
-            server = try RPCServer(configuration: configuration.server, services: parts.rpcServices, group: loops, health: health, logger: logger)
+            // Statuses outermost, so what any later interceptor throws is mapped too.
+            let interceptors: [any ServerInterceptor] = [StatusInterceptor(service: name, logger: logger), ActorHeaderInterceptor()] + parts.interceptors
+            server = try RPCServer(
+                configuration: configuration.server, services: parts.rpcServices, interceptors: interceptors,
+                group: loops, health: health, logger: logger
+            )
             let port = try await server.start()
             print("\(name)d listening on \(configuration.server.host):\(port)")
             fflush(nil)
@@ -147,11 +154,17 @@ public struct ServiceParts: Sendable {
     public var outbox: Outbox?
     /// Run beside the server, stopped after it on shutdown.
     public var background: [any Service]
+    /// Run around every call, inside the daemon's own (statuses, then the caller's identity).
+    public var interceptors: [any ServerInterceptor]
 
-    public init(rpcServices: [any RPCService], outbox: Outbox? = nil, background: [any Service] = []) {
+    public init(
+        rpcServices: [any RPCService], outbox: Outbox? = nil, background: [any Service] = [],
+        interceptors: [any ServerInterceptor] = []
+    ) {
         self.rpcServices = rpcServices
         self.outbox = outbox
         self.background = background
+        self.interceptors = interceptors
     }
 }
 

@@ -1,0 +1,78 @@
+import Logging
+import STBPostgres
+import STBRPC
+
+/// Turns what a handler throws into the status a caller sees, for every call of a
+/// service: an `RPCError` as it is, a database error as the status it means (unique
+/// violation → ALREADY_EXISTS, lost connection → UNAVAILABLE, …), cancellation as
+/// CANCELLED, and anything else as INTERNAL "internal error" — logged, never shown.
+public struct StatusInterceptor: ServerInterceptor {
+    /// The service's name as callers read it: "catalog", "rules".
+    public let service: String
+    public let logger: Logger
+
+    public init(service: String, logger: Logger) {
+        self.service = service
+        self.logger = logger
+    }
+
+    public func intercept<Result: Sendable>(
+        context: ServerContext, next: @Sendable (ServerContext) async throws -> Result
+    ) async throws -> Result {
+        do {
+            return try await next(context)
+        } catch let error as RPCError {
+            throw error
+        } catch let error as PostgresError {
+            throw status(for: error)
+        } catch is CancellationError {
+            throw RPCError(code: .cancelled, message: "the call was cancelled")
+        } catch {
+            logger.error("\(service) call failed", metadata: ["path": "\(context.path)", "error": "\(error)"])
+            throw RPCError(code: .internal, message: "internal error")
+        }
+    }
+
+    /// The status for a database error.
+    public func status(for error: PostgresError) -> RPCError {
+        switch error.code {
+        case .uniqueViolation:
+            return RPCError(code: .alreadyExists, message: "already exists\(error.detail.map { ": \($0)" } ?? "")")
+        case .foreignKeyViolation:
+            return RPCError(code: .failedPrecondition, message: "still referenced or refers to something missing\(error.detail.map { ": \($0)" } ?? "")")
+        case .checkViolation, .notNullViolation, .invalidData:
+            return RPCError(code: .invalidArgument, message: "invalid value: \(error.message)")
+        case .serializationFailure, .deadlockDetected:
+            return RPCError(code: .aborted, message: "conflicting concurrent change; retry")
+        case .connectionLost, .connectionFailed, .poolClosed:
+            return RPCError(code: .unavailable, message: "the \(service) database is unavailable; retry")
+        case .queryCancelled:
+            return RPCError(code: .cancelled, message: "the call was cancelled")
+        default:
+            logger.error("database error", metadata: ["error": "\(error)"])
+            return RPCError(code: .internal, message: "internal database error")
+        }
+    }
+}
+
+/// Establishes the caller's identity from the `stb-actor` metadata ("anonymous" when
+/// absent), at most 128 characters. The identity is claimed, not verified: an
+/// authenticating interceptor takes this one's place where tokens are required.
+public struct ActorHeaderInterceptor: ServerInterceptor {
+    public init() {}
+
+    public func intercept<Result: Sendable>(
+        context: ServerContext, next: @Sendable (ServerContext) async throws -> Result
+    ) async throws -> Result {
+        var context = context
+        let actor = context.metadata.firstString(forKey: "stb-actor").flatMap { $0.isEmpty ? nil : String($0.prefix(128)) } ?? "anonymous"
+        context.identity = CallerIdentity(subject: actor, name: actor)
+        return try await next(context)
+    }
+}
+
+extension ServerContext {
+    /// The name audit rows and events record for this call: the established identity's,
+    /// "anonymous" without one.
+    public var actor: String { identity?.name ?? "anonymous" }
+}
