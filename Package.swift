@@ -237,7 +237,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBServiceTests",
-            dependencies: ["STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBService", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", "STBEventLoop", swiftLog],
             swiftSettings: swiftSettings
         ),
         .testTarget(
