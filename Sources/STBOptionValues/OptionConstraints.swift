@@ -75,7 +75,7 @@ public struct OptionConstraints: Sendable {
                     do {
                         constraints.pattern = try OptionPattern(text)
                     } catch {
-                        problems.append(.meta("pattern", "\(quoted(text)) is not a valid pattern: \(error.message)"))
+                        problems.append(.meta("pattern", text.utf8.count > OptionPattern.maxBytes ? error.message : "\(shown(text)) is not a valid pattern: \(error.message)"))
                     }
                 } else {
                     problems.append(.meta("pattern", "must be a string, not \(value.typeName)"))
@@ -105,7 +105,7 @@ public struct OptionConstraints: Sendable {
                 } else if let tooLong = TextLimit.enumValue.problem(text) {
                     problems.append(.meta("values[\(index)]", tooLong))
                 } else if constraints.listed[text] != nil {
-                    problems.append(.meta("values[\(index)]", "\(quoted(text)) is listed twice"))
+                    problems.append(.meta("values[\(index)]", "\(shown(text)) is listed twice"))
                 } else {
                     constraints.listed[text] = text
                     constraints.values.append(text)
@@ -149,7 +149,7 @@ public struct OptionConstraints: Sendable {
         case .string(let text):
             if type == .enum {
                 if !values.isEmpty, listed[text] == nil {
-                    problems.append(.value("\(quoted(text)) is not one of the values \(Self.listText(values))", constraint: "values"))
+                    problems.append(.value("\(shown(text)) is not one of the values \(Self.listText(values))", constraint: "values"))
                 }
                 break
             }
@@ -157,7 +157,7 @@ public struct OptionConstraints: Sendable {
                 problems.append(.value("longer than max_length \(maxLength)", constraint: "max_length"))
             }
             if let pattern, !pattern.matches(text) {
-                problems.append(.value("\(quoted(text)) does not match the pattern \(quoted(pattern.source))", constraint: "pattern"))
+                problems.append(.value("\(shown(text)) does not match the pattern \(shown(pattern.source))", constraint: "pattern"))
             }
         }
         return problems
@@ -176,7 +176,7 @@ public struct OptionConstraints: Sendable {
 
     // A long list is shortened: the message is for a person.
     static func listText(_ values: [String]) -> String {
-        let shown = values.prefix(20).map { quoted($0) }.joined(separator: ", ")
-        return values.count > 20 ? shown + ", … (\(values.count) values)" : shown
+        let listed = values.prefix(20).map { shown($0) }.joined(separator: ", ")
+        return values.count > 20 ? listed + ", … (\(values.count) values)" : listed
     }
 }

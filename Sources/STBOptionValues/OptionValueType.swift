@@ -23,7 +23,7 @@ public enum OptionValueType: String, Sendable, Hashable, CaseIterable {
             switch text {
             case "true": return .boolean(true)
             case "false": return .boolean(false)
-            default: throw .value("\(quoted(text)) is not a boolean (true or false)")
+            default: throw .value("\(shown(text)) is not a boolean (true or false)")
             }
         case .integer:
             return .integer(try Self.integer(text))
@@ -65,10 +65,10 @@ public enum OptionValueType: String, Sendable, Hashable, CaseIterable {
         var digits = bytes[...]
         if let first = digits.first, first == UInt8(ascii: "+") || first == UInt8(ascii: "-") { digits = digits.dropFirst() }
         guard !digits.isEmpty, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
-            throw .value("\(quoted(text)) is not an integer")
+            throw .value("\(shown(text)) is not an integer")
         }
         guard let number = Int64(text) else {
-            throw .value("\(quoted(text)) is out of range (\(Int64.min) to \(Int64.max))")
+            throw .value("\(shown(text)) is out of range (\(Int64.min) to \(Int64.max))")
         }
         return number
     }
@@ -102,8 +102,15 @@ public enum OptionValue: Sendable, Hashable, CustomStringConvertible {
     /// For messages: integers and booleans bare, strings quoted (and shortened).
     public var description: String {
         switch self {
-        case .string(let text): quoted(text)
+        case .string(let text): shown(text)
         default: canonicalText
         }
     }
+}
+
+/// A user's text quoted for a message, cut to its first 64 characters: values and
+/// patterns can be long, and a message only needs to show which one it means.
+func shown(_ text: String) -> String {
+    if text.utf8.count <= 64 { return quoted(text) }
+    return quoted(String(text.prefix(64))) + "…"
 }
