@@ -7,7 +7,7 @@ import STBJSON
 /// a `min`); string `max_length` (characters) and `pattern` (`OptionPattern`, a full
 /// match); enum `values` (the list of allowed strings). Other meta members are not
 /// constraints and are left alone.
-public struct OptionConstraints: Sendable {
+public struct OptionConstraints: Sendable, Hashable {
     /// The most values an enum may list.
     public static let maxEnumValues = 1000
 

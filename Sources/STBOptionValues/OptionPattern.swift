@@ -8,7 +8,7 @@ internal import CRE2
 /// matched as UTF-8; `.` matches one Unicode scalar. Backreferences and lookaround do not
 /// exist in RE2 and are refused when the pattern is compiled.
 // @unchecked: the RE2 handle is only read after init, and RE2 allows matching one compiled pattern from many threads.
-public final class OptionPattern: @unchecked Sendable, CustomStringConvertible {
+public final class OptionPattern: @unchecked Sendable, Hashable, CustomStringConvertible {
     /// The longest pattern accepted, in bytes of UTF-8.
     public static let maxBytes = 1024
     /// The memory RE2 may use for one compiled pattern (program and matching caches).
@@ -53,6 +53,11 @@ public final class OptionPattern: @unchecked Sendable, CustomStringConvertible {
     }
 
     public var description: String { source }
+
+    /// Two patterns are the same when written the same.
+    public static func == (lhs: OptionPattern, rhs: OptionPattern) -> Bool { lhs.source == rhs.source }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(source) }
 
     // RE2 quotes the offending part of the pattern in its message; a long pattern would
     // make a long message.

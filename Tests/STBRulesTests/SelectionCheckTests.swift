@@ -48,24 +48,29 @@ struct SelectionCheckTests {
 
     @Test("values outside the constraints are error violations that name the option and its value")
     func violations() async throws {
-        let cases: [([Choice], [String: String])] = [
-            ([("brightness", true, "5000")], ["brightness": "5000"]),
-            ([("brightness", nil, "5000")], ["brightness": "5000"]),
-            ([("brightness", true, "-5")], ["brightness": "-5"]),
-            ([("brightness", true, "7")], ["brightness": "7"]),
-            ([("resolution", nil, #""8k""#)], ["resolution": #""8k""#]),
-            ([("resolution", nil, #""1080P""#)], ["resolution": #""1080P""#]),
-            ([("device_name", true, #""UPPER""#)], ["device_name": #""UPPER""#]),
-            ([("device_name", true, #""much-too-long""#)], ["device_name": #""much-too-long""#]),
-            ([("brightness", true, "5000"), ("resolution", true, #""8k""#)], ["brightness": "5000", "resolution": #""8k""#]),
+        let cases: [([Choice], [String: String], Set<String>)] = [
+            ([("brightness", true, "5000")], ["brightness": "5000"], ["option:brightness/max"]),
+            ([("brightness", nil, "5000")], ["brightness": "5000"], ["option:brightness/max"]),
+            ([("brightness", false, "5000")], ["brightness": "5000"], ["option:brightness/max"]),
+            ([("brightness", true, "-5")], ["brightness": "-5"], ["option:brightness/min"]),
+            ([("brightness", true, "7")], ["brightness": "7"], ["option:brightness/step"]),
+            ([("brightness", true, "5001")], ["brightness": "5001"], ["option:brightness/max", "option:brightness/step"]),
+            ([("resolution", nil, #""8k""#)], ["resolution": #""8k""#], ["option:resolution/values"]),
+            ([("resolution", nil, #""1080P""#)], ["resolution": #""1080P""#], ["option:resolution/values"]),
+            ([("device_name", true, #""UPPER""#)], ["device_name": #""UPPER""#], ["option:device_name/pattern"]),
+            ([("device_name", true, #""much-too-long""#)], ["device_name": #""much-too-long""#], ["option:device_name/max_length"]),
+            ([("brightness", true, "5000"), ("resolution", true, #""8k""#)], ["brightness": "5000", "resolution": #""8k""#],
+             ["option:brightness/max", "option:resolution/values"]),
         ]
         try await RulesHarness.with(seed: constrainedSeed) { harness in
-            for (choices, offending) in cases {
+            for (choices, offending, ruleKeys) in cases {
                 let result = try await harness.evaluate(choices)
                 #expect(!result.valid, "\(choices)")
+                #expect(Set(result.violations.map(\.ruleKey)) == ruleKeys, "\(choices): \(result.violations)")
                 var seen: [String: String] = [:]
                 for violation in result.violations {
-                    #expect(violation.severity == .error && !violation.message.isEmpty)
+                    #expect(violation.severity == .error && !violation.message.isEmpty && violation.type == .unspecified)
+                    #expect(violation.ruleKey.hasSuffix("/" + violation.constraint))
                     #expect(violation.references.count == 1)
                     if let reference = violation.references.first {
                         #expect(violation.message.contains(reference.optionKey))
@@ -74,6 +79,9 @@ struct SelectionCheckTests {
                 }
                 #expect(seen == offending, "\(choices): \(result.violations)")
             }
+            let result = try await harness.evaluate([("brightness", true, "5000")])
+            #expect(result.violations.first?.message == "brightness: 5000 is above the maximum 100")
+            #expect(result.violations.first?.explanation == "brightness [=5000]: 5000 is above the maximum 100")
         }
     }
 

@@ -1,12 +1,16 @@
 // The part of the catalog the rules engine needs: options with their defaults, module state machines.
 // Plain values; the service converts them from the catalog's GetConfig answer.
 import STBJSON
+import STBOptionValues
 
 public enum OptionType: String, Sendable, Hashable, CaseIterable {
     case boolean
     case integer
     case string
     case `enum`
+
+    /// The same type, as the option-value library names it.
+    public var valueType: OptionValueType { OptionValueType(rawValue: rawValue)! }
 }
 
 public struct OptionInfo: Sendable, Hashable {
@@ -16,13 +20,17 @@ public struct OptionInfo: Sendable, Hashable {
     /// Typed: `.bool`, `.integer` or `.string`.
     public var defaultValue: JSONValue
     public var includedByDefault: Bool
+    /// What the option's meta allows, read once per catalog copy; the values a selection
+    /// gives are checked against it.
+    public var constraints: OptionConstraints
 
-    public init(key: String, module: String, type: OptionType, defaultValue: JSONValue, includedByDefault: Bool) {
+    public init(key: String, module: String, type: OptionType, defaultValue: JSONValue, includedByDefault: Bool, constraints: OptionConstraints? = nil) {
         self.key = key
         self.module = module
         self.type = type
         self.defaultValue = defaultValue
         self.includedByDefault = includedByDefault
+        self.constraints = constraints ?? OptionConstraints(type: type.valueType)
     }
 }
 
