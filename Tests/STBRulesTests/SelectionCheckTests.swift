@@ -1,4 +1,6 @@
+import STBJSON
 import STBMessages
+import STBOptionValues
 import STBRPC
 import STBRules
 import Testing
@@ -179,5 +181,25 @@ struct SelectionCheckTests {
             let imported = await expectStatus(.invalidArgument) { _ = try await harness.rules.unary(Rules.importRules, request: request) }
             #expect(imported?.message.contains("rules[0].message: longer than 4000 bytes") == true, "\(imported?.message.prefix(200) ?? "")")
         }
+    }
+}
+
+@Suite("RuleEngine: values against option constraints")
+struct EngineConstraintTests {
+    static func engine() throws -> RuleEngine {
+        let meta = try JSONValue.parse(#"{"min": 0, "max": 100, "step": 5}"#)
+        let level = OptionInfo(key: "level", module: "m", type: .integer, defaultValue: .integer(50), includedByDefault: true,
+                               constraints: OptionConstraints.parse(type: .integer, meta: meta).0)
+        return RuleEngine(rules: [], catalog: CatalogModel(options: [level]))
+    }
+
+    @Test("in catalog order, one violation per broken constraint; a wrong type given straight to the engine is a `type` violation", arguments: [
+        (JSONValue.integer(50), [String]()), (.integer(Int64.max), ["max", "step"]), (.integer(Int64.min), ["min", "step"]),
+        (.integer(3), ["step"]), (.string("50"), ["type"]), (.double(50.5), ["type"]), (.double(50), []),
+    ])
+    func values(value: JSONValue, constraints: [String]) throws {
+        let evaluation = try Self.engine().evaluate(Selection(values: ["level": value]))
+        #expect(evaluation.violations.compactMap(\.constraint) == constraints)
+        #expect(evaluation.valid == constraints.isEmpty)
     }
 }
