@@ -1,6 +1,7 @@
 import STBJSON
 import Logging
 import STBMessages
+import STBOptionValues
 import STBPostgres
 import STBRPC
 import STBService
@@ -90,6 +91,7 @@ public struct CatalogService: RPCService {
     func createModule(_ request: Stb_Catalog_V1_CreateModuleRequest, _ actor: String) async throws -> Module {
         guard let input = request.module else { throw invalid("module: required") }
         var problems = Validation.key(input.key, at: "module.key") + Validation.name(input.name, at: "module.name")
+            + Validation.text(input.description_p, limit: .description, at: "module.description")
         let (meta, metaProblems) = Validation.meta(input.metaJson, at: "module.meta_json")
         problems += metaProblems
         if !input.initialState.isEmpty {
@@ -126,7 +128,7 @@ public struct CatalogService: RPCService {
 
     func updateModule(_ request: Stb_Catalog_V1_UpdateModuleRequest, _ actor: String) async throws -> Module {
         guard let ref = request.ref else { throw invalid("ref: required") }
-        let meta = try checkedUpdate(name: request.name, metaJson: request.metaJson)
+        let meta = try checkedUpdate(name: request.name, description: request.description_p, metaJson: request.metaJson)
         return try await change(actor: actor) { transaction, changes in
             let before = try await loadModule(ref, on: transaction.connection, forUpdate: true)
             var after = before
@@ -189,6 +191,7 @@ public struct CatalogService: RPCService {
     func createGroup(_ request: Stb_Catalog_V1_CreateGroupRequest, _ actor: String) async throws -> Group {
         guard let input = request.group else { throw invalid("group: required") }
         var problems = Validation.key(input.key, at: "group.key") + Validation.name(input.name, at: "group.name")
+            + Validation.text(input.description_p, limit: .description, at: "group.description")
         let (meta, metaProblems) = Validation.meta(input.metaJson, at: "group.meta_json")
         problems += metaProblems
         if input.moduleKey.isEmpty { problems.append("group.module_key: required") }
@@ -229,7 +232,7 @@ public struct CatalogService: RPCService {
 
     func updateGroup(_ request: Stb_Catalog_V1_UpdateGroupRequest, _ actor: String) async throws -> Group {
         guard let ref = request.ref else { throw invalid("ref: required") }
-        let meta = try checkedUpdate(name: request.name, metaJson: request.metaJson)
+        let meta = try checkedUpdate(name: request.name, description: request.description_p, metaJson: request.metaJson)
         return try await change(actor: actor) { transaction, changes in
             let before = try await loadGroup(ref, on: transaction.connection, forUpdate: true)
             var after = before
@@ -268,14 +271,18 @@ public struct CatalogService: RPCService {
     func createOption(_ request: Stb_Catalog_V1_CreateOptionRequest, _ actor: String) async throws -> Option {
         guard let input = request.option else { throw invalid("option: required") }
         var problems = Validation.key(input.key, at: "option.key") + Validation.name(input.name, at: "option.name")
+            + Validation.text(input.description_p, limit: .description, at: "option.description")
         let (meta, metaProblems) = Validation.meta(input.metaJson, at: "option.meta_json")
         problems += metaProblems
         if input.moduleKey.isEmpty { problems.append("option.module_key: required") }
         if input.groupKey.isEmpty { problems.append("option.group_key: required") }
+        var defaultValue = input.defaultValue
         if metaProblems.isEmpty {
-            problems += Validation.option(
+            let checked = Validation.option(
                 type: input.type, defaultValue: input.defaultValue, meta: meta,
                 typePath: "option.type", defaultPath: "option.default_value", metaPath: "option.meta_json")
+            defaultValue = checked.defaultValue
+            problems += checked.problems
         }
         try check(problems)
         return try await change(actor: actor) { transaction, changes in
@@ -288,7 +295,7 @@ public struct CatalogService: RPCService {
                            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (key) DO NOTHING RETURNING *)
                 SELECT \(Columns.option) FROM o JOIN groups g ON g.id = o.group_id JOIN modules m ON m.id = g.module_id
                 """, bindings: PostgresBindings(group.id, input.key, input.name, input.description_p, Validation.typeName(input.type)!,
-                                     input.defaultValue, input.editable, input.includedByDefault, PostgresJSON(meta.canonicalText))))
+                                     defaultValue, input.editable, input.includedByDefault, PostgresJSON(meta.canonicalText))))
             guard let row = rows.first else { throw RPCError(code: .alreadyExists, message: "option \(quoted(input.key)) already exists") }
             let option = try Columns.option(row)
             changes.created(.option, option.entityKey, after: option.json, state: option.catalogEntity)
@@ -318,7 +325,7 @@ public struct CatalogService: RPCService {
     func updateOption(_ request: Stb_Catalog_V1_UpdateOptionRequest, _ actor: String) async throws -> Option {
         guard let ref = request.ref else { throw invalid("ref: required") }
         let moveProblem = (request.moduleKey == nil) != (request.groupKey == nil) ? ["module_key, group_key: give both to move the option"] : []
-        _ = try checkedUpdate(name: request.name, metaJson: request.metaJson, more: moveProblem)
+        _ = try checkedUpdate(name: request.name, description: request.description_p, metaJson: request.metaJson, more: moveProblem)
         return try await change(actor: actor) { transaction, changes in
             let before = try await loadOption(ref, on: transaction.connection, forUpdate: true)
             var after = before
@@ -339,9 +346,11 @@ public struct CatalogService: RPCService {
                 after.groupKey = groupKey
             }
             // The result as a whole must be valid: a new type with the old default is not.
-            try check(Validation.option(
+            let checked = Validation.option(
                 type: after.type, defaultValue: after.defaultValue, meta: Module.metaValue(after.metaJson),
-                typePath: "type", defaultPath: "default_value", metaPath: "meta_json"))
+                typePath: "type", defaultPath: "default_value", metaPath: "meta_json")
+            try check(checked.problems)
+            after.defaultValue = checked.defaultValue
             guard after.json != before.json else { return before }
             let rows = try await transaction.query(PostgresQuery(sql: """
                 WITH o AS (UPDATE options SET name = $2, description = $3, type = $4, default_value = $5, editable = $6,
@@ -525,9 +534,10 @@ public struct CatalogService: RPCService {
     }
 
     /// Checks the fields most partial updates share; returns the parsed meta when given.
-    private func checkedUpdate(name: String?, metaJson: String?, more: [String] = []) throws -> JSONValue? {
+    private func checkedUpdate(name: String?, description: String? = nil, metaJson: String?, more: [String] = []) throws -> JSONValue? {
         var problems = more
         if let name { problems += Validation.name(name, at: "name") }
+        if let description { problems += Validation.text(description, limit: .description, at: "description") }
         var meta: JSONValue?
         if let metaJson {
             let (value, metaProblems) = Validation.meta(metaJson, at: "meta_json")
@@ -653,11 +663,14 @@ func invalid(_ problem: String) -> RPCError {
     RPCError(code: .invalidArgument, message: problem)
 }
 
-/// Page size (default 100, at most 1000) and the id to continue after.
+/// Page size (default 100, at most 1000) and the id to continue after. A token is an id
+/// as this service writes it (`pageInfo`): other spellings of a number are not tokens.
 func page(_ request: Stb_Common_V1_PageRequest?) throws -> (Int, Int64) {
-    let size = Int(request?.pageSize ?? 0)
+    let size = Int(request?.pageSize ?? 0)  // a UInt32: always fits
     let token = request?.pageToken ?? ""
-    guard let after = token.isEmpty ? 0 : Int64(token), after >= 0 else { throw invalid("page.page_token: not a token this service issued") }
+    guard let after = token.isEmpty ? 0 : Int64(token), after >= 0, token.isEmpty || String(after) == token else {
+        throw invalid("page.page_token: not a token this service issued")
+    }
     return (size == 0 ? 100 : min(size, 1000), after)
 }
 

@@ -2,6 +2,7 @@ import STBJSON
 import Glibc
 import Logging
 import STBMessages
+import STBOptionValues
 import STBPostgres
 import STBRPC
 import STBService
@@ -42,6 +43,9 @@ struct SeedImporter {
     static let chunkSize = 1000
 
     func importSeed(_ request: Stb_Catalog_V1_ImportSeedRequest, actor: String) async throws -> Stb_Catalog_V1_ImportSeedResponse {
+        if let problem = TextLimit.fileName.problem(request.fileName) {
+            throw RPCError(code: .invalidArgument, message: "file_name: \(problem)")
+        }
         let document: Document
         do {
             document = try Self.parse(request.documentJson)
@@ -507,10 +511,12 @@ private struct DocumentReader {
 
     mutating func document(_ root: JSONValue) -> SeedImporter.Document {
         guard let top = fields(root, at: .document, known: documentFields) else { return document }
-        _ = string(top, "$schema")
-        _ = string(top, "description")
+        if let schema = string(top, "$schema") { checkText(schema, .fileName, top, "$schema") }
+        if let description = string(top, "description") { checkText(description, .description, top, "description") }
         if let version = top["version"], version.stringValue == nil, version.integerValue == nil {
             problems.append("version: must be an integer or a string, not \(version.typeName)")
+        } else if let version = top["version"]?.stringValue {
+            checkText(version, .fileName, top, "version")
         }
         if let modules = top["modules"] {
             guard case .array(let values) = modules else {
@@ -547,6 +553,7 @@ private struct DocumentReader {
             module.name = name
         }
         module.description_p = string(f, "description") ?? ""
+        checkText(module.description_p, .description, f, "description")
         module.active = bool(f, "active", default: true)
         let initialState = string(f, "initial_state") ?? ""
         module.initialState = initialState
@@ -644,6 +651,7 @@ private struct DocumentReader {
             group.name = name
         }
         group.description_p = string(f, "description") ?? ""
+        checkText(group.description_p, .description, f, "description")
         group.position = Int32(clamping: place.group)
         if let position = f["position"] {
             if let number = position.integerValue, let value = Int32(exactly: number) {
@@ -683,6 +691,7 @@ private struct DocumentReader {
             option.name = name
         }
         option.description_p = string(f, "description") ?? ""
+        checkText(option.description_p, .description, f, "description")
         let typeName = string(f, "type", required: true)
         let defaultValue = f["default"]
         option.editable = bool(f, "editable", default: true)
@@ -707,11 +716,13 @@ private struct DocumentReader {
                 typeProblem = "\(f.path("default")): required"
             }
             // The shared rules, first without paths: they are spelled out only for problems.
-            if metaValid, !Validation.option(type: type, defaultValue: option.defaultValue, meta: meta, typePath: "", defaultPath: "", metaPath: "").isEmpty {
+            let checked = metaValid ? Validation.option(type: type, defaultValue: option.defaultValue, meta: meta, typePath: "", defaultPath: "", metaPath: "") : nil
+            if typeProblem == nil, let checked { option.defaultValue = checked.defaultValue }
+            if let checked, !checked.problems.isEmpty {
                 let defaultPath = f.path("default")
                 var optionProblems = Validation.option(
                     type: type, defaultValue: option.defaultValue, meta: meta,
-                    typePath: f.path("type"), defaultPath: defaultPath, metaPath: f.path("meta"))
+                    typePath: f.path("type"), defaultPath: defaultPath, metaPath: f.path("meta")).problems
                 if typeProblem != nil {
                     // The default's own problem replaces what the rules say of its text.
                     optionProblems.removeAll { $0.hasPrefix("\(defaultPath):") }
@@ -735,6 +746,10 @@ private struct DocumentReader {
 
     private mutating func checkName(_ value: String, _ f: Fields, _ name: String) {
         if !Validation.name(value, at: "").isEmpty { problems += Validation.name(value, at: f.path(name)) }
+    }
+
+    private mutating func checkText(_ value: String, _ limit: TextLimit, _ f: Fields, _ name: String) {
+        if let problem = limit.problem(value) { problems.append("\(f.path(name)): \(problem)") }
     }
 
     /// An option default's canonical text, or why the JSON value does not suit the type.
@@ -823,7 +838,13 @@ private struct DocumentReader {
             problems.append("\(f.path("meta")): must be an object, not \(value.typeName)")
             return (.object([:]), false)
         }
-        return (SeedImporter.normalized(value), true)
+        let normalized = SeedImporter.normalized(value)
+        // Limited as stored: the canonical text, as `meta_json` is in the CRUD calls.
+        if let problem = TextLimit.json.problem(normalized.canonicalText) {
+            problems.append("\(f.path("meta")): \(problem)")
+            return (.object([:]), false)
+        }
+        return (normalized, true)
     }
 
     /// Reports strings and member names holding NUL (ignoring `rules`).

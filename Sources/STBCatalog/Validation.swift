@@ -1,6 +1,7 @@
 import STBJSON
 import STBJSONLogic
 import STBMessages
+import STBOptionValues
 import STBService
 
 /// The catalog's validation rules, shared by the CRUD calls and seed imports. Each check
@@ -21,14 +22,21 @@ enum Validation {
     }
 
     static func name(_ value: String, at path: String) -> [String] {
+        // The limit first: it bounds the walk that looks for anything but spaces.
+        if let problem = TextLimit.name.problem(value) { return ["\(path): \(problem)"] }
         if value.trimmingSpaces.isEmpty { return ["\(path): must not be empty"] }
-        if value.count > 200 { return ["\(path): longer than 200 characters"] }
         return []
     }
 
-    /// A `meta` JSON text: empty, or a JSON object.
+    /// Free text with a limit (descriptions, file names): may be empty.
+    static func text(_ value: String, limit: TextLimit, at path: String) -> [String] {
+        limit.problem(value).map { ["\(path): \($0)"] } ?? []
+    }
+
+    /// A `meta` JSON text: empty, or a JSON object of at most `TextLimit.json`.
     static func meta(_ text: String, at path: String) -> (JSONValue, [String]) {
         if text.isEmpty { return (.object([:]), []) }
+        if let problem = TextLimit.json.problem(text) { return (.null, ["\(path): \(problem)"]) }
         do {
             let value = try JSONValue.parse(text)
             guard case .object = value else { return (value, ["\(path): must be a JSON object, not \(value.typeName)"]) }
@@ -81,96 +89,25 @@ enum Validation {
         }
     }
 
-    /// Checks an option's constraints (in `meta`) and that its default fits them.
-    /// `metaPath` and `defaultPath` name the two fields in messages.
+    /// Checks an option's constraints (in `meta`) and that its default fits them; gives
+    /// the default's canonical text (`+5` → `5`; an enum value as its `values` spell it),
+    /// which is what is stored. `metaPath` and `defaultPath` name the two fields in messages.
     static func option(
         type: Stb_Catalog_V1_OptionType, defaultValue: String, meta: JSONValue,
         typePath: String, defaultPath: String, metaPath: String
-    ) -> [String] {
-        guard let typeName = typeName(type) else {
-            return ["\(typePath): must be one of boolean, integer, string, enum"]
+    ) -> (defaultValue: String, problems: [String]) {
+        guard let valueType = valueType(type) else {
+            return (defaultValue, ["\(typePath): must be one of boolean, integer, string, enum"])
         }
-        var problems: [String] = []
-        switch typeName {
-        case "boolean":
-            if defaultValue != "true" && defaultValue != "false" {
-                problems.append("\(defaultPath): \(quoted(defaultValue)) is not a boolean (true or false)")
-            }
-        case "integer":
-            let minimum = meta["min"]
-            let maximum = meta["max"]
-            let step = meta["step"]
-            for (name, bound) in [("min", minimum), ("max", maximum), ("step", step)] {
-                if let bound, bound.integerValue == nil {
-                    problems.append("\(metaPath).\(name): must be an integer, not \(bound.typeName)")
-                }
-            }
-            if let low = minimum?.integerValue, let high = maximum?.integerValue, low > high {
-                problems.append("\(metaPath): min \(low) is greater than max \(high)")
-            }
-            if let stepValue = step?.integerValue, stepValue <= 0 {
-                problems.append("\(metaPath).step: must be positive")
-            }
-            guard let value = Int64(defaultValue) else {
-                problems.append("\(defaultPath): \(quoted(defaultValue)) is not an integer")
-                break
-            }
-            if let low = minimum?.integerValue, value < low {
-                problems.append("\(defaultPath): \(value) is below the minimum \(low)")
-            }
-            if let high = maximum?.integerValue, value > high {
-                problems.append("\(defaultPath): \(value) is above the maximum \(high)")
-            }
-            if let stepValue = step?.integerValue, stepValue > 0 {
-                let base = minimum?.integerValue ?? 0
-                if (value - base) % stepValue != 0 {
-                    problems.append("\(defaultPath): \(value) is not a multiple of the step \(stepValue) from \(base)")
-                }
-            }
-        case "string":
-            if let maxLength = meta["max_length"] {
-                if let limit = maxLength.integerValue, limit >= 0 {
-                    if defaultValue.count > limit {
-                        problems.append("\(defaultPath): longer than max_length \(limit)")
-                    }
-                } else {
-                    problems.append("\(metaPath).max_length: must be a non-negative integer")
-                }
-            }
-            if let pattern = meta["pattern"] {
-                if let text = pattern.stringValue {
-                    do {
-                        let regex = try Regex(text)
-                        if (try? regex.wholeMatch(in: defaultValue)) == nil {
-                            problems.append("\(defaultPath): \(quoted(defaultValue)) does not match the pattern \(quoted(text))")
-                        }
-                    } catch {
-                        problems.append("\(metaPath).pattern: \(quoted(text)) is not a valid regular expression")
-                    }
-                } else {
-                    problems.append("\(metaPath).pattern: must be a string")
-                }
-            }
-        default:  // enum
-            guard let values = meta["values"]?.arrayValue else {
-                problems.append("\(metaPath).values: an enum needs a list of values")
-                break
-            }
-            if values.isEmpty { problems.append("\(metaPath).values: must not be empty") }
-            var seen = Set<String>()
-            for (index, value) in values.enumerated() {
-                guard let text = value.stringValue else {
-                    problems.append("\(metaPath).values[\(index)]: must be a string, not \(value.typeName)")
-                    continue
-                }
-                if text.isEmpty { problems.append("\(metaPath).values[\(index)]: must not be empty") }
-                if !seen.insert(text).inserted { problems.append("\(metaPath).values[\(index)]: \(quoted(text)) is listed twice") }
-            }
-            if !values.isEmpty, !seen.contains(defaultValue) {
-                problems.append("\(defaultPath): \(quoted(defaultValue)) is not one of the values \(values.compactMap(\.stringValue).map(quoted).joined(separator: ", "))")
-            }
-        }
-        return problems
+        let (constraints, metaProblems) = OptionConstraints.parse(type: valueType, meta: meta)
+        var problems = metaProblems
+        let (value, valueProblems) = constraints.check(text: defaultValue)
+        problems += valueProblems
+        return (value?.canonicalText ?? defaultValue, problems.map { $0.described(valuePath: defaultPath, metaPath: metaPath) })
+    }
+
+    static func valueType(_ type: Stb_Catalog_V1_OptionType) -> OptionValueType? {
+        typeName(type).flatMap(OptionValueType.init(rawValue:))
     }
 
     private static func isLowerAlnum(_ byte: UInt8) -> Bool {

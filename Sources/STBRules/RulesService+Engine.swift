@@ -1,5 +1,6 @@
 import STBJSON
 import STBMessages
+import STBOptionValues
 import STBRPC
 import STBService
 import Synchronization
@@ -15,22 +16,20 @@ extension CatalogModel {
             for group in entry.groups {
                 for option in group.options {
                     let type: OptionType
-                    let value: JSONValue
                     switch option.type {
-                    case .boolean:
-                        type = .boolean
-                        value = .bool(option.defaultValue == "true")
-                    case .integer:
-                        type = .integer
-                        value = Int64(option.defaultValue).map(JSONValue.integer) ?? .null
-                    case .enum:
-                        type = .enum
-                        value = .string(option.defaultValue)
-                    default:
-                        type = .string
-                        value = .string(option.defaultValue)
+                    case .boolean: type = .boolean
+                    case .integer: type = .integer
+                    case .enum: type = .enum
+                    default: type = .string
                     }
-                    options.append(OptionInfo(key: option.key, module: module.key, type: type, defaultValue: value, includedByDefault: option.includedByDefault))
+                    // The catalog checked both when they were written; what still does not
+                    // read (written before a check existed) is left unconstrained or null.
+                    let value = (try? type.valueType.parse(option.defaultValue).json) ?? .null
+                    let meta = (try? JSONValue.parse(option.metaJson.isEmpty ? "{}" : option.metaJson)) ?? .object([:])
+                    let constraints = OptionConstraints.parse(type: type.valueType, meta: meta).0
+                    options.append(OptionInfo(
+                        key: option.key, module: module.key, type: type, defaultValue: value,
+                        includedByDefault: option.includedByDefault, constraints: constraints))
                 }
             }
             var transitions: [TransitionInfo] = []
@@ -48,8 +47,8 @@ extension CatalogModel {
 
 extension RulesService {
     func evaluate(_ request: Stb_Rules_V1_EvaluateRequest) throws -> Stb_Rules_V1_EvaluateResponse {
-        let (engine, _, revision) = try engine()
-        return Self.response(engine.evaluate(try Self.selection(request, at: "options")), catalogRevision: revision)
+        let (engine, model, revision) = try engine()
+        return Self.response(engine.evaluate(try Self.selection(request, catalog: model, at: "options")), catalogRevision: revision)
     }
 
     /// The wire form of an evaluation.
@@ -97,7 +96,7 @@ extension RulesService {
     }
 
     func impact(_ request: Stb_Rules_V1_ImpactRequest) throws -> Stb_Rules_V1_ImpactResponse {
-        let (engine, _, _) = try engine()
+        let (engine, model, _) = try engine()
         let change: RuleChange
         switch request.change {
         case .add(let rule):
@@ -113,7 +112,8 @@ extension RulesService {
         }
         var selections: [String: Selection] = [:]
         for (name, selection) in request.selections {
-            selections[name] = try Self.selection(selection, at: "selections[\(quoted(name))].options")
+            if let problem = TextLimit.name.problem(name) { throw RPCError(code: .invalidArgument, message: "selections: a name is \(problem)") }
+            selections[name] = try Self.selection(selection, catalog: model, at: "selections[\(quoted(name))].options")
         }
         var response = Stb_Rules_V1_ImpactResponse()
         for (name, violations) in engine.impact(of: change, selections: selections) {
@@ -162,21 +162,35 @@ extension RulesService {
 
     // MARK: - Conversions
 
-    /// The engine's selection for a request; bad values are INVALID_ARGUMENT naming `path`.
-    public static func selection(_ request: Stb_Rules_V1_EvaluateRequest, at path: String = "options") throws -> Selection {
+    /// The engine's selection for a request, checked against the catalog copy: a key the
+    /// catalog does not have, or a value that is not of its option's type, is
+    /// INVALID_ARGUMENT naming the choice under `path` (`options[3].key: unknown option
+    /// "nope"`). Values are passed on in canonical form (`5.0` for an integer is 5); whether
+    /// they fit the option's constraints is the engine's to report, as violations.
+    public static func selection(_ request: Stb_Rules_V1_EvaluateRequest, catalog: CatalogModel, at path: String = "options") throws -> Selection {
         var choices: [String: Selection.Choice] = [:]
         choices.reserveCapacity(request.options.count)
         var problems: [String] = []
         for (index, option) in request.options.enumerated() {
             var choice = Selection.Choice(included: option.included)
+            guard !option.key.isEmpty else {
+                problems.append("\(path)[\(index)].key: required")
+                continue
+            }
+            guard let info = catalog.options[option.key] else {
+                problems.append("\(path)[\(index)].key: unknown option \(quoted(option.key))")
+                continue
+            }
             if let text = option.valueJson {
                 do {
-                    choice.value = try JSONValue.parse(text)
+                    let json = try JSONValue.parse(text)
+                    choice.value = try info.type.valueType.value(fromJSON: json).json
+                } catch let error as OptionValueProblem {
+                    problems.append("\(path)[\(index)].value_json: \(error.message)")
                 } catch {
                     problems.append("\(path)[\(index)].value_json: \(error)")
                 }
             }
-            if option.key.isEmpty { problems.append("\(path)[\(index)].key: required") }
             choices[option.key] = choice
         }
         try check(problems)
@@ -199,6 +213,7 @@ extension RulesService {
         message.severity = violation.severity == .warning ? .warning : .error
         message.message = violation.message
         message.explanation = violation.explanation
+        message.constraint = violation.constraint ?? ""
         message.references = violation.references.map { reference in
             var item = Stb_Rules_V1_Reference()
             item.optionKey = reference.optionKey

@@ -1,5 +1,6 @@
 import STBJSON
 import STBMessages
+import STBOptionValues
 import STBPostgres
 import STBRPC
 import STBService
@@ -26,6 +27,9 @@ extension RulesService {
         var problems: [String] = []
         if !isValidKey(rule.key) { problems.append("\(path).key: \(quoted(rule.key)) is not a valid key (lowercase letters, digits, '_', '.', '-'; at most 64 characters)") }
         if rule.subject.isEmpty { problems.append("\(path).subject: required") }
+        if let problem = TextLimit.name.problem(rule.subject) { problems.append("\(path).subject: \(problem)") }
+        if let problem = TextLimit.message.problem(rule.message) { problems.append("\(path).message: \(problem)") }
+        if let problem = TextLimit.json.problem(rule.payloadJson) { problems.append("\(path).payload_json: \(problem)") }
         if Self.typeName(rule.type) == nil { problems.append("\(path).type: must be one of requires, forbidden, validation, choice") }
         if !problems.isEmpty { return problems }
         let compiled: Rule
@@ -80,9 +84,11 @@ extension RulesService {
     }
 
     func listRules(_ request: Stb_Rules_V1_ListRulesRequest) async throws -> Stb_Rules_V1_ListRulesResponse {
+        // page_size is a UInt32: it always fits an Int.
         let size = Int(request.page?.pageSize ?? 0) == 0 ? 100 : min(Int(request.page!.pageSize), 1000)
         let token = request.page?.pageToken ?? ""
-        guard let after = token.isEmpty ? 0 : Int64(token), after >= 0 else {
+        // A token is a rule id as written below; other spellings of a number are not tokens.
+        guard let after = token.isEmpty ? 0 : Int64(token), after >= 0, token.isEmpty || String(after) == token else {
             throw RPCError(code: .invalidArgument, message: "page.page_token: not a token this service issued")
         }
         let rows = try await pool.query(PostgresQuery(sql: """
@@ -158,6 +164,9 @@ extension RulesService {
     /// transaction. Importing the same document again writes nothing.
     func importRules(_ request: Stb_Rules_V1_ImportRulesRequest, actor: String) async throws -> Stb_Rules_V1_ImportRulesResponse {
         try requireCatalog()
+        if let problem = TextLimit.fileName.problem(request.fileName) {
+            throw RPCError(code: .invalidArgument, message: "file_name: \(problem)")
+        }
         let document: JSONValue
         do {
             document = try JSONValue.parse(request.documentJson)

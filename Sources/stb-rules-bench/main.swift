@@ -339,8 +339,8 @@ func compile(_ rule: SyntheticRule) throws -> Rule {
     return try RulesService.compile(message)
 }
 
-func selection(_ request: Stb_Rules_V1_EvaluateRequest) throws -> Selection {
-    try RulesService.selection(request)
+func selection(_ request: Stb_Rules_V1_EvaluateRequest, _ catalog: CatalogModel) throws -> Selection {
+    try RulesService.selection(request, catalog: catalog)
 }
 
 func response(_ evaluation: Evaluation) -> Stb_Rules_V1_EvaluateResponse {
@@ -390,7 +390,7 @@ func runInProcess() {
     let selections: [(String, Stb_Rules_V1_EvaluateRequest)] = [("full", data.full), ("sparse", data.sparse)]
     for (name, request) in selections {
         let selected: Selection
-        do { selected = try selection(request) } catch { fail("\(name) selection: \(error)") }
+        do { selected = try selection(request, model) } catch { fail("\(name) selection: \(error)") }
         var last: Evaluation?
         let samples = timed(iterations, warmup: warmup) { last = engine.evaluate(selected) }
         let total = samples.reduce(0, +)
@@ -408,7 +408,7 @@ func runInProcess() {
         guard decoded == request else { fail("decode round trip differs") }
         var selected = Selection(choices: [:])
         let convert = timed(stageIterations, warmup: warmup / 2) {
-            do { selected = try selection(decoded) } catch { fail("selection: \(error)") }
+            do { selected = try selection(decoded, model) } catch { fail("selection: \(error)") }
         }
         var evaluation = engine.evaluate(selected)
         let evaluate = timed(stageIterations, warmup: warmup / 2) { evaluation = engine.evaluate(selected) }
@@ -417,7 +417,7 @@ func runInProcess() {
         let combined = timed(stageIterations, warmup: warmup / 2) {
             do {
                 let message = try Stb_Rules_V1_EvaluateRequest(serializedBytes: bytes)
-                reply = response(engine.evaluate(try selection(message))).serializedBytes()
+                reply = response(engine.evaluate(try selection(message, model))).serializedBytes()
             } catch { fail("combined: \(error)") }
         }
         let p50 = { (s: [UInt64]) in us(percentile(s, 50)) }
@@ -533,7 +533,7 @@ func runLoad() async {
     do { clients = try (0..<connections).map { _ in try RPCClient(host: host, port: port, configuration: configuration) } } catch { fail("client: \(error)") }
     for (name, request) in [("full", data.full), ("sparse", data.sparse)] {
         let expected: Evaluation
-        do { expected = engine.evaluate(try selection(request)) } catch { fail("selection: \(error)") }
+        do { expected = engine.evaluate(try selection(request, engine.catalog)) } catch { fail("selection: \(error)") }
         do {
             let t0 = now()
             let reply = try await clients[0].unary(Stb_Rules_V1_Rules.evaluate, request: request, timeout: .seconds(30))

@@ -34,8 +34,8 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERIGNORE = REPO / ".dockerignore"
 INIT_DIR = REPO / "services" / "postgres" / "init"
 SERVICES = ("catalog", "project", "rules", "gateway")
-# The C libraries every service binary links (nghttp2, protobuf-c, libpq), by Debian package.
-RUNTIME_PACKAGES = ("libnghttp2-14", "libprotobuf-c1", "libpq5")
+# The C libraries every service binary links (nghttp2, protobuf-c, libpq, RE2), by Debian package.
+RUNTIME_PACKAGES = ("libnghttp2-14", "libprotobuf-c1", "libpq5", "libre2-9")
 
 
 # --- compose -------------------------------------------------------------------------

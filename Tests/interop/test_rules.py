@@ -189,6 +189,32 @@ def test_evaluate_valid_selection(rules, rpb, demo_rules):
     assert reply.catalog_revision > 0
 
 
+def test_evaluate_checks_values_against_the_catalog(rules, rpb, demo_rules):
+    # Outside min/max/step and not an enum value: violations of the options' own constraints.
+    request = rpb.EvaluateRequest(options=[
+        choice(rpb, "max_video_bitrate_kbps", value=200001),
+        choice(rpb, "resolution", value="8k"),
+    ])
+    reply = rules.Evaluate(request, metadata=METADATA, timeout=TIMEOUT)
+    assert not reply.valid, describe(reply)
+    found = {v.rule_key: v for v in reply.violations if v.constraint}
+    assert set(found) == {"option:max_video_bitrate_kbps/max", "option:max_video_bitrate_kbps/step",
+                          "option:resolution/values"}, describe(reply)
+    bound = found["option:max_video_bitrate_kbps/max"]
+    assert bound.severity == rpb.SEVERITY_ERROR and bound.constraint == "max"
+    assert [(r.option_key, json.loads(r.value_json)) for r in bound.references] == [("max_video_bitrate_kbps", 200001)]
+
+    # Unknown options and values of the wrong type are refused, naming the choice.
+    for options, expected in [
+        ([choice(rpb, "resolution"), choice(rpb, "nope")], 'options[1].key: unknown option "nope"'),
+        ([choice(rpb, "max_video_bitrate_kbps", value="abc")], "options[0].value_json: must be an integer, not a string"),
+    ]:
+        with pytest.raises(grpc.RpcError) as refused:
+            rules.Evaluate(rpb.EvaluateRequest(options=options), metadata=METADATA, timeout=TIMEOUT)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert expected in refused.value.details(), refused.value.details()
+
+
 def test_evaluate_requires_names_the_missing_option(rules, rpb, demo_rules):
     request = rpb.EvaluateRequest(options=[
         choice(rpb, "parental_pin_required"),

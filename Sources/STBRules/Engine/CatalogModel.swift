@@ -2,12 +2,16 @@
 // Plain values; the service converts them from the catalog's GetConfig answer.
 import STBJSON
 import STBJSONLogic
+import STBOptionValues
 
 public enum OptionType: String, Sendable, Hashable, CaseIterable {
     case boolean
     case integer
     case string
     case `enum`
+
+    /// The same type, as the option-value library names it.
+    public var valueType: OptionValueType { OptionValueType(rawValue: rawValue)! }
 }
 
 public struct OptionInfo: Sendable, Hashable {
@@ -17,13 +21,17 @@ public struct OptionInfo: Sendable, Hashable {
     /// Typed: `.bool`, `.integer` or `.string`.
     public var defaultValue: JSONValue
     public var includedByDefault: Bool
+    /// What the option's meta allows, read once per catalog copy; the values a selection
+    /// gives are checked against it.
+    public var constraints: OptionConstraints
 
-    public init(key: String, module: String, type: OptionType, defaultValue: JSONValue, includedByDefault: Bool) {
+    public init(key: String, module: String, type: OptionType, defaultValue: JSONValue, includedByDefault: Bool, constraints: OptionConstraints? = nil) {
         self.key = key
         self.module = module
         self.type = type
         self.defaultValue = defaultValue
         self.includedByDefault = includedByDefault
+        self.constraints = constraints ?? OptionConstraints(type: type.valueType)
     }
 }
 

@@ -2,6 +2,7 @@
 // Pure: no I/O, immutable after init, safe to share between tasks.
 import STBJSON
 import STBJSONLogic
+import STBOptionValues
 
 /// One option a violated rule references, with what the rule saw.
 public struct Reference: Sendable, Hashable {
@@ -46,10 +47,14 @@ public struct Violation: Sendable, Hashable {
     public var references: [Reference]
     /// One line, Kconfig style: `hdr requires 4k_output [=n], hdmi_2_1 [=y]`.
     public var explanation: String
+    /// For a value outside its option's constraints (kind `constraint`): the meta member
+    /// it breaks (`min`, `max`, `step`, `max_length`, `pattern`, `values`; `type` for a
+    /// value of the wrong type, which the service refuses before evaluating).
+    public var constraint: String?
 
     public init(
         ruleKey: String, kind: String, subject: String, severity: RuleSeverity, message: String,
-        references: [Reference], explanation: String
+        references: [Reference], explanation: String, constraint: String? = nil
     ) {
         self.ruleKey = ruleKey
         self.kind = kind
@@ -58,6 +63,18 @@ public struct Violation: Sendable, Hashable {
         self.message = message
         self.references = references
         self.explanation = explanation
+        self.constraint = constraint
+    }
+
+    /// The violation of an option's own constraint: rule key `option:<key>/<constraint>`,
+    /// which no rule can have (rule keys hold no ':' or '/').
+    static func constraint(_ problem: OptionValueProblem, option key: String, value: JSONValue, included: Bool) -> Violation {
+        let constraint = problem.constraint ?? "type"
+        return Violation(
+            ruleKey: "option:\(key)/\(constraint)", kind: "constraint", subject: key, severity: .error,
+            message: "\(key): \(problem.message)",
+            references: [Reference(optionKey: key, included: included, value: value)],
+            explanation: "\(key) [=\(value.canonicalText)]: \(problem.message)", constraint: constraint)
     }
 }
 
@@ -134,6 +151,8 @@ public final class RuleEngine: Sendable {
     let indexOf: [String: Int]
     let defaultIncluded: [Bool]
     let defaultValues: [JSONValue]
+    /// Each option's type and constraints, by option index.
+    let constraints: [OptionConstraints]
     let compiled: [Compiled]
     /// Indices into `compiled` of active rules, by kind.
     let activeRules: [Int]
@@ -158,6 +177,7 @@ public final class RuleEngine: Sendable {
         self.indexOf = indexOf
         defaultIncluded = keys.map { catalog.options[$0]!.includedByDefault }
         defaultValues = keys.map { catalog.options[$0]!.defaultValue }
+        constraints = keys.map { catalog.options[$0]!.constraints }
 
         var compiled: [Compiled] = []
         compiled.reserveCapacity(rules.count)
@@ -262,7 +282,7 @@ public final class RuleEngine: Sendable {
 
     public func evaluate(_ selection: Selection) -> Evaluation {
         let (state, unknown) = resolve(selection)
-        var violations: [Violation] = []
+        var violations = constraintViolations(state)
         for ruleIndex in activeRules {
             if let violation = check(compiled[ruleIndex], state) { violations.append(violation) }
         }
@@ -270,6 +290,27 @@ public final class RuleEngine: Sendable {
         return Evaluation(
             valid: !violations.contains { $0.severity == .error },
             violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown)
+    }
+
+    /// Values the selection gives that their options' constraints do not allow, in catalog
+    /// order. Every value given is checked, also of an option the selection leaves out.
+    func constraintViolations(_ state: State) -> [Violation] {
+        guard !state.overrides.isEmpty else { return [] }
+        var violations: [Violation] = []
+        for (index, value) in state.overrides.enumerated() {
+            guard let value else { continue }
+            let constraints = constraints[index]
+            let problems: [OptionValueProblem]
+            do {
+                problems = constraints.violations(of: try constraints.type.value(fromJSON: value))
+            } catch {
+                problems = [error]
+            }
+            for problem in problems {
+                violations.append(.constraint(problem, option: keys[index], value: value, included: state.included[index]))
+            }
+        }
+        return violations
     }
 
     /// The violation `entry` produces for `state`, if any.

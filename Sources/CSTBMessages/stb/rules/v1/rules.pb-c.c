@@ -2132,7 +2132,7 @@ const ProtobufCMessageDescriptor stb__rules__v1__reference__descriptor =
   (ProtobufCMessageInit) stb__rules__v1__reference__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor stb__rules__v1__violation__field_descriptors[6] =
+static const ProtobufCFieldDescriptor stb__rules__v1__violation__field_descriptors[7] =
 {
   {
     "rule_key",
@@ -2206,8 +2206,21 @@ static const ProtobufCFieldDescriptor stb__rules__v1__violation__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "constraint",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Rules__V1__Violation, constraint),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned stb__rules__v1__violation__field_indices_by_name[] = {
+  6,   /* field[6] = constraint */
   5,   /* field[5] = explanation */
   3,   /* field[3] = message */
   4,   /* field[4] = references */
@@ -2218,7 +2231,7 @@ static const unsigned stb__rules__v1__violation__field_indices_by_name[] = {
 static const ProtobufCIntRange stb__rules__v1__violation__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor stb__rules__v1__violation__descriptor =
 {
@@ -2228,7 +2241,7 @@ const ProtobufCMessageDescriptor stb__rules__v1__violation__descriptor =
   "Stb__Rules__V1__Violation",
   "stb.rules.v1",
   sizeof(Stb__Rules__V1__Violation),
-  6,
+  7,
   stb__rules__v1__violation__field_descriptors,
   stb__rules__v1__violation__field_indices_by_name,
   1,  stb__rules__v1__violation__number_ranges,

@@ -318,7 +318,8 @@ struct  Stb__Rules__V1__Reference
   ProtobufCBinaryData option_key;
   protobuf_c_boolean included;
   /*
-   * Empty when the option is not included.
+   * Empty when the option is not included; in a constraint violation, the value the
+   * selection gives, included or not.
    */
   ProtobufCBinaryData value_json;
 };
@@ -327,6 +328,15 @@ struct  Stb__Rules__V1__Reference
     , {0,NULL}, 0, {0,NULL} }
 
 
+/*
+ * A rule the selection breaks, or a value outside its option's constraints.
+ * Constraint violations: a value the selection gives that the option's meta in the
+ * catalog does not allow (`min`, `max`, `step`, `max_length`, `pattern`, `values`). They
+ * have `constraint` set to that meta member, `rule_key` `option:<option key>/<constraint>`
+ * (no rule key can look like this: rule keys have no ':' or '/'), type
+ * RULE_TYPE_UNSPECIFIED, severity SEVERITY_ERROR, and one reference: the option with the
+ * value given.
+ */
 struct  Stb__Rules__V1__Violation
 {
   ProtobufCMessage base;
@@ -340,10 +350,14 @@ struct  Stb__Rules__V1__Violation
    * Kconfig-style: `hdr requires 4k_output [=n]`.
    */
   ProtobufCBinaryData explanation;
+  /*
+   * The constraint broken, for a constraint violation; empty for a rule's.
+   */
+  ProtobufCBinaryData constraint;
 };
 #define STB__RULES__V1__VIOLATION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__violation__descriptor) \
-    , {0,NULL}, STB__RULES__V1__RULE_TYPE__RULE_TYPE_UNSPECIFIED, STB__RULES__V1__SEVERITY__SEVERITY_UNSPECIFIED, {0,NULL}, 0,NULL, {0,NULL} }
+    , {0,NULL}, STB__RULES__V1__RULE_TYPE__RULE_TYPE_UNSPECIFIED, STB__RULES__V1__SEVERITY__SEVERITY_UNSPECIFIED, {0,NULL}, 0,NULL, {0,NULL}, {0,NULL} }
 
 
 struct  Stb__Rules__V1__ClosureConflict

@@ -582,7 +582,8 @@ public struct Stb_Rules_V1_Reference: ProtoMessage {
     public var optionKey: String = ""
     /// `included` (field 2).
     public var included: Bool = false
-    /// Empty when the option is not included.
+    /// Empty when the option is not included; in a constraint violation, the value the
+    /// selection gives, included or not.
     public var valueJson: String = ""
 
     /// The fully qualified proto name.
@@ -621,7 +622,14 @@ public struct Stb_Rules_V1_Reference: ProtoMessage {
     }
 }
 
-/// The `stb.rules.v1.Violation` message.
+/// A rule the selection breaks, or a value outside its option's constraints.
+///
+/// Constraint violations: a value the selection gives that the option's meta in the
+/// catalog does not allow (`min`, `max`, `step`, `max_length`, `pattern`, `values`). They
+/// have `constraint` set to that meta member, `rule_key` `option:<option key>/<constraint>`
+/// (no rule key can look like this: rule keys have no ':' or '/'), type
+/// RULE_TYPE_UNSPECIFIED, severity SEVERITY_ERROR, and one reference: the option with the
+/// value given.
 public struct Stb_Rules_V1_Violation: ProtoMessage {
     /// `rule_key` (field 1).
     public var ruleKey: String = ""
@@ -635,6 +643,8 @@ public struct Stb_Rules_V1_Violation: ProtoMessage {
     public var references: [Stb_Rules_V1_Reference] = []
     /// Kconfig-style: `hdr requires 4k_output [=n]`.
     public var explanation: String = ""
+    /// The constraint broken, for a constraint violation; empty for a rule's.
+    public var constraint: String = ""
 
     /// The fully qualified proto name.
     public static var protoMessageName: String { "stb.rules.v1.Violation" }
@@ -649,7 +659,8 @@ public struct Stb_Rules_V1_Violation: ProtoMessage {
         severity: Stb_Rules_V1_Severity = .unspecified,
         message: String = "",
         references: [Stb_Rules_V1_Reference] = [],
-        explanation: String = ""
+        explanation: String = "",
+        constraint: String = ""
     ) {
         self.ruleKey = ruleKey
         self.type = type
@@ -657,6 +668,7 @@ public struct Stb_Rules_V1_Violation: ProtoMessage {
         self.message = message
         self.references = references
         self.explanation = explanation
+        self.constraint = constraint
     }
 
     /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
@@ -1863,6 +1875,7 @@ extension Stb_Rules_V1_Violation {
         self.message = try _protoString(m.message, field: "message")
         self.references = try _protoMessages(m.references, m.n_references, field: "references", Stb_Rules_V1_Reference.init(_c:))
         self.explanation = try _protoString(m.explanation, field: "explanation")
+        self.constraint = try _protoString(m.constraint, field: "constraint")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1887,6 +1900,9 @@ extension Stb_Rules_V1_Violation {
         }
         if !self.explanation.isEmpty {
             c.pointee.explanation = arena.utf8(self.explanation)
+        }
+        if !self.constraint.isEmpty {
+            c.pointee.constraint = arena.utf8(self.constraint)
         }
         return c
     }
