@@ -136,7 +136,7 @@ let package = Package(
 
         .target(
             name: "STBCatalog",
-            dependencies: ["STBJSON", "STBJSONLogic", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBAPI", "STBJSON", "STBJSONLogic", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -230,7 +230,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBCatalogTests",
-            dependencies: ["STBCatalog", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
+            dependencies: ["STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -242,7 +242,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBRulesTests",
-            dependencies: ["STBRules", "STBJSONLogic", "STBCatalog", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBRules", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
         .testTarget(

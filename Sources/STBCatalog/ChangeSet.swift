@@ -7,26 +7,25 @@ import STBService
 typealias ChangeSet = ChangeLog
 
 extension ChangeLog {
-    func created(_ kind: EntityKind, _ key: String, after: JSONValue, state: Stb_Catalog_V1_CatalogEntity) {
-        catalogChange(kind, key, .created, before: nil, after: after, state: state)
+    func created<E: CatalogRecord>(_ entity: E) {
+        catalogChange(entity, .created, before: nil, after: entity.auditJSON)
     }
 
-    func updated(_ kind: EntityKind, _ key: String, before: JSONValue, after: JSONValue, state: Stb_Catalog_V1_CatalogEntity) {
-        catalogChange(kind, key, .updated, before: before, after: after, state: state)
+    func updated<E: CatalogRecord>(_ before: E, to after: E) {
+        catalogChange(after, .updated, before: before.auditJSON, after: after.auditJSON)
     }
 
-    func deleted(_ kind: EntityKind, _ key: String, before: JSONValue, state: Stb_Catalog_V1_CatalogEntity) {
-        catalogChange(kind, key, .deleted, before: before, after: nil, state: state)
+    func deleted<E: CatalogRecord>(_ entity: E) {
+        catalogChange(entity, .deleted, before: entity.auditJSON, after: nil)
     }
 
-    private func catalogChange(
-        _ kind: EntityKind, _ key: String, _ action: Stb_Common_V1_ChangeAction,
-        before: JSONValue?, after: JSONValue?, state: Stb_Catalog_V1_CatalogEntity
-    ) {
+    private func catalogChange<E: CatalogRecord>(_ entity: E, _ action: Stb_Common_V1_ChangeAction, before: JSONValue?, after: JSONValue?) {
         let actor = self.actor
-        record(entity: kind.rawValue, key: key, action: action, before: before, after: after) { revision, atMs in
+        let key = entity.entityKey
+        let state = entity.catalogEntity
+        record(entity: E.entityName, key: key, action: action, before: before, after: after) { revision, atMs in
             var event = Stb_Catalog_V1_ChangeEvent()
-            event.entity = kind.rawValue
+            event.entity = E.entityName
             event.key = key
             event.action = action
             event.state = state

@@ -2,6 +2,7 @@ import STBJSON
 import STBMessages
 import STBPostgres
 import STBRPC
+import STBService
 import Synchronization
 
 /// A message already in wire form: replies built once and sent many times.
@@ -138,14 +139,11 @@ public final class ConfigCache: Sendable {
                 // follows commit order, so every later event has a higher cursor.
                 "SELECT revision, id FROM events ORDER BY revision DESC, id DESC LIMIT 1",
                 "SELECT revision, event_id FROM events_horizon",
-                PostgresQuery(sql: "SELECT \(Columns.module) FROM modules m ORDER BY m.key"),
-                PostgresQuery(sql: "SELECT \(Columns.group) FROM groups g JOIN modules m ON m.id = g.module_id ORDER BY m.key, g.position, g.key"),
-                PostgresQuery(sql: """
-                    SELECT \(Columns.option) FROM options o JOIN groups g ON g.id = o.group_id JOIN modules m ON m.id = g.module_id
-                    ORDER BY o.group_id, o.key
-                    """),
-                PostgresQuery(sql: "SELECT \(Columns.state) FROM states s JOIN modules m ON m.id = s.module_id ORDER BY m.key, s.name"),
-                PostgresQuery(sql: "SELECT \(Columns.transition) FROM transitions t JOIN modules m ON m.id = t.module_id ORDER BY m.key, t.from_state, t.event"),
+                Module.selectAll(orderedBy: "m.key"),
+                Group.selectAll(orderedBy: "m.key, g.position, g.key"),
+                Option.selectAll(orderedBy: "o.group_id, o.key"),
+                State.selectAll(orderedBy: "m.key, s.name"),
+                Transition.selectAll(orderedBy: "m.key, t.from_state, t.event"),
             ])
             let revision = UInt64(try results[0][0].decode(0, as: Int64.self))
             // With every event pruned, the horizon is where the snapshot stands.
@@ -154,7 +152,7 @@ public final class ConfigCache: Sendable {
             var modules: [String: Stb_Catalog_V1_ConfigModule] = [:]
             var order: [String] = []
             for row in results[3] {
-                let module = try Columns.module(row)
+                let module = try Module(row: row)
                 var entry = Stb_Catalog_V1_ConfigModule()
                 entry.module = module
                 modules[module.key] = entry
@@ -162,7 +160,7 @@ public final class ConfigCache: Sendable {
             }
             var groupIndex: [Int64: (module: String, position: Int)] = [:]
             for row in results[4] {
-                let group = try Columns.group(row)
+                let group = try Group(row: row)
                 var entry = Stb_Catalog_V1_ConfigGroup()
                 entry.group = group
                 groupIndex[group.id] = (group.moduleKey, modules[group.moduleKey]!.groups.count)
@@ -173,16 +171,16 @@ public final class ConfigCache: Sendable {
                 groupIDs["\(place.module)/\(modules[place.module]!.groups[place.position].group!.key)"] = id
             }
             for row in results[5] {
-                let option = try Columns.option(row)
+                let option = try Option(row: row)
                 guard let id = groupIDs["\(option.moduleKey)/\(option.groupKey)"], let place = groupIndex[id] else { continue }
                 modules[place.module]!.groups[place.position].options.append(option)
             }
             for row in results[6] {
-                let state = try Columns.state(row)
+                let state = try State(row: row)
                 modules[state.moduleKey]?.states.append(state)
             }
             for row in results[7] {
-                let transition = try Columns.transition(row)
+                let transition = try Transition(row: row)
                 modules[transition.moduleKey]?.transitions.append(transition)
             }
             var framed: [(key: String, framed: [UInt8])] = []

@@ -80,8 +80,7 @@ public struct ServiceDaemon: Sendable {
         }
         let server: RPCServer
         do {
-            // Statuses outermost, so what any later interceptor throws is mapped too.
-            let interceptors: [any ServerInterceptor] = [StatusInterceptor(service: name, logger: logger), ActorHeaderInterceptor()] + parts.interceptors
+            let interceptors = Self.interceptors(for: name, logger: logger) + parts.interceptors
             server = try RPCServer(
                 configuration: configuration.server, services: parts.rpcServices, interceptors: interceptors,
                 group: loops, health: health, logger: logger
@@ -107,6 +106,12 @@ public struct ServiceDaemon: Sendable {
         }
         await pool.close()
         loops.shutdown()
+    }
+
+    /// The interceptors every service runs its calls inside: statuses outermost (so what
+    /// a later interceptor throws is mapped too), then the caller's identity.
+    public static func interceptors(for service: String, logger: Logger) -> [any ServerInterceptor] {
+        [StatusInterceptor(service: service, logger: logger), ActorHeaderInterceptor()]
     }
 
     /// Applies the migrations, waiting for a database that is still starting; anything

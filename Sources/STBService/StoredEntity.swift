@@ -14,7 +14,9 @@ public protocol StoredEntity: Sendable {
     static var table: String { get }
     /// Its table's alias in `source`: "o".
     static var alias: String { get }
-    /// The `FROM` clause: its table with `alias`, and the joins its columns need.
+    /// The joins its columns need after its own table (`JOIN modules m ON …`); none by default.
+    static var joins: String { get }
+    /// The `FROM` clause: its table with `alias`, then `joins`.
     static var source: String { get }
     /// The select list, in the order `init(row:)` reads it.
     static var columns: String { get }
@@ -43,6 +45,52 @@ public struct ListFilter: Sendable {
 }
 
 extension StoredEntity {
+    public static var joins: String { "" }
+    public static var source: String { joins.isEmpty ? "\(table) \(alias)" : "\(table) \(alias) \(joins)" }
+
+    /// `SELECT columns` from rows a statement just wrote: use as
+    /// `WITH <alias> AS (INSERT … RETURNING *) \(unescaped: selectWritten)`.
+    public static var selectWritten: String { joins.isEmpty ? "SELECT \(columns) FROM \(alias)" : "SELECT \(columns) FROM \(alias) \(joins)" }
+
+    /// Every row, ordered by `order` (SQL written by the service).
+    public static func selectAll(orderedBy order: String) -> PostgresQuery {
+        "SELECT \(unescaped: columns) FROM \(unescaped: source) ORDER BY \(unescaped: order)"
+    }
+
+    /// The rows decoded.
+    public static func decode(_ rows: PostgresRows) throws(PostgresError) -> [Self] {
+        var entities: [Self] = []
+        entities.reserveCapacity(rows.count)
+        for row in rows { entities.append(try Self(row: row)) }
+        return entities
+    }
+
+    /// The row with `id`, or NOT_FOUND.
+    public static func find(id: Int64, forUpdate: Bool = false, on connection: PostgresConnection) async throws -> Self {
+        guard let entity = try await fetch(where: "\(alias).id", equals: id, forUpdate: forUpdate, on: connection) else {
+            throw RPCError(code: .notFound, message: "\(entityName) id \(id) not found")
+        }
+        return entity
+    }
+
+    /// The row whose `columns` (SQL written by the service) equal `values`, or NOT_FOUND
+    /// naming it as `described`.
+    public static func find(
+        where columns: [String], equal values: [String], described: String, forUpdate: Bool = false, on connection: PostgresConnection
+    ) async throws -> Self {
+        precondition(columns.count == values.count && !columns.isEmpty, "one value per column")
+        var query = PostgresQuery.StringInterpolation(literalCapacity: 128, interpolationCount: values.count)
+        query.appendLiteral("SELECT \(self.columns) FROM \(source) WHERE ")
+        for (index, column) in columns.enumerated() {
+            query.appendLiteral(index == 0 ? "\(column) = " : " AND \(column) = ")
+            query.appendInterpolation(values[index])
+        }
+        if forUpdate { query.appendLiteral(" FOR UPDATE OF \(alias)") }
+        let rows = try await connection.query(PostgresQuery(stringInterpolation: query))
+        guard let row = rows.first else { throw RPCError(code: .notFound, message: "\(entityName) \(described) not found") }
+        return try Self(row: row)
+    }
+
     /// The first row where `column` (SQL written by the service) equals `value`, locked
     /// for the transaction when `forUpdate`; nil when there is none.
     public static func fetch(
@@ -55,11 +103,7 @@ extension StoredEntity {
 
     /// Every row where `column` equals `value`, by id: what a cascading delete walks.
     public static func all(where column: String, equals value: some PostgresEncodable, on connection: PostgresConnection) async throws(PostgresError) -> [Self] {
-        let rows = try await connection.query("SELECT \(unescaped: columns) FROM \(unescaped: source) WHERE \(unescaped: column) = \(value) ORDER BY \(unescaped: alias).id")
-        var entities: [Self] = []
-        entities.reserveCapacity(rows.count)
-        for row in rows { entities.append(try Self(row: row)) }
-        return entities
+        try decode(try await connection.query("SELECT \(unescaped: columns) FROM \(unescaped: source) WHERE \(unescaped: column) = \(value) ORDER BY \(unescaped: alias).id"))
     }
 
     /// One page of the rows that pass `filters`, by id, with the page info (its total
@@ -83,9 +127,7 @@ extension StoredEntity {
         query.appendLiteral(" ORDER BY \(alias).id LIMIT ")
         query.appendInterpolation(Int64(page.size))
         let rows = try await pool.query(PostgresQuery(stringInterpolation: query))
-        var entities: [Self] = []
-        entities.reserveCapacity(rows.count)
-        for row in rows { entities.append(try Self(row: row)) }
+        let entities = try decode(rows)
         return (entities, try page.info(rows, lastID: entities.last?.id))
     }
 

@@ -5,6 +5,7 @@ import STBMessages
 import STBPostgres
 import STBRPC
 import Synchronization
+import STBService
 import Testing
 
 typealias API = Stb_Catalog_V1_Catalog
@@ -46,7 +47,9 @@ struct CatalogHarness {
         let service = CatalogService(pool: pool, signal: listener.signal, logger: Logger(label: "catalog-test"))
         var configuration = RPCServer.Configuration()
         configuration.port = 0
-        let server = try RPCServer(configuration: configuration, services: [service], group: group)
+        let server = try RPCServer(
+            configuration: configuration, services: [service],
+            interceptors: ServiceDaemon.interceptors(for: "catalog", logger: Logger(label: "catalog-test")), group: group)
         let port = try await server.start()
         let client = try RPCClient(host: "127.0.0.1", port: port)
         return CatalogHarness(server: server, client: client, pool: pool, service: service, listener: listener, schema: schema, group: group)

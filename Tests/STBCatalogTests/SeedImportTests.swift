@@ -1,5 +1,6 @@
 import STBJSON
 import Foundation
+import STBService
 import Testing
 import STBMessages
 @testable import STBCatalog
@@ -300,16 +301,16 @@ import STBMessages
         #expect(!Importer.mentionsNUL(#"\u000"#))
     }
 
-    // MARK: - The quick comparison agrees with `.json`
+    // MARK: - The quick comparison agrees with `.auditJSON`
 
-    /// `matches` must look at exactly what `.json` shows; a field added to `.json` fails here.
+    /// `matches` must look at exactly what `.auditJSON` shows; a field added to `.auditJSON` fails here.
     @Test func jsonShowsTheFieldsMatchesCompares() {
         func keys(_ value: JSONValue) -> Set<String> { Set(value.objectValue?.keys.map { $0 } ?? []) }
-        #expect(keys(Module().json) == ["key", "name", "description", "active", "initial_state", "meta"])
-        #expect(keys(Group().json) == ["module", "key", "name", "description", "position", "meta"])
-        #expect(keys(Option().json) == ["module", "group", "key", "name", "description", "type", "default", "editable", "included_by_default", "meta"])
-        #expect(keys(State().json) == ["module", "name", "meta"])
-        #expect(keys(Transition().json) == ["module", "from", "event", "to", "condition", "meta"])
+        #expect(keys(Module().auditJSON) == ["key", "name", "description", "active", "initial_state", "meta"])
+        #expect(keys(Group().auditJSON) == ["module", "key", "name", "description", "position", "meta"])
+        #expect(keys(Option().auditJSON) == ["module", "group", "key", "name", "description", "type", "default", "editable", "included_by_default", "meta"])
+        #expect(keys(State().auditJSON) == ["module", "name", "meta"])
+        #expect(keys(Transition().auditJSON) == ["module", "from", "event", "to", "condition", "meta"])
     }
 
     @Test func matchesAgreesWithJSON() throws {
@@ -321,7 +322,7 @@ import STBMessages
             for (name, change) in variants {
                 var variant = base
                 change(&variant)
-                let same = variant.json == base.json
+                let same = variant.auditJSON == base.auditJSON
                 #expect(variant.matches(stored: base, cache: &cache) == same, "\(name)", sourceLocation: sourceLocation)
                 #expect(base.matches(stored: variant, cache: &cache) == same, "\(name)", sourceLocation: sourceLocation)
             }

@@ -13,7 +13,7 @@ private struct Widget: StoredEntity, Equatable {
     static let entityName = "widget"
     static let table = "kit_widgets"
     static let alias = "w"
-    static let source = "kit_widgets w JOIN kit_boxes b ON b.id = w.box_id"
+    static let joins = "JOIN kit_boxes b ON b.id = w.box_id"
     static let columns = "w.id, w.key, b.key"
 
     let id: Int64
@@ -67,6 +67,12 @@ struct KitTests {
         #expect(found?.key == "w3" && found?.box == "b")
         #expect(try await pool.withConnection { try await Widget.fetch(where: "w.key", equals: "'; DROP TABLE kit_widgets; --", on: $0) } == nil)
         #expect(try await pool.withConnection { try await Widget.all(where: "b.key", equals: "a", on: $0) }.map(\.key).count == 12)
+        let byKeys = try await pool.withConnection { try await Widget.find(where: ["b.key", "w.key"], equal: ["b", "w3"], described: "b/w3", on: $0) }
+        #expect(byKeys == found)
+        await #expect(throws: RPCError.self) {
+            _ = try await pool.withConnection { try await Widget.find(where: ["b.key", "w.key"], equal: ["a", "w3"], described: "a/w3", on: $0) }
+        }
+        #expect(try await pool.withConnection { try await Widget.find(id: found!.id, on: $0) } == found)
 
         // Page through box a: 12 widgets, 5 a page.
         var seen: [String] = []

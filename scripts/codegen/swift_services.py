@@ -65,6 +65,12 @@ def emit_protocol(s: ServiceInfo) -> list[str]:
     out.append(f"extension {name} {{")
     out.append(f"    /// Routes every method of `{s.full_name}` to this service.")
     out.append("    public func register(in router: inout RPCRouter) {")
+    out.append("        registerMethods(in: &router)")
+    out.append("    }")
+    out.append("")
+    out.append(f"    /// Routes every method of `{s.full_name}` to this service: what `register(in:)`")
+    out.append("    /// does, for a conformance that registers more (a faster path for one method).")
+    out.append("    public func registerMethods(in router: inout RPCRouter) {")
     for proto_name, swift_name, req, resp, kind, comment in s.methods:
         registration = _REGISTRATIONS[kind].format(name=swift_name)
         out.append(f"        router.register({s.swift_name}.{swift_name}, {registration})")

@@ -99,6 +99,12 @@ public protocol Stb_Catalog_V1_CatalogService: RPCService {
 extension Stb_Catalog_V1_CatalogService {
     /// Routes every method of `stb.catalog.v1.Catalog` to this service.
     public func register(in router: inout RPCRouter) {
+        registerMethods(in: &router)
+    }
+
+    /// Routes every method of `stb.catalog.v1.Catalog` to this service: what `register(in:)`
+    /// does, for a conformance that registers more (a faster path for one method).
+    public func registerMethods(in router: inout RPCRouter) {
         router.register(Stb_Catalog_V1_Catalog.createModule, unary: { try await self.createModule($0, context: $1) })
         router.register(Stb_Catalog_V1_Catalog.getModule, unary: { try await self.getModule($0, context: $1) })
         router.register(Stb_Catalog_V1_Catalog.listModules, unary: { try await self.listModules($0, context: $1) })

@@ -1,0 +1,117 @@
+import STBJSON
+import STBMessages
+import STBOptionValues
+import STBPostgres
+import STBRPC
+import STBService
+
+extension CatalogService {
+    public func createOption(_ request: Stb_Catalog_V1_CreateOptionRequest, context: ServerContext) async throws -> Stb_Catalog_V1_Option {
+        guard let input = request.option else { throw invalid("option: required") }
+        var problems = Validation.key(input.key, at: "option.key") + Validation.name(input.name, at: "option.name")
+            + Validation.text(input.description_p, limit: .description, at: "option.description")
+        let (meta, metaProblems) = Validation.meta(input.metaJson, at: "option.meta_json")
+        problems += metaProblems
+        if input.moduleKey.isEmpty { problems.append("option.module_key: required") }
+        if input.groupKey.isEmpty { problems.append("option.group_key: required") }
+        var defaultValue = input.defaultValue
+        if metaProblems.isEmpty {
+            let checked = Validation.option(
+                type: input.type, defaultValue: input.defaultValue, meta: meta,
+                typePath: "option.type", defaultPath: "option.default_value", metaPath: "option.meta_json")
+            defaultValue = checked.defaultValue
+            problems += checked.problems
+        }
+        try check(problems)
+        return try await change(actor: context.actor) { transaction, changes in
+            let group = try await loadGroup(groupRef(input.moduleKey, input.groupKey), on: transaction.connection)
+            let rows = try await transaction.query("""
+                WITH o AS (INSERT INTO options (group_id, key, name, description, type, default_value, editable, included_by_default, meta)
+                           VALUES (\(group.id), \(input.key), \(input.name), \(input.description_p), \(Validation.typeName(input.type)!),
+                                   \(defaultValue), \(input.editable), \(input.includedByDefault), \(PostgresJSON(meta.canonicalText)))
+                           ON CONFLICT (key) DO NOTHING RETURNING *)
+                \(unescaped: Option.selectWritten)
+                """)
+            guard let row = rows.first else { throw RPCError(code: .alreadyExists, message: "option \(quoted(input.key)) already exists") }
+            let option = try Option(row: row)
+            changes.created(option)
+            return option
+        }
+    }
+
+    public func getOption(_ ref: Stb_Catalog_V1_OptionRef, context: ServerContext) async throws -> Stb_Catalog_V1_Option {
+        try await pool.withConnection { try await loadOption(ref, on: $0) }
+    }
+
+    public func listOptions(_ request: Stb_Catalog_V1_ListOptionsRequest, context: ServerContext) async throws -> Stb_Catalog_V1_ListOptionsResponse {
+        let filters = [ListFilter("m.key", request.moduleKey), ListFilter("g.key", request.groupKey)]
+        let (options, page) = try await Option.list(try Page(request.page), filters: filters, pool: pool)
+        var response = Stb_Catalog_V1_ListOptionsResponse()
+        response.options = options
+        response.page = page
+        return response
+    }
+
+    public func updateOption(_ request: Stb_Catalog_V1_UpdateOptionRequest, context: ServerContext) async throws -> Stb_Catalog_V1_Option {
+        guard let ref = request.ref else { throw invalid("ref: required") }
+        let moveProblem = (request.moduleKey == nil) != (request.groupKey == nil) ? ["module_key, group_key: give both to move the option"] : []
+        _ = try checkedUpdate(name: request.name, description: request.description_p, metaJson: request.metaJson, more: moveProblem)
+        return try await change(actor: context.actor) { transaction, changes in
+            let before = try await loadOption(ref, on: transaction.connection, forUpdate: true)
+            var after = before
+            if let name = request.name { after.name = name }
+            if let description = request.description_p { after.description_p = description }
+            if let type = request.type { after.type = type }
+            if let value = request.defaultValue { after.defaultValue = value }
+            if let editable = request.editable { after.editable = editable }
+            if let included = request.includedByDefault { after.includedByDefault = included }
+            if let meta = request.metaJson { after.metaJson = Module.metaValue(meta).canonicalText }
+            var groupID: Int64?
+            if let moduleKey = request.moduleKey, let groupKey = request.groupKey {
+                groupID = try await loadGroup(groupRef(moduleKey, groupKey), on: transaction.connection).id
+                after.moduleKey = moduleKey
+                after.groupKey = groupKey
+            }
+            // The result as a whole must be valid: a new type with the old default is not.
+            let checked = Validation.option(
+                type: after.type, defaultValue: after.defaultValue, meta: Module.metaValue(after.metaJson),
+                typePath: "type", defaultPath: "default_value", metaPath: "meta_json")
+            try check(checked.problems)
+            after.defaultValue = checked.defaultValue
+            guard after.auditJSON != before.auditJSON else { return before }
+            let rows = try await transaction.query("""
+                WITH o AS (UPDATE options SET name = \(after.name), description = \(after.description_p),
+                           type = \(Validation.typeName(after.type)!), default_value = \(after.defaultValue), editable = \(after.editable),
+                           included_by_default = \(after.includedByDefault), meta = \(PostgresJSON(Module.metaValue(after.metaJson).canonicalText)),
+                           group_id = coalesce(\(groupID), group_id), updated_at = now()
+                           WHERE id = \(before.id) RETURNING *)
+                \(unescaped: Option.selectWritten)
+                """)
+            let updated = try Option(row: rows[0])
+            changes.updated(before, to: updated)
+            return updated
+        }
+    }
+
+    public func deleteOption(_ ref: Stb_Catalog_V1_OptionRef, context: ServerContext) async throws -> Stb_Common_V1_Empty {
+        try await change(actor: context.actor) { transaction, changes in
+            try await delete(try await loadOption(ref, on: transaction.connection, forUpdate: true), in: transaction, changes)
+            return Stb_Common_V1_Empty()
+        }
+    }
+
+    func groupRef(_ moduleKey: String, _ key: String) -> Stb_Catalog_V1_GroupRef {
+        var ref = Stb_Catalog_V1_GroupRef()
+        ref.moduleKey = moduleKey
+        ref.key = key
+        return ref
+    }
+
+    func loadOption(_ ref: Stb_Catalog_V1_OptionRef, on connection: PostgresConnection, forUpdate: Bool = false) async throws -> Option {
+        switch ref.ref {
+        case .id(let id): try await Option.find(id: id, forUpdate: forUpdate, on: connection)
+        case .key(let key): try await Option.find(where: ["o.key"], equal: [key], described: quoted(key), forUpdate: forUpdate, on: connection)
+        case nil: throw invalid("ref: give an id or a key")
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import STBJSON
+import STBMessages
+import STBOptionValues
+import STBPostgres
+import STBRPC
+import STBService
+
+extension CatalogService {
+    public func createState(_ request: Stb_Catalog_V1_CreateStateRequest, context: ServerContext) async throws -> Stb_Catalog_V1_State {
+        guard let input = request.state else { throw invalid("state: required") }
+        var problems = Validation.key(input.name, at: "state.name")
+        let (meta, metaProblems) = Validation.meta(input.metaJson, at: "state.meta_json")
+        problems += metaProblems
+        if input.moduleKey.isEmpty { problems.append("state.module_key: required") }
+        try check(problems)
+        return try await change(actor: context.actor) { transaction, changes in
+            let module = try await loadModule(moduleRef(input.moduleKey), on: transaction.connection)
+            let rows = try await transaction.query("""
+                WITH s AS (INSERT INTO states (module_id, name, meta) VALUES (\(module.id), \(input.name), \(PostgresJSON(meta.canonicalText)))
+                           ON CONFLICT (module_id, name) DO NOTHING RETURNING *)
+                \(unescaped: State.selectWritten)
+                """)
+            guard let row = rows.first else {
+                throw RPCError(code: .alreadyExists, message: "state \(quoted(input.name)) already exists in module \(quoted(module.key))")
+            }
+            let state = try State(row: row)
+            changes.created(state)
+            return state
+        }
+    }
+
+    public func getState(_ ref: Stb_Catalog_V1_StateRef, context: ServerContext) async throws -> Stb_Catalog_V1_State {
+        try await pool.withConnection { try await loadState(ref, on: $0) }
+    }
+
+    /// Every state (of one module, or all), by module; not paged (a module has a few).
+    public func listStates(_ request: Stb_Catalog_V1_ListStatesRequest, context: ServerContext) async throws -> Stb_Catalog_V1_ListStatesResponse {
+        var response = Stb_Catalog_V1_ListStatesResponse()
+        response.states = try await all(State.self, inModule: request.moduleKey)
+        return response
+    }
+
+    public func updateState(_ request: Stb_Catalog_V1_UpdateStateRequest, context: ServerContext) async throws -> Stb_Catalog_V1_State {
+        guard let ref = request.ref else { throw invalid("ref: required") }
+        let meta = try checkedUpdate(name: nil, metaJson: request.metaJson)
+        return try await change(actor: context.actor) { transaction, changes in
+            let before = try await loadState(ref, on: transaction.connection, forUpdate: true)
+            guard let meta, meta != Module.metaValue(before.metaJson) else { return before }
+            let rows = try await transaction.query("""
+                WITH s AS (UPDATE states SET meta = \(PostgresJSON(meta.canonicalText)) WHERE id = \(before.id) RETURNING *)
+                \(unescaped: State.selectWritten)
+                """)
+            let updated = try State(row: rows[0])
+            changes.updated(before, to: updated)
+            return updated
+        }
+    }
+
+    /// Refused while a transition or the module's initial state refers to the state.
+    public func deleteState(_ ref: Stb_Catalog_V1_StateRef, context: ServerContext) async throws -> Stb_Common_V1_Empty {
+        try await change(actor: context.actor) { transaction, changes in
+            let state = try await loadState(ref, on: transaction.connection, forUpdate: true)
+            let users = try await transaction.query("""
+                SELECT count(*) FROM transitions t JOIN states s ON s.module_id = t.module_id AND s.id = \(state.id)
+                WHERE t.from_state = s.name OR t.to_state = s.name
+                """)
+            let count = try users[0].decode(0, as: Int64.self)
+            if count > 0 {
+                throw RPCError(code: .failedPrecondition, message: "state \(quoted(state.entityKey)) is used by \(count) transition(s); delete them first")
+            }
+            let initial = try await transaction.query("""
+                SELECT 1 FROM modules m JOIN states s ON s.module_id = m.id AND s.id = \(state.id) WHERE m.initial_state = s.name
+                """)
+            if !initial.isEmpty {
+                throw RPCError(code: .failedPrecondition, message: "state \(quoted(state.entityKey)) is its module's initial state; change that first")
+            }
+            try await delete(state, in: transaction, changes)
+            return Stb_Common_V1_Empty()
+        }
+    }
+
+    func loadState(_ ref: Stb_Catalog_V1_StateRef, on connection: PostgresConnection, forUpdate: Bool = false) async throws -> State {
+        if ref.id != 0 { return try await State.find(id: ref.id, forUpdate: forUpdate, on: connection) }
+        guard !ref.moduleKey.isEmpty, !ref.name.isEmpty else { throw invalid("ref: give an id, or module_key and name") }
+        return try await State.find(
+            where: ["m.key", "s.name"], equal: [ref.moduleKey, ref.name], described: quoted("\(ref.moduleKey)/\(ref.name)"),
+            forUpdate: forUpdate, on: connection)
+    }
+
+    /// Each named state must exist in `module` (`names`: field path and state name).
+    func requireStates(_ names: [(String, String)], in module: Module, _ transaction: PostgresTransaction) async throws {
+        var problems: [String] = []
+        for (field, name) in names {
+            let rows = try await transaction.query("SELECT 1 FROM states WHERE module_id = \(module.id) AND name = \(name)")
+            if rows.isEmpty { problems.append("\(field): state \(quoted(name)) does not exist in module \(quoted(module.key))") }
+        }
+        try check(problems)
+    }
+}
