@@ -16,18 +16,12 @@ extension CatalogService {
         try check(problems)
         return try await change(actor: context.actor) { transaction, changes in
             let module = try await loadModule(moduleRef(input.moduleKey), on: transaction.connection)
-            let rows = try await transaction.query("""
+            return try await created(Group.self, """
                 WITH g AS (INSERT INTO groups (module_id, key, name, description, position, meta)
                            VALUES (\(module.id), \(input.key), \(input.name), \(input.description_p), \(input.position), \(PostgresJSON(meta.canonicalText)))
                            ON CONFLICT (module_id, key) DO NOTHING RETURNING *)
                 \(unescaped: Group.selectWritten)
-                """)
-            guard let row = rows.first else {
-                throw RPCError(code: .alreadyExists, message: "group \(quoted(input.key)) already exists in module \(quoted(module.key))")
-            }
-            let group = try Group(row: row)
-            changes.created(group)
-            return group
+                """, in: transaction, changes, duplicate: "group \(quoted(input.key)) already exists in module \(quoted(module.key))")
         }
     }
 
@@ -37,10 +31,7 @@ extension CatalogService {
 
     public func listGroups(_ request: Stb_Catalog_V1_ListGroupsRequest, context: ServerContext) async throws -> Stb_Catalog_V1_ListGroupsResponse {
         let (groups, page) = try await Group.list(try Page(request.page), filters: [ListFilter("m.key", request.moduleKey)], pool: pool)
-        var response = Stb_Catalog_V1_ListGroupsResponse()
-        response.groups = groups
-        response.page = page
-        return response
+        return Stb_Catalog_V1_ListGroupsResponse(groups: groups, page: page)
     }
 
     public func updateGroup(_ request: Stb_Catalog_V1_UpdateGroupRequest, context: ServerContext) async throws -> Stb_Catalog_V1_Group {
@@ -54,15 +45,12 @@ extension CatalogService {
             if let position = request.position { after.position = position }
             if let meta { after.metaJson = meta.canonicalText }
             guard after.auditJSON != before.auditJSON else { return before }
-            let rows = try await transaction.query("""
+            return try await updated(before, """
                 WITH g AS (UPDATE groups SET name = \(after.name), description = \(after.description_p), position = \(after.position),
                            meta = \(PostgresJSON(Module.metaValue(after.metaJson).canonicalText)), updated_at = now()
                            WHERE id = \(before.id) RETURNING *)
                 \(unescaped: Group.selectWritten)
-                """)
-            let updated = try Group(row: rows[0])
-            changes.updated(before, to: updated)
-            return updated
+                """, in: transaction, changes)
         }
     }
 

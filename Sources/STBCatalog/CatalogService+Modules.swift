@@ -17,16 +17,12 @@ extension CatalogService {
         }
         try check(problems)
         return try await change(actor: context.actor) { transaction, changes in
-            let rows = try await transaction.query("""
+            return try await created(Module.self, """
                 WITH m AS (INSERT INTO modules (key, name, description, active, meta)
                            VALUES (\(input.key), \(input.name), \(input.description_p), \(input.active), \(PostgresJSON(meta.canonicalText)))
                            ON CONFLICT (key) DO NOTHING RETURNING *)
                 \(unescaped: Module.selectWritten)
-                """)
-            guard let row = rows.first else { throw RPCError(code: .alreadyExists, message: "module \(quoted(input.key)) already exists") }
-            let module = try Module(row: row)
-            changes.created(module)
-            return module
+                """, in: transaction, changes, duplicate: "module \(quoted(input.key)) already exists")
         }
     }
 
@@ -36,10 +32,7 @@ extension CatalogService {
 
     public func listModules(_ request: Stb_Catalog_V1_ListModulesRequest, context: ServerContext) async throws -> Stb_Catalog_V1_ListModulesResponse {
         let (modules, page) = try await Module.list(try Page(request.page), pool: pool)
-        var response = Stb_Catalog_V1_ListModulesResponse()
-        response.modules = modules
-        response.page = page
-        return response
+        return Stb_Catalog_V1_ListModulesResponse(modules: modules, page: page)
     }
 
     public func updateModule(_ request: Stb_Catalog_V1_UpdateModuleRequest, context: ServerContext) async throws -> Stb_Catalog_V1_Module {
@@ -62,15 +55,12 @@ extension CatalogService {
                 after.initialState = initialState
             }
             guard after.auditJSON != before.auditJSON else { return before }
-            let rows = try await transaction.query("""
+            return try await updated(before, """
                 WITH m AS (UPDATE modules SET name = \(after.name), description = \(after.description_p), active = \(after.active),
                            initial_state = \(after.initialState), meta = \(PostgresJSON(Module.metaValue(after.metaJson).canonicalText)),
                            updated_at = now() WHERE id = \(before.id) RETURNING *)
                 \(unescaped: Module.selectWritten)
-                """)
-            let updated = try Module(row: rows[0])
-            changes.updated(before, to: updated)
-            return updated
+                """, in: transaction, changes)
         }
     }
 

@@ -25,17 +25,13 @@ extension CatalogService {
         try check(problems)
         return try await change(actor: context.actor) { transaction, changes in
             let group = try await loadGroup(groupRef(input.moduleKey, input.groupKey), on: transaction.connection)
-            let rows = try await transaction.query("""
+            return try await created(Option.self, """
                 WITH o AS (INSERT INTO options (group_id, key, name, description, type, default_value, editable, included_by_default, meta)
                            VALUES (\(group.id), \(input.key), \(input.name), \(input.description_p), \(Validation.typeName(input.type)!),
                                    \(defaultValue), \(input.editable), \(input.includedByDefault), \(PostgresJSON(meta.canonicalText)))
                            ON CONFLICT (key) DO NOTHING RETURNING *)
                 \(unescaped: Option.selectWritten)
-                """)
-            guard let row = rows.first else { throw RPCError(code: .alreadyExists, message: "option \(quoted(input.key)) already exists") }
-            let option = try Option(row: row)
-            changes.created(option)
-            return option
+                """, in: transaction, changes, duplicate: "option \(quoted(input.key)) already exists")
         }
     }
 
@@ -46,10 +42,7 @@ extension CatalogService {
     public func listOptions(_ request: Stb_Catalog_V1_ListOptionsRequest, context: ServerContext) async throws -> Stb_Catalog_V1_ListOptionsResponse {
         let filters = [ListFilter("m.key", request.moduleKey), ListFilter("g.key", request.groupKey)]
         let (options, page) = try await Option.list(try Page(request.page), filters: filters, pool: pool)
-        var response = Stb_Catalog_V1_ListOptionsResponse()
-        response.options = options
-        response.page = page
-        return response
+        return Stb_Catalog_V1_ListOptionsResponse(options: options, page: page)
     }
 
     public func updateOption(_ request: Stb_Catalog_V1_UpdateOptionRequest, context: ServerContext) async throws -> Stb_Catalog_V1_Option {
@@ -79,17 +72,14 @@ extension CatalogService {
             try check(checked.problems)
             after.defaultValue = checked.defaultValue
             guard after.auditJSON != before.auditJSON else { return before }
-            let rows = try await transaction.query("""
+            return try await updated(before, """
                 WITH o AS (UPDATE options SET name = \(after.name), description = \(after.description_p),
                            type = \(Validation.typeName(after.type)!), default_value = \(after.defaultValue), editable = \(after.editable),
                            included_by_default = \(after.includedByDefault), meta = \(PostgresJSON(Module.metaValue(after.metaJson).canonicalText)),
                            group_id = coalesce(\(groupID), group_id), updated_at = now()
                            WHERE id = \(before.id) RETURNING *)
                 \(unescaped: Option.selectWritten)
-                """)
-            let updated = try Option(row: rows[0])
-            changes.updated(before, to: updated)
-            return updated
+                """, in: transaction, changes)
         }
     }
 

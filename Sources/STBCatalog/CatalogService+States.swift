@@ -15,17 +15,11 @@ extension CatalogService {
         try check(problems)
         return try await change(actor: context.actor) { transaction, changes in
             let module = try await loadModule(moduleRef(input.moduleKey), on: transaction.connection)
-            let rows = try await transaction.query("""
+            return try await created(State.self, """
                 WITH s AS (INSERT INTO states (module_id, name, meta) VALUES (\(module.id), \(input.name), \(PostgresJSON(meta.canonicalText)))
                            ON CONFLICT (module_id, name) DO NOTHING RETURNING *)
                 \(unescaped: State.selectWritten)
-                """)
-            guard let row = rows.first else {
-                throw RPCError(code: .alreadyExists, message: "state \(quoted(input.name)) already exists in module \(quoted(module.key))")
-            }
-            let state = try State(row: row)
-            changes.created(state)
-            return state
+                """, in: transaction, changes, duplicate: "state \(quoted(input.name)) already exists in module \(quoted(module.key))")
         }
     }
 
@@ -35,9 +29,7 @@ extension CatalogService {
 
     /// Every state (of one module, or all), by module; not paged (a module has a few).
     public func listStates(_ request: Stb_Catalog_V1_ListStatesRequest, context: ServerContext) async throws -> Stb_Catalog_V1_ListStatesResponse {
-        var response = Stb_Catalog_V1_ListStatesResponse()
-        response.states = try await all(State.self, inModule: request.moduleKey)
-        return response
+        Stb_Catalog_V1_ListStatesResponse(states: try await all(State.self, inModule: request.moduleKey))
     }
 
     public func updateState(_ request: Stb_Catalog_V1_UpdateStateRequest, context: ServerContext) async throws -> Stb_Catalog_V1_State {
@@ -46,13 +38,10 @@ extension CatalogService {
         return try await change(actor: context.actor) { transaction, changes in
             let before = try await loadState(ref, on: transaction.connection, forUpdate: true)
             guard let meta, meta != Module.metaValue(before.metaJson) else { return before }
-            let rows = try await transaction.query("""
+            return try await updated(before, """
                 WITH s AS (UPDATE states SET meta = \(PostgresJSON(meta.canonicalText)) WHERE id = \(before.id) RETURNING *)
                 \(unescaped: State.selectWritten)
-                """)
-            let updated = try State(row: rows[0])
-            changes.updated(before, to: updated)
-            return updated
+                """, in: transaction, changes)
         }
     }
 

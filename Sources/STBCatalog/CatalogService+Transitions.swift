@@ -17,18 +17,12 @@ extension CatalogService {
             let module = try await loadModule(moduleRef(input.moduleKey), on: transaction.connection)
             try await requireStates([("transition.from_state", input.fromState), ("transition.to_state", input.toState)], in: module, transaction)
             let condition = input.conditionJson.isEmpty ? nil : PostgresJSON(try JSONValue.parse(input.conditionJson).canonicalText)
-            let rows = try await transaction.query("""
+            return try await created(Transition.self, """
                 WITH t AS (INSERT INTO transitions (module_id, from_state, event, to_state, condition, meta)
                            VALUES (\(module.id), \(input.fromState), \(input.event), \(input.toState), \(condition), \(PostgresJSON(meta.canonicalText)))
                            ON CONFLICT (module_id, from_state, event) DO NOTHING RETURNING *)
                 \(unescaped: Transition.selectWritten)
-                """)
-            guard let row = rows.first else {
-                throw RPCError(code: .alreadyExists, message: "transition \(quoted("\(module.key)/\(input.fromState)/\(input.event)")) already exists")
-            }
-            let transition = try Transition(row: row)
-            changes.created(transition)
-            return transition
+                """, in: transaction, changes, duplicate: "transition \(quoted("\(module.key)/\(input.fromState)/\(input.event)")) already exists")
         }
     }
 
@@ -38,9 +32,7 @@ extension CatalogService {
 
     /// Every transition (of one module, or all), by module; not paged (a module has a few).
     public func listTransitions(_ request: Stb_Catalog_V1_ListTransitionsRequest, context: ServerContext) async throws -> Stb_Catalog_V1_ListTransitionsResponse {
-        var response = Stb_Catalog_V1_ListTransitionsResponse()
-        response.transitions = try await all(Transition.self, inModule: request.moduleKey)
-        return response
+        Stb_Catalog_V1_ListTransitionsResponse(transitions: try await all(Transition.self, inModule: request.moduleKey))
     }
 
     public func updateTransition(_ request: Stb_Catalog_V1_UpdateTransitionRequest, context: ServerContext) async throws -> Stb_Catalog_V1_Transition {
@@ -63,15 +55,12 @@ extension CatalogService {
             if let meta = request.metaJson { after.metaJson = Module.metaValue(meta).canonicalText }
             guard after.auditJSON != before.auditJSON else { return before }
             let condition = after.conditionJson.isEmpty ? nil : PostgresJSON(after.conditionJson)
-            let rows = try await transaction.query("""
+            return try await updated(before, """
                 WITH t AS (UPDATE transitions SET to_state = \(after.toState), condition = \(condition),
                            meta = \(PostgresJSON(Module.metaValue(after.metaJson).canonicalText)), updated_at = now()
                            WHERE id = \(before.id) RETURNING *)
                 \(unescaped: Transition.selectWritten)
-                """)
-            let updated = try Transition(row: rows[0])
-            changes.updated(before, to: updated)
-            return updated
+                """, in: transaction, changes)
         }
     }
 

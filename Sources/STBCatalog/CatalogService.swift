@@ -50,6 +50,29 @@ public struct CatalogService: Stb_Catalog_V1_CatalogService {
         return result
     }
 
+    /// Runs `statement` (an insert that does nothing on conflict, then `E.selectWritten`)
+    /// and records the created entity; ALREADY_EXISTS with `duplicate` when nothing was
+    /// inserted.
+    func created<E: CatalogRecord>(
+        _ type: E.Type, _ statement: PostgresQuery, in transaction: PostgresTransaction, _ changes: ChangeSet,
+        duplicate: @autoclosure () -> String
+    ) async throws -> E {
+        guard let row = try await transaction.query(statement).first else {
+            throw RPCError(code: .alreadyExists, message: duplicate())
+        }
+        let entity = try E(row: row)
+        changes.created(entity)
+        return entity
+    }
+
+    /// Runs `statement` (an update of `before`'s row, then `E.selectWritten`) and records
+    /// the change.
+    func updated<E: CatalogRecord>(_ before: E, _ statement: PostgresQuery, in transaction: PostgresTransaction, _ changes: ChangeSet) async throws -> E {
+        let after = try E(row: try await transaction.query(statement)[0])
+        changes.updated(before, to: after)
+        return after
+    }
+
     /// Deletes `entity` in `transaction`, recording the deletion.
     func delete<E: CatalogRecord>(_ entity: E, in transaction: PostgresTransaction, _ changes: ChangeSet) async throws {
         try await entity.delete(in: transaction)

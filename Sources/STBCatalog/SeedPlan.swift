@@ -159,41 +159,41 @@ struct JSONTextCache {
     }
 }
 
-extension Module: SeedEntity {
+/// Entities with both timestamps take the stored id and both.
+protocol UpdatableRecord {
+    var id: Int64 { get set }
+    var createdAtMs: Int64 { get set }
+    var updatedAtMs: Int64 { get set }
+}
+
+extension SeedEntity where Self: UpdatableRecord {
+    mutating func adoptIdentity(of stored: Self) {
+        id = stored.id
+        createdAtMs = stored.createdAtMs
+        updatedAtMs = stored.updatedAtMs
+    }
+}
+
+extension Module: SeedEntity, UpdatableRecord {
     func matches(stored: Self, cache: inout JSONTextCache) -> Bool {
         key == stored.key && name == stored.name && description_p == stored.description_p && active == stored.active
             && initialState == stored.initialState && cache.sameMeta(metaJson, stored.metaJson)
     }
-    mutating func adoptIdentity(of stored: Self) {
-        id = stored.id
-        createdAtMs = stored.createdAtMs
-        updatedAtMs = stored.updatedAtMs
-    }
 }
 
-extension Group: SeedEntity {
+extension Group: SeedEntity, UpdatableRecord {
     func matches(stored: Self, cache: inout JSONTextCache) -> Bool {
         moduleKey == stored.moduleKey && key == stored.key && name == stored.name && description_p == stored.description_p
             && position == stored.position && cache.sameMeta(metaJson, stored.metaJson)
     }
-    mutating func adoptIdentity(of stored: Self) {
-        id = stored.id
-        createdAtMs = stored.createdAtMs
-        updatedAtMs = stored.updatedAtMs
-    }
 }
 
-extension Option: SeedEntity {
+extension Option: SeedEntity, UpdatableRecord {
     func matches(stored: Self, cache: inout JSONTextCache) -> Bool {
         moduleKey == stored.moduleKey && groupKey == stored.groupKey && key == stored.key && name == stored.name
             && description_p == stored.description_p && type == stored.type && defaultValue == stored.defaultValue
             && editable == stored.editable && includedByDefault == stored.includedByDefault
             && cache.sameMeta(metaJson, stored.metaJson)
-    }
-    mutating func adoptIdentity(of stored: Self) {
-        id = stored.id
-        createdAtMs = stored.createdAtMs
-        updatedAtMs = stored.updatedAtMs
     }
 }
 
@@ -207,14 +207,9 @@ extension State: SeedEntity {
     }
 }
 
-extension Transition: SeedEntity {
+extension Transition: SeedEntity, UpdatableRecord {
     func matches(stored: Self, cache: inout JSONTextCache) -> Bool {
         moduleKey == stored.moduleKey && fromState == stored.fromState && event == stored.event && toState == stored.toState
             && cache.sameCondition(conditionJson, stored.conditionJson) && cache.sameMeta(metaJson, stored.metaJson)
-    }
-    mutating func adoptIdentity(of stored: Self) {
-        id = stored.id
-        createdAtMs = stored.createdAtMs
-        updatedAtMs = stored.updatedAtMs
     }
 }
