@@ -5,48 +5,11 @@ import STBRPC
 import STBService
 import Synchronization
 
-extension CatalogModel {
-    /// The engine's view of a catalog `GetConfig` reply. Transitions whose condition does
-    /// not compile are left out (the catalog validates conditions when they are written).
-    public init(_ configuration: Stb_Catalog_V1_GetConfigResponse) {
-        var options: [OptionInfo] = []
-        var modules: [ModuleInfo] = []
-        for entry in configuration.modules {
-            guard let module = entry.module else { continue }
-            for group in entry.groups {
-                for option in group.options {
-                    let type: OptionType
-                    switch option.type {
-                    case .boolean: type = .boolean
-                    case .integer: type = .integer
-                    case .enum: type = .enum
-                    default: type = .string
-                    }
-                    // The catalog checked both when they were written; what still does not
-                    // read (written before a check existed) is left unconstrained or null.
-                    let value = (try? type.valueType.parse(option.defaultValue).json) ?? .null
-                    let meta = (try? JSONValue.parse(option.metaJson.isEmpty ? "{}" : option.metaJson)) ?? .object([:])
-                    let constraints = OptionConstraints.parse(type: type.valueType, meta: meta).0
-                    options.append(OptionInfo(
-                        key: option.key, module: module.key, type: type, defaultValue: value,
-                        includedByDefault: option.includedByDefault, constraints: constraints))
-                }
-            }
-            var transitions: [TransitionInfo] = []
-            for transition in entry.transitions {
-                let condition = transition.conditionJson.isEmpty ? nil : try? JSONValue.parse(transition.conditionJson)
-                if let compiled = try? TransitionInfo(from: transition.fromState, event: transition.event, to: transition.toState, conditionJSON: condition) {
-                    transitions.append(compiled)
-                }
-            }
-            modules.append(ModuleInfo(key: module.key, transitions: transitions))
-        }
-        self.init(options: options, modules: modules)
-    }
-}
-
+/// The calls the compiled engine answers from memory: evaluation, analysis, impact and
+/// the module state machines.
 extension RulesService {
-    func evaluate(_ request: Stb_Rules_V1_EvaluateRequest) throws -> Stb_Rules_V1_EvaluateResponse {
+    /// Whether a selection is valid against the rules and the catalog copy, and why not.
+    public func evaluate(_ request: Stb_Rules_V1_EvaluateRequest, context: ServerContext) throws -> Stb_Rules_V1_EvaluateResponse {
         let (engine, model, revision) = try engine()
         return Self.response(engine.evaluate(try Self.selection(request, catalog: model, at: "options")), catalogRevision: revision)
     }
@@ -68,7 +31,9 @@ extension RulesService {
         return response
     }
 
-    func checkRules() throws -> Stb_Rules_V1_CheckRulesResponse {
+    /// The analysis of the whole rule set: cycles, dead options, unknown references,
+    /// contradictions, and rules that no longer compile.
+    public func checkRules(_ request: Stb_Rules_V1_CheckRulesRequest, context: ServerContext) throws -> Stb_Rules_V1_CheckRulesResponse {
         let (engine, _, revision) = try engine()
         let report = engine.check()
         var response = Stb_Rules_V1_CheckRulesResponse()
@@ -95,7 +60,8 @@ extension RulesService {
         return response
     }
 
-    func impact(_ request: Stb_Rules_V1_ImpactRequest) throws -> Stb_Rules_V1_ImpactResponse {
+    /// Which of the named selections a proposed rule change would make invalid.
+    public func impact(_ request: Stb_Rules_V1_ImpactRequest, context: ServerContext) throws -> Stb_Rules_V1_ImpactResponse {
         let (engine, model, _) = try engine()
         let change: RuleChange
         switch request.change {
@@ -124,7 +90,8 @@ extension RulesService {
         return response
     }
 
-    func fire(_ request: Stb_Rules_V1_FireRequest) throws -> Stb_Rules_V1_FireResponse {
+    /// The state an event moves a module to; FAILED_PRECONDITION when it cannot.
+    public func fire(_ request: Stb_Rules_V1_FireRequest, context: ServerContext) throws -> Stb_Rules_V1_FireResponse {
         let (engine, _, _) = try engine()
         let context = try Self.context(request.contextJson)
         switch engine.fire(module: request.moduleKey, state: request.state, event: request.event, context: context) {
@@ -145,7 +112,8 @@ extension RulesService {
         }
     }
 
-    func availableEvents(_ request: Stb_Rules_V1_AvailableEventsRequest) throws -> Stb_Rules_V1_AvailableEventsResponse {
+    /// The events a module in a state can take now, with the states they lead to.
+    public func availableEvents(_ request: Stb_Rules_V1_AvailableEventsRequest, context: ServerContext) throws -> Stb_Rules_V1_AvailableEventsResponse {
         let (engine, model, _) = try engine()
         guard model.modules[request.moduleKey] != nil else {
             throw RPCError(code: .notFound, message: "module \(quoted(request.moduleKey)) not found in the catalog")
@@ -209,7 +177,7 @@ extension RulesService {
     static func message(_ violation: Violation) -> Stb_Rules_V1_Violation {
         var message = Stb_Rules_V1_Violation()
         message.ruleKey = violation.ruleKey
-        message.type = ruleType(named: violation.kind) ?? .unspecified
+        message.type = Stb_Rules_V1_RuleType(named: violation.kind) ?? .unspecified
         message.severity = violation.severity == .warning ? .warning : .error
         message.message = violation.message
         message.explanation = violation.explanation

@@ -5,6 +5,7 @@ import STBMessages
 import STBPostgres
 import STBRPC
 import STBRules
+import STBService
 import Synchronization
 import Testing
 
@@ -53,7 +54,9 @@ struct RulesHarness {
         catalogListener.start()
         var configuration = RPCServer.Configuration()
         configuration.port = 0
-        let catalogServer = try RPCServer(configuration: configuration, services: [CatalogService(pool: catalogPool, signal: catalogListener.signal, logger: logger)], group: group)
+        let catalogServer = try RPCServer(
+            configuration: configuration, services: [CatalogService(pool: catalogPool, signal: catalogListener.signal, logger: logger)],
+            interceptors: [StatusInterceptor(service: "catalog", logger: logger), ActorHeaderInterceptor()], group: group)
         let catalogPort = try await catalogServer.start()
 
         let (rulesPool, rulesConninfo) = try await schemaPool("rules_rt", group: group)
@@ -67,7 +70,9 @@ struct RulesHarness {
             onFreshnessChange: { service.catalogFreshnessChanged($0) },
             onUpdate: { service.catalogChanged($0) }
         )
-        let rulesServer = try RPCServer(configuration: configuration, services: [service], group: group)
+        let rulesServer = try RPCServer(
+            configuration: configuration, services: [service],
+            interceptors: [StatusInterceptor(service: "rules", logger: logger), ActorHeaderInterceptor()], group: group)
         let rulesPort = try await rulesServer.start()
         return RulesHarness(
             catalogServer: catalogServer, rulesServer: rulesServer,
