@@ -13,15 +13,9 @@ extension ChangeLog {
             entity: RuleMessage.entityName, key: rule.entityKey, action: action, before: before?.auditJSON,
             after: action == .deleted ? nil : rule.auditJSON
         ) { revision, atMs in
-            var event = Stb_Rules_V1_ChangeEvent()
-            event.entity = RuleMessage.entityName
-            event.key = rule.key
-            event.action = action
-            event.state = rule
-            event.actor = actor
-            event.atMs = atMs
-            event.revision = revision
-            return event.serializedBytes()
+            Stb_Rules_V1_ChangeEvent(
+                entity: RuleMessage.entityName, key: rule.key, action: action, state: rule, actor: actor, atMs: atMs, revision: revision
+            ).serializedBytes()
         }
     }
 }

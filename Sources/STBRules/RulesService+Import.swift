@@ -109,10 +109,10 @@ extension RulesService {
             if !rule.key.isEmpty, !seen.insert(rule.key).inserted { problems.append("\(path).key: \(quoted(rule.key)) is listed twice") }
             wanted.append(rule)
         }
-        if !problems.isEmpty {
-            var message = problems.prefix(50).joined(separator: "; ")
-            if problems.count > 50 { message += "; and \(problems.count - 50) more" }
-            throw RPCError(code: .invalidArgument, message: "rules document is invalid: \(message)")
+        do {
+            try check(problems, limit: 50)
+        } catch let error as RPCError {
+            throw RPCError(code: .invalidArgument, message: "rules document is invalid: \(error.message)")
         }
         for index in wanted.indices { wanted[index].payloadJson = try JSONValue.parse(wanted[index].payloadJson).canonicalText }
         return wanted

@@ -34,10 +34,7 @@ extension RulesService {
     /// A page of the rules, by id; of one subject when the request names it.
     public func listRules(_ request: Stb_Rules_V1_ListRulesRequest, context: ServerContext) async throws -> Stb_Rules_V1_ListRulesResponse {
         let (rules, info) = try await RuleMessage.list(try Page(request.page), filters: [ListFilter("r.subject", request.subject)], pool: pool)
-        var response = Stb_Rules_V1_ListRulesResponse()
-        response.rules = rules
-        response.page = info
-        return response
+        return Stb_Rules_V1_ListRulesResponse(rules: rules, page: info)
     }
 
     /// Changes the fields the request sets; an update that changes nothing writes nothing.
