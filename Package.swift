@@ -149,7 +149,7 @@ let package = Package(
 
         .target(
             name: "STBRules",
-            dependencies: ["STBJSON", "STBJSONLogic", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle],
+            dependencies: ["STBAPI", "STBJSON", "STBJSONLogic", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -212,7 +212,7 @@ let package = Package(
         // Evaluate in-process and over RPC (one worker) for scripts/bench-rules.
         .executableTarget(
             name: "stb-rules-bench",
-            dependencies: ["STBBench", "STBRules", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["STBBench", "STBRules", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
 

@@ -10,18 +10,12 @@ extension ChangeLog {
     func record(_ action: Stb_Common_V1_ChangeAction, _ rule: RuleMessage, before: RuleMessage?) {
         let actor = self.actor
         record(
-            entity: "rule", key: rule.key, action: action, before: before.map(RulesService.json),
-            after: action == .deleted ? nil : RulesService.json(rule)
+            entity: RuleMessage.entityName, key: rule.entityKey, action: action, before: before?.auditJSON,
+            after: action == .deleted ? nil : rule.auditJSON
         ) { revision, atMs in
-            var event = Stb_Rules_V1_ChangeEvent()
-            event.entity = "rule"
-            event.key = rule.key
-            event.action = action
-            event.state = rule
-            event.actor = actor
-            event.atMs = atMs
-            event.revision = revision
-            return event.serializedBytes()
+            Stb_Rules_V1_ChangeEvent(
+                entity: RuleMessage.entityName, key: rule.key, action: action, state: rule, actor: actor, atMs: atMs, revision: revision
+            ).serializedBytes()
         }
     }
 }
@@ -40,7 +34,7 @@ extension RulesService {
     }
 
     /// Replays rule events after a cursor, then follows them live (see `STBService.watch`).
-    func watch(_ request: Stb_Rules_V1_WatchRequest, _ writer: RPCWriter<Stb_Rules_V1_ChangeEvent>) async throws {
+    public func watch(_ request: Stb_Rules_V1_WatchRequest, writer: RPCWriter<Stb_Rules_V1_ChangeEvent>, context: ServerContext) async throws {
         try await STBService.watch(after: request.after, feed: feed, reload: "reload the rules and watch again", to: writer) { stored in
             var event = try stored.payload.withUnsafeBytes { try Stb_Rules_V1_ChangeEvent(serializedBytes: $0) }
             event.cursor = stored.cursor.description

@@ -5,97 +5,38 @@ import STBRPC
 import STBService
 import Synchronization
 
-extension CatalogModel {
-    /// The engine's view of a catalog `GetConfig` reply. Transitions whose condition does
-    /// not compile are left out (the catalog validates conditions when they are written).
-    public init(_ configuration: Stb_Catalog_V1_GetConfigResponse) {
-        var options: [OptionInfo] = []
-        var modules: [ModuleInfo] = []
-        for entry in configuration.modules {
-            guard let module = entry.module else { continue }
-            for group in entry.groups {
-                for option in group.options {
-                    let type: OptionType
-                    switch option.type {
-                    case .boolean: type = .boolean
-                    case .integer: type = .integer
-                    case .enum: type = .enum
-                    default: type = .string
-                    }
-                    // The catalog checked both when they were written; what still does not
-                    // read (written before a check existed) is left unconstrained or null.
-                    let value = (try? type.valueType.parse(option.defaultValue).json) ?? .null
-                    let meta = (try? JSONValue.parse(option.metaJson.isEmpty ? "{}" : option.metaJson)) ?? .object([:])
-                    let constraints = OptionConstraints.parse(type: type.valueType, meta: meta).0
-                    options.append(OptionInfo(
-                        key: option.key, module: module.key, type: type, defaultValue: value,
-                        includedByDefault: option.includedByDefault, constraints: constraints))
-                }
-            }
-            var transitions: [TransitionInfo] = []
-            for transition in entry.transitions {
-                let condition = transition.conditionJson.isEmpty ? nil : try? JSONValue.parse(transition.conditionJson)
-                if let compiled = try? TransitionInfo(from: transition.fromState, event: transition.event, to: transition.toState, conditionJSON: condition) {
-                    transitions.append(compiled)
-                }
-            }
-            modules.append(ModuleInfo(key: module.key, transitions: transitions))
-        }
-        self.init(options: options, modules: modules)
-    }
-}
-
+/// The calls the compiled engine answers from memory: evaluation, analysis, impact and
+/// the module state machines.
 extension RulesService {
-    func evaluate(_ request: Stb_Rules_V1_EvaluateRequest) throws -> Stb_Rules_V1_EvaluateResponse {
+    /// Whether a selection is valid against the rules and the catalog copy, and why not.
+    public func evaluate(_ request: Stb_Rules_V1_EvaluateRequest, context: ServerContext) throws -> Stb_Rules_V1_EvaluateResponse {
         let (engine, model, revision) = try engine()
         return Self.response(engine.evaluate(try Self.selection(request, catalog: model, at: "options")), catalogRevision: revision)
     }
 
     /// The wire form of an evaluation.
     public static func response(_ evaluation: Evaluation, catalogRevision revision: UInt64) -> Stb_Rules_V1_EvaluateResponse {
-        var response = Stb_Rules_V1_EvaluateResponse()
-        response.valid = evaluation.valid
-        response.violations = evaluation.violations.map(Self.message)
-        response.closure = evaluation.closure.map(\.optionKey)
-        response.conflicts = evaluation.conflicts.map { conflict in
-            var message = Stb_Rules_V1_ClosureConflict()
-            message.ruleKey = conflict.ruleKey
-            message.chain = conflict.chain
-            message.explanation = conflict.explanation
-            return message
-        }
-        response.catalogRevision = revision
-        return response
+        Stb_Rules_V1_EvaluateResponse(
+            valid: evaluation.valid, violations: evaluation.violations.map(Self.message), closure: evaluation.closure.map(\.optionKey),
+            conflicts: evaluation.conflicts.map { Stb_Rules_V1_ClosureConflict(ruleKey: $0.ruleKey, chain: $0.chain, explanation: $0.explanation) },
+            catalogRevision: revision)
     }
 
-    func checkRules() throws -> Stb_Rules_V1_CheckRulesResponse {
+    /// The analysis of the whole rule set: cycles, dead options, unknown references,
+    /// contradictions, and rules that no longer compile.
+    public func checkRules(_ request: Stb_Rules_V1_CheckRulesRequest, context: ServerContext) throws -> Stb_Rules_V1_CheckRulesResponse {
         let (engine, _, revision) = try engine()
         let report = engine.check()
-        var response = Stb_Rules_V1_CheckRulesResponse()
-        response.cycles = report.cycles.map { chain in
-            var cycle = Stb_Rules_V1_Cycle()
-            cycle.chain = chain
-            return cycle
-        }
-        response.deadOptions = report.deadOptions.map { dead in
-            var message = Stb_Rules_V1_DeadOption()
-            message.optionKey = dead.key
-            message.reason = dead.explanation
-            return message
-        }
-        response.unknownReferences = report.unknownReferences.map { unknown in
-            var message = Stb_Rules_V1_UnknownReference()
-            message.ruleKey = unknown.ruleKey
-            message.optionKey = unknown.optionKey
-            return message
-        }
-        response.contradictions = report.contradictoryChoices.map(\.explanation)
-            + state.withLock { $0.problems }
-        response.catalogRevision = revision
-        return response
+        return Stb_Rules_V1_CheckRulesResponse(
+            cycles: report.cycles.map { Stb_Rules_V1_Cycle(chain: $0) },
+            deadOptions: report.deadOptions.map { Stb_Rules_V1_DeadOption(optionKey: $0.key, reason: $0.explanation) },
+            unknownReferences: report.unknownReferences.map { Stb_Rules_V1_UnknownReference(ruleKey: $0.ruleKey, optionKey: $0.optionKey) },
+            contradictions: report.contradictoryChoices.map(\.explanation) + state.withLock { $0.problems },
+            catalogRevision: revision)
     }
 
-    func impact(_ request: Stb_Rules_V1_ImpactRequest) throws -> Stb_Rules_V1_ImpactResponse {
+    /// Which of the named selections a proposed rule change would make invalid.
+    public func impact(_ request: Stb_Rules_V1_ImpactRequest, context: ServerContext) throws -> Stb_Rules_V1_ImpactResponse {
         let (engine, model, _) = try engine()
         let change: RuleChange
         switch request.change {
@@ -117,21 +58,17 @@ extension RulesService {
         }
         var response = Stb_Rules_V1_ImpactResponse()
         for (name, violations) in engine.impact(of: change, selections: selections) {
-            var list = Stb_Rules_V1_ViolationList()
-            list.violations = violations.map(Self.message)
-            response.newlyInvalid[name] = list
+            response.newlyInvalid[name] = Stb_Rules_V1_ViolationList(violations: violations.map(Self.message))
         }
         return response
     }
 
-    func fire(_ request: Stb_Rules_V1_FireRequest) throws -> Stb_Rules_V1_FireResponse {
+    /// The state an event moves a module to; FAILED_PRECONDITION when it cannot.
+    public func fire(_ request: Stb_Rules_V1_FireRequest, context: ServerContext) throws -> Stb_Rules_V1_FireResponse {
         let (engine, _, _) = try engine()
-        let context = try Self.context(request.contextJson)
-        switch engine.fire(module: request.moduleKey, state: request.state, event: request.event, context: context) {
+        switch engine.fire(module: request.moduleKey, state: request.state, event: request.event, context: try Self.context(request.contextJson)) {
         case .moved(let to):
-            var response = Stb_Rules_V1_FireResponse()
-            response.nextState = to
-            return response
+            return Stb_Rules_V1_FireResponse(nextState: to)
         case .noTransition(let available):
             let listed = available.isEmpty ? "none" : available.joined(separator: ", ")
             throw RPCError(code: .failedPrecondition, message: "no transition for event \(quoted(request.event)) from state \(quoted(request.state)) in module \(quoted(request.moduleKey)); events from that state: \(listed)")
@@ -145,19 +82,14 @@ extension RulesService {
         }
     }
 
-    func availableEvents(_ request: Stb_Rules_V1_AvailableEventsRequest) throws -> Stb_Rules_V1_AvailableEventsResponse {
+    /// The events a module in a state can take now, with the states they lead to.
+    public func availableEvents(_ request: Stb_Rules_V1_AvailableEventsRequest, context: ServerContext) throws -> Stb_Rules_V1_AvailableEventsResponse {
         let (engine, model, _) = try engine()
         guard model.modules[request.moduleKey] != nil else {
             throw RPCError(code: .notFound, message: "module \(quoted(request.moduleKey)) not found in the catalog")
         }
-        var response = Stb_Rules_V1_AvailableEventsResponse()
-        response.events = engine.availableEvents(module: request.moduleKey, state: request.state, context: try Self.context(request.contextJson)).map { available in
-            var event = Stb_Rules_V1_AvailableEvent()
-            event.event = available.event
-            event.toState = available.to
-            return event
-        }
-        return response
+        let available = engine.availableEvents(module: request.moduleKey, state: request.state, context: try Self.context(request.contextJson))
+        return Stb_Rules_V1_AvailableEventsResponse(events: available.map { Stb_Rules_V1_AvailableEvent(event: $0.event, toState: $0.to) })
     }
 
     // MARK: - Conversions
@@ -207,20 +139,12 @@ extension RulesService {
     }
 
     static func message(_ violation: Violation) -> Stb_Rules_V1_Violation {
-        var message = Stb_Rules_V1_Violation()
-        message.ruleKey = violation.ruleKey
-        message.type = ruleType(named: violation.kind) ?? .unspecified
-        message.severity = violation.severity == .warning ? .warning : .error
-        message.message = violation.message
-        message.explanation = violation.explanation
-        message.constraint = violation.constraint ?? ""
-        message.references = violation.references.map { reference in
-            var item = Stb_Rules_V1_Reference()
-            item.optionKey = reference.optionKey
-            item.included = reference.included
-            item.valueJson = reference.value?.canonicalText ?? ""
-            return item
-        }
-        return message
+        Stb_Rules_V1_Violation(
+            ruleKey: violation.ruleKey, type: Stb_Rules_V1_RuleType(named: violation.kind) ?? .unspecified,
+            severity: violation.severity == .warning ? .warning : .error, message: violation.message,
+            references: violation.references.map {
+                Stb_Rules_V1_Reference(optionKey: $0.optionKey, included: $0.included, valueJson: $0.value?.canonicalText ?? "")
+            },
+            explanation: violation.explanation, constraint: violation.constraint ?? "")
     }
 }

@@ -6,6 +6,7 @@ import STBMessages
 import STBPostgres
 import STBRPC
 import STBRules
+import STBService
 import Synchronization
 
 // Measurements of the rules engine and of rulesd's Evaluate for scripts/bench-rules.
@@ -487,7 +488,9 @@ func runServe() async {
         configuration.port = 0
         configuration.workers = 1
         configuration.maxReceiveMessageSize = 16 * 1024 * 1024
-        server = try RPCServer(configuration: configuration, services: [service], group: group)
+        server = try RPCServer(
+            configuration: configuration, services: [service],
+            interceptors: ServiceDaemon.interceptors(for: "rules", logger: logger), group: group)
         port = try await server.start()
         report("rules serve port=\(port) schema=\(schema) insert_ms=\(ms(t1 - t0)) catalog_changed_ms=\(ms(t2 - t1)) reload_ms=\(ms(t3 - t2)) workers=1")
     } catch {

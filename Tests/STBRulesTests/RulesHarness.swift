@@ -70,7 +70,9 @@ struct RulesHarness {
             onFreshnessChange: { service.catalogFreshnessChanged($0) },
             onUpdate: { service.catalogChanged($0) }
         )
-        let rulesServer = try RPCServer(configuration: configuration, services: [service], group: group)
+        let rulesServer = try RPCServer(
+            configuration: configuration, services: [service],
+            interceptors: ServiceDaemon.interceptors(for: "rules", logger: logger), group: group)
         let rulesPort = try await rulesServer.start()
         return RulesHarness(
             catalogServer: catalogServer, rulesServer: rulesServer,

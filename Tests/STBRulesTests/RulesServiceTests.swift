@@ -200,4 +200,28 @@ struct RulesServiceTests {
             #expect(events[1].state?.severity == .warning)
         }
     }
+
+    @Test("a change's events name the caller from stb-actor, anonymous without one")
+    func changeActor() async throws {
+        try await RulesHarness.with(seed: smallSeed) { harness in
+            let created = try await harness.createRule("hdr-needs-4k", subject: "hdr", type: .requires, payload: #"{"requires": ["uhd_output"]}"#)
+            var ref = Stb_Rules_V1_RuleRef()
+            ref.ref = .id(created.id)
+            var metadata = Metadata()
+            metadata.addString("rules-tester", forKey: "stb-actor")
+            _ = try await harness.rules.unary(Rules.deleteRule, request: ref, metadata: metadata)
+            var request = Stb_Rules_V1_WatchRequest()
+            request.after = "0:0"
+            let events = try await harness.rules.serverStreaming(Rules.watch, request: request, timeout: .seconds(10)) { stream in
+                var events: [Stb_Rules_V1_ChangeEvent] = []
+                for try await event in stream {
+                    events.append(event)
+                    if events.count == 2 { break }
+                }
+                return events
+            }
+            #expect(events.map(\.action) == [.created, .deleted])
+            #expect(events.map(\.actor) == ["anonymous", "rules-tester"])
+        }
+    }
 }
