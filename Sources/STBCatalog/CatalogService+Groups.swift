@@ -37,20 +37,18 @@ extension CatalogService {
     public func updateGroup(_ request: Stb_Catalog_V1_UpdateGroupRequest, context: ServerContext) async throws -> Stb_Catalog_V1_Group {
         guard let ref = request.ref else { throw invalid("ref: required") }
         let meta = try checkedUpdate(name: request.name, description: request.description_p, metaJson: request.metaJson)
-        return try await change(actor: context.actor) { transaction, changes in
-            let before = try await loadGroup(ref, on: transaction.connection, forUpdate: true)
-            var after = before
+        return try await update(context, load: { try await loadGroup(ref, on: $0, forUpdate: true) }) { after, transaction in
             if let name = request.name { after.name = name }
             if let description = request.description_p { after.description_p = description }
             if let position = request.position { after.position = position }
             if let meta { after.metaJson = meta.canonicalText }
-            guard after.auditJSON != before.auditJSON else { return before }
-            return try await updated(before, """
-                WITH g AS (UPDATE groups SET name = \(after.name), description = \(after.description_p), position = \(after.position),
-                           meta = \(PostgresJSON(Module.metaValue(after.metaJson).canonicalText)), updated_at = now()
-                           WHERE id = \(before.id) RETURNING *)
-                \(unescaped: Group.selectWritten)
-                """, in: transaction, changes)
+        } statement: { after in
+            """
+            WITH g AS (UPDATE groups SET name = \(after.name), description = \(after.description_p), position = \(after.position),
+                       meta = \(PostgresJSON(Module.metaValue(after.metaJson).canonicalText)), updated_at = now()
+                       WHERE id = \(after.id) RETURNING *)
+            \(unescaped: Group.selectWritten)
+            """
         }
     }
 
@@ -67,10 +65,6 @@ extension CatalogService {
     }
 
     func loadGroup(_ ref: Stb_Catalog_V1_GroupRef, on connection: PostgresConnection, forUpdate: Bool = false) async throws -> Group {
-        if ref.id != 0 { return try await Group.find(id: ref.id, forUpdate: forUpdate, on: connection) }
-        guard !ref.moduleKey.isEmpty, !ref.key.isEmpty else { throw invalid("ref: give an id, or module_key and key") }
-        return try await Group.find(
-            where: ["m.key", "g.key"], equal: [ref.moduleKey, ref.key], described: quoted("\(ref.moduleKey)/\(ref.key)"),
-            forUpdate: forUpdate, on: connection)
+        try await load(Group.self, id: ref.id, moduleKey: ref.moduleKey, names: [("g.key", ref.key)], forUpdate: forUpdate, on: connection)
     }
 }

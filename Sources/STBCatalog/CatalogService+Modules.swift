@@ -38,29 +38,27 @@ extension CatalogService {
     public func updateModule(_ request: Stb_Catalog_V1_UpdateModuleRequest, context: ServerContext) async throws -> Stb_Catalog_V1_Module {
         guard let ref = request.ref else { throw invalid("ref: required") }
         let meta = try checkedUpdate(name: request.name, description: request.description_p, metaJson: request.metaJson)
-        return try await change(actor: context.actor) { transaction, changes in
-            let before = try await loadModule(ref, on: transaction.connection, forUpdate: true)
-            var after = before
+        return try await update(context, load: { try await loadModule(ref, on: $0, forUpdate: true) }) { after, transaction in
             if let name = request.name { after.name = name }
             if let description = request.description_p { after.description_p = description }
             if let active = request.active { after.active = active }
             if let meta { after.metaJson = meta.canonicalText }
             if let initialState = request.initialState {
                 if !initialState.isEmpty {
-                    let exists = try await transaction.query("SELECT 1 FROM states WHERE module_id = \(before.id) AND name = \(initialState)")
+                    let exists = try await transaction.query("SELECT 1 FROM states WHERE module_id = \(after.id) AND name = \(initialState)")
                     if exists.isEmpty {
-                        throw invalid("initial_state: state \(quoted(initialState)) does not exist in module \(quoted(before.key))")
+                        throw invalid("initial_state: state \(quoted(initialState)) does not exist in module \(quoted(after.key))")
                     }
                 }
                 after.initialState = initialState
             }
-            guard after.auditJSON != before.auditJSON else { return before }
-            return try await updated(before, """
-                WITH m AS (UPDATE modules SET name = \(after.name), description = \(after.description_p), active = \(after.active),
-                           initial_state = \(after.initialState), meta = \(PostgresJSON(Module.metaValue(after.metaJson).canonicalText)),
-                           updated_at = now() WHERE id = \(before.id) RETURNING *)
-                \(unescaped: Module.selectWritten)
-                """, in: transaction, changes)
+        } statement: { after in
+            """
+            WITH m AS (UPDATE modules SET name = \(after.name), description = \(after.description_p), active = \(after.active),
+                       initial_state = \(after.initialState), meta = \(PostgresJSON(Module.metaValue(after.metaJson).canonicalText)),
+                       updated_at = now() WHERE id = \(after.id) RETURNING *)
+            \(unescaped: Module.selectWritten)
+            """
         }
     }
 
@@ -94,8 +92,8 @@ extension CatalogService {
 
     func loadModule(_ ref: Stb_Catalog_V1_ModuleRef, on connection: PostgresConnection, forUpdate: Bool = false) async throws -> Module {
         switch ref.ref {
-        case .id(let id): try await Module.find(id: id, forUpdate: forUpdate, on: connection)
-        case .key(let key): try await Module.find(where: ["m.key"], equal: [key], described: quoted(key), forUpdate: forUpdate, on: connection)
+        case .id(let id): try await load(Module.self, id: id, forUpdate: forUpdate, on: connection)
+        case .key(let key): try await load(Module.self, key: key, forUpdate: forUpdate, on: connection)
         case nil: throw invalid("ref: give an id or a key")
         }
     }

@@ -49,9 +49,7 @@ extension CatalogService {
         guard let ref = request.ref else { throw invalid("ref: required") }
         let moveProblem = (request.moduleKey == nil) != (request.groupKey == nil) ? ["module_key, group_key: give both to move the option"] : []
         _ = try checkedUpdate(name: request.name, description: request.description_p, metaJson: request.metaJson, more: moveProblem)
-        return try await change(actor: context.actor) { transaction, changes in
-            let before = try await loadOption(ref, on: transaction.connection, forUpdate: true)
-            var after = before
+        return try await update(context, load: { try await loadOption(ref, on: $0, forUpdate: true) }) { after, transaction in
             if let name = request.name { after.name = name }
             if let description = request.description_p { after.description_p = description }
             if let type = request.type { after.type = type }
@@ -59,9 +57,8 @@ extension CatalogService {
             if let editable = request.editable { after.editable = editable }
             if let included = request.includedByDefault { after.includedByDefault = included }
             if let meta = request.metaJson { after.metaJson = Module.metaValue(meta).canonicalText }
-            var groupID: Int64?
             if let moduleKey = request.moduleKey, let groupKey = request.groupKey {
-                groupID = try await loadGroup(groupRef(moduleKey, groupKey), on: transaction.connection).id
+                _ = try await loadGroup(groupRef(moduleKey, groupKey), on: transaction.connection)  // NOT_FOUND before anything is written
                 after.moduleKey = moduleKey
                 after.groupKey = groupKey
             }
@@ -71,15 +68,17 @@ extension CatalogService {
                 typePath: "type", defaultPath: "default_value", metaPath: "meta_json")
             try check(checked.problems)
             after.defaultValue = checked.defaultValue
-            guard after.auditJSON != before.auditJSON else { return before }
-            return try await updated(before, """
-                WITH o AS (UPDATE options SET name = \(after.name), description = \(after.description_p),
-                           type = \(Validation.typeName(after.type)!), default_value = \(after.defaultValue), editable = \(after.editable),
-                           included_by_default = \(after.includedByDefault), meta = \(PostgresJSON(Module.metaValue(after.metaJson).canonicalText)),
-                           group_id = coalesce(\(groupID), group_id), updated_at = now()
-                           WHERE id = \(before.id) RETURNING *)
-                \(unescaped: Option.selectWritten)
-                """, in: transaction, changes)
+        } statement: { after in
+            """
+            WITH o AS (UPDATE options SET name = \(after.name), description = \(after.description_p),
+                       type = \(Validation.typeName(after.type)!), default_value = \(after.defaultValue), editable = \(after.editable),
+                       included_by_default = \(after.includedByDefault), meta = \(PostgresJSON(Module.metaValue(after.metaJson).canonicalText)),
+                       group_id = (SELECT g.id FROM groups g JOIN modules m ON m.id = g.module_id
+                                   WHERE m.key = \(after.moduleKey) AND g.key = \(after.groupKey)),
+                       updated_at = now()
+                       WHERE id = \(after.id) RETURNING *)
+            \(unescaped: Option.selectWritten)
+            """
         }
     }
 
@@ -99,8 +98,8 @@ extension CatalogService {
 
     func loadOption(_ ref: Stb_Catalog_V1_OptionRef, on connection: PostgresConnection, forUpdate: Bool = false) async throws -> Option {
         switch ref.ref {
-        case .id(let id): try await Option.find(id: id, forUpdate: forUpdate, on: connection)
-        case .key(let key): try await Option.find(where: ["o.key"], equal: [key], described: quoted(key), forUpdate: forUpdate, on: connection)
+        case .id(let id): try await load(Option.self, id: id, forUpdate: forUpdate, on: connection)
+        case .key(let key): try await load(Option.self, key: key, forUpdate: forUpdate, on: connection)
         case nil: throw invalid("ref: give an id or a key")
         }
     }

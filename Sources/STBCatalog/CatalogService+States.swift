@@ -35,13 +35,13 @@ extension CatalogService {
     public func updateState(_ request: Stb_Catalog_V1_UpdateStateRequest, context: ServerContext) async throws -> Stb_Catalog_V1_State {
         guard let ref = request.ref else { throw invalid("ref: required") }
         let meta = try checkedUpdate(name: nil, metaJson: request.metaJson)
-        return try await change(actor: context.actor) { transaction, changes in
-            let before = try await loadState(ref, on: transaction.connection, forUpdate: true)
-            guard let meta, meta != Module.metaValue(before.metaJson) else { return before }
-            return try await updated(before, """
-                WITH s AS (UPDATE states SET meta = \(PostgresJSON(meta.canonicalText)) WHERE id = \(before.id) RETURNING *)
-                \(unescaped: State.selectWritten)
-                """, in: transaction, changes)
+        return try await update(context, load: { try await loadState(ref, on: $0, forUpdate: true) }) { after, _ in
+            if let meta { after.metaJson = meta.canonicalText }
+        } statement: { after in
+            """
+            WITH s AS (UPDATE states SET meta = \(PostgresJSON(Module.metaValue(after.metaJson).canonicalText)) WHERE id = \(after.id) RETURNING *)
+            \(unescaped: State.selectWritten)
+            """
         }
     }
 
@@ -69,11 +69,7 @@ extension CatalogService {
     }
 
     func loadState(_ ref: Stb_Catalog_V1_StateRef, on connection: PostgresConnection, forUpdate: Bool = false) async throws -> State {
-        if ref.id != 0 { return try await State.find(id: ref.id, forUpdate: forUpdate, on: connection) }
-        guard !ref.moduleKey.isEmpty, !ref.name.isEmpty else { throw invalid("ref: give an id, or module_key and name") }
-        return try await State.find(
-            where: ["m.key", "s.name"], equal: [ref.moduleKey, ref.name], described: quoted("\(ref.moduleKey)/\(ref.name)"),
-            forUpdate: forUpdate, on: connection)
+        try await load(State.self, id: ref.id, moduleKey: ref.moduleKey, names: [("s.name", ref.name)], forUpdate: forUpdate, on: connection)
     }
 
     /// Each named state must exist in `module` (`names`: field path and state name).

@@ -41,11 +41,9 @@ extension CatalogService {
         if let condition = request.conditionJson { problems += Validation.condition(condition, at: "condition_json") }
         if let meta = request.metaJson { problems += Validation.meta(meta, at: "meta_json").1 }
         try check(problems)
-        return try await change(actor: context.actor) { transaction, changes in
-            let before = try await loadTransition(ref, on: transaction.connection, forUpdate: true)
-            var after = before
+        return try await update(context, load: { try await loadTransition(ref, on: $0, forUpdate: true) }) { after, transaction in
             if let toState = request.toState {
-                let module = try await loadModule(moduleRef(before.moduleKey), on: transaction.connection)
+                let module = try await loadModule(moduleRef(after.moduleKey), on: transaction.connection)
                 try await requireStates([("to_state", toState)], in: module, transaction)
                 after.toState = toState
             }
@@ -53,14 +51,14 @@ extension CatalogService {
                 after.conditionJson = condition.isEmpty ? "" : try JSONValue.parse(condition).canonicalText
             }
             if let meta = request.metaJson { after.metaJson = Module.metaValue(meta).canonicalText }
-            guard after.auditJSON != before.auditJSON else { return before }
-            let condition = after.conditionJson.isEmpty ? nil : PostgresJSON(after.conditionJson)
-            return try await updated(before, """
-                WITH t AS (UPDATE transitions SET to_state = \(after.toState), condition = \(condition),
-                           meta = \(PostgresJSON(Module.metaValue(after.metaJson).canonicalText)), updated_at = now()
-                           WHERE id = \(before.id) RETURNING *)
-                \(unescaped: Transition.selectWritten)
-                """, in: transaction, changes)
+        } statement: { after in
+            """
+            WITH t AS (UPDATE transitions SET to_state = \(after.toState),
+                       condition = \(after.conditionJson.isEmpty ? nil : PostgresJSON(after.conditionJson)),
+                       meta = \(PostgresJSON(Module.metaValue(after.metaJson).canonicalText)), updated_at = now()
+                       WHERE id = \(after.id) RETURNING *)
+            \(unescaped: Transition.selectWritten)
+            """
         }
     }
 
@@ -72,12 +70,8 @@ extension CatalogService {
     }
 
     func loadTransition(_ ref: Stb_Catalog_V1_TransitionRef, on connection: PostgresConnection, forUpdate: Bool = false) async throws -> Transition {
-        if ref.id != 0 { return try await Transition.find(id: ref.id, forUpdate: forUpdate, on: connection) }
-        guard !ref.moduleKey.isEmpty, !ref.fromState.isEmpty, !ref.event.isEmpty else {
-            throw invalid("ref: give an id, or module_key, from_state and event")
-        }
-        return try await Transition.find(
-            where: ["m.key", "t.from_state", "t.event"], equal: [ref.moduleKey, ref.fromState, ref.event],
-            described: quoted("\(ref.moduleKey)/\(ref.fromState)/\(ref.event)"), forUpdate: forUpdate, on: connection)
+        try await load(
+            Transition.self, id: ref.id, moduleKey: ref.moduleKey, names: [("t.from_state", ref.fromState), ("t.event", ref.event)],
+            forUpdate: forUpdate, on: connection)
     }
 }

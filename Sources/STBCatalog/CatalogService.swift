@@ -73,6 +73,45 @@ public struct CatalogService: Stb_Catalog_V1_CatalogService {
         return after
     }
 
+    /// An update of one entity: loads it locked, lets `apply` change a copy, and when that
+    /// changed anything runs `statement` (for the changed copy: an update of its row, then
+    /// `E.selectWritten`) and records the change. An update that changes nothing writes
+    /// nothing.
+    func update<E: CatalogRecord>(
+        _ context: ServerContext, load: (PostgresConnection) async throws -> E,
+        _ apply: (inout E, PostgresTransaction) async throws -> Void, statement: (E) -> PostgresQuery
+    ) async throws -> E {
+        try await change(actor: context.actor) { transaction, changes in
+            let before = try await load(transaction.connection)
+            var after = before
+            try await apply(&after, transaction)
+            guard after.auditJSON != before.auditJSON else { return before }
+            return try await updated(before, statement(after), in: transaction, changes)
+        }
+    }
+
+    /// An entity by id, or else by its module's key and its names within the module
+    /// (`names`: each column and the ref's value); NOT_FOUND when there is none.
+    func load<E: CatalogRecord>(
+        _ type: E.Type, id: Int64, moduleKey: String = "", names: [(column: String, value: String)] = [],
+        forUpdate: Bool, on connection: PostgresConnection
+    ) async throws -> E {
+        if id != 0 || names.isEmpty { return try await E.find(id: id, forUpdate: forUpdate, on: connection) }
+        guard !moduleKey.isEmpty, names.allSatisfy({ !$0.value.isEmpty }) else {
+            let fields = ["module_key"] + names.map { String($0.column.drop { $0 != "." }.dropFirst()) }
+            throw invalid("ref: give an id, or \(fields.dropLast().joined(separator: ", ")) and \(fields.last!)")
+        }
+        let values = [moduleKey] + names.map(\.value)
+        return try await E.find(
+            where: ["m.key"] + names.map(\.column), equal: values, described: quoted(values.joined(separator: "/")),
+            forUpdate: forUpdate, on: connection)
+    }
+
+    /// An entity by its catalog-wide key (modules, options); NOT_FOUND when there is none.
+    func load<E: CatalogRecord>(_ type: E.Type, key: String, forUpdate: Bool, on connection: PostgresConnection) async throws -> E {
+        try await E.find(where: ["\(E.alias).key"], equal: [key], described: quoted(key), forUpdate: forUpdate, on: connection)
+    }
+
     /// Deletes `entity` in `transaction`, recording the deletion.
     func delete<E: CatalogRecord>(_ entity: E, in transaction: PostgresTransaction, _ changes: ChangeSet) async throws {
         try await entity.delete(in: transaction)

@@ -149,21 +149,9 @@ private struct DocumentReader {
     private mutating func module(_ value: JSONValue, at index: Int, modulePaths: inout [String: Where]) {
         guard let f = fields(value, at: .module(index), known: moduleFields) else { return }
         var module = Module()
-        if let key = string(f, "key", required: true) {
-            checkKey(key, f, "key")
-            if let first = modulePaths[key] {
-                problems.append("\(f.path("key")): duplicate module key \(quoted(key)) (first at \(first))")
-            } else {
-                modulePaths[key] = f.at
-            }
-            module.key = key
-        }
-        if let name = string(f, "name", required: true) {
-            checkName(name, f, "name")
-            module.name = name
-        }
-        module.description_p = string(f, "description") ?? ""
-        checkText(module.description_p, .description, f, "description")
+        module.key = uniqueKey(f, "key", in: &modulePaths) { "duplicate module key \(quoted($0))" } ?? ""
+        module.name = name(f) ?? ""
+        module.description_p = description(f)
         module.active = bool(f, "active", default: true)
         let initialState = string(f, "initial_state") ?? ""
         module.initialState = initialState
@@ -194,15 +182,7 @@ private struct DocumentReader {
         guard let f = fields(value, at: place, known: stateFields) else { return }
         var state = State()
         state.moduleKey = module
-        if let name = string(f, "name", required: true) {
-            checkKey(name, f, "name")
-            if let first = statePaths[name] {
-                problems.append("\(f.path("name")): duplicate state \(quoted(name)) (first at \(first))")
-            } else {
-                statePaths[name] = place
-            }
-            state.name = name
-        }
+        state.name = uniqueKey(f, "name", in: &statePaths) { "duplicate state \(quoted($0))" } ?? ""
         state.metaJson = meta(f).canonicalText
         unknownFields(f)
         document.states.append(state)
@@ -247,21 +227,9 @@ private struct DocumentReader {
         guard let f = fields(value, at: .group(place.module, place.group), known: groupFields) else { return }
         var group = Group()
         group.moduleKey = module
-        if let key = string(f, "key", required: true) {
-            checkKey(key, f, "key")
-            if let first = groupPaths[key] {
-                problems.append("\(f.path("key")): duplicate group key \(quoted(key)) in module \(quoted(module)) (first at \(first))")
-            } else {
-                groupPaths[key] = f.at
-            }
-            group.key = key
-        }
-        if let name = string(f, "name", required: true) {
-            checkName(name, f, "name")
-            group.name = name
-        }
-        group.description_p = string(f, "description") ?? ""
-        checkText(group.description_p, .description, f, "description")
+        group.key = uniqueKey(f, "key", in: &groupPaths) { "duplicate group key \(quoted($0)) in module \(quoted(module))" } ?? ""
+        group.name = name(f) ?? ""
+        group.description_p = description(f)
         group.position = Int32(clamping: place.group)
         if let position = f["position"] {
             if let number = position.integerValue, let value = Int32(exactly: number) {
@@ -287,21 +255,11 @@ private struct DocumentReader {
         var option = Option()
         option.moduleKey = module
         option.groupKey = group
-        if let key = string(f, "key", required: true) {
-            checkKey(key, f, "key")
-            if let first = optionPaths[key] {
-                problems.append("\(f.path("key")): duplicate option key \(quoted(key)) (first at \(first)); option keys are unique across the catalog")
-            } else {
-                optionPaths[key] = place
-            }
-            option.key = key
-        }
-        if let name = string(f, "name", required: true) {
-            checkName(name, f, "name")
-            option.name = name
-        }
-        option.description_p = string(f, "description") ?? ""
-        checkText(option.description_p, .description, f, "description")
+        var paths = optionPaths
+        option.key = uniqueKey(f, "key", in: &paths, note: "; option keys are unique across the catalog") { "duplicate option key \(quoted($0))" } ?? ""
+        optionPaths = paths
+        option.name = name(f) ?? ""
+        option.description_p = description(f)
         let typeName = string(f, "type", required: true)
         let defaultValue = f["default"]
         option.editable = bool(f, "editable", default: true)
@@ -389,6 +347,37 @@ private struct DocumentReader {
             if case .string(let text) = value { return (text, nil) }
             return (nil, "\(path): must be a string, not \(value.typeName)")
         }
+    }
+
+    // MARK: Fields every entity has
+
+    /// The required key-like field `name` (a key, or a state's name), refused when another
+    /// entity in `paths` already has it; nil when missing.
+    private mutating func uniqueKey(
+        _ f: Fields, _ name: String, in paths: inout [String: Where], note: String = "", duplicate: (String) -> String
+    ) -> String? {
+        guard let key = string(f, name, required: true) else { return nil }
+        checkKey(key, f, name)
+        if let first = paths[key] {
+            problems.append("\(f.path(name)): \(duplicate(key)) (first at \(first))\(note)")
+        } else {
+            paths[key] = f.at
+        }
+        return key
+    }
+
+    /// The required `name`, checked; nil when missing.
+    private mutating func name(_ f: Fields) -> String? {
+        guard let name = string(f, "name", required: true) else { return nil }
+        checkName(name, f, "name")
+        return name
+    }
+
+    /// The optional `description` (empty when absent), checked.
+    private mutating func description(_ f: Fields) -> String {
+        let text = string(f, "description") ?? ""
+        checkText(text, .description, f, "description")
+        return text
     }
 
     // MARK: Field readers
