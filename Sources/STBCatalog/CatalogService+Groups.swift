@@ -35,9 +35,8 @@ extension CatalogService {
     }
 
     public func updateGroup(_ request: Stb_Catalog_V1_UpdateGroupRequest, context: ServerContext) async throws -> Stb_Catalog_V1_Group {
-        guard let ref = request.ref else { throw invalid("ref: required") }
         let meta = try checkedUpdate(name: request.name, description: request.description_p, metaJson: request.metaJson)
-        return try await update(context, load: { try await loadGroup(ref, on: $0, forUpdate: true) }) { after, transaction in
+        return try await update(context, request.ref, load: loadGroup) { after, transaction in
             if let name = request.name { after.name = name }
             if let description = request.description_p { after.description_p = description }
             if let position = request.position { after.position = position }

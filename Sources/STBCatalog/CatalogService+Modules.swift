@@ -36,9 +36,8 @@ extension CatalogService {
     }
 
     public func updateModule(_ request: Stb_Catalog_V1_UpdateModuleRequest, context: ServerContext) async throws -> Stb_Catalog_V1_Module {
-        guard let ref = request.ref else { throw invalid("ref: required") }
         let meta = try checkedUpdate(name: request.name, description: request.description_p, metaJson: request.metaJson)
-        return try await update(context, load: { try await loadModule(ref, on: $0, forUpdate: true) }) { after, transaction in
+        return try await update(context, request.ref, load: loadModule) { after, transaction in
             if let name = request.name { after.name = name }
             if let description = request.description_p { after.description_p = description }
             if let active = request.active { after.active = active }

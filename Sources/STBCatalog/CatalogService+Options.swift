@@ -46,10 +46,9 @@ extension CatalogService {
     }
 
     public func updateOption(_ request: Stb_Catalog_V1_UpdateOptionRequest, context: ServerContext) async throws -> Stb_Catalog_V1_Option {
-        guard let ref = request.ref else { throw invalid("ref: required") }
         let moveProblem = (request.moduleKey == nil) != (request.groupKey == nil) ? ["module_key, group_key: give both to move the option"] : []
         _ = try checkedUpdate(name: request.name, description: request.description_p, metaJson: request.metaJson, more: moveProblem)
-        return try await update(context, load: { try await loadOption(ref, on: $0, forUpdate: true) }) { after, transaction in
+        return try await update(context, request.ref, load: loadOption) { after, transaction in
             if let name = request.name { after.name = name }
             if let description = request.description_p { after.description_p = description }
             if let type = request.type { after.type = type }

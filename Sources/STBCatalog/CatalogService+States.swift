@@ -33,9 +33,8 @@ extension CatalogService {
     }
 
     public func updateState(_ request: Stb_Catalog_V1_UpdateStateRequest, context: ServerContext) async throws -> Stb_Catalog_V1_State {
-        guard let ref = request.ref else { throw invalid("ref: required") }
         let meta = try checkedUpdate(name: nil, metaJson: request.metaJson)
-        return try await update(context, load: { try await loadState(ref, on: $0, forUpdate: true) }) { after, _ in
+        return try await update(context, request.ref, load: loadState) { after, _ in
             if let meta { after.metaJson = meta.canonicalText }
         } statement: { after in
             """

@@ -36,12 +36,11 @@ extension CatalogService {
     }
 
     public func updateTransition(_ request: Stb_Catalog_V1_UpdateTransitionRequest, context: ServerContext) async throws -> Stb_Catalog_V1_Transition {
-        guard let ref = request.ref else { throw invalid("ref: required") }
         var problems: [String] = []
         if let condition = request.conditionJson { problems += Validation.condition(condition, at: "condition_json") }
         if let meta = request.metaJson { problems += Validation.meta(meta, at: "meta_json").1 }
         try check(problems)
-        return try await update(context, load: { try await loadTransition(ref, on: $0, forUpdate: true) }) { after, transaction in
+        return try await update(context, request.ref, load: loadTransition) { after, transaction in
             if let toState = request.toState {
                 let module = try await loadModule(moduleRef(after.moduleKey), on: transaction.connection)
                 try await requireStates([("to_state", toState)], in: module, transaction)

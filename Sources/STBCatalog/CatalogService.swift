@@ -73,16 +73,17 @@ public struct CatalogService: Stb_Catalog_V1_CatalogService {
         return after
     }
 
-    /// An update of one entity: loads it locked, lets `apply` change a copy, and when that
+    /// An update of the entity `ref` names: loads it locked, lets `apply` change a copy, and when that
     /// changed anything runs `statement` (for the changed copy: an update of its row, then
     /// `E.selectWritten`) and records the change. An update that changes nothing writes
     /// nothing.
-    func update<E: CatalogRecord>(
-        _ context: ServerContext, load: (PostgresConnection) async throws -> E,
+    func update<E: CatalogRecord, Ref>(
+        _ context: ServerContext, _ ref: Ref?, load: (Ref, PostgresConnection, Bool) async throws -> E,
         _ apply: (inout E, PostgresTransaction) async throws -> Void, statement: (E) -> PostgresQuery
     ) async throws -> E {
-        try await change(actor: context.actor) { transaction, changes in
-            let before = try await load(transaction.connection)
+        guard let ref else { throw invalid("ref: required") }
+        return try await change(actor: context.actor) { transaction, changes in
+            let before = try await load(ref, transaction.connection, true)
             var after = before
             try await apply(&after, transaction)
             guard after.auditJSON != before.auditJSON else { return before }
