@@ -4,16 +4,17 @@ internal import CLinux
 import STBEventLoop
 
 /// The client side of one HTTP/2 connection: calls multiplexed as streams. Loop only.
-final class ClientConnection: HTTP2Connection {
+final class ClientConnection: HTTP2ConnectionDelegate {
     /// Request bytes queued per call above which `send` waits.
     static let maxQueuedRequestBytes = 256 * 1024
     /// SETTINGS_MAX_HEADER_LIST_SIZE we announce: a response header block (or trailers)
     /// of at most this many bytes, Σ(name + value + 32).
     static let maxHeaderListSize = 16 * 1024
 
+    /// The socket and the nghttp2 session.
+    private let transport: HTTP2Connection
     private let authority: String
     private var calls: [Int32: ClientCall] = [:]
-    private var connecting = true
     /// Set on GOAWAY or close: new calls need a new connection.
     private(set) var isUsable = true
     private let onClose: (ClientConnection) -> Void
@@ -22,17 +23,17 @@ final class ClientConnection: HTTP2Connection {
         let fd = try Socket.connect(host: host, port: port)
         self.authority = "\(host):\(port)"
         self.onClose = onClose
-        super.init(loop: loop, fd: fd)
+        self.transport = HTTP2Connection(loop: loop, fd: fd)
         var option: OpaquePointer?
         guard nghttp2_option_new(&option) == 0 else { throw SocketError(operation: "nghttp2_option_new", errno: ENOMEM) }
         defer { nghttp2_option_del(option) }
         nghttp2_option_set_no_auto_window_update(option, 1)
         var newSession: OpaquePointer?
-        guard nghttp2_session_client_new2(&newSession, HTTP2Callbacks.shared, userDataPointer, option) == 0 else {
+        guard nghttp2_session_client_new2(&newSession, HTTP2Callbacks.shared, transport.userDataPointer, option) == 0 else {
             Glibc.close(fd)
             throw SocketError(operation: "nghttp2_session_client_new2", errno: ENOMEM)
         }
-        session = newSession
+        transport.session = newSession
         var entries = [
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: 1 << 20),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES.rawValue), value: 1),
@@ -44,24 +45,26 @@ final class ClientConnection: HTTP2Connection {
         ]
         nghttp2_submit_settings(newSession, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count)
         nghttp2_session_set_local_window_size(newSession, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, 16 << 20)
-        try activate(connecting: true)
-    }
-
-    override var isConnecting: Bool { connecting }
-
-    override func connectDidComplete(error: Int32) {
-        guard error == 0 else {
-            close(reason: "could not connect to \(authority): \(String(cString: strerror(error)))")
-            return
+        transport.delegate = self
+        do {
+            try transport.activate(connecting: true)
+        } catch {
+            transport.delegate = nil  // the two hold each other until the connection closes
+            throw error
         }
-        connecting = false
-        loop.modify(fd: fd, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
-        flush()
     }
 
-    override func flush() {
-        guard !connecting else { return }
-        super.flush()
+    var loop: EventLoop { transport.loop }
+    private var session: OpaquePointer? { transport.session }
+    var isClosed: Bool { transport.isClosed }
+
+    /// Closes the socket; every open call fails. Safe to call more than once.
+    func close(reason: String) {
+        transport.close(reason: reason)
+    }
+
+    func connectionFailedToConnect(error: Int32) -> String {
+        "could not connect to \(authority): \(String(cString: strerror(error)))"
     }
 
     /// Submits `call` as a new stream. Fails the call if the session refuses.
@@ -94,24 +97,24 @@ final class ClientConnection: HTTP2Connection {
                 self?.cancel(call, status: RPCError(code: .deadlineExceeded, message: "deadline exceeded"))
             }
         }
-        loop.scheduleFlush(self)
+        transport.scheduleFlush()
     }
 
     func bodyUpdated(_ call: ClientCall) {
         guard let session, call.outbound.isDeferred else {
-            loop.scheduleFlush(self)
+            transport.scheduleFlush()
             return
         }
         call.outbound.isDeferred = false
         nghttp2_session_resume_data(session, call.streamID)
-        loop.scheduleFlush(self)
+        transport.scheduleFlush()
     }
 
     func cancel(_ call: ClientCall, status: RPCError) {
         guard !call.isFinished else { return }
         if let session, call.streamID > 0 {
             nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), call.streamID, H2Error.cancel)
-            loop.scheduleFlush(self)
+            transport.scheduleFlush()
         }
         call.finish(status)
     }
@@ -120,12 +123,12 @@ final class ClientConnection: HTTP2Connection {
         guard let session, call.unconsumedBytes > 0, call.responses.queuedBytes <= Self.maxQueuedRequestBytes else { return }
         nghttp2_session_consume(session, call.streamID, call.unconsumedBytes)
         call.unconsumedBytes = 0
-        loop.scheduleFlush(self)
+        transport.scheduleFlush()
     }
 
     // MARK: - Callbacks
 
-    override func onHeader(
+    func onHeader(
         _ frame: UnsafePointer<nghttp2_frame>, name: UnsafePointer<UInt8>, nameLength: Int,
         value: UnsafePointer<UInt8>, valueLength: Int
     ) -> Int32 {
@@ -148,7 +151,7 @@ final class ClientConnection: HTTP2Connection {
         return 0
     }
 
-    override func onFrameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+    func onFrameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let header = frame.pointee.hd
         switch header.type {
         case FrameType.headers:
@@ -165,7 +168,7 @@ final class ClientConnection: HTTP2Connection {
         return 0
     }
 
-    override func onDataChunk(streamID: Int32, flags: UInt8, data: UnsafePointer<UInt8>, length: Int) -> Int32 {
+    func onDataChunk(streamID: Int32, flags: UInt8, data: UnsafePointer<UInt8>, length: Int) -> Int32 {
         guard let session else { return 0 }
         guard let call = calls[streamID], !call.isFinished else {
             nghttp2_session_consume(session, streamID, length)
@@ -190,7 +193,7 @@ final class ClientConnection: HTTP2Connection {
         return 0
     }
 
-    override func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
+    func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let call = calls.removeValue(forKey: streamID) else { return 0 }
         if let session, call.unconsumedBytes > 0 { nghttp2_session_consume_connection(session, call.unconsumedBytes) }
         if !call.isFinished, errorCode == H2Error.refusedStream, !call.receivedHeaders,
@@ -219,7 +222,7 @@ final class ClientConnection: HTTP2Connection {
         return 0
     }
 
-    override func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+    func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let call = calls[streamID] else {
             flags.pointee |= DataFlag.eof
             return 0
@@ -262,7 +265,7 @@ final class ClientConnection: HTTP2Connection {
         }
     }
 
-    override func connectionDidClose(reason: String) {
+    func connectionDidClose(reason: String) {
         isUsable = false
         let open = calls.values
         calls.removeAll()

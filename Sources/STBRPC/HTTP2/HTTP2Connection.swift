@@ -7,14 +7,20 @@ import STBEventLoop
 /// turns bytes into frames and back, and the read/write buffers between them.
 ///
 /// nghttp2 is the protocol engine only (`mem_recv`/`mem_send`); this class owns the I/O.
-/// Subclasses (server and client) override the frame callbacks. Loop only: every method
-/// runs on `loop`'s thread, and never from inside an nghttp2 callback unless noted.
-class HTTP2Connection: EventLoopSource, FlushTarget {
+/// The server and the client each own one and are its `delegate`, which receives the
+/// frame callbacks. Loop only: every method runs on `loop`'s thread, and never from
+/// inside an nghttp2 callback unless noted.
+final class HTTP2Connection: EventLoopSource, FlushTarget {
     let loop: EventLoop
     let fd: Int32
     /// The nghttp2 session; nil once closed.
     var session: OpaquePointer?
+    /// Receives the frame callbacks and the connection's events. Strong, and cleared on
+    /// close: the loop keeps the connection (and so its delegate) alive while it is open.
+    var delegate: (any HTTP2ConnectionDelegate)?
     private(set) var isClosed = false
+    /// Whether a non-blocking connect is still in progress (client only).
+    private(set) var isConnecting = false
     var flushScheduled = false
 
     private var writeBuffer: [UInt8] = []
@@ -46,29 +52,22 @@ class HTTP2Connection: EventLoopSource, FlushTarget {
     func activate(connecting: Bool = false) throws(SocketError) {
         let events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | (connecting ? EPOLLOUT.rawValue : 0)
         watchingWritable = connecting
+        isConnecting = connecting
         try loop.register(self, fd: fd, events: events)
-        loop.addTickHandler(self) { [unowned self] in self.tick(now: self.loop.now) }
+        loop.addTickHandler(self) { [unowned self] in self.delegate?.connectionTick(now: self.loop.now) }
     }
 
-    // MARK: - Hooks for subclasses
-
-    /// Called once per loop tick (about every 250 ms) for timers.
-    func tick(now: UInt64) {}
-
-    /// Called once when the connection is closed, for whatever reason.
-    func connectionDidClose(reason: String) {}
-
-    /// Called when a non-blocking connect finishes (client only).
-    func connectDidComplete(error: Int32) {}
-
-    var isConnecting: Bool { false }
+    /// Flushes at the end of this loop iteration.
+    func scheduleFlush() {
+        loop.scheduleFlush(self)
+    }
 
     // MARK: - I/O
 
     func handleEvents(_ events: UInt32) {
         if isConnecting {
             if events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 {
-                connectDidComplete(error: Socket.pendingError(fd))
+                connectFinished(error: Socket.pendingError(fd))
             }
             return
         }
@@ -123,8 +122,27 @@ class HTTP2Connection: EventLoopSource, FlushTarget {
         close(reason: "protocol error: \(LibError.describe(code))")
     }
 
-    /// Moves frames from nghttp2 to the socket. Runs once per loop iteration when scheduled.
+    /// A non-blocking connect finished: on success, start the session's I/O.
+    private func connectFinished(error: Int32) {
+        guard error == 0 else {
+            close(reason: delegate?.connectionFailedToConnect(error: error) ?? "could not connect")
+            return
+        }
+        isConnecting = false
+        loop.modify(fd: fd, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
+        flush()
+    }
+
+    /// Moves frames from nghttp2 to the socket. Runs once per loop iteration when scheduled;
+    /// the delegate may refuse it (and close) first, and look at the result after.
     func flush() {
+        guard !isConnecting, session != nil, !isClosed else { return }
+        guard delegate?.connectionWillFlush() ?? true else { return }
+        flushSession()
+        if !isClosed { delegate?.connectionDidFlush() }
+    }
+
+    private func flushSession() {
         guard let session, !isClosed else { return }
         var data: UnsafePointer<UInt8>?
         // Pull at most `maxWriteBuffered` ahead of the socket; while the socket takes all
@@ -189,7 +207,9 @@ class HTTP2Connection: EventLoopSource, FlushTarget {
         loop.deregister(fd: fd)
         loop.removeTickHandler(self)
         Glibc.close(fd)
-        connectionDidClose(reason: reason)
+        let delegate = self.delegate
+        self.delegate = nil
+        delegate?.connectionDidClose(reason: reason)
         if let session {
             self.session = nil
             nghttp2_session_del(session)
@@ -197,31 +217,15 @@ class HTTP2Connection: EventLoopSource, FlushTarget {
         writeBuffer = []
     }
 
-    // MARK: - Frame callbacks (override)
-
-    func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 { 0 }
-    func onHeader(
-        _ frame: UnsafePointer<nghttp2_frame>, name: UnsafePointer<UInt8>, nameLength: Int,
-        value: UnsafePointer<UInt8>, valueLength: Int
-    ) -> Int32 { 0 }
-    func onFrameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 { 0 }
-    func onDataChunk(streamID: Int32, flags: UInt8, data: UnsafePointer<UInt8>, length: Int) -> Int32 { 0 }
-    func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 { 0 }
-    func onInvalidFrame(_ frame: UnsafePointer<nghttp2_frame>, error: Int32) -> Int32 { 0 }
-    func onFrameSent(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 { 0 }
-    /// Copies up to `length` bytes of the stream's body into `buffer` (data provider).
-    func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
-        LibError.deferred
-    }
-
     // MARK: - Shared helpers
 
-    /// A data provider whose reads call `readBody(streamID:…)` on this connection.
+    /// A data provider whose reads call the delegate's `readBody(streamID:…)`.
     static var bodyProvider: nghttp2_data_provider {
         var provider = nghttp2_data_provider()
         provider.read_callback = { _, streamID, buffer, length, flags, _, userData in
             let connection = Unmanaged<HTTP2Connection>.fromOpaque(userData!).takeUnretainedValue()
-            return connection.readBody(streamID: streamID, into: buffer!, length: length, flags: flags!)
+            guard let delegate = connection.delegate else { return LibError.deferred }
+            return delegate.readBody(streamID: streamID, into: buffer!, length: length, flags: flags!)
         }
         return provider
     }
@@ -237,31 +241,31 @@ enum HTTP2Callbacks {
         let rc = nghttp2_session_callbacks_new(&callbacks)
         precondition(rc == 0, "nghttp2_session_callbacks_new failed: out of memory")
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
-            connection(userData).onBeginHeaders(frame!)
+            delegate(userData)?.onBeginHeaders(frame!) ?? 0
         }
         nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _, userData in
-            connection(userData).onHeader(frame!, name: name!, nameLength: nameLength, value: value!, valueLength: valueLength)
+            delegate(userData)?.onHeader(frame!, name: name!, nameLength: nameLength, value: value!, valueLength: valueLength) ?? 0
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
-            connection(userData).onFrameReceived(frame!)
+            delegate(userData)?.onFrameReceived(frame!) ?? 0
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, flags, streamID, data, length, userData in
-            connection(userData).onDataChunk(streamID: streamID, flags: flags, data: data!, length: length)
+            delegate(userData)?.onDataChunk(streamID: streamID, flags: flags, data: data!, length: length) ?? 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in
-            connection(userData).onStreamClose(streamID: streamID, errorCode: errorCode)
+            delegate(userData)?.onStreamClose(streamID: streamID, errorCode: errorCode) ?? 0
         }
         nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks) { _, frame, error, userData in
-            connection(userData).onInvalidFrame(frame!, error: error)
+            delegate(userData)?.onInvalidFrame(frame!, error: error) ?? 0
         }
         nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
-            connection(userData).onFrameSent(frame!)
+            delegate(userData)?.onFrameSent(frame!) ?? 0
         }
         return callbacks!
     }()
 
     @inline(__always)
-    private static func connection(_ userData: UnsafeMutableRawPointer?) -> HTTP2Connection {
-        Unmanaged<HTTP2Connection>.fromOpaque(userData!).takeUnretainedValue()
+    private static func delegate(_ userData: UnsafeMutableRawPointer?) -> (any HTTP2ConnectionDelegate)? {
+        Unmanaged<HTTP2Connection>.fromOpaque(userData!).takeUnretainedValue().delegate
     }
 }

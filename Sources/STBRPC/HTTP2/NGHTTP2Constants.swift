@@ -24,6 +24,7 @@ enum H2Error {
     static let protocolError = UInt32(NGHTTP2_PROTOCOL_ERROR.rawValue)
     static let internalError = UInt32(NGHTTP2_INTERNAL_ERROR.rawValue)
     static let refusedStream = UInt32(NGHTTP2_REFUSED_STREAM.rawValue)
+    static let streamClosed = UInt32(NGHTTP2_STREAM_CLOSED.rawValue)
     static let cancel = UInt32(NGHTTP2_CANCEL.rawValue)
     static let enhanceYourCalm = UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
     static let inadequateSecurity = UInt32(NGHTTP2_INADEQUATE_SECURITY.rawValue)

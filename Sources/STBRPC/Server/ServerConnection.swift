@@ -4,38 +4,26 @@ import Logging
 import Synchronization
 import STBEventLoop
 
-/// The server side of one HTTP/2 connection: request parsing, dispatch to handlers,
-/// response framing and the hardening policy. Loop only.
-final class ServerConnection: HTTP2Connection {
+/// The server side of one HTTP/2 connection: it feeds what nghttp2 reports into each
+/// stream's `ServerStreamStateMachine` and into the connection's `ServerConnectionPolicy`,
+/// and carries out what they return: dispatch to handlers, response framing, resets,
+/// GOAWAY and close. Loop only.
+final class ServerConnection: HTTP2ConnectionDelegate {
     private let server: ServerCore
+    /// The socket and the nghttp2 session.
+    private let transport: HTTP2Connection
     private var config: RPCServer.Configuration { server.configuration }
     private var streams: [Int32: ServerStream] = [:]
+    private var policy: ServerConnectionPolicy
     let peer: String
-
-    private var runningHandlers = 0
     private var bufferedInbound = 0
-    private let createdAt: UInt64
-    private var handshakeDone = false
-    private var lastActivity: UInt64
-    private var stallClockStart: UInt64
-    private var lastPingReceived: UInt64 = 0
-    private var pingStrikes = 0
-    private var glitchTokens: Double
-    private var glitchRefilledAt: UInt64
-    private var closingAfterFlush = false
-    private(set) var isDraining = false
 
     init(server: ServerCore, loop: EventLoop, fd: Int32) throws(SocketError) {
         self.server = server
         self.peer = Socket.peerDescription(fd)
-        self.createdAt = loop.now
-        self.lastActivity = loop.now
-        self.stallClockStart = loop.now
-        self.glitchTokens = Double(server.configuration.glitchBurst)
-        self.glitchRefilledAt = loop.now
-        super.init(loop: loop, fd: fd)
+        self.policy = ServerConnectionPolicy(limits: ServerConnectionPolicy.Limits(server.configuration), now: loop.now)
+        self.transport = HTTP2Connection(loop: loop, fd: fd)
         Socket.setNoDelay(fd)
-
         var option: OpaquePointer?
         guard nghttp2_option_new(&option) == 0 else { throw SocketError(operation: "nghttp2_option_new", errno: ENOMEM) }
         defer { nghttp2_option_del(option) }
@@ -43,10 +31,10 @@ final class ServerConnection: HTTP2Connection {
         nghttp2_option_set_no_auto_window_update(option, 1)
         nghttp2_option_set_no_closed_streams(option, 1)
         var newSession: OpaquePointer?
-        guard nghttp2_session_server_new2(&newSession, HTTP2Callbacks.shared, userDataPointer, option) == 0 else {
+        guard nghttp2_session_server_new2(&newSession, HTTP2Callbacks.shared, transport.userDataPointer, option) == 0 else {
             throw SocketError(operation: "nghttp2_session_server_new2", errno: ENOMEM)
         }
-        session = newSession
+        transport.session = newSession
         let settings: [(Int32, UInt32)] = [
             (Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), UInt32(config.maxConcurrentStreams)),
             (Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), UInt32(config.initialStreamWindow)),
@@ -56,18 +44,35 @@ final class ServerConnection: HTTP2Connection {
         var entries = settings.map { nghttp2_settings_entry(settings_id: $0.0, value: $0.1) }
         nghttp2_submit_settings(newSession, UInt8(NGHTTP2_FLAG_NONE.rawValue), &entries, entries.count)
         nghttp2_session_set_local_window_size(newSession, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(config.connectionWindow))
-        try activate()
-        loop.scheduleFlush(self)
+        transport.delegate = self
+        do {
+            try transport.activate()
+        } catch {
+            transport.delegate = nil  // the two hold each other until the connection closes
+            throw error
+        }
+        transport.scheduleFlush()
+    }
+
+    var loop: EventLoop { transport.loop }
+    private var session: OpaquePointer? { transport.session }
+    private var isClosed: Bool { transport.isClosed }
+    /// Whether a graceful shutdown has begun.
+    var isDraining: Bool { policy.isDraining }
+
+    /// Closes the socket; every open call is cancelled. Safe to call more than once.
+    func close(reason: String) {
+        transport.close(reason: reason)
     }
 
     // MARK: - Request headers
 
-    override func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+    func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let header = frame.pointee.hd
         guard header.type == FrameType.headers else { return 0 }
         if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
             streams[header.stream_id] = ServerStream(id: header.stream_id, maxMessageSize: config.maxReceiveMessageSize)
-            lastActivity = loop.now
+            policy.streamOpened(now: loop.now)
         }
         // Per stream, so a block the library or the header budget rejects (and that
         // therefore never completes) ends with its stream instead of lingering.
@@ -75,14 +80,14 @@ final class ServerConnection: HTTP2Connection {
         return 0
     }
 
-    override func onHeader(
+    func onHeader(
         _ frame: UnsafePointer<nghttp2_frame>, name: UnsafePointer<UInt8>, nameLength: Int,
         value: UnsafePointer<UInt8>, valueLength: Int
     ) -> Int32 {
         guard let stream = streams[frame.pointee.hd.stream_id] else { return 0 }
-        stream.headerBytes += nameLength + valueLength + 32
-        stream.headerFields += 1
-        if stream.headerBytes > config.maxHeaderListSize || stream.headerFields > config.maxHeaderFields {
+        let field = stream.machine.receivedHeaderField(
+            size: nameLength + valueLength + 32, maxListSize: config.maxHeaderListSize, maxFields: config.maxHeaderFields)
+        if field == .resetOverBudget {
             glitch()
             reset(stream, code: H2Error.enhanceYourCalm)
             return LibError.temporalCallbackFailure
@@ -113,9 +118,9 @@ final class ServerConnection: HTTP2Connection {
 
     // MARK: - Frames
 
-    override func onFrameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+    func onFrameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let header = frame.pointee.hd
-        handshakeDone = true
+        policy.frameReceived()
         switch header.type {
         case FrameType.headers:
             guard let stream = streams[header.stream_id] else { return 0 }
@@ -129,20 +134,32 @@ final class ServerConnection: HTTP2Connection {
                 requestEnded(stream)
             }
         case FrameType.rstStream:
-            streams[header.stream_id]?.peerReset = true
+            streams[header.stream_id]?.machine.receivedReset()
         case FrameType.ping where header.flags & FrameFlag.ack == 0:
-            pingReceived()
+            perform(policy.pingReceived(now: loop.now))
         default:
             break
         }
         return 0
     }
 
-    override func onDataChunk(streamID: Int32, flags: UInt8, data: UnsafePointer<UInt8>, length: Int) -> Int32 {
+    func onDataChunk(streamID: Int32, flags: UInt8, data: UnsafePointer<UInt8>, length: Int) -> Int32 {
         guard let session else { return 0 }
-        guard let stream = streams[streamID], !stream.isFinished else {
+        guard let stream = streams[streamID] else {
             // Nobody will read these bytes: return their window credit at once.
             nghttp2_session_consume(session, streamID, length)
+            return 0
+        }
+        switch stream.machine.receivedData() {
+        case .deliver:
+            break
+        case .discard:
+            nghttp2_session_consume(session, streamID, length)
+            return 0
+        case .reset(let code):
+            nghttp2_session_consume(session, streamID, length)
+            glitch()
+            reset(stream, code: code)
             return 0
         }
         let before = stream.deframer.bufferedByteCount
@@ -169,7 +186,7 @@ final class ServerConnection: HTTP2Connection {
             fail(stream, RPCError(code: .resourceExhausted, message: "connection receive buffer is full"))
             return 0
         }
-        if stream.handler?.takesSingleRequest == true, stream.singleRequest.count > 1 {
+        if stream.machine.takesSingleRequest, stream.singleRequest.count > 1 {
             nghttp2_session_consume(session, streamID, length)
             fail(stream, RPCError(code: .unimplemented, message: "\(stream.path ?? "method") takes one request message, got more"))
             return 0
@@ -182,47 +199,46 @@ final class ServerConnection: HTTP2Connection {
         return 0
     }
 
-    override func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
+    func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
-        stream.isClosed = true
-        lastActivity = loop.now
         bufferedInbound -= stream.deframer.bufferedByteCount
-        if errorCode != H2Error.noError, !stream.peerReset, !stream.weReset {
+        let closed = stream.machine.closed(errorCode: errorCode)
+        if closed.countsAsGlitch {
             glitch()  // the library reset it: the peer broke the protocol on this stream
         }
         if let session, stream.unconsumedBytes > 0 {
             nghttp2_session_consume_connection(session, stream.unconsumedBytes)
         }
-        stream.deadlineTimer?.cancel()
-        stream.requestQueue?.finish(.failure(RPCError(code: .cancelled, message: "the call was cancelled")))
-        if !stream.isFinished {
-            stream.isFinished = true
-            stream.call?.cancelTask()
-        }
-        resumeDrainWaiters(stream, error: RPCError(code: .cancelled, message: "the call was cancelled"))
-        releaseUnstartedSlot(stream)
-        stream.call = nil  // the call keeps its stream while the handler runs; not the reverse
-        if isDraining { closeIfDrained() }
+        endCall(of: stream, closed, error: RPCError(code: .cancelled, message: "the call was cancelled"))
+        perform(policy.streamClosed(now: loop.now))
         return 0
     }
 
-    override func onInvalidFrame(_ frame: UnsafePointer<nghttp2_frame>, error: Int32) -> Int32 {
+    /// The stream is gone (closed by nghttp2, or with the connection): stop its timer,
+    /// end its request stream, cancel an unfinished handler, wake blocked writers, and give
+    /// back a slot no handler used.
+    private func endCall(of stream: ServerStream, _ closed: ServerStreamStateMachine.OnClose, error: RPCError) {
+        stream.deadlineTimer?.cancel()
+        stream.requestQueue?.finish(.failure(error))
+        if closed.cancelHandler { stream.call?.cancelTask() }
+        stream.outbound.resumeWaiters(error: error)
+        if closed.releaseSlot { perform(policy.handlerReleased(finishedAt: nil)) }
+        stream.call = nil  // the call keeps its stream while the handler runs; not the reverse
+    }
+
+    func onInvalidFrame(_ frame: UnsafePointer<nghttp2_frame>, error: Int32) -> Int32 {
         glitch()
         return 0
     }
 
-    override func onFrameSent(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+    func onFrameSent(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let header = frame.pointee.hd
         if header.type == FrameType.headers || header.type == FrameType.data {
-            // Sending data or headers forgives earlier pings (gRPC keepalive policy).
-            pingStrikes = 0
-            lastPingReceived = 0
+            policy.headersOrDataSent()
         }
-        // Status sent before the client finished sending: tell it to stop (RST NO_ERROR).
         if header.type == FrameType.headers, header.flags & FrameFlag.endStream != 0,
-            let stream = streams[header.stream_id], !stream.requestEnded, !stream.weReset, let session
+            let stream = streams[header.stream_id], stream.machine.sentFinalHeaders() == .resetNoError, let session
         {
-            stream.weReset = true
             nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, H2Error.noError)
         }
         return 0
@@ -231,66 +247,69 @@ final class ServerConnection: HTTP2Connection {
     // MARK: - Dispatch
 
     private func dispatch(_ stream: ServerStream) {
-        guard !stream.isFinished, let session else { return }
-        guard let contentType = stream.contentType, contentType.hasPrefix("application/grpc") else {
-            stream.isFinished = true
+        guard let session else { return }
+        let handler = stream.path.flatMap { server.router.handler(for: $0) }
+        let head = ServerStreamStateMachine.RequestHead(
+            contentType: stream.contentType, method: stream.method, path: stream.path, encoding: stream.encoding,
+            takesSingleRequest: handler?.takesSingleRequest)
+        switch stream.machine.receivedRequestHeaders(head, hasHandlerRoom: policy.hasHandlerRoom) {
+        case .none:
+            return
+        case .respondUnsupportedMediaType:
             var block = HeaderBlock(capacity: 2)
             block.add(":status", "415")
             block.add("content-type", "text/plain")
             _ = block.withNameValues { nghttp2_submit_response(session, stream.id, $0, $1, nil) }
             return
-        }
-        guard stream.method == "POST" else {
-            return fail(stream, RPCError(code: .invalidArgument, message: "gRPC requires the POST method"))
-        }
-        guard let path = stream.path, let handler = server.router.handler(for: path) else {
-            return fail(stream, RPCError(code: .unimplemented, message: "method not found: \(stream.path ?? "")"))
-        }
-        if let encoding = stream.encoding, encoding != "identity" {
-            stream.advertiseEncodings = true
-            return fail(stream, RPCError(code: .unimplemented, message: "message compression \"\(encoding)\" is not supported"))
-        }
-        guard runningHandlers < config.maxRunningHandlersPerConnection, !isDraining else {
+        case .fail(let status, let advertiseEncodings):
+            stream.advertiseEncodings = advertiseEncodings
+            return fail(stream, status)
+        case .refuse:
             glitch()
             reset(stream, code: H2Error.refusedStream)
             return
-        }
-        // The slot is taken now, not when the request ends: otherwise a client could send
-        // every HEADERS first and their DATA later, and run more handlers than the cap.
-        stream.handler = handler
-        stream.holdsHandlerSlot = true
-        runningHandlers += 1
-        if let timeout = stream.timeoutNanos {
-            stream.deadlineTimer = loop.schedule(afterNanoseconds: timeout) { [unowned self, unowned stream] in
-                self.deadlineExpired(stream)
-            }
-        }
-        if !handler.takesSingleRequest {
-            let streamID = stream.id
-            let credit = UncheckedSendableBox(self)
-            let loop = self.loop
-            stream.requestQueue = MessageQueue { _ in
-                // The handler took a message: return withheld window credit.
-                if loop.inEventLoop {
-                    credit.value.returnCredit(streamID)
-                } else {
-                    loop.execute { credit.value.returnCredit(streamID) }
+        case .reset(let code):
+            glitch()
+            reset(stream, code: code)
+            return
+        case .accept(let startHandler):
+            policy.handlerReserved()
+            stream.handler = handler
+            if let timeout = stream.timeoutNanos {
+                stream.deadlineTimer = loop.schedule(afterNanoseconds: timeout) { [unowned self, unowned stream] in
+                    self.deadlineExpired(stream)
                 }
             }
-            start(stream)
+            if startHandler {
+                let streamID = stream.id
+                let credit = UncheckedSendableBox(self)
+                let loop = self.loop
+                stream.requestQueue = MessageQueue { _ in
+                    // The handler took a message: return withheld window credit.
+                    if loop.inEventLoop {
+                        credit.value.returnCredit(streamID)
+                    } else {
+                        loop.execute { credit.value.returnCredit(streamID) }
+                    }
+                }
+                start(stream)
+            }
         }
     }
 
     private func requestEnded(_ stream: ServerStream) {
-        stream.requestEnded = true
-        guard !stream.isFinished, let handler = stream.handler else { return }
-        if handler.takesSingleRequest {
-            guard stream.singleRequest.count == 1 else {
-                return fail(stream, RPCError(code: .unimplemented, message: "\(stream.path ?? "method") takes one request message, got \(stream.singleRequest.count)"))
-            }
+        switch stream.machine.receivedEndStream(bufferedRequests: stream.singleRequest.count) {
+        case .none:
+            break
+        case .startHandler:
             start(stream)
-        } else {
+        case .wrongRequestCount(let count):
+            fail(stream, RPCError(code: .unimplemented, message: "\(stream.path ?? "method") takes one request message, got \(count)"))
+        case .finishRequests:
             stream.requestQueue?.finish()
+        case .reset(let code):
+            glitch()
+            reset(stream, code: code)
         }
     }
 
@@ -325,19 +344,11 @@ final class ServerConnection: HTTP2Connection {
         }
     }
 
-    /// Gives back the handler slot of a stream that ends without its handler having run.
-    private func releaseUnstartedSlot(_ stream: ServerStream) {
-        guard stream.holdsHandlerSlot, stream.call == nil else { return }
-        stream.holdsHandlerSlot = false
-        runningHandlers -= 1
-    }
-
     func handlerFinished(_ stream: ServerStream, response: [UInt8]?, error: (any Error)?) {
-        stream.holdsHandlerSlot = false
-        runningHandlers -= 1
-        lastActivity = loop.now
-        defer { if isDraining { closeIfDrained() } }
-        guard !stream.isFinished, !isClosed else { return }
+        let sendStatus = stream.machine.handlerFinished()
+        let released = policy.handlerReleased(finishedAt: loop.now)
+        defer { perform(released) }
+        guard sendStatus, !isClosed else { return }
         if let response {
             stream.outbound.append(message: response)
         }
@@ -438,44 +449,48 @@ final class ServerConnection: HTTP2Connection {
         }
     }
 
-    private func startResponse(_ stream: ServerStream) {
-        guard !stream.responseStarted, let session else { return }
-        stream.responseStarted = true
+    /// Submits the response headers with the body provider.
+    private func startResponse(_ stream: ServerStream, _ session: OpaquePointer) {
         var block = responseHeaders(stream)
         var provider = HTTP2Connection.bodyProvider
         _ = block.withNameValues { nghttp2_submit_response(session, stream.id, $0, $1, &provider) }
     }
 
-    func enqueueResponseMessage(_ message: [UInt8], on stream: ServerStream) throws {
-        guard !stream.isFinished, !isClosed, let session else {
-            throw RPCError(code: .cancelled, message: "the call has ended")
-        }
-        stream.outbound.append(message: message)
-        startOrResumeBody(stream, session)
-        loop.scheduleFlush(self)
+    /// Wakes the body provider if it told nghttp2 to wait for data.
+    private func resumeBody(_ stream: ServerStream, _ session: OpaquePointer) {
+        guard stream.outbound.isDeferred else { return }
+        stream.outbound.isDeferred = false
+        nghttp2_session_resume_data(session, stream.id)
     }
 
-    /// Submits the response headers with the body provider, or wakes a deferred provider.
-    private func startOrResumeBody(_ stream: ServerStream, _ session: OpaquePointer) {
-        if !stream.responseStarted {
-            startResponse(stream)
-        } else if stream.outbound.isDeferred {
-            stream.outbound.isDeferred = false
-            nghttp2_session_resume_data(session, stream.id)
+    func enqueueResponseMessage(_ message: [UInt8], on stream: ServerStream) throws {
+        guard !isClosed, let session else {
+            throw RPCError(code: .cancelled, message: "the call has ended")
         }
+        let next = stream.machine.sendMessage()
+        guard next != .fail else { throw RPCError(code: .cancelled, message: "the call has ended") }
+        stream.outbound.append(message: message)
+        if next == .startResponse {
+            startResponse(stream, session)
+        } else {
+            resumeBody(stream, session)
+        }
+        transport.scheduleFlush()
     }
 
     func needsDrain(_ stream: ServerStream) -> Bool {
-        stream.pendingOutbound > config.maxQueuedOutboundPerStream && !stream.isFinished
+        stream.pendingOutbound > config.maxQueuedOutboundPerStream && !stream.machine.isFinished
     }
 
     /// Ends the call with `status`: trailers after any queued messages, or Trailers-Only.
     private func finish(_ stream: ServerStream, status: RPCError) {
-        guard !stream.isFinished, let session else { return }
-        stream.isFinished = true
-        stream.deadlineTimer?.cancel()
-        releaseUnstartedSlot(stream)
-        if !stream.responseStarted && stream.pendingOutbound == 0 {
+        guard let session else { return }
+        switch stream.machine.decideStatus(pendingOutbound: stream.pendingOutbound) {
+        case .none:
+            return
+        case .sendTrailersOnly(let releaseSlot):
+            stream.deadlineTimer?.cancel()
+            if releaseSlot { perform(policy.handlerReleased(finishedAt: nil)) }
             // Trailers-Only: one block, in which the status comes before any metadata.
             var block = HeaderBlock(capacity: 4)
             var budget = newHeaderBudget()
@@ -485,14 +500,20 @@ final class ServerConnection: HTTP2Connection {
             addMetadata(initial, of: stream, into: &block, budget: &budget)
             let result = block.withNameValues { nghttp2_submit_response(session, stream.id, $0, $1, nil) }
             if result != 0 { statusNotSubmitted(stream, result) }
-        } else {
+        case .sendTrailers(let startResponse, let releaseSlot):
+            stream.deadlineTimer?.cancel()
+            if releaseSlot { perform(policy.handlerReleased(finishedAt: nil)) }
             var trailers = HeaderBlock(capacity: 2)
             var budget = newHeaderBudget()
             statusFields(stream, status, into: &trailers, budget: &budget)
             stream.trailers = trailers
-            startOrResumeBody(stream, session)
+            if startResponse {
+                self.startResponse(stream, session)
+            } else {
+                resumeBody(stream, session)
+            }
         }
-        loop.scheduleFlush(self)
+        transport.scheduleFlush()
     }
 
     /// The library refused the status block (the stream is already closing, or out of
@@ -514,23 +535,22 @@ final class ServerConnection: HTTP2Connection {
 
     private func reset(_ stream: ServerStream, code: UInt32) {
         guard let session else { return }
-        stream.weReset = true
-        stream.isFinished = true
+        stream.machine.resetByServer()
         stream.call?.cancelTask()
         nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, code)
-        loop.scheduleFlush(self)
+        transport.scheduleFlush()
     }
 
     private func deadlineExpired(_ stream: ServerStream) {
-        guard !stream.isFinished else { return }
+        guard !stream.machine.isFinished else { return }
         stream.requestQueue?.finish(.failure(RPCError(code: .deadlineExceeded, message: "deadline exceeded")))
         let call = stream.call
         finish(stream, status: RPCError(code: .deadlineExceeded, message: "deadline exceeded"))
         call?.cancelTask()
-        resumeDrainWaiters(stream, error: RPCError(code: .deadlineExceeded, message: "deadline exceeded"))
+        stream.outbound.resumeWaiters(error: RPCError(code: .deadlineExceeded, message: "deadline exceeded"))
     }
 
-    override func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+    func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let stream = streams[streamID] else {
             flags.pointee |= DataFlag.eof
             return 0
@@ -555,133 +575,101 @@ final class ServerConnection: HTTP2Connection {
         return count
     }
 
-    private func resumeDrainWaiters(_ stream: ServerStream, error: RPCError?) {
-        stream.outbound.resumeWaiters(error: error)
-    }
-
     fileprivate func returnCredit(_ streamID: Int32) {
         guard let stream = streams[streamID], stream.unconsumedBytes > 0, let session,
             (stream.requestQueue?.queuedBytes ?? 0) <= config.maxQueuedOutboundPerStream
         else { return }
         nghttp2_session_consume(session, streamID, stream.unconsumedBytes)
         stream.unconsumedBytes = 0
-        loop.scheduleFlush(self)
+        transport.scheduleFlush()
     }
 
     // MARK: - Policy: pings, glitches, timers, shutdown
 
-    private func pingReceived() {
-        let now = loop.now
-        let interval = streams.isEmpty ? config.minPingIntervalWithoutCalls : config.minPingInterval
-        if lastPingReceived != 0, now &- lastPingReceived < interval.nanoseconds {
-            pingStrikes += 1
-            if pingStrikes > config.maxPingStrikes {
-                goAway(code: H2Error.enhanceYourCalm, debug: "too_many_pings", terminate: true)
-            }
-        }
-        lastPingReceived = now
-    }
-
     private func glitch() {
-        let now = loop.now
-        let elapsed = Double(now &- glitchRefilledAt) / 1e9
-        glitchTokens = min(Double(config.glitchBurst), glitchTokens + elapsed * Double(config.glitchRefillPerSecond))
-        glitchRefilledAt = now
-        glitchTokens -= 1
-        if glitchTokens < 0 {
-            goAway(code: H2Error.enhanceYourCalm, debug: "too_many_glitches", terminate: true)
-        }
+        perform(policy.glitch(now: loop.now))
     }
 
-    private func goAway(code: UInt32, debug: String, terminate: Bool) {
-        guard let session, !closingAfterFlush else { return }
-        var debugBytes = Array(debug.utf8)
-        nghttp2_submit_goaway(
-            session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
-            code, &debugBytes, debugBytes.count)
-        if terminate {
-            closingAfterFlush = true
-            for stream in streams.values where !stream.isFinished {
-                stream.isFinished = true
+    /// Carries out what the connection policy decided.
+    private func perform(_ action: ServerConnectionPolicy.Action) {
+        switch action {
+        case .none:
+            break
+        case .goAwayAndClose(let code, let debug):
+            guard let session else { return }
+            var debugBytes = Array(debug.utf8)
+            nghttp2_submit_goaway(
+                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+                code, &debugBytes, debugBytes.count)
+            for stream in streams.values where stream.machine.abandon() {
                 stream.call?.cancelTask()
             }
+            transport.scheduleFlush()
+        case .close(let reason):
+            close(reason: reason)
+        case .closeAfterFlush:
+            guard !isClosed else { return }
+            transport.scheduleFlush()
+        case .sendShutdownNotice:
+            guard let session else { return }
+            nghttp2_submit_shutdown_notice(session)
+            transport.scheduleFlush()
+            // About one round trip later, name the last stream we will process.
+            loop.schedule(afterNanoseconds: 100_000_000) { [weak self] in
+                guard let self, self.session != nil else { return }
+                self.perform(self.policy.shutdownNoticeElapsed())
+            }
+        case .sendFinalGoAway(let thenClose):
+            guard let session else { return }
+            nghttp2_submit_goaway(
+                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+                H2Error.noError, nil, 0)
+            transport.scheduleFlush()
+            if thenClose { perform(.closeAfterFlush) }
         }
-        loop.scheduleFlush(self)
     }
 
-    override func flush() {
-        if let session, nghttp2_session_get_outbound_queue_size(session) > 5000 {
-            close(reason: "outbound frame queue overflow")
-            return
+    func connectionWillFlush() -> Bool {
+        guard let session else { return true }
+        let action = policy.willFlush(queuedFrames: nghttp2_session_get_outbound_queue_size(session))
+        guard action == .none else {
+            perform(action)
+            return false
         }
-        super.flush()
-        if closingAfterFlush, !isClosed, bufferedOutput == 0 {
-            close(reason: "GOAWAY sent")
-        }
+        return true
     }
 
-    override func tick(now: UInt64) {
-        if !handshakeDone, now &- createdAt > config.handshakeTimeout.nanoseconds {
-            return close(reason: "no HTTP/2 preface within the handshake timeout")
+    func connectionDidFlush() {
+        perform(policy.didFlush(bufferedOutput: transport.bufferedOutput))
+    }
+
+    func connectionTick(now: UInt64) {
+        var oldestHeaderBlock: UInt64?
+        var pendingOutbound = false
+        for stream in streams.values {
+            if let started = stream.headersStartedAt, started < oldestHeaderBlock ?? .max { oldestHeaderBlock = started }
+            if stream.pendingOutbound > 0 { pendingOutbound = true }
         }
-        let headerDeadline = config.headerTimeout.nanoseconds
-        if streams.values.contains(where: { $0.headersStartedAt.map { now &- $0 > headerDeadline } ?? false }) {
-            goAway(code: H2Error.protocolError, debug: "header_timeout", terminate: true)
-            return
-        }
-        if streams.isEmpty, runningHandlers == 0, now &- lastActivity > config.idleTimeout.nanoseconds {
-            goAway(code: H2Error.noError, debug: "max_idle", terminate: true)
-            return
-        }
-        let pending = bufferedOutput > 0 || streams.values.contains { $0.pendingOutbound > 0 }
-        if !pending || lastWriteProgress > stallClockStart {
-            stallClockStart = pending ? lastWriteProgress : now
-        } else if now &- stallClockStart > config.writeStallTimeout.nanoseconds {
-            close(reason: "peer stopped reading")
-        }
+        perform(policy.tick(
+            now: now, oldestHeaderBlockStart: oldestHeaderBlock,
+            pendingOutput: transport.bufferedOutput > 0 || pendingOutbound, lastWriteProgress: transport.lastWriteProgress))
     }
 
     /// Graceful shutdown, step one: announce it (GOAWAY with the maximum stream id + PING).
     func beginShutdown() {
-        guard let session, !isDraining else { return }
-        isDraining = true
-        nghttp2_submit_shutdown_notice(session)
-        loop.scheduleFlush(self)
-        // About one round trip later, name the last stream we will process.
-        loop.schedule(afterNanoseconds: 100_000_000) { [weak self] in
-            guard let self, let session = self.session else { return }
-            nghttp2_submit_goaway(
-                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
-                H2Error.noError, nil, 0)
-            self.loop.scheduleFlush(self)
-            self.closeIfDrained()
-        }
+        guard session != nil else { return }
+        perform(policy.beginGracefulShutdown())
     }
 
-    private func closeIfDrained() {
-        guard isDraining, streams.isEmpty, runningHandlers == 0, !isClosed else { return }
-        closingAfterFlush = true
-        loop.scheduleFlush(self)
-    }
-
-    override func connectionDidClose(reason: String) {
+    func connectionDidClose(reason: String) {
         server.logger.debug("connection closed", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
         for stream in streams.values {
-            stream.isClosed = true
-            stream.deadlineTimer?.cancel()
-            stream.requestQueue?.finish(.failure(RPCError(code: .cancelled, message: "the connection closed")))
-            if !stream.isFinished {
-                stream.isFinished = true
-                stream.call?.cancelTask()
-            }
-            resumeDrainWaiters(stream, error: RPCError(code: .cancelled, message: "the connection closed"))
-            releaseUnstartedSlot(stream)
-            stream.call = nil
+            endCall(of: stream, stream.machine.closed(errorCode: nil), error: RPCError(code: .cancelled, message: "the connection closed"))
         }
         streams.removeAll()
         server.connectionClosed(self)
     }
 
     var openStreamCount: Int { streams.count }
-    var runningHandlerCount: Int { runningHandlers }
+    var runningHandlerCount: Int { policy.runningHandlers }
 }

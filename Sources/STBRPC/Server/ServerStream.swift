@@ -1,6 +1,9 @@
-/// One request stream on a server connection. Loop only.
+/// One request stream on a server connection: where it stands (`machine`) and the data
+/// that goes with it. Loop only.
 final class ServerStream {
     let id: Int32
+    /// The stream's state; the connection acts on what its transitions return.
+    var machine = ServerStreamStateMachine()
 
     // Request headers, as parsed.
     var path: String?
@@ -11,8 +14,6 @@ final class ServerStream {
     /// Answer with `grpc-accept-encoding` (after an unsupported `grpc-encoding`).
     var advertiseEncodings = false
     var metadata = Metadata()
-    var headerBytes = 0
-    var headerFields = 0
     /// Loop time when a header block (request headers or trailers) began; nil once complete.
     var headersStartedAt: UInt64?
 
@@ -20,26 +21,15 @@ final class ServerStream {
     var deframer: MessageDeframer
     var singleRequest: [[UInt8]] = []
     var requestQueue: MessageQueue?
-    var requestEnded = false
     /// Received DATA bytes whose window credit is withheld until the handler reads.
     var unconsumedBytes = 0
 
     // The call.
     var handler: RPCRouter.Handler?
-    /// Counted in the connection's running handlers from dispatch (HEADERS) until the
-    /// handler finishes, or until the stream ends without one starting.
-    var holdsHandlerSlot = false
     var call: ServerCall?
     var deadlineTimer: TimerHandle?
-    /// Set once a status is decided; nothing more is sent after it.
-    var isFinished = false
-    /// nghttp2 closed the stream.
-    var isClosed = false
-    var peerReset = false
-    var weReset = false
 
     // Response.
-    var responseStarted = false
     var outbound = OutboundBody()
     var trailers: HeaderBlock?
 
