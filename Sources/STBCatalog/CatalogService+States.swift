@@ -54,13 +54,17 @@ extension CatalogService {
                 """)
             let count = try users[0].decode(0, as: Int64.self)
             if count > 0 {
-                throw RPCError(code: .failedPrecondition, message: "state \(quoted(state.entityKey)) is used by \(count) transition(s); delete them first")
+                throw RPCError(
+                    code: .failedPrecondition, message: "state \(quoted(state.entityKey)) is used by \(count) transition(s); delete them first",
+                    details: [.preconditionFailure(type: "STATE_IN_USE", subject: state.entityKey, description: "used by \(count) transition(s)")])
             }
             let initial = try await transaction.query("""
                 SELECT 1 FROM modules m JOIN states s ON s.module_id = m.id AND s.id = \(state.id) WHERE m.initial_state = s.name
                 """)
             if !initial.isEmpty {
-                throw RPCError(code: .failedPrecondition, message: "state \(quoted(state.entityKey)) is its module's initial state; change that first")
+                throw RPCError(
+                    code: .failedPrecondition, message: "state \(quoted(state.entityKey)) is its module's initial state; change that first",
+                    details: [.preconditionFailure(type: "INITIAL_STATE", subject: state.entityKey, description: "the module's initial state")])
             }
             try await delete(state, in: transaction, changes)
             return Stb_Common_V1_Empty()

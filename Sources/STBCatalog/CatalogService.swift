@@ -144,5 +144,5 @@ public struct CatalogService: Stb_Catalog_V1_CatalogService {
 }
 
 func invalid(_ problem: String) -> RPCError {
-    RPCError(code: .invalidArgument, message: problem)
+    invalidArgument([problem])
 }

@@ -44,14 +44,14 @@ struct SeedImporter {
 
     func importSeed(_ request: Stb_Catalog_V1_ImportSeedRequest, actor: String) async throws -> Stb_Catalog_V1_ImportSeedResponse {
         if let problem = TextLimit.fileName.problem(request.fileName) {
-            throw RPCError(code: .invalidArgument, message: "file_name: \(problem)")
+            throw invalidArgument(["file_name: \(problem)"])
         }
         let document: Document
         do {
             document = try Self.parse(request.documentJson)
         } catch {
             if !request.dryRun { await storeRejected(request, actor: actor, problems: error.problems) }
-            throw RPCError(code: .invalidArgument, message: Self.invalidMessage(error.problems))
+            throw Self.invalid(error.problems)
         }
 
         if request.dryRun {
@@ -253,10 +253,10 @@ struct SeedImporter {
         }
     }
 
-    static func invalidMessage(_ problems: [String]) -> String {
-        var message = "seed document is invalid: " + problems.prefix(reportedProblems).joined(separator: "; ")
-        if problems.count > reportedProblems { message += "; and \(problems.count - reportedProblems) more" }
-        return message
+    /// INVALID_ARGUMENT for a document's problems: the first `reportedProblems` listed
+    /// (and given as field violations), the rest counted.
+    static func invalid(_ problems: [String]) -> RPCError {
+        invalidArgument(problems, limit: reportedProblems, preface: "seed document is invalid: ")
     }
 
     static func response(_ plan: Plan, applied: Bool, revision: UInt64, seedID: Int64) -> Stb_Catalog_V1_ImportSeedResponse {

@@ -49,11 +49,11 @@ extension RulesService {
         case .removeKey(let key):
             change = .remove(key)
         case nil:
-            throw RPCError(code: .invalidArgument, message: "change: give add, remove_key or replace")
+            throw invalidArgument(["change: give add, remove_key or replace"])
         }
         var selections: [String: Selection] = [:]
         for (name, selection) in request.selections {
-            if let problem = TextLimit.name.problem(name) { throw RPCError(code: .invalidArgument, message: "selections: a name is \(problem)") }
+            if let problem = TextLimit.name.problem(name) { throw invalidArgument(["selections: a name is \(problem)"]) }
             selections[name] = try Self.selection(selection, catalog: model, at: "selections[\(quoted(name))].options")
         }
         var response = Stb_Rules_V1_ImpactResponse()
@@ -63,7 +63,9 @@ extension RulesService {
         return response
     }
 
-    /// The state an event moves a module to; FAILED_PRECONDITION when it cannot.
+    /// The state an event moves a module to; FAILED_PRECONDITION when it cannot, with a
+    /// `PreconditionFailure` (`NO_TRANSITION`, `CONDITION_FAILED` or `CONDITION_ERROR`, its
+    /// subject `module/state/event`) and an `ErrorInfo` with the same reason.
     public func fire(_ request: Stb_Rules_V1_FireRequest, context: ServerContext) throws -> Stb_Rules_V1_FireResponse {
         let (engine, _, _) = try engine()
         switch engine.fire(module: request.moduleKey, state: request.state, event: request.event, context: try Self.context(request.contextJson)) {
@@ -71,15 +73,30 @@ extension RulesService {
             return Stb_Rules_V1_FireResponse(nextState: to)
         case .noTransition(let available):
             let listed = available.isEmpty ? "none" : available.joined(separator: ", ")
-            throw RPCError(code: .failedPrecondition, message: "no transition for event \(quoted(request.event)) from state \(quoted(request.state)) in module \(quoted(request.moduleKey)); events from that state: \(listed)")
+            let message = "no transition for event \(quoted(request.event)) from state \(quoted(request.state)) in module \(quoted(request.moduleKey)); events from that state: \(listed)"
+            throw Self.refusal("NO_TRANSITION", request, message: message, description: message)
         case .conditionFailed(let condition, let values):
-            let seen = values.map { "\($0.variable) [=\($0.value?.canonicalText ?? "missing")]" }.joined(separator: ", ")
-            throw RPCError(code: .failedPrecondition, message: "the condition \(condition) of \(request.moduleKey)/\(request.state)/\(request.event) does not hold; it saw \(seen.isEmpty ? "no values" : seen)")
+            let listed = values.map { "\($0.variable) [=\($0.value?.canonicalText ?? "missing")]" }.joined(separator: ", ")
+            let seen = listed.isEmpty ? "no values" : listed
+            throw Self.refusal(
+                "CONDITION_FAILED", request,
+                message: "the condition \(condition) of \(request.moduleKey)/\(request.state)/\(request.event) does not hold; it saw \(seen)",
+                description: "the condition \(condition) does not hold; it saw \(seen)")
         case .conditionError(let condition, let message):
-            throw RPCError(code: .failedPrecondition, message: "the condition \(condition) could not be evaluated: \(message)")
+            throw Self.refusal(
+                "CONDITION_ERROR", request, message: "the condition \(condition) could not be evaluated: \(message)",
+                description: "the condition \(condition) could not be evaluated: \(message)")
         case .unknownModule:
             throw RPCError(code: .notFound, message: "module \(quoted(request.moduleKey)) not found in the catalog")
         }
+    }
+
+    /// A refused `Fire`: FAILED_PRECONDITION whose details name the transition.
+    static func refusal(_ type: String, _ request: Stb_Rules_V1_FireRequest, message: String, description: String) -> RPCError {
+        RPCError(code: .failedPrecondition, message: message, details: [
+            .preconditionFailure(type: type, subject: "\(request.moduleKey)/\(request.state)/\(request.event)", description: description),
+            .errorInfo(reason: type, metadata: ["module": request.moduleKey, "state": request.state, "event": request.event]),
+        ])
     }
 
     /// The events a module in a state can take now, with the states they lead to.
@@ -134,7 +151,7 @@ extension RulesService {
         do {
             return try JSONValue.parse(text)
         } catch {
-            throw RPCError(code: .invalidArgument, message: "context_json: \(error)")
+            throw invalidArgument(["context_json: \(error)"])
         }
     }
 

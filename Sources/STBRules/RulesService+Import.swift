@@ -14,7 +14,7 @@ extension RulesService {
     public func importRules(_ request: Stb_Rules_V1_ImportRulesRequest, context: ServerContext) async throws -> Stb_Rules_V1_ImportRulesResponse {
         try requireCatalog()
         if let problem = TextLimit.fileName.problem(request.fileName) {
-            throw RPCError(code: .invalidArgument, message: "file_name: \(problem)")
+            throw invalidArgument(["file_name: \(problem)"])
         }
         let wanted = try rules(inDocument: request.documentJson)
         let actor = context.actor
@@ -109,11 +109,7 @@ extension RulesService {
             if !rule.key.isEmpty, !seen.insert(rule.key).inserted { problems.append("\(path).key: \(quoted(rule.key)) is listed twice") }
             wanted.append(rule)
         }
-        do {
-            try check(problems, limit: 50)
-        } catch let error as RPCError {
-            throw RPCError(code: .invalidArgument, message: "rules document is invalid: \(error.message)")
-        }
+        try check(problems, limit: 50, preface: "rules document is invalid: ")
         for index in wanted.indices { wanted[index].payloadJson = try JSONValue.parse(wanted[index].payloadJson).canonicalText }
         return wanted
     }

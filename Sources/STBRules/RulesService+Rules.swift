@@ -11,7 +11,7 @@ import Synchronization
 extension RulesService {
     /// Creates a rule; ALREADY_EXISTS when its key is taken.
     public func createRule(_ request: Stb_Rules_V1_CreateRuleRequest, context: ServerContext) async throws -> Stb_Rules_V1_Rule {
-        guard var input = request.rule else { throw RPCError(code: .invalidArgument, message: "rule: required") }
+        guard var input = request.rule else { throw invalidArgument(["rule: required"]) }
         if input.severity == .unspecified { input.severity = .error }
         try requireCatalog()
         try check(problems(with: input, at: "rule"))
@@ -39,7 +39,7 @@ extension RulesService {
 
     /// Changes the fields the request sets; an update that changes nothing writes nothing.
     public func updateRule(_ request: Stb_Rules_V1_UpdateRuleRequest, context: ServerContext) async throws -> Stb_Rules_V1_Rule {
-        guard let ref = request.ref else { throw RPCError(code: .invalidArgument, message: "ref: required") }
+        guard let ref = request.ref else { throw invalidArgument(["ref: required"]) }
         try requireCatalog()
         return try await change(actor: context.actor) { transaction, changes in
             let before = try await loadRule(ref, on: transaction.connection, forUpdate: true)
@@ -82,7 +82,7 @@ extension RulesService {
             found = try await RuleMessage.fetch(where: "r.key", equals: key, forUpdate: forUpdate, on: connection)
             name = quoted(key)
         case nil:
-            throw RPCError(code: .invalidArgument, message: "ref: give an id or a key")
+            throw invalidArgument(["ref: give an id or a key"])
         }
         guard let found else { throw RPCError(code: .notFound, message: "rule \(name) not found") }
         return found

@@ -29,7 +29,7 @@ public struct Page: Sendable, Equatable {
         var after: Int64 = 0
         if !token.isEmpty {
             guard let parsed = Int64(token), parsed >= 0, String(parsed) == token else {
-                throw RPCError(code: .invalidArgument, message: "page.page_token: not a token this service issued")
+                throw invalidArgument(["page.page_token: not a token this service issued"])
             }
             after = parsed
         }

@@ -6,6 +6,10 @@ import STBRPC
 /// service: an `RPCError` as it is, a database error as the status it means (unique
 /// violation → ALREADY_EXISTS, lost connection → UNAVAILABLE, …), cancellation as
 /// CANCELLED, and anything else as INTERNAL "internal error" — logged, never shown.
+///
+/// Every status leaves with structured details: an `ErrorInfo` in the `stb` domain
+/// (the handler's, or one whose reason is the code's name, with the service), and on
+/// the retryable UNAVAILABLE and ABORTED a `RetryInfo` saying how long to wait.
 public struct StatusInterceptor: ServerInterceptor {
     /// The service's name as callers read it: "catalog", "rules".
     public let service: String
@@ -16,21 +20,38 @@ public struct StatusInterceptor: ServerInterceptor {
         self.logger = logger
     }
 
+    /// How long a caller should wait before retrying an UNAVAILABLE call (the database or
+    /// a peer is away) and an ABORTED one (a conflicting concurrent change).
+    public static let retryDelays: [RPCError.Code: Duration] = [.unavailable: .seconds(1), .aborted: .milliseconds(100)]
+
     public func intercept<Result: Sendable>(
         context: ServerContext, next: @Sendable (ServerContext) async throws -> Result
     ) async throws -> Result {
         do {
             return try await next(context)
         } catch let error as RPCError {
-            throw error
+            throw detailed(error)
         } catch let error as PostgresError {
-            throw status(for: error)
+            throw detailed(status(for: error))
         } catch is CancellationError {
-            throw RPCError(code: .cancelled, message: "the call was cancelled")
+            throw detailed(RPCError(code: .cancelled, message: "the call was cancelled"))
         } catch {
             logger.error("\(service) call failed", metadata: ["path": "\(context.path)", "error": "\(error)"])
-            throw RPCError(code: .internal, message: "internal error")
+            throw detailed(RPCError(code: .internal, message: "internal error"))
         }
+    }
+
+    /// `status` with the details every status carries: a `RetryInfo` when it is retryable,
+    /// an `ErrorInfo` when it has none (its reason the code's name).
+    public func detailed(_ status: RPCError) -> RPCError {
+        var status = status
+        if let delay = Self.retryDelays[status.code], status.retryInfo == nil {
+            status.details.append(.retry(after: delay))
+        }
+        if status.errorInfo == nil {
+            status.details.append(.errorInfo(reason: "\(status.code)", metadata: ["service": service]))
+        }
+        return status
     }
 
     /// The status for a database error.

@@ -6,7 +6,8 @@ import STBRPC
 /// Serves a `Watch` call from a service's outbox: replays events after the client's
 /// cursor (empty: only changes from now on), then follows new ones until the caller goes
 /// away. A cursor older than the pruned horizon is refused with FAILED_PRECONDITION
-/// "resync required" (`reload` says how to recover), never answered with a gap.
+/// "resync required" (`reload` says how to recover), never answered with a gap; its
+/// details hold a `PreconditionFailure` of type `RESYNC_REQUIRED` for programs.
 /// `decode` turns a stored event into the service's message, its cursor set.
 public func watch<Event: ProtoMessage>(
     after token: String, feed: OutboxFeed, reload: String, to writer: RPCWriter<Event>,
@@ -17,14 +18,19 @@ public func watch<Event: ProtoMessage>(
         cursor = try await feed.outbox.head(pool: feed.pool)
     } else {
         guard let parsed = OutboxCursor(token) else {
-            throw RPCError(code: .invalidArgument, message: "after: \(quoted(token)) is not a cursor this service issued")
+            throw invalidArgument(["after: \(quoted(token)) is not a cursor this service issued"])
         }
         cursor = parsed
         let pruned = try await feed.outbox.horizon(pool: feed.pool)
         if cursor < pruned {
+            let description = "cursor \(cursor) is older than the change feed keeps (events up to \(pruned) were pruned); \(reload)"
             throw RPCError(
                 code: .failedPrecondition,
-                message: "resync required: cursor \(cursor) is older than the change feed keeps (events up to \(pruned) were pruned); \(reload)"
+                message: "resync required: \(description)",
+                details: [
+                    .preconditionFailure(type: "RESYNC_REQUIRED", subject: "after", description: description),
+                    .errorInfo(reason: "RESYNC_REQUIRED", metadata: ["cursor": "\(cursor)", "horizon": "\(pruned)"]),
+                ]
             )
         }
         // Every cursor this service issued names a committed event, so one past the newest

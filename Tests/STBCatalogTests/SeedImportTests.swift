@@ -3,6 +3,7 @@ import Foundation
 import STBService
 import Testing
 import STBMessages
+import STBRPC
 @testable import STBCatalog
 
 /// Seed documents: parsing, validation (exact messages and paths) and planning against an
@@ -287,10 +288,15 @@ import STBMessages
         let options = (0..<60).map { #"{"key": "o\#($0)", "name": "O", "type": "integer", "default": "x"}"# }.joined(separator: ",")
         let found = problems(document(options: options))
         #expect(found.count == 60)
-        let message = Importer.invalidMessage(found)
-        #expect(message.hasPrefix(#"seed document is invalid: modules[0].groups[0].options[0].default: "x" is not an integer; "#))
-        #expect(message.hasSuffix(#"options[49].default: "x" is not an integer; and 10 more"#))
-        #expect(Importer.invalidMessage(["a: b", "c: d"]) == "seed document is invalid: a: b; c: d")
+        let error = Importer.invalid(found)
+        #expect(error.message.hasPrefix(#"seed document is invalid: modules[0].groups[0].options[0].default: "x" is not an integer; "#))
+        #expect(error.message.hasSuffix(#"options[49].default: "x" is not an integer; and 10 more"#))
+        #expect(Importer.invalid(["a: b", "c: d"]).message == "seed document is invalid: a: b; c: d")
+        // The listed problems as field violations, each path as the message spells it.
+        #expect(error.fieldViolations.count == 50)
+        #expect(error.fieldViolations.first?.field == "modules[0].groups[0].options[0].default")
+        #expect(error.fieldViolations.first?.description_p == #""x" is not an integer"#)
+        #expect(error.errorInfo?.metadata["problems"] == "60")
     }
 
     @Test func findsNULEscapesQuickly() {

@@ -139,13 +139,18 @@ struct InterceptorTests {
             #expect(error?.message == message)
             for secret in ["secret", "10.0.0.7", "options_key", "/srv"] {
                 #expect(error?.message.contains(secret) == false, "\(secret) leaked in \(error?.message ?? "")")
+                #expect(error.map { "\($0.details)" }?.contains(secret) == false, "\(secret) leaked in the details")
             }
+            // Every status has an ErrorInfo in the stb domain; the retryable ones a RetryInfo.
+            #expect(error?.errorInfo == Google_Rpc_ErrorInfo(reason: "\(code)", domain: "stb", metadata: ["service": "probe"]))
+            #expect((error?.retryInfo != nil) == (code == .unavailable))
             let streamed = await Self.status {
                 _ = try await client.serverStreaming(Stb_Testing_V1_Echo.expand, request: .init(text: "lost")) { stream in
                     for try await _ in stream {}
                 }
             }
             #expect(streamed?.code == .unavailable)
+            #expect(streamed?.retryInfo?.retryDelay == Google_Protobuf_Duration(seconds: 1))
         }
     }
 }

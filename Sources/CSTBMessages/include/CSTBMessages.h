@@ -5,6 +5,10 @@
 #ifndef CSTBMESSAGES_H
 #define CSTBMESSAGES_H
 
+#include "google/protobuf/any.pb-c.h"
+#include "google/protobuf/duration.pb-c.h"
+#include "google/rpc/error_details.pb-c.h"
+#include "google/rpc/status.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "stb/catalog/v1/catalog.pb-c.h"
 #include "stb/common/v1/common.pb-c.h"

@@ -25,6 +25,8 @@ final class ClientCall: MessageSink, @unchecked Sendable {
     var receivedHeaders = false
     var grpcStatus: Int?
     var grpcMessage: String?
+    /// The `grpc-status-details-bin` trailer, decoded from base64.
+    var grpcStatusDetails: [UInt8]?
     var headerMetadata = Metadata()
     var trailerMetadata = Metadata()
     /// The outcome, once known.

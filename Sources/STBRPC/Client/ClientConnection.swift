@@ -141,6 +141,8 @@ final class ClientConnection: HTTP2ConnectionDelegate {
             call.grpcStatus = Int(makeString(value, valueLength))
         } else if bytesEqual(name, nameLength, "grpc-message") {
             call.grpcMessage = StatusMessage.decode(makeString(value, valueLength))
+        } else if bytesEqual(name, nameLength, "grpc-status-details-bin") {
+            call.grpcStatusDetails = Base64.decode(makeString(value, valueLength))
         } else if name[0] != UInt8(ascii: ":"), !hasPrefix(name, nameLength, "grpc-"),
             !bytesEqual(name, nameLength, "content-type"), !bytesEqual(name, nameLength, "content-length")
         {
@@ -245,7 +247,9 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     private func responseEnded(_ call: ClientCall) {
         let status: RPCError
         if let code = call.grpcStatus {
-            status = RPCError(code: RPCError.Code(rawValue: code), message: call.grpcMessage ?? "", metadata: call.trailerMetadata)
+            let code = RPCError.Code(rawValue: code)
+            let details = call.grpcStatusDetails.flatMap { RPCError.receivedDetails($0, code: code) } ?? []
+            status = RPCError(code: code, message: call.grpcMessage ?? "", metadata: call.trailerMetadata, details: details)
         } else {
             status = RPCError(code: Self.code(forHTTPStatus: call.httpStatus ?? 0),
                               message: "response ended without grpc-status (HTTP status \(call.httpStatus ?? 0))")

@@ -2,6 +2,8 @@
 ///
 /// Handlers throw `RPCError` to end a call with a specific status; any other error ends
 /// the call with `UNKNOWN` and a message that does not leak the error's details.
+/// Structured `details` (the standard `google.rpc` error details) travel beside the
+/// message in `grpc-status-details-bin`, where stock gRPC clients read them.
 public struct RPCError: Error, Hashable, Sendable {
     /// A gRPC status code. Extensible: unknown codes received on the wire are kept as-is.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -43,13 +45,20 @@ public struct RPCError: Error, Hashable, Sendable {
     public var code: Code
     /// A human-readable message for the caller. Never put SQL or internals here.
     public var message: String
-    /// Extra trailing metadata sent with the status (for example structured details in `-bin` keys).
+    /// Extra trailing metadata sent with the status.
     public var metadata: Metadata
+    /// Structured details for programs, sent as a `google.rpc.Status` in
+    /// `grpc-status-details-bin`. Like the message, they must not reveal internals.
+    /// When the response headers have no room for all of them, the server sends those
+    /// that fit, in this order, so put the most useful first.
+    public var details: [ErrorDetail]
 
-    public init(code: Code, message: String, metadata: Metadata = Metadata()) {
+    /// Creates a status; `details` are sent with it in `grpc-status-details-bin`.
+    public init(code: Code, message: String, metadata: Metadata = Metadata(), details: [ErrorDetail] = []) {
         self.code = code
         self.message = message
         self.metadata = metadata
+        self.details = details
     }
 }
 

@@ -402,7 +402,8 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     /// The status fields and the trailing metadata. The status code always goes; the
-    /// message is cut to what the budget leaves; metadata goes only where it fits.
+    /// message is cut to what the budget leaves; the details (`grpc-status-details-bin`)
+    /// and then the metadata go only where they fit.
     private func statusFields(_ stream: ServerStream, _ status: RPCError, into block: inout HeaderBlock, budget: inout HeaderBudget) {
         let code = String(status.code.rawValue)
         block.add("grpc-status", code)
@@ -411,6 +412,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             block.add("grpc-accept-encoding", "identity")
             budget.charge("grpc-accept-encoding", "identity")
         }
+        var sentMessage = ""
         if !status.message.isEmpty {
             let room = min(config.maxStatusMessageBytes, budget.valueRoom(forName: "grpc-message"))
             let message = StatusMessage.encode(status.message, limit: room)
@@ -423,12 +425,33 @@ final class ServerConnection: HTTP2ConnectionDelegate {
                 block.add("grpc-message", message)
                 budget.charge("grpc-message", message)
             }
+            sentMessage = StatusMessage.decode(message)
         }
+        addDetails(of: status, sentMessage: sentMessage, on: stream, into: &block, budget: &budget)
         var trailing = status.metadata
         if let call = stream.call {
             trailing.add(contentsOf: call.context.responseMetadata.state.withLock { $0.trailing })
         }
         addMetadata(trailing, of: stream, into: &block, budget: &budget)
+    }
+
+    /// Adds `grpc-status-details-bin`: the status's details that fit, with the message as
+    /// it was sent (stock clients check that the two agree). Those that do not fit are
+    /// dropped and logged; the status itself has already gone.
+    private func addDetails(of status: RPCError, sentMessage: String, on stream: ServerStream, into block: inout HeaderBlock, budget: inout HeaderBudget) {
+        guard !status.details.isEmpty else { return }
+        let room = budget.valueRoom(forName: RPCError.detailsKey)
+        let encoded = RPCError.detailsValue(code: status.code, message: sentMessage, details: status.details, room: room)
+        if let encoded {
+            block.add(RPCError.detailsKey, encoded.value)
+            budget.charge(RPCError.detailsKey, encoded.value)
+        }
+        let dropped = encoded?.dropped ?? status.details.count
+        if dropped > 0 {
+            server.logger.warning(
+                "status details dropped: over the header budget",
+                metadata: ["path": "\(stream.path ?? "")", "dropped": "\(dropped) of \(status.details.count)"])
+        }
     }
 
     /// Adds each metadata field that fits; the rest are dropped and logged, since a

@@ -76,6 +76,21 @@ extension GlobalOptions {
         }
     }
 
+    /// The status's structured details, one indented line each: the invalid fields, the
+    /// preconditions that failed, the reason, when to retry.
+    static func detailLines(_ error: RPCError) -> [String] {
+        var lines = error.fieldViolations.map { "  field \($0.field.isEmpty ? "(request)" : $0.field): \($0.description_p)" }
+        lines += error.preconditionViolations.map { "  precondition \($0.type) \($0.subject)" }
+        if let info = error.errorInfo {
+            let facts = info.metadata.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
+            lines.append("  reason \(info.reason) (\(info.domain))\(facts)")
+        }
+        if let delay = error.retryInfo?.retryDelay {
+            lines.append("  retry after \(Duration.seconds(delay.seconds) + .nanoseconds(Int64(delay.nanos)))")
+        }
+        return lines
+    }
+
     /// How an error reads on stderr.
     func failure(for error: any Error) -> any Error {
         failure(for: error, service: "the catalog", address: resolvedAddress)
@@ -92,7 +107,7 @@ extension GlobalOptions {
             case .deadlineExceeded:
                 return CommandFailure("\(status) (no reply from \(address) within \(timeout)s; see --timeout)")
             default:
-                return CommandFailure(status)
+                return CommandFailure(([status] + Self.detailLines(error)).joined(separator: "\n"))
             }
         case is CommandFailure, is ValidationError:
             return error
