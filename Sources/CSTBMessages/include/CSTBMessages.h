@@ -10,6 +10,8 @@
 #include "google/rpc/error_details.pb-c.h"
 #include "google/rpc/status.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "grpc/reflection/v1/reflection.pb-c.h"
+#include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "stb/catalog/v1/catalog.pb-c.h"
 #include "stb/common/v1/common.pb-c.h"
 #include "stb/rules/v1/rules.pb-c.h"

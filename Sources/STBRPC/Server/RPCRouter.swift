@@ -25,6 +25,16 @@ public struct RPCRouter: Sendable {
     /// The registered paths, sorted.
     public var paths: [String] { handlers.keys.sorted() }
 
+    /// The fully qualified services with at least one registered method, sorted: the
+    /// `package.Service` of each `/package.Service/Method` path.
+    public var serviceNames: [String] {
+        let names = handlers.keys.compactMap { path -> Substring? in
+            let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+            return parts.count == 3 && parts[0].isEmpty && !parts[1].isEmpty ? parts[1] : nil
+        }
+        return Set(names.map(String.init)).sorted()
+    }
+
     public mutating func register<Request, Response>(
         _ method: ProtoMethod<Request, Response>,
         unary handler: @escaping @Sendable (Request, ServerContext) async throws -> Response

@@ -23,7 +23,8 @@ public final class RPCServer: Sendable {
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    /// Creates a server for `services` (health is added). Call `start()` to listen.
+    /// Creates a server for `services` (health and reflection are added; reflection lists
+    /// the services registered here, itself and health). Call `start()` to listen.
     ///
     /// Pass `group` to share worker loops with other work (a database pool, so that a
     /// handler's queries complete on its own thread); its loop count then sets the
@@ -38,6 +39,7 @@ public final class RPCServer: Sendable {
         var router = RPCRouter()
         health.register(in: &router)
         for service in services { service.register(in: &router) }
+        ReflectionService(services: router.serviceNames + ReflectionService.serviceNames).register(in: &router)
         router = router.intercepted(by: interceptors)
         self.ownsGroup = group == nil
         self.group = try group ?? EventLoopGroup(count: max(1, configuration.workers), name: "stb-rpc")

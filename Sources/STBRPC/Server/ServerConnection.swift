@@ -298,9 +298,16 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     private func requestEnded(_ stream: ServerStream) {
-        switch stream.machine.receivedEndStream(bufferedRequests: stream.singleRequest.count) {
+        let action = stream.machine.receivedEndStream(bufferedRequests: stream.singleRequest.count)
+        // Bytes of a message whose rest never comes: a streaming call fails rather than
+        // seeming to end cleanly without it, and a single-request call says so (INTERNAL,
+        // as grpc-go answers). Its handler has not started, or reads the failure next.
+        let truncated = stream.deframer.bufferedByteCount > 0
+        switch action {
         case .none:
             break
+        case .wrongRequestCount where truncated, .finishRequests where truncated:
+            fail(stream, RPCError(code: .internal, message: "the request ended inside a message"))
         case .startHandler:
             start(stream)
         case .wrongRequestCount(let count):
