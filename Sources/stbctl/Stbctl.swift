@@ -32,12 +32,12 @@ struct Stbctl: AsyncParsableCommand {
             Examples:
               stbctl seed import services/catalog/seeds/demo.json --dry-run
               stbctl config --module video
-              stbctl get option hdr
-              stbctl update option hdr --default false
+              stbctl get option hdr_enabled
+              stbctl update option hdr_enabled --default false
               stbctl watch
               stbctl rules import services/catalog/seeds/demo.json
               stbctl rules check
-              stbctl evaluate selection.json
+              stbctl evaluate services/catalog/seeds/demo-selection.json
               stbctl fire video idle ENABLE_4K --context '{"hdmi_version": "2.1", "hdcp_version": "2.2"}'
             """,
         subcommands: [

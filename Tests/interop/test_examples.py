@@ -1,0 +1,142 @@
+"""Every command example we show works against the demo data: the `Examples:` of
+`stbctl --help` and the commands `scripts/up` prints, run against a real catalogd and a
+real rulesd holding the demo catalog and rules (services/catalog/seeds/demo.json).
+
+Fixtures (conftest.py): `catalog_server`, `rules_server`, `stbctl_bin`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+
+import pytest
+
+from conftest import REPO, own_catalog_database
+
+pytestmark = pytest.mark.skipif(
+    not (os.environ.get("STB_CATALOGD_BIN") and os.environ.get("STB_RULESD_BIN")),
+    reason="STB_CATALOGD_BIN and STB_RULESD_BIN must be set: these tests need catalogd and rulesd",
+)
+
+DEMO_SEED = REPO / "services" / "catalog" / "seeds" / "demo.json"
+
+
+@pytest.fixture(scope="module")
+def catalog_database():
+    with own_catalog_database("examples") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def env(catalog_server, rules_server):
+    """The environment examples run in: the demo's services as stbctl's defaults."""
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("STB_") or k.endswith("_BIN")}
+    variables.update(STB_CATALOG_ADDR=catalog_server.addr, STB_RULES_ADDR=rules_server.addr, STB_ACTOR="examples")
+    return variables
+
+
+@pytest.fixture(scope="module")
+def demo(stbctl_bin, env):
+    """The demo catalog and rules imported, and rulesd caught up with the catalog."""
+    def run(*args):
+        result = subprocess.run([str(stbctl_bin), *args], capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
+        assert result.returncode == 0, f"stbctl {' '.join(args)}: {result.stdout}{result.stderr}"
+        return result.stdout
+    revision = int(run("seed", "import", str(DEMO_SEED)).strip().splitlines()[-1].rsplit(" ", 1)[1])
+    deadline = time.monotonic() + 10
+    while json.loads(run("rules", "check", "--json"))["catalog_revision"] < revision:
+        assert time.monotonic() < deadline, "rulesd did not catch up with the demo catalog"
+        time.sleep(0.1)
+    run("rules", "import", str(DEMO_SEED))
+    return stbctl_bin
+
+
+def help_examples(stbctl_bin) -> list[str]:
+    # Wide enough that no example is wrapped.
+    text = subprocess.run([str(stbctl_bin), "--help"], capture_output=True, text=True, timeout=10,
+                          env={**os.environ, "COLUMNS": "300"}).stdout
+    block = text.split("Examples:", 1)[1]
+    return [line.strip() for line in block.splitlines() if line.strip().startswith("stbctl ")]
+
+
+def up_examples() -> list[str]:
+    """The commands scripts/up prints after start-up (its `$bin/stbctl …` lines, pipes
+    included), with `stbctl` standing for the binary."""
+    script = (REPO / "scripts" / "up").read_text()
+    lines = re.findall(r"^\s*([^\n]*\$bin/stbctl [^\n]*?)\s*(?:\(.*\))?$", script, flags=re.M)
+    return [line.strip().replace("$bin/stbctl", "stbctl") for line in lines]
+
+
+# Examples that show a refusal on purpose: their exit status and what they print.
+REFUSALS = {
+    "max_video_bitrate_kbps\": 60000": (1, "error video-bitrate-bound"),
+}
+
+
+def run_example(stbctl_bin, env, command: str) -> None:
+    """Runs `command` (a shell line with stbctl in it) with our stbctl; `watch` must
+    still be following after a second, a refusal shown on purpose must be that refusal,
+    everything else must exit 0."""
+    shell = command.replace("stbctl", shlex.quote(str(stbctl_bin)), 1)
+    process = subprocess.Popen(["bash", "-c", shell], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if " watch" in command:
+        time.sleep(1)
+        assert process.poll() is None, f"{command}: exited {process.returncode}: {process.stderr.read()}"
+        process.terminate()
+        process.wait(timeout=10)
+        return
+    out, err = process.communicate(timeout=60)
+    expected, shown = next(((code, text) for marker, (code, text) in REFUSALS.items() if marker in command), (0, ""))
+    assert process.returncode == expected, f"{command}: exited {process.returncode}\n{out}{err}"
+    assert shown in out + err
+
+
+def test_help_has_examples(stbctl_bin):
+    assert len(help_examples(stbctl_bin)) >= 8
+
+
+def test_up_prints_examples():
+    assert len(up_examples()) >= 4
+
+
+def test_every_help_example_works(demo, env):
+    for command in help_examples(demo):
+        run_example(demo, env, command)
+
+
+def test_every_example_scripts_up_prints_works(demo, env):
+    for command in up_examples():
+        run_example(demo, env, command)
+
+
+def readme_examples() -> list[tuple[str, list[str]]]:
+    """The README's `$ stbctl …` lines, each with the output lines shown under it."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    examples = []
+    for index, line in enumerate(lines):
+        if line.startswith("$ stbctl "):
+            shown = []
+            for following in lines[index + 1:]:
+                if following.startswith(("$ ", "```")):
+                    break
+                shown.append(following)
+            examples.append((line[2:], shown))
+    return examples
+
+
+def test_every_readme_example_shows_what_it_says(demo, env):
+    examples = readme_examples()
+    assert examples
+    for command, shown in examples:
+        shell = command.replace("stbctl", shlex.quote(str(demo)), 1)
+        result = subprocess.run(["bash", "-c", shell], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+        refused = bool(shown) and shown[0].startswith("stbctl: ")
+        assert result.returncode == (1 if refused else 0), f"{command}: exited {result.returncode}\n{result.stdout}{result.stderr}"
+        output = (result.stdout + result.stderr).splitlines()
+        for line in shown:
+            assert line in output, f"{command}: README shows {line!r}, stbctl printed:\n" + "\n".join(output)
