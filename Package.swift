@@ -230,7 +230,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBCatalogTests",
-            dependencies: ["STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
+            dependencies: ["STBCatalog", "STBTestSupport", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -250,6 +250,12 @@ let package = Package(
             dependencies: ["STBJSON"],
             swiftSettings: swiftSettings
         ),
+        // What several test targets share (deterministic random generators).
+        .target(
+            name: "STBTestSupport",
+            path: "Tests/STBTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "STBServiceTests",
             dependencies: ["STBService", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", "STBEventLoop", swiftLog],
@@ -257,7 +263,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBOptionValuesTests",
-            dependencies: ["STBOptionValues", "STBJSON"],
+            dependencies: ["STBOptionValues", "STBJSON", "STBTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

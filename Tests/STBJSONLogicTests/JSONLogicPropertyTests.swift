@@ -1,6 +1,7 @@
 import Foundation
 import STBJSON
 import STBJSONLogic
+import STBTestSupport
 import Testing
 
 /// Random expression trees over every operator, extreme literals, strings and arrays: none may

@@ -1,4 +1,5 @@
 import STBMessages
+import STBTestSupport
 import Testing
 
 /// Where a string sits in an `AllKinds` message: how to put raw bytes there on the wire,

@@ -1,5 +1,6 @@
 import STBJSON
 import STBOptionValues
+import STBTestSupport
 import Testing
 
 @Suite("Option constraints: reading meta and checking values")
