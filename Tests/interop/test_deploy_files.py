@@ -11,6 +11,9 @@ scripts (services/postgres/init/):
 - the runtime stage of each service image is debian:bookworm-slim (not a Swift image),
   with the C runtime libraries, a non-root user and an ENTRYPOINT; the build stage is
   an official swift:6.x-bookworm image;
+- the edge (services/edge/Dockerfile: nghttpx run by scripts/edge, nothing compiled) is
+  one debian:bookworm-slim stage with Debian's nghttp2 packages and the script and
+  template it runs, and compose publishes it on 8080 and 8443 in front of the services;
 - the init scripts create the four service databases; when a Postgres admin URL is
   known (STB_PG_ADMIN_URL, from `scripts/db env`), the SQL also runs against it.
 """
@@ -33,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERIGNORE = REPO / ".dockerignore"
 INIT_DIR = REPO / "services" / "postgres" / "init"
+EDGE_DOCKERFILE = REPO / "services" / "edge" / "Dockerfile"
 SERVICES = ("catalog", "project", "rules", "gateway")
 # The C libraries every service binary links (nghttp2, protobuf-c, libpq, RE2), by Debian package.
 RUNTIME_PACKAGES = ("libnghttp2-14", "libprotobuf-c1", "libpq5", "libre2-9")
@@ -276,6 +280,9 @@ def ignored(relative: str, rules) -> bool:
 
 DOCKERFILES = dockerfiles()
 IDS = [str(path.relative_to(REPO)) for path, _ in DOCKERFILES]
+# The images built from Swift sources (every one but the edge's).
+SWIFT_DOCKERFILES = [pair for pair in DOCKERFILES if pair[0] != EDGE_DOCKERFILE.resolve()]
+SWIFT_IDS = [str(path.relative_to(REPO)) for path, _ in SWIFT_DOCKERFILES]
 
 
 def test_there_are_dockerfiles():
@@ -328,7 +335,7 @@ def swift_version(image: str) -> tuple[int, ...] | None:
     return tuple(int(g) for g in match.groups() if g is not None) if match else None
 
 
-@pytest.mark.parametrize(("dockerfile", "context"), DOCKERFILES, ids=IDS)
+@pytest.mark.parametrize(("dockerfile", "context"), SWIFT_DOCKERFILES, ids=SWIFT_IDS)
 def test_stages(dockerfile: Path, context: Path):
     _, stages = parse_dockerfile(dockerfile)
     assert len(stages) >= 2, "expected a multi-stage build (build, then runtime)"
@@ -390,6 +397,57 @@ def test_catalog_image():
     ]
     for wanted in ("migrations", "seeds", "seed.schema.json"):
         assert f"/app/services/catalog/{wanted}" in destinations, f"{wanted} is not copied"
+
+
+def test_edge_image():
+    """Debian's nghttpx, nghttpd and openssl on bookworm-slim, running scripts/edge with
+    the template as a non-root user, listening on all interfaces inside the container."""
+    assert (EDGE_DOCKERFILE.resolve(), REPO) in DOCKERFILES
+    _, stages = parse_dockerfile(EDGE_DOCKERFILE)
+    assert len(stages) == 1, "the edge compiles nothing: one stage"
+    runtime = stages[0]
+    assert runtime.base.split("@")[0] in ("debian:bookworm-slim", "docker.io/library/debian:bookworm-slim")
+    runs = " ".join(i.args for i in runtime.instructions if i.keyword == "RUN")
+    for package in ("nghttp2-proxy", "nghttp2-server", "openssl", "ca-certificates"):
+        assert re.search(rf"(?<![\w.+-]){re.escape(package)}(?![\w.+-])", runs), (
+            f"the edge image does not install {package}")
+    assert "1.52.0-1+deb12u3" in runs, "the nghttp2 security floor is not checked"
+    copies = {shlex.split(i.args)[0]: shlex.split(i.args)[-1]
+              for i in runtime.instructions if i.keyword == "COPY"}
+    assert copies.get("scripts/edge") == "/app/scripts/edge"
+    assert copies.get("services/edge/nghttpx.conf.in") == "/app/services/edge/nghttpx.conf.in"
+    env = env_of(runtime)
+    assert env.get("STB_EDGE_HOST") == "0.0.0.0"
+    assert env.get("STB_EDGE_HTTP_PORT") == "8080" and env.get("STB_EDGE_TLS_PORT") == "8443"
+    assert env.get("STB_EDGE_DIR") == "/app/.local/edge"
+    exposed = " ".join(i.args for i in runtime.instructions if i.keyword == "EXPOSE").split()
+    assert "8080" in exposed and "8443" in exposed
+    users = [i.args.split(":")[0] for i in runtime.instructions if i.keyword == "USER"]
+    assert users and users[-1] not in ("root", "0"), "the edge runs as root"
+    entrypoints = [i.args for i in runtime.instructions if i.keyword == "ENTRYPOINT"]
+    assert entrypoints and json.loads(entrypoints[-1]) == ["/app/scripts/edge"]
+    # The template and the script it is filled by are in the repository.
+    assert (REPO / "scripts" / "edge").is_file() and os.access(REPO / "scripts" / "edge", os.X_OK)
+    assert (REPO / "services" / "edge" / "nghttpx.conf.in").is_file()
+
+
+def test_compose_edge():
+    services = load_compose()["services"]
+    edge = services["edge"]
+    assert build_of(edge) == (REPO, EDGE_DOCKERFILE.resolve())
+    ports = [str(p) for p in edge["ports"]]
+    assert "8080:8080" in ports and "8443:8443" in ports
+    environment = edge["environment"]
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    # Each backend is a compose service on its own port.
+    for variable, service in (("STB_CATALOG_ADDR", "catalog"), ("STB_RULES_ADDR", "rules")):
+        host, _, port = environment[variable].rpartition(":")
+        assert host == service, f"{variable} names {host}, not the {service} service"
+        assert f"{port}:{port}" in [str(p) for p in services[service]["ports"]]
+        assert service in edge["depends_on"]
+    mounts = [str(v) for v in edge.get("volumes", [])]
+    assert any(m.endswith(":/app/.local/edge") for m in mounts), "the edge's certificate is not kept in a volume"
 
 
 # --- Postgres init scripts -----------------------------------------------------------
