@@ -17,6 +17,7 @@ import time
 import pytest
 
 from conftest import REPO, own_catalog_database
+from test_edge import Edge
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("STB_CATALOGD_BIN") and os.environ.get("STB_RULESD_BIN")),
@@ -38,6 +39,14 @@ def env(catalog_server, rules_server):
     variables = {k: v for k, v in os.environ.items() if not k.startswith("STB_") or k.endswith("_BIN")}
     variables.update(STB_CATALOG_ADDR=catalog_server.addr, STB_RULES_ADDR=rules_server.addr, STB_ACTOR="examples")
     return variables
+
+
+@pytest.fixture(scope="module")
+def edge(catalog_server, rules_server, tmp_path_factory):
+    """scripts/edge in front of this module's services, for the examples that go through it."""
+    server = Edge(tmp_path_factory.mktemp("edge") / "state", catalog_server.addr, rules_server.addr).start()
+    yield server
+    server.terminate()
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +118,9 @@ def test_every_help_example_works(demo, env):
         run_example(demo, env, command)
 
 
-def test_every_example_scripts_up_prints_works(demo, env):
+def test_every_example_scripts_up_prints_works(demo, env, edge):
     for command in up_examples():
-        run_example(demo, env, command)
+        run_example(demo, env, command.replace("$edge_http_port", str(edge.http_port)))
 
 
 def readme_examples() -> list[tuple[str, list[str]]]:
