@@ -9,6 +9,8 @@ let swiftSettings: [SwiftSetting] = [
 let swiftLog: Target.Dependency = .product(name: "Logging", package: "swift-log")
 let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 let unixSignals: Target.Dependency = .product(name: "UnixSignals", package: "swift-service-lifecycle")
+let metrics: Target.Dependency = .product(name: "Metrics", package: "swift-metrics")
+let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
 
 let package = Package(
     name: "stb-config",
@@ -28,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // MARK: - C libraries (Debian packages, found with pkg-config)
@@ -81,7 +85,7 @@ let package = Package(
 
         .target(
             name: "STBRPC",
-            dependencies: ["STBEventLoop", "CLinux", "CNghttp2", "STBMessages", swiftLog, serviceLifecycle],
+            dependencies: ["STBEventLoop", "CLinux", "CNghttp2", "STBMessages", swiftLog, serviceLifecycle, metrics],
             swiftSettings: swiftSettings
         ),
 
@@ -97,7 +101,7 @@ let package = Package(
 
         .target(
             name: "STBPostgres",
-            dependencies: ["STBEventLoop", "CLinux", "CLibpq", swiftLog, serviceLifecycle],
+            dependencies: ["STBEventLoop", "CLinux", "CLibpq", swiftLog, serviceLifecycle, metrics],
             // Async calls run on the caller's executor (its worker loop), without a hop per call.
             swiftSettings: swiftSettings + [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
@@ -128,7 +132,7 @@ let package = Package(
 
         .target(
             name: "STBService",
-            dependencies: ["STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle, unixSignals],
+            dependencies: ["STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle, unixSignals, metrics, prometheus],
             swiftSettings: swiftSettings
         ),
 
@@ -149,7 +153,7 @@ let package = Package(
 
         .target(
             name: "STBRules",
-            dependencies: ["STBAPI", "STBJSON", "STBJSONLogic", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle],
+            dependencies: ["STBAPI", "STBJSON", "STBJSONLogic", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle, metrics],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -188,7 +192,7 @@ let package = Package(
         // until the first product service lands, what `scripts/up` runs.
         .executableTarget(
             name: "stb-echo-server",
-            dependencies: ["STBEcho", "STBRPC", swiftLog],
+            dependencies: ["STBEcho", "STBRPC", swiftLog, metrics, prometheus],
             swiftSettings: swiftSettings
         ),
         // Streaming and client-side measurements for scripts/bench-rpc.
@@ -258,7 +262,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBServiceTests",
-            dependencies: ["STBService", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", "STBEventLoop", swiftLog],
+            dependencies: ["STBService", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", "STBEventLoop", swiftLog, metrics, prometheus],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -268,7 +272,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBRPCTests",
-            dependencies: ["STBRPC", "STBEcho", "STBMessages"],
+            dependencies: ["STBRPC", "STBEcho", "STBMessages", metrics, prometheus],
             swiftSettings: swiftSettings
         ),
     ]

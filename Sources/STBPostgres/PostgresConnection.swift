@@ -2,6 +2,7 @@ import Glibc
 internal import CLibpq
 internal import CLinux
 import STBEventLoop
+import Metrics
 import Synchronization
 
 /// One non-blocking libpq connection, living on one event loop.
@@ -50,8 +51,12 @@ public final class PostgresConnection: @unchecked Sendable {
     /// At most this many statements are kept prepared per connection; later ones run unnamed.
     static let statementCacheLimit = 512
 
-    private init(loop: EventLoop) {
+    /// Times each statement or pipeline (a pooled connection's); nil: not timed.
+    private let queryTimer: Metrics.Timer?
+
+    private init(loop: EventLoop, queryTimer: Metrics.Timer? = nil) {
         self.loop = loop
+        self.queryTimer = queryTimer
     }
 
     /// Whether the connection is open and has seen no fatal error.
@@ -68,9 +73,10 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// `onClose` runs on the loop once the open connection closes (not when opening fails).
     static func connect(
-        to conninfo: String, on loop: EventLoop, timeoutSeconds: Int, onClose: (@Sendable () -> Void)?
+        to conninfo: String, on loop: EventLoop, timeoutSeconds: Int, queryTimer: Metrics.Timer? = nil,
+        onClose: (@Sendable () -> Void)?
     ) async throws(PostgresError) -> PostgresConnection {
-        let connection = PostgresConnection(loop: loop)
+        let connection = PostgresConnection(loop: loop, queryTimer: queryTimer)
         do {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 loop.runOnLoop {
@@ -169,7 +175,10 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs one statement and returns its rows.
     nonisolated(nonsending) public func query(_ query: PostgresQuery) async throws(PostgresError) -> PostgresRows {
-        try await run(.extended([query]))[0]
+        guard let queryTimer else { return try await run(.extended([query]))[0] }
+        let start = ContinuousClock.now
+        defer { queryTimer.recordElapsed(since: start) }
+        return try await run(.extended([query]))[0]
     }
 
     /// Runs several statements in one round trip (pipeline mode) and returns each one's
@@ -177,6 +186,9 @@ public final class PostgresConnection: @unchecked Sendable {
     /// statement fails, none of them takes effect.
     nonisolated(nonsending) public func pipeline(_ queries: [PostgresQuery]) async throws(PostgresError) -> [PostgresRows] {
         if queries.isEmpty { return [] }
+        guard let queryTimer else { return try await run(.extended(queries)) }
+        let start = ContinuousClock.now
+        defer { queryTimer.recordElapsed(since: start) }
         return try await run(.extended(queries))
     }
 

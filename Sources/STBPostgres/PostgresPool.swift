@@ -1,5 +1,6 @@
 import Glibc
 import STBEventLoop
+import Metrics
 import Synchronization
 
 /// Where a service's database is and how many connections it may hold.
@@ -72,9 +73,23 @@ public final class PostgresPool: Sendable {
         case openNew
     }
 
-    public init(configuration: PostgresConfiguration, group: EventLoopGroup) {
+    private let metrics: PostgresPoolMetrics
+
+    /// A pool of `configuration.poolSize` connections on `group`'s loops; its gauges and
+    /// query timer go to `metricsFactory` (by default the process's `MetricsSystem`).
+    public init(configuration: PostgresConfiguration, group: EventLoopGroup, metricsFactory: any MetricsFactory = MetricsSystem.factory) {
         self.configuration = configuration
         self.group = group
+        self.metrics = PostgresPoolMetrics(factory: metricsFactory)
+    }
+
+    /// Changes the state under its lock and publishes the pool gauges from it.
+    private func withState<Result: Sendable>(_ body: (inout State) -> Result) -> Result {
+        state.withLock { state in
+            let result = body(&state)
+            metrics.record(open: state.open, idle: state.idle.count, waiters: state.waiters.count)
+            return result
+        }
     }
 
     // MARK: - Scoped use
@@ -133,7 +148,7 @@ public final class PostgresPool: Sendable {
     nonisolated(nonsending) private func acquire() async throws -> PostgresConnection {
         let preferred = group.loops.first { $0.inEventLoop }
         // Fast path: an idle connection (or room for a new one) without suspending.
-        let fast: Result<Lease, PostgresError>? = state.withLock { state in
+        let fast: Result<Lease, PostgresError>? = withState { state in
             if state.closed { return .failure(PostgresError(code: .poolClosed, message: "the database pool is shut down")) }
             if let connection = Self.takeIdle(&state, preferring: preferred) { return .success(.connection(connection)) }
             if state.open < configuration.poolSize {
@@ -149,13 +164,13 @@ public final class PostgresPool: Sendable {
             case .success(.openNew): return try await openConnection(on: preferred ?? group.next())
             }
         }
-        let waiterID = state.withLock { state -> Int in
+        let waiterID = withState { state -> Int in
             state.nextWaiterID += 1
             return state.nextWaiterID
         }
         let lease: Lease = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let immediate: Result<Lease, PostgresError>? = state.withLock { state in
+                let immediate: Result<Lease, PostgresError>? = withState { state in
                     if state.closed { return .failure(PostgresError(code: .poolClosed, message: "the database pool is shut down")) }
                     if let connection = Self.takeIdle(&state, preferring: preferred) { return .success(.connection(connection)) }
                     if state.open < configuration.poolSize {
@@ -170,7 +185,7 @@ public final class PostgresPool: Sendable {
                 if let immediate { continuation.resume(with: immediate.mapError { $0 as any Error }) }
             }
         } onCancel: {
-            let waiter = state.withLock { state -> Waiter? in
+            let waiter = withState { state -> Waiter? in
                 guard let index = state.waiters.firstIndex(where: { $0.id == waiterID }) else { return nil }
                 return state.waiters.remove(at: index)
             }
@@ -197,7 +212,8 @@ public final class PostgresPool: Sendable {
     private func openConnection(on loop: EventLoop) async throws -> PostgresConnection {
         do {
             return try await PostgresConnection.connect(
-                to: configuration.conninfo, on: loop, timeoutSeconds: configuration.connectTimeoutSeconds
+                to: configuration.conninfo, on: loop, timeoutSeconds: configuration.connectTimeoutSeconds,
+                queryTimer: metrics.queryDuration
             ) { [weak self] in
                 self?.connectionClosed()
             }
@@ -210,7 +226,7 @@ public final class PostgresPool: Sendable {
 
     /// Bookkeeping for a connection that closed (or failed to open).
     private func connectionClosed() {
-        let waiter = state.withLock { state -> Waiter? in
+        let waiter = withState { state -> Waiter? in
             state.open -= 1
             state.idle.removeAll { !$0.isUsable }
             guard !state.closed, !state.waiters.isEmpty, state.open < configuration.poolSize else { return nil }
@@ -240,7 +256,7 @@ public final class PostgresPool: Sendable {
             connection.closeNow()
             return
         }
-        let handoff = state.withLock { state -> Waiter?? in
+        let handoff = withState { state -> Waiter?? in
             if state.closed { return .some(nil) }
             if !state.waiters.isEmpty { return state.waiters.removeFirst() }
             state.idle.append(connection)
@@ -255,7 +271,7 @@ public final class PostgresPool: Sendable {
 
     /// Closes idle connections and refuses new work; connections in use close when returned.
     public func close() async {
-        let (idle, waiters) = state.withLock { state in
+        let (idle, waiters) = withState { state in
             state.closed = true
             defer {
                 state.idle.removeAll()

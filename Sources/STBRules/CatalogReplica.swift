@@ -1,7 +1,9 @@
 import Logging
+import Metrics
 import STBMessages
 import STBPostgres
 import STBRPC
+import STBService
 import ServiceLifecycle
 import Synchronization
 
@@ -36,6 +38,8 @@ public final class CatalogReplica: Service, Sendable {
     private let standalone = Mutex<Task<Void, Never>?>(nil)
     private let onUpdate: @Sendable (Stb_Catalog_V1_GetConfigResponse) -> Void
     private let onFreshnessChange: @Sendable (Freshness) -> Void
+    private let revisionGauge = Meter(label: ServiceMetricName.replicaRevision, dimensions: [("source", "catalog")])
+    private let announcedGauge = Meter(label: ServiceMetricName.replicaAnnouncedRevision, dimensions: [("source", "catalog")])
 
     /// `onUpdate` runs with each new configuration (a new revision); `onFreshnessChange`
     /// when the copy falls behind or catches up.
@@ -106,6 +110,7 @@ public final class CatalogReplica: Service, Sendable {
             return true
         }
         guard stored else { return nil }
+        revisionGauge.set(reply.revision)
         onUpdate(reply)
         return reply
     }
@@ -136,7 +141,11 @@ public final class CatalogReplica: Service, Sendable {
     }
 
     private func announced(revision: UInt64) {
-        progress.withLock { $0.announced = max($0.announced, revision) }
+        let announced = progress.withLock { progress in
+            progress.announced = max(progress.announced, revision)
+            return progress.announced
+        }
+        announcedGauge.set(announced)
     }
 
     private func fetched(revision: UInt64) {

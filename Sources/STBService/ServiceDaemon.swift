@@ -15,8 +15,10 @@ import UnixSignals
 ///    services and background services);
 /// 3. the RPC server listens; `<name>d listening on HOST:PORT` is printed (scripts wait
 ///    for it);
-///    Every call runs inside the interceptors: statuses (`StatusInterceptor`), the
-///    caller's identity (`ActorHeaderInterceptor`), then the service's own;
+///    Every call runs inside the interceptors: metrics (`MetricsInterceptor`), statuses
+///    (`StatusInterceptor`), the caller's identity (`ActorHeaderInterceptor`), then the
+///    service's own; `GET /metrics` on the same port serves the process's metrics
+///    (`ServiceMetrics`, bootstrapped first, so that every layer records into it);
 /// 4. one `ServiceGroup` runs the listener, the background services, the outbox pruner and
 ///    the server. SIGTERM or SIGINT shuts it down gracefully, in reverse order: the server
 ///    first (health NOT_SERVING, GOAWAY, running calls drain within the grace period),
@@ -61,6 +63,7 @@ public struct ServiceDaemon: Sendable {
         _ configuration: ServiceConfiguration, channels: [String],
         assemble: (ServiceAssembly) async throws -> ServiceParts
     ) async {
+        let registry = ServiceMetrics.bootstrap()
         let loops: EventLoopGroup
         do {
             loops = try EventLoopGroup(count: max(1, configuration.server.workers), name: name)
@@ -81,8 +84,10 @@ public struct ServiceDaemon: Sendable {
         let server: RPCServer
         do {
             let interceptors = Self.interceptors(for: name, logger: logger) + parts.interceptors
+            var serverConfiguration = configuration.server
+            serverConfiguration.metricsExposition = ServiceMetrics.exposition(of: registry)
             server = try RPCServer(
-                configuration: configuration.server, services: parts.rpcServices, interceptors: interceptors,
+                configuration: serverConfiguration, services: parts.rpcServices, interceptors: interceptors,
                 group: loops, health: health, logger: logger
             )
             let port = try await server.start()
@@ -108,10 +113,11 @@ public struct ServiceDaemon: Sendable {
         loops.shutdown()
     }
 
-    /// The interceptors every service runs its calls inside: statuses outermost (so what
-    /// a later interceptor throws is mapped too), then the caller's identity.
+    /// The interceptors every service runs its calls inside: metrics outermost (so they
+    /// count the status the caller gets), then statuses (so what a later interceptor
+    /// throws is mapped too), then the caller's identity.
     public static func interceptors(for service: String, logger: Logger) -> [any ServerInterceptor] {
-        [StatusInterceptor(service: service, logger: logger), ActorHeaderInterceptor()]
+        [MetricsInterceptor(), StatusInterceptor(service: service, logger: logger), ActorHeaderInterceptor()]
     }
 
     /// Applies the migrations, waiting for a database that is still starting; anything

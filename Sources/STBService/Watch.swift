@@ -14,8 +14,11 @@ public func watch<Event: ProtoMessage>(
     decode: (OutboxEvent) throws -> Event
 ) async throws {
     let cursor: OutboxCursor
+    let lag = WatchLagGauge(outbox: feed.outbox)
+    defer { lag.destroy() }
     if token.isEmpty {
         cursor = try await feed.outbox.head(pool: feed.pool)
+        lag.caughtUp()
     } else {
         guard let parsed = OutboxCursor(token) else {
             throw invalidArgument(["after: \(quoted(token)) is not a cursor this service issued"])
@@ -42,8 +45,15 @@ public func watch<Event: ProtoMessage>(
                 message: "after: cursor \(cursor) is beyond the newest change (\(head)); it was not issued by this service; \(reload)"
             )
         }
+        lag.record(delivered: cursor, head: head)
     }
     for try await batch in feed.batches(after: cursor) {
         try await writer.write(contentsOf: try batch.map(decode))
+        guard let last = batch.last else { continue }
+        if batch.count < feed.batchSize {
+            lag.caughtUp()  // a short read: nothing newer was committed then
+        } else if let head = try? await feed.outbox.head(pool: feed.pool) {
+            lag.record(delivered: last.cursor, head: head)  // a full batch: more is waiting
+        }
     }
 }

@@ -1,11 +1,14 @@
 import Dispatch
 import Glibc
 import Logging
+import Metrics
+import Prometheus
 import STBEcho
 import STBRPC
 
 // The echo server: the RPC layer's test and benchmark peer, with health.
-// Configuration: STB_ECHO_HOST, STB_ECHO_PORT (50050), STB_ECHO_WORKERS, STB_RPC_*, LOG_LEVEL.
+// Configuration: STB_ECHO_HOST, STB_ECHO_PORT (50050), STB_ECHO_WORKERS, STB_RPC_*, LOG_LEVEL,
+// STB_ECHO_METRICS (1: record metrics, served at GET /metrics, as the services do).
 
 LoggingSystem.bootstrap { label in
     var handler = StreamLogHandler.standardError(label: label)
@@ -16,8 +19,15 @@ let logger = Logger(label: "stb.echo")
 
 let server: RPCServer
 do {
-    let configuration = try RPCServer.Configuration.fromEnvironment(prefix: "STB_ECHO", defaultPort: 50050)
-    server = try RPCServer(configuration: configuration, services: [EchoService()], logger: logger)
+    var configuration = try RPCServer.Configuration.fromEnvironment(prefix: "STB_ECHO", defaultPort: 50050)
+    var interceptors: [any ServerInterceptor] = []
+    if getenv("STB_ECHO_METRICS").map({ String(cString: $0) }) == "1" {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        configuration.metricsExposition = { PrometheusText.addingHelp(to: registry.emitToBuffer(), help: RPCMetricName.help) }
+        interceptors.append(MetricsInterceptor())
+    }
+    server = try RPCServer(configuration: configuration, services: [EchoService()], interceptors: interceptors, logger: logger)
 } catch {
     logger.critical("could not start: \(error)")
     exit(1)

@@ -288,4 +288,58 @@ struct ServerStreamStateMachineTests {
         #expect(done.abandon() == false)
         #expect(done.state == .clientClosedServerClosed)
     }
+
+    // MARK: - GET /metrics
+
+    private static func scrape(
+        contentType: String? = nil, method: String = "GET", path: String = "/metrics", servesMetrics: Bool = true
+    ) -> Machine.RequestHead {
+        Machine.RequestHead(
+            contentType: contentType, method: method, path: path, encoding: nil, takesSingleRequest: nil,
+            servesMetrics: servesMetrics)
+    }
+
+    @Test("GET /metrics is answered with the exposition, without a handler slot")
+    func metricsScrape() {
+        var machine = Machine()
+        #expect(machine.receivedRequestHeaders(Self.scrape(), hasHandlerRoom: false) == .respondMetrics)
+        #expect(machine.state == .clientOpenServerClosed)
+        #expect(machine.handlerSlot == .none)
+        #expect(machine.receivedEndStream(bufferedRequests: 0) == .none)
+        #expect(machine.state == .clientClosedServerClosed)
+        #expect(machine.sentFinalHeaders() == .none)
+        #expect(machine.closed(errorCode: H2Error.noError) == Machine.OnClose())
+    }
+
+    @Test("A scrape whose request is still open when the body ends is told to stop")
+    func metricsScrapeLeftOpen() {
+        var machine = Machine()
+        #expect(machine.receivedRequestHeaders(Self.scrape(), hasHandlerRoom: true) == .respondMetrics)
+        #expect(machine.sentFinalHeaders() == .resetNoError)
+        #expect(machine.state == .resetByServer)
+    }
+
+    @Test("Other requests that are not gRPC keep getting 415", arguments: [
+        scrape(servesMetrics: false),
+        scrape(method: "POST"),
+        scrape(path: "/metrics/other"),
+        scrape(path: "/"),
+        scrape(contentType: "text/plain", method: "HEAD"),
+    ])
+    func notAScrape(head: Machine.RequestHead) {
+        var machine = Machine()
+        #expect(machine.receivedRequestHeaders(head, hasHandlerRoom: true) == .respondUnsupportedMediaType)
+        #expect(machine.state == .clientOpenServerClosed)
+    }
+
+    @Test("A gRPC request to /metrics stays gRPC")
+    func grpcToMetricsPath() {
+        var machine = Machine()
+        let head = Self.scrape(contentType: "application/grpc")
+        #expect(machine.receivedRequestHeaders(head, hasHandlerRoom: true)
+            == .fail(RPCError(code: .invalidArgument, message: "gRPC requires the POST method"), advertiseEncodings: false))
+        var post = Machine()
+        #expect(post.receivedRequestHeaders(Self.scrape(contentType: "application/grpc", method: "POST"), hasHandlerRoom: true)
+            == .fail(RPCError(code: .unimplemented, message: "method not found: /metrics"), advertiseEncodings: false))
+    }
 }

@@ -13,6 +13,11 @@ struct OutboundBody {
         appendFramedMessage(message, to: &bytes)
     }
 
+    /// Queues `raw` as it is, without gRPC framing (a plain HTTP response body).
+    mutating func append(raw: [UInt8]) {
+        bytes.append(contentsOf: raw)
+    }
+
     /// Copies up to `length` queued bytes into `buffer`; returns the count.
     mutating func copy(into buffer: UnsafeMutablePointer<UInt8>, length: Int) -> Int {
         let count = min(pending, length)

@@ -32,6 +32,9 @@ final class HTTP2Connection: EventLoopSource, FlushTarget {
     private(set) var lastWriteProgress: UInt64
     /// Loop time of the last bytes read.
     private(set) var lastReadTime: UInt64
+    /// Bytes read from and written to the socket since the connection opened.
+    private(set) var bytesRead = 0
+    private(set) var bytesWritten = 0
 
     init(loop: EventLoop, fd: Int32, maxWriteBuffered: Int = 1 << 20) {
         self.loop = loop
@@ -87,6 +90,7 @@ final class HTTP2Connection: EventLoopSource, FlushTarget {
             let count = read(fd, buffer.baseAddress, buffer.count)
             if count > 0 {
                 lastReadTime = loop.now
+                bytesRead += count
                 let consumed = nghttp2_session_mem_recv(
                     session, buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), count)
                 if consumed < 0 {
@@ -182,6 +186,7 @@ final class HTTP2Connection: EventLoopSource, FlushTarget {
             }
             if written > 0 {
                 writeOffset += written
+                bytesWritten += written
                 lastWriteProgress = loop.now
             } else if written < 0 && (errno == EAGAIN || errno == EINTR) {
                 break

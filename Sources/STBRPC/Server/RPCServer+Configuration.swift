@@ -1,3 +1,5 @@
+import Metrics
+
 extension RPCServer {
     /// Server settings. The defaults suit production; tests shorten the timers.
     public struct Configuration: Sendable {
@@ -57,6 +59,15 @@ extension RPCServer {
         /// budget breaches): burst size and refill per second. Empty → GOAWAY(ENHANCE_YOUR_CALM).
         public var glitchBurst = 1000
         public var glitchRefillPerSecond = 100
+
+        /// Where the transport metrics (connections, streams, bytes) are recorded; nil:
+        /// the process's `MetricsSystem.factory` (a no-op until `main` bootstraps one).
+        public var metricsFactory: (any MetricsFactory)?
+        /// Answers `GET /metrics` (an HTTP/2 GET without a gRPC content type) with its
+        /// bytes, as `text/plain; version=0.0.4` (the Prometheus text format). Called on
+        /// a worker loop: it must not block. Nil: such a request gets 415, as any other
+        /// request that is not gRPC.
+        public var metricsExposition: (@Sendable () -> [UInt8])?
 
         public init() {}
     }

@@ -1,6 +1,7 @@
 internal import CNghttp2
 import Glibc
 import Logging
+import Metrics
 import Synchronization
 import STBEventLoop
 
@@ -17,6 +18,10 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     private var policy: ServerConnectionPolicy
     let peer: String
     private var bufferedInbound = 0
+    /// Socket bytes already added to the server's byte counters.
+    private var reportedBytesRead = 0
+    private var reportedBytesWritten = 0
+    private var metrics: TransportMetrics { server.transportMetrics }
 
     init(server: ServerCore, loop: EventLoop, fd: Int32) throws(SocketError) {
         self.server = server
@@ -51,6 +56,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             transport.delegate = nil  // the two hold each other until the connection closes
             throw error
         }
+        metrics.connections.increment()
         transport.scheduleFlush()
     }
 
@@ -73,6 +79,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
             streams[header.stream_id] = ServerStream(id: header.stream_id, maxMessageSize: config.maxReceiveMessageSize)
             policy.streamOpened(now: loop.now)
+            metrics.streams.increment()
         }
         // Per stream, so a block the library or the header budget rejects (and that
         // therefore never completes) ends with its stream instead of lingering.
@@ -201,6 +208,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
+        metrics.streams.decrement()
         bufferedInbound -= stream.deframer.bufferedByteCount
         let closed = stream.machine.closed(errorCode: errorCode)
         if closed.countsAsGlitch {
@@ -236,7 +244,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         if header.type == FrameType.headers || header.type == FrameType.data {
             policy.headersOrDataSent()
         }
-        if header.type == FrameType.headers, header.flags & FrameFlag.endStream != 0,
+        if header.type == FrameType.headers || header.type == FrameType.data, header.flags & FrameFlag.endStream != 0,
             let stream = streams[header.stream_id], stream.machine.sentFinalHeaders() == .resetNoError, let session
         {
             nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, H2Error.noError)
@@ -251,7 +259,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         let handler = stream.path.flatMap { server.router.handler(for: $0) }
         let head = ServerStreamStateMachine.RequestHead(
             contentType: stream.contentType, method: stream.method, path: stream.path, encoding: stream.encoding,
-            takesSingleRequest: handler?.takesSingleRequest)
+            takesSingleRequest: handler?.takesSingleRequest, servesMetrics: config.metricsExposition != nil)
         switch stream.machine.receivedRequestHeaders(head, hasHandlerRoom: policy.hasHandlerRoom) {
         case .none:
             return
@@ -260,6 +268,17 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             block.add(":status", "415")
             block.add("content-type", "text/plain")
             _ = block.withNameValues { nghttp2_submit_response(session, stream.id, $0, $1, nil) }
+            return
+        case .respondMetrics:
+            let body = config.metricsExposition?() ?? []
+            var block = HeaderBlock(capacity: 3)
+            block.add(":status", "200")
+            block.add("content-type", PrometheusText.contentType)
+            block.add("content-length", String(body.count))
+            stream.outbound.append(raw: body)
+            stream.endsWithBody = true
+            var provider = HTTP2Connection.bodyProvider
+            _ = block.withNameValues { nghttp2_submit_response(session, stream.id, $0, $1, &provider) }
             return
         case .fail(let status, let advertiseEncodings):
             stream.advertiseEncodings = advertiseEncodings
@@ -597,6 +616,8 @@ final class ServerConnection: HTTP2ConnectionDelegate {
                 flags.pointee |= DataFlag.eof | DataFlag.noEndStream
                 let result = trailers.withNameValues { nghttp2_submit_trailer(session, streamID, $0, $1) }
                 if result != 0 { statusNotSubmitted(stream, result) }
+            } else if stream.endsWithBody {
+                flags.pointee |= DataFlag.eof
             } else if count == 0 {
                 stream.outbound.isDeferred = true
                 return LibError.deferred
@@ -670,7 +691,22 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     func connectionDidFlush() {
+        reportTraffic()
         perform(policy.didFlush(bufferedOutput: transport.bufferedOutput))
+    }
+
+    /// Adds the socket bytes moved since the last report to the server's counters: once
+    /// per flush, not per read or write.
+    private func reportTraffic() {
+        let read = transport.bytesRead, written = transport.bytesWritten
+        if read != reportedBytesRead {
+            metrics.receivedBytes.increment(by: read - reportedBytesRead)
+            reportedBytesRead = read
+        }
+        if written != reportedBytesWritten {
+            metrics.sentBytes.increment(by: written - reportedBytesWritten)
+            reportedBytesWritten = written
+        }
     }
 
     func connectionTick(now: UInt64) {
@@ -693,6 +729,9 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     func connectionDidClose(reason: String) {
         server.logger.debug("connection closed", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
+        reportTraffic()
+        metrics.connections.decrement()
+        if !streams.isEmpty { metrics.streams.decrement(by: Double(streams.count)) }
         for stream in streams.values {
             endCall(of: stream, stream.machine.closed(errorCode: nil), error: RPCError(code: .cancelled, message: "the connection closed"))
         }

@@ -1,6 +1,7 @@
 import Glibc
 internal import CLinux
 import Logging
+import Metrics
 import Synchronization
 import STBEventLoop
 
@@ -10,6 +11,7 @@ final class ServerCore: Sendable {
     let configuration: RPCServer.Configuration
     let router: RPCRouter
     let logger: Logger
+    let transportMetrics: TransportMetrics
     private let registries: [ObjectIdentifier: ConnectionRegistry]
     private let closedSinceTrim = Atomic<Int>(0)
     /// Closed connections after which freed memory is handed back to the OS.
@@ -19,6 +21,7 @@ final class ServerCore: Sendable {
         self.configuration = configuration
         self.router = router
         self.logger = logger
+        self.transportMetrics = TransportMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory)
         var registries: [ObjectIdentifier: ConnectionRegistry] = [:]
         for loop in loops { registries[ObjectIdentifier(loop)] = ConnectionRegistry() }
         self.registries = registries

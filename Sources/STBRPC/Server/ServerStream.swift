@@ -32,6 +32,8 @@ final class ServerStream {
     // Response.
     var outbound = OutboundBody()
     var trailers: HeaderBlock?
+    /// The body ends the stream when drained, with no trailers (a plain HTTP response).
+    var endsWithBody = false
 
     init(id: Int32, maxMessageSize: Int) {
         self.id = id

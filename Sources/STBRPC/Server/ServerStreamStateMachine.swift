@@ -105,6 +105,8 @@ struct ServerStreamStateMachine {
         var encoding: String?
         /// What the route's handler reads: nil when no handler serves `path`.
         var takesSingleRequest: Bool?
+        /// Whether the server answers `GET /metrics`.
+        var servesMetrics = false
     }
 
     enum OnRequestHeaders: Equatable {
@@ -112,6 +114,8 @@ struct ServerStreamStateMachine {
         case none
         /// Not a gRPC request: answer HTTP 415 and nothing else.
         case respondUnsupportedMediaType
+        /// `GET /metrics` on a server that serves them: answer with the exposition.
+        case respondMetrics
         /// End the call with this status (Trailers-Only); `advertiseEncodings` asks for
         /// `grpc-accept-encoding` beside it.
         case fail(RPCError, advertiseEncodings: Bool)
@@ -139,6 +143,9 @@ struct ServerStreamStateMachine {
         }
         guard let contentType = head.contentType, contentType.hasPrefix("application/grpc") else {
             state = .clientOpenServerClosed
+            if head.servesMetrics, head.method == "GET", head.path == "/metrics" {
+                return .respondMetrics
+            }
             return .respondUnsupportedMediaType
         }
         state = .clientOpenServerIdle
@@ -305,7 +312,8 @@ struct ServerStreamStateMachine {
         case resetNoError
     }
 
-    /// A HEADERS frame with END_STREAM (the status, or a 415) was sent.
+    /// A HEADERS or DATA frame with END_STREAM (the status, a 415, the end of a metrics
+    /// response) was sent.
     mutating func sentFinalHeaders() -> OnFinalHeadersSent {
         guard state == .clientOpenServerClosed else { return .none }
         state = .resetByServer
