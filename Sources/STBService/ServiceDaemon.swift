@@ -104,13 +104,16 @@ public struct ServiceDaemon: Sendable {
         }
         services.append(server)
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var failure: (any Error)?
         do {
             try await group.run()
         } catch {
-            logger.error("the \(name) service stopped", metadata: ["error": "\(error)"])
+            failure = error
         }
         await pool.close()
         loops.shutdown()
+        // A part that failed (rather than a signal) ends the process with a failure status.
+        if let failure { fail("the \(name) service stopped: \(failure)") }
     }
 
     /// The interceptors every service runs its calls inside: metrics outermost (so they
