@@ -52,13 +52,13 @@ extension RPCRouter {
 
 extension Array where Element == any ServerInterceptor {
     /// Runs `body` inside these interceptors, from the first.
-    func run<Result: Sendable>(_ context: ServerContext, _ body: @escaping @Sendable (ServerContext) async throws -> Result) async throws -> Result {
+    func run<Result: Sendable>(_ context: ServerContext, _ body: @Sendable (ServerContext) async throws -> Result) async throws -> Result {
         try await self[...].run(context, body)
     }
 }
 
 extension ArraySlice where Element == any ServerInterceptor {
-    func run<Result: Sendable>(_ context: ServerContext, _ body: @escaping @Sendable (ServerContext) async throws -> Result) async throws -> Result {
+    func run<Result: Sendable>(_ context: ServerContext, _ body: @Sendable (ServerContext) async throws -> Result) async throws -> Result {
         guard let first else { return try await body(context) }
         let rest = dropFirst()
         return try await first.intercept(context: context) { try await rest.run($0, body) }
