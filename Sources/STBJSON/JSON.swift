@@ -103,19 +103,25 @@ public indirect enum JSONValue: Hashable, Sendable {
     public static func writeString(_ value: String, to output: inout String) {
         output += "\""
         for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": output += "\\\""
-            case "\\": output += "\\\\"
-            case "\n": output += "\\n"
-            case "\r": output += "\\r"
-            case "\t": output += "\\t"
-            case let control where control.value < 0x20:
-                let hex = String(control.value, radix: 16)
-                output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: output.unicodeScalars.append(scalar)
-            }
+            appendEscaped(scalar, to: &output) { $0.value < 0x20 }
         }
         output += "\""
+    }
+
+    /// Appends `scalar` as it stands in a JSON string: quote, backslash, newline, return
+    /// and tab by their short escapes, any other scalar `escaping` selects as `\uXXXX`.
+    static func appendEscaped(_ scalar: Unicode.Scalar, to output: inout String, escaping: (Unicode.Scalar) -> Bool) {
+        switch scalar {
+        case "\"": output += "\\\""
+        case "\\": output += "\\\\"
+        case "\n": output += "\\n"
+        case "\r": output += "\\r"
+        case "\t": output += "\\t"
+        case let other where escaping(other):
+            let hex = String(other.value, radix: 16)
+            output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: output.unicodeScalars.append(scalar)
+        }
     }
 
     // MARK: - Parsing
@@ -352,17 +358,7 @@ public func quoted(_ text: String) -> String {
             break
         }
         kept += 1
-        switch scalar {
-        case "\"": output += "\\\""
-        case "\\": output += "\\\\"
-        case "\n": output += "\\n"
-        case "\r": output += "\\r"
-        case "\t": output += "\\t"
-        case let scalar where isShownEscaped(scalar):
-            let hex = String(scalar.value, radix: 16, uppercase: false)
-            output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: output.unicodeScalars.append(scalar)
-        }
+        JSONValue.appendEscaped(scalar, to: &output, escaping: isShownEscaped)
     }
     guard shortened else { return output + "\"" }
     return output + "…\" (\(text.utf8.count) bytes)"
