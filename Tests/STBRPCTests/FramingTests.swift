@@ -1,3 +1,4 @@
+import STBMessages
 import Testing
 
 @testable import STBRPC

@@ -52,39 +52,11 @@ public struct ProtoFileDescriptor: Sendable, Hashable {
         name: String, dependencies: [String], messageTypes: [String], otherSymbols: [String],
         extensions: [Extension], base64: String
     ) {
-        guard let bytes = decodeBase64(base64) else {
+        guard let bytes = Base64.decode(base64.filter { $0 != "\n" && $0 != " " }) else {
             preconditionFailure("the embedded descriptor of \(name) is not base64")
         }
         self.init(
             name: name, dependencies: dependencies, messageTypes: messageTypes, otherSymbols: otherSymbols,
             extensions: extensions, serializedBytes: bytes)
     }
-}
-
-/// Decodes standard base64, skipping line breaks and spaces; nil for anything else
-/// outside the alphabet.
-private func decodeBase64(_ text: String) -> [UInt8]? {
-    var out: [UInt8] = []
-    out.reserveCapacity(text.utf8.count * 3 / 4)
-    var accumulator: UInt32 = 0
-    var bits = 0
-    for byte in text.utf8 {
-        let value: UInt8
-        switch byte {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"): value = byte - UInt8(ascii: "A")
-        case UInt8(ascii: "a")...UInt8(ascii: "z"): value = byte - UInt8(ascii: "a") + 26
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): value = byte - UInt8(ascii: "0") + 52
-        case UInt8(ascii: "+"): value = 62
-        case UInt8(ascii: "/"): value = 63
-        case UInt8(ascii: "="), UInt8(ascii: "\n"), UInt8(ascii: " "): continue
-        default: return nil
-        }
-        accumulator = accumulator << 6 | UInt32(value)
-        bits += 6
-        if bits >= 8 {
-            bits -= 8
-            out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
-        }
-    }
-    return out
 }

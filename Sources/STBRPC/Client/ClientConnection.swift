@@ -1,4 +1,5 @@
 internal import CNghttp2
+import STBMessages
 import Glibc
 internal import CLinux
 import STBEventLoop

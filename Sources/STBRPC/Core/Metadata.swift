@@ -1,3 +1,5 @@
+import STBMessages
+
 /// gRPC custom metadata: ordered, case-insensitive keys; keys ending in `-bin` carry bytes.
 public struct Metadata: Hashable, Sendable, Sequence {
     /// One metadata value: text for ordinary keys, bytes for `-bin` keys.

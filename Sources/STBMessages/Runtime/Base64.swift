@@ -1,5 +1,6 @@
-/// Base64 for `-bin` metadata: decodes padded and unpadded input, encodes either way.
-enum Base64 {
+/// Standard base64, for `-bin` metadata and the embedded descriptors: decodes padded and
+/// unpadded input, encodes either way. Shared by the package's modules, not public.
+package enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
     private static let reverse: [UInt8] = {
@@ -8,7 +9,7 @@ enum Base64 {
         return table
     }()
 
-    static func encode(_ bytes: [UInt8], padded: Bool) -> String {
+    package static func encode(_ bytes: [UInt8], padded: Bool) -> String {
         var out = [UInt8]()
         out.reserveCapacity((bytes.count + 2) / 3 * 4)
         var index = 0
@@ -33,7 +34,7 @@ enum Base64 {
     }
 
     /// Returns nil for characters outside the alphabet or an impossible length.
-    static func decode<S: StringProtocol>(_ text: S) -> [UInt8]? {
+    package static func decode<S: StringProtocol>(_ text: S) -> [UInt8]? {
         var input = Array(text.utf8)
         while input.last == 0x3D { input.removeLast() }
         guard input.count % 4 != 1 else { return nil }
