@@ -2,7 +2,7 @@
 ///
 /// Generated types conform; handler code only sees Swift values, never the
 /// protobuf-c structs they are converted to and from.
-public protocol ProtoMessage: Sendable, Hashable {
+public protocol ProtoMessage: ProtoJSONMessage, Sendable, Hashable {
     /// Creates a message with every field at its default value.
     init()
 
