@@ -49,6 +49,11 @@ let package = Package(
             providers: [.apt(["libprotobuf-c-dev"])]
         ),
         .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .systemLibrary(
             name: "CLibpq",
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
@@ -125,6 +130,14 @@ let package = Package(
         .target(
             name: "STBOptionValues",
             dependencies: ["STBJSON", "CRE2"],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Identity: roles, access tokens (EdDSA JWTs), verification keys
+
+        .target(
+            name: "STBAuth",
+            dependencies: ["STBJSON", "STBMessages", "CSodium"],
             swiftSettings: swiftSettings
         ),
 
@@ -247,6 +260,11 @@ let package = Package(
         .testTarget(
             name: "STBRulesTests",
             dependencies: ["STBRules", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "STBAuthTests",
+            dependencies: ["STBAuth", "STBJSON", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
