@@ -146,6 +146,7 @@ let package = Package(
         .target(
             name: "STBService",
             dependencies: ["STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle, unixSignals, metrics, prometheus],
+            exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
 
