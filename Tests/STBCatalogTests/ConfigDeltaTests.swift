@@ -1,5 +1,6 @@
 import STBCatalog
 import STBMessages
+import STBPostgres
 import STBRPC
 import STBTestSupport
 import Testing
@@ -48,6 +49,19 @@ struct ConfigDeltaTests {
                 }
             }
             #expect(deltas >= 60)
+            // The run covered what the deltas must carry: deleted modules (with their
+            // contents), groups, options, states and transitions, and options moved.
+            let kinds = try await catalog.pool.query("SELECT entity || ' ' || action, count(*) FROM events GROUP BY 1")
+            var counts: [String: Int] = [:]
+            for row in kinds { counts[try row.decode(0, as: String.self)] = try row.decode(1, as: Int.self) }
+            for kind in ["module deleted", "group deleted", "option deleted", "state deleted", "transition deleted", "transition updated", "option updated"] {
+                #expect(counts[kind, default: 0] > 0, "no \(kind) event in the run: \(counts)")
+            }
+            let moves = try await catalog.pool.query("""
+                SELECT count(*) FROM audit_log
+                WHERE entity = 'option' AND action = 'updated' AND before->>'group' IS DISTINCT FROM after->>'group'
+                """)
+            #expect(try moves[0].decode(0, as: Int.self) > 0, "no option moved to another group")
         }
     }
 
