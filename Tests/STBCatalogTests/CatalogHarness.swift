@@ -138,10 +138,11 @@ struct CatalogHarness {
         return try await client.unary(API.createState, request: request, metadata: metadata())
     }
 
-    func getConfig(modules: [String] = [], known: UInt64 = 0) async throws -> Stb_Catalog_V1_GetConfigResponse {
+    func getConfig(modules: [String] = [], known: UInt64 = 0, acceptDelta: Bool = false) async throws -> Stb_Catalog_V1_GetConfigResponse {
         var request = Stb_Catalog_V1_GetConfigRequest()
         request.moduleKeys = modules
         request.knownRevision = known
+        request.acceptDelta = acceptDelta
         return try await client.unary(API.getConfig, request: request)
     }
 }

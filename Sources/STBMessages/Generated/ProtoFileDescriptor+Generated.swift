@@ -408,6 +408,7 @@ extension ProtoFileDescriptor {
                 "stb.catalog.v1.UpdateTransitionRequest",
                 "stb.catalog.v1.GetConfigRequest",
                 "stb.catalog.v1.GetConfigResponse",
+                "stb.catalog.v1.ConfigDelta",
                 "stb.catalog.v1.ConfigModule",
                 "stb.catalog.v1.ConfigGroup",
                 "stb.catalog.v1.ImportSeedRequest",
@@ -552,10 +553,24 @@ extension ProtoFileDescriptor {
                 "stb.catalog.v1.UpdateTransitionRequest._meta_json",
                 "stb.catalog.v1.GetConfigRequest.module_keys",
                 "stb.catalog.v1.GetConfigRequest.known_revision",
+                "stb.catalog.v1.GetConfigRequest.accept_delta",
                 "stb.catalog.v1.GetConfigResponse.revision",
                 "stb.catalog.v1.GetConfigResponse.unchanged",
                 "stb.catalog.v1.GetConfigResponse.cursor",
                 "stb.catalog.v1.GetConfigResponse.modules",
+                "stb.catalog.v1.GetConfigResponse.delta",
+                "stb.catalog.v1.GetConfigResponse.changes",
+                "stb.catalog.v1.ConfigDelta.base_revision",
+                "stb.catalog.v1.ConfigDelta.modules",
+                "stb.catalog.v1.ConfigDelta.groups",
+                "stb.catalog.v1.ConfigDelta.options",
+                "stb.catalog.v1.ConfigDelta.states",
+                "stb.catalog.v1.ConfigDelta.transitions",
+                "stb.catalog.v1.ConfigDelta.deleted_modules",
+                "stb.catalog.v1.ConfigDelta.deleted_groups",
+                "stb.catalog.v1.ConfigDelta.deleted_options",
+                "stb.catalog.v1.ConfigDelta.deleted_states",
+                "stb.catalog.v1.ConfigDelta.deleted_transitions",
                 "stb.catalog.v1.ConfigModule.module",
                 "stb.catalog.v1.ConfigModule.groups",
                 "stb.catalog.v1.ConfigModule.states",
@@ -689,61 +704,69 @@ extension ProtoFileDescriptor {
             UgNyZWYSIAoJbWV0YV9qc29uGAIgASgJSABSCG1ldGFKc29uiAEBQgwKCl9tZXRhX2pzb24i5gEKF1VwZGF0ZVRyYW5zaXRpb25S
             ZXF1ZXN0Ei8KA3JlZhgBIAEoCzIdLnN0Yi5jYXRhbG9nLnYxLlRyYW5zaXRpb25SZWZSA3JlZhIeCgh0b19zdGF0ZRgCIAEoCUgA
             Ugd0b1N0YXRliAEBEioKDmNvbmRpdGlvbl9qc29uGAMgASgJSAFSDWNvbmRpdGlvbkpzb26IAQESIAoJbWV0YV9qc29uGAQgASgJ
-            SAJSCG1ldGFKc29uiAEBQgsKCV90b19zdGF0ZUIRCg9fY29uZGl0aW9uX2pzb25CDAoKX21ldGFfanNvbiJaChBHZXRDb25maWdS
+            SAJSCG1ldGFKc29uiAEBQgsKCV90b19zdGF0ZUIRCg9fY29uZGl0aW9uX2pzb25CDAoKX21ldGFfanNvbiJ9ChBHZXRDb25maWdS
             ZXF1ZXN0Eh8KC21vZHVsZV9rZXlzGAEgAygJUgptb2R1bGVLZXlzEiUKDmtub3duX3JldmlzaW9uGAIgASgEUg1rbm93blJldmlz
-            aW9uIp0BChFHZXRDb25maWdSZXNwb25zZRIaCghyZXZpc2lvbhgBIAEoBFIIcmV2aXNpb24SHAoJdW5jaGFuZ2VkGAIgASgIUgl1
-            bmNoYW5nZWQSFgoGY3Vyc29yGAMgASgJUgZjdXJzb3ISNgoHbW9kdWxlcxgEIAMoCzIcLnN0Yi5jYXRhbG9nLnYxLkNvbmZpZ01v
-            ZHVsZVIHbW9kdWxlcyLgAQoMQ29uZmlnTW9kdWxlEi4KBm1vZHVsZRgBIAEoCzIWLnN0Yi5jYXRhbG9nLnYxLk1vZHVsZVIGbW9k
-            dWxlEjMKBmdyb3VwcxgCIAMoCzIbLnN0Yi5jYXRhbG9nLnYxLkNvbmZpZ0dyb3VwUgZncm91cHMSLQoGc3RhdGVzGAMgAygLMhUu
-            c3RiLmNhdGFsb2cudjEuU3RhdGVSBnN0YXRlcxI8Cgt0cmFuc2l0aW9ucxgEIAMoCzIaLnN0Yi5jYXRhbG9nLnYxLlRyYW5zaXRp
-            b25SC3RyYW5zaXRpb25zImwKC0NvbmZpZ0dyb3VwEisKBWdyb3VwGAEgASgLMhUuc3RiLmNhdGFsb2cudjEuR3JvdXBSBWdyb3Vw
-            EjAKB29wdGlvbnMYAiADKAsyFi5zdGIuY2F0YWxvZy52MS5PcHRpb25SB29wdGlvbnMihAEKEUltcG9ydFNlZWRSZXF1ZXN0EiMK
-            DWRvY3VtZW50X2pzb24YASABKAlSDGRvY3VtZW50SnNvbhIXCgdkcnlfcnVuGAIgASgIUgZkcnlSdW4SFAoFcHJ1bmUYAyABKAhS
-            BXBydW5lEhsKCWZpbGVfbmFtZRgEIAEoCVIIZmlsZU5hbWUiNAoIUGxhbkl0ZW0SFgoGZW50aXR5GAEgASgJUgZlbnRpdHkSEAoD
-            a2V5GAIgASgJUgNrZXkixgEKCkltcG9ydFBsYW4SMgoHY3JlYXRlZBgBIAMoCzIYLnN0Yi5jYXRhbG9nLnYxLlBsYW5JdGVtUgdj
-            cmVhdGVkEjIKB3VwZGF0ZWQYAiADKAsyGC5zdGIuY2F0YWxvZy52MS5QbGFuSXRlbVIHdXBkYXRlZBIyCgdkZWxldGVkGAMgAygL
-            Mhguc3RiLmNhdGFsb2cudjEuUGxhbkl0ZW1SB2RlbGV0ZWQSHAoJdW5jaGFuZ2VkGAQgASgNUgl1bmNoYW5nZWQikwEKEkltcG9y
-            dFNlZWRSZXNwb25zZRIuCgRwbGFuGAEgASgLMhouc3RiLmNhdGFsb2cudjEuSW1wb3J0UGxhblIEcGxhbhIYCgdhcHBsaWVkGAIg
-            ASgIUgdhcHBsaWVkEhoKCHJldmlzaW9uGAMgASgEUghyZXZpc2lvbhIXCgdzZWVkX2lkGAQgASgDUgZzZWVkSWQiJAoMV2F0Y2hS
-            ZXF1ZXN0EhQKBWFmdGVyGAEgASgJUgVhZnRlciKAAgoLQ2hhbmdlRXZlbnQSFgoGY3Vyc29yGAEgASgJUgZjdXJzb3ISFgoGZW50
-            aXR5GAIgASgJUgZlbnRpdHkSEAoDa2V5GAMgASgJUgNrZXkSMwoGYWN0aW9uGAQgASgOMhsuc3RiLmNvbW1vbi52MS5DaGFuZ2VB
-            Y3Rpb25SBmFjdGlvbhIzCgVzdGF0ZRgFIAEoCzIdLnN0Yi5jYXRhbG9nLnYxLkNhdGFsb2dFbnRpdHlSBXN0YXRlEhQKBWFjdG9y
-            GAYgASgJUgVhY3RvchITCgVhdF9tcxgHIAEoA1IEYXRNcxIaCghyZXZpc2lvbhgIIAEoBFIIcmV2aXNpb24imQIKDUNhdGFsb2dF
-            bnRpdHkSMAoGbW9kdWxlGAEgASgLMhYuc3RiLmNhdGFsb2cudjEuTW9kdWxlSABSBm1vZHVsZRItCgVncm91cBgCIAEoCzIVLnN0
-            Yi5jYXRhbG9nLnYxLkdyb3VwSABSBWdyb3VwEjAKBm9wdGlvbhgDIAEoCzIWLnN0Yi5jYXRhbG9nLnYxLk9wdGlvbkgAUgZvcHRp
-            b24SLQoFc3RhdGUYBCABKAsyFS5zdGIuY2F0YWxvZy52MS5TdGF0ZUgAUgVzdGF0ZRI8Cgp0cmFuc2l0aW9uGAUgASgLMhouc3Ri
-            LmNhdGFsb2cudjEuVHJhbnNpdGlvbkgAUgp0cmFuc2l0aW9uQggKBmVudGl0eSqJAQoKT3B0aW9uVHlwZRIbChdPUFRJT05fVFlQ
-            RV9VTlNQRUNJRklFRBAAEhcKE09QVElPTl9UWVBFX0JPT0xFQU4QARIXChNPUFRJT05fVFlQRV9JTlRFR0VSEAISFgoST1BUSU9O
-            X1RZUEVfU1RSSU5HEAMSFAoQT1BUSU9OX1RZUEVfRU5VTRAEMtEQCgdDYXRhbG9nEksKDENyZWF0ZU1vZHVsZRIjLnN0Yi5jYXRh
-            bG9nLnYxLkNyZWF0ZU1vZHVsZVJlcXVlc3QaFi5zdGIuY2F0YWxvZy52MS5Nb2R1bGUSPgoJR2V0TW9kdWxlEhkuc3RiLmNhdGFs
-            b2cudjEuTW9kdWxlUmVmGhYuc3RiLmNhdGFsb2cudjEuTW9kdWxlElYKC0xpc3RNb2R1bGVzEiIuc3RiLmNhdGFsb2cudjEuTGlz
-            dE1vZHVsZXNSZXF1ZXN0GiMuc3RiLmNhdGFsb2cudjEuTGlzdE1vZHVsZXNSZXNwb25zZRJLCgxVcGRhdGVNb2R1bGUSIy5zdGIu
-            Y2F0YWxvZy52MS5VcGRhdGVNb2R1bGVSZXF1ZXN0GhYuc3RiLmNhdGFsb2cudjEuTW9kdWxlEj8KDERlbGV0ZU1vZHVsZRIZLnN0
-            Yi5jYXRhbG9nLnYxLk1vZHVsZVJlZhoULnN0Yi5jb21tb24udjEuRW1wdHkSSAoLQ3JlYXRlR3JvdXASIi5zdGIuY2F0YWxvZy52
-            MS5DcmVhdGVHcm91cFJlcXVlc3QaFS5zdGIuY2F0YWxvZy52MS5Hcm91cBI7CghHZXRHcm91cBIYLnN0Yi5jYXRhbG9nLnYxLkdy
-            b3VwUmVmGhUuc3RiLmNhdGFsb2cudjEuR3JvdXASUwoKTGlzdEdyb3VwcxIhLnN0Yi5jYXRhbG9nLnYxLkxpc3RHcm91cHNSZXF1
-            ZXN0GiIuc3RiLmNhdGFsb2cudjEuTGlzdEdyb3Vwc1Jlc3BvbnNlEkgKC1VwZGF0ZUdyb3VwEiIuc3RiLmNhdGFsb2cudjEuVXBk
-            YXRlR3JvdXBSZXF1ZXN0GhUuc3RiLmNhdGFsb2cudjEuR3JvdXASPQoLRGVsZXRlR3JvdXASGC5zdGIuY2F0YWxvZy52MS5Hcm91
-            cFJlZhoULnN0Yi5jb21tb24udjEuRW1wdHkSSwoMQ3JlYXRlT3B0aW9uEiMuc3RiLmNhdGFsb2cudjEuQ3JlYXRlT3B0aW9uUmVx
-            dWVzdBoWLnN0Yi5jYXRhbG9nLnYxLk9wdGlvbhI+CglHZXRPcHRpb24SGS5zdGIuY2F0YWxvZy52MS5PcHRpb25SZWYaFi5zdGIu
-            Y2F0YWxvZy52MS5PcHRpb24SVgoLTGlzdE9wdGlvbnMSIi5zdGIuY2F0YWxvZy52MS5MaXN0T3B0aW9uc1JlcXVlc3QaIy5zdGIu
-            Y2F0YWxvZy52MS5MaXN0T3B0aW9uc1Jlc3BvbnNlEksKDFVwZGF0ZU9wdGlvbhIjLnN0Yi5jYXRhbG9nLnYxLlVwZGF0ZU9wdGlv
-            blJlcXVlc3QaFi5zdGIuY2F0YWxvZy52MS5PcHRpb24SPwoMRGVsZXRlT3B0aW9uEhkuc3RiLmNhdGFsb2cudjEuT3B0aW9uUmVm
-            GhQuc3RiLmNvbW1vbi52MS5FbXB0eRJICgtDcmVhdGVTdGF0ZRIiLnN0Yi5jYXRhbG9nLnYxLkNyZWF0ZVN0YXRlUmVxdWVzdBoV
-            LnN0Yi5jYXRhbG9nLnYxLlN0YXRlEjsKCEdldFN0YXRlEhguc3RiLmNhdGFsb2cudjEuU3RhdGVSZWYaFS5zdGIuY2F0YWxvZy52
-            MS5TdGF0ZRJTCgpMaXN0U3RhdGVzEiEuc3RiLmNhdGFsb2cudjEuTGlzdFN0YXRlc1JlcXVlc3QaIi5zdGIuY2F0YWxvZy52MS5M
-            aXN0U3RhdGVzUmVzcG9uc2USSAoLVXBkYXRlU3RhdGUSIi5zdGIuY2F0YWxvZy52MS5VcGRhdGVTdGF0ZVJlcXVlc3QaFS5zdGIu
-            Y2F0YWxvZy52MS5TdGF0ZRI9CgtEZWxldGVTdGF0ZRIYLnN0Yi5jYXRhbG9nLnYxLlN0YXRlUmVmGhQuc3RiLmNvbW1vbi52MS5F
-            bXB0eRJXChBDcmVhdGVUcmFuc2l0aW9uEicuc3RiLmNhdGFsb2cudjEuQ3JlYXRlVHJhbnNpdGlvblJlcXVlc3QaGi5zdGIuY2F0
-            YWxvZy52MS5UcmFuc2l0aW9uEkoKDUdldFRyYW5zaXRpb24SHS5zdGIuY2F0YWxvZy52MS5UcmFuc2l0aW9uUmVmGhouc3RiLmNh
-            dGFsb2cudjEuVHJhbnNpdGlvbhJiCg9MaXN0VHJhbnNpdGlvbnMSJi5zdGIuY2F0YWxvZy52MS5MaXN0VHJhbnNpdGlvbnNSZXF1
-            ZXN0Gicuc3RiLmNhdGFsb2cudjEuTGlzdFRyYW5zaXRpb25zUmVzcG9uc2USVwoQVXBkYXRlVHJhbnNpdGlvbhInLnN0Yi5jYXRh
-            bG9nLnYxLlVwZGF0ZVRyYW5zaXRpb25SZXF1ZXN0Ghouc3RiLmNhdGFsb2cudjEuVHJhbnNpdGlvbhJHChBEZWxldGVUcmFuc2l0
-            aW9uEh0uc3RiLmNhdGFsb2cudjEuVHJhbnNpdGlvblJlZhoULnN0Yi5jb21tb24udjEuRW1wdHkSUAoJR2V0Q29uZmlnEiAuc3Ri
-            LmNhdGFsb2cudjEuR2V0Q29uZmlnUmVxdWVzdBohLnN0Yi5jYXRhbG9nLnYxLkdldENvbmZpZ1Jlc3BvbnNlElMKCkltcG9ydFNl
-            ZWQSIS5zdGIuY2F0YWxvZy52MS5JbXBvcnRTZWVkUmVxdWVzdBoiLnN0Yi5jYXRhbG9nLnYxLkltcG9ydFNlZWRSZXNwb25zZRJE
-            CgVXYXRjaBIcLnN0Yi5jYXRhbG9nLnYxLldhdGNoUmVxdWVzdBobLnN0Yi5jYXRhbG9nLnYxLkNoYW5nZUV2ZW50MAFiBnByb3Rv
-            Mw==
+            aW9uEiEKDGFjY2VwdF9kZWx0YRgDIAEoCFILYWNjZXB0RGVsdGEi6gEKEUdldENvbmZpZ1Jlc3BvbnNlEhoKCHJldmlzaW9uGAEg
+            ASgEUghyZXZpc2lvbhIcCgl1bmNoYW5nZWQYAiABKAhSCXVuY2hhbmdlZBIWCgZjdXJzb3IYAyABKAlSBmN1cnNvchI2Cgdtb2R1
+            bGVzGAQgAygLMhwuc3RiLmNhdGFsb2cudjEuQ29uZmlnTW9kdWxlUgdtb2R1bGVzEhQKBWRlbHRhGAUgASgIUgVkZWx0YRI1Cgdj
+            aGFuZ2VzGAYgASgLMhsuc3RiLmNhdGFsb2cudjEuQ29uZmlnRGVsdGFSB2NoYW5nZXMigwQKC0NvbmZpZ0RlbHRhEiMKDWJhc2Vf
+            cmV2aXNpb24YASABKARSDGJhc2VSZXZpc2lvbhIwCgdtb2R1bGVzGAIgAygLMhYuc3RiLmNhdGFsb2cudjEuTW9kdWxlUgdtb2R1
+            bGVzEi0KBmdyb3VwcxgDIAMoCzIVLnN0Yi5jYXRhbG9nLnYxLkdyb3VwUgZncm91cHMSMAoHb3B0aW9ucxgEIAMoCzIWLnN0Yi5j
+            YXRhbG9nLnYxLk9wdGlvblIHb3B0aW9ucxItCgZzdGF0ZXMYBSADKAsyFS5zdGIuY2F0YWxvZy52MS5TdGF0ZVIGc3RhdGVzEjwK
+            C3RyYW5zaXRpb25zGAYgAygLMhouc3RiLmNhdGFsb2cudjEuVHJhbnNpdGlvblILdHJhbnNpdGlvbnMSJwoPZGVsZXRlZF9tb2R1
+            bGVzGAcgAygJUg5kZWxldGVkTW9kdWxlcxIlCg5kZWxldGVkX2dyb3VwcxgIIAMoCVINZGVsZXRlZEdyb3VwcxInCg9kZWxldGVk
+            X29wdGlvbnMYCSADKAlSDmRlbGV0ZWRPcHRpb25zEiUKDmRlbGV0ZWRfc3RhdGVzGAogAygJUg1kZWxldGVkU3RhdGVzEi8KE2Rl
+            bGV0ZWRfdHJhbnNpdGlvbnMYCyADKAlSEmRlbGV0ZWRUcmFuc2l0aW9ucyLgAQoMQ29uZmlnTW9kdWxlEi4KBm1vZHVsZRgBIAEo
+            CzIWLnN0Yi5jYXRhbG9nLnYxLk1vZHVsZVIGbW9kdWxlEjMKBmdyb3VwcxgCIAMoCzIbLnN0Yi5jYXRhbG9nLnYxLkNvbmZpZ0dy
+            b3VwUgZncm91cHMSLQoGc3RhdGVzGAMgAygLMhUuc3RiLmNhdGFsb2cudjEuU3RhdGVSBnN0YXRlcxI8Cgt0cmFuc2l0aW9ucxgE
+            IAMoCzIaLnN0Yi5jYXRhbG9nLnYxLlRyYW5zaXRpb25SC3RyYW5zaXRpb25zImwKC0NvbmZpZ0dyb3VwEisKBWdyb3VwGAEgASgL
+            MhUuc3RiLmNhdGFsb2cudjEuR3JvdXBSBWdyb3VwEjAKB29wdGlvbnMYAiADKAsyFi5zdGIuY2F0YWxvZy52MS5PcHRpb25SB29w
+            dGlvbnMihAEKEUltcG9ydFNlZWRSZXF1ZXN0EiMKDWRvY3VtZW50X2pzb24YASABKAlSDGRvY3VtZW50SnNvbhIXCgdkcnlfcnVu
+            GAIgASgIUgZkcnlSdW4SFAoFcHJ1bmUYAyABKAhSBXBydW5lEhsKCWZpbGVfbmFtZRgEIAEoCVIIZmlsZU5hbWUiNAoIUGxhbkl0
+            ZW0SFgoGZW50aXR5GAEgASgJUgZlbnRpdHkSEAoDa2V5GAIgASgJUgNrZXkixgEKCkltcG9ydFBsYW4SMgoHY3JlYXRlZBgBIAMo
+            CzIYLnN0Yi5jYXRhbG9nLnYxLlBsYW5JdGVtUgdjcmVhdGVkEjIKB3VwZGF0ZWQYAiADKAsyGC5zdGIuY2F0YWxvZy52MS5QbGFu
+            SXRlbVIHdXBkYXRlZBIyCgdkZWxldGVkGAMgAygLMhguc3RiLmNhdGFsb2cudjEuUGxhbkl0ZW1SB2RlbGV0ZWQSHAoJdW5jaGFu
+            Z2VkGAQgASgNUgl1bmNoYW5nZWQikwEKEkltcG9ydFNlZWRSZXNwb25zZRIuCgRwbGFuGAEgASgLMhouc3RiLmNhdGFsb2cudjEu
+            SW1wb3J0UGxhblIEcGxhbhIYCgdhcHBsaWVkGAIgASgIUgdhcHBsaWVkEhoKCHJldmlzaW9uGAMgASgEUghyZXZpc2lvbhIXCgdz
+            ZWVkX2lkGAQgASgDUgZzZWVkSWQiJAoMV2F0Y2hSZXF1ZXN0EhQKBWFmdGVyGAEgASgJUgVhZnRlciKAAgoLQ2hhbmdlRXZlbnQS
+            FgoGY3Vyc29yGAEgASgJUgZjdXJzb3ISFgoGZW50aXR5GAIgASgJUgZlbnRpdHkSEAoDa2V5GAMgASgJUgNrZXkSMwoGYWN0aW9u
+            GAQgASgOMhsuc3RiLmNvbW1vbi52MS5DaGFuZ2VBY3Rpb25SBmFjdGlvbhIzCgVzdGF0ZRgFIAEoCzIdLnN0Yi5jYXRhbG9nLnYx
+            LkNhdGFsb2dFbnRpdHlSBXN0YXRlEhQKBWFjdG9yGAYgASgJUgVhY3RvchITCgVhdF9tcxgHIAEoA1IEYXRNcxIaCghyZXZpc2lv
+            bhgIIAEoBFIIcmV2aXNpb24imQIKDUNhdGFsb2dFbnRpdHkSMAoGbW9kdWxlGAEgASgLMhYuc3RiLmNhdGFsb2cudjEuTW9kdWxl
+            SABSBm1vZHVsZRItCgVncm91cBgCIAEoCzIVLnN0Yi5jYXRhbG9nLnYxLkdyb3VwSABSBWdyb3VwEjAKBm9wdGlvbhgDIAEoCzIW
+            LnN0Yi5jYXRhbG9nLnYxLk9wdGlvbkgAUgZvcHRpb24SLQoFc3RhdGUYBCABKAsyFS5zdGIuY2F0YWxvZy52MS5TdGF0ZUgAUgVz
+            dGF0ZRI8Cgp0cmFuc2l0aW9uGAUgASgLMhouc3RiLmNhdGFsb2cudjEuVHJhbnNpdGlvbkgAUgp0cmFuc2l0aW9uQggKBmVudGl0
+            eSqJAQoKT3B0aW9uVHlwZRIbChdPUFRJT05fVFlQRV9VTlNQRUNJRklFRBAAEhcKE09QVElPTl9UWVBFX0JPT0xFQU4QARIXChNP
+            UFRJT05fVFlQRV9JTlRFR0VSEAISFgoST1BUSU9OX1RZUEVfU1RSSU5HEAMSFAoQT1BUSU9OX1RZUEVfRU5VTRAEMtEQCgdDYXRh
+            bG9nEksKDENyZWF0ZU1vZHVsZRIjLnN0Yi5jYXRhbG9nLnYxLkNyZWF0ZU1vZHVsZVJlcXVlc3QaFi5zdGIuY2F0YWxvZy52MS5N
+            b2R1bGUSPgoJR2V0TW9kdWxlEhkuc3RiLmNhdGFsb2cudjEuTW9kdWxlUmVmGhYuc3RiLmNhdGFsb2cudjEuTW9kdWxlElYKC0xp
+            c3RNb2R1bGVzEiIuc3RiLmNhdGFsb2cudjEuTGlzdE1vZHVsZXNSZXF1ZXN0GiMuc3RiLmNhdGFsb2cudjEuTGlzdE1vZHVsZXNS
+            ZXNwb25zZRJLCgxVcGRhdGVNb2R1bGUSIy5zdGIuY2F0YWxvZy52MS5VcGRhdGVNb2R1bGVSZXF1ZXN0GhYuc3RiLmNhdGFsb2cu
+            djEuTW9kdWxlEj8KDERlbGV0ZU1vZHVsZRIZLnN0Yi5jYXRhbG9nLnYxLk1vZHVsZVJlZhoULnN0Yi5jb21tb24udjEuRW1wdHkS
+            SAoLQ3JlYXRlR3JvdXASIi5zdGIuY2F0YWxvZy52MS5DcmVhdGVHcm91cFJlcXVlc3QaFS5zdGIuY2F0YWxvZy52MS5Hcm91cBI7
+            CghHZXRHcm91cBIYLnN0Yi5jYXRhbG9nLnYxLkdyb3VwUmVmGhUuc3RiLmNhdGFsb2cudjEuR3JvdXASUwoKTGlzdEdyb3VwcxIh
+            LnN0Yi5jYXRhbG9nLnYxLkxpc3RHcm91cHNSZXF1ZXN0GiIuc3RiLmNhdGFsb2cudjEuTGlzdEdyb3Vwc1Jlc3BvbnNlEkgKC1Vw
+            ZGF0ZUdyb3VwEiIuc3RiLmNhdGFsb2cudjEuVXBkYXRlR3JvdXBSZXF1ZXN0GhUuc3RiLmNhdGFsb2cudjEuR3JvdXASPQoLRGVs
+            ZXRlR3JvdXASGC5zdGIuY2F0YWxvZy52MS5Hcm91cFJlZhoULnN0Yi5jb21tb24udjEuRW1wdHkSSwoMQ3JlYXRlT3B0aW9uEiMu
+            c3RiLmNhdGFsb2cudjEuQ3JlYXRlT3B0aW9uUmVxdWVzdBoWLnN0Yi5jYXRhbG9nLnYxLk9wdGlvbhI+CglHZXRPcHRpb24SGS5z
+            dGIuY2F0YWxvZy52MS5PcHRpb25SZWYaFi5zdGIuY2F0YWxvZy52MS5PcHRpb24SVgoLTGlzdE9wdGlvbnMSIi5zdGIuY2F0YWxv
+            Zy52MS5MaXN0T3B0aW9uc1JlcXVlc3QaIy5zdGIuY2F0YWxvZy52MS5MaXN0T3B0aW9uc1Jlc3BvbnNlEksKDFVwZGF0ZU9wdGlv
+            bhIjLnN0Yi5jYXRhbG9nLnYxLlVwZGF0ZU9wdGlvblJlcXVlc3QaFi5zdGIuY2F0YWxvZy52MS5PcHRpb24SPwoMRGVsZXRlT3B0
+            aW9uEhkuc3RiLmNhdGFsb2cudjEuT3B0aW9uUmVmGhQuc3RiLmNvbW1vbi52MS5FbXB0eRJICgtDcmVhdGVTdGF0ZRIiLnN0Yi5j
+            YXRhbG9nLnYxLkNyZWF0ZVN0YXRlUmVxdWVzdBoVLnN0Yi5jYXRhbG9nLnYxLlN0YXRlEjsKCEdldFN0YXRlEhguc3RiLmNhdGFs
+            b2cudjEuU3RhdGVSZWYaFS5zdGIuY2F0YWxvZy52MS5TdGF0ZRJTCgpMaXN0U3RhdGVzEiEuc3RiLmNhdGFsb2cudjEuTGlzdFN0
+            YXRlc1JlcXVlc3QaIi5zdGIuY2F0YWxvZy52MS5MaXN0U3RhdGVzUmVzcG9uc2USSAoLVXBkYXRlU3RhdGUSIi5zdGIuY2F0YWxv
+            Zy52MS5VcGRhdGVTdGF0ZVJlcXVlc3QaFS5zdGIuY2F0YWxvZy52MS5TdGF0ZRI9CgtEZWxldGVTdGF0ZRIYLnN0Yi5jYXRhbG9n
+            LnYxLlN0YXRlUmVmGhQuc3RiLmNvbW1vbi52MS5FbXB0eRJXChBDcmVhdGVUcmFuc2l0aW9uEicuc3RiLmNhdGFsb2cudjEuQ3Jl
+            YXRlVHJhbnNpdGlvblJlcXVlc3QaGi5zdGIuY2F0YWxvZy52MS5UcmFuc2l0aW9uEkoKDUdldFRyYW5zaXRpb24SHS5zdGIuY2F0
+            YWxvZy52MS5UcmFuc2l0aW9uUmVmGhouc3RiLmNhdGFsb2cudjEuVHJhbnNpdGlvbhJiCg9MaXN0VHJhbnNpdGlvbnMSJi5zdGIu
+            Y2F0YWxvZy52MS5MaXN0VHJhbnNpdGlvbnNSZXF1ZXN0Gicuc3RiLmNhdGFsb2cudjEuTGlzdFRyYW5zaXRpb25zUmVzcG9uc2US
+            VwoQVXBkYXRlVHJhbnNpdGlvbhInLnN0Yi5jYXRhbG9nLnYxLlVwZGF0ZVRyYW5zaXRpb25SZXF1ZXN0Ghouc3RiLmNhdGFsb2cu
+            djEuVHJhbnNpdGlvbhJHChBEZWxldGVUcmFuc2l0aW9uEh0uc3RiLmNhdGFsb2cudjEuVHJhbnNpdGlvblJlZhoULnN0Yi5jb21t
+            b24udjEuRW1wdHkSUAoJR2V0Q29uZmlnEiAuc3RiLmNhdGFsb2cudjEuR2V0Q29uZmlnUmVxdWVzdBohLnN0Yi5jYXRhbG9nLnYx
+            LkdldENvbmZpZ1Jlc3BvbnNlElMKCkltcG9ydFNlZWQSIS5zdGIuY2F0YWxvZy52MS5JbXBvcnRTZWVkUmVxdWVzdBoiLnN0Yi5j
+            YXRhbG9nLnYxLkltcG9ydFNlZWRSZXNwb25zZRJECgVXYXRjaBIcLnN0Yi5jYXRhbG9nLnYxLldhdGNoUmVxdWVzdBobLnN0Yi5j
+            YXRhbG9nLnYxLkNoYW5nZUV2ZW50MAFiBnByb3RvMw==
             """
         ),
         ProtoFileDescriptor(
