@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "STBPostgres", targets: ["STBPostgres"]),
         .executable(name: "catalogd", targets: ["catalogd"]),
         .executable(name: "rulesd", targets: ["rulesd"]),
+        .executable(name: "gatewayd", targets: ["gatewayd"]),
         .executable(name: "stbctl", targets: ["stbctl"]),
         .executable(name: "stb-echo-server", targets: ["stb-echo-server"]),
         .executable(name: "stb-rpc-bench", targets: ["stb-rpc-bench"]),
@@ -175,6 +176,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: - Gateway: accounts, sign-in, tokens
+
+        .target(
+            name: "STBGateway",
+            dependencies: ["STBAPI", "STBAuth", "STBJSON", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBEventLoop", "CSodium", swiftLog, serviceLifecycle],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "gatewayd",
+            dependencies: ["STBGateway", "STBService", "STBPostgres"],
+            swiftSettings: swiftSettings
+        ),
+
         // The command-line client engineers use against the services.
         .executableTarget(
             name: "stbctl",
@@ -265,6 +279,11 @@ let package = Package(
         .testTarget(
             name: "STBAuthTests",
             dependencies: ["STBAuth", "STBJSON", "STBMessages"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "STBGatewayTests",
+            dependencies: ["STBGateway", "STBAuth", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBEventLoop", swiftLog],
             swiftSettings: swiftSettings
         ),
         .testTarget(
