@@ -144,8 +144,9 @@ extension GatewayService {
         var changed: [String: JSONValue] = [:]
         if after.displayName != before.displayName { changed["display_name"] = .string(after.displayName) }
         if after.email != before.email { changed["email"] = .string(after.email) }
-        if after.enabled != before.enabled { changed["enabled"] = .bool(after.enabled) }
-        guard !changed.isEmpty || after.role != before.role else { return before }
+        // Disabling is recorded as `user_disabled`, enabling as an update.
+        if after.enabled && !before.enabled { changed["enabled"] = .bool(true) }
+        guard !changed.isEmpty || after.role != before.role || after.enabled != before.enabled else { return before }
         let rows = try await transaction.query("""
             UPDATE users u SET display_name = \(after.displayName), email = \(after.email), role = \(after.role.claim),
                    enabled = \(after.enabled), updated_at = now()

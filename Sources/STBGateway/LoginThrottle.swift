@@ -1,7 +1,8 @@
 import Synchronization
 
 /// Failed sign-ins per username and per peer address, in this process: after a few
-/// failures each attempt waits longer (doubling, up to `maximumDelay`), and after
+/// failures (`freeFailures` of a username, a fifth of `peerLockAfter` of a peer) each
+/// attempt waits longer (doubling, up to `maximumDelay`), and after
 /// `lockAfter` failures of a username (`peerLockAfter` of a peer) attempts are refused
 /// for `lockDuration`. Failures older than `lockDuration` are forgotten; a success clears
 /// the username's count.
@@ -60,7 +61,9 @@ public final class LoginThrottle: Sendable {
             let address = current(state.peers[peer], now: now)
             let lockEnds = [user?.lockedUntil, address?.lockedUntil].compactMap { $0 }.filter { $0 > now }.max()
             if let lockEnds { return .locked(retryAfter: lockEnds - now) }
-            return .proceed(delay: delay(after: max(user?.failures ?? 0, address?.failures ?? 0)))
+            // A peer may be many people (a NAT, a proxy): its failures start to cost later.
+            let peerFree = max(policy.freeFailures, policy.peerLockAfter / 5)
+            return .proceed(delay: max(delay(after: user?.failures ?? 0, free: policy.freeFailures), delay(after: address?.failures ?? 0, free: peerFree)))
         }
     }
 
@@ -86,9 +89,9 @@ public final class LoginThrottle: Sendable {
         return now - record.lastFailure < policy.lockDuration ? record : nil
     }
 
-    private func delay(after failures: Int) -> Duration {
-        guard failures >= policy.freeFailures else { return .zero }
-        let doublings = min(failures - policy.freeFailures, 16)
+    private func delay(after failures: Int, free: Int) -> Duration {
+        guard failures >= free else { return .zero }
+        let doublings = min(failures - free, 16)
         return min(policy.firstDelay * (1 << doublings), policy.maximumDelay)
     }
 
