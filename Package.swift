@@ -146,7 +146,7 @@ let package = Package(
 
         .target(
             name: "STBService",
-            dependencies: ["STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle, unixSignals, metrics, prometheus],
+            dependencies: ["STBAuth", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle, unixSignals, metrics, prometheus],
             swiftSettings: swiftSettings
         ),
 
@@ -211,7 +211,7 @@ let package = Package(
         // What the benchmark programs share: output and clock.
         .target(
             name: "STBBench",
-            dependencies: ["STBMessages"],
+            dependencies: ["STBMessages", "STBAuth"],
             swiftSettings: swiftSettings
         ),
 
@@ -243,7 +243,7 @@ let package = Package(
         // Evaluate in-process and over RPC (one worker) for scripts/bench-rules.
         .executableTarget(
             name: "stb-rules-bench",
-            dependencies: ["STBBench", "STBRules", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["STBAuth", "STBBench", "STBRules", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
 
