@@ -289,3 +289,42 @@ def test_failed_logins_lock_the_username(auth, gpb):
     activity = auth.ListActivity(gpb.ListActivityRequest(), metadata=bearer(admin.access_token), timeout=TIMEOUT)
     locked = [a for a in activity.activities if a.kind == "login_locked"]
     assert locked and locked[0].username == "locked-out"
+
+
+# -- stbctl ----------------------------------------------------------------------------------
+
+
+def test_stbctl_login_keeps_a_private_session_and_refreshes_it(gateway_server, tmp_path, auth, gpb):
+    binary = os.environ.get("STB_STBCTL_BIN")
+    if not binary:
+        pytest.skip("STB_STBCTL_BIN is not set")
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "STB_GATEWAY_ADDR": gateway_server.addr}
+    env.pop("STB_TOKEN", None)
+
+    def stbctl(*args, stdin=None):
+        return subprocess.run([binary, *args], input=stdin, env=env, capture_output=True, text=True, timeout=60)
+
+    assert stbctl("whoami").returncode == 1
+    logged = stbctl("login", "--username", ADMIN, "--password-stdin", stdin=ADMIN_PASSWORD + "\n")
+    assert logged.returncode == 0, logged.stderr
+    cache = tmp_path / "stbctl" / "token.json"
+    assert cache.stat().st_mode & 0o777 == 0o600
+    assert ADMIN_PASSWORD not in cache.read_text()
+    whoami = stbctl("whoami")
+    assert whoami.returncode == 0 and ADMIN in whoami.stdout, whoami.stderr
+    created = stbctl("users", "create", "cli-user", "--role", "engineer", "--password-stdin", stdin="cli user password\n")
+    assert created.returncode == 0, created.stderr
+    listed = stbctl("users", "list")
+    assert "cli-user" in listed.stdout and "engineer" in listed.stdout
+    # An access token about to expire is refreshed before the call, and the file rewritten.
+    import json
+    session = json.loads(cache.read_text())
+    session["access_expires_at_ms"] = 0
+    cache.write_text(json.dumps(session))
+    assert stbctl("whoami").returncode == 0
+    renewed = json.loads(cache.read_text())
+    assert renewed["refresh_token"] != session["refresh_token"] and renewed["access_expires_at_ms"] > 0
+    assert cache.stat().st_mode & 0o777 == 0o600
+    logout = stbctl("logout")
+    assert logout.returncode == 0 and not cache.exists()
+    assert code_of(lambda: refresh(auth, gpb, renewed["refresh_token"])) == grpc.StatusCode.UNAUTHENTICATED
