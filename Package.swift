@@ -240,6 +240,12 @@ let package = Package(
             dependencies: ["STBBench", "STBRPC", "STBMessages"],
             swiftSettings: swiftSettings
         ),
+        // Login floods for scripts/bench-login.
+        .executableTarget(
+            name: "stb-gateway-bench",
+            dependencies: ["STBBench", "STBRPC", "STBMessages"],
+            swiftSettings: swiftSettings
+        ),
         // Evaluate in-process and over RPC (one worker) for scripts/bench-rules.
         .executableTarget(
             name: "stb-rules-bench",
