@@ -172,8 +172,9 @@ extension GatewayService {
             throw RPCError(code: .unauthenticated, message: "the current password is wrong")
         }
         let hash = try await hasher.hash(request.newPassword)
+        let keep = request.refreshToken.isEmpty ? nil : Self.refreshHash(request.refreshToken)
         try await pool.withTransaction { transaction in
-            try await setPassword(of: account, hash: hash, in: transaction)
+            try await setPassword(of: account, hash: hash, keepingFamilyOf: keep, in: transaction)
             try await transaction.record(ActivityEntry(kind: "password_changed", userID: account.id, username: account.username, origin: origin))
         }
         return Stb_Gateway_V1_ChangePasswordResponse()
@@ -209,13 +210,23 @@ extension GatewayService {
         }
     }
 
-    /// Replaces the account's password hash and ends all its sessions.
-    func setPassword(of account: Account, hash: String, in transaction: PostgresTransaction) async throws {
+    /// Replaces the account's password hash and ends its sessions: all of them, or all but
+    /// the family of the refresh token whose hash is `keep` (the caller's own session).
+    func setPassword(of account: Account, hash: String, keepingFamilyOf keep: [UInt8]? = nil, in transaction: PostgresTransaction) async throws {
         _ = try await transaction.query("""
             INSERT INTO password_hashes (user_id, hash) VALUES (\(account.id)::uuid, \(hash))
             ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, updated_at = now()
             """)
-        try await revokeSessions(of: account.id, in: transaction)
+        guard let keep else {
+            try await revokeSessions(of: account.id, in: transaction)
+            return
+        }
+        _ = try await transaction.query("""
+            UPDATE refresh_tokens SET revoked_at = now()
+            WHERE user_id = \(account.id)::uuid AND revoked_at IS NULL
+              AND family IS DISTINCT FROM (SELECT family FROM refresh_tokens
+                                           WHERE token_hash = \(keep) AND user_id = \(account.id)::uuid AND revoked_at IS NULL)
+            """)
     }
 
     /// Revokes every refresh token of the account.

@@ -100,12 +100,13 @@ struct SessionTests {
         }
     }
 
-    @Test("Changing the password needs the current one and ends the other sessions")
+    @Test("Changing the password needs the current one and ends the other sessions, keeping the caller's")
     func changePassword() async throws {
         try await GatewayHarness.with { gateway in
             let admin = try await gateway.login()
             try await gateway.createUser("erin", role: .engineer, password: "erin password 1", as: admin.accessToken)
             let session = try await gateway.login("erin", "erin password 1")
+            let other = try await gateway.login("erin", "erin password 1")
             var request = Stb_Gateway_V1_ChangePasswordRequest()
             request.currentPassword = "not the password"
             request.newPassword = "erin password 2"
@@ -118,8 +119,11 @@ struct SessionTests {
                 let _: Stb_Gateway_V1_ChangePasswordResponse = try await gateway.client.unary(Auth.changePassword, request: request, metadata: Metadata.bearer(session.accessToken))
             }
             request.newPassword = "erin password 2"
+            request.refreshToken = session.refreshToken
             let _: Stb_Gateway_V1_ChangePasswordResponse = try await gateway.client.unary(Auth.changePassword, request: request, metadata: Metadata.bearer(session.accessToken))
-            await expectStatus(.unauthenticated) { _ = try await gateway.refresh(session.refreshToken) }
+            // The other session ended; the caller's own goes on.
+            await expectStatus(.unauthenticated) { _ = try await gateway.refresh(other.refreshToken) }
+            _ = try await gateway.refresh(session.refreshToken)
             await expectStatus(.unauthenticated) { _ = try await gateway.login("erin", "erin password 1") }
             _ = try await gateway.login("erin", "erin password 2")
             let changeRecorded = try await gateway.activityKinds(of: "erin").contains("password_changed")
