@@ -247,7 +247,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBCatalogTests",
-            dependencies: ["STBCatalog", "STBTestSupport", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
+            dependencies: ["STBCatalog", "STBTestSupport", "STBAuthTestSupport", "STBAuth", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -259,7 +259,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBRulesTests",
-            dependencies: ["STBRules", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBRules", "STBAuthTestSupport", "STBAuth", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -278,9 +278,16 @@ let package = Package(
             path: "Tests/STBTestSupport",
             swiftSettings: swiftSettings
         ),
+        // Access tokens for the service suites (a test signing key, tokens per role).
+        .target(
+            name: "STBAuthTestSupport",
+            dependencies: ["STBAuth"],
+            path: "Tests/STBAuthTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "STBServiceTests",
-            dependencies: ["STBService", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", "STBEventLoop", swiftLog, metrics, prometheus],
+            dependencies: ["STBService", "STBAuthTestSupport", "STBAuth", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", "STBEventLoop", swiftLog, metrics, prometheus],
             swiftSettings: swiftSettings
         ),
         .testTarget(
