@@ -223,7 +223,13 @@ let package = Package(
         // GetConfig / ImportSeed / Watch measurements for scripts/bench-catalog.
         .executableTarget(
             name: "stb-catalog-bench",
-            dependencies: ["STBBench", "STBRPC", "STBMessages"],
+            dependencies: ["STBAuth", "STBBench", "STBRPC", "STBMessages"],
+            swiftSettings: swiftSettings
+        ),
+        // Authenticated against unauthenticated GetConfig (same run) for scripts/bench-auth.
+        .executableTarget(
+            name: "stb-auth-bench",
+            dependencies: ["STBAuth", "STBBench", "STBCatalog", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
         // Evaluate in-process and over RPC (one worker) for scripts/bench-rules.
