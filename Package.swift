@@ -237,7 +237,13 @@ let package = Package(
         // GetConfig / ImportSeed / Watch measurements for scripts/bench-catalog.
         .executableTarget(
             name: "stb-catalog-bench",
-            dependencies: ["STBBench", "STBRPC", "STBMessages"],
+            dependencies: ["STBAuth", "STBBench", "STBRPC", "STBMessages"],
+            swiftSettings: swiftSettings
+        ),
+        // Authenticated against unauthenticated GetConfig (same run) for scripts/bench-auth.
+        .executableTarget(
+            name: "stb-auth-bench",
+            dependencies: ["STBAuth", "STBBench", "STBCatalog", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
         // Login floods for scripts/bench-login.
@@ -267,7 +273,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBCatalogTests",
-            dependencies: ["STBCatalog", "STBTestSupport", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
+            dependencies: ["STBCatalog", "STBTestSupport", "STBAuthTestSupport", "STBAuth", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -279,7 +285,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBRulesTests",
-            dependencies: ["STBRules", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBRules", "STBAuthTestSupport", "STBAuth", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -303,9 +309,16 @@ let package = Package(
             path: "Tests/STBTestSupport",
             swiftSettings: swiftSettings
         ),
+        // Access tokens for the service suites (a test signing key, tokens per role).
+        .target(
+            name: "STBAuthTestSupport",
+            dependencies: ["STBAuth"],
+            path: "Tests/STBAuthTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "STBServiceTests",
-            dependencies: ["STBService", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", "STBEventLoop", swiftLog, metrics, prometheus],
+            dependencies: ["STBService", "STBAuthTestSupport", "STBAuth", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", "STBEventLoop", swiftLog, metrics, prometheus],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -6,18 +6,19 @@ public struct TokenDigest: Sendable, Hashable {
     let words: (UInt64, UInt64, UInt64, UInt64)
 
     /// The digest of `token`'s UTF-8 bytes.
-    public init(of token: String) {
+    public init(of token: some StringProtocol) {
         Sodium.ensureReady()
-        var bytes = [UInt8](repeating: 0, count: 32)
-        var token = token
-        token.withUTF8 { text in
-            // BLAKE2b with a 32-byte output and no key cannot fail.
-            _ = crypto_generichash(&bytes, 32, text.baseAddress, UInt64(text.count), nil, 0)
+        var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        var text = Substring(token)
+        withUnsafeMutableBytes(of: &words) { digest in
+            // 32 bytes of a local tuple: the address is never nil.
+            guard let output = digest.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+            text.withUTF8 { bytes in
+                // BLAKE2b with a 32-byte output and no key cannot fail.
+                _ = crypto_generichash(output, 32, bytes.baseAddress, UInt64(bytes.count), nil, 0)
+            }
         }
-        func word(_ start: Int) -> UInt64 {
-            bytes[start..<start + 8].reduce(0) { $0 << 8 | UInt64($1) }
-        }
-        words = (word(0), word(8), word(16), word(24))
+        self.words = words
     }
 
     public static func == (lhs: TokenDigest, rhs: TokenDigest) -> Bool {

@@ -28,16 +28,17 @@ public final class Authenticator: Sendable {
     }
 
     /// The verified claims of `token`.
-    public func verify(_ token: String) async throws(TokenError) -> AccessClaims {
+    public func verify(_ token: some StringProtocol) async throws(TokenError) -> AccessClaims {
         let now = clock()
         let digest = TokenDigest(of: token)
         if let claims = cache.claims(for: digest, now: now) { return claims }
+        let text = String(token)
         let claims: AccessClaims
         do {
-            claims = try AccessToken.verify(token, keys: keySource.keys, now: now, leeway: leeway)
+            claims = try AccessToken.verify(text, keys: keySource.keys, now: now, leeway: leeway)
         } catch .unknownKey {
             await keySource.refreshForUnknownKey()
-            claims = try AccessToken.verify(token, keys: keySource.keys, now: now, leeway: leeway)
+            claims = try AccessToken.verify(text, keys: keySource.keys, now: now, leeway: leeway)
         }
         cache.insert(claims, for: digest, now: now)
         return claims
@@ -62,12 +63,22 @@ public final class Authenticator: Sendable {
     /// The number of tokens the cache holds now.
     public var cachedTokenCount: Int { cache.count }
 
-    /// The token of `Bearer <token>` (the scheme in any case, RFC 7235).
-    static func bearerToken(_ header: String) -> String? {
-        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        let token = parts[1].trimmingSpaces
-        return token.isEmpty ? nil : token
+    /// The token of `Bearer <token>` (the scheme in any case, RFC 7235), without
+    /// surrounding blanks; nil for another scheme or an empty token.
+    static func bearerToken(_ header: String) -> Substring? {
+        let utf8 = header.utf8
+        var index = utf8.startIndex
+        for letter in "bearer".utf8 {
+            guard index != utf8.endIndex, utf8[index] | 0x20 == letter else { return nil }
+            index = utf8.index(after: index)
+        }
+        func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        guard index != utf8.endIndex, isBlank(utf8[index]) else { return nil }
+        while index != utf8.endIndex, isBlank(utf8[index]) { index = utf8.index(after: index) }
+        var end = utf8.endIndex
+        while end > index, isBlank(utf8[utf8.index(before: end)]) { end = utf8.index(before: end) }
+        guard index < end else { return nil }
+        return header[index..<end]
     }
 
     /// The `ErrorInfo` reason for a refused token.
@@ -87,11 +98,5 @@ public final class Authenticator: Sendable {
 
     static func unauthenticated(_ reason: String, _ message: String) -> RPCError {
         RPCError(code: .unauthenticated, message: message, details: [.errorInfo(reason: reason)])
-    }
-}
-
-extension Substring {
-    fileprivate var trimmingSpaces: String {
-        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
     }
 }
