@@ -104,7 +104,7 @@ def gateway_server(gateway_database, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def auth(gateway_server, gpb):
-    with gateway_server.channel() as channel:
+    with gateway_server.raw_channel() as channel:
         grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
         yield gpb.grpc.AuthStub(channel)
 
