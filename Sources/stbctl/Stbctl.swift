@@ -60,6 +60,7 @@ struct Stbctl: AsyncParsableCommand {
             LoginCommand.self,
             LogoutCommand.self,
             WhoAmICommand.self,
+            PasswordCommand.self,
             UsersCommand.self,
         ]
     )

@@ -325,6 +325,14 @@ def test_stbctl_login_keeps_a_private_session_and_refreshes_it(gateway_server, t
     renewed = json.loads(cache.read_text())
     assert renewed["refresh_token"] != session["refresh_token"] and renewed["access_expires_at_ms"] > 0
     assert cache.stat().st_mode & 0o777 == 0o600
+    # The user changes their own password: this session goes on, the old password stops working.
+    changed = stbctl("passwd", "--password-stdin", stdin=f"{ADMIN_PASSWORD}\n{ADMIN_PASSWORD} 2\n")
+    assert changed.returncode == 0, changed.stderr
+    assert stbctl("whoami").returncode == 0
+    assert code_of(lambda: login(auth, gpb)) == grpc.StatusCode.UNAUTHENTICATED
+    changed_back = stbctl("passwd", "--password-stdin", stdin=f"{ADMIN_PASSWORD} 2\n{ADMIN_PASSWORD}\n")
+    assert changed_back.returncode == 0, changed_back.stderr
+    renewed = json.loads(cache.read_text())
     logout = stbctl("logout")
     assert logout.returncode == 0 and not cache.exists()
     assert code_of(lambda: refresh(auth, gpb, renewed["refresh_token"])) == grpc.StatusCode.UNAUTHENTICATED

@@ -79,3 +79,33 @@ struct WhoAmICommand: AsyncParsableCommand {
         Terminal.write(table.text)
     }
 }
+
+/// `stbctl passwd`: the caller changes their own password; other sessions end, this one
+/// goes on.
+struct PasswordCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "passwd", abstract: "Change your own password (your other sessions end).")
+
+    @Flag(help: "Read the current and the new password from the first two lines of standard input.")
+    var passwordStdin = false
+
+    @OptionGroup var gateway: GatewayOptions
+
+    func run() async throws {
+        let current = try readPassword(prompt: "Current password: ", fromStandardInput: passwordStdin)
+        let new = try readPassword(prompt: "New password: ", fromStandardInput: passwordStdin)
+        if !passwordStdin {
+            guard try readPassword(prompt: "New password again: ", fromStandardInput: false) == new else {
+                throw CommandFailure("the new passwords differ")
+            }
+        }
+        _ = try await gateway.withGateway { client, metadata in
+            var request = Stb_Gateway_V1_ChangePasswordRequest()
+            request.currentPassword = current
+            request.newPassword = new
+            request.refreshToken = TokenCache.load()?.refreshToken ?? ""
+            return try await client.unary(Stb_Gateway_V1_Auth.changePassword, request: request, metadata: metadata, timeout: gateway.callTimeout)
+        }
+        Terminal.write("password changed")
+    }
+}
