@@ -14,7 +14,10 @@ extension GatewayService {
         let username = String(request.username.lowercased().prefix(64))
         try await admit(username: username, origin: origin)
 
-        let found = try await pool.withConnection { connection -> (Account, String)? in
+        // A longer name is no account's (usernames have at most 64 characters): it must
+        // not match the account its first 64 characters name.
+        let fitting = request.username.count <= 64
+        let found = !fitting ? nil : try await pool.withConnection { connection -> (Account, String)? in
             let rows = try await connection.query("""
                 SELECT \(unescaped: Account.columns), p.hash FROM users u JOIN password_hashes p ON p.user_id = u.id
                 WHERE u.username = \(username)

@@ -37,6 +37,12 @@ public struct GatewayService: Stb_Gateway_V1_AuthService {
         self.logger = logger
     }
 
+    /// Work done once before serving: the hash unknown-user logins verify against, so
+    /// that the first such login takes no longer than a wrong password.
+    public func prepare() async throws {
+        try await hasher.dummyHash()
+    }
+
     public func getKeys(_ request: Stb_Gateway_V1_GetKeysRequest, context: ServerContext) async throws -> Stb_Gateway_V1_GetKeysResponse {
         keys.published.response
     }

@@ -56,14 +56,19 @@ public final class PasswordHasher: Sendable {
     /// Spends the time and memory of a verification that fails: what a login for an
     /// unknown user does, so that it answers like a wrong password.
     public func verifyDummy(_ password: String) async throws {
-        let dummy: String
-        if let stored = state.withLock({ $0.dummyHash }) {
-            dummy = stored
-        } else {
-            dummy = try await hash(Crypto.randomToken())
-            state.withLock { $0.dummyHash = $0.dummyHash ?? dummy }
+        _ = try await verify(password, against: try await dummyHash())
+    }
+
+    /// The hash `verifyDummy` verifies against, made on first use (`GatewayService.prepare`
+    /// makes it at start, so that no login pays for it).
+    @discardableResult
+    public func dummyHash() async throws -> String {
+        if let stored = state.withLock({ $0.dummyHash }) { return stored }
+        let made = try await hash(Crypto.randomToken())
+        return state.withLock { state in
+            if state.dummyHash == nil { state.dummyHash = made }
+            return state.dummyHash ?? made
         }
-        _ = try await verify(password, against: dummy)
     }
 
     private static func hashNow(_ password: String) -> String {

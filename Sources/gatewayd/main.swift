@@ -14,6 +14,7 @@ if let status = await GatewayCommands.run(Array(CommandLine.arguments.dropFirst(
 await daemon.run(configuration.service, channels: []) { assembly in
     let keys = try await KeyRing.load(pool: assembly.pool, sealingKey: configuration.keyEncryptionKey, accessLifetime: configuration.accessLifetime)
     let service = GatewayService(pool: assembly.pool, keys: keys, configuration: configuration, logger: assembly.logger)
+    try await service.prepare()
     let rotation = KeyRotation(keys: keys, rotationDays: configuration.keyRotationDays, logger: assembly.logger)
     // Tokens are verified with the gateway's own keys: nothing to fetch.
     return ServiceParts(rpcServices: [service], background: [rotation], keySource: CurrentKeys { keys.published })

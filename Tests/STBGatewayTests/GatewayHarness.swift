@@ -56,6 +56,7 @@ struct GatewayHarness {
         let keys = try await KeyRing.load(pool: pool, sealingKey: configuration.keyEncryptionKey, accessLifetime: configuration.accessLifetime)
         let logger = Logger(label: "gateway-test")
         let service = GatewayService(pool: pool, keys: keys, configuration: configuration, logger: logger)
+        try await service.prepare()
         var serverConfiguration = RPCServer.Configuration()
         serverConfiguration.port = 0
         let authenticator = Authenticator(keys: CurrentKeys { keys.published })

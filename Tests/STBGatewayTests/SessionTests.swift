@@ -89,6 +89,11 @@ struct SessionTests {
             let wrong = await expectStatus(.unauthenticated) { _ = try await gateway.login("olive", "olive password 1") }
             let unknown = await expectStatus(.unauthenticated) { _ = try await gateway.login("nobody", "olive password 1") }
             #expect(wrong?.message == unknown?.message)
+            // A name longer than any username is not the account its first 64 characters name.
+            let long = String(repeating: "l", count: 64)
+            try await gateway.createUser(long, role: .viewer, password: "long password 1", as: admin.accessToken)
+            _ = try await gateway.login(long, "long password 1")
+            await expectStatus(.unauthenticated) { _ = try await gateway.login(long + "x", "long password 1") }
             await expectStatus(.unauthenticated) { _ = try await gateway.refresh(olive.refreshToken) }
             // Not an admin: user administration is refused.
             let viewer = try await gateway.createUser("vic", role: .viewer, password: "vic password 123", as: admin.accessToken)
