@@ -1,4 +1,5 @@
 import Glibc
+import STBAuth
 import STBBench
 import STBMessages
 import STBRPC
@@ -88,6 +89,8 @@ let watchUpdates = intOption("watch-updates", 200)
 func makeClient() -> RPCClient {
     var configuration = RPCClient.Configuration()
     configuration.maxReceiveMessageSize = 256 * 1024 * 1024
+    // catalogd verifies the benchmark key (scripts/bench-catalog gives it `stb-auth-bench jwks`).
+    configuration.credentials = BearerCredentials(token: BenchIdentity.token(role: .engineer))
     do { return try RPCClient(host: host, port: port, configuration: configuration) } catch { fail("client: \(error)") }
 }
 

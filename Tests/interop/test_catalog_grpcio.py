@@ -18,6 +18,8 @@ import uuid
 import grpc
 import pytest
 
+import auth_tokens
+
 from conftest import REPO
 
 pytestmark = pytest.mark.skipif(
@@ -26,7 +28,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 ACTOR = "pytest"
-METADATA = (("stb-actor", ACTOR),)
+# The verified caller is the token's; stb-actor decides nothing.
+METADATA = (("stb-actor", ACTOR),) + tuple(auth_tokens.metadata(auth_tokens.mint("admin", ACTOR)))
 TIMEOUT = 15
 DEMO_SEED = REPO / "services" / "catalog" / "seeds" / "demo.json"
 
