@@ -181,7 +181,7 @@ let package = Package(
 
         .target(
             name: "STBGateway",
-            dependencies: ["STBAPI", "STBAuth", "STBJSON", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBEventLoop", "CSodium", swiftLog, serviceLifecycle],
+            dependencies: ["STBAPI", "STBAuth", "STBJSON", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBEventLoop", "CSodium", swiftLog, serviceLifecycle],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
