@@ -131,19 +131,19 @@ class JSONEmitter:
             lines = [f"switch self.{prop} {{"]
             for fd in fields:
                 case = naming.unquoted(naming.swift_field_name(fd.name))
-                lines.append(f'case .{case}(let value)?: w.field("{fd.json_name}", value)')
+                lines.append(f'case .{case}(let value)?: w.field(#""{fd.json_name}":"#, value)')
             lines.append("case nil: break")
             lines.append("}")
             return lines
         fd = member[1]
         name = naming.swift_field_name(fd.name)
         if self.glue.map_entry(fd) is not None:
-            return [f'w.map("{fd.json_name}", self.{name})']
+            return [f'w.map(#""{fd.json_name}":"#, self.{name})']
         if fd.label == FDP.LABEL_REPEATED:
-            return [f'w.repeated("{fd.json_name}", self.{name})']
+            return [f'w.repeated(#""{fd.json_name}":"#, self.{name})']
         if fd.proto3_optional or fd.type == FDP.TYPE_MESSAGE:
-            return [f'w.optional("{fd.json_name}", self.{name})']
-        return [f'w.scalar("{fd.json_name}", self.{name})']
+            return [f'w.optional(#""{fd.json_name}":"#, self.{name})']
+        return [f'w.scalar(#""{fd.json_name}":"#, self.{name})']
 
     def _read_field(self, msg: MessageInfo, fd) -> str:
         name = naming.swift_field_name(fd.name)

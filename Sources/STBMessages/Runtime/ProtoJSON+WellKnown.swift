@@ -44,9 +44,9 @@ extension _ProtoJSONWriter {
             return
         }
         beginObject()
-        key("@type")
+        key(#""@type":"#)
         string(typeURL)
-        key("value")
+        key(#""value":"#)
         bytes(value)
         endObject()
     }
@@ -59,10 +59,10 @@ extension _ProtoJSONCodable {
             return false
         }
         writer.beginObject()
-        writer.key("@type")
+        writer.key(#""@type":"#)
         writer.string(typeURL)
         if _jsonHasSpecialForm {
-            writer.key("value")
+            writer.key(#""value":"#)
             message._jsonWrite(&writer)
             writer.endObject()
             return true

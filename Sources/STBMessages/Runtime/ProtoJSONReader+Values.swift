@@ -129,24 +129,26 @@ extension _ProtoJSONReader {
 
     /// `bytes[range]` as an integer of type `T`, or an error naming what is wrong.
     func integer<T: FixedWidthInteger>(_ range: Range<Int>, _: T.Type) throws(ProtoJSONError) -> T {
-        let text = String(decoding: UnsafeBufferPointer(start: base + range.lowerBound, count: range.count), as: UTF8.self)
+        func text() -> String {
+            Self.shown(String(decoding: UnsafeBufferPointer(start: base + range.lowerBound, count: range.count), as: UTF8.self))
+        }
         guard let parts = Self.parseNumber(base, range.lowerBound, range.upperBound) else {
-            throw error("\(Self.shown(text)) is not an integer")
+            throw error("\(text()) is not an integer")
         }
         switch Self.integerValue(base, parts) {
         case .notIntegral:
-            throw error("\(Self.shown(text)) is not an integer")
+            throw error("\(text()) is not an integer")
         case .tooLarge:
-            throw error("\(Self.shown(text)) is out of range for \(Self.typeName(T.self))")
+            throw error("\(text()) is out of range for \(Self.typeName(T.self))")
         case .value(let negative, let magnitude):
             if negative {
                 guard magnitude == 0 || (T.isSigned && magnitude <= UInt64(T.max) + 1) else {
-                    throw error("\(Self.shown(text)) is out of range for \(Self.typeName(T.self))")
+                    throw error("\(text()) is out of range for \(Self.typeName(T.self))")
                 }
                 return magnitude == 0 ? 0 : T(truncatingIfNeeded: 0 &- magnitude)
             }
             guard magnitude <= UInt64(T.max) else {
-                throw error("\(Self.shown(text)) is out of range for \(Self.typeName(T.self))")
+                throw error("\(text()) is out of range for \(Self.typeName(T.self))")
             }
             return T(truncatingIfNeeded: magnitude)
         }

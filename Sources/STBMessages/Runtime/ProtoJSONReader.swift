@@ -13,8 +13,9 @@ internal struct _ProtoJSONReader {
     enum PathStep {
         /// An object whose current key is not known yet.
         case object
-        /// Field `index` of a message, named by its proto name in `names`.
-        case field(_ProtoJSONNames, Int)
+        /// Field `index` of a message, named by its proto name in `names` (unretained:
+        /// the tables are static and live as long as the process).
+        case field(Unmanaged<_ProtoJSONNames>, Int)
         /// An array element.
         case element(Int)
         /// A map entry, by its key token.
@@ -97,7 +98,7 @@ internal struct _ProtoJSONReader {
                 if !text.isEmpty {
                     text += "."
                 }
-                text += names.name(index * 2 + 1)
+                text += names.takeUnretainedValue().name(index * 2 + 1)
             case .element(let index):
                 text += "[\(index)]"
             case .mapKey(let token):
@@ -238,10 +239,14 @@ internal struct _ProtoJSONReader {
             (0..<4).reduce(0) { $0 << 4 | (Self.hexValue(base[at + $1]) ?? 0) }
         }
         while index < token.end {
-            let byte = base[index]
-            guard byte == UInt8(ascii: "\\") else {
-                scratch.append(byte)
-                index += 1
+            // The run up to the next escape, at once.
+            var runEnd = index
+            while runEnd < token.end, base[runEnd] != UInt8(ascii: "\\") {
+                runEnd += 1
+            }
+            if runEnd > index {
+                scratch.append(contentsOf: UnsafeBufferPointer(start: base + index, count: runEnd - index))
+                index = runEnd
                 continue
             }
             let kind = base[index + 1]
@@ -410,7 +415,7 @@ internal struct _ProtoJSONReader {
                 throw error("unknown field \"\(name)\" (\(state.names.typeName) has no such field)")
             }
             let field = entry / 2
-            path[path.count - 1] = .field(state.names, field)
+            path[path.count - 1] = .field(Unmanaged.passUnretained(state.names), field)
             let bit: UInt64 = 1 << UInt64(field % 64)
             if field < 64 {
                 guard state.seen.0 & bit == 0 else { throw error("field given more than once") }

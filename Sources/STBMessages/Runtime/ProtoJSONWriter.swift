@@ -41,14 +41,13 @@ internal struct _ProtoJSONWriter {
         needsComma = true
     }
 
-    /// `"name":`, after a comma when needed. Names are identifiers: nothing to escape.
-    mutating func key(_ name: StaticString) {
+    /// A key given with its quotes and colon (`"name":`, as the generated code spells
+    /// them: one append per key), after a comma when needed.
+    mutating func key(_ quotedName: StaticString) {
         if needsComma {
             out.append(UInt8(ascii: ","))
         }
-        out.append(UInt8(ascii: "\""))
-        out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-        out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        out.append(contentsOf: UnsafeBufferPointer(start: quotedName.utf8Start, count: quotedName.utf8CodeUnitCount))
         needsComma = false
     }
 
@@ -122,23 +121,31 @@ internal struct _ProtoJSONWriter {
         needsComma = true
     }
 
-    /// A decimal integer, quoted or not.
+    /// A decimal integer, quoted or not, formatted on the stack and appended at once.
     mutating func integer(_ value: some FixedWidthInteger, quoted: Bool) {
-        if quoted {
-            out.append(UInt8(ascii: "\""))
-        }
         var magnitude = UInt64(truncatingIfNeeded: value.magnitude)
-        if value < 0 {
-            out.append(UInt8(ascii: "-"))
-        }
-        let start = out.count
-        repeat {
-            out.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10))
-            magnitude /= 10
-        } while magnitude > 0
-        out[start...].reverse()
-        if quoted {
-            out.append(UInt8(ascii: "\""))
+        let negative = value < 0
+        // 20 digits, a sign and two quotes at most.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { digits in
+            var index = 24
+            if quoted {
+                index -= 1
+                digits[index] = UInt8(ascii: "\"")
+            }
+            repeat {
+                index -= 1
+                digits[index] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            if negative {
+                index -= 1
+                digits[index] = UInt8(ascii: "-")
+            }
+            if quoted {
+                index -= 1
+                digits[index] = UInt8(ascii: "\"")
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[index..<24]))
         }
         needsComma = true
     }
@@ -230,7 +237,7 @@ extension Bool: _ProtoJSONValue, _ProtoJSONMapKey {
     var _jsonIsDefault: Bool { !self }
     func _jsonWriteValue(to writer: inout _ProtoJSONWriter) { writer.bool(self) }
     func _jsonWriteKey(to writer: inout _ProtoJSONWriter) {
-        writer.out.append(contentsOf: self ? "\"true\":".utf8 : "\"false\":".utf8)
+        writer.out.append(contentsOf: self ? #""true":"#.utf8 : #""false":"#.utf8)
     }
 }
 

@@ -1047,9 +1047,9 @@ extension Google_Rpc_ErrorInfo: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("reason", self.reason)
-        w.scalar("domain", self.domain)
-        w.map("metadata", self.metadata)
+        w.scalar(#""reason":"#, self.reason)
+        w.scalar(#""domain":"#, self.domain)
+        w.map(#""metadata":"#, self.metadata)
         w.endObject()
     }
 
@@ -1081,7 +1081,7 @@ extension Google_Rpc_RetryInfo: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("retryDelay", self.retryDelay)
+        w.optional(#""retryDelay":"#, self.retryDelay)
         w.endObject()
     }
 
@@ -1111,8 +1111,8 @@ extension Google_Rpc_DebugInfo: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("stackEntries", self.stackEntries)
-        w.scalar("detail", self.detail)
+        w.repeated(#""stackEntries":"#, self.stackEntries)
+        w.scalar(#""detail":"#, self.detail)
         w.endObject()
     }
 
@@ -1143,7 +1143,7 @@ extension Google_Rpc_QuotaFailure: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("violations", self.violations)
+        w.repeated(#""violations":"#, self.violations)
         w.endObject()
     }
 
@@ -1173,14 +1173,14 @@ extension Google_Rpc_QuotaFailure.Violation: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("subject", self.subject)
-        w.scalar("description", self.description_p)
-        w.scalar("apiService", self.apiService)
-        w.scalar("quotaMetric", self.quotaMetric)
-        w.scalar("quotaId", self.quotaID)
-        w.map("quotaDimensions", self.quotaDimensions)
-        w.scalar("quotaValue", self.quotaValue)
-        w.optional("futureQuotaValue", self.futureQuotaValue)
+        w.scalar(#""subject":"#, self.subject)
+        w.scalar(#""description":"#, self.description_p)
+        w.scalar(#""apiService":"#, self.apiService)
+        w.scalar(#""quotaMetric":"#, self.quotaMetric)
+        w.scalar(#""quotaId":"#, self.quotaID)
+        w.map(#""quotaDimensions":"#, self.quotaDimensions)
+        w.scalar(#""quotaValue":"#, self.quotaValue)
+        w.optional(#""futureQuotaValue":"#, self.futureQuotaValue)
         w.endObject()
     }
 
@@ -1217,7 +1217,7 @@ extension Google_Rpc_PreconditionFailure: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("violations", self.violations)
+        w.repeated(#""violations":"#, self.violations)
         w.endObject()
     }
 
@@ -1247,9 +1247,9 @@ extension Google_Rpc_PreconditionFailure.Violation: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("type", self.type)
-        w.scalar("subject", self.subject)
-        w.scalar("description", self.description_p)
+        w.scalar(#""type":"#, self.type)
+        w.scalar(#""subject":"#, self.subject)
+        w.scalar(#""description":"#, self.description_p)
         w.endObject()
     }
 
@@ -1281,7 +1281,7 @@ extension Google_Rpc_BadRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("fieldViolations", self.fieldViolations)
+        w.repeated(#""fieldViolations":"#, self.fieldViolations)
         w.endObject()
     }
 
@@ -1311,10 +1311,10 @@ extension Google_Rpc_BadRequest.FieldViolation: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("field", self.field)
-        w.scalar("description", self.description_p)
-        w.scalar("reason", self.reason)
-        w.optional("localizedMessage", self.localizedMessage)
+        w.scalar(#""field":"#, self.field)
+        w.scalar(#""description":"#, self.description_p)
+        w.scalar(#""reason":"#, self.reason)
+        w.optional(#""localizedMessage":"#, self.localizedMessage)
         w.endObject()
     }
 
@@ -1347,8 +1347,8 @@ extension Google_Rpc_RequestInfo: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("requestId", self.requestID)
-        w.scalar("servingData", self.servingData)
+        w.scalar(#""requestId":"#, self.requestID)
+        w.scalar(#""servingData":"#, self.servingData)
         w.endObject()
     }
 
@@ -1379,10 +1379,10 @@ extension Google_Rpc_ResourceInfo: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("resourceType", self.resourceType)
-        w.scalar("resourceName", self.resourceName)
-        w.scalar("owner", self.owner)
-        w.scalar("description", self.description_p)
+        w.scalar(#""resourceType":"#, self.resourceType)
+        w.scalar(#""resourceName":"#, self.resourceName)
+        w.scalar(#""owner":"#, self.owner)
+        w.scalar(#""description":"#, self.description_p)
         w.endObject()
     }
 
@@ -1415,7 +1415,7 @@ extension Google_Rpc_Help: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("links", self.links)
+        w.repeated(#""links":"#, self.links)
         w.endObject()
     }
 
@@ -1445,8 +1445,8 @@ extension Google_Rpc_Help.Link: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("description", self.description_p)
-        w.scalar("url", self.url)
+        w.scalar(#""description":"#, self.description_p)
+        w.scalar(#""url":"#, self.url)
         w.endObject()
     }
 
@@ -1477,8 +1477,8 @@ extension Google_Rpc_LocalizedMessage: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("locale", self.locale)
-        w.scalar("message", self.message)
+        w.scalar(#""locale":"#, self.locale)
+        w.scalar(#""message":"#, self.message)
         w.endObject()
     }
 

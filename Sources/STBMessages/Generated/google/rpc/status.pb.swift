@@ -100,9 +100,9 @@ extension Google_Rpc_Status: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("code", self.code)
-        w.scalar("message", self.message)
-        w.repeated("details", self.details)
+        w.scalar(#""code":"#, self.code)
+        w.scalar(#""message":"#, self.message)
+        w.repeated(#""details":"#, self.details)
         w.endObject()
     }
 

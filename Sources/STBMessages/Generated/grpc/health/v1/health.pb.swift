@@ -321,7 +321,7 @@ extension Grpc_Health_V1_HealthCheckRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("service", self.service)
+        w.scalar(#""service":"#, self.service)
         w.endObject()
     }
 
@@ -351,7 +351,7 @@ extension Grpc_Health_V1_HealthCheckResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("status", self.status)
+        w.scalar(#""status":"#, self.status)
         w.endObject()
     }
 
@@ -405,7 +405,7 @@ extension Grpc_Health_V1_HealthListResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.map("statuses", self.statuses)
+        w.map(#""statuses":"#, self.statuses)
         w.endObject()
     }
 

@@ -614,13 +614,13 @@ extension Grpc_Reflection_V1_ServerReflectionRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("host", self.host)
+        w.scalar(#""host":"#, self.host)
         switch self.messageRequest {
-        case .fileByFilename(let value)?: w.field("fileByFilename", value)
-        case .fileContainingSymbol(let value)?: w.field("fileContainingSymbol", value)
-        case .fileContainingExtension(let value)?: w.field("fileContainingExtension", value)
-        case .allExtensionNumbersOfType(let value)?: w.field("allExtensionNumbersOfType", value)
-        case .listServices(let value)?: w.field("listServices", value)
+        case .fileByFilename(let value)?: w.field(#""fileByFilename":"#, value)
+        case .fileContainingSymbol(let value)?: w.field(#""fileContainingSymbol":"#, value)
+        case .fileContainingExtension(let value)?: w.field(#""fileContainingExtension":"#, value)
+        case .allExtensionNumbersOfType(let value)?: w.field(#""allExtensionNumbersOfType":"#, value)
+        case .listServices(let value)?: w.field(#""listServices":"#, value)
         case nil: break
         }
         w.endObject()
@@ -657,8 +657,8 @@ extension Grpc_Reflection_V1_ExtensionRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("containingType", self.containingType)
-        w.scalar("extensionNumber", self.extensionNumber)
+        w.scalar(#""containingType":"#, self.containingType)
+        w.scalar(#""extensionNumber":"#, self.extensionNumber)
         w.endObject()
     }
 
@@ -689,13 +689,13 @@ extension Grpc_Reflection_V1_ServerReflectionResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("validHost", self.validHost)
-        w.optional("originalRequest", self.originalRequest)
+        w.scalar(#""validHost":"#, self.validHost)
+        w.optional(#""originalRequest":"#, self.originalRequest)
         switch self.messageResponse {
-        case .fileDescriptorResponse(let value)?: w.field("fileDescriptorResponse", value)
-        case .allExtensionNumbersResponse(let value)?: w.field("allExtensionNumbersResponse", value)
-        case .listServicesResponse(let value)?: w.field("listServicesResponse", value)
-        case .errorResponse(let value)?: w.field("errorResponse", value)
+        case .fileDescriptorResponse(let value)?: w.field(#""fileDescriptorResponse":"#, value)
+        case .allExtensionNumbersResponse(let value)?: w.field(#""allExtensionNumbersResponse":"#, value)
+        case .listServicesResponse(let value)?: w.field(#""listServicesResponse":"#, value)
+        case .errorResponse(let value)?: w.field(#""errorResponse":"#, value)
         case nil: break
         }
         w.endObject()
@@ -732,7 +732,7 @@ extension Grpc_Reflection_V1_FileDescriptorResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("fileDescriptorProto", self.fileDescriptorProto)
+        w.repeated(#""fileDescriptorProto":"#, self.fileDescriptorProto)
         w.endObject()
     }
 
@@ -762,8 +762,8 @@ extension Grpc_Reflection_V1_ExtensionNumberResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("baseTypeName", self.baseTypeName)
-        w.repeated("extensionNumber", self.extensionNumber)
+        w.scalar(#""baseTypeName":"#, self.baseTypeName)
+        w.repeated(#""extensionNumber":"#, self.extensionNumber)
         w.endObject()
     }
 
@@ -794,7 +794,7 @@ extension Grpc_Reflection_V1_ListServiceResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("service", self.service)
+        w.repeated(#""service":"#, self.service)
         w.endObject()
     }
 
@@ -824,7 +824,7 @@ extension Grpc_Reflection_V1_ServiceResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("name", self.name)
+        w.scalar(#""name":"#, self.name)
         w.endObject()
     }
 
@@ -854,8 +854,8 @@ extension Grpc_Reflection_V1_ErrorResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("errorCode", self.errorCode)
-        w.scalar("errorMessage", self.errorMessage)
+        w.scalar(#""errorCode":"#, self.errorCode)
+        w.scalar(#""errorMessage":"#, self.errorMessage)
         w.endObject()
     }
 

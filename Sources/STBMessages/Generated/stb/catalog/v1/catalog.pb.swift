@@ -3476,15 +3476,15 @@ extension Stb_Catalog_V1_Module: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("id", self.id)
-        w.scalar("key", self.key)
-        w.scalar("name", self.name)
-        w.scalar("description", self.description_p)
-        w.scalar("active", self.active)
-        w.scalar("initialState", self.initialState)
-        w.scalar("metaJson", self.metaJson)
-        w.scalar("createdAtMs", self.createdAtMs)
-        w.scalar("updatedAtMs", self.updatedAtMs)
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""key":"#, self.key)
+        w.scalar(#""name":"#, self.name)
+        w.scalar(#""description":"#, self.description_p)
+        w.scalar(#""active":"#, self.active)
+        w.scalar(#""initialState":"#, self.initialState)
+        w.scalar(#""metaJson":"#, self.metaJson)
+        w.scalar(#""createdAtMs":"#, self.createdAtMs)
+        w.scalar(#""updatedAtMs":"#, self.updatedAtMs)
         w.endObject()
     }
 
@@ -3522,15 +3522,15 @@ extension Stb_Catalog_V1_Group: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("id", self.id)
-        w.scalar("moduleKey", self.moduleKey)
-        w.scalar("key", self.key)
-        w.scalar("name", self.name)
-        w.scalar("description", self.description_p)
-        w.scalar("position", self.position)
-        w.scalar("metaJson", self.metaJson)
-        w.scalar("createdAtMs", self.createdAtMs)
-        w.scalar("updatedAtMs", self.updatedAtMs)
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""key":"#, self.key)
+        w.scalar(#""name":"#, self.name)
+        w.scalar(#""description":"#, self.description_p)
+        w.scalar(#""position":"#, self.position)
+        w.scalar(#""metaJson":"#, self.metaJson)
+        w.scalar(#""createdAtMs":"#, self.createdAtMs)
+        w.scalar(#""updatedAtMs":"#, self.updatedAtMs)
         w.endObject()
     }
 
@@ -3568,19 +3568,19 @@ extension Stb_Catalog_V1_Option: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("id", self.id)
-        w.scalar("moduleKey", self.moduleKey)
-        w.scalar("groupKey", self.groupKey)
-        w.scalar("key", self.key)
-        w.scalar("name", self.name)
-        w.scalar("description", self.description_p)
-        w.scalar("type", self.type)
-        w.scalar("defaultValue", self.defaultValue)
-        w.scalar("editable", self.editable)
-        w.scalar("includedByDefault", self.includedByDefault)
-        w.scalar("metaJson", self.metaJson)
-        w.scalar("createdAtMs", self.createdAtMs)
-        w.scalar("updatedAtMs", self.updatedAtMs)
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""groupKey":"#, self.groupKey)
+        w.scalar(#""key":"#, self.key)
+        w.scalar(#""name":"#, self.name)
+        w.scalar(#""description":"#, self.description_p)
+        w.scalar(#""type":"#, self.type)
+        w.scalar(#""defaultValue":"#, self.defaultValue)
+        w.scalar(#""editable":"#, self.editable)
+        w.scalar(#""includedByDefault":"#, self.includedByDefault)
+        w.scalar(#""metaJson":"#, self.metaJson)
+        w.scalar(#""createdAtMs":"#, self.createdAtMs)
+        w.scalar(#""updatedAtMs":"#, self.updatedAtMs)
         w.endObject()
     }
 
@@ -3622,11 +3622,11 @@ extension Stb_Catalog_V1_State: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("id", self.id)
-        w.scalar("moduleKey", self.moduleKey)
-        w.scalar("name", self.name)
-        w.scalar("metaJson", self.metaJson)
-        w.scalar("createdAtMs", self.createdAtMs)
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""name":"#, self.name)
+        w.scalar(#""metaJson":"#, self.metaJson)
+        w.scalar(#""createdAtMs":"#, self.createdAtMs)
         w.endObject()
     }
 
@@ -3660,15 +3660,15 @@ extension Stb_Catalog_V1_Transition: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("id", self.id)
-        w.scalar("moduleKey", self.moduleKey)
-        w.scalar("fromState", self.fromState)
-        w.scalar("event", self.event)
-        w.scalar("toState", self.toState)
-        w.scalar("conditionJson", self.conditionJson)
-        w.scalar("metaJson", self.metaJson)
-        w.scalar("createdAtMs", self.createdAtMs)
-        w.scalar("updatedAtMs", self.updatedAtMs)
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""fromState":"#, self.fromState)
+        w.scalar(#""event":"#, self.event)
+        w.scalar(#""toState":"#, self.toState)
+        w.scalar(#""conditionJson":"#, self.conditionJson)
+        w.scalar(#""metaJson":"#, self.metaJson)
+        w.scalar(#""createdAtMs":"#, self.createdAtMs)
+        w.scalar(#""updatedAtMs":"#, self.updatedAtMs)
         w.endObject()
     }
 
@@ -3707,8 +3707,8 @@ extension Stb_Catalog_V1_ModuleRef: _ProtoJSONCodable {
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
         switch self.ref {
-        case .id(let value)?: w.field("id", value)
-        case .key(let value)?: w.field("key", value)
+        case .id(let value)?: w.field(#""id":"#, value)
+        case .key(let value)?: w.field(#""key":"#, value)
         case nil: break
         }
         w.endObject()
@@ -3741,9 +3741,9 @@ extension Stb_Catalog_V1_GroupRef: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("id", self.id)
-        w.scalar("moduleKey", self.moduleKey)
-        w.scalar("key", self.key)
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""key":"#, self.key)
         w.endObject()
     }
 
@@ -3776,8 +3776,8 @@ extension Stb_Catalog_V1_OptionRef: _ProtoJSONCodable {
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
         switch self.ref {
-        case .id(let value)?: w.field("id", value)
-        case .key(let value)?: w.field("key", value)
+        case .id(let value)?: w.field(#""id":"#, value)
+        case .key(let value)?: w.field(#""key":"#, value)
         case nil: break
         }
         w.endObject()
@@ -3810,9 +3810,9 @@ extension Stb_Catalog_V1_StateRef: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("id", self.id)
-        w.scalar("moduleKey", self.moduleKey)
-        w.scalar("name", self.name)
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""name":"#, self.name)
         w.endObject()
     }
 
@@ -3844,10 +3844,10 @@ extension Stb_Catalog_V1_TransitionRef: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("id", self.id)
-        w.scalar("moduleKey", self.moduleKey)
-        w.scalar("fromState", self.fromState)
-        w.scalar("event", self.event)
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""fromState":"#, self.fromState)
+        w.scalar(#""event":"#, self.event)
         w.endObject()
     }
 
@@ -3880,7 +3880,7 @@ extension Stb_Catalog_V1_CreateModuleRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("module", self.module)
+        w.optional(#""module":"#, self.module)
         w.endObject()
     }
 
@@ -3910,7 +3910,7 @@ extension Stb_Catalog_V1_CreateGroupRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("group", self.group)
+        w.optional(#""group":"#, self.group)
         w.endObject()
     }
 
@@ -3940,7 +3940,7 @@ extension Stb_Catalog_V1_CreateOptionRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("option", self.option)
+        w.optional(#""option":"#, self.option)
         w.endObject()
     }
 
@@ -3970,7 +3970,7 @@ extension Stb_Catalog_V1_CreateStateRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("state", self.state)
+        w.optional(#""state":"#, self.state)
         w.endObject()
     }
 
@@ -4000,7 +4000,7 @@ extension Stb_Catalog_V1_CreateTransitionRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("transition", self.transition)
+        w.optional(#""transition":"#, self.transition)
         w.endObject()
     }
 
@@ -4030,7 +4030,7 @@ extension Stb_Catalog_V1_ListModulesRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("page", self.page)
+        w.optional(#""page":"#, self.page)
         w.endObject()
     }
 
@@ -4060,8 +4060,8 @@ extension Stb_Catalog_V1_ListModulesResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("modules", self.modules)
-        w.optional("page", self.page)
+        w.repeated(#""modules":"#, self.modules)
+        w.optional(#""page":"#, self.page)
         w.endObject()
     }
 
@@ -4092,8 +4092,8 @@ extension Stb_Catalog_V1_ListGroupsRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("moduleKey", self.moduleKey)
-        w.optional("page", self.page)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.optional(#""page":"#, self.page)
         w.endObject()
     }
 
@@ -4124,8 +4124,8 @@ extension Stb_Catalog_V1_ListGroupsResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("groups", self.groups)
-        w.optional("page", self.page)
+        w.repeated(#""groups":"#, self.groups)
+        w.optional(#""page":"#, self.page)
         w.endObject()
     }
 
@@ -4156,9 +4156,9 @@ extension Stb_Catalog_V1_ListOptionsRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("moduleKey", self.moduleKey)
-        w.scalar("groupKey", self.groupKey)
-        w.optional("page", self.page)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""groupKey":"#, self.groupKey)
+        w.optional(#""page":"#, self.page)
         w.endObject()
     }
 
@@ -4190,8 +4190,8 @@ extension Stb_Catalog_V1_ListOptionsResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("options", self.options)
-        w.optional("page", self.page)
+        w.repeated(#""options":"#, self.options)
+        w.optional(#""page":"#, self.page)
         w.endObject()
     }
 
@@ -4222,7 +4222,7 @@ extension Stb_Catalog_V1_ListStatesRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("moduleKey", self.moduleKey)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
         w.endObject()
     }
 
@@ -4252,7 +4252,7 @@ extension Stb_Catalog_V1_ListStatesResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("states", self.states)
+        w.repeated(#""states":"#, self.states)
         w.endObject()
     }
 
@@ -4282,7 +4282,7 @@ extension Stb_Catalog_V1_ListTransitionsRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("moduleKey", self.moduleKey)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
         w.endObject()
     }
 
@@ -4312,7 +4312,7 @@ extension Stb_Catalog_V1_ListTransitionsResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("transitions", self.transitions)
+        w.repeated(#""transitions":"#, self.transitions)
         w.endObject()
     }
 
@@ -4342,12 +4342,12 @@ extension Stb_Catalog_V1_UpdateModuleRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("ref", self.ref)
-        w.optional("name", self.name)
-        w.optional("description", self.description_p)
-        w.optional("active", self.active)
-        w.optional("initialState", self.initialState)
-        w.optional("metaJson", self.metaJson)
+        w.optional(#""ref":"#, self.ref)
+        w.optional(#""name":"#, self.name)
+        w.optional(#""description":"#, self.description_p)
+        w.optional(#""active":"#, self.active)
+        w.optional(#""initialState":"#, self.initialState)
+        w.optional(#""metaJson":"#, self.metaJson)
         w.endObject()
     }
 
@@ -4382,11 +4382,11 @@ extension Stb_Catalog_V1_UpdateGroupRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("ref", self.ref)
-        w.optional("name", self.name)
-        w.optional("description", self.description_p)
-        w.optional("position", self.position)
-        w.optional("metaJson", self.metaJson)
+        w.optional(#""ref":"#, self.ref)
+        w.optional(#""name":"#, self.name)
+        w.optional(#""description":"#, self.description_p)
+        w.optional(#""position":"#, self.position)
+        w.optional(#""metaJson":"#, self.metaJson)
         w.endObject()
     }
 
@@ -4420,16 +4420,16 @@ extension Stb_Catalog_V1_UpdateOptionRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("ref", self.ref)
-        w.optional("name", self.name)
-        w.optional("description", self.description_p)
-        w.optional("type", self.type)
-        w.optional("defaultValue", self.defaultValue)
-        w.optional("editable", self.editable)
-        w.optional("includedByDefault", self.includedByDefault)
-        w.optional("metaJson", self.metaJson)
-        w.optional("moduleKey", self.moduleKey)
-        w.optional("groupKey", self.groupKey)
+        w.optional(#""ref":"#, self.ref)
+        w.optional(#""name":"#, self.name)
+        w.optional(#""description":"#, self.description_p)
+        w.optional(#""type":"#, self.type)
+        w.optional(#""defaultValue":"#, self.defaultValue)
+        w.optional(#""editable":"#, self.editable)
+        w.optional(#""includedByDefault":"#, self.includedByDefault)
+        w.optional(#""metaJson":"#, self.metaJson)
+        w.optional(#""moduleKey":"#, self.moduleKey)
+        w.optional(#""groupKey":"#, self.groupKey)
         w.endObject()
     }
 
@@ -4468,8 +4468,8 @@ extension Stb_Catalog_V1_UpdateStateRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("ref", self.ref)
-        w.optional("metaJson", self.metaJson)
+        w.optional(#""ref":"#, self.ref)
+        w.optional(#""metaJson":"#, self.metaJson)
         w.endObject()
     }
 
@@ -4500,10 +4500,10 @@ extension Stb_Catalog_V1_UpdateTransitionRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("ref", self.ref)
-        w.optional("toState", self.toState)
-        w.optional("conditionJson", self.conditionJson)
-        w.optional("metaJson", self.metaJson)
+        w.optional(#""ref":"#, self.ref)
+        w.optional(#""toState":"#, self.toState)
+        w.optional(#""conditionJson":"#, self.conditionJson)
+        w.optional(#""metaJson":"#, self.metaJson)
         w.endObject()
     }
 
@@ -4536,8 +4536,8 @@ extension Stb_Catalog_V1_GetConfigRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("moduleKeys", self.moduleKeys)
-        w.scalar("knownRevision", self.knownRevision)
+        w.repeated(#""moduleKeys":"#, self.moduleKeys)
+        w.scalar(#""knownRevision":"#, self.knownRevision)
         w.endObject()
     }
 
@@ -4568,10 +4568,10 @@ extension Stb_Catalog_V1_GetConfigResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("revision", self.revision)
-        w.scalar("unchanged", self.unchanged)
-        w.scalar("cursor", self.cursor)
-        w.repeated("modules", self.modules)
+        w.scalar(#""revision":"#, self.revision)
+        w.scalar(#""unchanged":"#, self.unchanged)
+        w.scalar(#""cursor":"#, self.cursor)
+        w.repeated(#""modules":"#, self.modules)
         w.endObject()
     }
 
@@ -4604,10 +4604,10 @@ extension Stb_Catalog_V1_ConfigModule: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("module", self.module)
-        w.repeated("groups", self.groups)
-        w.repeated("states", self.states)
-        w.repeated("transitions", self.transitions)
+        w.optional(#""module":"#, self.module)
+        w.repeated(#""groups":"#, self.groups)
+        w.repeated(#""states":"#, self.states)
+        w.repeated(#""transitions":"#, self.transitions)
         w.endObject()
     }
 
@@ -4640,8 +4640,8 @@ extension Stb_Catalog_V1_ConfigGroup: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("group", self.group)
-        w.repeated("options", self.options)
+        w.optional(#""group":"#, self.group)
+        w.repeated(#""options":"#, self.options)
         w.endObject()
     }
 
@@ -4672,10 +4672,10 @@ extension Stb_Catalog_V1_ImportSeedRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("documentJson", self.documentJson)
-        w.scalar("dryRun", self.dryRun)
-        w.scalar("prune", self.prune)
-        w.scalar("fileName", self.fileName)
+        w.scalar(#""documentJson":"#, self.documentJson)
+        w.scalar(#""dryRun":"#, self.dryRun)
+        w.scalar(#""prune":"#, self.prune)
+        w.scalar(#""fileName":"#, self.fileName)
         w.endObject()
     }
 
@@ -4708,8 +4708,8 @@ extension Stb_Catalog_V1_PlanItem: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("entity", self.entity)
-        w.scalar("key", self.key)
+        w.scalar(#""entity":"#, self.entity)
+        w.scalar(#""key":"#, self.key)
         w.endObject()
     }
 
@@ -4740,10 +4740,10 @@ extension Stb_Catalog_V1_ImportPlan: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("created", self.created)
-        w.repeated("updated", self.updated)
-        w.repeated("deleted", self.deleted)
-        w.scalar("unchanged", self.unchanged)
+        w.repeated(#""created":"#, self.created)
+        w.repeated(#""updated":"#, self.updated)
+        w.repeated(#""deleted":"#, self.deleted)
+        w.scalar(#""unchanged":"#, self.unchanged)
         w.endObject()
     }
 
@@ -4776,10 +4776,10 @@ extension Stb_Catalog_V1_ImportSeedResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("plan", self.plan)
-        w.scalar("applied", self.applied)
-        w.scalar("revision", self.revision)
-        w.scalar("seedId", self.seedID)
+        w.optional(#""plan":"#, self.plan)
+        w.scalar(#""applied":"#, self.applied)
+        w.scalar(#""revision":"#, self.revision)
+        w.scalar(#""seedId":"#, self.seedID)
         w.endObject()
     }
 
@@ -4812,7 +4812,7 @@ extension Stb_Catalog_V1_WatchRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("after", self.after)
+        w.scalar(#""after":"#, self.after)
         w.endObject()
     }
 
@@ -4842,14 +4842,14 @@ extension Stb_Catalog_V1_ChangeEvent: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("cursor", self.cursor)
-        w.scalar("entity", self.entity)
-        w.scalar("key", self.key)
-        w.scalar("action", self.action)
-        w.optional("state", self.state)
-        w.scalar("actor", self.actor)
-        w.scalar("atMs", self.atMs)
-        w.scalar("revision", self.revision)
+        w.scalar(#""cursor":"#, self.cursor)
+        w.scalar(#""entity":"#, self.entity)
+        w.scalar(#""key":"#, self.key)
+        w.scalar(#""action":"#, self.action)
+        w.optional(#""state":"#, self.state)
+        w.scalar(#""actor":"#, self.actor)
+        w.scalar(#""atMs":"#, self.atMs)
+        w.scalar(#""revision":"#, self.revision)
         w.endObject()
     }
 
@@ -4887,11 +4887,11 @@ extension Stb_Catalog_V1_CatalogEntity: _ProtoJSONCodable {
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
         switch self.entity {
-        case .module(let value)?: w.field("module", value)
-        case .group(let value)?: w.field("group", value)
-        case .option(let value)?: w.field("option", value)
-        case .state(let value)?: w.field("state", value)
-        case .transition(let value)?: w.field("transition", value)
+        case .module(let value)?: w.field(#""module":"#, value)
+        case .group(let value)?: w.field(#""group":"#, value)
+        case .option(let value)?: w.field(#""option":"#, value)
+        case .state(let value)?: w.field(#""state":"#, value)
+        case .transition(let value)?: w.field(#""transition":"#, value)
         case nil: break
         }
         w.endObject()

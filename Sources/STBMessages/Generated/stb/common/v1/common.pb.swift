@@ -443,8 +443,8 @@ extension Stb_Common_V1_Actor: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("user", self.user)
-        w.scalar("role", self.role)
+        w.scalar(#""user":"#, self.user)
+        w.scalar(#""role":"#, self.role)
         w.endObject()
     }
 
@@ -475,8 +475,8 @@ extension Stb_Common_V1_PageRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("pageSize", self.pageSize)
-        w.scalar("pageToken", self.pageToken)
+        w.scalar(#""pageSize":"#, self.pageSize)
+        w.scalar(#""pageToken":"#, self.pageToken)
         w.endObject()
     }
 
@@ -507,8 +507,8 @@ extension Stb_Common_V1_PageInfo: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("nextPageToken", self.nextPageToken)
-        w.scalar("total", self.total)
+        w.scalar(#""nextPageToken":"#, self.nextPageToken)
+        w.scalar(#""total":"#, self.total)
         w.endObject()
     }
 
@@ -539,7 +539,7 @@ extension Stb_Common_V1_Cursor: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("token", self.token)
+        w.scalar(#""token":"#, self.token)
         w.endObject()
     }
 
@@ -569,8 +569,8 @@ extension Stb_Common_V1_FieldViolation: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("field", self.field)
-        w.scalar("description", self.description_p)
+        w.scalar(#""field":"#, self.field)
+        w.scalar(#""description":"#, self.description_p)
         w.endObject()
     }
 

@@ -2439,16 +2439,16 @@ extension Stb_Rules_V1_Rule: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("id", self.id)
-        w.scalar("key", self.key)
-        w.scalar("subject", self.subject)
-        w.scalar("type", self.type)
-        w.scalar("payloadJson", self.payloadJson)
-        w.scalar("severity", self.severity)
-        w.scalar("message", self.message)
-        w.scalar("active", self.active)
-        w.scalar("createdAtMs", self.createdAtMs)
-        w.scalar("updatedAtMs", self.updatedAtMs)
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""key":"#, self.key)
+        w.scalar(#""subject":"#, self.subject)
+        w.scalar(#""type":"#, self.type)
+        w.scalar(#""payloadJson":"#, self.payloadJson)
+        w.scalar(#""severity":"#, self.severity)
+        w.scalar(#""message":"#, self.message)
+        w.scalar(#""active":"#, self.active)
+        w.scalar(#""createdAtMs":"#, self.createdAtMs)
+        w.scalar(#""updatedAtMs":"#, self.updatedAtMs)
         w.endObject()
     }
 
@@ -2488,8 +2488,8 @@ extension Stb_Rules_V1_RuleRef: _ProtoJSONCodable {
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
         switch self.ref {
-        case .id(let value)?: w.field("id", value)
-        case .key(let value)?: w.field("key", value)
+        case .id(let value)?: w.field(#""id":"#, value)
+        case .key(let value)?: w.field(#""key":"#, value)
         case nil: break
         }
         w.endObject()
@@ -2522,7 +2522,7 @@ extension Stb_Rules_V1_CreateRuleRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("rule", self.rule)
+        w.optional(#""rule":"#, self.rule)
         w.endObject()
     }
 
@@ -2552,8 +2552,8 @@ extension Stb_Rules_V1_ListRulesRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("subject", self.subject)
-        w.optional("page", self.page)
+        w.scalar(#""subject":"#, self.subject)
+        w.optional(#""page":"#, self.page)
         w.endObject()
     }
 
@@ -2584,8 +2584,8 @@ extension Stb_Rules_V1_ListRulesResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("rules", self.rules)
-        w.optional("page", self.page)
+        w.repeated(#""rules":"#, self.rules)
+        w.optional(#""page":"#, self.page)
         w.endObject()
     }
 
@@ -2616,13 +2616,13 @@ extension Stb_Rules_V1_UpdateRuleRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.optional("ref", self.ref)
-        w.optional("subject", self.subject)
-        w.optional("type", self.type)
-        w.optional("payloadJson", self.payloadJson)
-        w.optional("severity", self.severity)
-        w.optional("message", self.message)
-        w.optional("active", self.active)
+        w.optional(#""ref":"#, self.ref)
+        w.optional(#""subject":"#, self.subject)
+        w.optional(#""type":"#, self.type)
+        w.optional(#""payloadJson":"#, self.payloadJson)
+        w.optional(#""severity":"#, self.severity)
+        w.optional(#""message":"#, self.message)
+        w.optional(#""active":"#, self.active)
         w.endObject()
     }
 
@@ -2658,10 +2658,10 @@ extension Stb_Rules_V1_ImportRulesRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("documentJson", self.documentJson)
-        w.scalar("dryRun", self.dryRun)
-        w.scalar("prune", self.prune)
-        w.scalar("fileName", self.fileName)
+        w.scalar(#""documentJson":"#, self.documentJson)
+        w.scalar(#""dryRun":"#, self.dryRun)
+        w.scalar(#""prune":"#, self.prune)
+        w.scalar(#""fileName":"#, self.fileName)
         w.endObject()
     }
 
@@ -2694,12 +2694,12 @@ extension Stb_Rules_V1_ImportRulesResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("created", self.created)
-        w.repeated("updated", self.updated)
-        w.repeated("deleted", self.deleted)
-        w.scalar("unchanged", self.unchanged)
-        w.scalar("applied", self.applied)
-        w.scalar("revision", self.revision)
+        w.repeated(#""created":"#, self.created)
+        w.repeated(#""updated":"#, self.updated)
+        w.repeated(#""deleted":"#, self.deleted)
+        w.scalar(#""unchanged":"#, self.unchanged)
+        w.scalar(#""applied":"#, self.applied)
+        w.scalar(#""revision":"#, self.revision)
         w.endObject()
     }
 
@@ -2734,9 +2734,9 @@ extension Stb_Rules_V1_OptionChoice: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("key", self.key)
-        w.optional("included", self.included)
-        w.optional("valueJson", self.valueJson)
+        w.scalar(#""key":"#, self.key)
+        w.optional(#""included":"#, self.included)
+        w.optional(#""valueJson":"#, self.valueJson)
         w.endObject()
     }
 
@@ -2768,7 +2768,7 @@ extension Stb_Rules_V1_EvaluateRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("options", self.options)
+        w.repeated(#""options":"#, self.options)
         w.endObject()
     }
 
@@ -2798,9 +2798,9 @@ extension Stb_Rules_V1_Reference: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("optionKey", self.optionKey)
-        w.scalar("included", self.included)
-        w.scalar("valueJson", self.valueJson)
+        w.scalar(#""optionKey":"#, self.optionKey)
+        w.scalar(#""included":"#, self.included)
+        w.scalar(#""valueJson":"#, self.valueJson)
         w.endObject()
     }
 
@@ -2832,13 +2832,13 @@ extension Stb_Rules_V1_Violation: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("ruleKey", self.ruleKey)
-        w.scalar("type", self.type)
-        w.scalar("severity", self.severity)
-        w.scalar("message", self.message)
-        w.repeated("references", self.references)
-        w.scalar("explanation", self.explanation)
-        w.scalar("constraint", self.constraint)
+        w.scalar(#""ruleKey":"#, self.ruleKey)
+        w.scalar(#""type":"#, self.type)
+        w.scalar(#""severity":"#, self.severity)
+        w.scalar(#""message":"#, self.message)
+        w.repeated(#""references":"#, self.references)
+        w.scalar(#""explanation":"#, self.explanation)
+        w.scalar(#""constraint":"#, self.constraint)
         w.endObject()
     }
 
@@ -2874,9 +2874,9 @@ extension Stb_Rules_V1_ClosureConflict: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("ruleKey", self.ruleKey)
-        w.repeated("chain", self.chain)
-        w.scalar("explanation", self.explanation)
+        w.scalar(#""ruleKey":"#, self.ruleKey)
+        w.repeated(#""chain":"#, self.chain)
+        w.scalar(#""explanation":"#, self.explanation)
         w.endObject()
     }
 
@@ -2908,11 +2908,11 @@ extension Stb_Rules_V1_EvaluateResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("valid", self.valid)
-        w.repeated("violations", self.violations)
-        w.repeated("closure", self.closure)
-        w.repeated("conflicts", self.conflicts)
-        w.scalar("catalogRevision", self.catalogRevision)
+        w.scalar(#""valid":"#, self.valid)
+        w.repeated(#""violations":"#, self.violations)
+        w.repeated(#""closure":"#, self.closure)
+        w.repeated(#""conflicts":"#, self.conflicts)
+        w.scalar(#""catalogRevision":"#, self.catalogRevision)
         w.endObject()
     }
 
@@ -2970,7 +2970,7 @@ extension Stb_Rules_V1_Cycle: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("chain", self.chain)
+        w.repeated(#""chain":"#, self.chain)
         w.endObject()
     }
 
@@ -3000,8 +3000,8 @@ extension Stb_Rules_V1_DeadOption: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("optionKey", self.optionKey)
-        w.scalar("reason", self.reason)
+        w.scalar(#""optionKey":"#, self.optionKey)
+        w.scalar(#""reason":"#, self.reason)
         w.endObject()
     }
 
@@ -3032,8 +3032,8 @@ extension Stb_Rules_V1_UnknownReference: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("ruleKey", self.ruleKey)
-        w.scalar("optionKey", self.optionKey)
+        w.scalar(#""ruleKey":"#, self.ruleKey)
+        w.scalar(#""optionKey":"#, self.optionKey)
         w.endObject()
     }
 
@@ -3064,11 +3064,11 @@ extension Stb_Rules_V1_CheckRulesResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("cycles", self.cycles)
-        w.repeated("deadOptions", self.deadOptions)
-        w.repeated("unknownReferences", self.unknownReferences)
-        w.repeated("contradictions", self.contradictions)
-        w.scalar("catalogRevision", self.catalogRevision)
+        w.repeated(#""cycles":"#, self.cycles)
+        w.repeated(#""deadOptions":"#, self.deadOptions)
+        w.repeated(#""unknownReferences":"#, self.unknownReferences)
+        w.repeated(#""contradictions":"#, self.contradictions)
+        w.scalar(#""catalogRevision":"#, self.catalogRevision)
         w.endObject()
     }
 
@@ -3103,12 +3103,12 @@ extension Stb_Rules_V1_ImpactRequest: _ProtoJSONCodable {
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
         switch self.change {
-        case .add(let value)?: w.field("add", value)
-        case .removeKey(let value)?: w.field("removeKey", value)
-        case .replace(let value)?: w.field("replace", value)
+        case .add(let value)?: w.field(#""add":"#, value)
+        case .removeKey(let value)?: w.field(#""removeKey":"#, value)
+        case .replace(let value)?: w.field(#""replace":"#, value)
         case nil: break
         }
-        w.map("selections", self.selections)
+        w.map(#""selections":"#, self.selections)
         w.endObject()
     }
 
@@ -3141,7 +3141,7 @@ extension Stb_Rules_V1_ViolationList: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("violations", self.violations)
+        w.repeated(#""violations":"#, self.violations)
         w.endObject()
     }
 
@@ -3171,7 +3171,7 @@ extension Stb_Rules_V1_ImpactResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.map("newlyInvalid", self.newlyInvalid)
+        w.map(#""newlyInvalid":"#, self.newlyInvalid)
         w.endObject()
     }
 
@@ -3201,10 +3201,10 @@ extension Stb_Rules_V1_FireRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("moduleKey", self.moduleKey)
-        w.scalar("state", self.state)
-        w.scalar("event", self.event)
-        w.scalar("contextJson", self.contextJson)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""state":"#, self.state)
+        w.scalar(#""event":"#, self.event)
+        w.scalar(#""contextJson":"#, self.contextJson)
         w.endObject()
     }
 
@@ -3237,7 +3237,7 @@ extension Stb_Rules_V1_FireResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("nextState", self.nextState)
+        w.scalar(#""nextState":"#, self.nextState)
         w.endObject()
     }
 
@@ -3267,9 +3267,9 @@ extension Stb_Rules_V1_AvailableEventsRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("moduleKey", self.moduleKey)
-        w.scalar("state", self.state)
-        w.scalar("contextJson", self.contextJson)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""state":"#, self.state)
+        w.scalar(#""contextJson":"#, self.contextJson)
         w.endObject()
     }
 
@@ -3301,8 +3301,8 @@ extension Stb_Rules_V1_AvailableEvent: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("event", self.event)
-        w.scalar("toState", self.toState)
+        w.scalar(#""event":"#, self.event)
+        w.scalar(#""toState":"#, self.toState)
         w.endObject()
     }
 
@@ -3333,7 +3333,7 @@ extension Stb_Rules_V1_AvailableEventsResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.repeated("events", self.events)
+        w.repeated(#""events":"#, self.events)
         w.endObject()
     }
 
@@ -3363,7 +3363,7 @@ extension Stb_Rules_V1_WatchRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("after", self.after)
+        w.scalar(#""after":"#, self.after)
         w.endObject()
     }
 
@@ -3393,14 +3393,14 @@ extension Stb_Rules_V1_ChangeEvent: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("cursor", self.cursor)
-        w.scalar("entity", self.entity)
-        w.scalar("key", self.key)
-        w.scalar("action", self.action)
-        w.optional("state", self.state)
-        w.scalar("actor", self.actor)
-        w.scalar("atMs", self.atMs)
-        w.scalar("revision", self.revision)
+        w.scalar(#""cursor":"#, self.cursor)
+        w.scalar(#""entity":"#, self.entity)
+        w.scalar(#""key":"#, self.key)
+        w.scalar(#""action":"#, self.action)
+        w.optional(#""state":"#, self.state)
+        w.scalar(#""actor":"#, self.actor)
+        w.scalar(#""atMs":"#, self.atMs)
+        w.scalar(#""revision":"#, self.revision)
         w.endObject()
     }
 

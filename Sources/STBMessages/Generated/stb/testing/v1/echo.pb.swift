@@ -222,12 +222,12 @@ extension Stb_Testing_V1_EchoRequest: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("text", self.text)
-        w.scalar("payload", self.payload)
-        w.scalar("count", self.count)
-        w.scalar("delayMs", self.delayMs)
-        w.scalar("failWithCode", self.failWithCode)
-        w.scalar("metadataPaddingBytes", self.metadataPaddingBytes)
+        w.scalar(#""text":"#, self.text)
+        w.scalar(#""payload":"#, self.payload)
+        w.scalar(#""count":"#, self.count)
+        w.scalar(#""delayMs":"#, self.delayMs)
+        w.scalar(#""failWithCode":"#, self.failWithCode)
+        w.scalar(#""metadataPaddingBytes":"#, self.metadataPaddingBytes)
         w.endObject()
     }
 
@@ -262,9 +262,9 @@ extension Stb_Testing_V1_EchoResponse: _ProtoJSONCodable {
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
-        w.scalar("text", self.text)
-        w.scalar("payload", self.payload)
-        w.scalar("index", self.index)
+        w.scalar(#""text":"#, self.text)
+        w.scalar(#""payload":"#, self.payload)
+        w.scalar(#""index":"#, self.index)
         w.endObject()
     }
 
