@@ -184,6 +184,12 @@ struct ProtoJSONRefusalTests {
         Case(json: #"{"mNames": {"x": "a"}}"#, path: #"m_names["x"]"#, reason: #""x" is not an integer"#),
         Case(json: #"{"mInners": {"k": {"value": "1.5"}}}"#, path: #"m_inners["k"].value"#, reason: #""1.5" is not an integer"#),
         Case(json: #"{"mInners": {"k": null}}"#, path: #"m_inners["k"]"#, reason: "null is not allowed as a map value"),
+        // Found by the protojson fuzz target: a map key whose escapes do not decode, named
+        // in the path of its own error, recursed until the stack overflowed.
+        Case(json: #"{"mNames": {"9\ud83e00": "x"}}"#, path: #"m_names["9\\ud83e00"]"#, reason: "map key is not an integer"),
+        Case(json: #"{"mCounts": {"\ud800": 1}}"#, path: #"m_counts["\\ud800"]"#, reason: #"unpaired surrogate in \u escape"#),
+        Case(json: #"{"mCounts": {"a\u0000": 1}}"#, path: #"m_counts["a\\u0000"]"#, reason: "string contains a NUL character"),
+        Case(json: #"{"mCounts": {"\u00e9": "x"}}"#, path: #"m_counts["é"]"#, reason: #""x" is not an integer"#),
         Case(json: #"{"fInner": []}"#, path: "f_inner", reason: "expected an object (stb.testing.v1.Inner)"),
         Case(json: "[]", path: "", reason: "expected an object (stb.testing.v1.AllKinds)"),
         Case(json: "null", path: "", reason: "expected an object (stb.testing.v1.AllKinds)"),

@@ -102,10 +102,10 @@ internal struct _ProtoJSONReader {
             case .element(let index):
                 text += "[\(index)]"
             case .mapKey(let token):
+                // A key whose escapes do not decode is shown as written (decoding it here
+                // must not throw: its error would ask for this path again).
                 var key: [UInt8] = []
-                if token.escaped, let decoded = try? decodedKeyForPath(token) {
-                    key = decoded
-                } else {
+                if !token.escaped || Self.unescape(base, token, into: &key) != nil {
                     key = Array(UnsafeBufferPointer(start: base + token.start, count: token.end - token.start))
                 }
                 var quoted = _ProtoJSONWriter(out: [])
@@ -114,11 +114,6 @@ internal struct _ProtoJSONReader {
             }
         }
         return text
-    }
-
-    private func decodedKeyForPath(_ token: StringToken) throws(ProtoJSONError) -> [UInt8] {
-        var copy = self
-        return try copy.unescaped(token)
     }
 
     // MARK: - Tokens
@@ -234,6 +229,15 @@ internal struct _ProtoJSONReader {
     /// escaped NUL and unpaired surrogates.
     mutating func unescaped(_ token: StringToken) throws(ProtoJSONError) -> [UInt8] {
         scratch.removeAll(keepingCapacity: true)
+        if let reason = Self.unescape(base, token, into: &scratch) {
+            throw error(reason)
+        }
+        return scratch
+    }
+
+    /// Decodes the escapes of `token` (checked by `stringToken`) into `out`; returns why
+    /// it cannot, or nil.
+    static func unescape(_ base: UnsafePointer<UInt8>, _ token: StringToken, into out: inout [UInt8]) -> String? {
         var index = token.start
         func hex4(_ at: Int) -> UInt32 {
             (0..<4).reduce(0) { $0 << 4 | (Self.hexValue(base[at + $1]) ?? 0) }
@@ -245,46 +249,46 @@ internal struct _ProtoJSONReader {
                 runEnd += 1
             }
             if runEnd > index {
-                scratch.append(contentsOf: UnsafeBufferPointer(start: base + index, count: runEnd - index))
+                out.append(contentsOf: UnsafeBufferPointer(start: base + index, count: runEnd - index))
                 index = runEnd
                 continue
             }
             let kind = base[index + 1]
             index += 2
             switch kind {
-            case UInt8(ascii: "b"): scratch.append(0x08)
-            case UInt8(ascii: "f"): scratch.append(0x0C)
-            case UInt8(ascii: "n"): scratch.append(0x0A)
-            case UInt8(ascii: "r"): scratch.append(0x0D)
-            case UInt8(ascii: "t"): scratch.append(0x09)
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "t"): out.append(0x09)
             case UInt8(ascii: "u"):
                 var scalar = hex4(index)
                 index += 4
                 if scalar >= 0xD800, scalar < 0xDC00 {
                     guard index + 6 <= token.end, base[index] == UInt8(ascii: "\\"), base[index + 1] == UInt8(ascii: "u") else {
-                        throw error("unpaired surrogate in \\u escape")
+                        return "unpaired surrogate in \\u escape"
                     }
                     let low = hex4(index + 2)
                     guard low >= 0xDC00, low < 0xE000 else {
-                        throw error("unpaired surrogate in \\u escape")
+                        return "unpaired surrogate in \\u escape"
                     }
                     index += 6
                     scalar = 0x10000 + (scalar - 0xD800) << 10 + (low - 0xDC00)
                 } else if scalar >= 0xDC00, scalar < 0xE000 {
-                    throw error("unpaired surrogate in \\u escape")
+                    return "unpaired surrogate in \\u escape"
                 }
                 guard scalar != 0 else {
-                    throw error("string contains a NUL character")
+                    return "string contains a NUL character"
                 }
                 guard let value = Unicode.Scalar(scalar) else {
-                    throw error("invalid \\u escape")
+                    return "invalid \\u escape"
                 }
-                UTF8.encode(value) { scratch.append($0) }
+                UTF8.encode(value) { out.append($0) }
             default:
-                scratch.append(kind)  // " \ /
+                out.append(kind)  // " \ /
             }
         }
-        return scratch
+        return nil
     }
 
     /// The token as a Swift string: valid UTF-8 without NUL, or an error.
