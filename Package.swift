@@ -223,6 +223,18 @@ let package = Package(
             dependencies: ["STBEcho", "STBRPC", swiftLog, metrics, prometheus],
             swiftSettings: swiftSettings
         ),
+        // Batch conversion between the wire form and proto3 JSON, for the Python cross-checks.
+        .executableTarget(
+            name: "stb-json",
+            dependencies: ["STBMessages"],
+            swiftSettings: swiftSettings
+        ),
+        // proto3 JSON encode/decode measurements for scripts/bench-json.
+        .executableTarget(
+            name: "stb-json-bench",
+            dependencies: ["STBBench", "STBMessages"],
+            swiftSettings: swiftSettings
+        ),
         // Streaming and client-side measurements for scripts/bench-rpc.
         .executableTarget(
             name: "stb-rpc-bench",
