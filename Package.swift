@@ -246,7 +246,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBRulesTests",
-            dependencies: ["STBRules", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBRules", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", "STBTestSupport", swiftLog],
             swiftSettings: swiftSettings
         ),
         .testTarget(

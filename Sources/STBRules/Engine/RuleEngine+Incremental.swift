@@ -1,0 +1,161 @@
+// Incremental evaluation: most selections differ from the catalog defaults in a few
+// options. The engine evaluates the defaults once; a selection re-checks only the rules that
+// read an option it changes (plus rules whose json-logic computes variable names), and
+// recomputes the requires closure only when a change can reach it. The result is the one
+// `evaluateFully` gives: same violations, same order, same references.
+import STBJSON
+
+/// The evaluation of the catalog defaults, kept per rules and catalog revision.
+struct DefaultEvaluation: Sendable {
+    /// Violations of the defaults with the rule (index into the compiled rules) that gave
+    /// each, ascending by rule.
+    var violations: [(rule: Int, violation: Violation)] = []
+    var closure: [ClosureEntry] = []
+    var conflicts: [ClosureConflict] = []
+    /// Options whose inclusion the closure and its conflicts read: every option with a
+    /// requires edge, and every option a forbidden or choice rule next to the default
+    /// closure reads.
+    var closureInputs: [Bool] = []
+    /// The whole evaluation of the defaults.
+    var evaluation = Evaluation(valid: true, violations: [], closure: [], conflicts: [], unknownSelections: [])
+
+    init() {}
+
+    /// Every active rule checked against the defaults.
+    init(of engine: RuleEngine) {
+        self.init(of: engine, reusing: nil)
+    }
+
+    /// Rules whose compiled form `previous` already checked keep its answer; the others are
+    /// checked now. The closure is recomputed (one walk over the requires edges).
+    init(of engine: RuleEngine, reusing previous: DefaultEvaluation?, from previousEngine: RuleEngine? = nil) {
+        let (state, _, _) = engine.resolve(Selection(choices: [:]))
+        var known: [ObjectIdentifier: Violation?] = [:]
+        if let previous, let previousEngine {
+            var next = 0
+            known.reserveCapacity(previousEngine.activeRules.count)
+            for ruleIndex in previousEngine.activeRules {
+                var violation: Violation?
+                if next < previous.violations.count, previous.violations[next].rule == ruleIndex {
+                    violation = previous.violations[next].violation
+                    next += 1
+                }
+                known[ObjectIdentifier(previousEngine.compiled[ruleIndex])] = violation
+            }
+        }
+        for ruleIndex in engine.activeRules {
+            let entry = engine.compiled[ruleIndex]
+            let violation: Violation?
+            if let seen = known[ObjectIdentifier(entry)] { violation = seen } else { violation = engine.check(entry, state) }
+            if let violation { violations.append((ruleIndex, violation)) }
+        }
+        (closure, conflicts) = engine.closureAndConflicts(state)
+        closureInputs = engine.index.requiresNode
+        for entry in closure {
+            guard let added = engine.indexOf[entry.optionKey] else { continue }
+            for ruleIndex in engine.forbiddenBySubject[added] + engine.forbiddenByTarget[added] + engine.choicesByMember[added] {
+                for slot in engine.compiled[ruleIndex].slots { closureInputs[slot] = true }
+            }
+        }
+        let list = violations.map(\.violation)
+        evaluation = Evaluation(
+            valid: !list.contains { $0.severity == .error }, violations: list, closure: closure,
+            conflicts: conflicts, unknownSelections: [])
+    }
+}
+
+extension RuleEngine {
+    /// Whether a selection satisfies the rules and the options' constraints, and why not.
+    /// Starts from the evaluation of the defaults and re-checks what the selection's
+    /// differences from the defaults touch; the answer equals `evaluateFully(selection)`.
+    public func evaluate(_ selection: Selection) -> Evaluation {
+        let (state, unknown, changed) = resolve(selection)
+        return evaluate(state, unknown: unknown, changed: changed)
+    }
+
+    /// The evaluation of the catalog defaults (no choices).
+    public var defaultEvaluation: Evaluation { defaults.evaluation }
+
+    func evaluate(_ state: State, unknown: [String], changed: [Int]) -> Evaluation {
+        if changed.isEmpty {
+            var evaluation = defaults.evaluation
+            evaluation.unknownSelections = unknown
+            return evaluation
+        }
+        var touched = index.everywhere
+        var closureTouched = false
+        for slot in changed {
+            touched.append(contentsOf: index.touching[slot])
+            if defaults.closureInputs[slot] { closureTouched = true }
+        }
+        touched.sort()
+        var violations = constraintViolations(state)
+        let base = defaults.violations
+        violations.reserveCapacity(violations.count + base.count + touched.count)
+        var next = 0
+        var previous = -1
+        for ruleIndex in touched where ruleIndex != previous {
+            previous = ruleIndex
+            while next < base.count, base[next].rule < ruleIndex {
+                violations.append(base[next].violation)
+                next += 1
+            }
+            if next < base.count, base[next].rule == ruleIndex { next += 1 }
+            if let violation = check(compiled[ruleIndex], state) { violations.append(violation) }
+        }
+        while next < base.count {
+            violations.append(base[next].violation)
+            next += 1
+        }
+        let (closure, conflicts) = closureTouched ? closureAndConflicts(state) : (defaults.closure, defaults.conflicts)
+        return Evaluation(
+            valid: !violations.contains { $0.severity == .error },
+            violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown)
+    }
+
+    // MARK: - Rule changes
+
+    /// The engine with `change` applied: the other rules keep their compiled form and their
+    /// answers for the defaults; only the changed rule is compiled and checked, and the
+    /// indexes are rebuilt from the compiled rules (no option key hashed again).
+    public func applying(_ change: RuleChange) -> RuleEngine {
+        var compiled: [Compiled] = []
+        switch change {
+        case .add(let rule):
+            compiled = self.compiled
+            compiled.append(Compiled(rule: rule, indexOf: indexOf))
+        case .remove(let key):
+            compiled = self.compiled.filter { $0.rule.key != key }
+        case .replace(let rule):
+            // As `RuleChange.apply`: the first rule with the key is replaced, later ones dropped.
+            compiled.reserveCapacity(self.compiled.count + 1)
+            var replaced = false
+            for entry in self.compiled {
+                if entry.rule.key == rule.key {
+                    if !replaced { compiled.append(Compiled(rule: rule, indexOf: indexOf)); replaced = true }
+                } else {
+                    compiled.append(entry)
+                }
+            }
+            if !replaced { compiled.append(Compiled(rule: rule, indexOf: indexOf)) }
+        }
+        return RuleEngine(self, compiled: compiled)
+    }
+
+    /// The engine for `rules` on the same catalog: a rule whose key is not in `changedKeys`
+    /// and that this engine has (under a unique key) keeps its compiled form and its answer
+    /// for the defaults; the others are compiled and checked.
+    public func replacingRules(_ rules: [Rule], changedKeys: Set<String>) -> RuleEngine {
+        var byKey: [String: Compiled] = [:]
+        byKey.reserveCapacity(compiled.count)
+        var duplicated = Set<String>()
+        for entry in compiled where byKey.updateValue(entry, forKey: entry.rule.key) != nil {
+            duplicated.insert(entry.rule.key)
+        }
+        let reused = rules.map { rule in
+            if !changedKeys.contains(rule.key), !duplicated.contains(rule.key), let entry = byKey[rule.key] { return entry }
+            return Compiled(rule: rule, indexOf: indexOf)
+        }
+        return RuleEngine(self, compiled: reused)
+    }
+}
