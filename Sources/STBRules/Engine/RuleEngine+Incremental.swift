@@ -88,8 +88,18 @@ extension RuleEngine {
             touched.append(contentsOf: index.touching[slot])
             if defaults.closureInputs[slot] { closureTouched = true }
         }
-        touched.sort()
         var violations = constraintViolations(state)
+        // A selection that touches most rules is checked rule by rule, without the merge.
+        if touched.count >= activeRules.count / 2 {
+            for ruleIndex in activeRules {
+                if let violation = check(compiled[ruleIndex], state) { violations.append(violation) }
+            }
+            let (closure, conflicts) = closureTouched ? closureAndConflicts(state) : (defaults.closure, defaults.conflicts)
+            return Evaluation(
+                valid: !violations.contains { $0.severity == .error },
+                violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown)
+        }
+        touched.sort()
         let base = defaults.violations
         violations.reserveCapacity(violations.count + base.count + touched.count)
         var next = 0
@@ -157,5 +167,30 @@ extension RuleEngine {
             return Compiled(rule: rule, indexOf: indexOf)
         }
         return RuleEngine(self, compiled: reused)
+    }
+}
+
+/// An evaluation with the selection's canonical form.
+public struct EvaluatedSelection: Sendable {
+    public var evaluation: Evaluation
+    /// The options the selection changes from the catalog defaults (inclusion differs, or a
+    /// value is given), in key order, each with its effective inclusion and the value given.
+    public var differences: [(key: String, choice: Selection.Choice)]
+    /// No differences: the evaluation is the defaults' (`RuleEngine.defaultEvaluation`, with
+    /// the unknown keys the selection lists).
+    public var isDefault: Bool { differences.isEmpty }
+}
+
+extension RuleEngine {
+    /// `evaluate(selection)` and the selection's differences from the catalog defaults.
+    public func evaluateWithDifferences(_ selection: Selection) -> EvaluatedSelection {
+        let (state, unknown, changed) = resolve(selection)
+        var differences: [(key: String, choice: Selection.Choice)] = []
+        differences.reserveCapacity(changed.count)
+        for slot in changed {
+            differences.append((keys[slot], Selection.Choice(included: state.included[slot], value: state.overrides[slot])))
+        }
+        differences.sort { $0.key < $1.key }
+        return EvaluatedSelection(evaluation: evaluate(state, unknown: unknown, changed: changed), differences: differences)
     }
 }
