@@ -60,3 +60,8 @@ extension Selection {
         return hasher.finalize()
     }
 }
+
+extension EvaluatedSelection {
+    /// The SHA-256 of the selection's canonical form, as `EvaluateResponse.selection_hash` gives it.
+    public var selectionHash: [UInt8] { Selection.hash(differences: differences) }
+}

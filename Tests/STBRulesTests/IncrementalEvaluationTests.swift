@@ -168,4 +168,25 @@ private func expectSame(_ incremental: Evaluation, _ full: Evaluation, _ context
         #expect(engine.evaluate(Selection(exclude: ["a"])).closure.isEmpty)
         #expect(engine.evaluate(Selection(include: ["ghost"])).unknownSelections == ["ghost"])
     }
+
+    /// The canonical form: options that differ from the defaults in key order, `key 0 1|0
+    /// [1 value] \n`; its SHA-256 checked against hashlib's.
+    @Test func selectionHashIsTheCanonicalFormsSHA256() {
+        let catalog = CatalogModel(options: [
+            OptionInfo(key: "hdr", module: "m", type: .boolean, defaultValue: .bool(true), includedByDefault: true),
+            OptionInfo(key: "max_bitrate", module: "m", type: .integer, defaultValue: .integer(20000), includedByDefault: false),
+        ] + (0..<20).map { OptionInfo(key: "opt\($0 < 10 ? "0" : "")\($0)", module: "m", type: .boolean, defaultValue: .bool(true), includedByDefault: false) })
+        let engine = RuleEngine(rules: [], catalog: catalog)
+        func hex(_ selection: Selection) -> String {
+            engine.evaluateWithDifferences(selection).selectionHash.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        }
+        #expect(hex(Selection(choices: [:])) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        // Listing an option as its default changes nothing.
+        #expect(hex(Selection(include: ["hdr"], exclude: ["max_bitrate"])) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(hex(Selection(choices: ["max_bitrate": .init(included: true, value: .integer(60000)), "hdr": .init(included: false)]))
+            == "94a84f2a7af2d2c8c0b1df6b7576138da18cc8bae316b487f3f68b809c0ade74")
+        // 160 bytes: three blocks.
+        #expect(hex(Selection(include: (0..<20).map { "opt\($0 < 10 ? "0" : "")\($0)" }))
+            == "2c38374970a4cd349331d272813b30b9a5dfabe97175293f26501412aa7bb801")
+    }
 }
