@@ -89,7 +89,10 @@ private func randomSelection(_ keys: [String], _ catalog: CatalogModel, _ rng: i
         case 0: choice.included = true
         case 1: choice.included = false
         case 2:
-            if catalog.options[key]?.type == .integer {
+            if rng.next() % 5 == 0 {
+                // Not an option's type (a `type` violation), but json-logic reads `key.x` inside it.
+                choice.value = .object(["x": .integer(Int64(rng.next() % 12))])
+            } else if catalog.options[key]?.type == .integer {
                 choice.value = .integer(Int64(rng.next() % 12))
             } else {
                 choice.value = rng.next() % 2 == 0 ? .bool(rng.next() % 2 == 0) : .integer(1)
