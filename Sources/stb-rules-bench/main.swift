@@ -64,7 +64,7 @@ import Synchronization
 let usage = """
     usage: stb-rules-bench inproc [--iterations N] [--warmup W]
            stb-rules-bench serve  [--database-url URL] [--migrations DIR]
-           stb-rules-bench load   --addr HOST:PORT [--seconds N] [--callers C] [--connections K]
+           stb-rules-bench load   --addr HOST:PORT [--seconds N] [--callers C] [--connections K] [--server-pid PID]
     """
 
 func us(_ ns: UInt64) -> String { format(Double(ns) / 1000, 1) }
@@ -78,7 +78,7 @@ let values: [String: String] = {
     let allowed: [String: [String]] = [
         "inproc": ["iterations", "warmup"],
         "serve": ["database-url", "migrations"],
-        "load": ["addr", "seconds", "callers", "connections"],
+        "load": ["addr", "seconds", "callers", "connections", "server-pid"],
     ]
     var values: [String: String] = [:]
     var iterator = arguments.dropFirst().makeIterator()
@@ -362,16 +362,51 @@ func summary(_ evaluation: Evaluation) -> String {
 
 // MARK: - inproc
 
+/// CPU time of the calling thread, in nanoseconds: unlike the wall clock, it does not count
+/// the time other work on the shared machine takes the core away.
+func threadCPU() -> UInt64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &spec)
+    return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+}
+
+/// CPU time of a process (user + system), in nanoseconds, from /proc; nil if unreadable.
+func processCPU(_ pid: Int32) -> UInt64? {
+    guard let file = fopen("/proc/\(pid)/stat", "r") else { return nil }
+    defer { fclose(file) }
+    var buffer = [CChar](repeating: 0, count: 4096)
+    guard fgets(&buffer, Int32(buffer.count), file) != nil else { return nil }
+    let line = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    // Fields after the command name (which ends at the last ')'): state is field 3, utime 14, stime 15.
+    guard let close = line.lastIndex(of: ")") else { return nil }
+    let fields = line[line.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let user = UInt64(fields[11]), let system = UInt64(fields[12]) else { return nil }
+    return (user + system) * 1_000_000_000 / UInt64(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// The thread CPU time of each timed iteration of the last `timed` call, sorted.
+nonisolated(unsafe) var lastCPUSamples: [UInt64] = []
+
 func timed(_ iterations: Int, warmup: Int, _ body: () -> Void) -> [UInt64] {
     for _ in 0..<warmup { body() }
     var samples: [UInt64] = []
+    var cpu: [UInt64] = []
     samples.reserveCapacity(iterations)
+    cpu.reserveCapacity(iterations)
     for _ in 0..<iterations {
+        let c0 = threadCPU()
         let t0 = now()
         body()
         samples.append(now() - t0)
+        cpu.append(threadCPU() - c0)
     }
+    lastCPUSamples = cpu.sorted()
     return samples.sorted()
+}
+
+/// ` cpu_p50_us=... cpu_p99_us=...` for the last `timed` call.
+func cpuFigures() -> String {
+    " cpu_p50_us=\(us(percentile(lastCPUSamples, 50))) cpu_p99_us=\(us(percentile(lastCPUSamples, 99)))"
 }
 
 func runInProcess() {
@@ -403,7 +438,7 @@ func runInProcess() {
         var last: Evaluation?
         let samples = timed(iterations, warmup: warmup) { last = engine.evaluate(selected) }
         let total = samples.reduce(0, +)
-        report("rules inproc selection=\(name) iterations=\(iterations) p50_us=\(us(percentile(samples, 50))) p99_us=\(us(percentile(samples, 99))) max_us=\(us(percentile(samples, 100))) evals_per_s=\(format(Double(iterations) / (Double(total) / 1e9), 0)) choices=\(request.options.count) \(summary(last!))")
+        report("rules inproc selection=\(name) iterations=\(iterations) p50_us=\(us(percentile(samples, 50))) p99_us=\(us(percentile(samples, 99))) max_us=\(us(percentile(samples, 100))) evals_per_s=\(format(Double(iterations) / (Double(total) / 1e9), 0))\(cpuFigures()) choices=\(request.options.count) \(summary(last!))")
     }
 
     // The anchor: every rule checked for every selection (what a full recompute costs).
@@ -414,7 +449,7 @@ func runInProcess() {
         let samples = timed(iterations, warmup: warmup) { last = engine.evaluateFully(selected) }
         let total = samples.reduce(0, +)
         let same = last.map { $0.violations == engine.evaluate(selected).violations && $0.closure == engine.evaluate(selected).closure } ?? false
-        report("rules inproc selection=\(name)_every_rule iterations=\(iterations) p50_us=\(us(percentile(samples, 50))) p99_us=\(us(percentile(samples, 99))) max_us=\(us(percentile(samples, 100))) evals_per_s=\(format(Double(iterations) / (Double(total) / 1e9), 0)) same_as_incremental=\(same)")
+        report("rules inproc selection=\(name)_every_rule iterations=\(iterations) p50_us=\(us(percentile(samples, 50))) p99_us=\(us(percentile(samples, 99))) max_us=\(us(percentile(samples, 100))) evals_per_s=\(format(Double(iterations) / (Double(total) / 1e9), 0))\(cpuFigures()) same_as_incremental=\(same)")
         if !same { complain("\(name): incremental and full evaluation differ") }
     }
 
@@ -424,26 +459,31 @@ func runInProcess() {
     do { sparseSelection = try selection(data.sparse, model) } catch { fail("sparse selection: \(error)") }
     var changes: [UInt64] = []
     var firstEvaluations: [UInt64] = []
+    var changeCPU: [UInt64] = []
     var changed = engine
     let changeCount = max(50, iterations / 10)
     for round in 0..<(changeCount + 10) {
         var rule = rules[(round * 37) % rules.count]
         rule.severity = rule.severity == .error ? .warning : .error
+        let cpuStart = threadCPU()
         let start = now()
         changed = engine.applying(.replace(rule))
         let ready = now()
+        let cpuReady = threadCPU()
         _ = changed.evaluate(sparseSelection)
         let evaluated = now()
         if round >= 10 {
             changes.append(ready - start)
+            changeCPU.append(cpuReady - cpuStart)
             firstEvaluations.append(evaluated - ready)
         }
     }
     changes.sort()
     firstEvaluations.sort()
+    changeCPU.sort()
     let scratch = RuleEngine(rules: changed.rules, catalog: model)
     let sameAfterChange = scratch.evaluateFully(sparseSelection).violations == changed.evaluate(sparseSelection).violations
-    report("rules change changes=\(changes.count) ready_p50_us=\(us(percentile(changes, 50))) ready_p99_us=\(us(percentile(changes, 99))) ready_max_us=\(us(percentile(changes, 100))) next_evaluate_p50_us=\(us(percentile(firstEvaluations, 50))) full_rebuild_p50_us=\(us(builds[2])) same_as_rebuilt=\(sameAfterChange)")
+    report("rules change changes=\(changes.count) ready_p50_us=\(us(percentile(changes, 50))) ready_p99_us=\(us(percentile(changes, 99))) ready_max_us=\(us(percentile(changes, 100))) ready_cpu_p50_us=\(us(percentile(changeCPU, 50))) ready_cpu_p99_us=\(us(percentile(changeCPU, 99))) next_evaluate_p50_us=\(us(percentile(firstEvaluations, 50))) full_rebuild_p50_us=\(us(builds[2])) same_as_rebuilt=\(sameAfterChange)")
     if !sameAfterChange { complain("the engine changed by one rule differs from one rebuilt") }
 
     // The RPC path's CPU stages, one at a time, for the same requests.
@@ -480,7 +520,7 @@ func runInProcess() {
         }
         let p50 = { (s: [UInt64]) in us(percentile(s, 50)) }
         let mean = Double(combined.reduce(0, +)) / Double(combined.count)
-        report("rules stage selection=\(name) iterations=\(stageIterations) decode_p50_us=\(p50(decode)) convert_p50_us=\(p50(convert)) evaluate_p50_us=\(p50(evaluate)) hash_p50_us=\(p50(hashing)) respond_p50_us=\(p50(respond)) total_p50_us=\(p50(combined)) total_p99_us=\(us(percentile(combined, 99))) ceiling_per_s=\(format(1e9 / mean, 0)) request_bytes=\(bytes.count) response_bytes=\(reply.count)")
+        report("rules stage selection=\(name) iterations=\(stageIterations) decode_p50_us=\(p50(decode)) convert_p50_us=\(p50(convert)) evaluate_p50_us=\(p50(evaluate)) hash_p50_us=\(p50(hashing)) respond_p50_us=\(p50(respond)) total_p50_us=\(p50(combined)) total_cpu_p50_us=\(us(percentile(lastCPUSamples, 50))) cpu_ceiling_per_s=\(format(1e9 / (Double(lastCPUSamples.reduce(0, +)) / Double(max(1, lastCPUSamples.count))), 0)) total_p99_us=\(us(percentile(combined, 99))) ceiling_per_s=\(format(1e9 / mean, 0)) request_bytes=\(bytes.count) response_bytes=\(reply.count)")
     }
 }
 
@@ -582,6 +622,9 @@ func runLoad() async {
     let seconds = intOption("seconds", 10)
     let callers = intOption("callers", 16)
     let connections = intOption("connections", 4)
+    // With the server's pid: its CPU time per request kind, which other work on the
+    // machine does not inflate (evaluations per CPU-second of the server).
+    let serverPid = values["server-pid"].flatMap { Int32($0) }
     let data = makeSynthetic()
     // The in-process answer, to check the server's.
     let engine: RuleEngine
@@ -625,9 +668,15 @@ func runLoad() async {
             fail("Evaluate \(name): \(error)")
         }
         _ = await closedLoad(clients: clients, callers: callers, seconds: 1) { try await $0.unary(evaluateCounted, request: request, timeout: .seconds(30)).count }
+        let serverBefore = serverPid.flatMap(processCPU)
         let (result, elapsed) = await closedLoad(clients: clients, callers: callers, seconds: seconds) { try await $0.unary(evaluateCounted, request: request, timeout: .seconds(30)).count }
+        var serverCPU = ""
+        if let pid = serverPid, let before = serverBefore, let after = processCPU(pid), after > before {
+            let seconds = Double(after - before) / 1e9
+            serverCPU = " server_cpu_s=\(format(seconds, 2)) evals_per_server_cpu_s=\(format(Double(result.calls) / seconds, 0))"
+        }
         let sorted = result.latencies.sorted()
-        report("rules rpc selection=\(name) callers=\(callers) connections=\(connections) seconds=\(format(elapsed, 2)) calls=\(result.calls) errors=\(result.errors) evals_per_s=\(format(Double(result.calls) / elapsed, 0)) p50_us=\(us(percentile(sorted, 50))) p90_us=\(us(percentile(sorted, 90))) p99_us=\(us(percentile(sorted, 99))) max_us=\(us(percentile(sorted, 100))) request_bytes=\(request.serializedBytes().count) response_bytes=\(result.bytes)")
+        report("rules rpc selection=\(name) callers=\(callers) connections=\(connections) seconds=\(format(elapsed, 2)) calls=\(result.calls) errors=\(result.errors) evals_per_s=\(format(Double(result.calls) / elapsed, 0)) p50_us=\(us(percentile(sorted, 50))) p90_us=\(us(percentile(sorted, 90))) p99_us=\(us(percentile(sorted, 99))) max_us=\(us(percentile(sorted, 100))) request_bytes=\(request.serializedBytes().count) response_bytes=\(result.bytes)\(serverCPU)")
         if let error = result.firstError { complain("\(name): first error: \(error)") }
     }
     for client in clients { await client.close() }
