@@ -49,6 +49,29 @@ struct DefaultEvaluation: Sendable {
             if let seen = known[ObjectIdentifier(entry)] { violation = seen } else { violation = engine.check(entry, state) }
             if let violation { violations.append((ruleIndex, violation)) }
         }
+        computeClosure(engine, state)
+        finish()
+    }
+
+    /// `previous` with the rule at `position` changed from `old` (nil: appended) to `new`:
+    /// only that rule is checked; the closure is recomputed only when either is an active
+    /// requires, forbidden or choice rule.
+    init(of engine: RuleEngine, patching previous: DefaultEvaluation, at position: Int, old: RuleEngine.Compiled?, new: RuleEngine.Compiled) {
+        self = previous
+        let (state, _, _) = engine.resolve(Selection(choices: [:]))
+        let at = violations.firstIndex { $0.rule >= position } ?? violations.endIndex
+        if at < violations.count, violations[at].rule == position { violations.remove(at: at) }
+        if new.rule.active, let violation = engine.check(new, state) { violations.insert((position, violation), at: at) }
+        func shapesClosure(_ entry: RuleEngine.Compiled?) -> Bool {
+            guard let entry, entry.rule.active else { return false }
+            if case .validation = entry.rule.kind { return false }
+            return true
+        }
+        if shapesClosure(old) || shapesClosure(new) { computeClosure(engine, state) }
+        finish()
+    }
+
+    private mutating func computeClosure(_ engine: RuleEngine, _ state: RuleEngine.State) {
         (closure, conflicts) = engine.closureAndConflicts(state)
         closureInputs = engine.index.requiresNode
         for entry in closure {
@@ -57,6 +80,9 @@ struct DefaultEvaluation: Sendable {
                 for slot in engine.compiled[ruleIndex].slots { closureInputs[slot] = true }
             }
         }
+    }
+
+    private mutating func finish() {
         let list = violations.map(\.violation)
         evaluation = Evaluation(
             valid: !list.contains { $0.severity == .error }, violations: list, closure: closure,
@@ -132,11 +158,17 @@ extension RuleEngine {
         var compiled: [Compiled] = []
         switch change {
         case .add(let rule):
-            compiled = self.compiled
-            compiled.append(Compiled(rule: rule, indexOf: indexOf))
+            return patched(at: self.compiled.count, with: Compiled(rule: rule, indexOf: indexOf))
         case .remove(let key):
             compiled = self.compiled.filter { $0.rule.key != key }
         case .replace(let rule):
+            let positions = self.compiled.indices.lazy.filter { self.compiled[$0].rule.key == rule.key }
+            var iterator = positions.makeIterator()
+            switch (iterator.next(), iterator.next()) {
+            case (nil, _): return patched(at: self.compiled.count, with: Compiled(rule: rule, indexOf: indexOf))
+            case (let position?, nil): return patched(at: position, with: Compiled(rule: rule, indexOf: indexOf))
+            default: break
+            }
             // As `RuleChange.apply`: the first rule with the key is replaced, later ones dropped.
             compiled.reserveCapacity(self.compiled.count + 1)
             var replaced = false
@@ -147,9 +179,33 @@ extension RuleEngine {
                     compiled.append(entry)
                 }
             }
-            if !replaced { compiled.append(Compiled(rule: rule, indexOf: indexOf)) }
         }
         return RuleEngine(self, compiled: compiled)
+    }
+
+    /// The engine with `entry` at `position` (replacing the rule there, or appended at the
+    /// end): the indexes and the defaults' evaluation are patched, no other rule is touched.
+    func patched(at position: Int, with entry: Compiled) -> RuleEngine {
+        var compiled = self.compiled
+        var rules = self.rules
+        var index = self.index
+        let old: Compiled?
+        if position == compiled.count {
+            old = nil
+            compiled.append(entry)
+            rules.append(entry.rule)
+        } else {
+            old = compiled[position]
+            compiled[position] = entry
+            rules[position] = entry.rule
+            if let old { index.remove(old, at: position) }
+        }
+        index.insert(entry, at: position)
+        let parts = Parts(
+            rules: rules, catalog: catalog, keys: keys, indexOf: indexOf, defaultIncluded: defaultIncluded,
+            defaultValues: defaultValues, constraints: constraints, compiled: compiled, index: index)
+        let bare = RuleEngine(parts, defaults: DefaultEvaluation())
+        return RuleEngine(parts, defaults: DefaultEvaluation(of: bare, patching: defaults, at: position, old: old, new: entry))
     }
 
     /// The engine for `rules` on the same catalog: a rule whose key is not in `changedKeys`

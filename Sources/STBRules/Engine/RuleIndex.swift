@@ -58,3 +58,69 @@ struct RuleIndex: Sendable {
         requiresSubjects = requiresOut.indices.filter { !requiresOut[$0].isEmpty }
     }
 }
+
+extension RuleIndex {
+    /// Takes rule `ruleIndex` out of every list. Options keep `requiresNode` (a superset
+    /// only makes the closure recomputed more often).
+    mutating func remove(_ entry: RuleEngine.Compiled, at ruleIndex: Int) {
+        guard entry.rule.active else { return }
+        Self.remove(ruleIndex, from: &activeRules)
+        if entry.dynamic { Self.remove(ruleIndex, from: &everywhere) }
+        for slot in entry.slots { Self.remove(ruleIndex, from: &touching[slot]) }
+        switch entry.rule.kind {
+        case .requires:
+            if case .option(let subject) = entry.scope { requiresOut[subject].removeAll { $0.rule == ruleIndex } }
+        case .forbidden:
+            if case .option(let subject) = entry.scope {
+                Self.remove(ruleIndex, from: &forbiddenBySubject[subject])
+                for case let target? in entry.targets { Self.remove(ruleIndex, from: &forbiddenByTarget[target]) }
+            }
+        case .choice:
+            for case let member? in entry.targets { Self.remove(ruleIndex, from: &choicesByMember[member]) }
+        case .validation: break
+        }
+    }
+
+    /// Puts rule `ruleIndex` into every list it belongs to, in rule order.
+    mutating func insert(_ entry: RuleEngine.Compiled, at ruleIndex: Int) {
+        guard entry.rule.active else { return }
+        Self.insert(ruleIndex, into: &activeRules)
+        if entry.dynamic { Self.insert(ruleIndex, into: &everywhere) }
+        for slot in entry.slots { Self.insert(ruleIndex, into: &touching[slot]) }
+        switch entry.rule.kind {
+        case .requires:
+            if case .option(let subject) = entry.scope {
+                let at = requiresOut[subject].firstIndex { $0.rule > ruleIndex } ?? requiresOut[subject].endIndex
+                let edges = zip(entry.targets, entry.targetKeys).map { (target: $0.0, key: $0.1, rule: ruleIndex) }
+                requiresOut[subject].insert(contentsOf: edges, at: at)
+                requiresNode[subject] = true
+                for case let target? in entry.targets { requiresNode[target] = true }
+                Self.insert(subject, into: &requiresSubjects)
+            }
+        case .forbidden:
+            if case .option(let subject) = entry.scope {
+                Self.insert(ruleIndex, into: &forbiddenBySubject[subject])
+                for case let target? in entry.targets { Self.insert(ruleIndex, into: &forbiddenByTarget[target]) }
+            }
+        case .choice:
+            for case let member? in entry.targets { Self.insert(ruleIndex, into: &choicesByMember[member]) }
+        case .validation: break
+        }
+    }
+
+    private static func remove(_ value: Int, from list: inout [Int]) {
+        if let at = list.firstIndex(of: value) { list.remove(at: at) }
+    }
+
+    /// Into an ascending list, once.
+    private static func insert(_ value: Int, into list: inout [Int]) {
+        var low = 0
+        var high = list.count
+        while low < high {
+            let middle = (low + high) / 2
+            if list[middle] < value { low = middle + 1 } else { high = middle }
+        }
+        if low < list.count, list[low] == value { return }
+        list.insert(value, at: low)
+    }
+}
