@@ -90,14 +90,3 @@ enum ConnectStatus {
         return buffer
     }
 }
-
-/// Appends one Connect envelope with `flags` (0x02: end of stream) to `buffer`.
-func appendEnvelope(flags: UInt8, _ message: [UInt8], to buffer: inout [UInt8]) {
-    let length = UInt32(truncatingIfNeeded: message.count)
-    buffer.append(flags)
-    buffer.append(UInt8(truncatingIfNeeded: length >> 24))
-    buffer.append(UInt8(truncatingIfNeeded: length >> 16))
-    buffer.append(UInt8(truncatingIfNeeded: length >> 8))
-    buffer.append(UInt8(truncatingIfNeeded: length))
-    buffer.append(contentsOf: message)
-}
