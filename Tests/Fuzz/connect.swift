@@ -1,3 +1,5 @@
+import STBJSON
+
 // Fuzz target: what the Connect protocol reads from a request (STBRPC/Connect and
 // STBRPC/Framing). The same bytes go through:
 // - the envelope reader (the first byte picks the chunk size): messages come out whole,
@@ -6,7 +8,8 @@
 // - the request-header parsers: a content type that parses names a protocol whose own
 //   content type parses to the same; a timeout that parses is 1 to 10 digits and their
 //   value in milliseconds;
-// - the JSON string writer of error bodies: its output parses (STBJSON) to the text.
+// - the JSON string writer of error bodies: its output parses (STBJSON) to the text
+//   (texts without NUL, which STBJSON refuses by design).
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzConnect(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
@@ -24,10 +27,13 @@ public func fuzzConnect(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 
     var json: [UInt8] = []
     JSONString.append(text, to: &json)
-    guard case .string(let decoded)? = try? JSONValue.parse(String(decoding: json, as: UTF8.self)) else {
-        fatalError("escaped string does not parse: \(json)")
+    // STBJSON refuses NUL in strings (stored text cannot hold it); other parsers take it.
+    if !text.utf8.contains(0) {
+        guard case .string(let decoded)? = try? JSONValue.parse(String(decoding: json, as: UTF8.self)) else {
+            fatalError("escaped string does not parse: \(json)")
+        }
+        precondition(decoded == text, "escaped string does not round-trip")
     }
-    precondition(decoded == text, "escaped string does not round-trip")
     let limit = Int(data[0])
     let cut = JSONString.truncated(text, limit: limit)
     precondition(cut == text || cut.contains("… [truncated;"), "a cut text lost its mark")
