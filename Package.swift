@@ -49,6 +49,11 @@ let package = Package(
             providers: [.apt(["libprotobuf-c-dev"])]
         ),
         .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .systemLibrary(
             name: "CLibpq",
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
@@ -128,11 +133,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: - Identity: roles, access tokens (EdDSA JWTs), verification keys
+
+        .target(
+            name: "STBAuth",
+            dependencies: ["STBJSON", "STBMessages", "CSodium"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: - What every service executable shares
 
         .target(
             name: "STBService",
             dependencies: ["STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle, unixSignals, metrics, prometheus],
+            exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
 
@@ -247,6 +261,11 @@ let package = Package(
         .testTarget(
             name: "STBRulesTests",
             dependencies: ["STBRules", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "STBAuthTests",
+            dependencies: ["STBAuth", "STBJSON", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,11 +1,7 @@
 import STBJSON
 import Glibc
-import Logging
 import STBMessages
 import STBOptionValues
-import STBPostgres
-import STBRPC
-import STBService
 
 // MARK: - The document
 

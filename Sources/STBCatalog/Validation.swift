@@ -2,7 +2,6 @@ import STBJSON
 import STBJSONLogic
 import STBMessages
 import STBOptionValues
-import STBService
 
 /// The catalog's validation rules, shared by the CRUD calls and seed imports. Each check
 /// returns problems as `path: problem` sentences; `path` is the caller's name for the
