@@ -395,14 +395,17 @@ def test_grpc_on_the_same_connection(echo, stubs):
 
 
 def test_bad_json_is_invalid_argument(echo, needs_json):
-    for body, field in ((b'{"text":', None), (b"[1]", None), (b'{"text":5}', "text"), (b'{"nope":1}', "nope"),
-                        (b'{"count":"many"}', "count")):
+    # (body, field named in the message, field of the BadRequest detail)
+    cases = ((b'{"text":', None, None), (b"[1]", None, None), (b"", None, None), (b'{"text":5}', "text", "text"),
+             (b'{"count":"many"}', "count", "count"), (b'{"count":-1}', "count", "count"), (b'{"nope":1}', "nope", None))
+    for body, named, field in cases:
         response = unary(echo, f"{ECHO}/Get", "application/json", body)
         assert response.status == 400, body
         error = response.json()
         assert error["code"] == "invalid_argument", body
+        if named:
+            assert named in error["message"], (body, error)
         if field:
-            assert field in error["message"], (body, error)
             (bad_request,) = decode_details(error)
             assert [v.field for v in bad_request.field_violations] == [field], (body, error)
 
