@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "STBPostgres", targets: ["STBPostgres"]),
         .executable(name: "catalogd", targets: ["catalogd"]),
         .executable(name: "rulesd", targets: ["rulesd"]),
+        .executable(name: "gatewayd", targets: ["gatewayd"]),
         .executable(name: "stbctl", targets: ["stbctl"]),
         .executable(name: "stb-echo-server", targets: ["stb-echo-server"]),
         .executable(name: "stb-rpc-bench", targets: ["stb-rpc-bench"]),
@@ -145,7 +146,7 @@ let package = Package(
 
         .target(
             name: "STBService",
-            dependencies: ["STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle, unixSignals, metrics, prometheus],
+            dependencies: ["STBAuth", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle, unixSignals, metrics, prometheus],
             exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
@@ -176,6 +177,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: - Gateway: accounts, sign-in, tokens
+
+        .target(
+            name: "STBGateway",
+            dependencies: ["STBAPI", "STBAuth", "STBJSON", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBEventLoop", "CSodium", swiftLog, serviceLifecycle],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "gatewayd",
+            dependencies: ["STBGateway", "STBService", "STBPostgres"],
+            swiftSettings: swiftSettings
+        ),
+
         // The command-line client engineers use against the services.
         .executableTarget(
             name: "stbctl",
@@ -198,7 +212,7 @@ let package = Package(
         // What the benchmark programs share: output and clock.
         .target(
             name: "STBBench",
-            dependencies: ["STBMessages"],
+            dependencies: ["STBMessages", "STBAuth"],
             swiftSettings: swiftSettings
         ),
 
@@ -224,13 +238,25 @@ let package = Package(
         // GetConfig / ImportSeed / Watch measurements for scripts/bench-catalog.
         .executableTarget(
             name: "stb-catalog-bench",
+            dependencies: ["STBAuth", "STBBench", "STBRPC", "STBMessages"],
+            swiftSettings: swiftSettings
+        ),
+        // Authenticated against unauthenticated GetConfig (same run) for scripts/bench-auth.
+        .executableTarget(
+            name: "stb-auth-bench",
+            dependencies: ["STBAuth", "STBBench", "STBCatalog", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            swiftSettings: swiftSettings
+        ),
+        // Login floods for scripts/bench-login.
+        .executableTarget(
+            name: "stb-gateway-bench",
             dependencies: ["STBBench", "STBRPC", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         // Evaluate in-process and over RPC (one worker) for scripts/bench-rules.
         .executableTarget(
             name: "stb-rules-bench",
-            dependencies: ["STBBench", "STBRules", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["STBAuth", "STBBench", "STBRules", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
 
@@ -248,7 +274,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBCatalogTests",
-            dependencies: ["STBCatalog", "STBTestSupport", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
+            dependencies: ["STBCatalog", "STBTestSupport", "STBAuthTestSupport", "STBAuth", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -260,12 +286,17 @@ let package = Package(
         ),
         .testTarget(
             name: "STBRulesTests",
-            dependencies: ["STBRules", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBRules", "STBAuthTestSupport", "STBAuth", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "STBAuthTests",
             dependencies: ["STBAuth", "STBJSON", "STBMessages"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "STBGatewayTests",
+            dependencies: ["STBGateway", "STBAuth", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBEventLoop", swiftLog],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -279,9 +310,16 @@ let package = Package(
             path: "Tests/STBTestSupport",
             swiftSettings: swiftSettings
         ),
+        // Access tokens for the service suites (a test signing key, tokens per role).
+        .target(
+            name: "STBAuthTestSupport",
+            dependencies: ["STBAuth"],
+            path: "Tests/STBAuthTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "STBServiceTests",
-            dependencies: ["STBService", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", "STBEventLoop", swiftLog, metrics, prometheus],
+            dependencies: ["STBService", "STBAuthTestSupport", "STBAuth", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", "STBEventLoop", swiftLog, metrics, prometheus],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -53,6 +53,17 @@ public struct SigningKey: Sendable, CustomStringConvertible {
         return SigningKey(id: id, secretKey: secretKey, publicKey: publicKey)!
     }
 
+    /// The key pair derived from a 32-byte seed (deterministic: tests, benchmarks); nil
+    /// when the seed is not 32 bytes.
+    public init?(id: String, seed: [UInt8]) {
+        guard seed.count == Int(crypto_sign_SEEDBYTES) else { return nil }
+        Sodium.ensureReady()
+        var publicKey = [UInt8](repeating: 0, count: Int(crypto_sign_PUBLICKEYBYTES))
+        var secretKey = [UInt8](repeating: 0, count: Int(crypto_sign_SECRETKEYBYTES))
+        guard crypto_sign_seed_keypair(&publicKey, &secretKey, seed) == 0 else { return nil }
+        self.init(id: id, secretKey: secretKey, publicKey: publicKey)
+    }
+
     /// A stored key pair; nil when the sizes are wrong or the halves do not match.
     public init?(id: String, secretKey: [UInt8]) {
         guard secretKey.count == Int(crypto_sign_SECRETKEYBYTES) else { return nil }

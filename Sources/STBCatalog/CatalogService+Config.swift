@@ -12,7 +12,7 @@ extension CatalogService {
     }
 
     public func importSeed(_ request: Stb_Catalog_V1_ImportSeedRequest, context: ServerContext) async throws -> Stb_Catalog_V1_ImportSeedResponse {
-        try await SeedImporter(service: self).importSeed(request, actor: context.actor)
+        try await SeedImporter(service: self).importSeed(request, caller: context.caller)
     }
 
     public func watch(_ request: Stb_Catalog_V1_WatchRequest, writer: RPCWriter<Stb_Catalog_V1_ChangeEvent>, context: ServerContext) async throws {

@@ -14,7 +14,7 @@ extension CatalogService {
         problems += metaProblems
         if input.moduleKey.isEmpty { problems.append("group.module_key: required") }
         try check(problems)
-        return try await change(actor: context.actor) { transaction, changes in
+        return try await change(actor: context.caller) { transaction, changes in
             let module = try await loadModule(moduleRef(input.moduleKey), on: transaction.connection)
             return try await created(Group.self, """
                 WITH g AS (INSERT INTO groups (module_id, key, name, description, position, meta)
@@ -53,7 +53,7 @@ extension CatalogService {
 
     /// Deletes a group and its options, each with its own event.
     public func deleteGroup(_ ref: Stb_Catalog_V1_GroupRef, context: ServerContext) async throws -> Stb_Common_V1_Empty {
-        try await change(actor: context.actor) { transaction, changes in
+        try await change(actor: context.caller) { transaction, changes in
             let group = try await loadGroup(ref, on: transaction.connection, forUpdate: true)
             for option in try await Option.all(where: "o.group_id", equals: group.id, on: transaction.connection) {
                 try await delete(option, in: transaction, changes)

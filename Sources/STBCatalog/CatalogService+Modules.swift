@@ -16,7 +16,7 @@ extension CatalogService {
             problems.append("module.initial_state: a new module has no states yet; add its states, then set initial_state")
         }
         try check(problems)
-        return try await change(actor: context.actor) { transaction, changes in
+        return try await change(actor: context.caller) { transaction, changes in
             return try await created(Module.self, """
                 WITH m AS (INSERT INTO modules (key, name, description, active, meta)
                            VALUES (\(input.key), \(input.name), \(input.description_p), \(input.active), \(PostgresJSON(meta.canonicalText)))
@@ -63,7 +63,7 @@ extension CatalogService {
 
     /// Deletes a module and everything in it, each with its own event.
     public func deleteModule(_ ref: Stb_Catalog_V1_ModuleRef, context: ServerContext) async throws -> Stb_Common_V1_Empty {
-        try await change(actor: context.actor) { transaction, changes in
+        try await change(actor: context.caller) { transaction, changes in
             let module = try await loadModule(ref, on: transaction.connection, forUpdate: true)
             let connection = transaction.connection
             for transition in try await Transition.all(where: "t.module_id", equals: module.id, on: connection) {

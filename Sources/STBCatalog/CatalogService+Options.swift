@@ -23,7 +23,7 @@ extension CatalogService {
             problems += checked.problems
         }
         try check(problems)
-        return try await change(actor: context.actor) { transaction, changes in
+        return try await change(actor: context.caller) { transaction, changes in
             let group = try await loadGroup(groupRef(input.moduleKey, input.groupKey), on: transaction.connection)
             return try await created(Option.self, """
                 WITH o AS (INSERT INTO options (group_id, key, name, description, type, default_value, editable, included_by_default, meta)
@@ -82,7 +82,7 @@ extension CatalogService {
     }
 
     public func deleteOption(_ ref: Stb_Catalog_V1_OptionRef, context: ServerContext) async throws -> Stb_Common_V1_Empty {
-        try await change(actor: context.actor) { transaction, changes in
+        try await change(actor: context.caller) { transaction, changes in
             try await delete(try await loadOption(ref, on: transaction.connection, forUpdate: true), in: transaction, changes)
             return Stb_Common_V1_Empty()
         }

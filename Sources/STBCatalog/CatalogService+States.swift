@@ -13,7 +13,7 @@ extension CatalogService {
         problems += metaProblems
         if input.moduleKey.isEmpty { problems.append("state.module_key: required") }
         try check(problems)
-        return try await change(actor: context.actor) { transaction, changes in
+        return try await change(actor: context.caller) { transaction, changes in
             let module = try await loadModule(moduleRef(input.moduleKey), on: transaction.connection)
             return try await created(State.self, """
                 WITH s AS (INSERT INTO states (module_id, name, meta) VALUES (\(module.id), \(input.name), \(PostgresJSON(meta.canonicalText)))
@@ -46,7 +46,7 @@ extension CatalogService {
 
     /// Refused while a transition or the module's initial state refers to the state.
     public func deleteState(_ ref: Stb_Catalog_V1_StateRef, context: ServerContext) async throws -> Stb_Common_V1_Empty {
-        try await change(actor: context.actor) { transaction, changes in
+        try await change(actor: context.caller) { transaction, changes in
             let state = try await loadState(ref, on: transaction.connection, forUpdate: true)
             let users = try await transaction.query("""
                 SELECT count(*) FROM transitions t JOIN states s ON s.module_id = t.module_id AND s.id = \(state.id)

@@ -13,7 +13,7 @@ extension CatalogService {
         problems += metaProblems
         if input.moduleKey.isEmpty { problems.append("transition.module_key: required") }
         try check(problems)
-        return try await change(actor: context.actor) { transaction, changes in
+        return try await change(actor: context.caller) { transaction, changes in
             let module = try await loadModule(moduleRef(input.moduleKey), on: transaction.connection)
             try await requireStates([("transition.from_state", input.fromState), ("transition.to_state", input.toState)], in: module, transaction)
             let condition = input.conditionJson.isEmpty ? nil : PostgresJSON(try JSONValue.parse(input.conditionJson).canonicalText)
@@ -62,7 +62,7 @@ extension CatalogService {
     }
 
     public func deleteTransition(_ ref: Stb_Catalog_V1_TransitionRef, context: ServerContext) async throws -> Stb_Common_V1_Empty {
-        try await change(actor: context.actor) { transaction, changes in
+        try await change(actor: context.caller) { transaction, changes in
             try await delete(try await loadTransition(ref, on: transaction.connection, forUpdate: true), in: transaction, changes)
             return Stb_Common_V1_Empty()
         }

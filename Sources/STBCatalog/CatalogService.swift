@@ -40,9 +40,9 @@ public struct CatalogService: Stb_Catalog_V1_CatalogService {
     }
 
     /// Runs `body` in a transaction whose changes are recorded (audit, events, revision).
-    func change<R: Sendable>(actor: String, _ body: (PostgresTransaction, ChangeSet) async throws -> R) async throws -> R {
+    func change<R: Sendable>(actor: CallerIdentity, _ body: (PostgresTransaction, ChangeSet) async throws -> R) async throws -> R {
         let (result, revision) = try await pool.withTransaction(maxAttempts: 3) { transaction in
-            let changes = ChangeSet(actor: actor)
+            let changes = ChangeSet(caller: actor)
             let result = try await body(transaction, changes)
             return (result, try await changes.write(in: transaction, outbox: outbox))
         }
@@ -82,7 +82,7 @@ public struct CatalogService: Stb_Catalog_V1_CatalogService {
         _ apply: (inout E, PostgresTransaction) async throws -> Void, statement: (E) -> PostgresQuery
     ) async throws -> E {
         guard let ref else { throw invalid("ref: required") }
-        return try await change(actor: context.actor) { transaction, changes in
+        return try await change(actor: context.caller) { transaction, changes in
             let before = try await load(ref, transaction.connection, true)
             var after = before
             try await apply(&after, transaction)

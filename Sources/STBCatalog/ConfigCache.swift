@@ -31,6 +31,9 @@ public struct EncodedMessage: ProtoMessage {
 /// the tree again. The cache goes stale on a local change, and when the outbox signal
 /// (LISTEN, or its periodic poll) fires: then one query compares the revision, and only
 /// a different revision rebuilds.
+///
+/// A caller that keeps a copy (`accept_delta`) and is a few revisions behind gets only
+/// what changed since its revision (`ConfigCache+Delta.swift`).
 public final class ConfigCache: Sendable {
     /// GetConfig served with a pre-encoded reply.
     static let getConfigEncoded = ProtoMethod<Stb_Catalog_V1_GetConfigRequest, EncodedMessage>(
@@ -44,11 +47,13 @@ public final class ConfigCache: Sendable {
         let modules: [(key: String, framed: [UInt8])]
         let index: [String: Int]
         let fullReply: [UInt8]
+        /// Every entity of the tree by its event key, for deltas.
+        let entities: ConfigEntities
         /// The signal generation the snapshot was checked against.
         var generation: UInt64
     }
 
-    private let pool: PostgresPool
+    let pool: PostgresPool
     private let signal: ChangeSignal
     private let snapshot = Mutex<Snapshot?>(nil)
     /// The newest revision this process knows was committed.
@@ -56,6 +61,8 @@ public final class ConfigCache: Sendable {
     /// Whether a caller is comparing revisions now; the others keep serving the snapshot.
     private let checking = Atomic<Bool>(false)
     private let building = Mutex<Task<Snapshot, any Error>?>(nil)
+    /// Delta replies of the current revision, by base revision and module filter.
+    let deltas = Mutex(DeltaReplies())
 
     init(pool: PostgresPool, signal: ChangeSignal) {
         self.pool = pool
@@ -76,14 +83,19 @@ public final class ConfigCache: Sendable {
             unchanged.cursor = current.cursor
             return EncodedMessage(bytes: unchanged.serializedBytes())
         }
-        if request.moduleKeys.isEmpty { return EncodedMessage(bytes: current.fullReply) }
-        var reply = Self.header(revision: current.revision, cursor: current.cursor)
-        var missing: [String] = []
-        for key in request.moduleKeys {
-            if let position = current.index[key] { reply += current.modules[position].framed } else { missing.append(key) }
-        }
+        let missing = request.moduleKeys.filter { current.index[$0] == nil }
         if !missing.isEmpty {
             throw RPCError(code: .notFound, message: "no such module: \(missing.map(quoted).joined(separator: ", "))")
+        }
+        if request.acceptDelta, request.knownRevision != 0, request.knownRevision < current.revision,
+            let delta = try await deltaReply(from: request.knownRevision, to: current, modules: request.moduleKeys)
+        {
+            return EncodedMessage(bytes: delta)
+        }
+        if request.moduleKeys.isEmpty { return EncodedMessage(bytes: current.fullReply) }
+        var reply = Self.header(revision: current.revision, cursor: current.cursor)
+        for key in request.moduleKeys {
+            if let position = current.index[key] { reply += current.modules[position].framed }
         }
         return EncodedMessage(bytes: reply)
     }
@@ -149,6 +161,7 @@ public final class ConfigCache: Sendable {
             // With every event pruned, the horizon is where the snapshot stands.
             let cursorRow = results[1].first ?? results[2][0]
             let cursor = OutboxCursor(revision: UInt64(clamping: try cursorRow.decode(0, as: Int64.self)), sequence: try cursorRow.decode(1, as: Int64.self))
+            var entities = ConfigEntities()
             var modules: [String: Stb_Catalog_V1_ConfigModule] = [:]
             var order: [String] = []
             for row in results[3] {
@@ -157,6 +170,7 @@ public final class ConfigCache: Sendable {
                 entry.module = module
                 modules[module.key] = entry
                 order.append(module.key)
+                entities.modules[module.entityKey] = module
             }
             var groupIndex: [Int64: (module: String, position: Int)] = [:]
             for row in results[4] {
@@ -165,6 +179,7 @@ public final class ConfigCache: Sendable {
                 entry.group = group
                 groupIndex[group.id] = (group.moduleKey, modules[group.moduleKey]!.groups.count)
                 modules[group.moduleKey]!.groups.append(entry)
+                entities.groups[group.entityKey] = group
             }
             var groupIDs: [String: Int64] = [:]
             for (id, place) in groupIndex {
@@ -174,14 +189,19 @@ public final class ConfigCache: Sendable {
                 let option = try Option(row: row)
                 guard let id = groupIDs["\(option.moduleKey)/\(option.groupKey)"], let place = groupIndex[id] else { continue }
                 modules[place.module]!.groups[place.position].options.append(option)
+                entities.options[option.entityKey] = option
             }
             for row in results[6] {
                 let state = try State(row: row)
-                modules[state.moduleKey]?.states.append(state)
+                guard modules[state.moduleKey] != nil else { continue }
+                modules[state.moduleKey]!.states.append(state)
+                entities.states[state.entityKey] = state
             }
             for row in results[7] {
                 let transition = try Transition(row: row)
-                modules[transition.moduleKey]?.transitions.append(transition)
+                guard modules[transition.moduleKey] != nil else { continue }
+                modules[transition.moduleKey]!.transitions.append(transition)
+                entities.transitions[transition.entityKey] = transition
             }
             var framed: [(key: String, framed: [UInt8])] = []
             var index: [String: Int] = [:]
@@ -195,13 +215,13 @@ public final class ConfigCache: Sendable {
             }
             return Snapshot(
                 revision: revision, cursor: cursor.description, modules: framed, index: index,
-                fullReply: full, generation: generation
+                fullReply: full, entities: entities, generation: generation
             )
         }
     }
 
     /// `GetConfigResponse` fields 1 (revision) and 3 (cursor).
-    private static func header(revision: UInt64, cursor: String) -> [UInt8] {
+    static func header(revision: UInt64, cursor: String) -> [UInt8] {
         var header = Stb_Catalog_V1_GetConfigResponse()
         header.revision = revision
         header.cursor = cursor

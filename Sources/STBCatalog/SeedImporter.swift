@@ -42,7 +42,8 @@ struct SeedImporter {
     /// Rows per statement when applying.
     static let chunkSize = 1000
 
-    func importSeed(_ request: Stb_Catalog_V1_ImportSeedRequest, actor: String) async throws -> Stb_Catalog_V1_ImportSeedResponse {
+    func importSeed(_ request: Stb_Catalog_V1_ImportSeedRequest, caller: CallerIdentity) async throws -> Stb_Catalog_V1_ImportSeedResponse {
+        let actor = caller.name
         if let problem = TextLimit.fileName.problem(request.fileName) {
             throw invalidArgument(["file_name: \(problem)"])
         }
@@ -63,7 +64,7 @@ struct SeedImporter {
         }
 
         do {
-            let response = try await service.change(actor: actor) { transaction, changes in
+            let response = try await service.change(actor: caller) { transaction, changes in
                 let (catalog, revision) = try await Self.load(transaction, lock: true)
                 let plan = Self.plan(document, current: catalog, prune: request.prune)
                 guard !plan.isEmpty else {

@@ -27,6 +27,13 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private var sources: [Int32: any EventLoopSource] = [:]
     private var localJobs: [UnownedJob] = []
     private var localTasks: [() -> Void] = []
+    // Emptied buffers swapped with the queues above (and `remote`'s) while a batch runs,
+    // so taking a batch allocates nothing: a copy followed by removeAll(keepingCapacity:)
+    // would allocate a new buffer every time, the copy still sharing the old one.
+    private var runningJobs: [UnownedJob] = []
+    private var runningTasks: [() -> Void] = []
+    private var arrivedJobs: [UnownedJob] = []
+    private var arrivedTasks: [@Sendable () -> Void] = []
     private var timers = TimerHeap()
     private var pendingFlushes: [any FlushTarget] = []
     private var tickHandlers: [ObjectIdentifier: () -> Void] = [:]
@@ -210,16 +217,22 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     }
 
     private func drainRemote() {
-        let (jobs, tasks, stop) = remote.withLock { state in
-            defer {
-                state.jobs.removeAll(keepingCapacity: true)
-                state.tasks.removeAll(keepingCapacity: true)
-                state.wakePending = false
-            }
-            return (state.jobs, state.tasks, state.stopRequested)
+        var jobs = arrivedJobs
+        var tasks = arrivedTasks
+        arrivedJobs = []
+        arrivedTasks = []
+        let stop = remote.withLock { state in
+            swap(&state.jobs, &jobs)
+            swap(&state.tasks, &tasks)
+            state.wakePending = false
+            return state.stopRequested
         }
         localJobs.append(contentsOf: jobs)
         for task in tasks { localTasks.append(task) }
+        jobs.removeAll(keepingCapacity: true)
+        tasks.removeAll(keepingCapacity: true)
+        arrivedJobs = jobs
+        arrivedTasks = tasks
         if stop { running = false }
     }
 
@@ -244,16 +257,17 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         let executor = asUnownedTaskExecutor()
         while budget > 0, !localJobs.isEmpty || !localTasks.isEmpty {
             if !localTasks.isEmpty {
-                let tasks = localTasks
-                localTasks.removeAll(keepingCapacity: true)
-                for task in tasks { task() }
-                budget -= tasks.count
+                // What the batch queues goes to the (empty) spare buffer, for the next round.
+                swap(&localTasks, &runningTasks)
+                for task in runningTasks { task() }
+                budget -= runningTasks.count
+                runningTasks.removeAll(keepingCapacity: true)
             }
             if !localJobs.isEmpty {
-                let jobs = localJobs
-                localJobs.removeAll(keepingCapacity: true)
-                for job in jobs { job.runSynchronously(on: executor) }
-                budget -= jobs.count
+                swap(&localJobs, &runningJobs)
+                for job in runningJobs { job.runSynchronously(on: executor) }
+                budget -= runningJobs.count
+                runningJobs.removeAll(keepingCapacity: true)
             }
             // Handlers that completed may have queued output: send it with the rest.
         }

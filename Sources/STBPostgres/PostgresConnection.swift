@@ -28,7 +28,9 @@ public final class PostgresConnection: @unchecked Sendable {
     private var phase: Phase = .idle
     private var queue: [Request] = []
     private var current: Request?
-    private var statements: [StatementKey: String] = [:]
+    private var statements: [StatementKey: StatementName] = [:]
+    /// The statement run last, checked before hashing: callers often repeat one.
+    private var lastStatement: (key: StatementKey, name: StatementName)?
     private var statementCounter = 0
     private var wantsWrite = false
     private var connectTimer: TimerHandle?
@@ -175,10 +177,15 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs one statement and returns its rows.
     nonisolated(nonsending) public func query(_ query: PostgresQuery) async throws(PostgresError) -> PostgresRows {
-        guard let queryTimer else { return try await run(.extended([query]))[0] }
+        let request = Request(.single(query))
+        guard let queryTimer else {
+            try await run(request)
+            return request.single ?? PostgresRows()
+        }
         let start = ContinuousClock.now
         defer { queryTimer.recordElapsed(since: start) }
-        return try await run(.extended([query]))[0]
+        try await run(request)
+        return request.single ?? PostgresRows()
     }
 
     /// Runs several statements in one round trip (pipeline mode) and returns each one's
@@ -198,34 +205,42 @@ public final class PostgresConnection: @unchecked Sendable {
         _ = try await run(.simple(script))
     }
 
-    /// Runs a request. Non-cancellable requests (rollback, cleanup) run even in a
-    /// cancelled task.
+    /// Runs a request and returns each statement's rows. Non-cancellable requests
+    /// (rollback, cleanup) run even in a cancelled task.
     nonisolated(nonsending) func run(_ kind: Request.Kind, cancellable: Bool = true) async throws(PostgresError) -> [PostgresRows] {
-        if cancellable && Task.isCancelled { throw PostgresError.cancelled }
         let request = Request(kind)
-        do {
-            return try await withTaskCancellationHandler {
-                try await withUnsafeThrowingContinuation { continuation in
-                    request.continuation = continuation
-                    loop.runOnLoop { self.enqueue(request) }
+        try await run(request, cancellable: cancellable)
+        if case .single = kind { return request.single.map { [$0] } ?? [] }
+        return request.rows
+    }
+
+    /// Runs `request`; its rows are on it afterwards. The caller suspends once, and when
+    /// it runs on the connection's loop (the usual case) the request is queued without a
+    /// closure or a hop; the loop resumes it when the results are in.
+    nonisolated(nonsending) func run(_ request: Request, cancellable: Bool = true) async throws(PostgresError) {
+        if cancellable && Task.isCancelled { throw PostgresError.cancelled }
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                request.continuation = continuation
+                if loop.inEventLoop {
+                    enqueue(request)
+                } else {
+                    loop.execute { self.enqueue(request) }
                 }
-            } onCancel: {
-                if cancellable { loop.runOnLoop { self.cancel(request) } }
             }
-        } catch let error as PostgresError {
-            throw error
-        } catch {
-            throw PostgresError(code: .server, message: "\(error)")
+        } onCancel: {
+            if cancellable { loop.runOnLoop { self.cancel(request) } }
         }
+        if let error = request.error { throw error }
     }
 
     private func enqueue(_ request: Request) {
         if request.cancelRequested {
-            request.finish(.failure(PostgresError.cancelled))
+            request.finish(PostgresError.cancelled)
             return
         }
         guard case .ready = phase, usable.load(ordering: .relaxed) else {
-            request.finish(.failure(PostgresError.connectionLost("the connection is closed")))
+            request.finish(PostgresError.connectionLost("the connection is closed"))
             return
         }
         queue.append(request)
@@ -237,10 +252,22 @@ public final class PostgresConnection: @unchecked Sendable {
         let request = queue.removeFirst()
         current = request
         switch request.kind {
+        case .single(let query):
+            let key = StatementKey(query)
+            if let name = preparedName(for: key) {
+                // Prepared already: one Bind/Execute/Sync outside pipeline mode, which
+                // spares the pipeline's extra sync result.
+                request.pipelined = false
+                guard execute(query, named: name) else { return failConnection(libpqFailure()) }
+            } else {
+                guard PQenterPipelineMode(conn) == 1 else { return failConnection(libpqFailure()) }
+                guard send(query, key: key, for: request) else { return failConnection(libpqFailure()) }
+                guard PQpipelineSync(conn) == 1 else { return failConnection(libpqFailure()) }
+            }
         case .extended(let queries):
             guard PQenterPipelineMode(conn) == 1 else { return failConnection(libpqFailure()) }
             for query in queries {
-                guard send(query, for: request) else { return failConnection(libpqFailure()) }
+                guard send(query, key: StatementKey(query), for: request) else { return failConnection(libpqFailure()) }
             }
             guard PQpipelineSync(conn) == 1 else { return failConnection(libpqFailure()) }
         case .simple(let script):
@@ -249,28 +276,41 @@ public final class PostgresConnection: @unchecked Sendable {
         flush()
     }
 
-    /// Queues one statement: prepare (first use on this connection) and execute.
-    private func send(_ query: PostgresQuery, for request: Request) -> Bool {
-        let bindings = query.bindings
-        let key = StatementKey(sql: query.sql, types: bindings.types)
-        var name = statements[key]
+    /// The name `key` is prepared under on this connection, if it is.
+    private func preparedName(for key: StatementKey) -> StatementName? {
+        if let last = lastStatement, last.key == key { return last.name }
+        guard let name = statements[key] else { return nil }
+        lastStatement = (key, name)
+        return name
+    }
+
+    /// Queues one statement in pipeline mode: prepare (first use on this connection) and
+    /// execute.
+    private func send(_ query: PostgresQuery, key: StatementKey, for request: Request) -> Bool {
+        var name = preparedName(for: key)
         if name == nil, statements.count < Self.statementCacheLimit {
-            let newName = "s\(statementCounter)"
+            let newName = StatementName(counter: statementCounter)
             statementCounter += 1
-            let prepared = bindings.types.withUnsafeBufferPointer { types in
-                PQsendPrepare(conn, newName, query.sql, Int32(types.count), types.baseAddress)
+            let prepared = query.bindings.types.withUnsafeBufferPointer { types in
+                newName.withCString { PQsendPrepare(conn, $0, query.sql, Int32(types.count), types.baseAddress) }
             }
             guard prepared == 1 else { return false }
             statements[key] = newName
-            request.steps.append(.prepare(key: key))
+            request.prepares.append((request.stepCount, key))
+            request.stepCount += 1
             name = newName
         }
-        request.steps.append(.execute)
-        return withParameterPointers(bindings) { count, values, lengths, formats in
+        request.stepCount += 1
+        return execute(query, named: name)
+    }
+
+    /// Sends Bind/Execute for `query`: the prepared statement `name`, or unnamed.
+    private func execute(_ query: PostgresQuery, named name: StatementName?) -> Bool {
+        withParameterPointers(query.bindings) { count, values, lengths, formats in
             if let name {
-                return PQsendQueryPrepared(conn, name, count, values, lengths, formats, 1) == 1
+                return name.withCString { PQsendQueryPrepared(conn, $0, count, values, lengths, formats, 1) == 1 }
             }
-            return bindings.types.withUnsafeBufferPointer { types in
+            return query.bindings.types.withUnsafeBufferPointer { types in
                 PQsendQueryParams(conn, query.sql, count, types.baseAddress, values, lengths, formats, 1) == 1
             }
         }
@@ -315,9 +355,10 @@ public final class PostgresConnection: @unchecked Sendable {
     private func processResults() {
         while let request = current, let conn, PQisBusy(conn) == 0 {
             let result = PQgetResult(conn)
-            switch request.kind {
-            case .extended: handlePipelineResult(result, request)
-            case .simple: handleSimpleResult(result, request)
+            if request.pipelined {
+                handlePipelineResult(result, request)
+            } else {
+                handleSimpleResult(result, request)
             }
         }
     }
@@ -335,20 +376,20 @@ public final class PostgresConnection: @unchecked Sendable {
             complete(request)
             return
         }
-        let step = request.stepIndex < request.steps.count ? request.steps[request.stepIndex] : .execute
+        let prepared = request.preparedKey(atStep: request.stepIndex)
         switch status {
         case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
-            if case .execute = step {
-                request.rows.append(PostgresRows(result: result))
+            if prepared == nil {
+                request.add(PostgresRows(result: result))
             } else {
                 PQclear(result)
             }
         case PGRES_PIPELINE_ABORTED:
-            if case .prepare(let key) = step { statements[key] = nil }
+            if let prepared { forget(prepared) }
             PQclear(result)
         default:
             if request.error == nil { request.error = serverError(result) }
-            if case .prepare(let key) = step { statements[key] = nil }
+            if let prepared { forget(prepared) }
             PQclear(result)
         }
     }
@@ -360,20 +401,22 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         switch PQresultStatus(result) {
         case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
-            request.rows.append(PostgresRows(result: result))
+            request.add(PostgresRows(result: result))
         default:
             if request.error == nil { request.error = serverError(result) }
             PQclear(result)
         }
     }
 
+    /// A statement whose preparation failed is prepared again on its next use.
+    private func forget(_ key: StatementKey) {
+        statements[key] = nil
+        if let last = lastStatement, last.key == key { lastStatement = nil }
+    }
+
     private func complete(_ request: Request) {
         current = nil
-        if let error = request.error {
-            request.finish(.failure(error))
-        } else {
-            request.finish(.success(request.rows))
-        }
+        request.finish(request.error)
         startNext()
     }
 
@@ -403,7 +446,7 @@ public final class PostgresConnection: @unchecked Sendable {
         request.cancelRequested = true
         if let index = queue.firstIndex(where: { $0 === request }) {
             queue.remove(at: index)
-            request.finish(.failure(PostgresError.cancelled))
+            request.finish(PostgresError.cancelled)
             return
         }
         guard current === request, let conn, let handle = PQgetCancel(conn) else { return }
@@ -468,7 +511,7 @@ public final class PostgresConnection: @unchecked Sendable {
         queue.removeAll()
         if let current { failed.insert(current, at: 0) }
         current = nil
-        for request in failed { request.finish(.failure(error)) }
+        for request in failed { request.finish(error) }
         let onClose = self.onClose
         self.onClose = nil
         onClose?()
@@ -502,32 +545,55 @@ extension PostgresConnection: EventLoopSource {
     }
 }
 
-/// One queued unit of work: a pipeline of statements, or a simple-protocol script.
+/// One queued unit of work: a statement, a pipeline of statements, or a simple-protocol
+/// script. Its results are left on it for the caller, which the loop resumes once.
 final class Request: @unchecked Sendable {
-    // @unchecked: touched on its connection's loop only.
+    // @unchecked: touched on its connection's loop only, and by the caller after it is
+    // resumed (the resumption orders the two).
     enum Kind {
+        /// One statement, the common case: no arrays for its statements or results.
+        case single(PostgresQuery)
         case extended([PostgresQuery])
         case simple(String)
     }
-    enum Step {
-        case prepare(key: StatementKey)
-        case execute
-    }
 
     let kind: Kind
-    var continuation: UnsafeContinuation<[PostgresRows], any Error>?
-    var steps: [Step] = []
+    var continuation: UnsafeContinuation<Void, Never>?
+    /// Whether the request runs in pipeline mode (its results end with a sync).
+    var pipelined: Bool
+    /// Statements prepared by this request, by the index of their step (a step is one
+    /// statement's results: a prepare, or an execution). Empty once everything is prepared.
+    var prepares: [(step: Int, key: StatementKey)] = []
+    var stepCount = 0
     var stepIndex = 0
+    /// The rows of a `.single` request.
+    var single: PostgresRows?
+    /// The rows of each statement of the other kinds.
     var rows: [PostgresRows] = []
     var error: PostgresError?
     var cancelRequested = false
 
-    init(_ kind: Kind) { self.kind = kind }
+    init(_ kind: Kind) {
+        self.kind = kind
+        if case .simple = kind { pipelined = false } else { pipelined = true }
+    }
 
-    func finish(_ result: Result<[PostgresRows], PostgresError>) {
+    /// The statement prepared at `step`, or nil for an execution.
+    func preparedKey(atStep step: Int) -> StatementKey? {
+        for prepare in prepares where prepare.step == step { return prepare.key }
+        return nil
+    }
+
+    func add(_ result: PostgresRows) {
+        if case .single = kind, single == nil { single = result } else { rows.append(result) }
+    }
+
+    /// Resumes the caller, with `error` when the request failed.
+    func finish(_ error: PostgresError?) {
         guard let continuation else { return }
         self.continuation = nil
-        continuation.resume(with: result.mapError { $0 as any Error })
+        if let error { self.error = error }
+        continuation.resume()
     }
 }
 
@@ -582,9 +648,9 @@ private func withParameterPointers<R>(
                 withUnsafeTemporaryAllocation(of: Int32.self, capacity: count) { lengths in
                     withUnsafeTemporaryAllocation(of: Int32.self, capacity: count) { formats in
                         for index in 0..<count {
-                            let span = bindings.spans[index]
-                            values[index] = span.length < 0 ? nil : (base + span.offset).assumingMemoryBound(to: CChar.self)
-                            lengths[index] = max(span.length, 0)
+                            let parameter = bindings.parameters[index]
+                            values[index] = parameter.length < 0 ? nil : (base + parameter.offset).assumingMemoryBound(to: CChar.self)
+                            lengths[index] = max(parameter.length, 0)
                             formats[index] = 1
                         }
                         return body(Int32(count), UnsafePointer(values.baseAddress), UnsafePointer(lengths.baseAddress), UnsafePointer(formats.baseAddress))
@@ -614,8 +680,40 @@ func runOnDetachedThread(_ body: @escaping @Sendable () -> Void) {
     }
 }
 
-/// Prepared-statement cache key: the text and parameter types, hashed without building a string.
+/// Prepared-statement cache key: the text and parameter types, read from the query's own
+/// storage (no types array or string is built per call).
 struct StatementKey: Hashable {
     let sql: String
-    let types: [UInt32]
+    let parameters: [PostgresBindings.Parameter]
+
+    init(_ query: PostgresQuery) {
+        sql = query.sql
+        parameters = query.bindings.parameters
+    }
+
+    static func == (lhs: StatementKey, rhs: StatementKey) -> Bool {
+        guard lhs.parameters.count == rhs.parameters.count, lhs.sql == rhs.sql else { return false }
+        for index in lhs.parameters.indices where lhs.parameters[index].type != rhs.parameters[index].type { return false }
+        return true
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(sql)
+        hasher.combine(parameters.count)
+        for parameter in parameters { hasher.combine(parameter.type) }
+    }
+}
+
+/// A prepared statement's name (`s0`, `s1`, ...) as the NUL-terminated text libpq takes,
+/// made once when the statement is prepared.
+struct StatementName {
+    private let text: ContiguousArray<CChar>
+
+    init(counter: Int) {
+        text = "s\(counter)".utf8CString
+    }
+
+    func withCString<R>(_ body: (UnsafePointer<CChar>) -> R) -> R {
+        text.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
 }

@@ -150,12 +150,7 @@ public final class PostgresPool: Sendable {
         // Fast path: an idle connection (or room for a new one) without suspending.
         let fast: Result<Lease, PostgresError>? = withState { state in
             if state.closed { return .failure(PostgresError(code: .poolClosed, message: "the database pool is shut down")) }
-            if let connection = Self.takeIdle(&state, preferring: preferred) { return .success(.connection(connection)) }
-            if state.open < configuration.poolSize {
-                state.open += 1
-                return .success(.openNew)
-            }
-            return nil
+            return Self.lease(&state, on: preferred, poolSize: configuration.poolSize).map { .success($0) }
         }
         if let fast {
             switch fast {
@@ -172,11 +167,7 @@ public final class PostgresPool: Sendable {
             try await withCheckedThrowingContinuation { continuation in
                 let immediate: Result<Lease, PostgresError>? = withState { state in
                     if state.closed { return .failure(PostgresError(code: .poolClosed, message: "the database pool is shut down")) }
-                    if let connection = Self.takeIdle(&state, preferring: preferred) { return .success(.connection(connection)) }
-                    if state.open < configuration.poolSize {
-                        state.open += 1
-                        return .success(.openNew)
-                    }
+                    if let lease = Self.lease(&state, on: preferred, poolSize: configuration.poolSize) { return .success(lease) }
                     // Cancelled before the waiter was queued: the cancel handler found nothing to remove.
                     if Task.isCancelled { return .failure(PostgresError.cancelled) }
                     state.waiters.append(Waiter(id: waiterID, continuation: continuation))
@@ -199,14 +190,22 @@ public final class PostgresPool: Sendable {
         }
     }
 
-    /// Takes an idle, usable connection, preferring one on `loop`.
-    private static func takeIdle(_ state: inout State, preferring loop: EventLoop?) -> PostgresConnection? {
+    /// An idle connection on the caller's `loop`; else room for a new one (opened on that
+    /// loop); else an idle connection on another loop; nil when the caller must wait.
+    /// A connection on another loop costs the caller two thread hops per use (there and
+    /// back), so while the pool may grow it grows where its callers run.
+    private static func lease(_ state: inout State, on loop: EventLoop?, poolSize: Int) -> Lease? {
         // Connections that broke while idle are dropped here; their close handler does the counting.
         state.idle.removeAll { !$0.isUsable }
         if let loop, let index = state.idle.lastIndex(where: { $0.loop === loop }) {
-            return state.idle.remove(at: index)
+            return .connection(state.idle.remove(at: index))
         }
-        return state.idle.popLast()
+        if loop == nil, let connection = state.idle.popLast() { return .connection(connection) }
+        if state.open < poolSize {
+            state.open += 1
+            return .openNew
+        }
+        return state.idle.popLast().map { .connection($0) }
     }
 
     private func openConnection(on loop: EventLoop) async throws -> PostgresConnection {
@@ -324,13 +323,13 @@ extension PostgresConnection {
         _ body: (PostgresTransaction) async throws -> R
     ) async throws -> R {
         let begin: PostgresQuery = level == .readCommitted ? "BEGIN" : "BEGIN ISOLATION LEVEL \(unescaped: level.rawValue)"
-        _ = try await run(.extended([begin]))
+        _ = try await run(.single(begin))
         let transaction = PostgresTransaction(connection: self)
         let result: R
         do {
             result = try await body(transaction)
         } catch {
-            _ = try? await run(.extended(["ROLLBACK"]), cancellable: false)
+            _ = try? await run(.single("ROLLBACK"), cancellable: false)
             throw error
         }
         var finish: [PostgresQuery] = transaction.channelsToNotify.map { "SELECT pg_notify(\($0), '')" }
@@ -339,7 +338,7 @@ extension PostgresConnection {
         do {
             _ = try await run(.extended(finish), cancellable: false)
         } catch {
-            _ = try? await run(.extended(["ROLLBACK"]), cancellable: false)
+            _ = try? await run(.single("ROLLBACK"), cancellable: false)
             throw error
         }
         return result

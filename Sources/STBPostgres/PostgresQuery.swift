@@ -33,6 +33,7 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
 
         public init(literalCapacity: Int, interpolationCount: Int) {
             sql.reserveCapacity(literalCapacity + interpolationCount * 3)
+            bindings.reserveCapacity(interpolationCount)
         }
 
         public mutating func appendLiteral(_ literal: String) {
@@ -62,9 +63,17 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
 
 /// Parameters in binary format, packed into one buffer.
 public struct PostgresBindings: Sendable {
-    var types: [UInt32] = []
-    /// Offset and length of each value in `bytes`; length -1 for NULL.
-    var spans: [(offset: Int, length: Int32)] = []
+    /// One parameter: its type, and where its value is in `bytes`.
+    struct Parameter: Sendable {
+        var type: UInt32
+        var offset: Int
+        /// -1 for NULL.
+        var length: Int32
+    }
+
+    /// Types and spans in one array: one allocation per query, and the prepared-statement
+    /// cache keys on it without building a types array.
+    var parameters: [Parameter] = []
     var bytes: [UInt8] = []
 
     public init() {}
@@ -74,13 +83,19 @@ public struct PostgresBindings: Sendable {
         for value in repeat each values { append(value) }
     }
 
-    public var count: Int { types.count }
+    public var count: Int { parameters.count }
+
+    /// The parameters' type OIDs, in order.
+    var types: [UInt32] { parameters.map(\.type) }
+
+    mutating func reserveCapacity(_ count: Int) {
+        parameters.reserveCapacity(count)
+    }
 
     public mutating func append<Value: PostgresEncodable>(_ value: Value) {
         let start = bytes.count
         let present = value.encode(into: &bytes)
-        types.append(Value.postgresType.oid)
-        spans.append(present ? (start, Int32(bytes.count - start)) : (start, -1))
+        parameters.append(Parameter(type: Value.postgresType.oid, offset: start, length: present ? Int32(bytes.count - start) : -1))
     }
 
 }

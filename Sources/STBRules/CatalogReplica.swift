@@ -42,14 +42,17 @@ public final class CatalogReplica: Service, Sendable {
     private let announcedGauge = Meter(label: ServiceMetricName.replicaAnnouncedRevision, dimensions: [("source", "catalog")])
 
     /// `onUpdate` runs with each new configuration (a new revision); `onFreshnessChange`
-    /// when the copy falls behind or catches up.
+    /// when the copy falls behind or catches up. `credentials` is how the copy presents
+    /// itself to the catalog (the rules service account's token).
     public init(
-        host: String, port: Int, maxMessageSize: Int = CatalogReplica.defaultMaxMessageSize, logger: Logger,
+        host: String, port: Int, maxMessageSize: Int = CatalogReplica.defaultMaxMessageSize,
+        credentials: (any CallCredentials)?, logger: Logger,
         onFreshnessChange: @escaping @Sendable (Freshness) -> Void = { _ in },
         onUpdate: @escaping @Sendable (Stb_Catalog_V1_GetConfigResponse) -> Void
     ) throws {
         var configuration = RPCClient.Configuration()
         configuration.maxReceiveMessageSize = maxMessageSize
+        configuration.credentials = credentials
         self.client = try RPCClient(host: host, port: port, configuration: configuration)
         self.logger = logger
         self.onUpdate = onUpdate

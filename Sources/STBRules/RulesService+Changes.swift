@@ -23,9 +23,9 @@ extension ChangeLog {
 extension RulesService {
     /// Runs `body` in a transaction whose changes are recorded; reloads the engine after
     /// a commit that changed something.
-    func change<R: Sendable>(actor: String, _ body: (PostgresTransaction, ChangeLog) async throws -> R) async throws -> R {
+    func change<R: Sendable>(actor: CallerIdentity, _ body: (PostgresTransaction, ChangeLog) async throws -> R) async throws -> R {
         let (result, changed) = try await pool.withTransaction(maxAttempts: 3) { transaction in
-            let changes = ChangeLog(actor: actor)
+            let changes = ChangeLog(caller: actor)
             let result = try await body(transaction, changes)
             return (result, try await changes.write(in: transaction, outbox: outbox) != nil)
         }

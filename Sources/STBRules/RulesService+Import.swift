@@ -18,7 +18,7 @@ extension RulesService {
         }
         let wanted = try rules(inDocument: request.documentJson)
         let actor = context.actor
-        var response: Stb_Rules_V1_ImportRulesResponse = try await change(actor: actor) { transaction, changes in
+        var response: Stb_Rules_V1_ImportRulesResponse = try await change(actor: context.caller) { transaction, changes in
             // One import at a time: each plans against the rules the previous one left.
             if !request.dryRun { _ = try await transaction.query("SELECT pg_advisory_xact_lock(\(Int64(0x5354_425F_5255_4C45)))") }
             let rows = try await transaction.query("SELECT \(unescaped: RuleMessage.columns) FROM \(unescaped: RuleMessage.source) ORDER BY r.key FOR UPDATE")

@@ -16,7 +16,7 @@ extension RulesService {
         try requireCatalog()
         try check(problems(with: input, at: "rule"))
         input.payloadJson = try JSONValue.parse(input.payloadJson).canonicalText
-        return try await change(actor: context.actor) { transaction, changes in
+        return try await change(actor: context.caller) { transaction, changes in
             guard let row = try await transaction.query(input.insertion(skippingExisting: true)).first else {
                 throw RPCError(code: .alreadyExists, message: "rule \(quoted(input.key)) already exists")
             }
@@ -41,7 +41,7 @@ extension RulesService {
     public func updateRule(_ request: Stb_Rules_V1_UpdateRuleRequest, context: ServerContext) async throws -> Stb_Rules_V1_Rule {
         guard let ref = request.ref else { throw invalidArgument(["ref: required"]) }
         try requireCatalog()
-        return try await change(actor: context.actor) { transaction, changes in
+        return try await change(actor: context.caller) { transaction, changes in
             let before = try await loadRule(ref, on: transaction.connection, forUpdate: true)
             var after = before
             if let subject = request.subject { after.subject = subject }
@@ -61,7 +61,7 @@ extension RulesService {
 
     /// Deletes the rule `request` names.
     public func deleteRule(_ request: Stb_Rules_V1_RuleRef, context: ServerContext) async throws -> Stb_Common_V1_Empty {
-        try await change(actor: context.actor) { transaction, changes in
+        try await change(actor: context.caller) { transaction, changes in
             let rule = try await loadRule(request, on: transaction.connection, forUpdate: true)
             try await rule.delete(in: transaction)
             changes.record(.deleted, rule, before: rule)

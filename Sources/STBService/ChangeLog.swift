@@ -1,13 +1,14 @@
 import STBJSON
 import STBMessages
 import STBPostgres
+import STBRPC
 
 /// What one transaction of a service changed. At the end of the transaction `write`
 /// records an audit row and an outbox event per change and bumps the service's revision,
 /// so a change, its audit row and its event commit together or not at all.
 ///
 /// Every service's database has the same three tables for this: `audit_log` (actor,
-/// entity, entity_key, action, before, after, revision), the outbox, and the outbox's
+/// actor_id, entity, entity_key, action, before, after, revision), the outbox, and the outbox's
 /// one-row revision table (`revision bigint`).
 public final class ChangeLog {
     struct Change {
@@ -20,11 +21,20 @@ public final class ChangeLog {
         let event: (_ revision: UInt64, _ atMs: Int64) -> [UInt8]
     }
 
+    /// The caller's name (a username, a service name), as audit rows and events show it.
     public let actor: String
+    /// The caller's verified subject (a user id, `service:<name>`); empty when unknown.
+    public let actorID: String
     private var changes: [Change] = []
 
-    public init(actor: String) {
+    public init(actor: String, actorID: String = "") {
         self.actor = actor
+        self.actorID = actorID
+    }
+
+    /// A log of changes made by `caller` (the call's verified identity).
+    public convenience init(caller: CallerIdentity) {
+        self.init(actor: caller.name, actorID: caller.subject)
     }
 
     public var isEmpty: Bool { changes.isEmpty }
@@ -52,8 +62,8 @@ public final class ChangeLog {
         for change in changes {
             let action = Self.name(change.action)
             audits.append("""
-                INSERT INTO audit_log (actor, entity, entity_key, action, before, after, revision)
-                VALUES (\(actor), \(change.entity), \(change.key), \(action),
+                INSERT INTO audit_log (actor, actor_id, entity, entity_key, action, before, after, revision)
+                VALUES (\(actor), \(actorID), \(change.entity), \(change.key), \(action),
                         \(change.before.map { PostgresJSON($0.canonicalText) }), \(change.after.map { PostgresJSON($0.canonicalText) }), \(revision))
                 """)
             events.append(NewOutboxEvent(

@@ -6,8 +6,9 @@ import STBRPC
 ///
 /// Variables start with the service's name in upper case (`CATALOG_PORT`): `_HOST`,
 /// `_PORT`, `_WORKERS`, `_DATABASE_URL`, `_DB_POOL_SIZE`, `_MIGRATIONS_DIR`,
-/// `_DB_WAIT_SECONDS`, `_EVENT_RETENTION_HOURS`; the shared `STB_RPC_*` variables tune the
-/// RPC layer.
+/// `_DB_WAIT_SECONDS`, `_EVENT_RETENTION_HOURS`, `_SERVICE_SECRET`, `_SERVICE_TOKEN`; the
+/// shared `STB_RPC_*` variables tune the RPC layer, `STB_AUTH_KEYS_FILE` and
+/// `STB_GATEWAY_ADDR` say where token verification keys come from.
 public struct ServiceConfiguration: Sendable {
     /// The service's name, lowercase: `catalog`, `rules`.
     public var name: String
@@ -19,6 +20,9 @@ public struct ServiceConfiguration: Sendable {
     public var databaseWait: Duration
     /// How long change events are kept; older cursors must resync.
     public var eventRetention: Duration
+    /// Token verification keys and this service's own account (`STB_AUTH_KEYS_FILE`,
+    /// `STB_GATEWAY_ADDR`, `_SERVICE_SECRET`, `_SERVICE_TOKEN`).
+    public var auth: AuthConfiguration
 
     /// Reads the configuration of service `name` (default port `defaultPort`) from `environment`.
     public init(name: String, defaultPort: Int, environment: [String: String]) throws(ConfigurationError) {
@@ -47,6 +51,7 @@ public struct ServiceConfiguration: Sendable {
             hours = try Self.integer("\(prefix)_EVENT_RETENTION_HOURS", text, in: 0...87_600)
         }
         eventRetention = .seconds(hours * 3600)
+        auth = try AuthConfiguration(serviceName: name, environment: environment)
     }
 
     /// An integer variable within `range`.

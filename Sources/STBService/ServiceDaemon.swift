@@ -16,8 +16,10 @@ import UnixSignals
 /// 3. the RPC server listens; `<name>d listening on HOST:PORT` is printed (scripts wait
 ///    for it);
 ///    Every call runs inside the interceptors: metrics (`MetricsInterceptor`), statuses
-///    (`StatusInterceptor`), the caller's identity (`ActorHeaderInterceptor`), then the
-///    service's own; `GET /metrics` (and `/metrics/<name>`) on the same port serves the process's metrics
+///    (`StatusInterceptor`), authentication and the method's least role
+///    (`AuthenticationInterceptor`, keys from `STB_AUTH_KEYS_FILE` or the gateway, see
+///    `AuthConfiguration`), then the service's own; `GET /metrics` (and `/metrics/<name>`)
+///    on the same port serves the process's metrics
 ///    (`ServiceMetrics`, bootstrapped first, so that every layer records into it);
 /// 4. one `ServiceGroup` runs the listener, the background services, the outbox pruner and
 ///    the server. SIGTERM or SIGINT shuts it down gracefully, in reverse order: the server
@@ -81,9 +83,20 @@ public struct ServiceDaemon: Sendable {
         } catch {
             fail("cannot start the \(name) service: \(error)")
         }
+        let keys: any VerificationKeySource
+        do {
+            if let own = parts.keySource {
+                keys = own
+            } else {
+                keys = try await configuration.auth.keySource(logger: logger)
+            }
+        } catch {
+            fail("cannot verify access tokens: \(error)")
+        }
         let server: RPCServer
         do {
-            let interceptors = Self.interceptors(for: name, logger: logger) + parts.interceptors
+            let authenticator = Authenticator(keys: keys)
+            let interceptors = Self.interceptors(for: name, logger: logger, authenticator: authenticator) + parts.interceptors
             var serverConfiguration = configuration.server
             serverConfiguration.metricsExposition = ServiceMetrics.exposition(of: registry)
             serverConfiguration.metricsServiceName = name
@@ -118,10 +131,16 @@ public struct ServiceDaemon: Sendable {
     }
 
     /// The interceptors every service runs its calls inside: metrics outermost (so they
-    /// count the status the caller gets), then statuses (so what a later interceptor
-    /// throws is mapped too), then the caller's identity.
-    public static func interceptors(for service: String, logger: Logger) -> [any ServerInterceptor] {
-        [MetricsInterceptor(), StatusInterceptor(service: service, logger: logger), ActorHeaderInterceptor()]
+    /// count the status the caller gets, refusals included), then statuses (so what a
+    /// later interceptor throws is mapped too), then authentication against `access`,
+    /// which establishes the caller's verified identity.
+    public static func interceptors(
+        for service: String, logger: Logger, authenticator: Authenticator, access: MethodAccess = .platform
+    ) -> [any ServerInterceptor] {
+        [
+            MetricsInterceptor(), StatusInterceptor(service: service, logger: logger),
+            AuthenticationInterceptor(authenticator: authenticator, access: access),
+        ]
     }
 
     /// Applies the migrations, waiting for a database that is still starting; anything
@@ -169,17 +188,21 @@ public struct ServiceParts: Sendable {
     public var outbox: Outbox?
     /// Run beside the server, stopped after it on shutdown.
     public var background: [any Service]
-    /// Run around every call, inside the daemon's own (statuses, then the caller's identity).
+    /// Run around every call, inside the daemon's own (statuses, then authentication).
     public var interceptors: [any ServerInterceptor]
+    /// Where token verification keys come from when the service has its own (the
+    /// gateway's key store); nil reads `STB_AUTH_KEYS_FILE` or fetches from the gateway.
+    public var keySource: (any VerificationKeySource)?
 
     public init(
         rpcServices: [any RPCService], outbox: Outbox? = nil, background: [any Service] = [],
-        interceptors: [any ServerInterceptor] = []
+        interceptors: [any ServerInterceptor] = [], keySource: (any VerificationKeySource)? = nil
     ) {
         self.rpcServices = rpcServices
         self.outbox = outbox
         self.background = background
         self.interceptors = interceptors
+        self.keySource = keySource
     }
 }
 

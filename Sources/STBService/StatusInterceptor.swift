@@ -96,4 +96,7 @@ extension ServerContext {
     /// The name audit rows and events record for this call: the established identity's,
     /// "anonymous" without one.
     public var actor: String { identity?.name ?? "anonymous" }
+
+    /// The established identity, or an anonymous one (subject empty) without one.
+    public var caller: CallerIdentity { identity ?? CallerIdentity(subject: "", name: "anonymous") }
 }

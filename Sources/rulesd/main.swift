@@ -20,8 +20,10 @@ await daemon.run(configuration.service, channels: [RulesService.channel]) { asse
         health.setStatus(status, forService: "stb.rules.v1.Rules")
     }
     publishHealth()
+    // The copy follows the catalog as the rules service account.
+    let credentials = try configuration.service.auth.serviceCredentials(logger: assembly.logger)
     let replica = try CatalogReplica(
-        host: configuration.catalogHost, port: configuration.catalogPort, logger: assembly.logger,
+        host: configuration.catalogHost, port: configuration.catalogPort, credentials: credentials, logger: assembly.logger,
         onFreshnessChange: { freshness in
             service.catalogFreshnessChanged(freshness)
             publishHealth()

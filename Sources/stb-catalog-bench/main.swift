@@ -1,4 +1,5 @@
 import Glibc
+import STBAuth
 import STBBench
 import STBMessages
 import STBRPC
@@ -18,6 +19,10 @@ import Synchronization
 //      RPCClient connection, and one RPCClient connection per caller. The load loops do not
 //      decode the ~MB reply (they only count its bytes) so the figure is the server's.
 //   3. grpc.health.v1.Health/Check the same two ways, same C and N, same server.
+//   3b. Deltas: one UpdateOption (a description), then GetConfig with known_revision the
+//      revision before it and accept_delta (the reply a box one revision behind gets): one
+//      decoded call (it must be a delta naming that option; its size), then the same load
+//      runs as for GetConfig.
 //   4. Watch latency: a Watch subscriber, then U sequential UpdateOption calls (description
 //      changes on one option); for each, the time from sending UpdateOption to receiving the
 //      Watch event carrying that description.
@@ -27,6 +32,8 @@ import Synchronization
 //   catalog getconfig mode=shared|per-caller callers=C rps=... p50_us=... p99_us=... bytes=...
 //   catalog getconfig_unchanged mode=... (known_revision current: the `unchanged` reply, for reference)
 //   catalog health mode=shared|per-caller callers=C rps=... p50_us=... p99_us=...
+//   catalog getconfig_delta_decoded bytes=... options=... base=... revision=...
+//   catalog getconfig_delta mode=shared|per-caller callers=C rps=... p50_us=... p99_us=... bytes=...
 //   catalog watch updates=U p50_us=... p99_us=... max_us=... update_p50_us=... update_p99_us=...
 // Exit status 1 when a step fails to run (a missed target is not a failure).
 
@@ -82,6 +89,8 @@ let watchUpdates = intOption("watch-updates", 200)
 func makeClient() -> RPCClient {
     var configuration = RPCClient.Configuration()
     configuration.maxReceiveMessageSize = 256 * 1024 * 1024
+    // catalogd verifies the benchmark key (scripts/bench-catalog gives it `stb-auth-bench jwks`).
+    configuration.credentials = BearerCredentials(token: BenchIdentity.token(role: .engineer))
     do { return try RPCClient(host: host, port: port, configuration: configuration) } catch { fail("client: \(error)") }
 }
 
@@ -185,6 +194,37 @@ for (mode, clients) in [("shared", [client]), ("per-caller", perCaller)] {
     report("catalog ratio mode=\(mode) getconfig_over_health=\(format(config / max(health, 1), 3))")
     best["getconfig", default: 0] = max(best["getconfig", default: 0], config)
     best["health", default: 0] = max(best["health", default: 0], health)
+}
+
+// MARK: - 3b. deltas
+
+// One option changes (one revision); a box still at the revision before asks for the delta.
+do {
+    var request = Stb_Catalog_V1_UpdateOptionRequest()
+    request.ref = Stb_Catalog_V1_OptionRef(ref: .key(watchKey))
+    request.description_p = "bench-delta-\(now())"
+    _ = try await client.unary(Stb_Catalog_V1_Catalog.updateOption, request: request, timeout: .seconds(30))
+} catch {
+    fail("UpdateOption \(watchKey): \(error)")
+}
+let deltaRevision = decodedRevision + 1
+var deltaRequest = Stb_Catalog_V1_GetConfigRequest(moduleKeys: [], knownRevision: decodedRevision)
+deltaRequest.acceptDelta = true
+do {
+    let reply = try await client.unary(Stb_Catalog_V1_Catalog.getConfig, request: deltaRequest, timeout: timeout)
+    let options = reply.changes?.options.map(\.key) ?? []
+    guard reply.delta, reply.revision == deltaRevision, options == [watchKey] else {
+        fail("GetConfig from revision \(decodedRevision) after one update: delta=\(reply.delta) revision=\(reply.revision) options=\(options)")
+    }
+    report("catalog getconfig_delta_decoded bytes=\(reply.serializedBytes().count) options=\(options.count) base=\(decodedRevision) revision=\(reply.revision)")
+} catch {
+    fail("GetConfig delta: \(error)")
+}
+let getConfigDeltaCall: @Sendable (RPCClient) async throws -> Int = { [deltaRequest] client in
+    try await client.unary(getConfigCounted, request: deltaRequest, timeout: .seconds(30)).count
+}
+for (mode, clients) in [("shared", [client]), ("per-caller", perCaller)] {
+    _ = await run("getconfig_delta", mode: mode, clients: clients, getConfigDeltaCall)
 }
 for extra in perCaller { await extra.close() }
 

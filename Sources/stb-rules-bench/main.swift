@@ -1,4 +1,5 @@
 import Glibc
+import STBAuth
 import STBBench
 import Logging
 import STBJSON
@@ -490,7 +491,9 @@ func runServe() async {
         configuration.maxReceiveMessageSize = 16 * 1024 * 1024
         server = try RPCServer(
             configuration: configuration, services: [service],
-            interceptors: ServiceDaemon.interceptors(for: "rules", logger: logger), group: group)
+            interceptors: ServiceDaemon.interceptors(
+                for: "rules", logger: logger, authenticator: Authenticator(keys: CurrentKeys(BenchIdentity.keys))),
+            group: group)
         port = try await server.start()
         report("rules serve port=\(port) schema=\(schema) insert_ms=\(ms(t1 - t0)) catalog_changed_ms=\(ms(t2 - t1)) reload_ms=\(ms(t3 - t2)) workers=1")
     } catch {
@@ -532,6 +535,7 @@ func runLoad() async {
 
     var configuration = RPCClient.Configuration()
     configuration.maxReceiveMessageSize = 64 * 1024 * 1024
+    configuration.credentials = BearerCredentials(token: BenchIdentity.token(role: .viewer))
     let clients: [RPCClient]
     do { clients = try (0..<connections).map { _ in try RPCClient(host: host, port: port, configuration: configuration) } } catch { fail("client: \(error)") }
     for (name, request) in [("full", data.full), ("sparse", data.sparse)] {

@@ -23,6 +23,10 @@ struct Stbctl: AsyncParsableCommand {
               STB_CATALOG_ADDR   default for --addr (else 127.0.0.1:50051)
               STB_RULES_ADDR     default for --rules-addr (else 127.0.0.1:50052)
               STB_ACTOR          default for --actor (else $USER, else "stbctl")
+              STB_TOKEN          access token sent as `authorization: Bearer` on every call
+                                 (else the session `stbctl login` stored, refreshed as needed)
+              STB_GATEWAY_ADDR   the gateway, for login, logout, whoami and users
+                                 (else 127.0.0.1:50050)
 
             Exit status: 0 on success, 1 when a service refuses a call or cannot be
             reached (the message reads "stbctl: STATUS: message") and when `evaluate`
@@ -53,6 +57,11 @@ struct Stbctl: AsyncParsableCommand {
             EvaluateCommand.self,
             FireCommand.self,
             EventsCommand.self,
+            LoginCommand.self,
+            LogoutCommand.self,
+            WhoAmICommand.self,
+            PasswordCommand.self,
+            UsersCommand.self,
         ]
     )
 

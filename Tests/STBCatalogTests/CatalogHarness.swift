@@ -1,11 +1,13 @@
 import Glibc
 import Logging
+import STBAuth
 import STBCatalog
 import STBMessages
 import STBPostgres
 import STBRPC
 import Synchronization
 import STBService
+import STBAuthTestSupport
 import Testing
 
 typealias API = Stb_Catalog_V1_Catalog
@@ -49,9 +51,10 @@ struct CatalogHarness {
         configuration.port = 0
         let server = try RPCServer(
             configuration: configuration, services: [service],
-            interceptors: ServiceDaemon.interceptors(for: "catalog", logger: Logger(label: "catalog-test")), group: group)
+            interceptors: ServiceDaemon.interceptors(for: "catalog", logger: Logger(label: "catalog-test"), authenticator: testAuthenticator()),
+            group: group)
         let port = try await server.start()
-        let client = try RPCClient(host: "127.0.0.1", port: port)
+        let client = try RPCClient(host: "127.0.0.1", port: port, configuration: .authenticated())
         return CatalogHarness(server: server, client: client, pool: pool, service: service, listener: listener, schema: schema, group: group)
     }
 
@@ -74,10 +77,9 @@ struct CatalogHarness {
         await harness.stop()
     }
 
+    /// An engineer's token for `actor` (subject `user:<actor>`).
     func metadata(actor: String = "tester") -> Metadata {
-        var metadata = Metadata()
-        metadata.addString(actor, forKey: "stb-actor")
-        return metadata
+        Metadata.bearer(TestIdentity.token(.engineer, name: actor))
     }
 
     func count(_ sql: String) async throws -> Int {
@@ -138,11 +140,26 @@ struct CatalogHarness {
         return try await client.unary(API.createState, request: request, metadata: metadata())
     }
 
-    func getConfig(modules: [String] = [], known: UInt64 = 0) async throws -> Stb_Catalog_V1_GetConfigResponse {
+    func getConfig(modules: [String] = [], known: UInt64 = 0, acceptDelta: Bool = false) async throws -> Stb_Catalog_V1_GetConfigResponse {
         var request = Stb_Catalog_V1_GetConfigRequest()
         request.moduleKeys = modules
         request.knownRevision = known
+        request.acceptDelta = acceptDelta
         return try await client.unary(API.getConfig, request: request)
+    }
+}
+
+/// What a service under test verifies tokens with: the test key.
+func testAuthenticator() -> Authenticator {
+    Authenticator(keys: CurrentKeys(TestIdentity.keys))
+}
+
+extension RPCClient.Configuration {
+    /// A client whose calls carry `role`'s token (an engineer's by default).
+    static func authenticated(_ role: Role = .engineer, name: String = "tester") -> RPCClient.Configuration {
+        var configuration = RPCClient.Configuration()
+        configuration.credentials = BearerCredentials(token: TestIdentity.token(role, name: name))
+        return configuration
     }
 }
 

@@ -29,11 +29,11 @@ struct CatalogTests {
             #expect(updated.defaultValue == "2160p" && updated.name == option.name && updated.type == .enum)
 
             let audit = try await catalog.pool.query("""
-                SELECT actor, before->>'default', after->>'default' FROM audit_log WHERE entity = 'option' AND action = 'updated'
+                SELECT actor, actor_id, before->>'default', after->>'default' FROM audit_log WHERE entity = 'option' AND action = 'updated'
                 """)
             #expect(audit.count == 1)
-            let (actor, before, after) = try audit[0].decode(String.self, String.self, String.self)
-            #expect(actor == "alice" && before == "1080p" && after == "2160p")
+            let (actor, actorID, before, after) = try audit[0].decode(String.self, String.self, String.self, String.self)
+            #expect(actor == "alice" && actorID == "user:alice" && before == "1080p" && after == "2160p")
 
             // The same update again changes nothing, and records nothing.
             _ = try await catalog.client.unary(API.updateOption, request: update)

@@ -187,6 +187,23 @@ struct PipelineTests {
         }
     }
 
+    @Test("a statement whose preparation failed, even looked up again in the same pipeline, is prepared afresh on its next run")
+    func failedPrepareForgotten() async throws {
+        let table = TestDatabase.uniqueName("later")
+        let sql = "SELECT count(*) FROM \(table)"
+        try await TestDatabase.withConnection { connection in
+            // The second copy finds the statement the first is preparing; both fail.
+            await #expect(throws: PostgresError.self) {
+                _ = try await connection.pipeline([PostgresQuery(sql: sql), PostgresQuery(sql: sql)])
+            }
+            await #expect(throws: PostgresError.self) { try await connection.query(PostgresQuery(sql: sql)) }
+            _ = try await connection.query(PostgresQuery(sql: "CREATE TEMP TABLE \(table) (id int)"))
+            // Neither the cache nor the statement run last may still name the failed one.
+            #expect(try await connection.query(PostgresQuery(sql: sql))[0].decode(0, as: Int64.self) == 0)
+            #expect(try await connection.query(PostgresQuery(sql: sql))[0].decode(0, as: Int64.self) == 0)
+        }
+    }
+
     @Test("the same statement run 100 times is prepared once and executed 100 times")
     func preparedOnce() async throws {
         let tag = TestDatabase.uniqueName("tag")

@@ -213,6 +213,34 @@ struct PoolTests {
         }
     }
 
+    @Test("a caller on a loop gets a connection on that loop: a new one while the pool may grow, else one lent from another loop")
+    func connectionsOnTheCallersLoop() async throws {
+        let loops = TestDatabase.group.loops
+        /// The loop of the connection a caller running on `loop` is given, and its backend.
+        func lease(from loop: EventLoop, _ pool: PostgresPool) async throws -> (loop: ObjectIdentifier, pid: Int32) {
+            try await withTaskExecutorPreference(loop) {
+                try await pool.withConnection { connection in
+                    (ObjectIdentifier(connection.loop), try await TestDatabase.backendPID(connection))
+                }
+            }
+        }
+        try await TestDatabase.withPool(size: 2) { pool in
+            let first = try await lease(from: loops[0], pool)
+            #expect(first.loop == ObjectIdentifier(loops[0]))
+            // The idle connection is on the other loop, and the pool may still grow.
+            let second = try await lease(from: loops[1], pool)
+            #expect(second.loop == ObjectIdentifier(loops[1]))
+            #expect(second.pid != first.pid)
+            #expect(try await lease(from: loops[0], pool) == first)
+            #expect(try await lease(from: loops[1], pool) == second)
+        }
+        try await TestDatabase.withPool(size: 1) { pool in
+            let first = try await lease(from: loops[0], pool)
+            // Full: the one connection is lent across loops rather than the caller waiting.
+            #expect(try await lease(from: loops[1], pool) == first)
+        }
+    }
+
     @Test("a failing connect gives its slot back: every caller fails fast with connectionFailed")
     func connectFailureFreesSlot() async throws {
         let pool = PostgresPool(

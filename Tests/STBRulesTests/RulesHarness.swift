@@ -1,16 +1,27 @@
 import Glibc
 import Logging
+import STBAuth
 import STBCatalog
 import STBMessages
 import STBPostgres
 import STBRPC
 import STBRules
 import STBService
+import STBAuthTestSupport
 import Synchronization
 import Testing
 
 typealias Rules = Stb_Rules_V1_Rules
 typealias Catalog = Stb_Catalog_V1_Catalog
+
+extension RPCClient.Configuration {
+    /// A client whose calls carry `role`'s token (an engineer's by default).
+    static func authenticated(_ role: Role = .engineer, name: String = "tester") -> RPCClient.Configuration {
+        var configuration = RPCClient.Configuration()
+        configuration.credentials = BearerCredentials(token: TestIdentity.token(role, name: name))
+        return configuration
+    }
+}
 
 /// A catalog service and a rules service following it, each on a free port with a fresh
 /// schema of its own in the test database, migrated with the services' real migrations.
@@ -47,6 +58,7 @@ struct RulesHarness {
     static func start(replicaMaxMessageSize: Int = CatalogReplica.defaultMaxMessageSize) async throws -> RulesHarness {
         let group = try EventLoopGroup(count: 2, name: "rules-test")
         let logger = Logger(label: "rules-test")
+        let authenticator = Authenticator(keys: CurrentKeys(TestIdentity.keys))
 
         let (catalogPool, catalogConninfo) = try await schemaPool("catalog_rt", group: group)
         try await Migrator(directory: "\(root)/services/catalog/migrations").migrate(catalogPool)
@@ -56,7 +68,7 @@ struct RulesHarness {
         configuration.port = 0
         let catalogServer = try RPCServer(
             configuration: configuration, services: [CatalogService(pool: catalogPool, signal: catalogListener.signal, logger: logger)],
-            interceptors: ServiceDaemon.interceptors(for: "catalog", logger: logger), group: group)
+            interceptors: ServiceDaemon.interceptors(for: "catalog", logger: logger, authenticator: authenticator), group: group)
         let catalogPort = try await catalogServer.start()
 
         let (rulesPool, rulesConninfo) = try await schemaPool("rules_rt", group: group)
@@ -66,17 +78,19 @@ struct RulesHarness {
         let service = RulesService(pool: rulesPool, signal: rulesListener.signal, logger: logger)
         try await service.reloadRules()
         let replica = try CatalogReplica(
-            host: "127.0.0.1", port: catalogPort, maxMessageSize: replicaMaxMessageSize, logger: logger,
+            host: "127.0.0.1", port: catalogPort, maxMessageSize: replicaMaxMessageSize,
+            credentials: BearerCredentials(token: TestIdentity.token(.service, name: "rules")), logger: logger,
             onFreshnessChange: { service.catalogFreshnessChanged($0) },
             onUpdate: { service.catalogChanged($0) }
         )
         let rulesServer = try RPCServer(
             configuration: configuration, services: [service],
-            interceptors: ServiceDaemon.interceptors(for: "rules", logger: logger), group: group)
+            interceptors: ServiceDaemon.interceptors(for: "rules", logger: logger, authenticator: authenticator), group: group)
         let rulesPort = try await rulesServer.start()
         return RulesHarness(
             catalogServer: catalogServer, rulesServer: rulesServer,
-            catalog: try RPCClient(host: "127.0.0.1", port: catalogPort), rules: try RPCClient(host: "127.0.0.1", port: rulesPort),
+            catalog: try RPCClient(host: "127.0.0.1", port: catalogPort, configuration: .authenticated()),
+            rules: try RPCClient(host: "127.0.0.1", port: rulesPort, configuration: .authenticated()),
             service: service, replica: replica, pools: [catalogPool, rulesPool], listeners: [catalogListener, rulesListener], group: group)
     }
 

@@ -2,6 +2,8 @@ import STBMessages
 import STBPostgres
 import STBRPC
 import STBRules
+import STBAuth
+import STBAuthTestSupport
 import Testing
 
 @Suite("Rules service with a real catalog and Postgres")
@@ -76,7 +78,7 @@ struct RulesServiceTests {
                 _ = try await harness.catalog.unary(Catalog.importSeed, request: request, timeout: .seconds(60))
             }
             let config = Stb_Catalog_V1_GetConfigRequest()
-            var client = RPCClient.Configuration()
+            var client = RPCClient.Configuration.authenticated(.viewer)
             client.maxReceiveMessageSize = 64 * 1024 * 1024
             let reader = try RPCClient(host: harness.catalog.host, port: harness.catalog.port, configuration: client)
             let full = try await reader.unary(Catalog.getConfig, request: config, timeout: .seconds(30))
@@ -201,14 +203,14 @@ struct RulesServiceTests {
         }
     }
 
-    @Test("a change's events name the caller from stb-actor, anonymous without one")
+    @Test("a change's events name the caller its verified token names; stb-actor decides nothing")
     func changeActor() async throws {
         try await RulesHarness.with(seed: smallSeed) { harness in
             let created = try await harness.createRule("hdr-needs-4k", subject: "hdr", type: .requires, payload: #"{"requires": ["uhd_output"]}"#)
             var ref = Stb_Rules_V1_RuleRef()
             ref.ref = .id(created.id)
-            var metadata = Metadata()
-            metadata.addString("rules-tester", forKey: "stb-actor")
+            var metadata = Metadata.bearer(TestIdentity.token(.engineer, name: "rules-tester"))
+            metadata.addString("somebody-else", forKey: "stb-actor")
             _ = try await harness.rules.unary(Rules.deleteRule, request: ref, metadata: metadata)
             var request = Stb_Rules_V1_WatchRequest()
             request.after = "0:0"
@@ -221,7 +223,9 @@ struct RulesServiceTests {
                 return events
             }
             #expect(events.map(\.action) == [.created, .deleted])
-            #expect(events.map(\.actor) == ["anonymous", "rules-tester"])
+            #expect(events.map(\.actor) == ["tester", "rules-tester"])
+            let audit = try await harness.pools[1].query("SELECT actor, actor_id FROM audit_log ORDER BY id")
+            #expect(try audit.map { try $0.decode(String.self, String.self) }.map { "\($0.0) \($0.1)" } == ["tester user:tester", "rules-tester user:rules-tester"])
         }
     }
 }

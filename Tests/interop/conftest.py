@@ -27,6 +27,8 @@ from types import SimpleNamespace
 import grpc
 import pytest
 
+import auth_tokens
+
 REPO = Path(__file__).resolve().parents[2]
 PROTOS = REPO / "Protos"
 DEFAULT_BINARY = REPO / ".build-interop" / "debug" / "stb-echo-server"
@@ -410,6 +412,11 @@ class CatalogServer:
 
     def start(self, timeout: float = 60.0) -> "CatalogServer":
         env = os.environ.copy()
+        # Tokens are verified with the session's test key; the service calls its peers
+        # with a service account token (RULES_SERVICE_TOKEN, …).
+        env["STB_AUTH_KEYS_FILE"] = auth_tokens.JWKS_PATH
+        account = self.name.removesuffix("d")
+        env[f"{account.upper()}_SERVICE_TOKEN"] = auth_tokens.mint("service", account)
         env.update(self.env)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
@@ -458,7 +465,12 @@ class CatalogServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def channel(self, options=()) -> grpc.Channel:
+    def channel(self, options=(), token: str | None = None) -> grpc.Channel:
+        """A grpcio channel whose calls carry `token` (an admin's by default)."""
+        return auth_tokens.authenticated(self.raw_channel(options), token)
+
+    def raw_channel(self, options=()) -> grpc.Channel:
+        """A grpcio channel without a token."""
         return grpc.insecure_channel(self.addr, options=CHANNEL_OPTIONS + list(options))
 
     def log_tail(self, lines: int = 40) -> str:

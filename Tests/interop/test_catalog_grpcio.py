@@ -18,6 +18,8 @@ import uuid
 import grpc
 import pytest
 
+import auth_tokens
+
 from conftest import REPO
 
 pytestmark = pytest.mark.skipif(
@@ -26,7 +28,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 ACTOR = "pytest"
-METADATA = (("stb-actor", ACTOR),)
+# The verified caller is the token's; stb-actor decides nothing.
+METADATA = (("stb-actor", ACTOR),) + tuple(auth_tokens.metadata(auth_tokens.mint("admin", ACTOR)))
 TIMEOUT = 15
 DEMO_SEED = REPO / "services" / "catalog" / "seeds" / "demo.json"
 
@@ -185,6 +188,40 @@ def test_watch_from_the_config_cursor_sees_a_later_update(catalog, pb, demo_impo
         assert event.cursor and event.revision > 0
     finally:
         stream.cancel()
+
+
+def test_get_config_delta_after_one_change(catalog, pb, demo_imported):
+    """A stock client that keeps a copy asks for what changed since its revision."""
+    group = catalog.GetConfig(pb.GetConfigRequest(module_keys=["video"]),
+                              metadata=METADATA, timeout=TIMEOUT).modules[0].groups[0].group
+    key = f"it_delta_{uuid.uuid4().hex[:8]}"
+    catalog.CreateOption(pb.CreateOptionRequest(option=pb.Option(
+        module_key="video", group_key=group.key, key=key, name="Delta test",
+        type=pb.OPTION_TYPE_STRING, default_value="before")), metadata=METADATA, timeout=TIMEOUT)
+    base = catalog.GetConfig(pb.GetConfigRequest(), metadata=METADATA, timeout=TIMEOUT)
+    catalog.UpdateOption(pb.UpdateOptionRequest(ref=pb.OptionRef(key=key), default_value="after"),
+                         metadata=METADATA, timeout=TIMEOUT)
+
+    delta = catalog.GetConfig(pb.GetConfigRequest(known_revision=base.revision, accept_delta=True),
+                              metadata=METADATA, timeout=TIMEOUT)
+    assert delta.delta and not delta.unchanged
+    assert list(delta.modules) == []
+    assert delta.revision > base.revision and delta.cursor
+    assert delta.changes.base_revision == base.revision
+    assert [o.key for o in delta.changes.options] == [key]
+    assert delta.changes.options[0].default_value == "after"
+    assert delta.ByteSize() < base.ByteSize() // 10
+
+    # Without accept_delta (clients that predate deltas): the whole tree, as before.
+    full = catalog.GetConfig(pb.GetConfigRequest(known_revision=base.revision),
+                             metadata=METADATA, timeout=TIMEOUT)
+    assert not full.delta and not full.HasField("changes")
+    assert len(full.modules) == len(base.modules)
+
+    catalog.DeleteOption(pb.OptionRef(key=key), metadata=METADATA, timeout=TIMEOUT)
+    gone = catalog.GetConfig(pb.GetConfigRequest(known_revision=delta.revision, accept_delta=True),
+                             metadata=METADATA, timeout=TIMEOUT)
+    assert gone.delta and list(gone.changes.deleted_options) == [key]
 
 
 def stubs_action(pb, name):

@@ -28,6 +28,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+import auth_tokens
+
 from conftest import (CHANNEL_OPTIONS, HEALTH_SERVING, HOST, REPO, _free_port, health_status,
                       own_catalog_database)
 
@@ -45,7 +47,8 @@ pytestmark = [
 
 EDGE = REPO / "scripts" / "edge"
 ACTOR = "pytest-edge"
-METADATA = (("stb-actor", ACTOR),)
+# The verified caller is the token's; stb-actor decides nothing.
+METADATA = (("stb-actor", ACTOR),) + tuple(auth_tokens.metadata(auth_tokens.mint("admin", ACTOR)))
 TIMEOUT = 15
 DEMO_SEED = REPO / "services" / "catalog" / "seeds" / "demo.json"
 READY = b"edge listening on "

@@ -19,6 +19,8 @@ import time
 import grpc
 import pytest
 
+import auth_tokens
+
 from conftest import HEALTH_SERVING, REPO, health_status, own_catalog_database
 
 pytestmark = pytest.mark.skipif(
@@ -27,7 +29,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 ACTOR = "pytest-rules"
-METADATA = (("stb-actor", ACTOR),)
+# The verified caller is the token's; stb-actor decides nothing.
+METADATA = (("stb-actor", ACTOR),) + tuple(auth_tokens.metadata(auth_tokens.mint("admin", ACTOR)))
 TIMEOUT = 15
 DEMO_SEED = REPO / "services" / "catalog" / "seeds" / "demo.json"
 DEMO_RULE_KEYS = sorted(rule["key"] for rule in json.loads(DEMO_SEED.read_text())["rules"])

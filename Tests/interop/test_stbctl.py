@@ -26,12 +26,16 @@ from types import SimpleNamespace
 
 import pytest
 
+import auth_tokens
+
 pytestmark = pytest.mark.skipif(
     not os.environ.get("STB_CATALOGD_BIN"),
     reason="STB_CATALOGD_BIN is not set: these tests need a catalogd binary",
 )
 
 ACTOR = "stbctl-test"
+# stbctl presents this token (STB_TOKEN); the audit trail names its user.
+TOKEN = auth_tokens.mint("admin", ACTOR)
 CALL_TIMEOUT = 30  # seconds for one stbctl run
 WATCH_TIMEOUT = 20  # seconds to wait for an event on a watch
 
@@ -40,8 +44,10 @@ WATCH_TIMEOUT = 20  # seconds to wait for an event on a watch
 
 
 def stbctl(bin_path, addr: str, *args: str, actor: str = ACTOR, stdin: str | None = None):
-    """Runs stbctl against `addr`; returns the CompletedProcess (text, never raises on status)."""
+    """Runs stbctl against `addr` as `actor` (an admin's token naming them, STB_TOKEN);
+    returns the CompletedProcess (text, never raises on status)."""
     env = {k: v for k, v in os.environ.items() if k not in ("STB_CATALOG_ADDR", "STB_ACTOR")}
+    env["STB_TOKEN"] = TOKEN if actor == ACTOR else auth_tokens.mint("admin", actor)
     return subprocess.run(
         [str(bin_path), *args, "--addr", addr, "--actor", actor],
         input=stdin,
@@ -207,6 +213,7 @@ class LineReader:
 
 def start_watch(cli, *args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("STB_CATALOG_ADDR", "STB_ACTOR")}
+    env["STB_TOKEN"] = TOKEN
     return subprocess.Popen(
         [str(cli.bin), "watch", *args, "--addr", cli.addr],
         stdout=subprocess.PIPE,

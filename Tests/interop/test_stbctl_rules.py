@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+import auth_tokens
+
 from conftest import REPO, own_catalog_database
 
 pytestmark = pytest.mark.skipif(
@@ -24,6 +26,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 ACTOR = "stbctl-rules-test"
+# stbctl presents this token (STB_TOKEN); the audit trail names its user.
+TOKEN = auth_tokens.mint("admin", ACTOR)
 CALL_TIMEOUT = 30
 DEMO_SEED = REPO / "services" / "catalog" / "seeds" / "demo.json"
 DEMO_RULE_KEYS = sorted(rule["key"] for rule in json.loads(DEMO_SEED.read_text())["rules"])
@@ -39,6 +43,7 @@ def catalog_database():
 
 def run(bin_path, catalog_addr: str, rules_addr: str, *args: str, stdin: str | None = None):
     env = {k: v for k, v in os.environ.items() if k not in ("STB_CATALOG_ADDR", "STB_RULES_ADDR", "STB_ACTOR")}
+    env["STB_TOKEN"] = TOKEN
     return subprocess.run(
         [str(bin_path), *args, "--addr", catalog_addr, "--rules-addr", rules_addr, "--actor", ACTOR],
         input=stdin, capture_output=True, text=True, timeout=CALL_TIMEOUT, env=env,
@@ -236,6 +241,7 @@ def test_unreachable_rules_service(stbctl_bin, catalog_server):
 
 def test_rules_addr_from_environment(stbctl_bin, rules_server, with_rules):
     env = {k: v for k, v in os.environ.items() if k != "STB_ACTOR"}
+    env["STB_TOKEN"] = TOKEN
     env["STB_RULES_ADDR"] = rules_server.addr
     result = subprocess.run([str(stbctl_bin), "rules", "get", "video-bitrate-bound"],
                             capture_output=True, text=True, timeout=CALL_TIMEOUT, env=env)

@@ -408,6 +408,7 @@ extension ProtoFileDescriptor {
                 "stb.catalog.v1.UpdateTransitionRequest",
                 "stb.catalog.v1.GetConfigRequest",
                 "stb.catalog.v1.GetConfigResponse",
+                "stb.catalog.v1.ConfigDelta",
                 "stb.catalog.v1.ConfigModule",
                 "stb.catalog.v1.ConfigGroup",
                 "stb.catalog.v1.ImportSeedRequest",
@@ -552,10 +553,24 @@ extension ProtoFileDescriptor {
                 "stb.catalog.v1.UpdateTransitionRequest._meta_json",
                 "stb.catalog.v1.GetConfigRequest.module_keys",
                 "stb.catalog.v1.GetConfigRequest.known_revision",
+                "stb.catalog.v1.GetConfigRequest.accept_delta",
                 "stb.catalog.v1.GetConfigResponse.revision",
                 "stb.catalog.v1.GetConfigResponse.unchanged",
                 "stb.catalog.v1.GetConfigResponse.cursor",
                 "stb.catalog.v1.GetConfigResponse.modules",
+                "stb.catalog.v1.GetConfigResponse.delta",
+                "stb.catalog.v1.GetConfigResponse.changes",
+                "stb.catalog.v1.ConfigDelta.base_revision",
+                "stb.catalog.v1.ConfigDelta.modules",
+                "stb.catalog.v1.ConfigDelta.groups",
+                "stb.catalog.v1.ConfigDelta.options",
+                "stb.catalog.v1.ConfigDelta.states",
+                "stb.catalog.v1.ConfigDelta.transitions",
+                "stb.catalog.v1.ConfigDelta.deleted_modules",
+                "stb.catalog.v1.ConfigDelta.deleted_groups",
+                "stb.catalog.v1.ConfigDelta.deleted_options",
+                "stb.catalog.v1.ConfigDelta.deleted_states",
+                "stb.catalog.v1.ConfigDelta.deleted_transitions",
                 "stb.catalog.v1.ConfigModule.module",
                 "stb.catalog.v1.ConfigModule.groups",
                 "stb.catalog.v1.ConfigModule.states",
@@ -689,61 +704,69 @@ extension ProtoFileDescriptor {
             UgNyZWYSIAoJbWV0YV9qc29uGAIgASgJSABSCG1ldGFKc29uiAEBQgwKCl9tZXRhX2pzb24i5gEKF1VwZGF0ZVRyYW5zaXRpb25S
             ZXF1ZXN0Ei8KA3JlZhgBIAEoCzIdLnN0Yi5jYXRhbG9nLnYxLlRyYW5zaXRpb25SZWZSA3JlZhIeCgh0b19zdGF0ZRgCIAEoCUgA
             Ugd0b1N0YXRliAEBEioKDmNvbmRpdGlvbl9qc29uGAMgASgJSAFSDWNvbmRpdGlvbkpzb26IAQESIAoJbWV0YV9qc29uGAQgASgJ
-            SAJSCG1ldGFKc29uiAEBQgsKCV90b19zdGF0ZUIRCg9fY29uZGl0aW9uX2pzb25CDAoKX21ldGFfanNvbiJaChBHZXRDb25maWdS
+            SAJSCG1ldGFKc29uiAEBQgsKCV90b19zdGF0ZUIRCg9fY29uZGl0aW9uX2pzb25CDAoKX21ldGFfanNvbiJ9ChBHZXRDb25maWdS
             ZXF1ZXN0Eh8KC21vZHVsZV9rZXlzGAEgAygJUgptb2R1bGVLZXlzEiUKDmtub3duX3JldmlzaW9uGAIgASgEUg1rbm93blJldmlz
-            aW9uIp0BChFHZXRDb25maWdSZXNwb25zZRIaCghyZXZpc2lvbhgBIAEoBFIIcmV2aXNpb24SHAoJdW5jaGFuZ2VkGAIgASgIUgl1
-            bmNoYW5nZWQSFgoGY3Vyc29yGAMgASgJUgZjdXJzb3ISNgoHbW9kdWxlcxgEIAMoCzIcLnN0Yi5jYXRhbG9nLnYxLkNvbmZpZ01v
-            ZHVsZVIHbW9kdWxlcyLgAQoMQ29uZmlnTW9kdWxlEi4KBm1vZHVsZRgBIAEoCzIWLnN0Yi5jYXRhbG9nLnYxLk1vZHVsZVIGbW9k
-            dWxlEjMKBmdyb3VwcxgCIAMoCzIbLnN0Yi5jYXRhbG9nLnYxLkNvbmZpZ0dyb3VwUgZncm91cHMSLQoGc3RhdGVzGAMgAygLMhUu
-            c3RiLmNhdGFsb2cudjEuU3RhdGVSBnN0YXRlcxI8Cgt0cmFuc2l0aW9ucxgEIAMoCzIaLnN0Yi5jYXRhbG9nLnYxLlRyYW5zaXRp
-            b25SC3RyYW5zaXRpb25zImwKC0NvbmZpZ0dyb3VwEisKBWdyb3VwGAEgASgLMhUuc3RiLmNhdGFsb2cudjEuR3JvdXBSBWdyb3Vw
-            EjAKB29wdGlvbnMYAiADKAsyFi5zdGIuY2F0YWxvZy52MS5PcHRpb25SB29wdGlvbnMihAEKEUltcG9ydFNlZWRSZXF1ZXN0EiMK
-            DWRvY3VtZW50X2pzb24YASABKAlSDGRvY3VtZW50SnNvbhIXCgdkcnlfcnVuGAIgASgIUgZkcnlSdW4SFAoFcHJ1bmUYAyABKAhS
-            BXBydW5lEhsKCWZpbGVfbmFtZRgEIAEoCVIIZmlsZU5hbWUiNAoIUGxhbkl0ZW0SFgoGZW50aXR5GAEgASgJUgZlbnRpdHkSEAoD
-            a2V5GAIgASgJUgNrZXkixgEKCkltcG9ydFBsYW4SMgoHY3JlYXRlZBgBIAMoCzIYLnN0Yi5jYXRhbG9nLnYxLlBsYW5JdGVtUgdj
-            cmVhdGVkEjIKB3VwZGF0ZWQYAiADKAsyGC5zdGIuY2F0YWxvZy52MS5QbGFuSXRlbVIHdXBkYXRlZBIyCgdkZWxldGVkGAMgAygL
-            Mhguc3RiLmNhdGFsb2cudjEuUGxhbkl0ZW1SB2RlbGV0ZWQSHAoJdW5jaGFuZ2VkGAQgASgNUgl1bmNoYW5nZWQikwEKEkltcG9y
-            dFNlZWRSZXNwb25zZRIuCgRwbGFuGAEgASgLMhouc3RiLmNhdGFsb2cudjEuSW1wb3J0UGxhblIEcGxhbhIYCgdhcHBsaWVkGAIg
-            ASgIUgdhcHBsaWVkEhoKCHJldmlzaW9uGAMgASgEUghyZXZpc2lvbhIXCgdzZWVkX2lkGAQgASgDUgZzZWVkSWQiJAoMV2F0Y2hS
-            ZXF1ZXN0EhQKBWFmdGVyGAEgASgJUgVhZnRlciKAAgoLQ2hhbmdlRXZlbnQSFgoGY3Vyc29yGAEgASgJUgZjdXJzb3ISFgoGZW50
-            aXR5GAIgASgJUgZlbnRpdHkSEAoDa2V5GAMgASgJUgNrZXkSMwoGYWN0aW9uGAQgASgOMhsuc3RiLmNvbW1vbi52MS5DaGFuZ2VB
-            Y3Rpb25SBmFjdGlvbhIzCgVzdGF0ZRgFIAEoCzIdLnN0Yi5jYXRhbG9nLnYxLkNhdGFsb2dFbnRpdHlSBXN0YXRlEhQKBWFjdG9y
-            GAYgASgJUgVhY3RvchITCgVhdF9tcxgHIAEoA1IEYXRNcxIaCghyZXZpc2lvbhgIIAEoBFIIcmV2aXNpb24imQIKDUNhdGFsb2dF
-            bnRpdHkSMAoGbW9kdWxlGAEgASgLMhYuc3RiLmNhdGFsb2cudjEuTW9kdWxlSABSBm1vZHVsZRItCgVncm91cBgCIAEoCzIVLnN0
-            Yi5jYXRhbG9nLnYxLkdyb3VwSABSBWdyb3VwEjAKBm9wdGlvbhgDIAEoCzIWLnN0Yi5jYXRhbG9nLnYxLk9wdGlvbkgAUgZvcHRp
-            b24SLQoFc3RhdGUYBCABKAsyFS5zdGIuY2F0YWxvZy52MS5TdGF0ZUgAUgVzdGF0ZRI8Cgp0cmFuc2l0aW9uGAUgASgLMhouc3Ri
-            LmNhdGFsb2cudjEuVHJhbnNpdGlvbkgAUgp0cmFuc2l0aW9uQggKBmVudGl0eSqJAQoKT3B0aW9uVHlwZRIbChdPUFRJT05fVFlQ
-            RV9VTlNQRUNJRklFRBAAEhcKE09QVElPTl9UWVBFX0JPT0xFQU4QARIXChNPUFRJT05fVFlQRV9JTlRFR0VSEAISFgoST1BUSU9O
-            X1RZUEVfU1RSSU5HEAMSFAoQT1BUSU9OX1RZUEVfRU5VTRAEMtEQCgdDYXRhbG9nEksKDENyZWF0ZU1vZHVsZRIjLnN0Yi5jYXRh
-            bG9nLnYxLkNyZWF0ZU1vZHVsZVJlcXVlc3QaFi5zdGIuY2F0YWxvZy52MS5Nb2R1bGUSPgoJR2V0TW9kdWxlEhkuc3RiLmNhdGFs
-            b2cudjEuTW9kdWxlUmVmGhYuc3RiLmNhdGFsb2cudjEuTW9kdWxlElYKC0xpc3RNb2R1bGVzEiIuc3RiLmNhdGFsb2cudjEuTGlz
-            dE1vZHVsZXNSZXF1ZXN0GiMuc3RiLmNhdGFsb2cudjEuTGlzdE1vZHVsZXNSZXNwb25zZRJLCgxVcGRhdGVNb2R1bGUSIy5zdGIu
-            Y2F0YWxvZy52MS5VcGRhdGVNb2R1bGVSZXF1ZXN0GhYuc3RiLmNhdGFsb2cudjEuTW9kdWxlEj8KDERlbGV0ZU1vZHVsZRIZLnN0
-            Yi5jYXRhbG9nLnYxLk1vZHVsZVJlZhoULnN0Yi5jb21tb24udjEuRW1wdHkSSAoLQ3JlYXRlR3JvdXASIi5zdGIuY2F0YWxvZy52
-            MS5DcmVhdGVHcm91cFJlcXVlc3QaFS5zdGIuY2F0YWxvZy52MS5Hcm91cBI7CghHZXRHcm91cBIYLnN0Yi5jYXRhbG9nLnYxLkdy
-            b3VwUmVmGhUuc3RiLmNhdGFsb2cudjEuR3JvdXASUwoKTGlzdEdyb3VwcxIhLnN0Yi5jYXRhbG9nLnYxLkxpc3RHcm91cHNSZXF1
-            ZXN0GiIuc3RiLmNhdGFsb2cudjEuTGlzdEdyb3Vwc1Jlc3BvbnNlEkgKC1VwZGF0ZUdyb3VwEiIuc3RiLmNhdGFsb2cudjEuVXBk
-            YXRlR3JvdXBSZXF1ZXN0GhUuc3RiLmNhdGFsb2cudjEuR3JvdXASPQoLRGVsZXRlR3JvdXASGC5zdGIuY2F0YWxvZy52MS5Hcm91
-            cFJlZhoULnN0Yi5jb21tb24udjEuRW1wdHkSSwoMQ3JlYXRlT3B0aW9uEiMuc3RiLmNhdGFsb2cudjEuQ3JlYXRlT3B0aW9uUmVx
-            dWVzdBoWLnN0Yi5jYXRhbG9nLnYxLk9wdGlvbhI+CglHZXRPcHRpb24SGS5zdGIuY2F0YWxvZy52MS5PcHRpb25SZWYaFi5zdGIu
-            Y2F0YWxvZy52MS5PcHRpb24SVgoLTGlzdE9wdGlvbnMSIi5zdGIuY2F0YWxvZy52MS5MaXN0T3B0aW9uc1JlcXVlc3QaIy5zdGIu
-            Y2F0YWxvZy52MS5MaXN0T3B0aW9uc1Jlc3BvbnNlEksKDFVwZGF0ZU9wdGlvbhIjLnN0Yi5jYXRhbG9nLnYxLlVwZGF0ZU9wdGlv
-            blJlcXVlc3QaFi5zdGIuY2F0YWxvZy52MS5PcHRpb24SPwoMRGVsZXRlT3B0aW9uEhkuc3RiLmNhdGFsb2cudjEuT3B0aW9uUmVm
-            GhQuc3RiLmNvbW1vbi52MS5FbXB0eRJICgtDcmVhdGVTdGF0ZRIiLnN0Yi5jYXRhbG9nLnYxLkNyZWF0ZVN0YXRlUmVxdWVzdBoV
-            LnN0Yi5jYXRhbG9nLnYxLlN0YXRlEjsKCEdldFN0YXRlEhguc3RiLmNhdGFsb2cudjEuU3RhdGVSZWYaFS5zdGIuY2F0YWxvZy52
-            MS5TdGF0ZRJTCgpMaXN0U3RhdGVzEiEuc3RiLmNhdGFsb2cudjEuTGlzdFN0YXRlc1JlcXVlc3QaIi5zdGIuY2F0YWxvZy52MS5M
-            aXN0U3RhdGVzUmVzcG9uc2USSAoLVXBkYXRlU3RhdGUSIi5zdGIuY2F0YWxvZy52MS5VcGRhdGVTdGF0ZVJlcXVlc3QaFS5zdGIu
-            Y2F0YWxvZy52MS5TdGF0ZRI9CgtEZWxldGVTdGF0ZRIYLnN0Yi5jYXRhbG9nLnYxLlN0YXRlUmVmGhQuc3RiLmNvbW1vbi52MS5F
-            bXB0eRJXChBDcmVhdGVUcmFuc2l0aW9uEicuc3RiLmNhdGFsb2cudjEuQ3JlYXRlVHJhbnNpdGlvblJlcXVlc3QaGi5zdGIuY2F0
-            YWxvZy52MS5UcmFuc2l0aW9uEkoKDUdldFRyYW5zaXRpb24SHS5zdGIuY2F0YWxvZy52MS5UcmFuc2l0aW9uUmVmGhouc3RiLmNh
-            dGFsb2cudjEuVHJhbnNpdGlvbhJiCg9MaXN0VHJhbnNpdGlvbnMSJi5zdGIuY2F0YWxvZy52MS5MaXN0VHJhbnNpdGlvbnNSZXF1
-            ZXN0Gicuc3RiLmNhdGFsb2cudjEuTGlzdFRyYW5zaXRpb25zUmVzcG9uc2USVwoQVXBkYXRlVHJhbnNpdGlvbhInLnN0Yi5jYXRh
-            bG9nLnYxLlVwZGF0ZVRyYW5zaXRpb25SZXF1ZXN0Ghouc3RiLmNhdGFsb2cudjEuVHJhbnNpdGlvbhJHChBEZWxldGVUcmFuc2l0
-            aW9uEh0uc3RiLmNhdGFsb2cudjEuVHJhbnNpdGlvblJlZhoULnN0Yi5jb21tb24udjEuRW1wdHkSUAoJR2V0Q29uZmlnEiAuc3Ri
-            LmNhdGFsb2cudjEuR2V0Q29uZmlnUmVxdWVzdBohLnN0Yi5jYXRhbG9nLnYxLkdldENvbmZpZ1Jlc3BvbnNlElMKCkltcG9ydFNl
-            ZWQSIS5zdGIuY2F0YWxvZy52MS5JbXBvcnRTZWVkUmVxdWVzdBoiLnN0Yi5jYXRhbG9nLnYxLkltcG9ydFNlZWRSZXNwb25zZRJE
-            CgVXYXRjaBIcLnN0Yi5jYXRhbG9nLnYxLldhdGNoUmVxdWVzdBobLnN0Yi5jYXRhbG9nLnYxLkNoYW5nZUV2ZW50MAFiBnByb3Rv
-            Mw==
+            aW9uEiEKDGFjY2VwdF9kZWx0YRgDIAEoCFILYWNjZXB0RGVsdGEi6gEKEUdldENvbmZpZ1Jlc3BvbnNlEhoKCHJldmlzaW9uGAEg
+            ASgEUghyZXZpc2lvbhIcCgl1bmNoYW5nZWQYAiABKAhSCXVuY2hhbmdlZBIWCgZjdXJzb3IYAyABKAlSBmN1cnNvchI2Cgdtb2R1
+            bGVzGAQgAygLMhwuc3RiLmNhdGFsb2cudjEuQ29uZmlnTW9kdWxlUgdtb2R1bGVzEhQKBWRlbHRhGAUgASgIUgVkZWx0YRI1Cgdj
+            aGFuZ2VzGAYgASgLMhsuc3RiLmNhdGFsb2cudjEuQ29uZmlnRGVsdGFSB2NoYW5nZXMigwQKC0NvbmZpZ0RlbHRhEiMKDWJhc2Vf
+            cmV2aXNpb24YASABKARSDGJhc2VSZXZpc2lvbhIwCgdtb2R1bGVzGAIgAygLMhYuc3RiLmNhdGFsb2cudjEuTW9kdWxlUgdtb2R1
+            bGVzEi0KBmdyb3VwcxgDIAMoCzIVLnN0Yi5jYXRhbG9nLnYxLkdyb3VwUgZncm91cHMSMAoHb3B0aW9ucxgEIAMoCzIWLnN0Yi5j
+            YXRhbG9nLnYxLk9wdGlvblIHb3B0aW9ucxItCgZzdGF0ZXMYBSADKAsyFS5zdGIuY2F0YWxvZy52MS5TdGF0ZVIGc3RhdGVzEjwK
+            C3RyYW5zaXRpb25zGAYgAygLMhouc3RiLmNhdGFsb2cudjEuVHJhbnNpdGlvblILdHJhbnNpdGlvbnMSJwoPZGVsZXRlZF9tb2R1
+            bGVzGAcgAygJUg5kZWxldGVkTW9kdWxlcxIlCg5kZWxldGVkX2dyb3VwcxgIIAMoCVINZGVsZXRlZEdyb3VwcxInCg9kZWxldGVk
+            X29wdGlvbnMYCSADKAlSDmRlbGV0ZWRPcHRpb25zEiUKDmRlbGV0ZWRfc3RhdGVzGAogAygJUg1kZWxldGVkU3RhdGVzEi8KE2Rl
+            bGV0ZWRfdHJhbnNpdGlvbnMYCyADKAlSEmRlbGV0ZWRUcmFuc2l0aW9ucyLgAQoMQ29uZmlnTW9kdWxlEi4KBm1vZHVsZRgBIAEo
+            CzIWLnN0Yi5jYXRhbG9nLnYxLk1vZHVsZVIGbW9kdWxlEjMKBmdyb3VwcxgCIAMoCzIbLnN0Yi5jYXRhbG9nLnYxLkNvbmZpZ0dy
+            b3VwUgZncm91cHMSLQoGc3RhdGVzGAMgAygLMhUuc3RiLmNhdGFsb2cudjEuU3RhdGVSBnN0YXRlcxI8Cgt0cmFuc2l0aW9ucxgE
+            IAMoCzIaLnN0Yi5jYXRhbG9nLnYxLlRyYW5zaXRpb25SC3RyYW5zaXRpb25zImwKC0NvbmZpZ0dyb3VwEisKBWdyb3VwGAEgASgL
+            MhUuc3RiLmNhdGFsb2cudjEuR3JvdXBSBWdyb3VwEjAKB29wdGlvbnMYAiADKAsyFi5zdGIuY2F0YWxvZy52MS5PcHRpb25SB29w
+            dGlvbnMihAEKEUltcG9ydFNlZWRSZXF1ZXN0EiMKDWRvY3VtZW50X2pzb24YASABKAlSDGRvY3VtZW50SnNvbhIXCgdkcnlfcnVu
+            GAIgASgIUgZkcnlSdW4SFAoFcHJ1bmUYAyABKAhSBXBydW5lEhsKCWZpbGVfbmFtZRgEIAEoCVIIZmlsZU5hbWUiNAoIUGxhbkl0
+            ZW0SFgoGZW50aXR5GAEgASgJUgZlbnRpdHkSEAoDa2V5GAIgASgJUgNrZXkixgEKCkltcG9ydFBsYW4SMgoHY3JlYXRlZBgBIAMo
+            CzIYLnN0Yi5jYXRhbG9nLnYxLlBsYW5JdGVtUgdjcmVhdGVkEjIKB3VwZGF0ZWQYAiADKAsyGC5zdGIuY2F0YWxvZy52MS5QbGFu
+            SXRlbVIHdXBkYXRlZBIyCgdkZWxldGVkGAMgAygLMhguc3RiLmNhdGFsb2cudjEuUGxhbkl0ZW1SB2RlbGV0ZWQSHAoJdW5jaGFu
+            Z2VkGAQgASgNUgl1bmNoYW5nZWQikwEKEkltcG9ydFNlZWRSZXNwb25zZRIuCgRwbGFuGAEgASgLMhouc3RiLmNhdGFsb2cudjEu
+            SW1wb3J0UGxhblIEcGxhbhIYCgdhcHBsaWVkGAIgASgIUgdhcHBsaWVkEhoKCHJldmlzaW9uGAMgASgEUghyZXZpc2lvbhIXCgdz
+            ZWVkX2lkGAQgASgDUgZzZWVkSWQiJAoMV2F0Y2hSZXF1ZXN0EhQKBWFmdGVyGAEgASgJUgVhZnRlciKAAgoLQ2hhbmdlRXZlbnQS
+            FgoGY3Vyc29yGAEgASgJUgZjdXJzb3ISFgoGZW50aXR5GAIgASgJUgZlbnRpdHkSEAoDa2V5GAMgASgJUgNrZXkSMwoGYWN0aW9u
+            GAQgASgOMhsuc3RiLmNvbW1vbi52MS5DaGFuZ2VBY3Rpb25SBmFjdGlvbhIzCgVzdGF0ZRgFIAEoCzIdLnN0Yi5jYXRhbG9nLnYx
+            LkNhdGFsb2dFbnRpdHlSBXN0YXRlEhQKBWFjdG9yGAYgASgJUgVhY3RvchITCgVhdF9tcxgHIAEoA1IEYXRNcxIaCghyZXZpc2lv
+            bhgIIAEoBFIIcmV2aXNpb24imQIKDUNhdGFsb2dFbnRpdHkSMAoGbW9kdWxlGAEgASgLMhYuc3RiLmNhdGFsb2cudjEuTW9kdWxl
+            SABSBm1vZHVsZRItCgVncm91cBgCIAEoCzIVLnN0Yi5jYXRhbG9nLnYxLkdyb3VwSABSBWdyb3VwEjAKBm9wdGlvbhgDIAEoCzIW
+            LnN0Yi5jYXRhbG9nLnYxLk9wdGlvbkgAUgZvcHRpb24SLQoFc3RhdGUYBCABKAsyFS5zdGIuY2F0YWxvZy52MS5TdGF0ZUgAUgVz
+            dGF0ZRI8Cgp0cmFuc2l0aW9uGAUgASgLMhouc3RiLmNhdGFsb2cudjEuVHJhbnNpdGlvbkgAUgp0cmFuc2l0aW9uQggKBmVudGl0
+            eSqJAQoKT3B0aW9uVHlwZRIbChdPUFRJT05fVFlQRV9VTlNQRUNJRklFRBAAEhcKE09QVElPTl9UWVBFX0JPT0xFQU4QARIXChNP
+            UFRJT05fVFlQRV9JTlRFR0VSEAISFgoST1BUSU9OX1RZUEVfU1RSSU5HEAMSFAoQT1BUSU9OX1RZUEVfRU5VTRAEMtEQCgdDYXRh
+            bG9nEksKDENyZWF0ZU1vZHVsZRIjLnN0Yi5jYXRhbG9nLnYxLkNyZWF0ZU1vZHVsZVJlcXVlc3QaFi5zdGIuY2F0YWxvZy52MS5N
+            b2R1bGUSPgoJR2V0TW9kdWxlEhkuc3RiLmNhdGFsb2cudjEuTW9kdWxlUmVmGhYuc3RiLmNhdGFsb2cudjEuTW9kdWxlElYKC0xp
+            c3RNb2R1bGVzEiIuc3RiLmNhdGFsb2cudjEuTGlzdE1vZHVsZXNSZXF1ZXN0GiMuc3RiLmNhdGFsb2cudjEuTGlzdE1vZHVsZXNS
+            ZXNwb25zZRJLCgxVcGRhdGVNb2R1bGUSIy5zdGIuY2F0YWxvZy52MS5VcGRhdGVNb2R1bGVSZXF1ZXN0GhYuc3RiLmNhdGFsb2cu
+            djEuTW9kdWxlEj8KDERlbGV0ZU1vZHVsZRIZLnN0Yi5jYXRhbG9nLnYxLk1vZHVsZVJlZhoULnN0Yi5jb21tb24udjEuRW1wdHkS
+            SAoLQ3JlYXRlR3JvdXASIi5zdGIuY2F0YWxvZy52MS5DcmVhdGVHcm91cFJlcXVlc3QaFS5zdGIuY2F0YWxvZy52MS5Hcm91cBI7
+            CghHZXRHcm91cBIYLnN0Yi5jYXRhbG9nLnYxLkdyb3VwUmVmGhUuc3RiLmNhdGFsb2cudjEuR3JvdXASUwoKTGlzdEdyb3VwcxIh
+            LnN0Yi5jYXRhbG9nLnYxLkxpc3RHcm91cHNSZXF1ZXN0GiIuc3RiLmNhdGFsb2cudjEuTGlzdEdyb3Vwc1Jlc3BvbnNlEkgKC1Vw
+            ZGF0ZUdyb3VwEiIuc3RiLmNhdGFsb2cudjEuVXBkYXRlR3JvdXBSZXF1ZXN0GhUuc3RiLmNhdGFsb2cudjEuR3JvdXASPQoLRGVs
+            ZXRlR3JvdXASGC5zdGIuY2F0YWxvZy52MS5Hcm91cFJlZhoULnN0Yi5jb21tb24udjEuRW1wdHkSSwoMQ3JlYXRlT3B0aW9uEiMu
+            c3RiLmNhdGFsb2cudjEuQ3JlYXRlT3B0aW9uUmVxdWVzdBoWLnN0Yi5jYXRhbG9nLnYxLk9wdGlvbhI+CglHZXRPcHRpb24SGS5z
+            dGIuY2F0YWxvZy52MS5PcHRpb25SZWYaFi5zdGIuY2F0YWxvZy52MS5PcHRpb24SVgoLTGlzdE9wdGlvbnMSIi5zdGIuY2F0YWxv
+            Zy52MS5MaXN0T3B0aW9uc1JlcXVlc3QaIy5zdGIuY2F0YWxvZy52MS5MaXN0T3B0aW9uc1Jlc3BvbnNlEksKDFVwZGF0ZU9wdGlv
+            bhIjLnN0Yi5jYXRhbG9nLnYxLlVwZGF0ZU9wdGlvblJlcXVlc3QaFi5zdGIuY2F0YWxvZy52MS5PcHRpb24SPwoMRGVsZXRlT3B0
+            aW9uEhkuc3RiLmNhdGFsb2cudjEuT3B0aW9uUmVmGhQuc3RiLmNvbW1vbi52MS5FbXB0eRJICgtDcmVhdGVTdGF0ZRIiLnN0Yi5j
+            YXRhbG9nLnYxLkNyZWF0ZVN0YXRlUmVxdWVzdBoVLnN0Yi5jYXRhbG9nLnYxLlN0YXRlEjsKCEdldFN0YXRlEhguc3RiLmNhdGFs
+            b2cudjEuU3RhdGVSZWYaFS5zdGIuY2F0YWxvZy52MS5TdGF0ZRJTCgpMaXN0U3RhdGVzEiEuc3RiLmNhdGFsb2cudjEuTGlzdFN0
+            YXRlc1JlcXVlc3QaIi5zdGIuY2F0YWxvZy52MS5MaXN0U3RhdGVzUmVzcG9uc2USSAoLVXBkYXRlU3RhdGUSIi5zdGIuY2F0YWxv
+            Zy52MS5VcGRhdGVTdGF0ZVJlcXVlc3QaFS5zdGIuY2F0YWxvZy52MS5TdGF0ZRI9CgtEZWxldGVTdGF0ZRIYLnN0Yi5jYXRhbG9n
+            LnYxLlN0YXRlUmVmGhQuc3RiLmNvbW1vbi52MS5FbXB0eRJXChBDcmVhdGVUcmFuc2l0aW9uEicuc3RiLmNhdGFsb2cudjEuQ3Jl
+            YXRlVHJhbnNpdGlvblJlcXVlc3QaGi5zdGIuY2F0YWxvZy52MS5UcmFuc2l0aW9uEkoKDUdldFRyYW5zaXRpb24SHS5zdGIuY2F0
+            YWxvZy52MS5UcmFuc2l0aW9uUmVmGhouc3RiLmNhdGFsb2cudjEuVHJhbnNpdGlvbhJiCg9MaXN0VHJhbnNpdGlvbnMSJi5zdGIu
+            Y2F0YWxvZy52MS5MaXN0VHJhbnNpdGlvbnNSZXF1ZXN0Gicuc3RiLmNhdGFsb2cudjEuTGlzdFRyYW5zaXRpb25zUmVzcG9uc2US
+            VwoQVXBkYXRlVHJhbnNpdGlvbhInLnN0Yi5jYXRhbG9nLnYxLlVwZGF0ZVRyYW5zaXRpb25SZXF1ZXN0Ghouc3RiLmNhdGFsb2cu
+            djEuVHJhbnNpdGlvbhJHChBEZWxldGVUcmFuc2l0aW9uEh0uc3RiLmNhdGFsb2cudjEuVHJhbnNpdGlvblJlZhoULnN0Yi5jb21t
+            b24udjEuRW1wdHkSUAoJR2V0Q29uZmlnEiAuc3RiLmNhdGFsb2cudjEuR2V0Q29uZmlnUmVxdWVzdBohLnN0Yi5jYXRhbG9nLnYx
+            LkdldENvbmZpZ1Jlc3BvbnNlElMKCkltcG9ydFNlZWQSIS5zdGIuY2F0YWxvZy52MS5JbXBvcnRTZWVkUmVxdWVzdBoiLnN0Yi5j
+            YXRhbG9nLnYxLkltcG9ydFNlZWRSZXNwb25zZRJECgVXYXRjaBIcLnN0Yi5jYXRhbG9nLnYxLldhdGNoUmVxdWVzdBobLnN0Yi5j
+            YXRhbG9nLnYxLkNoYW5nZUV2ZW50MAFiBnByb3RvMw==
             """
         ),
         ProtoFileDescriptor(
@@ -806,6 +829,7 @@ extension ProtoFileDescriptor {
                 "stb.gateway.v1.ServiceLoginRequest.secret",
                 "stb.gateway.v1.ChangePasswordRequest.current_password",
                 "stb.gateway.v1.ChangePasswordRequest.new_password",
+                "stb.gateway.v1.ChangePasswordRequest.refresh_token",
                 "stb.gateway.v1.CreateUserRequest.username",
                 "stb.gateway.v1.CreateUserRequest.display_name",
                 "stb.gateway.v1.CreateUserRequest.email",
@@ -877,40 +901,40 @@ extension ProtoFileDescriptor {
             ZXF1ZXN0InQKCkpzb25XZWJLZXkSEAoDa3R5GAEgASgJUgNrdHkSEAoDY3J2GAIgASgJUgNjcnYSDAoBeBgDIAEoCVIBeBIQCgNr
             aWQYBCABKAlSA2tpZBIQCgN1c2UYBSABKAlSA3VzZRIQCgNhbGcYBiABKAlSA2FsZyJBCg9HZXRLZXlzUmVzcG9uc2USLgoEa2V5
             cxgBIAMoCzIaLnN0Yi5nYXRld2F5LnYxLkpzb25XZWJLZXlSBGtleXMiRwoTU2VydmljZUxvZ2luUmVxdWVzdBIYCgdzZXJ2aWNl
-            GAEgASgJUgdzZXJ2aWNlEhYKBnNlY3JldBgCIAEoCVIGc2VjcmV0ImUKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIpChBjdXJyZW50
-            X3Bhc3N3b3JkGAEgASgJUg9jdXJyZW50UGFzc3dvcmQSIQoMbmV3X3Bhc3N3b3JkGAIgASgJUgtuZXdQYXNzd29yZCIYChZDaGFu
-            Z2VQYXNzd29yZFJlc3BvbnNlIq4BChFDcmVhdGVVc2VyUmVxdWVzdBIaCgh1c2VybmFtZRgBIAEoCVIIdXNlcm5hbWUSIQoMZGlz
-            cGxheV9uYW1lGAIgASgJUgtkaXNwbGF5TmFtZRIUCgVlbWFpbBgDIAEoCVIFZW1haWwSKAoEcm9sZRgEIAEoDjIULnN0Yi5nYXRl
-            d2F5LnYxLlJvbGVSBHJvbGUSGgoIcGFzc3dvcmQYBSABKAlSCHBhc3N3b3JkIkIKEExpc3RVc2Vyc1JlcXVlc3QSLgoEcGFnZRgB
-            IAEoCzIaLnN0Yi5jb21tb24udjEuUGFnZVJlcXVlc3RSBHBhZ2UibAoRTGlzdFVzZXJzUmVzcG9uc2USKgoFdXNlcnMYASADKAsy
-            FC5zdGIuZ2F0ZXdheS52MS5Vc2VyUgV1c2VycxIrCgRwYWdlGAIgASgLMhcuc3RiLmNvbW1vbi52MS5QYWdlSW5mb1IEcGFnZSLo
-            AQoRVXBkYXRlVXNlclJlcXVlc3QSEgoEdXNlchgBIAEoCVIEdXNlchImCgxkaXNwbGF5X25hbWUYAiABKAlIAFILZGlzcGxheU5h
-            bWWIAQESGQoFZW1haWwYAyABKAlIAVIFZW1haWyIAQESLQoEcm9sZRgEIAEoDjIULnN0Yi5nYXRld2F5LnYxLlJvbGVIAlIEcm9s
-            ZYgBARIdCgdlbmFibGVkGAUgASgISANSB2VuYWJsZWSIAQFCDwoNX2Rpc3BsYXlfbmFtZUIICgZfZW1haWxCBwoFX3JvbGVCCgoI
-            X2VuYWJsZWQiSwoSU2V0UGFzc3dvcmRSZXF1ZXN0EhIKBHVzZXIYASABKAlSBHVzZXISIQoMbmV3X3Bhc3N3b3JkGAIgASgJUgtu
-            ZXdQYXNzd29yZCIVChNTZXRQYXNzd29yZFJlc3BvbnNlIigKEkRpc2FibGVVc2VyUmVxdWVzdBISCgR1c2VyGAEgASgJUgR1c2Vy
-            IlkKE0xpc3RBY3Rpdml0eVJlcXVlc3QSEgoEdXNlchgBIAEoCVIEdXNlchIuCgRwYWdlGAIgASgLMhouc3RiLmNvbW1vbi52MS5Q
-            YWdlUmVxdWVzdFIEcGFnZSLnAQoIQWN0aXZpdHkSDgoCaWQYASABKANSAmlkEhIKBGtpbmQYAiABKAlSBGtpbmQSFwoHdXNlcl9p
-            ZBgDIAEoCVIGdXNlcklkEhoKCHVzZXJuYW1lGAQgASgJUgh1c2VybmFtZRISCgRwZWVyGAUgASgJUgRwZWVyEh0KCnVzZXJfYWdl
-            bnQYBiABKAlSCXVzZXJBZ2VudBIZCghhY3Rvcl9pZBgHIAEoCVIHYWN0b3JJZBIfCgtkZXRhaWxfanNvbhgIIAEoCVIKZGV0YWls
-            SnNvbhITCgVhdF9tcxgJIAEoA1IEYXRNcyJ9ChRMaXN0QWN0aXZpdHlSZXNwb25zZRI4CgphY3Rpdml0aWVzGAEgAygLMhguc3Ri
-            LmdhdGV3YXkudjEuQWN0aXZpdHlSCmFjdGl2aXRpZXMSKwoEcGFnZRgCIAEoCzIXLnN0Yi5jb21tb24udjEuUGFnZUluZm9SBHBh
-            Z2UqdQoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDwoLUk9MRV9WSUVXRVIQARIRCg1ST0xFX09QRVJBVE9SEAISEQoNUk9M
-            RV9FTkdJTkVFUhADEg4KClJPTEVfQURNSU4QBBIQCgxST0xFX1NFUlZJQ0UQBTL7BwoEQXV0aBJECgVMb2dpbhIcLnN0Yi5nYXRl
-            d2F5LnYxLkxvZ2luUmVxdWVzdBodLnN0Yi5nYXRld2F5LnYxLkxvZ2luUmVzcG9uc2USSAoHUmVmcmVzaBIeLnN0Yi5nYXRld2F5
-            LnYxLlJlZnJlc2hSZXF1ZXN0Gh0uc3RiLmdhdGV3YXkudjEuTG9naW5SZXNwb25zZRJHCgZMb2dvdXQSHS5zdGIuZ2F0ZXdheS52
-            MS5Mb2dvdXRSZXF1ZXN0Gh4uc3RiLmdhdGV3YXkudjEuTG9nb3V0UmVzcG9uc2USPQoGV2hvQW1JEh0uc3RiLmdhdGV3YXkudjEu
-            V2hvQW1JUmVxdWVzdBoULnN0Yi5nYXRld2F5LnYxLlVzZXISSgoHR2V0S2V5cxIeLnN0Yi5nYXRld2F5LnYxLkdldEtleXNSZXF1
-            ZXN0Gh8uc3RiLmdhdGV3YXkudjEuR2V0S2V5c1Jlc3BvbnNlElIKDFNlcnZpY2VMb2dpbhIjLnN0Yi5nYXRld2F5LnYxLlNlcnZp
-            Y2VMb2dpblJlcXVlc3QaHS5zdGIuZ2F0ZXdheS52MS5Mb2dpblJlc3BvbnNlEl8KDkNoYW5nZVBhc3N3b3JkEiUuc3RiLmdhdGV3
-            YXkudjEuQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0GiYuc3RiLmdhdGV3YXkudjEuQ2hhbmdlUGFzc3dvcmRSZXNwb25zZRJFCgpDcmVh
-            dGVVc2VyEiEuc3RiLmdhdGV3YXkudjEuQ3JlYXRlVXNlclJlcXVlc3QaFC5zdGIuZ2F0ZXdheS52MS5Vc2VyElAKCUxpc3RVc2Vy
-            cxIgLnN0Yi5nYXRld2F5LnYxLkxpc3RVc2Vyc1JlcXVlc3QaIS5zdGIuZ2F0ZXdheS52MS5MaXN0VXNlcnNSZXNwb25zZRJFCgpV
-            cGRhdGVVc2VyEiEuc3RiLmdhdGV3YXkudjEuVXBkYXRlVXNlclJlcXVlc3QaFC5zdGIuZ2F0ZXdheS52MS5Vc2VyElYKC1NldFBh
-            c3N3b3JkEiIuc3RiLmdhdGV3YXkudjEuU2V0UGFzc3dvcmRSZXF1ZXN0GiMuc3RiLmdhdGV3YXkudjEuU2V0UGFzc3dvcmRSZXNw
-            b25zZRJHCgtEaXNhYmxlVXNlchIiLnN0Yi5nYXRld2F5LnYxLkRpc2FibGVVc2VyUmVxdWVzdBoULnN0Yi5nYXRld2F5LnYxLlVz
-            ZXISWQoMTGlzdEFjdGl2aXR5EiMuc3RiLmdhdGV3YXkudjEuTGlzdEFjdGl2aXR5UmVxdWVzdBokLnN0Yi5nYXRld2F5LnYxLkxp
-            c3RBY3Rpdml0eVJlc3BvbnNlYgZwcm90bzM=
+            GAEgASgJUgdzZXJ2aWNlEhYKBnNlY3JldBgCIAEoCVIGc2VjcmV0IooBChVDaGFuZ2VQYXNzd29yZFJlcXVlc3QSKQoQY3VycmVu
+            dF9wYXNzd29yZBgBIAEoCVIPY3VycmVudFBhc3N3b3JkEiEKDG5ld19wYXNzd29yZBgCIAEoCVILbmV3UGFzc3dvcmQSIwoNcmVm
+            cmVzaF90b2tlbhgDIAEoCVIMcmVmcmVzaFRva2VuIhgKFkNoYW5nZVBhc3N3b3JkUmVzcG9uc2UirgEKEUNyZWF0ZVVzZXJSZXF1
+            ZXN0EhoKCHVzZXJuYW1lGAEgASgJUgh1c2VybmFtZRIhCgxkaXNwbGF5X25hbWUYAiABKAlSC2Rpc3BsYXlOYW1lEhQKBWVtYWls
+            GAMgASgJUgVlbWFpbBIoCgRyb2xlGAQgASgOMhQuc3RiLmdhdGV3YXkudjEuUm9sZVIEcm9sZRIaCghwYXNzd29yZBgFIAEoCVII
+            cGFzc3dvcmQiQgoQTGlzdFVzZXJzUmVxdWVzdBIuCgRwYWdlGAEgASgLMhouc3RiLmNvbW1vbi52MS5QYWdlUmVxdWVzdFIEcGFn
+            ZSJsChFMaXN0VXNlcnNSZXNwb25zZRIqCgV1c2VycxgBIAMoCzIULnN0Yi5nYXRld2F5LnYxLlVzZXJSBXVzZXJzEisKBHBhZ2UY
+            AiABKAsyFy5zdGIuY29tbW9uLnYxLlBhZ2VJbmZvUgRwYWdlIugBChFVcGRhdGVVc2VyUmVxdWVzdBISCgR1c2VyGAEgASgJUgR1
+            c2VyEiYKDGRpc3BsYXlfbmFtZRgCIAEoCUgAUgtkaXNwbGF5TmFtZYgBARIZCgVlbWFpbBgDIAEoCUgBUgVlbWFpbIgBARItCgRy
+            b2xlGAQgASgOMhQuc3RiLmdhdGV3YXkudjEuUm9sZUgCUgRyb2xliAEBEh0KB2VuYWJsZWQYBSABKAhIA1IHZW5hYmxlZIgBAUIP
+            Cg1fZGlzcGxheV9uYW1lQggKBl9lbWFpbEIHCgVfcm9sZUIKCghfZW5hYmxlZCJLChJTZXRQYXNzd29yZFJlcXVlc3QSEgoEdXNl
+            chgBIAEoCVIEdXNlchIhCgxuZXdfcGFzc3dvcmQYAiABKAlSC25ld1Bhc3N3b3JkIhUKE1NldFBhc3N3b3JkUmVzcG9uc2UiKAoS
+            RGlzYWJsZVVzZXJSZXF1ZXN0EhIKBHVzZXIYASABKAlSBHVzZXIiWQoTTGlzdEFjdGl2aXR5UmVxdWVzdBISCgR1c2VyGAEgASgJ
+            UgR1c2VyEi4KBHBhZ2UYAiABKAsyGi5zdGIuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0UgRwYWdlIucBCghBY3Rpdml0eRIOCgJpZBgB
+            IAEoA1ICaWQSEgoEa2luZBgCIAEoCVIEa2luZBIXCgd1c2VyX2lkGAMgASgJUgZ1c2VySWQSGgoIdXNlcm5hbWUYBCABKAlSCHVz
+            ZXJuYW1lEhIKBHBlZXIYBSABKAlSBHBlZXISHQoKdXNlcl9hZ2VudBgGIAEoCVIJdXNlckFnZW50EhkKCGFjdG9yX2lkGAcgASgJ
+            UgdhY3RvcklkEh8KC2RldGFpbF9qc29uGAggASgJUgpkZXRhaWxKc29uEhMKBWF0X21zGAkgASgDUgRhdE1zIn0KFExpc3RBY3Rp
+            dml0eVJlc3BvbnNlEjgKCmFjdGl2aXRpZXMYASADKAsyGC5zdGIuZ2F0ZXdheS52MS5BY3Rpdml0eVIKYWN0aXZpdGllcxIrCgRw
+            YWdlGAIgASgLMhcuc3RiLmNvbW1vbi52MS5QYWdlSW5mb1IEcGFnZSp1CgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIPCgtS
+            T0xFX1ZJRVdFUhABEhEKDVJPTEVfT1BFUkFUT1IQAhIRCg1ST0xFX0VOR0lORUVSEAMSDgoKUk9MRV9BRE1JThAEEhAKDFJPTEVf
+            U0VSVklDRRAFMvsHCgRBdXRoEkQKBUxvZ2luEhwuc3RiLmdhdGV3YXkudjEuTG9naW5SZXF1ZXN0Gh0uc3RiLmdhdGV3YXkudjEu
+            TG9naW5SZXNwb25zZRJICgdSZWZyZXNoEh4uc3RiLmdhdGV3YXkudjEuUmVmcmVzaFJlcXVlc3QaHS5zdGIuZ2F0ZXdheS52MS5M
+            b2dpblJlc3BvbnNlEkcKBkxvZ291dBIdLnN0Yi5nYXRld2F5LnYxLkxvZ291dFJlcXVlc3QaHi5zdGIuZ2F0ZXdheS52MS5Mb2dv
+            dXRSZXNwb25zZRI9CgZXaG9BbUkSHS5zdGIuZ2F0ZXdheS52MS5XaG9BbUlSZXF1ZXN0GhQuc3RiLmdhdGV3YXkudjEuVXNlchJK
+            CgdHZXRLZXlzEh4uc3RiLmdhdGV3YXkudjEuR2V0S2V5c1JlcXVlc3QaHy5zdGIuZ2F0ZXdheS52MS5HZXRLZXlzUmVzcG9uc2US
+            UgoMU2VydmljZUxvZ2luEiMuc3RiLmdhdGV3YXkudjEuU2VydmljZUxvZ2luUmVxdWVzdBodLnN0Yi5nYXRld2F5LnYxLkxvZ2lu
+            UmVzcG9uc2USXwoOQ2hhbmdlUGFzc3dvcmQSJS5zdGIuZ2F0ZXdheS52MS5DaGFuZ2VQYXNzd29yZFJlcXVlc3QaJi5zdGIuZ2F0
+            ZXdheS52MS5DaGFuZ2VQYXNzd29yZFJlc3BvbnNlEkUKCkNyZWF0ZVVzZXISIS5zdGIuZ2F0ZXdheS52MS5DcmVhdGVVc2VyUmVx
+            dWVzdBoULnN0Yi5nYXRld2F5LnYxLlVzZXISUAoJTGlzdFVzZXJzEiAuc3RiLmdhdGV3YXkudjEuTGlzdFVzZXJzUmVxdWVzdBoh
+            LnN0Yi5nYXRld2F5LnYxLkxpc3RVc2Vyc1Jlc3BvbnNlEkUKClVwZGF0ZVVzZXISIS5zdGIuZ2F0ZXdheS52MS5VcGRhdGVVc2Vy
+            UmVxdWVzdBoULnN0Yi5nYXRld2F5LnYxLlVzZXISVgoLU2V0UGFzc3dvcmQSIi5zdGIuZ2F0ZXdheS52MS5TZXRQYXNzd29yZFJl
+            cXVlc3QaIy5zdGIuZ2F0ZXdheS52MS5TZXRQYXNzd29yZFJlc3BvbnNlEkcKC0Rpc2FibGVVc2VyEiIuc3RiLmdhdGV3YXkudjEu
+            RGlzYWJsZVVzZXJSZXF1ZXN0GhQuc3RiLmdhdGV3YXkudjEuVXNlchJZCgxMaXN0QWN0aXZpdHkSIy5zdGIuZ2F0ZXdheS52MS5M
+            aXN0QWN0aXZpdHlSZXF1ZXN0GiQuc3RiLmdhdGV3YXkudjEuTGlzdEFjdGl2aXR5UmVzcG9uc2ViBnByb3RvMw==
             """
         ),
         ProtoFileDescriptor(

@@ -13,6 +13,9 @@ public final class RPCClient: Sendable {
         public var maxReceiveMessageSize = 4 * 1024 * 1024
         /// Deadline applied to calls that pass none; nil for none.
         public var defaultTimeout: Duration?
+        /// Added to every call's metadata (an access token), unless the call carries its own
+        /// `authorization`.
+        public var credentials: (any CallCredentials)?
 
         public init() {}
     }
@@ -154,6 +157,10 @@ public final class RPCClient: Sendable {
 
     private func start(path: String, metadata: Metadata, timeout: Duration?, request: [UInt8]?) async throws -> ClientCall {
         let timeout = timeout ?? configuration.defaultTimeout
+        var metadata = metadata
+        if let credentials = configuration.credentials, metadata.firstString(forKey: Metadata.authorizationKey) == nil {
+            metadata.add(contentsOf: try await credentials.metadata())
+        }
         let credit = CreditBox()
         let call = ClientCall(
             loop: loop, path: path, metadata: metadata, timeoutNanos: timeout.map(\.nanoseconds),

@@ -63,7 +63,7 @@ extension GlobalOptions {
         } catch {
             throw CommandFailure("cannot start the RPC client: \(error)")
         }
-        var metadata = Metadata()
+        var metadata = try await sessionMetadata(timeout: callTimeout)
         metadata.addString(resolvedActor, forKey: "stb-actor")
         let session = CatalogSession(client: client, metadata: metadata, timeout: callTimeout, serviceName: name)
         do {

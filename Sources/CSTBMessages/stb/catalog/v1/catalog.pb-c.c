@@ -1447,6 +1447,51 @@ void   stb__catalog__v1__get_config_response__free_unpacked
   assert(message->base.descriptor == &stb__catalog__v1__get_config_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   stb__catalog__v1__config_delta__init
+                     (Stb__Catalog__V1__ConfigDelta         *message)
+{
+  static const Stb__Catalog__V1__ConfigDelta init_value = STB__CATALOG__V1__CONFIG_DELTA__INIT;
+  *message = init_value;
+}
+size_t stb__catalog__v1__config_delta__get_packed_size
+                     (const Stb__Catalog__V1__ConfigDelta *message)
+{
+  assert(message->base.descriptor == &stb__catalog__v1__config_delta__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t stb__catalog__v1__config_delta__pack
+                     (const Stb__Catalog__V1__ConfigDelta *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &stb__catalog__v1__config_delta__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t stb__catalog__v1__config_delta__pack_to_buffer
+                     (const Stb__Catalog__V1__ConfigDelta *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &stb__catalog__v1__config_delta__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Stb__Catalog__V1__ConfigDelta *
+       stb__catalog__v1__config_delta__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Stb__Catalog__V1__ConfigDelta *)
+     protobuf_c_message_unpack (&stb__catalog__v1__config_delta__descriptor,
+                                allocator, len, data);
+}
+void   stb__catalog__v1__config_delta__free_unpacked
+                     (Stb__Catalog__V1__ConfigDelta *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &stb__catalog__v1__config_delta__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   stb__catalog__v1__config_module__init
                      (Stb__Catalog__V1__ConfigModule         *message)
 {
@@ -3993,7 +4038,7 @@ const ProtobufCMessageDescriptor stb__catalog__v1__update_transition_request__de
   (ProtobufCMessageInit) stb__catalog__v1__update_transition_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor stb__catalog__v1__get_config_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor stb__catalog__v1__get_config_request__field_descriptors[3] =
 {
   {
     "module_keys",
@@ -4019,15 +4064,28 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__get_config_request__fiel
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "accept_delta",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Catalog__V1__GetConfigRequest, accept_delta),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned stb__catalog__v1__get_config_request__field_indices_by_name[] = {
+  2,   /* field[2] = accept_delta */
   1,   /* field[1] = known_revision */
   0,   /* field[0] = module_keys */
 };
 static const ProtobufCIntRange stb__catalog__v1__get_config_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor stb__catalog__v1__get_config_request__descriptor =
 {
@@ -4037,14 +4095,14 @@ const ProtobufCMessageDescriptor stb__catalog__v1__get_config_request__descripto
   "Stb__Catalog__V1__GetConfigRequest",
   "stb.catalog.v1",
   sizeof(Stb__Catalog__V1__GetConfigRequest),
-  2,
+  3,
   stb__catalog__v1__get_config_request__field_descriptors,
   stb__catalog__v1__get_config_request__field_indices_by_name,
   1,  stb__catalog__v1__get_config_request__number_ranges,
   (ProtobufCMessageInit) stb__catalog__v1__get_config_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor stb__catalog__v1__get_config_response__field_descriptors[4] =
+static const ProtobufCFieldDescriptor stb__catalog__v1__get_config_response__field_descriptors[6] =
 {
   {
     "revision",
@@ -4094,9 +4152,35 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__get_config_response__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "delta",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Catalog__V1__GetConfigResponse, delta),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "changes",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Catalog__V1__GetConfigResponse, changes),
+    &stb__catalog__v1__config_delta__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned stb__catalog__v1__get_config_response__field_indices_by_name[] = {
+  5,   /* field[5] = changes */
   2,   /* field[2] = cursor */
+  4,   /* field[4] = delta */
   3,   /* field[3] = modules */
   0,   /* field[0] = revision */
   1,   /* field[1] = unchanged */
@@ -4104,7 +4188,7 @@ static const unsigned stb__catalog__v1__get_config_response__field_indices_by_na
 static const ProtobufCIntRange stb__catalog__v1__get_config_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor stb__catalog__v1__get_config_response__descriptor =
 {
@@ -4114,11 +4198,179 @@ const ProtobufCMessageDescriptor stb__catalog__v1__get_config_response__descript
   "Stb__Catalog__V1__GetConfigResponse",
   "stb.catalog.v1",
   sizeof(Stb__Catalog__V1__GetConfigResponse),
-  4,
+  6,
   stb__catalog__v1__get_config_response__field_descriptors,
   stb__catalog__v1__get_config_response__field_indices_by_name,
   1,  stb__catalog__v1__get_config_response__number_ranges,
   (ProtobufCMessageInit) stb__catalog__v1__get_config_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor stb__catalog__v1__config_delta__field_descriptors[11] =
+{
+  {
+    "base_revision",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Catalog__V1__ConfigDelta, base_revision),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "modules",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Stb__Catalog__V1__ConfigDelta, n_modules),
+    offsetof(Stb__Catalog__V1__ConfigDelta, modules),
+    &stb__catalog__v1__module__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "groups",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Stb__Catalog__V1__ConfigDelta, n_groups),
+    offsetof(Stb__Catalog__V1__ConfigDelta, groups),
+    &stb__catalog__v1__group__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "options",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Stb__Catalog__V1__ConfigDelta, n_options),
+    offsetof(Stb__Catalog__V1__ConfigDelta, options),
+    &stb__catalog__v1__option__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "states",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Stb__Catalog__V1__ConfigDelta, n_states),
+    offsetof(Stb__Catalog__V1__ConfigDelta, states),
+    &stb__catalog__v1__state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "transitions",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Stb__Catalog__V1__ConfigDelta, n_transitions),
+    offsetof(Stb__Catalog__V1__ConfigDelta, transitions),
+    &stb__catalog__v1__transition__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "deleted_modules",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Stb__Catalog__V1__ConfigDelta, n_deleted_modules),
+    offsetof(Stb__Catalog__V1__ConfigDelta, deleted_modules),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "deleted_groups",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Stb__Catalog__V1__ConfigDelta, n_deleted_groups),
+    offsetof(Stb__Catalog__V1__ConfigDelta, deleted_groups),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "deleted_options",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Stb__Catalog__V1__ConfigDelta, n_deleted_options),
+    offsetof(Stb__Catalog__V1__ConfigDelta, deleted_options),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "deleted_states",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Stb__Catalog__V1__ConfigDelta, n_deleted_states),
+    offsetof(Stb__Catalog__V1__ConfigDelta, deleted_states),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "deleted_transitions",
+    11,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Stb__Catalog__V1__ConfigDelta, n_deleted_transitions),
+    offsetof(Stb__Catalog__V1__ConfigDelta, deleted_transitions),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned stb__catalog__v1__config_delta__field_indices_by_name[] = {
+  0,   /* field[0] = base_revision */
+  7,   /* field[7] = deleted_groups */
+  6,   /* field[6] = deleted_modules */
+  8,   /* field[8] = deleted_options */
+  9,   /* field[9] = deleted_states */
+  10,   /* field[10] = deleted_transitions */
+  2,   /* field[2] = groups */
+  1,   /* field[1] = modules */
+  3,   /* field[3] = options */
+  4,   /* field[4] = states */
+  5,   /* field[5] = transitions */
+};
+static const ProtobufCIntRange stb__catalog__v1__config_delta__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor stb__catalog__v1__config_delta__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "stb.catalog.v1.ConfigDelta",
+  "ConfigDelta",
+  "Stb__Catalog__V1__ConfigDelta",
+  "stb.catalog.v1",
+  sizeof(Stb__Catalog__V1__ConfigDelta),
+  11,
+  stb__catalog__v1__config_delta__field_descriptors,
+  stb__catalog__v1__config_delta__field_indices_by_name,
+  1,  stb__catalog__v1__config_delta__number_ranges,
+  (ProtobufCMessageInit) stb__catalog__v1__config_delta__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor stb__catalog__v1__config_module__field_descriptors[4] =

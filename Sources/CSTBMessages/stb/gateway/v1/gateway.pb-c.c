@@ -1647,7 +1647,7 @@ const ProtobufCMessageDescriptor stb__gateway__v1__service_login_request__descri
   (ProtobufCMessageInit) stb__gateway__v1__service_login_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor stb__gateway__v1__change_password_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor stb__gateway__v1__change_password_request__field_descriptors[3] =
 {
   {
     "current_password",
@@ -1673,15 +1673,28 @@ static const ProtobufCFieldDescriptor stb__gateway__v1__change_password_request_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "refresh_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Gateway__V1__ChangePasswordRequest, refresh_token),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned stb__gateway__v1__change_password_request__field_indices_by_name[] = {
   0,   /* field[0] = current_password */
   1,   /* field[1] = new_password */
+  2,   /* field[2] = refresh_token */
 };
 static const ProtobufCIntRange stb__gateway__v1__change_password_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor stb__gateway__v1__change_password_request__descriptor =
 {
@@ -1691,7 +1704,7 @@ const ProtobufCMessageDescriptor stb__gateway__v1__change_password_request__desc
   "Stb__Gateway__V1__ChangePasswordRequest",
   "stb.gateway.v1",
   sizeof(Stb__Gateway__V1__ChangePasswordRequest),
-  2,
+  3,
   stb__gateway__v1__change_password_request__field_descriptors,
   stb__gateway__v1__change_password_request__field_indices_by_name,
   1,  stb__gateway__v1__change_password_request__number_ranges,

@@ -48,6 +48,7 @@ typedef struct Stb__Catalog__V1__UpdateStateRequest Stb__Catalog__V1__UpdateStat
 typedef struct Stb__Catalog__V1__UpdateTransitionRequest Stb__Catalog__V1__UpdateTransitionRequest;
 typedef struct Stb__Catalog__V1__GetConfigRequest Stb__Catalog__V1__GetConfigRequest;
 typedef struct Stb__Catalog__V1__GetConfigResponse Stb__Catalog__V1__GetConfigResponse;
+typedef struct Stb__Catalog__V1__ConfigDelta Stb__Catalog__V1__ConfigDelta;
 typedef struct Stb__Catalog__V1__ConfigModule Stb__Catalog__V1__ConfigModule;
 typedef struct Stb__Catalog__V1__ConfigGroup Stb__Catalog__V1__ConfigGroup;
 typedef struct Stb__Catalog__V1__ImportSeedRequest Stb__Catalog__V1__ImportSeedRequest;
@@ -711,10 +712,19 @@ struct  Stb__Catalog__V1__GetConfigRequest
    * The revision the caller already has: when current, the reply is just `unchanged`.
    */
   uint64_t known_revision;
+  /*
+   * The caller keeps a copy at `known_revision` and can apply a delta to it (see
+   * `ConfigDelta`). When `known_revision` is older than the current revision and the
+   * change feed still holds every change after it (it is not older than the pruning
+   * horizon, `CATALOG_EVENT_RETENTION_HOURS`), the reply has `delta` set and carries only
+   * what changed; otherwise it is the whole tree, as without this flag. Callers that do
+   * not set it always get the whole tree.
+   */
+  protobuf_c_boolean accept_delta;
 };
 #define STB__CATALOG__V1__GET_CONFIG_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__get_config_request__descriptor) \
-    , 0,NULL, 0 }
+    , 0,NULL, 0, 0 }
 
 
 struct  Stb__Catalog__V1__GetConfigResponse
@@ -726,12 +736,73 @@ struct  Stb__Catalog__V1__GetConfigResponse
    * Watch from here to follow changes made after this snapshot.
    */
   ProtobufCBinaryData cursor;
+  /*
+   * The tree (the requested modules, or all), unless `unchanged` or `delta`.
+   */
   size_t n_modules;
   Stb__Catalog__V1__ConfigModule **modules;
+  /*
+   * Set only when the request had `accept_delta`: `changes` takes the copy at
+   * `changes.base_revision` (the request's `known_revision`) to `revision`, and `modules`
+   * is empty. Unset (and `unchanged` unset): `modules` is the whole tree and replaces the
+   * copy.
+   */
+  protobuf_c_boolean delta;
+  Stb__Catalog__V1__ConfigDelta *changes;
 };
 #define STB__CATALOG__V1__GET_CONFIG_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__get_config_response__descriptor) \
-    , 0, 0, {0,NULL}, 0,NULL }
+    , 0, 0, {0,NULL}, 0,NULL, 0, NULL }
+
+
+/*
+ * What changed between two revisions of the tree (restricted to the requested modules,
+ * when the request named some). Every entity touched by a change after the base
+ * revision appears once: in the changed lists with its current value if it exists now,
+ * else in the deleted lists by key (also when it was created and deleted again in
+ * between, so a key may name something the copy never had). Keys are spelled as in
+ * `ChangeEvent.key`: module "video", group "video/output", option "hdr", state
+ * "video/idle", transition "video/idle/ENABLE_4K".
+ * To apply it to a copy at `base_revision`:
+ *   1. remove the deleted transitions, states, options, groups and modules (a key the
+ *      copy lacks is ignored; removing a module removes everything in it);
+ *   2. upsert the changed modules (replacing `ConfigModule.module`, keeping its
+ *      contents), then groups, options, states and transitions, each placed by its
+ *      `module_key` (and `group_key`), replacing the entity with the same key wherever
+ *      it was (an option moved to another group leaves the old one);
+ *   3. keep the orders of a full reply: modules by key, groups by position then key,
+ *      options by key, states by name, transitions by from_state then event.
+ * The result equals a full reply at `revision`. With module filters, an option moved out
+ * of the requested modules is listed as deleted.
+ */
+struct  Stb__Catalog__V1__ConfigDelta
+{
+  ProtobufCMessage base;
+  uint64_t base_revision;
+  size_t n_modules;
+  Stb__Catalog__V1__Module **modules;
+  size_t n_groups;
+  Stb__Catalog__V1__Group **groups;
+  size_t n_options;
+  Stb__Catalog__V1__Option **options;
+  size_t n_states;
+  Stb__Catalog__V1__State **states;
+  size_t n_transitions;
+  Stb__Catalog__V1__Transition **transitions;
+  size_t n_deleted_modules;
+  ProtobufCBinaryData *deleted_modules;
+  size_t n_deleted_groups;
+  ProtobufCBinaryData *deleted_groups;
+  size_t n_deleted_options;
+  ProtobufCBinaryData *deleted_options;
+  size_t n_deleted_states;
+  ProtobufCBinaryData *deleted_states;
+  size_t n_deleted_transitions;
+  ProtobufCBinaryData *deleted_transitions;
+};
+#define STB__CATALOG__V1__CONFIG_DELTA__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&stb__catalog__v1__config_delta__descriptor) \
+    , 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
 
 
 struct  Stb__Catalog__V1__ConfigModule
@@ -1516,6 +1587,25 @@ Stb__Catalog__V1__GetConfigResponse *
 void   stb__catalog__v1__get_config_response__free_unpacked
                      (Stb__Catalog__V1__GetConfigResponse *message,
                       ProtobufCAllocator *allocator);
+/* Stb__Catalog__V1__ConfigDelta methods */
+void   stb__catalog__v1__config_delta__init
+                     (Stb__Catalog__V1__ConfigDelta         *message);
+size_t stb__catalog__v1__config_delta__get_packed_size
+                     (const Stb__Catalog__V1__ConfigDelta   *message);
+size_t stb__catalog__v1__config_delta__pack
+                     (const Stb__Catalog__V1__ConfigDelta   *message,
+                      uint8_t             *out);
+size_t stb__catalog__v1__config_delta__pack_to_buffer
+                     (const Stb__Catalog__V1__ConfigDelta   *message,
+                      ProtobufCBuffer     *buffer);
+Stb__Catalog__V1__ConfigDelta *
+       stb__catalog__v1__config_delta__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   stb__catalog__v1__config_delta__free_unpacked
+                     (Stb__Catalog__V1__ConfigDelta *message,
+                      ProtobufCAllocator *allocator);
 /* Stb__Catalog__V1__ConfigModule methods */
 void   stb__catalog__v1__config_module__init
                      (Stb__Catalog__V1__ConfigModule         *message);
@@ -1784,6 +1874,9 @@ typedef void (*Stb__Catalog__V1__GetConfigRequest_Closure)
                   void *closure_data);
 typedef void (*Stb__Catalog__V1__GetConfigResponse_Closure)
                  (const Stb__Catalog__V1__GetConfigResponse *message,
+                  void *closure_data);
+typedef void (*Stb__Catalog__V1__ConfigDelta_Closure)
+                 (const Stb__Catalog__V1__ConfigDelta *message,
                   void *closure_data);
 typedef void (*Stb__Catalog__V1__ConfigModule_Closure)
                  (const Stb__Catalog__V1__ConfigModule *message,
@@ -2115,6 +2208,7 @@ extern const ProtobufCMessageDescriptor stb__catalog__v1__update_state_request__
 extern const ProtobufCMessageDescriptor stb__catalog__v1__update_transition_request__descriptor;
 extern const ProtobufCMessageDescriptor stb__catalog__v1__get_config_request__descriptor;
 extern const ProtobufCMessageDescriptor stb__catalog__v1__get_config_response__descriptor;
+extern const ProtobufCMessageDescriptor stb__catalog__v1__config_delta__descriptor;
 extern const ProtobufCMessageDescriptor stb__catalog__v1__config_module__descriptor;
 extern const ProtobufCMessageDescriptor stb__catalog__v1__config_group__descriptor;
 extern const ProtobufCMessageDescriptor stb__catalog__v1__import_seed_request__descriptor;

@@ -227,10 +227,15 @@ struct  Stb__Gateway__V1__ChangePasswordRequest
   ProtobufCMessage base;
   ProtobufCBinaryData current_password;
   ProtobufCBinaryData new_password;
+  /*
+   * The caller's current refresh token (optional): its session goes on, every other
+   * session of the account ends. Without it every session ends.
+   */
+  ProtobufCBinaryData refresh_token;
 };
 #define STB__GATEWAY__V1__CHANGE_PASSWORD_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__gateway__v1__change_password_request__descriptor) \
-    , {0,NULL}, {0,NULL} }
+    , {0,NULL}, {0,NULL}, {0,NULL} }
 
 
 struct  Stb__Gateway__V1__ChangePasswordResponse

@@ -1483,6 +1483,13 @@ public struct Stb_Catalog_V1_GetConfigRequest: ProtoMessage {
     public var moduleKeys: [String] = []
     /// The revision the caller already has: when current, the reply is just `unchanged`.
     public var knownRevision: UInt64 = 0
+    /// The caller keeps a copy at `known_revision` and can apply a delta to it (see
+    /// `ConfigDelta`). When `known_revision` is older than the current revision and the
+    /// change feed still holds every change after it (it is not older than the pruning
+    /// horizon, `CATALOG_EVENT_RETENTION_HOURS`), the reply has `delta` set and carries only
+    /// what changed; otherwise it is the whole tree, as without this flag. Callers that do
+    /// not set it always get the whole tree.
+    public var acceptDelta: Bool = false
 
     /// The fully qualified proto name.
     public static var protoMessageName: String { "stb.catalog.v1.GetConfigRequest" }
@@ -1493,10 +1500,12 @@ public struct Stb_Catalog_V1_GetConfigRequest: ProtoMessage {
     /// Creates a message from the given fields; the rest keep their defaults.
     public init(
         moduleKeys: [String] = [],
-        knownRevision: UInt64 = 0
+        knownRevision: UInt64 = 0,
+        acceptDelta: Bool = false
     ) {
         self.moduleKeys = moduleKeys
         self.knownRevision = knownRevision
+        self.acceptDelta = acceptDelta
     }
 
     /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
@@ -1526,8 +1535,15 @@ public struct Stb_Catalog_V1_GetConfigResponse: ProtoMessage {
     public var unchanged: Bool = false
     /// Watch from here to follow changes made after this snapshot.
     public var cursor: String = ""
-    /// `modules` (field 4).
+    /// The tree (the requested modules, or all), unless `unchanged` or `delta`.
     public var modules: [Stb_Catalog_V1_ConfigModule] = []
+    /// Set only when the request had `accept_delta`: `changes` takes the copy at
+    /// `changes.base_revision` (the request's `known_revision`) to `revision`, and `modules`
+    /// is empty. Unset (and `unchanged` unset): `modules` is the whole tree and replaces the
+    /// copy.
+    public var delta: Bool = false
+    /// `changes` (field 6).
+    public var changes: Stb_Catalog_V1_ConfigDelta? = nil
 
     /// The fully qualified proto name.
     public static var protoMessageName: String { "stb.catalog.v1.GetConfigResponse" }
@@ -1540,12 +1556,16 @@ public struct Stb_Catalog_V1_GetConfigResponse: ProtoMessage {
         revision: UInt64 = 0,
         unchanged: Bool = false,
         cursor: String = "",
-        modules: [Stb_Catalog_V1_ConfigModule] = []
+        modules: [Stb_Catalog_V1_ConfigModule] = [],
+        delta: Bool = false,
+        changes: Stb_Catalog_V1_ConfigDelta? = nil
     ) {
         self.revision = revision
         self.unchanged = unchanged
         self.cursor = cursor
         self.modules = modules
+        self.delta = delta
+        self.changes = changes
     }
 
     /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
@@ -1563,6 +1583,101 @@ public struct Stb_Catalog_V1_GetConfigResponse: ProtoMessage {
         ProtoArena.with { arena in
             let c = _makeC(&arena)
             buffer._protoAppend(count: stb__catalog__v1__get_config_response__get_packed_size(c)) { stb__catalog__v1__get_config_response__pack(c, $0) }
+        }
+    }
+}
+
+/// What changed between two revisions of the tree (restricted to the requested modules,
+/// when the request named some). Every entity touched by a change after the base
+/// revision appears once: in the changed lists with its current value if it exists now,
+/// else in the deleted lists by key (also when it was created and deleted again in
+/// between, so a key may name something the copy never had). Keys are spelled as in
+/// `ChangeEvent.key`: module "video", group "video/output", option "hdr", state
+/// "video/idle", transition "video/idle/ENABLE_4K".
+///
+/// To apply it to a copy at `base_revision`:
+///   1. remove the deleted transitions, states, options, groups and modules (a key the
+///      copy lacks is ignored; removing a module removes everything in it);
+///   2. upsert the changed modules (replacing `ConfigModule.module`, keeping its
+///      contents), then groups, options, states and transitions, each placed by its
+///      `module_key` (and `group_key`), replacing the entity with the same key wherever
+///      it was (an option moved to another group leaves the old one);
+///   3. keep the orders of a full reply: modules by key, groups by position then key,
+///      options by key, states by name, transitions by from_state then event.
+/// The result equals a full reply at `revision`. With module filters, an option moved out
+/// of the requested modules is listed as deleted.
+public struct Stb_Catalog_V1_ConfigDelta: ProtoMessage {
+    /// `base_revision` (field 1).
+    public var baseRevision: UInt64 = 0
+    /// `modules` (field 2).
+    public var modules: [Stb_Catalog_V1_Module] = []
+    /// `groups` (field 3).
+    public var groups: [Stb_Catalog_V1_Group] = []
+    /// `options` (field 4).
+    public var options: [Stb_Catalog_V1_Option] = []
+    /// `states` (field 5).
+    public var states: [Stb_Catalog_V1_State] = []
+    /// `transitions` (field 6).
+    public var transitions: [Stb_Catalog_V1_Transition] = []
+    /// `deleted_modules` (field 7).
+    public var deletedModules: [String] = []
+    /// `deleted_groups` (field 8).
+    public var deletedGroups: [String] = []
+    /// `deleted_options` (field 9).
+    public var deletedOptions: [String] = []
+    /// `deleted_states` (field 10).
+    public var deletedStates: [String] = []
+    /// `deleted_transitions` (field 11).
+    public var deletedTransitions: [String] = []
+
+    /// The fully qualified proto name.
+    public static var protoMessageName: String { "stb.catalog.v1.ConfigDelta" }
+
+    /// Creates a message with every field at its default (proto3 zero) value.
+    public init() {}
+
+    /// Creates a message from the given fields; the rest keep their defaults.
+    public init(
+        baseRevision: UInt64 = 0,
+        modules: [Stb_Catalog_V1_Module] = [],
+        groups: [Stb_Catalog_V1_Group] = [],
+        options: [Stb_Catalog_V1_Option] = [],
+        states: [Stb_Catalog_V1_State] = [],
+        transitions: [Stb_Catalog_V1_Transition] = [],
+        deletedModules: [String] = [],
+        deletedGroups: [String] = [],
+        deletedOptions: [String] = [],
+        deletedStates: [String] = [],
+        deletedTransitions: [String] = []
+    ) {
+        self.baseRevision = baseRevision
+        self.modules = modules
+        self.groups = groups
+        self.options = options
+        self.states = states
+        self.transitions = transitions
+        self.deletedModules = deletedModules
+        self.deletedGroups = deletedGroups
+        self.deletedOptions = deletedOptions
+        self.deletedStates = deletedStates
+        self.deletedTransitions = deletedTransitions
+    }
+
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
+        guard let c = stb__catalog__v1__config_delta__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
+        }
+        defer { stb__catalog__v1__config_delta__free_unpacked(c, nil) }
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
+    }
+
+    /// Appends the wire encoding to `buffer`, packing straight into its storage.
+    public func serialize(into buffer: inout [UInt8]) {
+        ProtoArena.with { arena in
+            let c = _makeC(&arena)
+            buffer._protoAppend(count: stb__catalog__v1__config_delta__get_packed_size(c)) { stb__catalog__v1__config_delta__pack(c, $0) }
         }
     }
 }
@@ -3109,6 +3224,7 @@ extension Stb_Catalog_V1_GetConfigRequest {
         let m = c.pointee
         self.moduleKeys = try _protoArray(m.module_keys, m.n_module_keys, field: "module_keys", _protoString)
         self.knownRevision = m.known_revision
+        self.acceptDelta = m.accept_delta != 0
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -3124,6 +3240,7 @@ extension Stb_Catalog_V1_GetConfigRequest {
             c.pointee.n_module_keys = self.moduleKeys.count
         }
         c.pointee.known_revision = self.knownRevision
+        c.pointee.accept_delta = self.acceptDelta ? 1 : 0
         return c
     }
 }
@@ -3137,6 +3254,8 @@ extension Stb_Catalog_V1_GetConfigResponse {
         self.unchanged = m.unchanged != 0
         self.cursor = try _protoString(m.cursor, field: "cursor")
         self.modules = try _protoMessages(m.modules, m.n_modules, field: "modules", Stb_Catalog_V1_ConfigModule.init(_c:))
+        self.delta = m.delta != 0
+        self.changes = try _protoMessage(m.changes, field: "changes", Stb_Catalog_V1_ConfigDelta.init(_c:))
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -3155,6 +3274,117 @@ extension Stb_Catalog_V1_GetConfigResponse {
             }
             c.pointee.modules = items
             c.pointee.n_modules = self.modules.count
+        }
+        c.pointee.delta = self.delta ? 1 : 0
+        if let value = self.changes {
+            c.pointee.changes = value._makeC(&arena)
+        }
+        return c
+    }
+}
+
+extension Stb_Catalog_V1_ConfigDelta {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Catalog__V1__ConfigDelta>) throws(_ProtoFieldError) {
+        let m = c.pointee
+        self.baseRevision = m.base_revision
+        self.modules = try _protoMessages(m.modules, m.n_modules, field: "modules", Stb_Catalog_V1_Module.init(_c:))
+        self.groups = try _protoMessages(m.groups, m.n_groups, field: "groups", Stb_Catalog_V1_Group.init(_c:))
+        self.options = try _protoMessages(m.options, m.n_options, field: "options", Stb_Catalog_V1_Option.init(_c:))
+        self.states = try _protoMessages(m.states, m.n_states, field: "states", Stb_Catalog_V1_State.init(_c:))
+        self.transitions = try _protoMessages(m.transitions, m.n_transitions, field: "transitions", Stb_Catalog_V1_Transition.init(_c:))
+        self.deletedModules = try _protoArray(m.deleted_modules, m.n_deleted_modules, field: "deleted_modules", _protoString)
+        self.deletedGroups = try _protoArray(m.deleted_groups, m.n_deleted_groups, field: "deleted_groups", _protoString)
+        self.deletedOptions = try _protoArray(m.deleted_options, m.n_deleted_options, field: "deleted_options", _protoString)
+        self.deletedStates = try _protoArray(m.deleted_states, m.n_deleted_states, field: "deleted_states", _protoString)
+        self.deletedTransitions = try _protoArray(m.deleted_transitions, m.n_deleted_transitions, field: "deleted_transitions", _protoString)
+    }
+
+    /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
+    internal func _makeC(_ arena: inout ProtoArena) -> UnsafeMutablePointer<Stb__Catalog__V1__ConfigDelta> {
+        let c = arena.allocate(Stb__Catalog__V1__ConfigDelta.self)
+        stb__catalog__v1__config_delta__init(c)
+        c.pointee.base_revision = self.baseRevision
+        if !self.modules.isEmpty {
+            let items = arena.allocate(UnsafeMutablePointer<Stb__Catalog__V1__Module>?.self, count: self.modules.count)
+            for (index, value) in self.modules.enumerated() {
+                items[index] = value._makeC(&arena)
+            }
+            c.pointee.modules = items
+            c.pointee.n_modules = self.modules.count
+        }
+        if !self.groups.isEmpty {
+            let items = arena.allocate(UnsafeMutablePointer<Stb__Catalog__V1__Group>?.self, count: self.groups.count)
+            for (index, value) in self.groups.enumerated() {
+                items[index] = value._makeC(&arena)
+            }
+            c.pointee.groups = items
+            c.pointee.n_groups = self.groups.count
+        }
+        if !self.options.isEmpty {
+            let items = arena.allocate(UnsafeMutablePointer<Stb__Catalog__V1__Option>?.self, count: self.options.count)
+            for (index, value) in self.options.enumerated() {
+                items[index] = value._makeC(&arena)
+            }
+            c.pointee.options = items
+            c.pointee.n_options = self.options.count
+        }
+        if !self.states.isEmpty {
+            let items = arena.allocate(UnsafeMutablePointer<Stb__Catalog__V1__State>?.self, count: self.states.count)
+            for (index, value) in self.states.enumerated() {
+                items[index] = value._makeC(&arena)
+            }
+            c.pointee.states = items
+            c.pointee.n_states = self.states.count
+        }
+        if !self.transitions.isEmpty {
+            let items = arena.allocate(UnsafeMutablePointer<Stb__Catalog__V1__Transition>?.self, count: self.transitions.count)
+            for (index, value) in self.transitions.enumerated() {
+                items[index] = value._makeC(&arena)
+            }
+            c.pointee.transitions = items
+            c.pointee.n_transitions = self.transitions.count
+        }
+        if !self.deletedModules.isEmpty {
+            let items = arena.allocate(ProtobufCBinaryData.self, count: self.deletedModules.count)
+            for (index, value) in self.deletedModules.enumerated() {
+                items[index] = arena.utf8(value)
+            }
+            c.pointee.deleted_modules = items
+            c.pointee.n_deleted_modules = self.deletedModules.count
+        }
+        if !self.deletedGroups.isEmpty {
+            let items = arena.allocate(ProtobufCBinaryData.self, count: self.deletedGroups.count)
+            for (index, value) in self.deletedGroups.enumerated() {
+                items[index] = arena.utf8(value)
+            }
+            c.pointee.deleted_groups = items
+            c.pointee.n_deleted_groups = self.deletedGroups.count
+        }
+        if !self.deletedOptions.isEmpty {
+            let items = arena.allocate(ProtobufCBinaryData.self, count: self.deletedOptions.count)
+            for (index, value) in self.deletedOptions.enumerated() {
+                items[index] = arena.utf8(value)
+            }
+            c.pointee.deleted_options = items
+            c.pointee.n_deleted_options = self.deletedOptions.count
+        }
+        if !self.deletedStates.isEmpty {
+            let items = arena.allocate(ProtobufCBinaryData.self, count: self.deletedStates.count)
+            for (index, value) in self.deletedStates.enumerated() {
+                items[index] = arena.utf8(value)
+            }
+            c.pointee.deleted_states = items
+            c.pointee.n_deleted_states = self.deletedStates.count
+        }
+        if !self.deletedTransitions.isEmpty {
+            let items = arena.allocate(ProtobufCBinaryData.self, count: self.deletedTransitions.count)
+            for (index, value) in self.deletedTransitions.enumerated() {
+                items[index] = arena.utf8(value)
+            }
+            c.pointee.deleted_transitions = items
+            c.pointee.n_deleted_transitions = self.deletedTransitions.count
         }
         return c
     }

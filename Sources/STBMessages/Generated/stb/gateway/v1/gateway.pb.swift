@@ -515,6 +515,9 @@ public struct Stb_Gateway_V1_ChangePasswordRequest: ProtoMessage {
     public var currentPassword: String = ""
     /// `new_password` (field 2).
     public var newPassword: String = ""
+    /// The caller's current refresh token (optional): its session goes on, every other
+    /// session of the account ends. Without it every session ends.
+    public var refreshToken: String = ""
 
     /// The fully qualified proto name.
     public static var protoMessageName: String { "stb.gateway.v1.ChangePasswordRequest" }
@@ -525,10 +528,12 @@ public struct Stb_Gateway_V1_ChangePasswordRequest: ProtoMessage {
     /// Creates a message from the given fields; the rest keep their defaults.
     public init(
         currentPassword: String = "",
-        newPassword: String = ""
+        newPassword: String = "",
+        refreshToken: String = ""
     ) {
         self.currentPassword = currentPassword
         self.newPassword = newPassword
+        self.refreshToken = refreshToken
     }
 
     /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
@@ -1391,6 +1396,7 @@ extension Stb_Gateway_V1_ChangePasswordRequest {
         let m = c.pointee
         self.currentPassword = try _protoString(m.current_password, field: "current_password")
         self.newPassword = try _protoString(m.new_password, field: "new_password")
+        self.refreshToken = try _protoString(m.refresh_token, field: "refresh_token")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1402,6 +1408,9 @@ extension Stb_Gateway_V1_ChangePasswordRequest {
         }
         if !self.newPassword.isEmpty {
             c.pointee.new_password = arena.utf8(self.newPassword)
+        }
+        if !self.refreshToken.isEmpty {
+            c.pointee.refresh_token = arena.utf8(self.refreshToken)
         }
         return c
     }

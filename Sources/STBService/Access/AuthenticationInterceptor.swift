@@ -1,0 +1,40 @@
+import STBAuth
+import STBRPC
+
+/// Requires a verified access token on every call whose method is not open, and the role
+/// the method access table names for it; establishes the caller's identity
+/// (`context.identity`: the token's subject, name and role) for handlers and audit rows.
+///
+/// Missing or bad token → UNAUTHENTICATED (an `ErrorInfo` reason such as
+/// `TOKEN_EXPIRED`); a role too low, or a method without an entry in the table →
+/// PERMISSION_DENIED (reason `ROLE_REQUIRED`, naming the least role). Runs inside the
+/// status and metrics interceptors, so refusals are counted and carry details.
+public struct AuthenticationInterceptor: ServerInterceptor {
+    public let authenticator: Authenticator
+    public let access: MethodAccess
+
+    public init(authenticator: Authenticator, access: MethodAccess = .platform) {
+        self.authenticator = authenticator
+        self.access = access
+    }
+
+    public func intercept<Result: Sendable>(
+        context: ServerContext, next: @Sendable (ServerContext) async throws -> Result
+    ) async throws -> Result {
+        guard let requirement = access[context.path] else {
+            throw RPCError(
+                code: .permissionDenied, message: "this method has no access rule; nobody may call it",
+                details: [.errorInfo(reason: "NO_ACCESS_RULE")])
+        }
+        if requirement == .open { return try await next(context) }
+        let claims = try await authenticator.authenticate(context.metadata)
+        guard requirement.permits(claims.role) else {
+            throw RPCError(
+                code: .permissionDenied, message: "\(context.path.split(separator: "/").last ?? "") requires \(requirement)",
+                details: [.errorInfo(reason: "ROLE_REQUIRED", metadata: ["required": "\(requirement)", "role": claims.role.claim])])
+        }
+        var context = context
+        context.identity = CallerIdentity(subject: claims.subject, name: claims.name, role: claims.role.claim)
+        return try await next(context)
+    }
+}

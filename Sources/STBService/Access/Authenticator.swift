@@ -1,0 +1,102 @@
+import Glibc
+import STBAuth
+import STBRPC
+
+/// Verifies the access tokens callers present: signature by `kid` against the key
+/// source, issuer, audience and validity period (with a small leeway), through a cache so
+/// that a token is verified once and then only looked up. No network call per request;
+/// only a token naming an unknown `kid` asks the key source to refetch (rate-limited).
+public final class Authenticator: Sendable {
+    /// How many verified tokens are remembered.
+    public static let defaultCacheCapacity = 10_000
+
+    public let keySource: any VerificationKeySource
+    /// Accepted clock skew for `exp` and `nbf`, in seconds.
+    public let leeway: Int64
+    private let cache: VerifiedTokenCache
+    private let clock: @Sendable () -> Int64
+
+    /// `clock` gives the current time in seconds since 1970 (tests move it).
+    public init(
+        keys keySource: any VerificationKeySource, leeway: Int64 = 30, cacheCapacity: Int = Authenticator.defaultCacheCapacity,
+        clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }
+    ) {
+        self.keySource = keySource
+        self.leeway = leeway
+        self.cache = VerifiedTokenCache(capacity: cacheCapacity)
+        self.clock = clock
+    }
+
+    /// The verified claims of `token`.
+    public func verify(_ token: some StringProtocol) async throws(TokenError) -> AccessClaims {
+        let now = clock()
+        let digest = TokenDigest(of: token)
+        if let claims = cache.claims(for: digest, now: now) { return claims }
+        let text = String(token)
+        let claims: AccessClaims
+        do {
+            claims = try AccessToken.verify(text, keys: keySource.keys, now: now, leeway: leeway)
+        } catch .unknownKey {
+            await keySource.refreshForUnknownKey()
+            claims = try AccessToken.verify(text, keys: keySource.keys, now: now, leeway: leeway)
+        }
+        cache.insert(claims, for: digest, now: now)
+        return claims
+    }
+
+    /// The verified claims of the bearer token in `metadata`'s `authorization`; an
+    /// UNAUTHENTICATED status (saying why, never repeating the token) otherwise.
+    public func authenticate(_ metadata: Metadata) async throws(RPCError) -> AccessClaims {
+        guard let header = metadata.firstString(forKey: Metadata.authorizationKey) else {
+            throw Self.unauthenticated("TOKEN_MISSING", "an access token is required (authorization: Bearer <token>)")
+        }
+        guard let token = Self.bearerToken(header) else {
+            throw Self.unauthenticated("TOKEN_MALFORMED", "the authorization header is not `Bearer <token>`")
+        }
+        do {
+            return try await verify(token)
+        } catch {
+            throw Self.unauthenticated(Self.reason(error), error.description)
+        }
+    }
+
+    /// The number of tokens the cache holds now.
+    public var cachedTokenCount: Int { cache.count }
+
+    /// The token of `Bearer <token>` (the scheme in any case, RFC 7235), without
+    /// surrounding blanks; nil for another scheme or an empty token.
+    static func bearerToken(_ header: String) -> Substring? {
+        let utf8 = header.utf8
+        var index = utf8.startIndex
+        for letter in "bearer".utf8 {
+            guard index != utf8.endIndex, utf8[index] | 0x20 == letter else { return nil }
+            index = utf8.index(after: index)
+        }
+        func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        guard index != utf8.endIndex, isBlank(utf8[index]) else { return nil }
+        while index != utf8.endIndex, isBlank(utf8[index]) { index = utf8.index(after: index) }
+        var end = utf8.endIndex
+        while end > index, isBlank(utf8[utf8.index(before: end)]) { end = utf8.index(before: end) }
+        guard index < end else { return nil }
+        return header[index..<end]
+    }
+
+    /// The `ErrorInfo` reason for a refused token.
+    static func reason(_ error: TokenError) -> String {
+        switch error {
+        case .malformed: "TOKEN_MALFORMED"
+        case .unsupportedAlgorithm: "TOKEN_ALGORITHM"
+        case .unknownKey: "TOKEN_UNKNOWN_KEY"
+        case .badSignature: "TOKEN_BAD_SIGNATURE"
+        case .expired: "TOKEN_EXPIRED"
+        case .notYetValid: "TOKEN_NOT_YET_VALID"
+        case .wrongIssuer: "TOKEN_WRONG_ISSUER"
+        case .wrongAudience: "TOKEN_WRONG_AUDIENCE"
+        case .unknownRole: "TOKEN_UNKNOWN_ROLE"
+        }
+    }
+
+    static func unauthenticated(_ reason: String, _ message: String) -> RPCError {
+        RPCError(code: .unauthenticated, message: message, details: [.errorInfo(reason: reason)])
+    }
+}

@@ -1,0 +1,164 @@
+import Glibc
+import Logging
+import STBAuth
+import STBBench
+import STBCatalog
+import STBMessages
+import STBPostgres
+import STBRPC
+import STBService
+
+// What authentication costs a cheap call, for scripts/bench-auth (issue 12, target 1).
+//
+//   stb-auth-bench --database CONNINFO --migrations DIR [--seconds N] [--callers C]
+//                  [--connections K] [--rounds R]
+//   stb-auth-bench jwks        (prints the benchmark's JWKS, for a server under test)
+//
+// On a fresh schema in CONNINFO it assembles the real CatalogService twice on one worker
+// loop: once with the interceptors every service runs (metrics, statuses,
+// authentication), once with the same chain minus authentication (the executables have
+// no such switch; only this program builds that server). A small catalog is imported,
+// then each server in turn (R rounds, alternating) gets C callers on K connections for N
+// seconds of GetConfig with the current known_revision (the poll an up-to-date box makes:
+// the reply is just `unchanged`), every call carrying the same viewer token.
+// Prints greppable lines:
+//   auth getconfig_unchanged variant=auth|noauth round=R rps=... p50_us=... p99_us=... errors=...
+//   auth best auth_rps=... noauth_rps=... ratio=... target=0.90 PASS|MISS
+// Exit status 1 when a step fails to run (a missed target is not a failure).
+
+let usage = """
+    usage: stb-auth-bench --database CONNINFO --migrations DIR [--seconds N] [--callers C] [--connections K] [--rounds R]
+           stb-auth-bench jwks
+    """
+
+if CommandLine.arguments.dropFirst().first == "jwks" {
+    report(BenchIdentity.keys.jwksJSON)
+    exit(0)
+}
+
+let values: [String: String] = {
+    var values: [String: String] = [:]
+    var iterator = CommandLine.arguments.dropFirst().makeIterator()
+    while let argument = iterator.next() {
+        guard argument.hasPrefix("--") else { fail("unexpected argument \(argument)\n\(usage)") }
+        let name = String(argument.dropFirst(2))
+        guard ["database", "migrations", "seconds", "callers", "connections", "rounds"].contains(name) else {
+            fail("unknown option --\(name)\n\(usage)")
+        }
+        guard let value = iterator.next() else { fail("--\(name) needs a value") }
+        values[name] = value
+    }
+    return values
+}()
+func intOption(_ name: String, _ fallback: Int) -> Int {
+    guard let text = values[name] else { return fallback }
+    guard let value = Int(text), value > 0 else { fail("--\(name) must be a positive integer, not \(text)") }
+    return value
+}
+guard let base = values["database"] else { fail("--database is required\n\(usage)") }
+guard let migrations = values["migrations"] else { fail("--migrations is required\n\(usage)") }
+let seconds = intOption("seconds", 5)
+let callers = intOption("callers", 16)
+let connections = intOption("connections", 4)
+let rounds = intOption("rounds", 3)
+let target = 0.90
+
+// MARK: - the catalog on a fresh schema
+
+let logger = Logger(label: "stb-auth-bench")
+let group: EventLoopGroup
+do { group = try EventLoopGroup(count: 1, name: "auth-bench") } catch { fail("worker loop: \(error)") }
+let schema = "auth_bench_\(getpid())_\(now() % 1_000_000)"
+let admin = PostgresPool(configuration: PostgresConfiguration(conninfo: base, poolSize: 1), group: group)
+do { _ = try await admin.query("CREATE SCHEMA \(unescaped: schema)") } catch { fail("CREATE SCHEMA: \(error)") }
+let conninfo = base + (base.contains("?") ? "&" : "?") + "options=-csearch_path%3D\(schema)"
+let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo, poolSize: 2), group: group)
+let listener = PostgresListener(conninfo: conninfo, channels: [CatalogService.channel], loop: group.loops[0])
+
+func dropSchema() async {
+    await listener.stop()
+    await pool.close()
+    do { _ = try await admin.query("DROP SCHEMA IF EXISTS \(unescaped: schema) CASCADE") } catch { complain("DROP SCHEMA \(schema): \(error)") }
+    await admin.close()
+}
+
+var servers: [(variant: String, server: RPCServer, port: Int)] = []
+do {
+    _ = try await Migrator(directory: migrations).migrate(pool)
+    listener.start()
+    let service = CatalogService(pool: pool, signal: listener.signal, logger: logger)
+    var configuration = RPCServer.Configuration()
+    configuration.port = 0
+    configuration.workers = 1
+    let authenticated = ServiceDaemon.interceptors(
+        for: "catalog", logger: logger, authenticator: Authenticator(keys: CurrentKeys(BenchIdentity.keys)))
+    // The same chain without its authentication interceptor (the last one).
+    let unauthenticated = Array(authenticated.dropLast())
+    guard authenticated.last is AuthenticationInterceptor else { fail("the service chain no longer ends with authentication") }
+    for (variant, interceptors) in [("auth", authenticated), ("noauth", unauthenticated)] {
+        let server = try RPCServer(configuration: configuration, services: [service], interceptors: interceptors, group: group, logger: logger)
+        servers.append((variant, server, try await server.start()))
+    }
+} catch {
+    await dropSchema()
+    fail("setup: \(error)")
+}
+
+func clients(port: Int, role: Role) -> [RPCClient] {
+    var configuration = RPCClient.Configuration()
+    configuration.credentials = BearerCredentials(token: BenchIdentity.token(role: role))
+    do {
+        return try (0..<connections).map { _ in try RPCClient(host: "127.0.0.1", port: port, configuration: configuration) }
+    } catch {
+        fail("client: \(error)")
+    }
+}
+
+// A small catalog, imported as an engineer through the authenticated server.
+let seed = #"{"modules": [{"key": "video", "name": "Video", "groups": [{"key": "output", "name": "Output", "options": [{"key": "hdr", "name": "HDR", "type": "boolean", "default": true}]}]}]}"#
+let revision: UInt64
+do {
+    let engineer = clients(port: servers[0].port, role: .engineer)[0]
+    var request = Stb_Catalog_V1_ImportSeedRequest()
+    request.documentJson = seed
+    request.fileName = "bench.json"
+    _ = try await engineer.unary(Stb_Catalog_V1_Catalog.importSeed, request: request, timeout: .seconds(30))
+    revision = try await engineer.unary(Stb_Catalog_V1_Catalog.getConfig, request: Stb_Catalog_V1_GetConfigRequest(), timeout: .seconds(30)).revision
+    await engineer.close()
+} catch {
+    await dropSchema()
+    fail("import: \(error)")
+}
+
+// MARK: - load
+
+let request = Stb_Catalog_V1_GetConfigRequest(moduleKeys: [], knownRevision: revision)
+let getConfigCounted = Stb_Catalog_V1_Catalog.getConfig.counted
+let call: @Sendable (RPCClient) async throws -> Int = { client in
+    try await client.unary(getConfigCounted, request: request, timeout: .seconds(30)).count
+}
+var best: [String: Double] = [:]
+var failed = false
+for round in 1...rounds {
+    for (variant, _, port) in servers {
+        let viewers = clients(port: port, role: .viewer)
+        _ = await closedLoad(clients: viewers, callers: callers, seconds: 1, call)
+        let (result, elapsed) = await closedLoad(clients: viewers, callers: callers, seconds: seconds, call)
+        for client in viewers { await client.close() }
+        let sorted = result.latencies.sorted()
+        let rps = Double(result.calls) / elapsed
+        report("auth getconfig_unchanged variant=\(variant) round=\(round) callers=\(callers) connections=\(connections) seconds=\(format(elapsed, 2)) calls=\(result.calls) errors=\(result.errors) rps=\(format(rps, 0)) p50_us=\(percentile(sorted, 50) / 1000) p99_us=\(percentile(sorted, 99) / 1000)")
+        if let error = result.firstError {
+            complain("\(variant): first error: \(error)")
+            failed = true
+        }
+        best[variant] = max(best[variant] ?? 0, rps)
+    }
+}
+for (_, server, _) in servers { await server.shutdown(gracePeriod: .seconds(1)) }
+await dropSchema()
+group.shutdown()
+
+let ratio = (best["auth"] ?? 0) / max(best["noauth"] ?? 1, 1)
+report("auth best auth_rps=\(format(best["auth"] ?? 0, 0)) noauth_rps=\(format(best["noauth"] ?? 0, 0)) ratio=\(format(ratio, 3)) target=\(format(target, 2)) \(ratio >= target ? "PASS" : "MISS")")
+if failed { exit(1) }
