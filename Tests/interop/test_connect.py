@@ -30,6 +30,7 @@ import h2.events
 import pytest
 from google.rpc import error_details_pb2
 
+import auth_tokens
 from conftest import REPO
 
 ECHO = "/stb.testing.v1.Echo"
@@ -485,7 +486,8 @@ def test_metrics_label_the_protocol(start_server, stubs):
 
 # -- catalogd ----------------------------------------------------------------------------------
 
-METADATA = (("stb-actor", "pytest-connect"),)
+TOKEN = auth_tokens.mint("admin", "pytest-connect")
+METADATA = (("authorization", f"Bearer {TOKEN}"),)
 DEMO_SEED = REPO / "services" / "catalog" / "seeds" / "demo.json"
 
 
@@ -501,9 +503,20 @@ def catalog(catalog_server, stubs):
     return catalog_server
 
 
+def test_catalog_authenticates_connect_calls(catalog, stubs):
+    """The same interceptors as gRPC: no token, no catalog (401 with an ErrorInfo)."""
+    response = unary(catalog.port, f"{CATALOG}/GetConfig", "application/proto", b"")
+    assert response.status == 401
+    error = response.json()
+    assert error["code"] == "unauthenticated"
+    infos = [d for d in decode_details(error) if isinstance(d, error_details_pb2.ErrorInfo)]
+    assert infos and infos[0].reason == "TOKEN_MISSING", error
+    assert TOKEN not in response.body.decode()
+
+
 def test_catalog_get_config_proto(catalog, stubs):
     cpb = stubs.catalog_pb2
-    response = unary(catalog.port, f"{CATALOG}/GetConfig", "application/proto", b"")
+    response = unary(catalog.port, f"{CATALOG}/GetConfig", "application/proto", b"", METADATA)
     assert response.status == 200, response.body
     config = cpb.GetConfigResponse.FromString(response.body)
     assert config.revision > 0 and "video" in [m.module.key for m in config.modules]
@@ -530,14 +543,14 @@ def test_catalog_error_details(catalog, stubs):
 def test_catalog_watch_streams_envelopes(catalog_server, stubs):
     cpb = stubs.catalog_pb2
     before = cpb.GetConfigResponse.FromString(
-        unary(catalog_server.port, f"{CATALOG}/GetConfig", "application/proto", b"").body)
+        unary(catalog_server.port, f"{CATALOG}/GetConfig", "application/proto", b"", METADATA).body)
     key = f"connect_{uuid.uuid4().hex[:8]}"
     with catalog_server.channel() as channel:
         stubs.catalog_grpc.CatalogStub(channel).CreateModule(
             cpb.CreateModuleRequest(module=cpb.Module(key=key, name="Connect watch")), metadata=METADATA, timeout=10)
     with ConnectClient(catalog_server.port) as client:
         stream = client.start(f"{CATALOG}/Watch", "application/connect+proto",
-                              envelope(cpb.WatchRequest(after=before.cursor).SerializeToString()))
+                              envelope(cpb.WatchRequest(after=before.cursor).SerializeToString()), METADATA)
         response = client.wait(stream, until=lambda r: len(r.body) >= 5 and len(r.body) >= 5 + struct.unpack(">I", r.body[1:5])[0])
         assert response.status == 200
         assert response.headers["content-type"] == "application/connect+proto"
@@ -551,7 +564,7 @@ def test_catalog_watch_streams_envelopes(catalog_server, stubs):
 def test_curl_get_config_as_json(catalog, needs_json):
     result = subprocess.run(
         ["curl", "-sS", "--fail-with-body", "--http2-prior-knowledge", "-H", "content-type: application/json",
-         "-d", "{}", f"http://127.0.0.1:{catalog.port}/stb.catalog.v1.Catalog/GetConfig"],
+         "-H", f"authorization: Bearer {TOKEN}", "-d", "{}", f"http://127.0.0.1:{catalog.port}/stb.catalog.v1.Catalog/GetConfig"],
         capture_output=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
     config = json.loads(result.stdout)

@@ -372,6 +372,7 @@ def test_connect_json_through_the_edge(edge, demo, scheme):
     port = edge.http_port if scheme == "http" else edge.tls_port
     tls = ["--cacert", str(edge.cert)] if scheme == "https" else []
     status, body = curl_body(*tls, "--http1.1", "-H", "content-type: application/json", "-d", "{}",
+                             "-H", f"authorization: {dict(METADATA)['authorization']}",
                              f"{scheme}://localhost:{port}/stb.catalog.v1.Catalog/GetConfig")
     assert status == "200", body
     config = json.loads(body)
