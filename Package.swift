@@ -181,7 +181,7 @@ let package = Package(
 
         .target(
             name: "STBGateway",
-            dependencies: ["STBAPI", "STBAuth", "STBJSON", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBEventLoop", "CSodium", swiftLog, serviceLifecycle],
+            dependencies: ["STBAPI", "STBAuth", "STBJSON", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBEventLoop", "CSodium", swiftLog, serviceLifecycle],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -221,6 +221,18 @@ let package = Package(
         .executableTarget(
             name: "stb-echo-server",
             dependencies: ["STBEcho", "STBRPC", swiftLog, metrics, prometheus],
+            swiftSettings: swiftSettings
+        ),
+        // Batch conversion between the wire form and proto3 JSON, for the Python cross-checks.
+        .executableTarget(
+            name: "stb-json",
+            dependencies: ["STBMessages"],
+            swiftSettings: swiftSettings
+        ),
+        // proto3 JSON encode/decode measurements for scripts/bench-json.
+        .executableTarget(
+            name: "stb-json-bench",
+            dependencies: ["STBBench", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         // Streaming and client-side measurements for scripts/bench-rpc.

@@ -1,4 +1,5 @@
 import STBMessages
+import STBOptionValues
 import STBRPC
 import STBService
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import naming
 from model import FDP, EnumInfo, FileInfo, GeneratorError, MessageInfo, Model, ServiceInfo
+from swift_json import JSONEmitter
 
 _MSG_FIELD, _MSG_ONEOF = 2, 8
 
@@ -232,6 +233,17 @@ class SwiftEmitter:
             for m in bridged:
                 out.append("")
                 out += self.emit_bridge(m)
+        enums = list(info.enums) + [e for m in self._all_messages(info.messages) for e in m.nested_enums]
+        if bridged or enums:
+            json = JSONEmitter(self.model, self)
+            out.append("")
+            out.append("// MARK: - proto3 JSON")
+            for e in enums:
+                out.append("")
+                out += json.emit_enum(e)
+            for m in bridged:
+                out.append("")
+                out += json.emit_message(m)
         return "\n".join(out) + "\n"
 
     def _all_messages(self, messages: list[MessageInfo]):

@@ -57,14 +57,47 @@ extension ProtoJSONMessage {
     }
 }
 
-// Placeholder until the generator emits the mapping for every message: every
-// message already has the API, so the RPC layer can be written against it.
+// Message types written by hand over the wire form (a reply encoded once and sent many
+// times, a request made of raw bytes) have the JSON form of the generated message with
+// the same proto name, through its wire encoding. Generated messages have their own.
 extension ProtoMessage {
+    /// Decodes the JSON form of the generated message named `protoMessageName` and
+    /// takes its wire encoding.
     public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
-        throw ProtoJSONError(path: "", reason: "JSON is not supported for \(Self.protoMessageName) yet")
+        guard let type = _protoJSONAnyType(named: Self.protoMessageName) else {
+            throw ProtoJSONError(path: "", reason: "\(Self.protoMessageName) has no JSON form")
+        }
+        let wire = try type._jsonWireEncoding(ofJSON: bytes)
+        do {
+            self = try Self(serializedBytes: wire)
+        } catch {
+            throw ProtoJSONError(path: "", reason: "not a valid \(Self.protoMessageName)")
+        }
     }
 
+    /// Appends the JSON form of the generated message named `protoMessageName` decoded
+    /// from this value's wire encoding (`{}` if it does not decode as one).
     public func serializeJSON(into buffer: inout [UInt8]) {
-        buffer.append(contentsOf: "{}".utf8)
+        guard let type = _protoJSONAnyType(named: Self.protoMessageName),
+              type._jsonWrite(wireEncoding: serializedBytes(), into: &buffer)
+        else {
+            buffer.append(contentsOf: "{}".utf8)
+            return
+        }
+    }
+}
+
+extension _ProtoJSONCodable {
+    static func _jsonWireEncoding(ofJSON bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) -> [UInt8] {
+        let message: Self = try _ProtoJSONReader.decode(bytes)
+        return message.serializedBytes()
+    }
+
+    static func _jsonWrite(wireEncoding: [UInt8], into buffer: inout [UInt8]) -> Bool {
+        guard let message = try? Self(serializedBytes: wireEncoding) else {
+            return false
+        }
+        message.serializeJSON(into: &buffer)
+        return true
     }
 }

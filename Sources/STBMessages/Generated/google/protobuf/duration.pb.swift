@@ -131,3 +131,27 @@ extension Google_Protobuf_Duration {
         return c
     }
 }
+
+// MARK: - proto3 JSON
+
+extension Google_Protobuf_Duration: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    static var _jsonHasSpecialForm: Bool { true }
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.duration(seconds: self.seconds, nanos: self.nanos)
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        (self.seconds, self.nanos) = try r.duration()
+    }
+}

@@ -1029,3 +1029,467 @@ extension Google_Rpc_LocalizedMessage {
         return c
     }
 }
+
+// MARK: - proto3 JSON
+
+extension Google_Rpc_ErrorInfo: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.ErrorInfo", "reason reason domain domain metadata metadata")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""reason":"#, self.reason)
+        w.scalar(#""domain":"#, self.domain)
+        w.map(#""metadata":"#, self.metadata)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.reason = try r.scalar()
+            case 1: self.domain = try r.scalar()
+            case 2: self.metadata = try r.map()
+            default: break
+            }
+        }
+    }
+}
+
+extension Google_Rpc_RetryInfo: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.RetryInfo", "retryDelay retry_delay")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""retryDelay":"#, self.retryDelay)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.retryDelay = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Google_Rpc_DebugInfo: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.DebugInfo", "stackEntries stack_entries detail detail")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""stackEntries":"#, self.stackEntries)
+        w.scalar(#""detail":"#, self.detail)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.stackEntries = try r.repeated()
+            case 1: self.detail = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Google_Rpc_QuotaFailure: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.QuotaFailure", "violations violations")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""violations":"#, self.violations)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.violations = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Google_Rpc_QuotaFailure.Violation: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.QuotaFailure.Violation", "subject subject description description apiService api_service quotaMetric quota_metric quotaId quota_id quotaDimensions quota_dimensions quotaValue quota_value futureQuotaValue future_quota_value")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""subject":"#, self.subject)
+        w.scalar(#""description":"#, self.description_p)
+        w.scalar(#""apiService":"#, self.apiService)
+        w.scalar(#""quotaMetric":"#, self.quotaMetric)
+        w.scalar(#""quotaId":"#, self.quotaID)
+        w.map(#""quotaDimensions":"#, self.quotaDimensions)
+        w.scalar(#""quotaValue":"#, self.quotaValue)
+        w.optional(#""futureQuotaValue":"#, self.futureQuotaValue)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.subject = try r.scalar()
+            case 1: self.description_p = try r.scalar()
+            case 2: self.apiService = try r.scalar()
+            case 3: self.quotaMetric = try r.scalar()
+            case 4: self.quotaID = try r.scalar()
+            case 5: self.quotaDimensions = try r.map()
+            case 6: self.quotaValue = try r.scalar()
+            case 7: self.futureQuotaValue = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Google_Rpc_PreconditionFailure: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.PreconditionFailure", "violations violations")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""violations":"#, self.violations)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.violations = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Google_Rpc_PreconditionFailure.Violation: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.PreconditionFailure.Violation", "type type subject subject description description")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""type":"#, self.type)
+        w.scalar(#""subject":"#, self.subject)
+        w.scalar(#""description":"#, self.description_p)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.type = try r.scalar()
+            case 1: self.subject = try r.scalar()
+            case 2: self.description_p = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Google_Rpc_BadRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.BadRequest", "fieldViolations field_violations")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""fieldViolations":"#, self.fieldViolations)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.fieldViolations = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Google_Rpc_BadRequest.FieldViolation: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.BadRequest.FieldViolation", "field field description description reason reason localizedMessage localized_message")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""field":"#, self.field)
+        w.scalar(#""description":"#, self.description_p)
+        w.scalar(#""reason":"#, self.reason)
+        w.optional(#""localizedMessage":"#, self.localizedMessage)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.field = try r.scalar()
+            case 1: self.description_p = try r.scalar()
+            case 2: self.reason = try r.scalar()
+            case 3: self.localizedMessage = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Google_Rpc_RequestInfo: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.RequestInfo", "requestId request_id servingData serving_data")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""requestId":"#, self.requestID)
+        w.scalar(#""servingData":"#, self.servingData)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.requestID = try r.scalar()
+            case 1: self.servingData = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Google_Rpc_ResourceInfo: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.ResourceInfo", "resourceType resource_type resourceName resource_name owner owner description description")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""resourceType":"#, self.resourceType)
+        w.scalar(#""resourceName":"#, self.resourceName)
+        w.scalar(#""owner":"#, self.owner)
+        w.scalar(#""description":"#, self.description_p)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.resourceType = try r.scalar()
+            case 1: self.resourceName = try r.scalar()
+            case 2: self.owner = try r.scalar()
+            case 3: self.description_p = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Google_Rpc_Help: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.Help", "links links")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""links":"#, self.links)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.links = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Google_Rpc_Help.Link: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.Help.Link", "description description url url")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""description":"#, self.description_p)
+        w.scalar(#""url":"#, self.url)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.description_p = try r.scalar()
+            case 1: self.url = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Google_Rpc_LocalizedMessage: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.LocalizedMessage", "locale locale message message")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""locale":"#, self.locale)
+        w.scalar(#""message":"#, self.message)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.locale = try r.scalar()
+            case 1: self.message = try r.scalar()
+            default: break
+            }
+        }
+    }
+}

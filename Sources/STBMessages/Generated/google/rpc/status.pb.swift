@@ -82,3 +82,39 @@ extension Google_Rpc_Status {
         return c
     }
 }
+
+// MARK: - proto3 JSON
+
+extension Google_Rpc_Status: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("google.rpc.Status", "code code message message details details")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""code":"#, self.code)
+        w.scalar(#""message":"#, self.message)
+        w.repeated(#""details":"#, self.details)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.code = try r.scalar()
+            case 1: self.message = try r.scalar()
+            case 2: self.details = try r.repeated()
+            default: break
+            }
+        }
+    }
+}

@@ -596,3 +596,277 @@ extension Grpc_Reflection_V1alpha_ErrorResponse {
         return c
     }
 }
+
+// MARK: - proto3 JSON
+
+extension Grpc_Reflection_V1alpha_ServerReflectionRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("grpc.reflection.v1alpha.ServerReflectionRequest", "host host fileByFilename file_by_filename fileContainingSymbol file_containing_symbol fileContainingExtension file_containing_extension allExtensionNumbersOfType all_extension_numbers_of_type listServices list_services")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""host":"#, self.host)
+        switch self.messageRequest {
+        case .fileByFilename(let value)?: w.field(#""fileByFilename":"#, value)
+        case .fileContainingSymbol(let value)?: w.field(#""fileContainingSymbol":"#, value)
+        case .fileContainingExtension(let value)?: w.field(#""fileContainingExtension":"#, value)
+        case .allExtensionNumbersOfType(let value)?: w.field(#""allExtensionNumbersOfType":"#, value)
+        case .listServices(let value)?: w.field(#""listServices":"#, value)
+        case nil: break
+        }
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.host = try r.scalar()
+            case 1: if let value: String = try r.optional() { try r.oneof(unset: self.messageRequest == nil, "message_request"); self.messageRequest = .fileByFilename(value) } else if case .fileByFilename? = self.messageRequest { self.messageRequest = nil }
+            case 2: if let value: String = try r.optional() { try r.oneof(unset: self.messageRequest == nil, "message_request"); self.messageRequest = .fileContainingSymbol(value) } else if case .fileContainingSymbol? = self.messageRequest { self.messageRequest = nil }
+            case 3: if let value: Grpc_Reflection_V1alpha_ExtensionRequest = try r.optional() { try r.oneof(unset: self.messageRequest == nil, "message_request"); self.messageRequest = .fileContainingExtension(value) } else if case .fileContainingExtension? = self.messageRequest { self.messageRequest = nil }
+            case 4: if let value: String = try r.optional() { try r.oneof(unset: self.messageRequest == nil, "message_request"); self.messageRequest = .allExtensionNumbersOfType(value) } else if case .allExtensionNumbersOfType? = self.messageRequest { self.messageRequest = nil }
+            case 5: if let value: String = try r.optional() { try r.oneof(unset: self.messageRequest == nil, "message_request"); self.messageRequest = .listServices(value) } else if case .listServices? = self.messageRequest { self.messageRequest = nil }
+            default: break
+            }
+        }
+    }
+}
+
+extension Grpc_Reflection_V1alpha_ExtensionRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("grpc.reflection.v1alpha.ExtensionRequest", "containingType containing_type extensionNumber extension_number")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""containingType":"#, self.containingType)
+        w.scalar(#""extensionNumber":"#, self.extensionNumber)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.containingType = try r.scalar()
+            case 1: self.extensionNumber = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Grpc_Reflection_V1alpha_ServerReflectionResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("grpc.reflection.v1alpha.ServerReflectionResponse", "validHost valid_host originalRequest original_request fileDescriptorResponse file_descriptor_response allExtensionNumbersResponse all_extension_numbers_response listServicesResponse list_services_response errorResponse error_response")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""validHost":"#, self.validHost)
+        w.optional(#""originalRequest":"#, self.originalRequest)
+        switch self.messageResponse {
+        case .fileDescriptorResponse(let value)?: w.field(#""fileDescriptorResponse":"#, value)
+        case .allExtensionNumbersResponse(let value)?: w.field(#""allExtensionNumbersResponse":"#, value)
+        case .listServicesResponse(let value)?: w.field(#""listServicesResponse":"#, value)
+        case .errorResponse(let value)?: w.field(#""errorResponse":"#, value)
+        case nil: break
+        }
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.validHost = try r.scalar()
+            case 1: self.originalRequest = try r.optional()
+            case 2: if let value: Grpc_Reflection_V1alpha_FileDescriptorResponse = try r.optional() { try r.oneof(unset: self.messageResponse == nil, "message_response"); self.messageResponse = .fileDescriptorResponse(value) } else if case .fileDescriptorResponse? = self.messageResponse { self.messageResponse = nil }
+            case 3: if let value: Grpc_Reflection_V1alpha_ExtensionNumberResponse = try r.optional() { try r.oneof(unset: self.messageResponse == nil, "message_response"); self.messageResponse = .allExtensionNumbersResponse(value) } else if case .allExtensionNumbersResponse? = self.messageResponse { self.messageResponse = nil }
+            case 4: if let value: Grpc_Reflection_V1alpha_ListServiceResponse = try r.optional() { try r.oneof(unset: self.messageResponse == nil, "message_response"); self.messageResponse = .listServicesResponse(value) } else if case .listServicesResponse? = self.messageResponse { self.messageResponse = nil }
+            case 5: if let value: Grpc_Reflection_V1alpha_ErrorResponse = try r.optional() { try r.oneof(unset: self.messageResponse == nil, "message_response"); self.messageResponse = .errorResponse(value) } else if case .errorResponse? = self.messageResponse { self.messageResponse = nil }
+            default: break
+            }
+        }
+    }
+}
+
+extension Grpc_Reflection_V1alpha_FileDescriptorResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("grpc.reflection.v1alpha.FileDescriptorResponse", "fileDescriptorProto file_descriptor_proto")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""fileDescriptorProto":"#, self.fileDescriptorProto)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.fileDescriptorProto = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Grpc_Reflection_V1alpha_ExtensionNumberResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("grpc.reflection.v1alpha.ExtensionNumberResponse", "baseTypeName base_type_name extensionNumber extension_number")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""baseTypeName":"#, self.baseTypeName)
+        w.repeated(#""extensionNumber":"#, self.extensionNumber)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.baseTypeName = try r.scalar()
+            case 1: self.extensionNumber = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Grpc_Reflection_V1alpha_ListServiceResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("grpc.reflection.v1alpha.ListServiceResponse", "service service")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""service":"#, self.service)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.service = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Grpc_Reflection_V1alpha_ServiceResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("grpc.reflection.v1alpha.ServiceResponse", "name name")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""name":"#, self.name)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.name = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Grpc_Reflection_V1alpha_ErrorResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("grpc.reflection.v1alpha.ErrorResponse", "errorCode error_code errorMessage error_message")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""errorCode":"#, self.errorCode)
+        w.scalar(#""errorMessage":"#, self.errorMessage)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.errorCode = try r.scalar()
+            case 1: self.errorMessage = try r.scalar()
+            default: break
+            }
+        }
+    }
+}

@@ -3684,3 +3684,1516 @@ extension Stb_Catalog_V1_CatalogEntity {
         return c
     }
 }
+
+// MARK: - proto3 JSON
+
+extension Stb_Catalog_V1_OptionType: _ProtoJSONEnum {
+    static let _jsonNames = _ProtoJSONNames("stb.catalog.v1.OptionType", "OPTION_TYPE_UNSPECIFIED OPTION_TYPE_BOOLEAN OPTION_TYPE_INTEGER OPTION_TYPE_STRING OPTION_TYPE_ENUM", numbers: [0, 1, 2, 3, 4])
+}
+
+extension Stb_Catalog_V1_Module: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.Module", "id id key key name name description description active active initialState initial_state metaJson meta_json createdAtMs created_at_ms updatedAtMs updated_at_ms")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""key":"#, self.key)
+        w.scalar(#""name":"#, self.name)
+        w.scalar(#""description":"#, self.description_p)
+        w.scalar(#""active":"#, self.active)
+        w.scalar(#""initialState":"#, self.initialState)
+        w.scalar(#""metaJson":"#, self.metaJson)
+        w.scalar(#""createdAtMs":"#, self.createdAtMs)
+        w.scalar(#""updatedAtMs":"#, self.updatedAtMs)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.id = try r.scalar()
+            case 1: self.key = try r.scalar()
+            case 2: self.name = try r.scalar()
+            case 3: self.description_p = try r.scalar()
+            case 4: self.active = try r.scalar()
+            case 5: self.initialState = try r.scalar()
+            case 6: self.metaJson = try r.scalar()
+            case 7: self.createdAtMs = try r.scalar()
+            case 8: self.updatedAtMs = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_Group: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.Group", "id id moduleKey module_key key key name name description description position position metaJson meta_json createdAtMs created_at_ms updatedAtMs updated_at_ms")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""key":"#, self.key)
+        w.scalar(#""name":"#, self.name)
+        w.scalar(#""description":"#, self.description_p)
+        w.scalar(#""position":"#, self.position)
+        w.scalar(#""metaJson":"#, self.metaJson)
+        w.scalar(#""createdAtMs":"#, self.createdAtMs)
+        w.scalar(#""updatedAtMs":"#, self.updatedAtMs)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.id = try r.scalar()
+            case 1: self.moduleKey = try r.scalar()
+            case 2: self.key = try r.scalar()
+            case 3: self.name = try r.scalar()
+            case 4: self.description_p = try r.scalar()
+            case 5: self.position = try r.scalar()
+            case 6: self.metaJson = try r.scalar()
+            case 7: self.createdAtMs = try r.scalar()
+            case 8: self.updatedAtMs = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_Option: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.Option", "id id moduleKey module_key groupKey group_key key key name name description description type type defaultValue default_value editable editable includedByDefault included_by_default metaJson meta_json createdAtMs created_at_ms updatedAtMs updated_at_ms")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""groupKey":"#, self.groupKey)
+        w.scalar(#""key":"#, self.key)
+        w.scalar(#""name":"#, self.name)
+        w.scalar(#""description":"#, self.description_p)
+        w.scalar(#""type":"#, self.type)
+        w.scalar(#""defaultValue":"#, self.defaultValue)
+        w.scalar(#""editable":"#, self.editable)
+        w.scalar(#""includedByDefault":"#, self.includedByDefault)
+        w.scalar(#""metaJson":"#, self.metaJson)
+        w.scalar(#""createdAtMs":"#, self.createdAtMs)
+        w.scalar(#""updatedAtMs":"#, self.updatedAtMs)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.id = try r.scalar()
+            case 1: self.moduleKey = try r.scalar()
+            case 2: self.groupKey = try r.scalar()
+            case 3: self.key = try r.scalar()
+            case 4: self.name = try r.scalar()
+            case 5: self.description_p = try r.scalar()
+            case 6: self.type = try r.scalar()
+            case 7: self.defaultValue = try r.scalar()
+            case 8: self.editable = try r.scalar()
+            case 9: self.includedByDefault = try r.scalar()
+            case 10: self.metaJson = try r.scalar()
+            case 11: self.createdAtMs = try r.scalar()
+            case 12: self.updatedAtMs = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_State: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.State", "id id moduleKey module_key name name metaJson meta_json createdAtMs created_at_ms")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""name":"#, self.name)
+        w.scalar(#""metaJson":"#, self.metaJson)
+        w.scalar(#""createdAtMs":"#, self.createdAtMs)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.id = try r.scalar()
+            case 1: self.moduleKey = try r.scalar()
+            case 2: self.name = try r.scalar()
+            case 3: self.metaJson = try r.scalar()
+            case 4: self.createdAtMs = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_Transition: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.Transition", "id id moduleKey module_key fromState from_state event event toState to_state conditionJson condition_json metaJson meta_json createdAtMs created_at_ms updatedAtMs updated_at_ms")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""fromState":"#, self.fromState)
+        w.scalar(#""event":"#, self.event)
+        w.scalar(#""toState":"#, self.toState)
+        w.scalar(#""conditionJson":"#, self.conditionJson)
+        w.scalar(#""metaJson":"#, self.metaJson)
+        w.scalar(#""createdAtMs":"#, self.createdAtMs)
+        w.scalar(#""updatedAtMs":"#, self.updatedAtMs)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.id = try r.scalar()
+            case 1: self.moduleKey = try r.scalar()
+            case 2: self.fromState = try r.scalar()
+            case 3: self.event = try r.scalar()
+            case 4: self.toState = try r.scalar()
+            case 5: self.conditionJson = try r.scalar()
+            case 6: self.metaJson = try r.scalar()
+            case 7: self.createdAtMs = try r.scalar()
+            case 8: self.updatedAtMs = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ModuleRef: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ModuleRef", "id id key key")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        switch self.ref {
+        case .id(let value)?: w.field(#""id":"#, value)
+        case .key(let value)?: w.field(#""key":"#, value)
+        case nil: break
+        }
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: if let value: Int64 = try r.optional() { try r.oneof(unset: self.ref == nil, "ref"); self.ref = .id(value) } else if case .id? = self.ref { self.ref = nil }
+            case 1: if let value: String = try r.optional() { try r.oneof(unset: self.ref == nil, "ref"); self.ref = .key(value) } else if case .key? = self.ref { self.ref = nil }
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_GroupRef: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.GroupRef", "id id moduleKey module_key key key")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""key":"#, self.key)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.id = try r.scalar()
+            case 1: self.moduleKey = try r.scalar()
+            case 2: self.key = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_OptionRef: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.OptionRef", "id id key key")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        switch self.ref {
+        case .id(let value)?: w.field(#""id":"#, value)
+        case .key(let value)?: w.field(#""key":"#, value)
+        case nil: break
+        }
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: if let value: Int64 = try r.optional() { try r.oneof(unset: self.ref == nil, "ref"); self.ref = .id(value) } else if case .id? = self.ref { self.ref = nil }
+            case 1: if let value: String = try r.optional() { try r.oneof(unset: self.ref == nil, "ref"); self.ref = .key(value) } else if case .key? = self.ref { self.ref = nil }
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_StateRef: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.StateRef", "id id moduleKey module_key name name")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""name":"#, self.name)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.id = try r.scalar()
+            case 1: self.moduleKey = try r.scalar()
+            case 2: self.name = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_TransitionRef: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.TransitionRef", "id id moduleKey module_key fromState from_state event event")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""fromState":"#, self.fromState)
+        w.scalar(#""event":"#, self.event)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.id = try r.scalar()
+            case 1: self.moduleKey = try r.scalar()
+            case 2: self.fromState = try r.scalar()
+            case 3: self.event = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_CreateModuleRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.CreateModuleRequest", "module module")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""module":"#, self.module)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.module = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_CreateGroupRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.CreateGroupRequest", "group group")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""group":"#, self.group)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.group = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_CreateOptionRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.CreateOptionRequest", "option option")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""option":"#, self.option)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.option = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_CreateStateRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.CreateStateRequest", "state state")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""state":"#, self.state)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.state = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_CreateTransitionRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.CreateTransitionRequest", "transition transition")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""transition":"#, self.transition)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.transition = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ListModulesRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ListModulesRequest", "page page")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""page":"#, self.page)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.page = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ListModulesResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ListModulesResponse", "modules modules page page")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""modules":"#, self.modules)
+        w.optional(#""page":"#, self.page)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.modules = try r.repeated()
+            case 1: self.page = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ListGroupsRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ListGroupsRequest", "moduleKey module_key page page")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.optional(#""page":"#, self.page)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.moduleKey = try r.scalar()
+            case 1: self.page = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ListGroupsResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ListGroupsResponse", "groups groups page page")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""groups":"#, self.groups)
+        w.optional(#""page":"#, self.page)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.groups = try r.repeated()
+            case 1: self.page = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ListOptionsRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ListOptionsRequest", "moduleKey module_key groupKey group_key page page")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""groupKey":"#, self.groupKey)
+        w.optional(#""page":"#, self.page)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.moduleKey = try r.scalar()
+            case 1: self.groupKey = try r.scalar()
+            case 2: self.page = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ListOptionsResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ListOptionsResponse", "options options page page")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""options":"#, self.options)
+        w.optional(#""page":"#, self.page)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.options = try r.repeated()
+            case 1: self.page = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ListStatesRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ListStatesRequest", "moduleKey module_key")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.moduleKey = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ListStatesResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ListStatesResponse", "states states")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""states":"#, self.states)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.states = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ListTransitionsRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ListTransitionsRequest", "moduleKey module_key")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.moduleKey = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ListTransitionsResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ListTransitionsResponse", "transitions transitions")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""transitions":"#, self.transitions)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.transitions = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_UpdateModuleRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.UpdateModuleRequest", "ref ref name name description description active active initialState initial_state metaJson meta_json")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""ref":"#, self.ref)
+        w.optional(#""name":"#, self.name)
+        w.optional(#""description":"#, self.description_p)
+        w.optional(#""active":"#, self.active)
+        w.optional(#""initialState":"#, self.initialState)
+        w.optional(#""metaJson":"#, self.metaJson)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.ref = try r.optional()
+            case 1: self.name = try r.optional()
+            case 2: self.description_p = try r.optional()
+            case 3: self.active = try r.optional()
+            case 4: self.initialState = try r.optional()
+            case 5: self.metaJson = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_UpdateGroupRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.UpdateGroupRequest", "ref ref name name description description position position metaJson meta_json")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""ref":"#, self.ref)
+        w.optional(#""name":"#, self.name)
+        w.optional(#""description":"#, self.description_p)
+        w.optional(#""position":"#, self.position)
+        w.optional(#""metaJson":"#, self.metaJson)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.ref = try r.optional()
+            case 1: self.name = try r.optional()
+            case 2: self.description_p = try r.optional()
+            case 3: self.position = try r.optional()
+            case 4: self.metaJson = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_UpdateOptionRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.UpdateOptionRequest", "ref ref name name description description type type defaultValue default_value editable editable includedByDefault included_by_default metaJson meta_json moduleKey module_key groupKey group_key")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""ref":"#, self.ref)
+        w.optional(#""name":"#, self.name)
+        w.optional(#""description":"#, self.description_p)
+        w.optional(#""type":"#, self.type)
+        w.optional(#""defaultValue":"#, self.defaultValue)
+        w.optional(#""editable":"#, self.editable)
+        w.optional(#""includedByDefault":"#, self.includedByDefault)
+        w.optional(#""metaJson":"#, self.metaJson)
+        w.optional(#""moduleKey":"#, self.moduleKey)
+        w.optional(#""groupKey":"#, self.groupKey)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.ref = try r.optional()
+            case 1: self.name = try r.optional()
+            case 2: self.description_p = try r.optional()
+            case 3: self.type = try r.optional()
+            case 4: self.defaultValue = try r.optional()
+            case 5: self.editable = try r.optional()
+            case 6: self.includedByDefault = try r.optional()
+            case 7: self.metaJson = try r.optional()
+            case 8: self.moduleKey = try r.optional()
+            case 9: self.groupKey = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_UpdateStateRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.UpdateStateRequest", "ref ref metaJson meta_json")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""ref":"#, self.ref)
+        w.optional(#""metaJson":"#, self.metaJson)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.ref = try r.optional()
+            case 1: self.metaJson = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_UpdateTransitionRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.UpdateTransitionRequest", "ref ref toState to_state conditionJson condition_json metaJson meta_json")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""ref":"#, self.ref)
+        w.optional(#""toState":"#, self.toState)
+        w.optional(#""conditionJson":"#, self.conditionJson)
+        w.optional(#""metaJson":"#, self.metaJson)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.ref = try r.optional()
+            case 1: self.toState = try r.optional()
+            case 2: self.conditionJson = try r.optional()
+            case 3: self.metaJson = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_GetConfigRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.GetConfigRequest", "moduleKeys module_keys knownRevision known_revision acceptDelta accept_delta")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""moduleKeys":"#, self.moduleKeys)
+        w.scalar(#""knownRevision":"#, self.knownRevision)
+        w.scalar(#""acceptDelta":"#, self.acceptDelta)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.moduleKeys = try r.repeated()
+            case 1: self.knownRevision = try r.scalar()
+            case 2: self.acceptDelta = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_GetConfigResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.GetConfigResponse", "revision revision unchanged unchanged cursor cursor modules modules delta delta changes changes")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""revision":"#, self.revision)
+        w.scalar(#""unchanged":"#, self.unchanged)
+        w.scalar(#""cursor":"#, self.cursor)
+        w.repeated(#""modules":"#, self.modules)
+        w.scalar(#""delta":"#, self.delta)
+        w.optional(#""changes":"#, self.changes)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.revision = try r.scalar()
+            case 1: self.unchanged = try r.scalar()
+            case 2: self.cursor = try r.scalar()
+            case 3: self.modules = try r.repeated()
+            case 4: self.delta = try r.scalar()
+            case 5: self.changes = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ConfigDelta: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ConfigDelta", "baseRevision base_revision modules modules groups groups options options states states transitions transitions deletedModules deleted_modules deletedGroups deleted_groups deletedOptions deleted_options deletedStates deleted_states deletedTransitions deleted_transitions")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""baseRevision":"#, self.baseRevision)
+        w.repeated(#""modules":"#, self.modules)
+        w.repeated(#""groups":"#, self.groups)
+        w.repeated(#""options":"#, self.options)
+        w.repeated(#""states":"#, self.states)
+        w.repeated(#""transitions":"#, self.transitions)
+        w.repeated(#""deletedModules":"#, self.deletedModules)
+        w.repeated(#""deletedGroups":"#, self.deletedGroups)
+        w.repeated(#""deletedOptions":"#, self.deletedOptions)
+        w.repeated(#""deletedStates":"#, self.deletedStates)
+        w.repeated(#""deletedTransitions":"#, self.deletedTransitions)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.baseRevision = try r.scalar()
+            case 1: self.modules = try r.repeated()
+            case 2: self.groups = try r.repeated()
+            case 3: self.options = try r.repeated()
+            case 4: self.states = try r.repeated()
+            case 5: self.transitions = try r.repeated()
+            case 6: self.deletedModules = try r.repeated()
+            case 7: self.deletedGroups = try r.repeated()
+            case 8: self.deletedOptions = try r.repeated()
+            case 9: self.deletedStates = try r.repeated()
+            case 10: self.deletedTransitions = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ConfigModule: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ConfigModule", "module module groups groups states states transitions transitions")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""module":"#, self.module)
+        w.repeated(#""groups":"#, self.groups)
+        w.repeated(#""states":"#, self.states)
+        w.repeated(#""transitions":"#, self.transitions)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.module = try r.optional()
+            case 1: self.groups = try r.repeated()
+            case 2: self.states = try r.repeated()
+            case 3: self.transitions = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ConfigGroup: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ConfigGroup", "group group options options")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""group":"#, self.group)
+        w.repeated(#""options":"#, self.options)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.group = try r.optional()
+            case 1: self.options = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ImportSeedRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ImportSeedRequest", "documentJson document_json dryRun dry_run prune prune fileName file_name")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""documentJson":"#, self.documentJson)
+        w.scalar(#""dryRun":"#, self.dryRun)
+        w.scalar(#""prune":"#, self.prune)
+        w.scalar(#""fileName":"#, self.fileName)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.documentJson = try r.scalar()
+            case 1: self.dryRun = try r.scalar()
+            case 2: self.prune = try r.scalar()
+            case 3: self.fileName = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_PlanItem: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.PlanItem", "entity entity key key")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""entity":"#, self.entity)
+        w.scalar(#""key":"#, self.key)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.entity = try r.scalar()
+            case 1: self.key = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ImportPlan: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ImportPlan", "created created updated updated deleted deleted unchanged unchanged")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""created":"#, self.created)
+        w.repeated(#""updated":"#, self.updated)
+        w.repeated(#""deleted":"#, self.deleted)
+        w.scalar(#""unchanged":"#, self.unchanged)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.created = try r.repeated()
+            case 1: self.updated = try r.repeated()
+            case 2: self.deleted = try r.repeated()
+            case 3: self.unchanged = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ImportSeedResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ImportSeedResponse", "plan plan applied applied revision revision seedId seed_id")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""plan":"#, self.plan)
+        w.scalar(#""applied":"#, self.applied)
+        w.scalar(#""revision":"#, self.revision)
+        w.scalar(#""seedId":"#, self.seedID)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.plan = try r.optional()
+            case 1: self.applied = try r.scalar()
+            case 2: self.revision = try r.scalar()
+            case 3: self.seedID = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_WatchRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.WatchRequest", "after after")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""after":"#, self.after)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.after = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_ChangeEvent: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ChangeEvent", "cursor cursor entity entity key key action action state state actor actor atMs at_ms revision revision")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""cursor":"#, self.cursor)
+        w.scalar(#""entity":"#, self.entity)
+        w.scalar(#""key":"#, self.key)
+        w.scalar(#""action":"#, self.action)
+        w.optional(#""state":"#, self.state)
+        w.scalar(#""actor":"#, self.actor)
+        w.scalar(#""atMs":"#, self.atMs)
+        w.scalar(#""revision":"#, self.revision)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.cursor = try r.scalar()
+            case 1: self.entity = try r.scalar()
+            case 2: self.key = try r.scalar()
+            case 3: self.action = try r.scalar()
+            case 4: self.state = try r.optional()
+            case 5: self.actor = try r.scalar()
+            case 6: self.atMs = try r.scalar()
+            case 7: self.revision = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Catalog_V1_CatalogEntity: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.CatalogEntity", "module module group group option option state state transition transition")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        switch self.entity {
+        case .module(let value)?: w.field(#""module":"#, value)
+        case .group(let value)?: w.field(#""group":"#, value)
+        case .option(let value)?: w.field(#""option":"#, value)
+        case .state(let value)?: w.field(#""state":"#, value)
+        case .transition(let value)?: w.field(#""transition":"#, value)
+        case nil: break
+        }
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: if let value: Stb_Catalog_V1_Module = try r.optional() { try r.oneof(unset: self.entity == nil, "entity"); self.entity = .module(value) } else if case .module? = self.entity { self.entity = nil }
+            case 1: if let value: Stb_Catalog_V1_Group = try r.optional() { try r.oneof(unset: self.entity == nil, "entity"); self.entity = .group(value) } else if case .group? = self.entity { self.entity = nil }
+            case 2: if let value: Stb_Catalog_V1_Option = try r.optional() { try r.oneof(unset: self.entity == nil, "entity"); self.entity = .option(value) } else if case .option? = self.entity { self.entity = nil }
+            case 3: if let value: Stb_Catalog_V1_State = try r.optional() { try r.oneof(unset: self.entity == nil, "entity"); self.entity = .state(value) } else if case .state? = self.entity { self.entity = nil }
+            case 4: if let value: Stb_Catalog_V1_Transition = try r.optional() { try r.oneof(unset: self.entity == nil, "entity"); self.entity = .transition(value) } else if case .transition? = self.entity { self.entity = nil }
+            default: break
+            }
+        }
+    }
+}

@@ -397,3 +397,191 @@ extension Stb_Common_V1_FieldViolation {
         return c
     }
 }
+
+// MARK: - proto3 JSON
+
+extension Stb_Common_V1_ChangeAction: _ProtoJSONEnum {
+    static let _jsonNames = _ProtoJSONNames("stb.common.v1.ChangeAction", "CHANGE_ACTION_UNSPECIFIED CHANGE_ACTION_CREATED CHANGE_ACTION_UPDATED CHANGE_ACTION_DELETED", numbers: [0, 1, 2, 3])
+}
+
+extension Stb_Common_V1_Empty: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.common.v1.Empty", "")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while try r.nextField(&object) != nil {}
+    }
+}
+
+extension Stb_Common_V1_Actor: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.common.v1.Actor", "user user role role")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""user":"#, self.user)
+        w.scalar(#""role":"#, self.role)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.user = try r.scalar()
+            case 1: self.role = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Common_V1_PageRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.common.v1.PageRequest", "pageSize page_size pageToken page_token")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""pageSize":"#, self.pageSize)
+        w.scalar(#""pageToken":"#, self.pageToken)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.pageSize = try r.scalar()
+            case 1: self.pageToken = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Common_V1_PageInfo: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.common.v1.PageInfo", "nextPageToken next_page_token total total")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""nextPageToken":"#, self.nextPageToken)
+        w.scalar(#""total":"#, self.total)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.nextPageToken = try r.scalar()
+            case 1: self.total = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Common_V1_Cursor: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.common.v1.Cursor", "token token")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""token":"#, self.token)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.token = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Common_V1_FieldViolation: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.common.v1.FieldViolation", "field field description description")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""field":"#, self.field)
+        w.scalar(#""description":"#, self.description_p)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.field = try r.scalar()
+            case 1: self.description_p = try r.scalar()
+            default: break
+            }
+        }
+    }
+}

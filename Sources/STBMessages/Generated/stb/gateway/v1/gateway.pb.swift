@@ -1702,3 +1702,751 @@ extension Stb_Gateway_V1_ListActivityResponse {
         return c
     }
 }
+
+// MARK: - proto3 JSON
+
+extension Stb_Gateway_V1_Role: _ProtoJSONEnum {
+    static let _jsonNames = _ProtoJSONNames("stb.gateway.v1.Role", "ROLE_UNSPECIFIED ROLE_VIEWER ROLE_OPERATOR ROLE_ENGINEER ROLE_ADMIN ROLE_SERVICE", numbers: [0, 1, 2, 3, 4, 5])
+}
+
+extension Stb_Gateway_V1_User: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.User", "id id username username displayName display_name email email role role enabled enabled createdAtMs created_at_ms updatedAtMs updated_at_ms lastLoginAtMs last_login_at_ms")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""username":"#, self.username)
+        w.scalar(#""displayName":"#, self.displayName)
+        w.scalar(#""email":"#, self.email)
+        w.scalar(#""role":"#, self.role)
+        w.scalar(#""enabled":"#, self.enabled)
+        w.scalar(#""createdAtMs":"#, self.createdAtMs)
+        w.scalar(#""updatedAtMs":"#, self.updatedAtMs)
+        w.scalar(#""lastLoginAtMs":"#, self.lastLoginAtMs)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.id = try r.scalar()
+            case 1: self.username = try r.scalar()
+            case 2: self.displayName = try r.scalar()
+            case 3: self.email = try r.scalar()
+            case 4: self.role = try r.scalar()
+            case 5: self.enabled = try r.scalar()
+            case 6: self.createdAtMs = try r.scalar()
+            case 7: self.updatedAtMs = try r.scalar()
+            case 8: self.lastLoginAtMs = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_LoginRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.LoginRequest", "username username password password")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""username":"#, self.username)
+        w.scalar(#""password":"#, self.password)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.username = try r.scalar()
+            case 1: self.password = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_LoginResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.LoginResponse", "accessToken access_token accessExpiresAtMs access_expires_at_ms refreshToken refresh_token refreshExpiresAtMs refresh_expires_at_ms user user")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""accessToken":"#, self.accessToken)
+        w.scalar(#""accessExpiresAtMs":"#, self.accessExpiresAtMs)
+        w.scalar(#""refreshToken":"#, self.refreshToken)
+        w.scalar(#""refreshExpiresAtMs":"#, self.refreshExpiresAtMs)
+        w.optional(#""user":"#, self.user)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.accessToken = try r.scalar()
+            case 1: self.accessExpiresAtMs = try r.scalar()
+            case 2: self.refreshToken = try r.scalar()
+            case 3: self.refreshExpiresAtMs = try r.scalar()
+            case 4: self.user = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_RefreshRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.RefreshRequest", "refreshToken refresh_token")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""refreshToken":"#, self.refreshToken)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.refreshToken = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_LogoutRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.LogoutRequest", "refreshToken refresh_token")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""refreshToken":"#, self.refreshToken)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.refreshToken = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_LogoutResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.LogoutResponse", "")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while try r.nextField(&object) != nil {}
+    }
+}
+
+extension Stb_Gateway_V1_WhoAmIRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.WhoAmIRequest", "")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while try r.nextField(&object) != nil {}
+    }
+}
+
+extension Stb_Gateway_V1_GetKeysRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.GetKeysRequest", "")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while try r.nextField(&object) != nil {}
+    }
+}
+
+extension Stb_Gateway_V1_JsonWebKey: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.JsonWebKey", "kty kty crv crv x x kid kid use use alg alg")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""kty":"#, self.kty)
+        w.scalar(#""crv":"#, self.crv)
+        w.scalar(#""x":"#, self.x)
+        w.scalar(#""kid":"#, self.kid)
+        w.scalar(#""use":"#, self.use)
+        w.scalar(#""alg":"#, self.alg)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.kty = try r.scalar()
+            case 1: self.crv = try r.scalar()
+            case 2: self.x = try r.scalar()
+            case 3: self.kid = try r.scalar()
+            case 4: self.use = try r.scalar()
+            case 5: self.alg = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_GetKeysResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.GetKeysResponse", "keys keys")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""keys":"#, self.keys)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.keys = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_ServiceLoginRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.ServiceLoginRequest", "service service secret secret")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""service":"#, self.service)
+        w.scalar(#""secret":"#, self.secret)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.service = try r.scalar()
+            case 1: self.secret = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_ChangePasswordRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.ChangePasswordRequest", "currentPassword current_password newPassword new_password refreshToken refresh_token")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""currentPassword":"#, self.currentPassword)
+        w.scalar(#""newPassword":"#, self.newPassword)
+        w.scalar(#""refreshToken":"#, self.refreshToken)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.currentPassword = try r.scalar()
+            case 1: self.newPassword = try r.scalar()
+            case 2: self.refreshToken = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_ChangePasswordResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.ChangePasswordResponse", "")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while try r.nextField(&object) != nil {}
+    }
+}
+
+extension Stb_Gateway_V1_CreateUserRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.CreateUserRequest", "username username displayName display_name email email role role password password")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""username":"#, self.username)
+        w.scalar(#""displayName":"#, self.displayName)
+        w.scalar(#""email":"#, self.email)
+        w.scalar(#""role":"#, self.role)
+        w.scalar(#""password":"#, self.password)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.username = try r.scalar()
+            case 1: self.displayName = try r.scalar()
+            case 2: self.email = try r.scalar()
+            case 3: self.role = try r.scalar()
+            case 4: self.password = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_ListUsersRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.ListUsersRequest", "page page")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""page":"#, self.page)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.page = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_ListUsersResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.ListUsersResponse", "users users page page")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""users":"#, self.users)
+        w.optional(#""page":"#, self.page)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.users = try r.repeated()
+            case 1: self.page = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_UpdateUserRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.UpdateUserRequest", "user user displayName display_name email email role role enabled enabled")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""user":"#, self.user)
+        w.optional(#""displayName":"#, self.displayName)
+        w.optional(#""email":"#, self.email)
+        w.optional(#""role":"#, self.role)
+        w.optional(#""enabled":"#, self.enabled)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.user = try r.scalar()
+            case 1: self.displayName = try r.optional()
+            case 2: self.email = try r.optional()
+            case 3: self.role = try r.optional()
+            case 4: self.enabled = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_SetPasswordRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.SetPasswordRequest", "user user newPassword new_password")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""user":"#, self.user)
+        w.scalar(#""newPassword":"#, self.newPassword)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.user = try r.scalar()
+            case 1: self.newPassword = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_SetPasswordResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.SetPasswordResponse", "")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while try r.nextField(&object) != nil {}
+    }
+}
+
+extension Stb_Gateway_V1_DisableUserRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.DisableUserRequest", "user user")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""user":"#, self.user)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.user = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_ListActivityRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.ListActivityRequest", "user user page page")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""user":"#, self.user)
+        w.optional(#""page":"#, self.page)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.user = try r.scalar()
+            case 1: self.page = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_Activity: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.Activity", "id id kind kind userId user_id username username peer peer userAgent user_agent actorId actor_id detailJson detail_json atMs at_ms")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""kind":"#, self.kind)
+        w.scalar(#""userId":"#, self.userID)
+        w.scalar(#""username":"#, self.username)
+        w.scalar(#""peer":"#, self.peer)
+        w.scalar(#""userAgent":"#, self.userAgent)
+        w.scalar(#""actorId":"#, self.actorID)
+        w.scalar(#""detailJson":"#, self.detailJson)
+        w.scalar(#""atMs":"#, self.atMs)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.id = try r.scalar()
+            case 1: self.kind = try r.scalar()
+            case 2: self.userID = try r.scalar()
+            case 3: self.username = try r.scalar()
+            case 4: self.peer = try r.scalar()
+            case 5: self.userAgent = try r.scalar()
+            case 6: self.actorID = try r.scalar()
+            case 7: self.detailJson = try r.scalar()
+            case 8: self.atMs = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_ListActivityResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.ListActivityResponse", "activities activities page page")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""activities":"#, self.activities)
+        w.optional(#""page":"#, self.page)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.activities = try r.repeated()
+            case 1: self.page = try r.optional()
+            default: break
+            }
+        }
+    }
+}

@@ -2413,3 +2413,1011 @@ extension Stb_Rules_V1_ChangeEvent {
         return c
     }
 }
+
+// MARK: - proto3 JSON
+
+extension Stb_Rules_V1_RuleType: _ProtoJSONEnum {
+    static let _jsonNames = _ProtoJSONNames("stb.rules.v1.RuleType", "RULE_TYPE_UNSPECIFIED RULE_TYPE_REQUIRES RULE_TYPE_FORBIDDEN RULE_TYPE_VALIDATION RULE_TYPE_CHOICE", numbers: [0, 1, 2, 3, 4])
+}
+
+extension Stb_Rules_V1_Severity: _ProtoJSONEnum {
+    static let _jsonNames = _ProtoJSONNames("stb.rules.v1.Severity", "SEVERITY_UNSPECIFIED SEVERITY_ERROR SEVERITY_WARNING", numbers: [0, 1, 2])
+}
+
+extension Stb_Rules_V1_Rule: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.Rule", "id id key key subject subject type type payloadJson payload_json severity severity message message active active createdAtMs created_at_ms updatedAtMs updated_at_ms")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""key":"#, self.key)
+        w.scalar(#""subject":"#, self.subject)
+        w.scalar(#""type":"#, self.type)
+        w.scalar(#""payloadJson":"#, self.payloadJson)
+        w.scalar(#""severity":"#, self.severity)
+        w.scalar(#""message":"#, self.message)
+        w.scalar(#""active":"#, self.active)
+        w.scalar(#""createdAtMs":"#, self.createdAtMs)
+        w.scalar(#""updatedAtMs":"#, self.updatedAtMs)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.id = try r.scalar()
+            case 1: self.key = try r.scalar()
+            case 2: self.subject = try r.scalar()
+            case 3: self.type = try r.scalar()
+            case 4: self.payloadJson = try r.scalar()
+            case 5: self.severity = try r.scalar()
+            case 6: self.message = try r.scalar()
+            case 7: self.active = try r.scalar()
+            case 8: self.createdAtMs = try r.scalar()
+            case 9: self.updatedAtMs = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_RuleRef: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.RuleRef", "id id key key")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        switch self.ref {
+        case .id(let value)?: w.field(#""id":"#, value)
+        case .key(let value)?: w.field(#""key":"#, value)
+        case nil: break
+        }
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: if let value: Int64 = try r.optional() { try r.oneof(unset: self.ref == nil, "ref"); self.ref = .id(value) } else if case .id? = self.ref { self.ref = nil }
+            case 1: if let value: String = try r.optional() { try r.oneof(unset: self.ref == nil, "ref"); self.ref = .key(value) } else if case .key? = self.ref { self.ref = nil }
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_CreateRuleRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.CreateRuleRequest", "rule rule")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""rule":"#, self.rule)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.rule = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_ListRulesRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.ListRulesRequest", "subject subject page page")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""subject":"#, self.subject)
+        w.optional(#""page":"#, self.page)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.subject = try r.scalar()
+            case 1: self.page = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_ListRulesResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.ListRulesResponse", "rules rules page page")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""rules":"#, self.rules)
+        w.optional(#""page":"#, self.page)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.rules = try r.repeated()
+            case 1: self.page = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_UpdateRuleRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.UpdateRuleRequest", "ref ref subject subject type type payloadJson payload_json severity severity message message active active")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.optional(#""ref":"#, self.ref)
+        w.optional(#""subject":"#, self.subject)
+        w.optional(#""type":"#, self.type)
+        w.optional(#""payloadJson":"#, self.payloadJson)
+        w.optional(#""severity":"#, self.severity)
+        w.optional(#""message":"#, self.message)
+        w.optional(#""active":"#, self.active)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.ref = try r.optional()
+            case 1: self.subject = try r.optional()
+            case 2: self.type = try r.optional()
+            case 3: self.payloadJson = try r.optional()
+            case 4: self.severity = try r.optional()
+            case 5: self.message = try r.optional()
+            case 6: self.active = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_ImportRulesRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.ImportRulesRequest", "documentJson document_json dryRun dry_run prune prune fileName file_name")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""documentJson":"#, self.documentJson)
+        w.scalar(#""dryRun":"#, self.dryRun)
+        w.scalar(#""prune":"#, self.prune)
+        w.scalar(#""fileName":"#, self.fileName)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.documentJson = try r.scalar()
+            case 1: self.dryRun = try r.scalar()
+            case 2: self.prune = try r.scalar()
+            case 3: self.fileName = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_ImportRulesResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.ImportRulesResponse", "created created updated updated deleted deleted unchanged unchanged applied applied revision revision")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""created":"#, self.created)
+        w.repeated(#""updated":"#, self.updated)
+        w.repeated(#""deleted":"#, self.deleted)
+        w.scalar(#""unchanged":"#, self.unchanged)
+        w.scalar(#""applied":"#, self.applied)
+        w.scalar(#""revision":"#, self.revision)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.created = try r.repeated()
+            case 1: self.updated = try r.repeated()
+            case 2: self.deleted = try r.repeated()
+            case 3: self.unchanged = try r.scalar()
+            case 4: self.applied = try r.scalar()
+            case 5: self.revision = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_OptionChoice: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.OptionChoice", "key key included included valueJson value_json")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""key":"#, self.key)
+        w.optional(#""included":"#, self.included)
+        w.optional(#""valueJson":"#, self.valueJson)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.key = try r.scalar()
+            case 1: self.included = try r.optional()
+            case 2: self.valueJson = try r.optional()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_EvaluateRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.EvaluateRequest", "options options")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""options":"#, self.options)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.options = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_Reference: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.Reference", "optionKey option_key included included valueJson value_json")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""optionKey":"#, self.optionKey)
+        w.scalar(#""included":"#, self.included)
+        w.scalar(#""valueJson":"#, self.valueJson)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.optionKey = try r.scalar()
+            case 1: self.included = try r.scalar()
+            case 2: self.valueJson = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_Violation: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.Violation", "ruleKey rule_key type type severity severity message message references references explanation explanation constraint constraint")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""ruleKey":"#, self.ruleKey)
+        w.scalar(#""type":"#, self.type)
+        w.scalar(#""severity":"#, self.severity)
+        w.scalar(#""message":"#, self.message)
+        w.repeated(#""references":"#, self.references)
+        w.scalar(#""explanation":"#, self.explanation)
+        w.scalar(#""constraint":"#, self.constraint)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.ruleKey = try r.scalar()
+            case 1: self.type = try r.scalar()
+            case 2: self.severity = try r.scalar()
+            case 3: self.message = try r.scalar()
+            case 4: self.references = try r.repeated()
+            case 5: self.explanation = try r.scalar()
+            case 6: self.constraint = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_ClosureConflict: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.ClosureConflict", "ruleKey rule_key chain chain explanation explanation")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""ruleKey":"#, self.ruleKey)
+        w.repeated(#""chain":"#, self.chain)
+        w.scalar(#""explanation":"#, self.explanation)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.ruleKey = try r.scalar()
+            case 1: self.chain = try r.repeated()
+            case 2: self.explanation = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_EvaluateResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.EvaluateResponse", "valid valid violations violations closure closure conflicts conflicts catalogRevision catalog_revision")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""valid":"#, self.valid)
+        w.repeated(#""violations":"#, self.violations)
+        w.repeated(#""closure":"#, self.closure)
+        w.repeated(#""conflicts":"#, self.conflicts)
+        w.scalar(#""catalogRevision":"#, self.catalogRevision)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.valid = try r.scalar()
+            case 1: self.violations = try r.repeated()
+            case 2: self.closure = try r.repeated()
+            case 3: self.conflicts = try r.repeated()
+            case 4: self.catalogRevision = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_CheckRulesRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.CheckRulesRequest", "")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while try r.nextField(&object) != nil {}
+    }
+}
+
+extension Stb_Rules_V1_Cycle: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.Cycle", "chain chain")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""chain":"#, self.chain)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.chain = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_DeadOption: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.DeadOption", "optionKey option_key reason reason")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""optionKey":"#, self.optionKey)
+        w.scalar(#""reason":"#, self.reason)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.optionKey = try r.scalar()
+            case 1: self.reason = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_UnknownReference: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.UnknownReference", "ruleKey rule_key optionKey option_key")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""ruleKey":"#, self.ruleKey)
+        w.scalar(#""optionKey":"#, self.optionKey)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.ruleKey = try r.scalar()
+            case 1: self.optionKey = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_CheckRulesResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.CheckRulesResponse", "cycles cycles deadOptions dead_options unknownReferences unknown_references contradictions contradictions catalogRevision catalog_revision")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""cycles":"#, self.cycles)
+        w.repeated(#""deadOptions":"#, self.deadOptions)
+        w.repeated(#""unknownReferences":"#, self.unknownReferences)
+        w.repeated(#""contradictions":"#, self.contradictions)
+        w.scalar(#""catalogRevision":"#, self.catalogRevision)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.cycles = try r.repeated()
+            case 1: self.deadOptions = try r.repeated()
+            case 2: self.unknownReferences = try r.repeated()
+            case 3: self.contradictions = try r.repeated()
+            case 4: self.catalogRevision = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_ImpactRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.ImpactRequest", "add add removeKey remove_key replace replace selections selections")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        switch self.change {
+        case .add(let value)?: w.field(#""add":"#, value)
+        case .removeKey(let value)?: w.field(#""removeKey":"#, value)
+        case .replace(let value)?: w.field(#""replace":"#, value)
+        case nil: break
+        }
+        w.map(#""selections":"#, self.selections)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: if let value: Stb_Rules_V1_Rule = try r.optional() { try r.oneof(unset: self.change == nil, "change"); self.change = .add(value) } else if case .add? = self.change { self.change = nil }
+            case 1: if let value: String = try r.optional() { try r.oneof(unset: self.change == nil, "change"); self.change = .removeKey(value) } else if case .removeKey? = self.change { self.change = nil }
+            case 2: if let value: Stb_Rules_V1_Rule = try r.optional() { try r.oneof(unset: self.change == nil, "change"); self.change = .replace(value) } else if case .replace? = self.change { self.change = nil }
+            case 3: self.selections = try r.map()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_ViolationList: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.ViolationList", "violations violations")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""violations":"#, self.violations)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.violations = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_ImpactResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.ImpactResponse", "newlyInvalid newly_invalid")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.map(#""newlyInvalid":"#, self.newlyInvalid)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.newlyInvalid = try r.map()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_FireRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.FireRequest", "moduleKey module_key state state event event contextJson context_json")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""state":"#, self.state)
+        w.scalar(#""event":"#, self.event)
+        w.scalar(#""contextJson":"#, self.contextJson)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.moduleKey = try r.scalar()
+            case 1: self.state = try r.scalar()
+            case 2: self.event = try r.scalar()
+            case 3: self.contextJson = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_FireResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.FireResponse", "nextState next_state")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""nextState":"#, self.nextState)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.nextState = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_AvailableEventsRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.AvailableEventsRequest", "moduleKey module_key state state contextJson context_json")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""moduleKey":"#, self.moduleKey)
+        w.scalar(#""state":"#, self.state)
+        w.scalar(#""contextJson":"#, self.contextJson)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.moduleKey = try r.scalar()
+            case 1: self.state = try r.scalar()
+            case 2: self.contextJson = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_AvailableEvent: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.AvailableEvent", "event event toState to_state")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""event":"#, self.event)
+        w.scalar(#""toState":"#, self.toState)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.event = try r.scalar()
+            case 1: self.toState = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_AvailableEventsResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.AvailableEventsResponse", "events events")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""events":"#, self.events)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.events = try r.repeated()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_WatchRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.WatchRequest", "after after")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""after":"#, self.after)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.after = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Rules_V1_ChangeEvent: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.ChangeEvent", "cursor cursor entity entity key key action action state state actor actor atMs at_ms revision revision")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""cursor":"#, self.cursor)
+        w.scalar(#""entity":"#, self.entity)
+        w.scalar(#""key":"#, self.key)
+        w.scalar(#""action":"#, self.action)
+        w.optional(#""state":"#, self.state)
+        w.scalar(#""actor":"#, self.actor)
+        w.scalar(#""atMs":"#, self.atMs)
+        w.scalar(#""revision":"#, self.revision)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.cursor = try r.scalar()
+            case 1: self.entity = try r.scalar()
+            case 2: self.key = try r.scalar()
+            case 3: self.action = try r.scalar()
+            case 4: self.state = try r.optional()
+            case 5: self.actor = try r.scalar()
+            case 6: self.atMs = try r.scalar()
+            case 7: self.revision = try r.scalar()
+            default: break
+            }
+        }
+    }
+}

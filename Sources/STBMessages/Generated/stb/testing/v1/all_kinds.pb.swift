@@ -569,3 +569,154 @@ extension Stb_Testing_V1_AllKinds {
         return c
     }
 }
+
+// MARK: - proto3 JSON
+
+extension Stb_Testing_V1_Color: _ProtoJSONEnum {
+    static let _jsonNames = _ProtoJSONNames("stb.testing.v1.Color", "COLOR_UNSPECIFIED COLOR_RED COLOR_GREEN COLOR_BLUE", numbers: [0, 1, 2, -3])
+}
+
+extension Stb_Testing_V1_AllKinds.Mode: _ProtoJSONEnum {
+    static let _jsonNames = _ProtoJSONNames("stb.testing.v1.AllKinds.Mode", "MODE_UNSPECIFIED MODE_FAST MODE_SAFE", numbers: [0, 1, 2])
+}
+
+extension Stb_Testing_V1_Inner: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.testing.v1.Inner", "name name value value")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""name":"#, self.name)
+        w.scalar(#""value":"#, self.value)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.name = try r.scalar()
+            case 1: self.value = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Testing_V1_AllKinds: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.testing.v1.AllKinds", "fDouble f_double fFloat f_float fInt32 f_int32 fInt64 f_int64 fUint32 f_uint32 fUint64 f_uint64 fSint32 f_sint32 fSint64 f_sint64 fFixed32 f_fixed32 fFixed64 f_fixed64 fSfixed32 f_sfixed32 fSfixed64 f_sfixed64 fBool f_bool fString f_string fBytes f_bytes fColor f_color fMode f_mode fInner f_inner rInt32 r_int32 rString r_string rBytes r_bytes rInner r_inner rColor r_color rDouble r_double rSint64 r_sint64 rBool r_bool oInt32 o_int32 oString o_string oBool o_bool oColor o_color oBytes o_bytes cText c_text cNumber c_number cInner c_inner cBlob c_blob mCounts m_counts mInners m_inners mNames m_names mColors m_colors")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""fDouble":"#, self.fDouble)
+        w.scalar(#""fFloat":"#, self.fFloat)
+        w.scalar(#""fInt32":"#, self.fInt32)
+        w.scalar(#""fInt64":"#, self.fInt64)
+        w.scalar(#""fUint32":"#, self.fUint32)
+        w.scalar(#""fUint64":"#, self.fUint64)
+        w.scalar(#""fSint32":"#, self.fSint32)
+        w.scalar(#""fSint64":"#, self.fSint64)
+        w.scalar(#""fFixed32":"#, self.fFixed32)
+        w.scalar(#""fFixed64":"#, self.fFixed64)
+        w.scalar(#""fSfixed32":"#, self.fSfixed32)
+        w.scalar(#""fSfixed64":"#, self.fSfixed64)
+        w.scalar(#""fBool":"#, self.fBool)
+        w.scalar(#""fString":"#, self.fString)
+        w.scalar(#""fBytes":"#, self.fBytes)
+        w.scalar(#""fColor":"#, self.fColor)
+        w.scalar(#""fMode":"#, self.fMode)
+        w.optional(#""fInner":"#, self.fInner)
+        w.repeated(#""rInt32":"#, self.rInt32)
+        w.repeated(#""rString":"#, self.rString)
+        w.repeated(#""rBytes":"#, self.rBytes)
+        w.repeated(#""rInner":"#, self.rInner)
+        w.repeated(#""rColor":"#, self.rColor)
+        w.repeated(#""rDouble":"#, self.rDouble)
+        w.repeated(#""rSint64":"#, self.rSint64)
+        w.repeated(#""rBool":"#, self.rBool)
+        w.optional(#""oInt32":"#, self.oInt32)
+        w.optional(#""oString":"#, self.oString)
+        w.optional(#""oBool":"#, self.oBool)
+        w.optional(#""oColor":"#, self.oColor)
+        w.optional(#""oBytes":"#, self.oBytes)
+        switch self.choice {
+        case .cText(let value)?: w.field(#""cText":"#, value)
+        case .cNumber(let value)?: w.field(#""cNumber":"#, value)
+        case .cInner(let value)?: w.field(#""cInner":"#, value)
+        case .cBlob(let value)?: w.field(#""cBlob":"#, value)
+        case nil: break
+        }
+        w.map(#""mCounts":"#, self.mCounts)
+        w.map(#""mInners":"#, self.mInners)
+        w.map(#""mNames":"#, self.mNames)
+        w.map(#""mColors":"#, self.mColors)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.fDouble = try r.scalar()
+            case 1: self.fFloat = try r.scalar()
+            case 2: self.fInt32 = try r.scalar()
+            case 3: self.fInt64 = try r.scalar()
+            case 4: self.fUint32 = try r.scalar()
+            case 5: self.fUint64 = try r.scalar()
+            case 6: self.fSint32 = try r.scalar()
+            case 7: self.fSint64 = try r.scalar()
+            case 8: self.fFixed32 = try r.scalar()
+            case 9: self.fFixed64 = try r.scalar()
+            case 10: self.fSfixed32 = try r.scalar()
+            case 11: self.fSfixed64 = try r.scalar()
+            case 12: self.fBool = try r.scalar()
+            case 13: self.fString = try r.scalar()
+            case 14: self.fBytes = try r.scalar()
+            case 15: self.fColor = try r.scalar()
+            case 16: self.fMode = try r.scalar()
+            case 17: self.fInner = try r.optional()
+            case 18: self.rInt32 = try r.repeated()
+            case 19: self.rString = try r.repeated()
+            case 20: self.rBytes = try r.repeated()
+            case 21: self.rInner = try r.repeated()
+            case 22: self.rColor = try r.repeated()
+            case 23: self.rDouble = try r.repeated()
+            case 24: self.rSint64 = try r.repeated()
+            case 25: self.rBool = try r.repeated()
+            case 26: self.oInt32 = try r.optional()
+            case 27: self.oString = try r.optional()
+            case 28: self.oBool = try r.optional()
+            case 29: self.oColor = try r.optional()
+            case 30: self.oBytes = try r.optional()
+            case 31: if let value: String = try r.optional() { try r.oneof(unset: self.choice == nil, "choice"); self.choice = .cText(value) } else if case .cText? = self.choice { self.choice = nil }
+            case 32: if let value: Int64 = try r.optional() { try r.oneof(unset: self.choice == nil, "choice"); self.choice = .cNumber(value) } else if case .cNumber? = self.choice { self.choice = nil }
+            case 33: if let value: Stb_Testing_V1_Inner = try r.optional() { try r.oneof(unset: self.choice == nil, "choice"); self.choice = .cInner(value) } else if case .cInner? = self.choice { self.choice = nil }
+            case 34: if let value: [UInt8] = try r.optional() { try r.oneof(unset: self.choice == nil, "choice"); self.choice = .cBlob(value) } else if case .cBlob? = self.choice { self.choice = nil }
+            case 35: self.mCounts = try r.map()
+            case 36: self.mInners = try r.map()
+            case 37: self.mNames = try r.map()
+            case 38: self.mColors = try r.map()
+            default: break
+            }
+        }
+    }
+}

@@ -204,3 +204,79 @@ extension Stb_Testing_V1_EchoResponse {
         return c
     }
 }
+
+// MARK: - proto3 JSON
+
+extension Stb_Testing_V1_EchoRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.testing.v1.EchoRequest", "text text payload payload count count delayMs delay_ms failWithCode fail_with_code metadataPaddingBytes metadata_padding_bytes")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""text":"#, self.text)
+        w.scalar(#""payload":"#, self.payload)
+        w.scalar(#""count":"#, self.count)
+        w.scalar(#""delayMs":"#, self.delayMs)
+        w.scalar(#""failWithCode":"#, self.failWithCode)
+        w.scalar(#""metadataPaddingBytes":"#, self.metadataPaddingBytes)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.text = try r.scalar()
+            case 1: self.payload = try r.scalar()
+            case 2: self.count = try r.scalar()
+            case 3: self.delayMs = try r.scalar()
+            case 4: self.failWithCode = try r.scalar()
+            case 5: self.metadataPaddingBytes = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Testing_V1_EchoResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.testing.v1.EchoResponse", "text text payload payload index index")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""text":"#, self.text)
+        w.scalar(#""payload":"#, self.payload)
+        w.scalar(#""index":"#, self.index)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.text = try r.scalar()
+            case 1: self.payload = try r.scalar()
+            case 2: self.index = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
