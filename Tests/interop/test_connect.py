@@ -170,21 +170,9 @@ def decode_details(error: dict) -> list:
     return result
 
 
-def json_mapping_ready(port: int) -> bool:
-    """Whether the generated JSON mapping is in (before it, every message refuses JSON)."""
-    response = unary(port, f"{ECHO}/Get", "application/json", b"{}")
-    return not (response.status == 400 and "JSON is not supported" in response.json().get("message", ""))
-
-
 @pytest.fixture(scope="module")
 def echo(echo_server):
     return echo_server.port
-
-
-@pytest.fixture(scope="module")
-def needs_json(echo):
-    if not json_mapping_ready(echo):
-        pytest.skip("the proto3 JSON mapping is not generated yet (branch json-mapping)")
 
 
 # -- unary -------------------------------------------------------------------------------------
@@ -207,14 +195,14 @@ def test_unary_empty_body_is_the_empty_message(echo, stubs):
     assert response.body == b""
 
 
-def test_unary_json(echo, needs_json):
+def test_unary_json(echo):
     response = unary(echo, f"{ECHO}/Get", "application/json", b'{"text":"hi"}')
     assert response.status == 200, response.body
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"text": "hi"}
 
 
-def test_unary_json_content_type_parameters_and_case(echo, needs_json):
+def test_unary_json_content_type_parameters_and_case(echo):
     response = unary(echo, f"{ECHO}/Get", "Application/JSON; charset=utf-8", b'{"text":"hi"}')
     assert response.status == 200, response.body
     assert response.json() == {"text": "hi"}
@@ -278,7 +266,7 @@ def test_server_streaming_proto(echo, stubs):
     assert [(r.text, r.index) for r in replies] == [("s", 0), ("s", 1), ("s", 2)]
 
 
-def test_server_streaming_json(echo, needs_json):
+def test_server_streaming_json(echo):
     response = unary(echo, f"{ECHO}/Expand", "application/connect+json", envelope(b'{"text":"j","count":2}'))
     assert response.status == 200
     assert response.headers["content-type"] == "application/connect+json"
@@ -395,7 +383,7 @@ def test_grpc_on_the_same_connection(echo, stubs):
 # -- bad input ---------------------------------------------------------------------------------
 
 
-def test_bad_json_is_invalid_argument(echo, needs_json):
+def test_bad_json_is_invalid_argument(echo):
     # (body, field named in the message, field of the BadRequest detail)
     cases = ((b'{"text":', None, None), (b"[1]", None, None), (b"", None, None), (b'{"text":5}', "text", "text"),
              (b'{"count":"many"}', "count", "count"), (b'{"count":-1}', "count", "count"), (b'{"nope":1}', "nope", None))
@@ -411,7 +399,7 @@ def test_bad_json_is_invalid_argument(echo, needs_json):
             assert [v.field for v in bad_request.field_violations] == [field], (body, error)
 
 
-def test_bad_json_in_a_stream_is_invalid_argument(echo, needs_json):
+def test_bad_json_in_a_stream_is_invalid_argument(echo):
     response = unary(echo, f"{ECHO}/Collect", "application/connect+json", envelope(b'{"text":"a"}') + envelope(b'{"text":[]}'))
     assert response.end_stream()["error"]["code"] == "invalid_argument"
 
@@ -561,7 +549,7 @@ def test_catalog_watch_streams_envelopes(catalog_server, stubs):
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_curl_get_config_as_json(catalog, needs_json):
+def test_curl_get_config_as_json(catalog):
     result = subprocess.run(
         ["curl", "-sS", "--fail-with-body", "--http2-prior-knowledge", "-H", "content-type: application/json",
          "-H", f"authorization: Bearer {TOKEN}", "-d", "{}", f"http://127.0.0.1:{catalog.port}/stb.catalog.v1.Catalog/GetConfig"],
