@@ -298,7 +298,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBRulesTests",
-            dependencies: ["STBRules", "STBAuthTestSupport", "STBAuth", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            dependencies: ["STBRules", "STBAuthTestSupport", "STBAuth", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", "STBTestSupport", swiftLog],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -8,20 +8,6 @@ import Synchronization
 /// The calls the compiled engine answers from memory: evaluation, analysis, impact and
 /// the module state machines.
 extension RulesService {
-    /// Whether a selection is valid against the rules and the catalog copy, and why not.
-    public func evaluate(_ request: Stb_Rules_V1_EvaluateRequest, context: ServerContext) throws -> Stb_Rules_V1_EvaluateResponse {
-        let (engine, model, revision) = try engine()
-        return Self.response(engine.evaluate(try Self.selection(request, catalog: model, at: "options")), catalogRevision: revision)
-    }
-
-    /// The wire form of an evaluation.
-    public static func response(_ evaluation: Evaluation, catalogRevision revision: UInt64) -> Stb_Rules_V1_EvaluateResponse {
-        Stb_Rules_V1_EvaluateResponse(
-            valid: evaluation.valid, violations: evaluation.violations.map(Self.message), closure: evaluation.closure.map(\.optionKey),
-            conflicts: evaluation.conflicts.map { Stb_Rules_V1_ClosureConflict(ruleKey: $0.ruleKey, chain: $0.chain, explanation: $0.explanation) },
-            catalogRevision: revision)
-    }
-
     /// The analysis of the whole rule set: cycles, dead options, unknown references,
     /// contradictions, and rules that no longer compile.
     public func checkRules(_ request: Stb_Rules_V1_CheckRulesRequest, context: ServerContext) throws -> Stb_Rules_V1_CheckRulesResponse {

@@ -22,6 +22,10 @@ public final class RulesService: Stb_Rules_V1_RulesService, Sendable {
     let feed: OutboxFeed
     let logger: Logger
     let state = Mutex(EngineState())
+    /// Recently evaluated selections, bases for `Evaluate` by difference.
+    let selections = SelectionCache(capacity: RulesService.selectionCacheCapacity)
+    /// The `Evaluate` response for the catalog defaults, for the engine and revision it was built for.
+    let defaultResponse = Mutex<(engine: RuleEngine, revision: UInt64, response: Stb_Rules_V1_EvaluateResponse)?>(nil)
     private let rulesChanged: ChangeSignal
 
     /// The outbox channel woken on every rules commit.
@@ -33,6 +37,8 @@ public final class RulesService: Stb_Rules_V1_RulesService, Sendable {
         var catalog: Stb_Catalog_V1_GetConfigResponse?
         var model: CatalogModel?
         var engine: RuleEngine?
+        /// Each stored rule as last compiled, by key.
+        var compiledRules: [String: (message: RuleMessage, outcome: Result<Rule, any Error>)] = [:]
         var problems: [String] = []
         /// Why the catalog copy is known to be stale, when it is.
         var catalogBehind: String?
@@ -94,7 +100,7 @@ public final class RulesService: Stb_Rules_V1_RulesService, Sendable {
         state.withLock { state in
             state.catalog = configuration
             state.model = CatalogModel(configuration)
-            rebuild(&state)
+            rebuild(&state, catalogChanged: true)
         }
         logger.info("catalog copy updated", metadata: ["revision": "\(configuration.revision)"])
     }
@@ -123,18 +129,36 @@ public final class RulesService: Stb_Rules_V1_RulesService, Sendable {
         }
     }
 
-    private func rebuild(_ state: inout EngineState) {
+    /// Rebuilds the engine after a change of the rules or the catalog copy. A rule whose
+    /// stored form is unchanged keeps its compiled form; when only rules changed, the
+    /// engine is updated from the previous one (only changed rules are checked again).
+    private func rebuild(_ state: inout EngineState, catalogChanged: Bool = false) {
         guard let model = state.model else { return }
-        var compiled: [Rule] = []
+        var rules: [Rule] = []
         var problems: [String] = []
+        var changedKeys = Set<String>()
+        var compiledRules: [String: (message: RuleMessage, outcome: Result<Rule, any Error>)] = [:]
+        compiledRules.reserveCapacity(state.rules.count)
         for message in state.rules {
-            do {
-                compiled.append(try Self.compile(message))
-            } catch {
-                problems.append("rule \(message.key): \(error)")
+            let outcome: Result<Rule, any Error>
+            if let cached = state.compiledRules[message.key], cached.message == message {
+                outcome = cached.outcome
+            } else {
+                outcome = Result { try Self.compile(message) }
+                changedKeys.insert(message.key)
+            }
+            compiledRules[message.key] = (message, outcome)
+            switch outcome {
+            case .success(let rule): rules.append(rule)
+            case .failure(let error): problems.append("rule \(message.key): \(error)")
             }
         }
-        state.engine = RuleEngine(rules: compiled, catalog: model)
+        if !catalogChanged, let engine = state.engine {
+            state.engine = engine.replacingRules(rules, changedKeys: changedKeys)
+        } else {
+            state.engine = RuleEngine(rules: rules, catalog: model)
+        }
+        state.compiledRules = compiledRules
         state.problems = problems
     }
 

@@ -148,8 +148,9 @@ struct RulesHarness {
         return try await rules.unary(Rules.createRule, request: request)
     }
 
-    func evaluate(_ choices: [(String, Bool?, String?)]) async throws -> Stb_Rules_V1_EvaluateResponse {
+    func evaluate(_ choices: [(String, Bool?, String?)], base: [UInt8] = []) async throws -> Stb_Rules_V1_EvaluateResponse {
         var request = Stb_Rules_V1_EvaluateRequest()
+        request.baseSelectionHash = base
         request.options = choices.map { key, included, value in
             var choice = Stb_Rules_V1_OptionChoice()
             choice.key = key

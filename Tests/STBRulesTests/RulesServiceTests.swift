@@ -43,6 +43,49 @@ struct RulesServiceTests {
         }
     }
 
+    @Test("Evaluate by difference from a selection evaluated before, by its hash; an unknown hash is FAILED_PRECONDITION")
+    func evaluateByDifference() async throws {
+        try await RulesHarness.with(seed: smallSeed) { harness in
+            try await harness.createRule("hdr-needs-4k", subject: "hdr", type: .requires, payload: #"{"requires": ["uhd_output"]}"#)
+            try await harness.createRule("bitrate-bound", subject: "max_bitrate", type: .validation, payload: #"{"logic": {"<=": [{"var": "max_bitrate"}, 50000]}}"#)
+
+            let defaults = try await harness.evaluate([])
+            #expect(defaults.selectionHash.count == 32)
+            #expect(defaults.violations.map(\.ruleKey) == ["hdr-needs-4k"])
+            // Listing the defaults is the same selection.
+            #expect(try await harness.evaluate([("hdr", true, nil)]).selectionHash == defaults.selectionHash)
+
+            let first = try await harness.evaluate([("max_bitrate", true, "60000")])
+            #expect(Set(first.violations.map(\.ruleKey)) == ["hdr-needs-4k", "bitrate-bound"])
+            #expect(first.selectionHash != defaults.selectionHash)
+
+            // On top of it: include uhd_output; the override of max_bitrate stays.
+            let second = try await harness.evaluate([("uhd_output", true, nil)], base: first.selectionHash)
+            #expect(second.violations.map(\.ruleKey) == ["bitrate-bound"])
+            let whole = try await harness.evaluate([("max_bitrate", true, "60000"), ("uhd_output", true, nil)])
+            #expect(second.selectionHash == whole.selectionHash)
+            #expect(second.violations == whole.violations)
+
+            // A choice with neither flag nor value returns the option to its default.
+            let reset = try await harness.evaluate([("max_bitrate", nil, nil)], base: second.selectionHash)
+            #expect(reset.valid && reset.violations.isEmpty)
+
+            let unknown = await expectStatus(.failedPrecondition) {
+                _ = try await harness.evaluate([("hdr", false, nil)], base: [UInt8](repeating: 7, count: 32))
+            }
+            #expect(unknown?.message.contains("send the whole selection") == true)
+            #expect(unknown?.details.contains { detail in
+                if case .preconditionFailure(let failure) = detail { return failure.violations.first?.type == "UNKNOWN_BASE_SELECTION" }
+                return false
+            } == true)
+
+            // A rule change keeps the cache: the base still names the same selection.
+            try await harness.createRule("4k-forbids-legacy", subject: "uhd_output", type: .forbidden, payload: #"{"forbidden": ["legacy_mode"]}"#)
+            let after = try await harness.evaluate([("legacy_mode", true, nil)], base: second.selectionHash)
+            #expect(Set(after.violations.map(\.ruleKey)) == ["bitrate-bound", "4k-forbids-legacy"])
+        }
+    }
+
     @Test("CheckRules reports cycles and dead options, and follows a catalog change without a restart")
     func checkFollowsCatalog() async throws {
         try await RulesHarness.with(seed: smallSeed) { harness in

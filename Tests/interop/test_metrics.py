@@ -18,6 +18,8 @@ import h2.connection
 import h2.events
 import pytest
 
+import auth_tokens
+
 CATALOG = "/stb.catalog.v1.Catalog"
 SERIES = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
 
@@ -155,3 +157,21 @@ def test_scrape_beside_grpc_on_one_connection(catalog_server):
     assert responses[metrics]["headers"][":status"] == "200"
     assert "stb_rpc_server_connections" in responses[metrics]["body"].decode()
     assert responses[other]["headers"][":status"] == "415"
+
+
+def test_refusals_are_counted_with_their_status(catalog_server):
+    """Authentication runs inside the metrics interceptor: refused calls are counted
+    under UNAUTHENTICATED and PERMISSION_DENIED like any other status."""
+    before = samples(scrape(catalog_server.port))
+    with catalog_server.raw_channel() as channel:
+        get_config = channel.unary_unary(f"{CATALOG}/GetConfig", request_serializer=identity, response_deserializer=identity)
+        with pytest.raises(grpc.RpcError) as missing:
+            get_config(b"", timeout=10)
+        delete = channel.unary_unary(f"{CATALOG}/DeleteOption", request_serializer=identity, response_deserializer=identity)
+        with pytest.raises(grpc.RpcError) as denied:
+            delete(b"", timeout=10, metadata=auth_tokens.metadata(auth_tokens.mint("viewer")))
+    assert missing.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    after = samples(scrape(catalog_server.port))
+    assert requests_total(after, "GetConfig", "UNAUTHENTICATED") - requests_total(before, "GetConfig", "UNAUTHENTICATED") == 1
+    assert requests_total(after, "DeleteOption", "PERMISSION_DENIED") - requests_total(before, "DeleteOption", "PERMISSION_DENIED") == 1

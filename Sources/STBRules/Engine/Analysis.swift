@@ -364,7 +364,7 @@ extension RuleEngine {
 
     /// Selections (by name) that are valid now and would have error violations after `change`.
     public func impact(of change: RuleChange, selections: [String: Selection]) -> [String: [Violation]] {
-        let changed = RuleEngine(rules: change.apply(to: rules), catalog: catalog)
+        let changed = applying(change)
         var result: [String: [Violation]] = [:]
         for (name, selection) in selections where evaluate(selection).valid {
             let errors = changed.evaluate(selection).errors

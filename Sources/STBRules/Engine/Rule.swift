@@ -167,7 +167,9 @@ public enum RuleChange: Sendable {
     case remove(String)
     case replace(Rule)
 
-    func apply(to rules: [Rule]) -> [Rule] {
+    /// The rule list after the change: `add` appends; `replace` takes the place of the first
+    /// rule with the key (dropping later ones), or appends; `remove` drops every rule with the key.
+    public func apply(to rules: [Rule]) -> [Rule] {
         switch self {
         case .add(let rule): return rules + [rule]
         case .remove(let key): return rules.filter { $0.key != key }

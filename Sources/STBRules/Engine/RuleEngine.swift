@@ -135,12 +135,37 @@ public final class RuleEngine: Sendable {
         /// Listed options (requires/forbidden/choice targets, validation variables), index or nil if unknown.
         let targets: [Int?]
         let targetKeys: [String]
+        /// Every option slot the rule's outcome and references read: the subject, the listed
+        /// options, and for json-logic the option a dotted variable starts with.
+        let slots: [Int]
+        /// The rule reads options it does not name (json-logic with computed variable names).
+        let dynamic: Bool
 
-        init(rule: Rule, scope: Scope, targets: [Int?], targetKeys: [String]) {
+        init(rule: Rule, indexOf: [String: Int]) {
             self.rule = rule
-            self.scope = scope
-            self.targets = targets
-            self.targetKeys = targetKeys
+            switch rule.kind {
+            case .choice: scope = .always
+            case .validation where rule.subject == Rule.globalSubject: scope = .always
+            default: scope = indexOf[rule.subject].map(Scope.option) ?? .never
+            }
+            targetKeys = rule.listedOptions
+            targets = targetKeys.map { indexOf[$0] }
+            var slots = targets.compactMap { $0 }
+            if case .option(let subject) = scope { slots.append(subject) }
+            var dynamic = false
+            if case .validation(let logic) = rule.kind {
+                dynamic = logic.usesDynamicVariables
+                // json-logic reads `a.b` as the option `a.b`, else as the path `b` inside `a`.
+                for name in targetKeys {
+                    if let dot = name.firstIndex(of: "."), let first = indexOf[String(name[..<dot])] { slots.append(first) }
+                }
+            }
+            slots.sort()
+            var unique: [Int] = []
+            unique.reserveCapacity(slots.count)
+            for slot in slots where unique.last != slot { unique.append(slot) }
+            self.slots = unique
+            self.dynamic = dynamic
         }
     }
 
@@ -154,79 +179,94 @@ public final class RuleEngine: Sendable {
     /// Each option's type and constraints, by option index.
     let constraints: [OptionConstraints]
     let compiled: [Compiled]
-    /// Indices into `compiled` of active rules, by kind.
-    let activeRules: [Int]
-    /// Requires edges of active rules: option index → (target index or nil, target key, rule index).
-    let requiresOut: [[(target: Int?, key: String, rule: Int)]]
-    /// Active forbidden rules by subject option index; and by forbidden target index.
-    let forbiddenBySubject: [[Int]]
-    let forbiddenByTarget: [[Int]]
-    /// Active choice rules by member option index.
-    let choicesByMember: [[Int]]
-    /// Rule indices by every option they reference (subject or listed), all rules.
-    public let rulesByOption: [String: [String]]
+    let index: RuleIndex
+    /// The evaluation of the catalog defaults, which incremental evaluation starts from.
+    let defaults: DefaultEvaluation
 
-    public init(rules: [Rule], catalog: CatalogModel) {
-        self.rules = rules
-        self.catalog = catalog
+    /// Indices into `compiled` of active rules, ascending.
+    var activeRules: [Int] { index.activeRules }
+    /// Requires edges of active rules: option index → (target index or nil, target key, rule index).
+    var requiresOut: [[(target: Int?, key: String, rule: Int)]] { index.requiresOut }
+    /// Active forbidden rules by subject option index; and by forbidden target index.
+    var forbiddenBySubject: [[Int]] { index.forbiddenBySubject }
+    var forbiddenByTarget: [[Int]] { index.forbiddenByTarget }
+    /// Active choice rules by member option index.
+    var choicesByMember: [[Int]] { index.choicesByMember }
+
+    /// Rule keys by every option they reference (subject or listed), all rules.
+    public var rulesByOption: [String: [String]] {
+        var byOption: [String: [String]] = [:]
+        for rule in rules {
+            var referenced = rule.listedOptions
+            if case .choice = rule.kind {} else if rule.subject != Rule.globalSubject { referenced.append(rule.subject) }
+            for key in Set(referenced) { byOption[key, default: []].append(rule.key) }
+        }
+        return byOption
+    }
+
+    public convenience init(rules: [Rule], catalog: CatalogModel) {
         let keys = catalog.optionKeys
-        self.keys = keys
         var indexOf: [String: Int] = [:]
         indexOf.reserveCapacity(keys.count)
         for (index, key) in keys.enumerated() { indexOf[key] = index }
-        self.indexOf = indexOf
-        defaultIncluded = keys.map { catalog.options[$0]!.includedByDefault }
-        defaultValues = keys.map { catalog.options[$0]!.defaultValue }
-        constraints = keys.map { catalog.options[$0]!.constraints }
-
-        var compiled: [Compiled] = []
-        compiled.reserveCapacity(rules.count)
-        var active: [Int] = []
-        var requiresOut = Array(repeating: [(target: Int?, key: String, rule: Int)](), count: keys.count)
-        var forbiddenBySubject = Array(repeating: [Int](), count: keys.count)
-        var forbiddenByTarget = Array(repeating: [Int](), count: keys.count)
-        var choicesByMember = Array(repeating: [Int](), count: keys.count)
-        var rulesByOption: [String: [String]] = [:]
-        for rule in rules {
-            let ruleIndex = compiled.count
-            let scope: Scope
-            switch rule.kind {
-            case .choice: scope = .always
-            case .validation where rule.subject == Rule.globalSubject: scope = .always
-            default: scope = indexOf[rule.subject].map(Scope.option) ?? .never
-            }
-            let targetKeys = rule.listedOptions
-            let targets = targetKeys.map { indexOf[$0] }
-            compiled.append(Compiled(rule: rule, scope: scope, targets: targets, targetKeys: targetKeys))
-            var referenced = targetKeys
-            if case .choice = rule.kind {} else if rule.subject != Rule.globalSubject { referenced.append(rule.subject) }
-            for key in Set(referenced) { rulesByOption[key, default: []].append(rule.key) }
-            guard rule.active else { continue }
-            active.append(ruleIndex)
-            switch rule.kind {
-            case .requires:
-                if case .option(let subject) = scope {
-                    for (target, key) in zip(targets, targetKeys) {
-                        requiresOut[subject].append((target, key, ruleIndex))
-                    }
-                }
-            case .forbidden:
-                if case .option(let subject) = scope {
-                    forbiddenBySubject[subject].append(ruleIndex)
-                    for case let target? in targets { forbiddenByTarget[target].append(ruleIndex) }
-                }
-            case .choice:
-                for case let member? in targets { choicesByMember[member].append(ruleIndex) }
-            case .validation: break
-            }
+        var defaultIncluded: [Bool] = []
+        var defaultValues: [JSONValue] = []
+        var constraints: [OptionConstraints] = []
+        defaultIncluded.reserveCapacity(keys.count)
+        defaultValues.reserveCapacity(keys.count)
+        constraints.reserveCapacity(keys.count)
+        for key in keys {
+            // Every key of `optionKeys` has its option.
+            guard let option = catalog.options[key] else { preconditionFailure("catalog option \(key) missing") }
+            defaultIncluded.append(option.includedByDefault)
+            defaultValues.append(option.defaultValue)
+            constraints.append(option.constraints)
         }
-        self.compiled = compiled
-        self.activeRules = active
-        self.requiresOut = requiresOut
-        self.forbiddenBySubject = forbiddenBySubject
-        self.forbiddenByTarget = forbiddenByTarget
-        self.choicesByMember = choicesByMember
-        self.rulesByOption = rulesByOption
+        let compiled = rules.map { Compiled(rule: $0, indexOf: indexOf) }
+        let parts = Parts(
+            rules: rules, catalog: catalog, keys: keys, indexOf: indexOf, defaultIncluded: defaultIncluded,
+            defaultValues: defaultValues, constraints: constraints, compiled: compiled,
+            index: RuleIndex(compiled, optionCount: keys.count))
+        let bare = RuleEngine(parts, defaults: DefaultEvaluation())
+        self.init(parts, defaults: DefaultEvaluation(of: bare))
+    }
+
+    /// The engine after a rule change: shares the catalog side and the compiled forms in
+    /// `compiled` that `previous` has, and checks only the other rules against the defaults.
+    convenience init(_ previous: RuleEngine, compiled: [Compiled]) {
+        let parts = Parts(
+            rules: compiled.map(\.rule), catalog: previous.catalog, keys: previous.keys, indexOf: previous.indexOf,
+            defaultIncluded: previous.defaultIncluded, defaultValues: previous.defaultValues,
+            constraints: previous.constraints, compiled: compiled,
+            index: RuleIndex(compiled, optionCount: previous.keys.count))
+        let bare = RuleEngine(parts, defaults: DefaultEvaluation())
+        self.init(parts, defaults: DefaultEvaluation(of: bare, reusing: previous.defaults, from: previous))
+    }
+
+    /// Everything but the default evaluation, which is computed with an engine built from them.
+    struct Parts {
+        var rules: [Rule]
+        var catalog: CatalogModel
+        var keys: [String]
+        var indexOf: [String: Int]
+        var defaultIncluded: [Bool]
+        var defaultValues: [JSONValue]
+        var constraints: [OptionConstraints]
+        var compiled: [Compiled]
+        var index: RuleIndex
+    }
+
+    init(_ parts: Parts, defaults: DefaultEvaluation) {
+        rules = parts.rules
+        catalog = parts.catalog
+        keys = parts.keys
+        indexOf = parts.indexOf
+        defaultIncluded = parts.defaultIncluded
+        defaultValues = parts.defaultValues
+        constraints = parts.constraints
+        compiled = parts.compiled
+        index = parts.index
+        self.defaults = defaults
     }
 
     // MARK: - Selection state
@@ -234,8 +274,8 @@ public final class RuleEngine: Sendable {
     /// A selection resolved against the catalog: inclusion as a flat array, values looked up on demand.
     struct State {
         var included: [Bool]
-        /// Overridden values by option index; empty when the selection overrides nothing.
-        var overrides: [JSONValue?]
+        /// Overridden values by option index.
+        var overrides: [Int: JSONValue]
         let engine: RuleEngine
 
         func isIncluded(_ index: Int?) -> Bool {
@@ -261,27 +301,37 @@ public final class RuleEngine: Sendable {
         }
     }
 
-    /// Inclusion and overridden values as arrays by option index, so rules read them
-    /// without hashing option keys again.
-    func resolve(_ selection: Selection) -> (State, [String]) {
+    /// Inclusion and overridden values by option index, so rules read them without hashing
+    /// option keys again; and the options whose inclusion or value differs from the defaults
+    /// (any overridden value counts), ascending.
+    func resolve(_ selection: Selection) -> (state: State, unknown: [String], changed: [Int]) {
         var included = defaultIncluded
-        var overrides: [JSONValue?] = []
+        var overrides: [Int: JSONValue] = [:]
         var unknown: [String] = []
+        var changed: [Int] = []
         for (key, choice) in selection.choices {
             guard let index = indexOf[key] else { unknown.append(key); continue }
-            if let flag = choice.included { included[index] = flag }
-            if let value = choice.value {
-                if overrides.isEmpty { overrides = [JSONValue?](repeating: nil, count: keys.count) }
-                overrides[index] = value
+            var differs = false
+            if let flag = choice.included, flag != included[index] {
+                included[index] = flag
+                differs = true
             }
+            if let value = choice.value {
+                overrides[index] = value
+                differs = true
+            }
+            if differs { changed.append(index) }
         }
-        return (State(included: included, overrides: overrides, engine: self), unknown.sorted())
+        changed.sort()
+        return (State(included: included, overrides: overrides, engine: self), unknown.sorted(), changed)
     }
 
     // MARK: - Evaluate
 
-    public func evaluate(_ selection: Selection) -> Evaluation {
-        let (state, unknown) = resolve(selection)
+    /// Checks every active rule against the selection. `evaluate` gives the same result
+    /// from the default evaluation; this is its reference.
+    public func evaluateFully(_ selection: Selection) -> Evaluation {
+        let (state, unknown, _) = resolve(selection)
         var violations = constraintViolations(state)
         for ruleIndex in activeRules {
             if let violation = check(compiled[ruleIndex], state) { violations.append(violation) }
@@ -297,8 +347,8 @@ public final class RuleEngine: Sendable {
     func constraintViolations(_ state: State) -> [Violation] {
         guard !state.overrides.isEmpty else { return [] }
         var violations: [Violation] = []
-        for (index, value) in state.overrides.enumerated() {
-            guard let value else { continue }
+        for index in state.overrides.keys.sorted() {
+            guard let value = state.overrides[index] else { continue }
             let constraints = constraints[index]
             let problems: [OptionValueProblem]
             do {
@@ -388,7 +438,7 @@ public final class RuleEngine: Sendable {
         var queue: [Int] = []
         var conflicts: [ClosureConflict] = []
         var unknownSeen = Set<String>()
-        for subject in requiresOut.indices where state.included[subject] && !requiresOut[subject].isEmpty {
+        for subject in index.requiresSubjects where state.included[subject] {
             queue.append(subject)
         }
         var head = 0

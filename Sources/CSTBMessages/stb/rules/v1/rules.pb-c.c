@@ -2030,7 +2030,7 @@ const ProtobufCMessageDescriptor stb__rules__v1__option_choice__descriptor =
   (ProtobufCMessageInit) stb__rules__v1__option_choice__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor stb__rules__v1__evaluate_request__field_descriptors[1] =
+static const ProtobufCFieldDescriptor stb__rules__v1__evaluate_request__field_descriptors[2] =
 {
   {
     "options",
@@ -2044,14 +2044,27 @@ static const ProtobufCFieldDescriptor stb__rules__v1__evaluate_request__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "base_selection_hash",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Rules__V1__EvaluateRequest, base_selection_hash),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned stb__rules__v1__evaluate_request__field_indices_by_name[] = {
+  1,   /* field[1] = base_selection_hash */
   0,   /* field[0] = options */
 };
 static const ProtobufCIntRange stb__rules__v1__evaluate_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor stb__rules__v1__evaluate_request__descriptor =
 {
@@ -2061,7 +2074,7 @@ const ProtobufCMessageDescriptor stb__rules__v1__evaluate_request__descriptor =
   "Stb__Rules__V1__EvaluateRequest",
   "stb.rules.v1",
   sizeof(Stb__Rules__V1__EvaluateRequest),
-  1,
+  2,
   stb__rules__v1__evaluate_request__field_descriptors,
   stb__rules__v1__evaluate_request__field_indices_by_name,
   1,  stb__rules__v1__evaluate_request__number_ranges,
@@ -2312,7 +2325,7 @@ const ProtobufCMessageDescriptor stb__rules__v1__closure_conflict__descriptor =
   (ProtobufCMessageInit) stb__rules__v1__closure_conflict__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor stb__rules__v1__evaluate_response__field_descriptors[5] =
+static const ProtobufCFieldDescriptor stb__rules__v1__evaluate_response__field_descriptors[6] =
 {
   {
     "valid",
@@ -2374,18 +2387,31 @@ static const ProtobufCFieldDescriptor stb__rules__v1__evaluate_response__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "selection_hash",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Rules__V1__EvaluateResponse, selection_hash),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned stb__rules__v1__evaluate_response__field_indices_by_name[] = {
   4,   /* field[4] = catalog_revision */
   2,   /* field[2] = closure */
   3,   /* field[3] = conflicts */
+  5,   /* field[5] = selection_hash */
   0,   /* field[0] = valid */
   1,   /* field[1] = violations */
 };
 static const ProtobufCIntRange stb__rules__v1__evaluate_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor stb__rules__v1__evaluate_response__descriptor =
 {
@@ -2395,7 +2421,7 @@ const ProtobufCMessageDescriptor stb__rules__v1__evaluate_response__descriptor =
   "Stb__Rules__V1__EvaluateResponse",
   "stb.rules.v1",
   sizeof(Stb__Rules__V1__EvaluateResponse),
-  5,
+  6,
   stb__rules__v1__evaluate_response__field_descriptors,
   stb__rules__v1__evaluate_response__field_indices_by_name,
   1,  stb__rules__v1__evaluate_response__number_ranges,

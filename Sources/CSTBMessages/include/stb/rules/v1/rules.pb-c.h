@@ -301,12 +301,27 @@ struct  Stb__Rules__V1__OptionChoice
 struct  Stb__Rules__V1__EvaluateRequest
 {
   ProtobufCMessage base;
+  /*
+   * The selection: without `base_selection_hash`, every option it chooses (an unlisted
+   * option follows the catalog defaults, so a list of the differences from the defaults is
+   * the whole selection); with it, only the choices that differ from that base.
+   */
   size_t n_options;
   Stb__Rules__V1__OptionChoice **options;
+  /*
+   * A selection this service evaluated recently, named by the `selection_hash` of its
+   * response. Each choice in `options` then replaces the base's choice for its option (a
+   * choice with neither `included` nor `value_json` returns the option to its default).
+   * The service keeps a bounded number of recent selections: a hash it does not hold
+   * (evicted, or evaluated by another instance) is FAILED_PRECONDITION with a
+   * PreconditionFailure of type `UNKNOWN_BASE_SELECTION`, subject `base_selection_hash`;
+   * send the whole selection then. Empty: the catalog defaults.
+   */
+  ProtobufCBinaryData base_selection_hash;
 };
 #define STB__RULES__V1__EVALUATE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__evaluate_request__descriptor) \
-    , 0,NULL }
+    , 0,NULL, {0,NULL} }
 
 
 /*
@@ -393,10 +408,18 @@ struct  Stb__Rules__V1__EvaluateResponse
   size_t n_conflicts;
   Stb__Rules__V1__ClosureConflict **conflicts;
   uint64_t catalog_revision;
+  /*
+   * The SHA-256 of the selection evaluated, in canonical form: the options whose inclusion
+   * differs from the catalog defaults or whose value is given, in key order, each as its
+   * key, a 0 byte, `1` or `0` for included, and when a value is given a 1 byte and the
+   * value's canonical JSON, then a newline. Send it as `base_selection_hash` to evaluate
+   * a selection by its differences from this one.
+   */
+  ProtobufCBinaryData selection_hash;
 };
 #define STB__RULES__V1__EVALUATE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__evaluate_response__descriptor) \
-    , 0, 0,NULL, 0,NULL, 0,NULL, 0 }
+    , 0, 0,NULL, 0,NULL, 0,NULL, 0, {0,NULL} }
 
 
 struct  Stb__Rules__V1__CheckRulesRequest

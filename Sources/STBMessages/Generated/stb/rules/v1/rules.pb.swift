@@ -541,8 +541,18 @@ public struct Stb_Rules_V1_OptionChoice: ProtoMessage {
 
 /// The `stb.rules.v1.EvaluateRequest` message.
 public struct Stb_Rules_V1_EvaluateRequest: ProtoMessage {
-    /// `options` (field 1).
+    /// The selection: without `base_selection_hash`, every option it chooses (an unlisted
+    /// option follows the catalog defaults, so a list of the differences from the defaults is
+    /// the whole selection); with it, only the choices that differ from that base.
     public var options: [Stb_Rules_V1_OptionChoice] = []
+    /// A selection this service evaluated recently, named by the `selection_hash` of its
+    /// response. Each choice in `options` then replaces the base's choice for its option (a
+    /// choice with neither `included` nor `value_json` returns the option to its default).
+    /// The service keeps a bounded number of recent selections: a hash it does not hold
+    /// (evicted, or evaluated by another instance) is FAILED_PRECONDITION with a
+    /// PreconditionFailure of type `UNKNOWN_BASE_SELECTION`, subject `base_selection_hash`;
+    /// send the whole selection then. Empty: the catalog defaults.
+    public var baseSelectionHash: [UInt8] = []
 
     /// The fully qualified proto name.
     public static var protoMessageName: String { "stb.rules.v1.EvaluateRequest" }
@@ -552,9 +562,11 @@ public struct Stb_Rules_V1_EvaluateRequest: ProtoMessage {
 
     /// Creates a message from the given fields; the rest keep their defaults.
     public init(
-        options: [Stb_Rules_V1_OptionChoice] = []
+        options: [Stb_Rules_V1_OptionChoice] = [],
+        baseSelectionHash: [UInt8] = []
     ) {
         self.options = options
+        self.baseSelectionHash = baseSelectionHash
     }
 
     /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
@@ -747,6 +759,12 @@ public struct Stb_Rules_V1_EvaluateResponse: ProtoMessage {
     public var conflicts: [Stb_Rules_V1_ClosureConflict] = []
     /// `catalog_revision` (field 5).
     public var catalogRevision: UInt64 = 0
+    /// The SHA-256 of the selection evaluated, in canonical form: the options whose inclusion
+    /// differs from the catalog defaults or whose value is given, in key order, each as its
+    /// key, a 0 byte, `1` or `0` for included, and when a value is given a 1 byte and the
+    /// value's canonical JSON, then a newline. Send it as `base_selection_hash` to evaluate
+    /// a selection by its differences from this one.
+    public var selectionHash: [UInt8] = []
 
     /// The fully qualified proto name.
     public static var protoMessageName: String { "stb.rules.v1.EvaluateResponse" }
@@ -760,13 +778,15 @@ public struct Stb_Rules_V1_EvaluateResponse: ProtoMessage {
         violations: [Stb_Rules_V1_Violation] = [],
         closure: [String] = [],
         conflicts: [Stb_Rules_V1_ClosureConflict] = [],
-        catalogRevision: UInt64 = 0
+        catalogRevision: UInt64 = 0,
+        selectionHash: [UInt8] = []
     ) {
         self.valid = valid
         self.violations = violations
         self.closure = closure
         self.conflicts = conflicts
         self.catalogRevision = catalogRevision
+        self.selectionHash = selectionHash
     }
 
     /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
@@ -1821,6 +1841,7 @@ extension Stb_Rules_V1_EvaluateRequest {
     internal init(_c c: UnsafePointer<Stb__Rules__V1__EvaluateRequest>) throws(_ProtoFieldError) {
         let m = c.pointee
         self.options = try _protoMessages(m.options, m.n_options, field: "options", Stb_Rules_V1_OptionChoice.init(_c:))
+        self.baseSelectionHash = _protoBytes(m.base_selection_hash)
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1834,6 +1855,9 @@ extension Stb_Rules_V1_EvaluateRequest {
             }
             c.pointee.options = items
             c.pointee.n_options = self.options.count
+        }
+        if !self.baseSelectionHash.isEmpty {
+            c.pointee.base_selection_hash = arena.binaryData(self.baseSelectionHash)
         }
         return c
     }
@@ -1950,6 +1974,7 @@ extension Stb_Rules_V1_EvaluateResponse {
         self.closure = try _protoArray(m.closure, m.n_closure, field: "closure", _protoString)
         self.conflicts = try _protoMessages(m.conflicts, m.n_conflicts, field: "conflicts", Stb_Rules_V1_ClosureConflict.init(_c:))
         self.catalogRevision = m.catalog_revision
+        self.selectionHash = _protoBytes(m.selection_hash)
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -1982,6 +2007,9 @@ extension Stb_Rules_V1_EvaluateResponse {
             c.pointee.n_conflicts = self.conflicts.count
         }
         c.pointee.catalog_revision = self.catalogRevision
+        if !self.selectionHash.isEmpty {
+            c.pointee.selection_hash = arena.binaryData(self.selectionHash)
+        }
         return c
     }
 }
@@ -2764,11 +2792,12 @@ extension Stb_Rules_V1_EvaluateRequest: _ProtoJSONCodable {
         _ProtoJSONWriter.encode(self, into: &buffer)
     }
 
-    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.EvaluateRequest", "options options")
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.EvaluateRequest", "options options baseSelectionHash base_selection_hash")
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
         w.repeated(#""options":"#, self.options)
+        w.scalar(#""baseSelectionHash":"#, self.baseSelectionHash)
         w.endObject()
     }
 
@@ -2777,6 +2806,7 @@ extension Stb_Rules_V1_EvaluateRequest: _ProtoJSONCodable {
         while let field = try r.nextField(&object) {
             switch field {
             case 0: self.options = try r.repeated()
+            case 1: self.baseSelectionHash = try r.scalar()
             default: break
             }
         }
@@ -2904,7 +2934,7 @@ extension Stb_Rules_V1_EvaluateResponse: _ProtoJSONCodable {
         _ProtoJSONWriter.encode(self, into: &buffer)
     }
 
-    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.EvaluateResponse", "valid valid violations violations closure closure conflicts conflicts catalogRevision catalog_revision")
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.EvaluateResponse", "valid valid violations violations closure closure conflicts conflicts catalogRevision catalog_revision selectionHash selection_hash")
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
@@ -2913,6 +2943,7 @@ extension Stb_Rules_V1_EvaluateResponse: _ProtoJSONCodable {
         w.repeated(#""closure":"#, self.closure)
         w.repeated(#""conflicts":"#, self.conflicts)
         w.scalar(#""catalogRevision":"#, self.catalogRevision)
+        w.scalar(#""selectionHash":"#, self.selectionHash)
         w.endObject()
     }
 
@@ -2925,6 +2956,7 @@ extension Stb_Rules_V1_EvaluateResponse: _ProtoJSONCodable {
             case 2: self.closure = try r.repeated()
             case 3: self.conflicts = try r.repeated()
             case 4: self.catalogRevision = try r.scalar()
+            case 5: self.selectionHash = try r.scalar()
             default: break
             }
         }

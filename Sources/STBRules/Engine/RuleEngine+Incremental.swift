@@ -1,0 +1,252 @@
+// Incremental evaluation: most selections differ from the catalog defaults in a few
+// options. The engine evaluates the defaults once; a selection re-checks only the rules that
+// read an option it changes (plus rules whose json-logic computes variable names), and
+// recomputes the requires closure only when a change can reach it. The result is the one
+// `evaluateFully` gives: same violations, same order, same references.
+import STBJSON
+
+/// The evaluation of the catalog defaults, kept per rules and catalog revision.
+struct DefaultEvaluation: Sendable {
+    /// Violations of the defaults with the rule (index into the compiled rules) that gave
+    /// each, ascending by rule.
+    var violations: [(rule: Int, violation: Violation)] = []
+    var closure: [ClosureEntry] = []
+    var conflicts: [ClosureConflict] = []
+    /// Options whose inclusion the closure and its conflicts read: every option with a
+    /// requires edge, and every option a forbidden or choice rule next to the default
+    /// closure reads.
+    var closureInputs: [Bool] = []
+    /// The whole evaluation of the defaults.
+    var evaluation = Evaluation(valid: true, violations: [], closure: [], conflicts: [], unknownSelections: [])
+
+    init() {}
+
+    /// Every active rule checked against the defaults.
+    init(of engine: RuleEngine) {
+        self.init(of: engine, reusing: nil)
+    }
+
+    /// Rules whose compiled form `previous` already checked keep its answer; the others are
+    /// checked now. The closure is recomputed (one walk over the requires edges).
+    init(of engine: RuleEngine, reusing previous: DefaultEvaluation?, from previousEngine: RuleEngine? = nil) {
+        let (state, _, _) = engine.resolve(Selection(choices: [:]))
+        var known: [ObjectIdentifier: Violation?] = [:]
+        if let previous, let previousEngine {
+            var next = 0
+            known.reserveCapacity(previousEngine.activeRules.count)
+            for ruleIndex in previousEngine.activeRules {
+                var violation: Violation?
+                if next < previous.violations.count, previous.violations[next].rule == ruleIndex {
+                    violation = previous.violations[next].violation
+                    next += 1
+                }
+                known[ObjectIdentifier(previousEngine.compiled[ruleIndex])] = violation
+            }
+        }
+        for ruleIndex in engine.activeRules {
+            let entry = engine.compiled[ruleIndex]
+            let violation: Violation?
+            if let seen = known[ObjectIdentifier(entry)] { violation = seen } else { violation = engine.check(entry, state) }
+            if let violation { violations.append((ruleIndex, violation)) }
+        }
+        computeClosure(engine, state)
+        finish()
+    }
+
+    /// `previous` with the rule at `position` changed from `old` (nil: appended) to `new`:
+    /// only that rule is checked; the closure is recomputed only when either is an active
+    /// requires, forbidden or choice rule.
+    init(of engine: RuleEngine, patching previous: DefaultEvaluation, at position: Int, old: RuleEngine.Compiled?, new: RuleEngine.Compiled) {
+        self = previous
+        let (state, _, _) = engine.resolve(Selection(choices: [:]))
+        let at = violations.firstIndex { $0.rule >= position } ?? violations.endIndex
+        if at < violations.count, violations[at].rule == position { violations.remove(at: at) }
+        if new.rule.active, let violation = engine.check(new, state) { violations.insert((position, violation), at: at) }
+        func shapesClosure(_ entry: RuleEngine.Compiled?) -> Bool {
+            guard let entry, entry.rule.active else { return false }
+            if case .validation = entry.rule.kind { return false }
+            return true
+        }
+        if shapesClosure(old) || shapesClosure(new) { computeClosure(engine, state) }
+        finish()
+    }
+
+    private mutating func computeClosure(_ engine: RuleEngine, _ state: RuleEngine.State) {
+        (closure, conflicts) = engine.closureAndConflicts(state)
+        closureInputs = engine.index.requiresNode
+        for entry in closure {
+            guard let added = engine.indexOf[entry.optionKey] else { continue }
+            for ruleIndex in engine.forbiddenBySubject[added] + engine.forbiddenByTarget[added] + engine.choicesByMember[added] {
+                for slot in engine.compiled[ruleIndex].slots { closureInputs[slot] = true }
+            }
+        }
+    }
+
+    private mutating func finish() {
+        let list = violations.map(\.violation)
+        evaluation = Evaluation(
+            valid: !list.contains { $0.severity == .error }, violations: list, closure: closure,
+            conflicts: conflicts, unknownSelections: [])
+    }
+}
+
+extension RuleEngine {
+    /// Whether a selection satisfies the rules and the options' constraints, and why not.
+    /// Starts from the evaluation of the defaults and re-checks what the selection's
+    /// differences from the defaults touch; the answer equals `evaluateFully(selection)`.
+    public func evaluate(_ selection: Selection) -> Evaluation {
+        let (state, unknown, changed) = resolve(selection)
+        return evaluate(state, unknown: unknown, changed: changed)
+    }
+
+    /// The evaluation of the catalog defaults (no choices).
+    public var defaultEvaluation: Evaluation { defaults.evaluation }
+
+    func evaluate(_ state: State, unknown: [String], changed: [Int]) -> Evaluation {
+        if changed.isEmpty {
+            var evaluation = defaults.evaluation
+            evaluation.unknownSelections = unknown
+            return evaluation
+        }
+        var touched = index.everywhere
+        var closureTouched = false
+        for slot in changed {
+            touched.append(contentsOf: index.touching[slot])
+            if defaults.closureInputs[slot] { closureTouched = true }
+        }
+        var violations = constraintViolations(state)
+        // A selection that touches most rules is checked rule by rule, without the merge.
+        if touched.count >= activeRules.count / 2 {
+            for ruleIndex in activeRules {
+                if let violation = check(compiled[ruleIndex], state) { violations.append(violation) }
+            }
+            let (closure, conflicts) = closureTouched ? closureAndConflicts(state) : (defaults.closure, defaults.conflicts)
+            return Evaluation(
+                valid: !violations.contains { $0.severity == .error },
+                violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown)
+        }
+        touched.sort()
+        let base = defaults.violations
+        violations.reserveCapacity(violations.count + base.count + touched.count)
+        var next = 0
+        var previous = -1
+        for ruleIndex in touched where ruleIndex != previous {
+            previous = ruleIndex
+            while next < base.count, base[next].rule < ruleIndex {
+                violations.append(base[next].violation)
+                next += 1
+            }
+            if next < base.count, base[next].rule == ruleIndex { next += 1 }
+            if let violation = check(compiled[ruleIndex], state) { violations.append(violation) }
+        }
+        while next < base.count {
+            violations.append(base[next].violation)
+            next += 1
+        }
+        let (closure, conflicts) = closureTouched ? closureAndConflicts(state) : (defaults.closure, defaults.conflicts)
+        return Evaluation(
+            valid: !violations.contains { $0.severity == .error },
+            violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown)
+    }
+
+    // MARK: - Rule changes
+
+    /// The engine with `change` applied: the other rules keep their compiled form and their
+    /// answers for the defaults; only the changed rule is compiled and checked, and the
+    /// indexes are rebuilt from the compiled rules (no option key hashed again).
+    public func applying(_ change: RuleChange) -> RuleEngine {
+        var compiled: [Compiled] = []
+        switch change {
+        case .add(let rule):
+            return patched(at: self.compiled.count, with: Compiled(rule: rule, indexOf: indexOf))
+        case .remove(let key):
+            compiled = self.compiled.filter { $0.rule.key != key }
+        case .replace(let rule):
+            let positions = self.compiled.indices.lazy.filter { self.compiled[$0].rule.key == rule.key }
+            var iterator = positions.makeIterator()
+            switch (iterator.next(), iterator.next()) {
+            case (nil, _): return patched(at: self.compiled.count, with: Compiled(rule: rule, indexOf: indexOf))
+            case (let position?, nil): return patched(at: position, with: Compiled(rule: rule, indexOf: indexOf))
+            default: break
+            }
+            // As `RuleChange.apply`: the first rule with the key is replaced, later ones dropped.
+            compiled.reserveCapacity(self.compiled.count + 1)
+            var replaced = false
+            for entry in self.compiled {
+                if entry.rule.key == rule.key {
+                    if !replaced { compiled.append(Compiled(rule: rule, indexOf: indexOf)); replaced = true }
+                } else {
+                    compiled.append(entry)
+                }
+            }
+        }
+        return RuleEngine(self, compiled: compiled)
+    }
+
+    /// The engine with `entry` at `position` (replacing the rule there, or appended at the
+    /// end): the indexes and the defaults' evaluation are patched, no other rule is touched.
+    func patched(at position: Int, with entry: Compiled) -> RuleEngine {
+        var compiled = self.compiled
+        var rules = self.rules
+        var index = self.index
+        let old: Compiled?
+        if position == compiled.count {
+            old = nil
+            compiled.append(entry)
+            rules.append(entry.rule)
+        } else {
+            old = compiled[position]
+            compiled[position] = entry
+            rules[position] = entry.rule
+            if let old { index.remove(old, at: position) }
+        }
+        index.insert(entry, at: position)
+        let parts = Parts(
+            rules: rules, catalog: catalog, keys: keys, indexOf: indexOf, defaultIncluded: defaultIncluded,
+            defaultValues: defaultValues, constraints: constraints, compiled: compiled, index: index)
+        let bare = RuleEngine(parts, defaults: DefaultEvaluation())
+        return RuleEngine(parts, defaults: DefaultEvaluation(of: bare, patching: defaults, at: position, old: old, new: entry))
+    }
+
+    /// The engine for `rules` on the same catalog: a rule whose key is not in `changedKeys`
+    /// and that this engine has (under a unique key) keeps its compiled form and its answer
+    /// for the defaults; the others are compiled and checked.
+    public func replacingRules(_ rules: [Rule], changedKeys: Set<String>) -> RuleEngine {
+        var byKey: [String: Compiled] = [:]
+        byKey.reserveCapacity(compiled.count)
+        var duplicated = Set<String>()
+        for entry in compiled where byKey.updateValue(entry, forKey: entry.rule.key) != nil {
+            duplicated.insert(entry.rule.key)
+        }
+        let reused = rules.map { rule in
+            if !changedKeys.contains(rule.key), !duplicated.contains(rule.key), let entry = byKey[rule.key] { return entry }
+            return Compiled(rule: rule, indexOf: indexOf)
+        }
+        return RuleEngine(self, compiled: reused)
+    }
+}
+
+/// An evaluation with the selection's canonical form.
+public struct EvaluatedSelection: Sendable {
+    public var evaluation: Evaluation
+    /// The options the selection changes from the catalog defaults (inclusion differs, or a
+    /// value is given), in key order, each with its effective inclusion and the value given.
+    public var differences: [(key: String, choice: Selection.Choice)]
+    /// No differences: the evaluation is the defaults' (`RuleEngine.defaultEvaluation`, with
+    /// the unknown keys the selection lists).
+    public var isDefault: Bool { differences.isEmpty }
+}
+
+extension RuleEngine {
+    /// `evaluate(selection)` and the selection's differences from the catalog defaults.
+    public func evaluateWithDifferences(_ selection: Selection) -> EvaluatedSelection {
+        let (state, unknown, changed) = resolve(selection)
+        var differences: [(key: String, choice: Selection.Choice)] = []
+        differences.reserveCapacity(changed.count)
+        for slot in changed {
+            differences.append((keys[slot], Selection.Choice(included: state.included[slot], value: state.overrides[slot])))
+        }
+        differences.sort { $0.key < $1.key }
+        return EvaluatedSelection(evaluation: evaluate(state, unknown: unknown, changed: changed), differences: differences)
+    }
+}

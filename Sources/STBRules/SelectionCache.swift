@@ -1,0 +1,67 @@
+import STBJSON
+import Synchronization
+
+/// Recently evaluated selections by the hash their responses gave them, so that a caller
+/// can send only what changed since. Bounded: when full, the oldest entry goes first.
+final class SelectionCache: Sendable {
+    private struct Entries {
+        var byHash: [[UInt8]: Selection] = [:]
+        /// Hashes in insertion order, as a ring of `capacity` slots.
+        var ring: [[UInt8]] = []
+        var next = 0
+    }
+
+    let capacity: Int
+    private let entries = Mutex(Entries())
+
+    init(capacity: Int) {
+        precondition(capacity > 0, "a selection cache holds at least one selection")
+        self.capacity = capacity
+    }
+
+    /// Keeps `selection` under `hash` (again: an entry already held stays where it is).
+    func insert(_ hash: [UInt8], _ selection: Selection) {
+        entries.withLock { entries in
+            guard entries.byHash[hash] == nil else { return }
+            if entries.ring.count < capacity {
+                entries.ring.append(hash)
+            } else {
+                entries.byHash[entries.ring[entries.next]] = nil
+                entries.ring[entries.next] = hash
+                entries.next = (entries.next + 1) % capacity
+            }
+            entries.byHash[hash] = selection
+        }
+    }
+
+    /// The selection held under `hash`, if any.
+    func selection(_ hash: [UInt8]) -> Selection? {
+        entries.withLock { $0.byHash[hash] }
+    }
+
+    var count: Int { entries.withLock { $0.byHash.count } }
+}
+
+extension Selection {
+    /// The SHA-256 of a selection's canonical form (see `EvaluateResponse.selection_hash`):
+    /// its differences from the catalog defaults in key order.
+    static func hash(differences: [(key: String, choice: Selection.Choice)]) -> [UInt8] {
+        var hasher = SHA256()
+        for (key, choice) in differences {
+            hasher.update(key.utf8)
+            hasher.update(CollectionOfOne(0))
+            hasher.update(CollectionOfOne(choice.included == true ? UInt8(ascii: "1") : UInt8(ascii: "0")))
+            if let value = choice.value {
+                hasher.update(CollectionOfOne(1))
+                hasher.update(value.canonicalText.utf8)
+            }
+            hasher.update(CollectionOfOne(UInt8(ascii: "\n")))
+        }
+        return hasher.finalize()
+    }
+}
+
+extension EvaluatedSelection {
+    /// The SHA-256 of the selection's canonical form, as `EvaluateResponse.selection_hash` gives it.
+    public var selectionHash: [UInt8] { Selection.hash(differences: differences) }
+}
