@@ -18,7 +18,8 @@ import UnixSignals
 ///    Every call runs inside the interceptors: metrics (`MetricsInterceptor`), statuses
 ///    (`StatusInterceptor`), authentication and the method's least role
 ///    (`AuthenticationInterceptor`, keys from `STB_AUTH_KEYS_FILE` or the gateway, see
-///    `AuthConfiguration`), then the service's own; `GET /metrics` on the same port serves the process's metrics
+///    `AuthConfiguration`), then the service's own; `GET /metrics` (and `/metrics/<name>`)
+///    on the same port serves the process's metrics
 ///    (`ServiceMetrics`, bootstrapped first, so that every layer records into it);
 /// 4. one `ServiceGroup` runs the listener, the background services, the outbox pruner and
 ///    the server. SIGTERM or SIGINT shuts it down gracefully, in reverse order: the server
@@ -98,6 +99,7 @@ public struct ServiceDaemon: Sendable {
             let interceptors = Self.interceptors(for: name, logger: logger, authenticator: authenticator) + parts.interceptors
             var serverConfiguration = configuration.server
             serverConfiguration.metricsExposition = ServiceMetrics.exposition(of: registry)
+            serverConfiguration.metricsServiceName = name
             server = try RPCServer(
                 configuration: serverConfiguration, services: parts.rpcServices, interceptors: interceptors,
                 group: loops, health: health, logger: logger

@@ -25,6 +25,7 @@ do {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         configuration.metricsExposition = { PrometheusText.addingHelp(to: registry.emitToBuffer(), help: RPCMetricName.help) }
+        configuration.metricsServiceName = "echo"
         interceptors.append(MetricsInterceptor())
     }
     server = try RPCServer(configuration: configuration, services: [EchoService()], interceptors: interceptors, logger: logger)

@@ -54,7 +54,7 @@ struct FramingTests {
     @Test("the compressed flag without negotiated compression is an error")
     func compressedFlag() {
         var deframer = MessageDeframer(maxMessageSize: 100)
-        #expect(throws: MessageDeframer.Failure.unexpectedCompression) {
+        #expect(throws: MessageDeframer.Failure.unexpectedFlags(1)) {
             try [1, 0, 0, 0, 1, 42].withUnsafeBytes { chunk in try deframer.process(chunk) { _ in } }
         }
     }

@@ -49,8 +49,8 @@ struct MetricsTests {
 
             let text = registry.emitToString()
             let method = #"{service="stb.testing.v1.Echo",method="Get""#
-            #expect(sample(text, "stb_rpc_server_requests_total\(method),code=\"OK\"}") == 3)
-            #expect(sample(text, "stb_rpc_server_requests_total\(method),code=\"NOT_FOUND\"}") == 1)
+            #expect(sample(text, "stb_rpc_server_requests_total\(method),code=\"OK\",protocol=\"grpc\"}") == 3)
+            #expect(sample(text, "stb_rpc_server_requests_total\(method),code=\"NOT_FOUND\",protocol=\"grpc\"}") == 1)
             #expect(sample(text, "stb_rpc_server_request_duration_seconds_count\(method)}") == 4)
             #expect(sample(text, "stb_rpc_server_calls_in_flight\(method)}") == 0)
             #expect(sample(text, "stb_rpc_server_connections") == 1)

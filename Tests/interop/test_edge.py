@@ -347,6 +347,59 @@ def test_h2c_prior_knowledge_on_the_cleartext_port(edge):
     assert curl("--http2-prior-knowledge", f"http://{HOST}:{edge.http_port}/nothing") == ("404", "2")
 
 
+# -- Connect and metrics through the edge --------------------------------------------------
+
+
+def curl_body(*args: str) -> tuple[str, bytes]:
+    """(HTTP status, body) of one curl request."""
+    result = subprocess.run(
+        ["curl", "-sS", "-w", "\n%{http_code}", "--max-time", "10", *args], capture_output=True, timeout=30)
+    assert result.returncode == 0, f"curl {' '.join(args)} failed: {result.stderr!r}"
+    body, _, status = result.stdout.rpartition(b"\n")
+    return status.decode(), body
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_connect_json_through_the_edge(edge, demo, scheme):
+    port = edge.http_port if scheme == "http" else edge.tls_port
+    tls = ["--cacert", str(edge.cert)] if scheme == "https" else []
+    status, body = curl_body(*tls, "--http1.1", "-H", "content-type: application/json", "-d", "{}",
+                             "-H", f"authorization: {dict(METADATA)['authorization']}",
+                             f"{scheme}://localhost:{port}/stb.catalog.v1.Catalog/GetConfig")
+    assert status == "200", body
+    config = json.loads(body)
+    assert int(config["revision"]) >= demo.revision
+    assert "video" in [m["module"]["key"] for m in config["modules"]]
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_connect_errors_through_the_edge(edge, demo, scheme):
+    """A Connect error keeps its HTTP status and JSON body over HTTP/1.1 and TLS."""
+    port = edge.http_port if scheme == "http" else edge.tls_port
+    tls = ["--cacert", str(edge.cert)] if scheme == "https" else []
+    status, body = curl_body(*tls, "--http1.1", "-H", "content-type: application/proto", "--data-binary", "",
+                             f"{scheme}://localhost:{port}/stb.catalog.v1.Catalog/NoSuchMethod")
+    assert status == "501", body
+    assert json.loads(body)["code"] == "unimplemented"
+
+
+@pytest.mark.parametrize("service", ["catalog", "rules"])
+def test_metrics_per_service_through_the_edge(edge, demo, service):
+    status, body = curl_body("--http1.1", f"http://{HOST}:{edge.http_port}/metrics/{service}")
+    assert status == "200", body
+    text = body.decode()
+    assert "stb_rpc_server_connections" in text
+    if service == "rules":
+        assert "stb_replica_revision" in text  # the rules service's own gauge: the route is right
+    else:
+        assert "stb_replica_revision" not in text
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package prometheus; scripts/install-deps installs it)")
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_certificate_is_made_once(tmp_path):
     """The self-signed pair is made on the first start and kept on the next; the key is
     private."""
@@ -380,5 +433,7 @@ def test_generated_configuration_routes_by_package(edge, catalog_server, rules_s
     assert f"backend={catalog};/stb.catalog.v1.*;proto=h2" in lines
     assert f"backend={rules};/stb.rules.v1.*;proto=h2" in lines
     assert f"backend={catalog};/grpc.health.v1.Health/;proto=h2" in lines
+    assert f"backend={catalog};/metrics/catalog;proto=h2" in lines
+    assert f"backend={rules};/metrics/rules;proto=h2" in lines
     assert f"backend=127.0.0.1,{edge.fallback_port};/;proto=h2" in lines
     assert not any("@" in line for line in lines), "a placeholder was left in the configuration"

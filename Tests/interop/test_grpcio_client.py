@@ -421,8 +421,9 @@ def _of(events, kind):
 
 
 def test_h2_non_grpc_content_type_is_415(echo_server, pb):
+    # Neither gRPC nor Connect (application/json is Connect's: test_connect.py).
     body = _grpc_body(pb.EchoRequest(text="x").SerializeToString())
-    events = h2_exchange(echo_server.port, _request_headers(f"{ECHO}/Get", content_type="application/json"), body)
+    events = h2_exchange(echo_server.port, _request_headers(f"{ECHO}/Get", content_type="text/html"), body)
     responses = _of(events, h2.events.ResponseReceived)
     assert responses, events
     assert dict(responses[0].headers)[":status"] == "415"

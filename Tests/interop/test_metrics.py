@@ -94,9 +94,9 @@ def samples(text: str) -> dict[str, float]:
     return result
 
 
-def requests_total(values: dict[str, float], method: str, code: str) -> float:
+def requests_total(values: dict[str, float], method: str, code: str, protocol: str = "grpc") -> float:
     return values.get(
-        f'stb_rpc_server_requests_total{{service="stb.catalog.v1.Catalog",method="{method}",code="{code}"}}', 0.0)
+        f'stb_rpc_server_requests_total{{service="stb.catalog.v1.Catalog",method="{method}",code="{code}",protocol="{protocol}"}}', 0.0)
 
 
 def test_counters_move_with_calls(catalog_server):

@@ -183,7 +183,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
             nghttp2_session_consume(session, streamID, length)
             let status = switch error {
             case .tooLarge(let size): RPCError(code: .resourceExhausted, message: "response message of \(size) bytes exceeds the limit")
-            case .unexpectedCompression: RPCError(code: .internal, message: "compressed response without grpc-encoding")
+            case .unexpectedFlags: RPCError(code: .internal, message: "compressed response without grpc-encoding")
             }
             cancel(call, status: status)
             return 0

@@ -10,10 +10,12 @@ protocol MessageSink: Sendable {
 /// Writes messages of one type to the other side of a call.
 public struct RPCWriter<Message: ProtoMessage>: Sendable {
     let sink: any MessageSink
+    /// How messages are encoded on this call.
+    var codec: MessageCodec = .proto
 
     /// Sends one message. Suspends while the peer is slow to read; throws if the call ended.
     public func write(_ message: Message) async throws {
-        try await sink.send(message.serializedBytes())
+        try await sink.send(message.encoded(codec))
     }
 
     /// Sends each message in order.
@@ -32,13 +34,23 @@ public struct RPCMessageStream<Message: ProtoMessage>: AsyncSequence, Sendable {
     /// A server's request stream: a message the client got wrong is its fault
     /// (INVALID_ARGUMENT), where a bad response on a client's stream is not.
     var carriesRequests = false
+    /// How messages are encoded on this call.
+    var codec: MessageCodec = .proto
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let queue: MessageQueue
         let carriesRequests: Bool
+        let codec: MessageCodec
 
         public mutating func next() async throws -> Message? {
             guard let bytes = try await queue.next() else { return nil }
+            if codec == .json {
+                do {
+                    return try Message(jsonUTF8: bytes)
+                } catch {
+                    throw RPCError(decodingJSONRequest: error)
+                }
+            }
             do {
                 return try Message(serializedBytes: bytes)
             } catch {
@@ -49,6 +61,6 @@ public struct RPCMessageStream<Message: ProtoMessage>: AsyncSequence, Sendable {
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(queue: queue, carriesRequests: carriesRequests)
+        AsyncIterator(queue: queue, carriesRequests: carriesRequests, codec: codec)
     }
 }

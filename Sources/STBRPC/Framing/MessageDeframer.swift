@@ -1,4 +1,5 @@
-/// Splits a gRPC body (Length-Prefixed-Messages) into messages, across any DATA boundaries.
+/// Splits a gRPC body (Length-Prefixed-Messages) or a Connect streaming body (envelopes:
+/// the same 5 bytes, flags and length) into messages, across any DATA boundaries.
 ///
 /// The 5-byte prefix is checked against `maxMessageSize` before any message buffer is
 /// allocated, so an oversized length costs nothing.
@@ -7,8 +8,9 @@ struct MessageDeframer {
     enum Failure: Error, Equatable {
         /// The prefix announced a message over the limit (length given).
         case tooLarge(Int)
-        /// The compressed flag was set though no compression was negotiated.
-        case unexpectedCompression
+        /// The flags byte was not 0: the compressed flag (bit 0) though no compression was
+        /// negotiated, or another flag no request may carry (the flags are given).
+        case unexpectedFlags(UInt8)
     }
 
     let maxMessageSize: Int
@@ -61,7 +63,7 @@ struct MessageDeframer {
     private static func checkedLength<Bytes: RandomAccessCollection<UInt8>>(
         _ bytes: Bytes, at offset: Bytes.Index, max: Int
     ) throws(Failure) -> Int where Bytes.Index == Int {
-        guard bytes[offset] == 0 else { throw .unexpectedCompression }
+        guard bytes[offset] == 0 else { throw .unexpectedFlags(bytes[offset]) }
         let length =
             Int(bytes[offset + 1]) << 24 | Int(bytes[offset + 2]) << 16
             | Int(bytes[offset + 3]) << 8 | Int(bytes[offset + 4])
@@ -75,6 +77,17 @@ struct MessageDeframer {
 func appendFramedMessage(_ message: [UInt8], to buffer: inout [UInt8]) {
     let length = UInt32(truncatingIfNeeded: message.count)
     buffer.append(0)
+    buffer.append(UInt8(truncatingIfNeeded: length >> 24))
+    buffer.append(UInt8(truncatingIfNeeded: length >> 16))
+    buffer.append(UInt8(truncatingIfNeeded: length >> 8))
+    buffer.append(UInt8(truncatingIfNeeded: length))
+    buffer.append(contentsOf: message)
+}
+
+/// Appends one Connect envelope with `flags` (0x02: end of stream) to `buffer`.
+func appendEnvelope(flags: UInt8, _ message: [UInt8], to buffer: inout [UInt8]) {
+    let length = UInt32(truncatingIfNeeded: message.count)
+    buffer.append(flags)
     buffer.append(UInt8(truncatingIfNeeded: length >> 24))
     buffer.append(UInt8(truncatingIfNeeded: length >> 16))
     buffer.append(UInt8(truncatingIfNeeded: length >> 8))

@@ -18,6 +18,17 @@ struct OutboundBody {
         bytes.append(contentsOf: raw)
     }
 
+    /// Queues one Connect envelope with `flags` (0x02: the end-of-stream message).
+    mutating func append(envelope message: [UInt8], flags: UInt8) {
+        appendEnvelope(flags: flags, message, to: &bytes)
+    }
+
+    /// Drops what is queued and not yet sent.
+    mutating func discard() {
+        bytes.removeAll()
+        index = 0
+    }
+
     /// Copies up to `length` queued bytes into `buffer`; returns the count.
     mutating func copy(into buffer: UnsafeMutablePointer<UInt8>, length: Int) -> Int {
         let count = min(pending, length)

@@ -2,8 +2,9 @@ import Metrics
 import Synchronization
 
 /// Times every call and counts it by its status code: `stb_rpc_server_requests_total`
-/// (`service`, `method`, `code`), `stb_rpc_server_request_duration_seconds` and
-/// `stb_rpc_server_calls_in_flight` (`service`, `method`).
+/// (`service`, `method`, `code`, `protocol`: `grpc` or `connect`),
+/// `stb_rpc_server_request_duration_seconds` and `stb_rpc_server_calls_in_flight`
+/// (`service`, `method`).
 ///
 /// Put it first (outermost), so it sees the status the caller gets after every other
 /// interceptor has mapped errors. The metric objects of a method are made at its first
@@ -11,7 +12,12 @@ import Synchronization
 /// adds, and no label strings.
 public final class MetricsInterceptor: ServerInterceptor {
     private let factory: any MetricsFactory
-    private let methods = Mutex<[String: MethodMetrics]>([:])
+    private let methods = Mutex<[MethodKey: MethodMetrics]>([:])
+
+    private struct MethodKey: Hashable {
+        var path: String
+        var rpcProtocol: RPCProtocol
+    }
 
     /// Records into `factory`; by default the process's `MetricsSystem`.
     public init(factory: any MetricsFactory = MetricsSystem.factory) {
@@ -22,7 +28,7 @@ public final class MetricsInterceptor: ServerInterceptor {
         context: ServerContext,
         next: @Sendable (ServerContext) async throws -> Result
     ) async throws -> Result {
-        let metrics = self.metrics(for: context.path)
+        let metrics = self.metrics(for: MethodKey(path: context.path, rpcProtocol: context.rpcProtocol))
         metrics.inFlight.increment()
         let start = ContinuousClock.now
         do {
@@ -44,33 +50,35 @@ public final class MetricsInterceptor: ServerInterceptor {
         }
     }
 
-    private func metrics(for path: String) -> MethodMetrics {
-        if let known = methods.withLock({ $0[path] }) { return known }
-        let made = MethodMetrics(path: path, factory: factory)
+    private func metrics(for key: MethodKey) -> MethodMetrics {
+        if let known = methods.withLock({ $0[key] }) { return known }
+        let made = MethodMetrics(path: key.path, rpcProtocol: key.rpcProtocol, factory: factory)
         return methods.withLock { methods in
-            if let known = methods[path] { return known }
-            methods[path] = made
+            if let known = methods[key] { return known }
+            methods[key] = made
             return made
         }
     }
 }
 
-/// One method's metric objects.
+/// One method's metric objects, for calls in one protocol.
 final class MethodMetrics: Sendable {
     let service: String
     let method: String
+    let rpcProtocol: RPCProtocol
     let inFlight: Meter
     let duration: Metrics.Timer
     private let factory: any MetricsFactory
     /// Counters by status code, made at a code's first use (most methods see few codes).
     private let requests = Mutex<[Int: Counter]>([:])
 
-    init(path: String, factory: any MetricsFactory) {
+    init(path: String, rpcProtocol: RPCProtocol, factory: any MetricsFactory) {
         // "/package.Service/Method": labels from the two parts; the router only routes
         // registered paths, so the label values are bounded.
         let parts = path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: true)
         service = parts.count == 2 ? String(parts[0]) : ""
         method = parts.count == 2 ? String(parts[1]) : path
+        self.rpcProtocol = rpcProtocol
         self.factory = factory
         let dimensions = [("service", service), ("method", method)]
         inFlight = Meter(label: RPCMetricName.inFlight, dimensions: dimensions, factory: factory)
@@ -88,7 +96,8 @@ final class MethodMetrics: Sendable {
         if let known = requests.withLock({ $0[code.rawValue] }) { return known }
         let made = Counter(
             label: RPCMetricName.requests,
-            dimensions: [("service", service), ("method", method), ("code", code.description)], factory: factory)
+            dimensions: [("service", service), ("method", method), ("code", code.description), ("protocol", rpcProtocol.rawValue)],
+            factory: factory)
         return requests.withLock { requests in
             if let known = requests[code.rawValue] { return known }
             requests[code.rawValue] = made

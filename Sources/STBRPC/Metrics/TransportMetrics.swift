@@ -2,7 +2,7 @@ import Metrics
 
 /// Names of the metrics the RPC layer records, as they appear in a scrape.
 public enum RPCMetricName {
-    /// Counter: calls ended, by `service`, `method` and `code` (the status).
+    /// Counter: calls ended, by `service`, `method`, `code` (the status) and `protocol`.
     public static let requests = "stb_rpc_server_requests_total"
     /// Histogram (seconds): call duration, by `service` and `method`.
     public static let duration = "stb_rpc_server_request_duration_seconds"
@@ -19,7 +19,7 @@ public enum RPCMetricName {
 
     /// A help text per name, for the exposition.
     public static let help: [String: String] = [
-        requests: "RPCs ended, by service, method and status code.",
+        requests: "RPCs ended, by service, method, status code and protocol (grpc, connect).",
         duration: "RPC duration from the handler's start to its status, by service and method.",
         inFlight: "RPCs running now, by service and method.",
         connections: "Open HTTP/2 connections.",

@@ -3,11 +3,13 @@ import STBEventLoop
 
 /// The methods a server serves, by path (`/package.Service/Method`).
 public struct RPCRouter: Sendable {
+    /// One method, as the connection calls it: request and response messages are bytes
+    /// in the call's codec (protobuf or JSON), which the handler decodes and encodes.
     enum Handler: Sendable {
-        case unary(@Sendable ([UInt8], ServerContext) async throws -> [UInt8])
-        case serverStreaming(@Sendable ([UInt8], any MessageSink, ServerContext) async throws -> Void)
-        case clientStreaming(@Sendable (MessageQueue, ServerContext) async throws -> [UInt8])
-        case bidirectionalStreaming(@Sendable (MessageQueue, any MessageSink, ServerContext) async throws -> Void)
+        case unary(@Sendable ([UInt8], MessageCodec, ServerContext) async throws -> [UInt8])
+        case serverStreaming(@Sendable ([UInt8], MessageCodec, any MessageSink, ServerContext) async throws -> Void)
+        case clientStreaming(@Sendable (MessageQueue, MessageCodec, ServerContext) async throws -> [UInt8])
+        case bidirectionalStreaming(@Sendable (MessageQueue, MessageCodec, any MessageSink, ServerContext) async throws -> Void)
 
         /// Whether the whole request is one message, read before the handler starts.
         var takesSingleRequest: Bool {
@@ -15,6 +17,11 @@ public struct RPCRouter: Sendable {
             case .unary, .serverStreaming: true
             case .clientStreaming, .bidirectionalStreaming: false
             }
+        }
+
+        /// Whether one message goes each way (Connect's unary form).
+        var isUnary: Bool {
+            if case .unary = self { true } else { false }
         }
     }
 
@@ -40,8 +47,8 @@ public struct RPCRouter: Sendable {
         unary handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) {
         precondition(method.kind == .unary, "\(method.path) is not a unary method")
-        handlers[method.path] = .unary { bytes, context in
-            try await handler(try decode(Request.self, bytes), context).serializedBytes()
+        handlers[method.path] = .unary { bytes, codec, context in
+            try await handler(try decode(Request.self, bytes, codec), context).encoded(codec)
         }
     }
 
@@ -50,8 +57,8 @@ public struct RPCRouter: Sendable {
         serverStreaming handler: @escaping @Sendable (Request, RPCWriter<Response>, ServerContext) async throws -> Void
     ) {
         precondition(method.kind == .serverStreaming, "\(method.path) is not a server-streaming method")
-        handlers[method.path] = .serverStreaming { bytes, sink, context in
-            try await handler(try decode(Request.self, bytes), RPCWriter(sink: sink), context)
+        handlers[method.path] = .serverStreaming { bytes, codec, sink, context in
+            try await handler(try decode(Request.self, bytes, codec), RPCWriter(sink: sink, codec: codec), context)
         }
     }
 
@@ -60,8 +67,8 @@ public struct RPCRouter: Sendable {
         clientStreaming handler: @escaping @Sendable (RPCMessageStream<Request>, ServerContext) async throws -> Response
     ) {
         precondition(method.kind == .clientStreaming, "\(method.path) is not a client-streaming method")
-        handlers[method.path] = .clientStreaming { queue, context in
-            try await handler(RPCMessageStream(queue: queue, carriesRequests: true), context).serializedBytes()
+        handlers[method.path] = .clientStreaming { queue, codec, context in
+            try await handler(RPCMessageStream(queue: queue, carriesRequests: true, codec: codec), context).encoded(codec)
         }
     }
 
@@ -70,8 +77,9 @@ public struct RPCRouter: Sendable {
         bidirectionalStreaming handler: @escaping @Sendable (RPCMessageStream<Request>, RPCWriter<Response>, ServerContext) async throws -> Void
     ) {
         precondition(method.kind == .bidirectionalStreaming, "\(method.path) is not a bidirectional method")
-        handlers[method.path] = .bidirectionalStreaming { queue, sink, context in
-            try await handler(RPCMessageStream(queue: queue, carriesRequests: true), RPCWriter(sink: sink), context)
+        handlers[method.path] = .bidirectionalStreaming { queue, codec, sink, context in
+            try await handler(
+                RPCMessageStream(queue: queue, carriesRequests: true, codec: codec), RPCWriter(sink: sink, codec: codec), context)
         }
     }
 
@@ -85,11 +93,30 @@ public protocol RPCService: Sendable {
 }
 
 /// The request of a unary or server-streaming call, decoded before its handler runs.
-private func decode<Message: ProtoMessage>(_ type: Message.Type, _ bytes: [UInt8]) throws -> Message {
-    do {
-        return try Message(serializedBytes: bytes)
-    } catch {
-        throw RPCError(decodingRequest: error)
+private func decode<Message: ProtoMessage>(_ type: Message.Type, _ bytes: [UInt8], _ codec: MessageCodec) throws -> Message {
+    switch codec {
+    case .proto:
+        do {
+            return try Message(serializedBytes: bytes)
+        } catch {
+            throw RPCError(decodingRequest: error)
+        }
+    case .json:
+        do {
+            return try Message(jsonUTF8: bytes)
+        } catch {
+            throw RPCError(decodingJSONRequest: error)
+        }
+    }
+}
+
+extension ProtoMessage {
+    /// The message in `codec`'s encoding.
+    func encoded(_ codec: MessageCodec) -> [UInt8] {
+        switch codec {
+        case .proto: serializedBytes()
+        case .json: jsonUTF8Bytes()
+        }
     }
 }
 
@@ -104,5 +131,13 @@ extension RPCError {
         default:
             self.init(code: .internal, message: "could not decode the request as \(error.messageName)")
         }
+    }
+
+    /// The status for a JSON request that is not the JSON form of its message: the
+    /// caller's mistake (INVALID_ARGUMENT), with the field path in the message and, when
+    /// a field is to blame, in a `BadRequest`.
+    init(decodingJSONRequest error: ProtoJSONError) {
+        let details: [ErrorDetail] = error.path.isEmpty ? [] : [.badRequest(fields: [(field: error.path, description: error.reason)])]
+        self.init(code: .invalidArgument, message: error.description, details: details)
     }
 }

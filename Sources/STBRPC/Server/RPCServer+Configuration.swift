@@ -68,6 +68,10 @@ extension RPCServer {
         /// a worker loop: it must not block. Nil: such a request gets 415, as any other
         /// request that is not gRPC.
         public var metricsExposition: (@Sendable () -> [UInt8])?
+        /// The service's name (`catalog`): with `metricsExposition`, `GET /metrics/<name>`
+        /// is answered too, so that a proxy that routes by path but cannot rewrite it can
+        /// send `/metrics/catalog` to the catalog.
+        public var metricsServiceName: String?
 
         public init() {}
     }

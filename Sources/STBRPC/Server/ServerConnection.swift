@@ -12,10 +12,10 @@ import STBEventLoop
 final class ServerConnection: HTTP2ConnectionDelegate {
     private let server: ServerCore
     /// The socket and the nghttp2 session.
-    private let transport: HTTP2Connection
-    private var config: RPCServer.Configuration { server.configuration }
+    let transport: HTTP2Connection
+    var config: RPCServer.Configuration { server.configuration }
     private var streams: [Int32: ServerStream] = [:]
-    private var policy: ServerConnectionPolicy
+    var policy: ServerConnectionPolicy
     let peer: String
     private var bufferedInbound = 0
     /// Socket bytes already added to the server's byte counters.
@@ -61,7 +61,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     var loop: EventLoop { transport.loop }
-    private var session: OpaquePointer? { transport.session }
+    var session: OpaquePointer? { transport.session }
     private var isClosed: Bool { transport.isClosed }
     /// Whether a graceful shutdown has begun.
     var isDraining: Bool { policy.isDraining }
@@ -113,14 +113,31 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             stream.timeoutNanos = GRPCTimeout.parse(makeString(value, valueLength))
         } else if bytesEqual(name, nameLength, "grpc-encoding") {
             stream.encoding = makeString(value, valueLength)
+        } else if hasPrefix(name, nameLength, "connect-") || bytesEqual(name, nameLength, "content-encoding") {
+            connectHeader(name, nameLength, makeString(value, valueLength), of: stream)
         } else if hasPrefix(name, nameLength, "grpc-") || bytesEqual(name, nameLength, "te")
             || bytesEqual(name, nameLength, "user-agent") || bytesEqual(name, nameLength, "content-length")
+            || bytesEqual(name, nameLength, "accept-encoding")
         {
             // Protocol headers, not metadata.
         } else {
             stream.metadata.addReceived(key: makeString(name, nameLength), value: makeString(value, valueLength))
         }
         return 0
+    }
+
+    /// A Connect protocol header (`connect-*`, `content-encoding`): never metadata.
+    private func connectHeader(_ name: UnsafePointer<UInt8>, _ nameLength: Int, _ value: String, of stream: ServerStream) {
+        if bytesEqual(name, nameLength, "connect-timeout-ms") {
+            stream.timeoutNanos = ConnectTimeout.parse(value)
+            stream.timeoutIsMalformed = stream.timeoutNanos == nil
+        } else if bytesEqual(name, nameLength, "connect-protocol-version") {
+            stream.connectProtocolVersion = value
+        } else if bytesEqual(name, nameLength, "content-encoding") {
+            stream.contentEncoding = value
+        } else if bytesEqual(name, nameLength, "connect-content-encoding") {
+            stream.connectContentEncoding = value
+        }
     }
 
     // MARK: - Frames
@@ -169,6 +186,9 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             reset(stream, code: code)
             return 0
         }
+        if case .connectUnary = stream.machine.wire {
+            return receivedBareBody(stream, streamID: streamID, session: session, data: data, length: length)
+        }
         let before = stream.deframer.bufferedByteCount
         do {
             try stream.deframer.process(UnsafeRawBufferPointer(start: data, count: length)) { message in
@@ -178,13 +198,14 @@ final class ServerConnection: HTTP2ConnectionDelegate {
                     stream.singleRequest.append(message)
                 }
             }
-        } catch .tooLarge(let size) {
-            nghttp2_session_consume(session, streamID, length)
-            fail(stream, RPCError(code: .resourceExhausted, message: "request message of \(size) bytes exceeds the limit of \(config.maxReceiveMessageSize) bytes"))
-            return 0
         } catch {
             nghttp2_session_consume(session, streamID, length)
-            fail(stream, RPCError(code: .internal, message: "compressed message received without grpc-encoding"))
+            switch error {
+            case .tooLarge(let size):
+                fail(stream, RPCError(code: .resourceExhausted, message: "request message of \(size) bytes exceeds the limit of \(config.maxReceiveMessageSize) bytes"))
+            case .unexpectedFlags(let flags):
+                fail(stream, Self.flagsError(flags, wire: stream.machine.wire))
+            }
             return 0
         }
         bufferedInbound += stream.deframer.bufferedByteCount - before
@@ -206,10 +227,46 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         return 0
     }
 
+    /// The status for a request message with flags set: compression that was not
+    /// negotiated, or (Connect) a flag no request may carry.
+    private static func flagsError(_ flags: UInt8, wire: WireProtocol?) -> RPCError {
+        switch wire {
+        case .connectStreaming where flags & 1 == 0:
+            RPCError(code: .invalidArgument, message: "request envelope flags \(flags) are not allowed")
+        case .connectStreaming:
+            RPCError(code: .internal, message: "compressed message received without connect-content-encoding")
+        default:
+            RPCError(code: .internal, message: "compressed message received without grpc-encoding")
+        }
+    }
+
+    /// A chunk of a Connect unary body: gathered whole, the message limit checked before
+    /// the bytes are kept.
+    private func receivedBareBody(
+        _ stream: ServerStream, streamID: Int32, session: OpaquePointer, data: UnsafePointer<UInt8>, length: Int
+    ) -> Int32 {
+        nghttp2_session_consume(session, streamID, length)
+        guard stream.bareBody.count + length <= config.maxReceiveMessageSize else {
+            bufferedInbound -= stream.bareBody.count
+            stream.bareBody = []
+            fail(stream, RPCError(code: .resourceExhausted, message: "request message exceeds the limit of \(config.maxReceiveMessageSize) bytes"))
+            return 0
+        }
+        guard bufferedInbound + length <= config.maxBufferedInboundPerConnection else {
+            bufferedInbound -= stream.bareBody.count
+            stream.bareBody = []
+            fail(stream, RPCError(code: .resourceExhausted, message: "connection receive buffer is full"))
+            return 0
+        }
+        stream.bareBody.append(contentsOf: UnsafeBufferPointer(start: data, count: length))
+        bufferedInbound += length
+        return 0
+    }
+
     func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
         metrics.streams.decrement()
-        bufferedInbound -= stream.deframer.bufferedByteCount
+        bufferedInbound -= stream.bufferedInbound
         let closed = stream.machine.closed(errorCode: errorCode)
         if closed.countsAsGlitch {
             glitch()  // the library reset it: the peer broke the protocol on this stream
@@ -259,14 +316,18 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         let handler = stream.path.flatMap { server.router.handler(for: $0) }
         let head = ServerStreamStateMachine.RequestHead(
             contentType: stream.contentType, method: stream.method, path: stream.path, encoding: stream.encoding,
-            takesSingleRequest: handler?.takesSingleRequest, servesMetrics: config.metricsExposition != nil)
+            takesSingleRequest: handler?.takesSingleRequest, servesMetrics: config.metricsExposition != nil,
+            handlerIsUnary: handler?.isUnary ?? false, connectProtocolVersion: stream.connectProtocolVersion,
+            contentEncoding: stream.contentEncoding, connectContentEncoding: stream.connectContentEncoding,
+            timeoutIsMalformed: stream.timeoutIsMalformed, metricsServiceName: config.metricsServiceName)
         switch stream.machine.receivedRequestHeaders(head, hasHandlerRoom: policy.hasHandlerRoom) {
         case .none:
             return
         case .respondUnsupportedMediaType:
-            var block = HeaderBlock(capacity: 2)
+            var block = HeaderBlock(capacity: 3)
             block.add(":status", "415")
             block.add("content-type", "text/plain")
+            block.add("accept-post", WireProtocol.acceptedContentTypes)
             _ = block.withNameValues { nghttp2_submit_response(session, stream.id, $0, $1, nil) }
             return
         case .respondMetrics:
@@ -317,6 +378,12 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     private func requestEnded(_ stream: ServerStream) {
+        if case .connectUnary = stream.machine.wire, !stream.machine.isFinished {
+            // The whole body is the one request message, even when empty.
+            bufferedInbound -= stream.bareBody.count
+            stream.singleRequest = [stream.bareBody]
+            stream.bareBody = []
+        }
         let action = stream.machine.receivedEndStream(bufferedRequests: stream.singleRequest.count)
         // Bytes of a message whose rest never comes: a streaming call fails rather than
         // seeming to end cleanly without it, and a single-request call says so (INTERNAL,
@@ -326,7 +393,11 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         case .none:
             break
         case .wrongRequestCount where truncated, .finishRequests where truncated:
-            fail(stream, RPCError(code: .internal, message: "the request ended inside a message"))
+            if stream.machine.wire?.isConnect == true {
+                fail(stream, RPCError(code: .invalidArgument, message: "the request ended inside an envelope"))
+            } else {
+                fail(stream, RPCError(code: .internal, message: "the request ended inside a message"))
+            }
         case .startHandler:
             start(stream)
         case .wrongRequestCount(let count):
@@ -342,9 +413,11 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     private func start(_ stream: ServerStream) {
         guard let handler = stream.handler else { return }
         let deadline = stream.timeoutNanos.map { ContinuousClock.now + .nanoseconds(Int64(clamping: $0)) }
+        let wire = stream.machine.wire ?? .grpc(.proto)
+        let codec = wire.codec
         let context = ServerContext(
             path: stream.path ?? "", metadata: stream.metadata, peer: peer, deadline: deadline,
-            responseMetadata: ResponseMetadata())
+            rpcProtocol: wire.isConnect ? .connect : .grpc, responseMetadata: ResponseMetadata())
         let call = ServerCall(connection: self, stream: stream, context: context)
         stream.call = call
         let request = stream.singleRequest.first ?? []
@@ -354,14 +427,14 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             do {
                 switch handler {
                 case .unary(let body):
-                    call.complete(response: try await body(request, context), error: nil)
+                    call.complete(response: try await body(request, codec, context), error: nil)
                 case .serverStreaming(let body):
-                    try await body(request, call, context)
+                    try await body(request, codec, call, context)
                     call.complete(response: nil, error: nil)
                 case .clientStreaming(let body):
-                    call.complete(response: try await body(queue!, context), error: nil)
+                    call.complete(response: try await body(queue!, codec, context), error: nil)
                 case .bidirectionalStreaming(let body):
-                    try await body(queue!, call, context)
+                    try await body(queue!, codec, call, context)
                     call.complete(response: nil, error: nil)
                 }
             } catch {
@@ -376,7 +449,11 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         defer { perform(released) }
         guard sendStatus, !isClosed else { return }
         if let response {
-            stream.outbound.append(message: response)
+            if case .connectUnary = stream.machine.wire {
+                stream.outbound.append(raw: response)
+            } else {
+                stream.outbound.append(message: response)
+            }
         }
         let status: RPCError
         switch error {
@@ -394,7 +471,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     /// The budget for one response header block: ours, or the client's advertised
     /// SETTINGS_MAX_HEADER_LIST_SIZE when smaller (unset reads as unlimited).
-    private func newHeaderBudget() -> HeaderBudget {
+    func newHeaderBudget() -> HeaderBudget {
         var limit = config.maxResponseHeaderListSize
         if let session {
             let peer = nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE)
@@ -403,15 +480,16 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         return HeaderBudget(limit: limit)
     }
 
-    private func addResponseStart(into block: inout HeaderBlock, budget: inout HeaderBudget) {
-        for (name, value) in [(":status", "200"), ("content-type", "application/grpc")] {
+    private func addResponseStart(_ stream: ServerStream, into block: inout HeaderBlock, budget: inout HeaderBudget) {
+        let contentType = stream.machine.wire?.responseContentType ?? "application/grpc"
+        for (name, value) in [(":status", "200"), ("content-type", contentType)] {
             block.add(name, value)
             budget.charge(name, value)
         }
     }
 
     /// The handler's initial metadata, taken once: it goes with the first header block.
-    private func takeInitialMetadata(_ stream: ServerStream) -> Metadata {
+    func takeInitialMetadata(_ stream: ServerStream) -> Metadata {
         guard let call = stream.call else { return Metadata() }
         return call.context.responseMetadata.state.withLock { state in
             defer { state.initial = Metadata() }
@@ -422,7 +500,11 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     private func responseHeaders(_ stream: ServerStream) -> HeaderBlock {
         var block = HeaderBlock(capacity: 4)
         var budget = newHeaderBudget()
-        addResponseStart(into: &block, budget: &budget)
+        addResponseStart(stream, into: &block, budget: &budget)
+        if stream.advertiseEncodings, case .connectStreaming = stream.machine.wire {
+            block.add("connect-accept-encoding", "identity")
+            budget.charge("connect-accept-encoding", "identity")
+        }
         addMetadata(takeInitialMetadata(stream), of: stream, into: &block, budget: &budget)
         return block
     }
@@ -454,11 +536,16 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             sentMessage = StatusMessage.decode(message)
         }
         addDetails(of: status, sentMessage: sentMessage, on: stream, into: &block, budget: &budget)
+        addMetadata(trailingMetadata(stream, status), of: stream, into: &block, budget: &budget)
+    }
+
+    /// The status's metadata and the handler's trailing metadata.
+    func trailingMetadata(_ stream: ServerStream, _ status: RPCError) -> Metadata {
         var trailing = status.metadata
         if let call = stream.call {
             trailing.add(contentsOf: call.context.responseMetadata.state.withLock { $0.trailing })
         }
-        addMetadata(trailing, of: stream, into: &block, budget: &budget)
+        return trailing
     }
 
     /// Adds `grpc-status-details-bin`: the status's details that fit, with the message as
@@ -482,9 +569,13 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     /// Adds each metadata field that fits; the rest are dropped and logged, since a
     /// header block over the client's limit would cost the whole call its status.
-    private func addMetadata(_ metadata: Metadata, of stream: ServerStream, into block: inout HeaderBlock, budget: inout HeaderBudget) {
+    func addMetadata(
+        _ metadata: Metadata, of stream: ServerStream, into block: inout HeaderBlock, budget: inout HeaderBudget,
+        prefix: String = ""
+    ) {
         var dropped: [String] = []
-        for (name, value) in metadata.headerFields() {
+        for (key, value) in metadata.headerFields() {
+            let name = prefix.isEmpty ? key : prefix + key
             if budget.take(name, value) {
                 block.add(name, value)
             } else {
@@ -499,14 +590,14 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     /// Submits the response headers with the body provider.
-    private func startResponse(_ stream: ServerStream, _ session: OpaquePointer) {
+    func startResponse(_ stream: ServerStream, _ session: OpaquePointer) {
         var block = responseHeaders(stream)
         var provider = HTTP2Connection.bodyProvider
         _ = block.withNameValues { nghttp2_submit_response(session, stream.id, $0, $1, &provider) }
     }
 
     /// Wakes the body provider if it told nghttp2 to wait for data.
-    private func resumeBody(_ stream: ServerStream, _ session: OpaquePointer) {
+    func resumeBody(_ stream: ServerStream, _ session: OpaquePointer) {
         guard stream.outbound.isDeferred else { return }
         stream.outbound.isDeferred = false
         nghttp2_session_resume_data(session, stream.id)
@@ -534,6 +625,9 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     /// Ends the call with `status`: trailers after any queued messages, or Trailers-Only.
     private func finish(_ stream: ServerStream, status: RPCError) {
         guard let session else { return }
+        if let wire = stream.machine.wire, wire.isConnect {
+            return finishConnect(stream, status: status, wire: wire, session: session)
+        }
         switch stream.machine.decideStatus(pendingOutbound: stream.pendingOutbound) {
         case .none:
             return
@@ -543,7 +637,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             // Trailers-Only: one block, in which the status comes before any metadata.
             var block = HeaderBlock(capacity: 4)
             var budget = newHeaderBudget()
-            addResponseStart(into: &block, budget: &budget)
+            addResponseStart(stream, into: &block, budget: &budget)
             let initial = takeInitialMetadata(stream)
             statusFields(stream, status, into: &block, budget: &budget)
             addMetadata(initial, of: stream, into: &block, budget: &budget)
@@ -567,7 +661,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     /// The library refused the status block (the stream is already closing, or out of
     /// memory): reset the stream, so the client learns at once instead of at its deadline.
-    private func statusNotSubmitted(_ stream: ServerStream, _ result: Int32) {
+    func statusNotSubmitted(_ stream: ServerStream, _ result: Int32) {
         server.logger.warning(
             "could not submit a call's status",
             metadata: ["path": "\(stream.path ?? "")", "error": "\(LibError.describe(Int(result)))"])
@@ -642,7 +736,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     /// Carries out what the connection policy decided.
-    private func perform(_ action: ServerConnectionPolicy.Action) {
+    func perform(_ action: ServerConnectionPolicy.Action) {
         switch action {
         case .none:
             break

@@ -13,6 +13,8 @@ public struct ServerContext: Sendable {
     public let deadline: ContinuousClock.Instant?
     /// Who is calling, once an interceptor has established it; nil before.
     public var identity: CallerIdentity?
+    /// The protocol the call arrived in.
+    public var rpcProtocol: RPCProtocol = .grpc
 
     let responseMetadata: ResponseMetadata
 
@@ -34,4 +36,12 @@ final class ResponseMetadata: Sendable {
         var trailing = Metadata()
     }
     let state = Mutex(State())
+}
+
+/// The protocols a server speaks on its port.
+public enum RPCProtocol: String, Sendable, Hashable {
+    /// gRPC over HTTP/2.
+    case grpc
+    /// The Connect protocol (unary or streaming, protobuf or JSON).
+    case connect
 }

@@ -37,13 +37,17 @@ extension RPCRouter {
         for (path, handler) in handlers {
             router.handlers[path] = switch handler {
             case .unary(let body):
-                .unary { bytes, context in try await interceptors.run(context) { try await body(bytes, $0) } }
+                .unary { bytes, codec, context in try await interceptors.run(context) { try await body(bytes, codec, $0) } }
             case .serverStreaming(let body):
-                .serverStreaming { bytes, sink, context in try await interceptors.run(context) { try await body(bytes, sink, $0) } }
+                .serverStreaming { bytes, codec, sink, context in
+                    try await interceptors.run(context) { try await body(bytes, codec, sink, $0) }
+                }
             case .clientStreaming(let body):
-                .clientStreaming { queue, context in try await interceptors.run(context) { try await body(queue, $0) } }
+                .clientStreaming { queue, codec, context in try await interceptors.run(context) { try await body(queue, codec, $0) } }
             case .bidirectionalStreaming(let body):
-                .bidirectionalStreaming { queue, sink, context in try await interceptors.run(context) { try await body(queue, sink, $0) } }
+                .bidirectionalStreaming { queue, codec, sink, context in
+                    try await interceptors.run(context) { try await body(queue, codec, sink, $0) }
+                }
             }
         }
         return router

@@ -11,6 +11,11 @@ final class ServerStream {
     var contentType: String?
     var timeoutNanos: UInt64?
     var encoding: String?
+    // Connect request headers.
+    var connectProtocolVersion: String?
+    var contentEncoding: String?
+    var connectContentEncoding: String?
+    var timeoutIsMalformed = false
     /// Answer with `grpc-accept-encoding` (after an unsupported `grpc-encoding`).
     var advertiseEncodings = false
     var metadata = Metadata()
@@ -19,6 +24,8 @@ final class ServerStream {
 
     // Request body.
     var deframer: MessageDeframer
+    /// The body of a Connect unary request (one bare message), gathered until END_STREAM.
+    var bareBody: [UInt8] = []
     var singleRequest: [[UInt8]] = []
     var requestQueue: MessageQueue?
     /// Received DATA bytes whose window credit is withheld until the handler reads.
@@ -41,4 +48,6 @@ final class ServerStream {
     }
 
     var pendingOutbound: Int { outbound.pending }
+    /// Request bytes held for a message not yet complete.
+    var bufferedInbound: Int { deframer.bufferedByteCount + bareBody.count }
 }

@@ -56,6 +56,8 @@ struct ServerStreamStateMachine {
     private(set) var handlerSlot: HandlerSlot = .none
     /// Whether the handler reads one request message before it starts (unary, server streaming).
     private(set) var takesSingleRequest = false
+    /// The protocol of the request, once its headers named a known one.
+    private(set) var wire: WireProtocol?
     /// Header fields and bytes received on this stream (request headers and trailers),
     /// counted as SETTINGS_MAX_HEADER_LIST_SIZE counts: Σ(name + value + 32).
     private var headerBytes = 0
@@ -102,17 +104,70 @@ struct ServerStreamStateMachine {
         var contentType: String?
         var method: String?
         var path: String?
+        /// `grpc-encoding`.
         var encoding: String?
         /// What the route's handler reads: nil when no handler serves `path`.
         var takesSingleRequest: Bool?
         /// Whether the server answers `GET /metrics`.
         var servesMetrics = false
+        /// The protocol the content type names; nil: not an RPC.
+        var wire: WireProtocol?
+        /// Whether the route's handler is unary (Connect's unary form serves only those).
+        var handlerIsUnary = false
+        /// `connect-protocol-version`.
+        var connectProtocolVersion: String?
+        /// `content-encoding` (Connect unary) and `connect-content-encoding` (Connect streaming).
+        var contentEncoding: String?
+        var connectContentEncoding: String?
+        /// A `connect-timeout-ms` that is not 1 to 10 digits.
+        var timeoutIsMalformed = false
+        /// Besides `/metrics`, the server answers `/metrics/<this name>`.
+        var metricsServiceName: String?
+
+        init(
+            contentType: String?, method: String?, path: String?, encoding: String?, takesSingleRequest: Bool?,
+            servesMetrics: Bool = false, handlerIsUnary: Bool = false, connectProtocolVersion: String? = nil,
+            contentEncoding: String? = nil, connectContentEncoding: String? = nil, timeoutIsMalformed: Bool = false,
+            metricsServiceName: String? = nil
+        ) {
+            self.contentType = contentType
+            self.method = method
+            self.path = path
+            self.encoding = encoding
+            self.takesSingleRequest = takesSingleRequest
+            self.servesMetrics = servesMetrics
+            self.wire = contentType.flatMap(WireProtocol.init(contentType:))
+            self.handlerIsUnary = handlerIsUnary
+            self.connectProtocolVersion = connectProtocolVersion
+            self.contentEncoding = contentEncoding
+            self.connectContentEncoding = connectContentEncoding
+            self.timeoutIsMalformed = timeoutIsMalformed
+            self.metricsServiceName = metricsServiceName
+        }
+
+        /// Whether this is a metrics scrape the server answers.
+        var isMetricsScrape: Bool {
+            guard servesMetrics, method == "GET", let path else { return false }
+            if path == "/metrics" { return true }
+            guard let name = metricsServiceName, path.hasPrefix("/metrics/") else { return false }
+            return path.utf8.dropFirst(9).elementsEqual(name.utf8)
+        }
+
+        /// The encoding the request's messages are in, by its protocol's header.
+        var messageEncoding: String? {
+            switch wire {
+            case .grpc, nil: encoding
+            case .connectUnary: contentEncoding
+            case .connectStreaming: connectContentEncoding
+            }
+        }
     }
 
     enum OnRequestHeaders: Equatable {
         /// The stream had already ended (reset while its headers arrived).
         case none
-        /// Not a gRPC request: answer HTTP 415 and nothing else.
+        /// Not a request in a protocol served here (or a Connect form the method does not
+        /// have): answer HTTP 415 with `accept-post`, and nothing else.
         case respondUnsupportedMediaType
         /// `GET /metrics` on a server that serves them: answer with the exposition.
         case respondMetrics
@@ -141,23 +196,42 @@ struct ServerStreamStateMachine {
             .clientOpenServerClosed, .clientClosedServerClosed:
             return .reset(code: H2Error.protocolError)
         }
-        guard let contentType = head.contentType, contentType.hasPrefix("application/grpc") else {
+        guard let wire = head.wire else {
             state = .clientOpenServerClosed
-            if head.servesMetrics, head.method == "GET", head.path == "/metrics" {
-                return .respondMetrics
-            }
-            return .respondUnsupportedMediaType
+            return head.isMetricsScrape ? .respondMetrics : .respondUnsupportedMediaType
         }
+        self.wire = wire
         state = .clientOpenServerIdle
         guard head.method == "POST" else {
-            return .fail(RPCError(code: .invalidArgument, message: "gRPC requires the POST method"), advertiseEncodings: false)
+            let name = wire.isConnect ? "Connect" : "gRPC"
+            return .fail(RPCError(code: .invalidArgument, message: "\(name) requires the POST method"), advertiseEncodings: false)
+        }
+        if wire.isConnect {
+            if let version = head.connectProtocolVersion, version != "1" {
+                return .fail(
+                    RPCError(code: .invalidArgument, message: "connect-protocol-version \"\(version)\" is not supported (1 is)"),
+                    advertiseEncodings: false)
+            }
+            if head.timeoutIsMalformed {
+                return .fail(
+                    RPCError(code: .invalidArgument, message: "connect-timeout-ms must be a number of at most 10 digits"),
+                    advertiseEncodings: false)
+            }
         }
         guard let takesSingleRequest = head.takesSingleRequest else {
             return .fail(RPCError(code: .unimplemented, message: "method not found: \(head.path ?? "")"), advertiseEncodings: false)
         }
-        if let encoding = head.encoding, encoding != "identity" {
+        switch wire {
+        case .connectUnary where !head.handlerIsUnary, .connectStreaming where head.handlerIsUnary:
+            // The method exists, but not in this form: Connect answers 415.
+            state = .clientOpenServerClosed
+            return .respondUnsupportedMediaType
+        default:
+            break
+        }
+        if let encoding = head.messageEncoding, encoding != "identity" {
             return .fail(
-                RPCError(code: .unimplemented, message: "message compression \"\(encoding)\" is not supported"),
+                RPCError(code: .unimplemented, message: "message compression \"\(encoding)\" is not supported (identity is)"),
                 advertiseEncodings: true)
         }
         guard hasHandlerRoom else { return .refuse }
