@@ -167,7 +167,8 @@ def catalog_database():
 def edge(catalog_server, rules_server, tmp_path_factory):
     """scripts/edge in front of this module's catalogd and rulesd. At teardown it must
     exit with status 0 within 10 s of SIGTERM and leave no listener behind."""
-    server = Edge(tmp_path_factory.mktemp("edge") / "state", catalog_server.addr, rules_server.addr).start()
+    server = Edge(tmp_path_factory.mktemp("edge") / "state", catalog_server.addr, rules_server.addr,
+                  STB_GATEWAY_ADDR=GATEWAY_ADDR).start()
     yield server
     assert server.proc.poll() is None, f"scripts/edge died during the tests\n{server.log_tail()}"
     code = server.terminate()
@@ -417,6 +418,10 @@ def test_certificate_is_made_once(tmp_path):
 # -- configuration -----------------------------------------------------------------------
 
 
+# The gateway is not started here (test_gateway.py runs it): only its routes are checked.
+GATEWAY_ADDR = "127.0.0.1:50050"
+
+
 def test_bad_backend_address_stops_start_up(tmp_path):
     result = subprocess.run(
         [str(EDGE)], env={**os.environ, "STB_EDGE_DIR": str(tmp_path), "STB_CATALOG_ADDR": "no-port"},
@@ -435,5 +440,8 @@ def test_generated_configuration_routes_by_package(edge, catalog_server, rules_s
     assert f"backend={catalog};/grpc.health.v1.Health/;proto=h2" in lines
     assert f"backend={catalog};/metrics/catalog;proto=h2" in lines
     assert f"backend={rules};/metrics/rules;proto=h2" in lines
+    gateway = GATEWAY_ADDR.replace(":", ",")
+    assert f"backend={gateway};/stb.gateway.v1.*;proto=h2" in lines
+    assert f"backend={gateway};/metrics/gateway;proto=h2" in lines
     assert f"backend=127.0.0.1,{edge.fallback_port};/;proto=h2" in lines
     assert not any("@" in line for line in lines), "a placeholder was left in the configuration"
