@@ -20,7 +20,7 @@ extension ChangeLog {
     }
 
     private func catalogChange<E: CatalogRecord>(_ entity: E, _ action: Stb_Common_V1_ChangeAction, before: JSONValue?, after: JSONValue?) {
-        let actor = self.actor
+        let actor = self.actor, actorID = self.actorID
         let key = entity.entityKey
         let state = entity.catalogEntity
         record(entity: E.entityName, key: key, action: action, before: before, after: after) { revision, atMs in
@@ -30,6 +30,7 @@ extension ChangeLog {
             event.action = action
             event.state = state
             event.actor = actor
+            event.actorID = actorID
             event.atMs = atMs
             event.revision = revision
             return event.serializedBytes()

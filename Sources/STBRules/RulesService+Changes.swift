@@ -8,13 +8,13 @@ extension ChangeLog {
     /// Records a change to `rule` (its state before, for updates and deletions), with a
     /// `ChangeEvent` carrying the rule as it now is (as it was, for a deletion).
     func record(_ action: Stb_Common_V1_ChangeAction, _ rule: RuleMessage, before: RuleMessage?) {
-        let actor = self.actor
+        let actor = self.actor, actorID = self.actorID
         record(
             entity: RuleMessage.entityName, key: rule.entityKey, action: action, before: before?.auditJSON,
             after: action == .deleted ? nil : rule.auditJSON
         ) { revision, atMs in
             Stb_Rules_V1_ChangeEvent(
-                entity: RuleMessage.entityName, key: rule.key, action: action, state: rule, actor: actor, atMs: atMs, revision: revision
+                entity: RuleMessage.entityName, key: rule.key, action: action, state: rule, actor: actor, atMs: atMs, revision: revision, actorID: actorID
             ).serializedBytes()
         }
     }

@@ -173,15 +173,21 @@ def test_health_and_reflection_stay_open(services, stubs):
         assert replies and b"grpc.health.v1.Health" in replies[0]
 
 
-def test_audit_rows_name_the_verified_user(services, stubs, catalog_server, catalog_database):
+def test_audit_rows_and_events_name_the_verified_user(services, stubs, catalog_server, catalog_database):
     _, channel, _ = services[0]
     pb = stubs.catalog_pb2
     stub = stubs.catalog_grpc.CatalogStub(channel)
     token = auth_tokens.mint("engineer", "erin")
     module = pb.Module(key="matrix_audit", name="Matrix audit", active=True)
+    cursor = stub.GetConfig(pb.GetConfigRequest(), timeout=10, metadata=auth_tokens.metadata(token)).cursor
     # stb-actor claims someone else: it decides nothing.
     stub.CreateModule(pb.CreateModuleRequest(module=module), timeout=10,
                       metadata=auth_tokens.metadata(token) + [("stb-actor", "mallory")])
+    # The change event says who, as the audit row does.
+    events = stub.Watch(pb.WatchRequest(after=cursor), timeout=10, metadata=auth_tokens.metadata(token))
+    event = next(events)
+    events.cancel()
+    assert (event.key, event.actor, event.actor_id) == ("matrix_audit", "erin", "user:erin")
     rows = subprocess.run(
         ["psql", catalog_database, "-X", "-At", "-F", " ", "-c",
          "SELECT actor, actor_id FROM audit_log WHERE entity = 'module' AND entity_key = 'matrix_audit'"],

@@ -4821,7 +4821,7 @@ const ProtobufCMessageDescriptor stb__catalog__v1__watch_request__descriptor =
   (ProtobufCMessageInit) stb__catalog__v1__watch_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor stb__catalog__v1__change_event__field_descriptors[8] =
+static const ProtobufCFieldDescriptor stb__catalog__v1__change_event__field_descriptors[9] =
 {
   {
     "cursor",
@@ -4919,10 +4919,23 @@ static const ProtobufCFieldDescriptor stb__catalog__v1__change_event__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "actor_id",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Catalog__V1__ChangeEvent, actor_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned stb__catalog__v1__change_event__field_indices_by_name[] = {
   3,   /* field[3] = action */
   5,   /* field[5] = actor */
+  8,   /* field[8] = actor_id */
   6,   /* field[6] = at_ms */
   0,   /* field[0] = cursor */
   1,   /* field[1] = entity */
@@ -4933,7 +4946,7 @@ static const unsigned stb__catalog__v1__change_event__field_indices_by_name[] = 
 static const ProtobufCIntRange stb__catalog__v1__change_event__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor stb__catalog__v1__change_event__descriptor =
 {
@@ -4943,7 +4956,7 @@ const ProtobufCMessageDescriptor stb__catalog__v1__change_event__descriptor =
   "Stb__Catalog__V1__ChangeEvent",
   "stb.catalog.v1",
   sizeof(Stb__Catalog__V1__ChangeEvent),
-  8,
+  9,
   stb__catalog__v1__change_event__field_descriptors,
   stb__catalog__v1__change_event__field_indices_by_name,
   1,  stb__catalog__v1__change_event__number_ranges,

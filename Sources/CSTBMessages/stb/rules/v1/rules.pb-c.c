@@ -3237,7 +3237,7 @@ const ProtobufCMessageDescriptor stb__rules__v1__watch_request__descriptor =
   (ProtobufCMessageInit) stb__rules__v1__watch_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor stb__rules__v1__change_event__field_descriptors[8] =
+static const ProtobufCFieldDescriptor stb__rules__v1__change_event__field_descriptors[9] =
 {
   {
     "cursor",
@@ -3335,10 +3335,23 @@ static const ProtobufCFieldDescriptor stb__rules__v1__change_event__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "actor_id",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Rules__V1__ChangeEvent, actor_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned stb__rules__v1__change_event__field_indices_by_name[] = {
   3,   /* field[3] = action */
   5,   /* field[5] = actor */
+  8,   /* field[8] = actor_id */
   6,   /* field[6] = at_ms */
   0,   /* field[0] = cursor */
   1,   /* field[1] = entity */
@@ -3349,7 +3362,7 @@ static const unsigned stb__rules__v1__change_event__field_indices_by_name[] = {
 static const ProtobufCIntRange stb__rules__v1__change_event__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor stb__rules__v1__change_event__descriptor =
 {
@@ -3359,7 +3372,7 @@ const ProtobufCMessageDescriptor stb__rules__v1__change_event__descriptor =
   "Stb__Rules__V1__ChangeEvent",
   "stb.rules.v1",
   sizeof(Stb__Rules__V1__ChangeEvent),
-  8,
+  9,
   stb__rules__v1__change_event__field_descriptors,
   stb__rules__v1__change_event__field_indices_by_name,
   1,  stb__rules__v1__change_event__number_ranges,

@@ -641,10 +641,14 @@ struct  Stb__Rules__V1__ChangeEvent
   ProtobufCBinaryData actor;
   int64_t at_ms;
   uint64_t revision;
+  /*
+   * The caller's verified subject (a user id, `service:<name>`); `actor` is its name.
+   */
+  ProtobufCBinaryData actor_id;
 };
 #define STB__RULES__V1__CHANGE_EVENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__change_event__descriptor) \
-    , {0,NULL}, {0,NULL}, {0,NULL}, STB__COMMON__V1__CHANGE_ACTION__CHANGE_ACTION_UNSPECIFIED, NULL, {0,NULL}, 0, 0 }
+    , {0,NULL}, {0,NULL}, {0,NULL}, STB__COMMON__V1__CHANGE_ACTION__CHANGE_ACTION_UNSPECIFIED, NULL, {0,NULL}, 0, 0, {0,NULL} }
 
 
 /* Stb__Rules__V1__Rule methods */

@@ -2015,6 +2015,8 @@ public struct Stb_Catalog_V1_ChangeEvent: ProtoMessage {
     public var atMs: Int64 = 0
     /// `revision` (field 8).
     public var revision: UInt64 = 0
+    /// The caller's verified subject (a user id, `service:<name>`); `actor` is its name.
+    public var actorID: String = ""
 
     /// The fully qualified proto name.
     public static var protoMessageName: String { "stb.catalog.v1.ChangeEvent" }
@@ -2031,7 +2033,8 @@ public struct Stb_Catalog_V1_ChangeEvent: ProtoMessage {
         state: Stb_Catalog_V1_CatalogEntity? = nil,
         actor: String = "",
         atMs: Int64 = 0,
-        revision: UInt64 = 0
+        revision: UInt64 = 0,
+        actorID: String = ""
     ) {
         self.cursor = cursor
         self.entity = entity
@@ -2041,6 +2044,7 @@ public struct Stb_Catalog_V1_ChangeEvent: ProtoMessage {
         self.actor = actor
         self.atMs = atMs
         self.revision = revision
+        self.actorID = actorID
     }
 
     /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
@@ -3615,6 +3619,7 @@ extension Stb_Catalog_V1_ChangeEvent {
         self.actor = try _protoString(m.actor, field: "actor")
         self.atMs = m.at_ms
         self.revision = m.revision
+        self.actorID = try _protoString(m.actor_id, field: "actor_id")
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -3639,6 +3644,9 @@ extension Stb_Catalog_V1_ChangeEvent {
         }
         c.pointee.at_ms = self.atMs
         c.pointee.revision = self.revision
+        if !self.actorID.isEmpty {
+            c.pointee.actor_id = arena.utf8(self.actorID)
+        }
         return c
     }
 }
@@ -5124,7 +5132,7 @@ extension Stb_Catalog_V1_ChangeEvent: _ProtoJSONCodable {
         _ProtoJSONWriter.encode(self, into: &buffer)
     }
 
-    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ChangeEvent", "cursor cursor entity entity key key action action state state actor actor atMs at_ms revision revision")
+    private static let _jsonFields = _ProtoJSONNames("stb.catalog.v1.ChangeEvent", "cursor cursor entity entity key key action action state state actor actor atMs at_ms revision revision actorId actor_id")
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
@@ -5136,6 +5144,7 @@ extension Stb_Catalog_V1_ChangeEvent: _ProtoJSONCodable {
         w.scalar(#""actor":"#, self.actor)
         w.scalar(#""atMs":"#, self.atMs)
         w.scalar(#""revision":"#, self.revision)
+        w.scalar(#""actorId":"#, self.actorID)
         w.endObject()
     }
 
@@ -5151,6 +5160,7 @@ extension Stb_Catalog_V1_ChangeEvent: _ProtoJSONCodable {
             case 5: self.actor = try r.scalar()
             case 6: self.atMs = try r.scalar()
             case 7: self.revision = try r.scalar()
+            case 8: self.actorID = try r.scalar()
             default: break
             }
         }
