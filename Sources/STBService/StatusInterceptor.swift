@@ -76,22 +76,6 @@ public struct StatusInterceptor: ServerInterceptor {
     }
 }
 
-/// Establishes the caller's identity from the `stb-actor` metadata ("anonymous" when
-/// absent), at most 128 characters. The identity is claimed, not verified: an
-/// authenticating interceptor takes this one's place where tokens are required.
-public struct ActorHeaderInterceptor: ServerInterceptor {
-    public init() {}
-
-    public func intercept<Result: Sendable>(
-        context: ServerContext, next: @Sendable (ServerContext) async throws -> Result
-    ) async throws -> Result {
-        var context = context
-        let actor = context.metadata.firstString(forKey: "stb-actor").flatMap { $0.isEmpty ? nil : String($0.prefix(128)) } ?? "anonymous"
-        context.identity = CallerIdentity(subject: actor, name: actor)
-        return try await next(context)
-    }
-}
-
 extension ServerContext {
     /// The name audit rows and events record for this call: the established identity's,
     /// "anonymous" without one.

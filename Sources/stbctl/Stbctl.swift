@@ -22,7 +22,6 @@ struct Stbctl: AsyncParsableCommand {
             Environment:
               STB_CATALOG_ADDR   default for --addr (else 127.0.0.1:50051)
               STB_RULES_ADDR     default for --rules-addr (else 127.0.0.1:50052)
-              STB_ACTOR          default for --actor (else $USER, else "stbctl")
               STB_TOKEN          access token sent as `authorization: Bearer` on every call
                                  (else the session `stbctl login` stored, refreshed as needed)
               STB_GATEWAY_ADDR   the gateway, for login, logout, whoami and users

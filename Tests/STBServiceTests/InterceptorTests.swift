@@ -108,18 +108,6 @@ struct InterceptorTests {
         }
     }
 
-    @Test("the caller's identity from stb-actor reaches the handler; none is anonymous")
-    func identity() async throws {
-        try await Self.withServer(interceptors: [ActorHeaderInterceptor()]) { client, _ in
-            let named = try await client.unary(Stb_Testing_V1_Echo.get, request: .init(text: "hi"), metadata: Metadata(["stb-actor": "alice"]))
-            #expect(named.text == "alice")
-            let nobody = try await client.unary(Stb_Testing_V1_Echo.get, request: .init(text: "hi"))
-            #expect(nobody.text == "anonymous")
-            let long = try await client.unary(Stb_Testing_V1_Echo.get, request: .init(text: "hi"), metadata: Metadata(["stb-actor": String(repeating: "x", count: 1000)]))
-            #expect(long.text.count == 128)
-        }
-    }
-
     @Test(
         "errors become statuses that reveal nothing internal",
         arguments: [
@@ -132,7 +120,7 @@ struct InterceptorTests {
         ]
     )
     func statuses(text: String, code: RPCError.Code, message: String) async throws {
-        let interceptors: [any ServerInterceptor] = [StatusInterceptor(service: "probe", logger: Logger(label: "probe")), ActorHeaderInterceptor()]
+        let interceptors: [any ServerInterceptor] = [StatusInterceptor(service: "probe", logger: Logger(label: "probe"))]
         try await Self.withServer(interceptors: interceptors) { client, _ in
             let error = await Self.status { _ = try await client.unary(Stb_Testing_V1_Echo.get, request: .init(text: text)) }
             #expect(error?.code == code)

@@ -37,7 +37,7 @@ def catalog_database():
 def env(catalog_server, rules_server):
     """The environment examples run in: the demo's services as stbctl's defaults."""
     variables = {k: v for k, v in os.environ.items() if not k.startswith("STB_") or k.endswith("_BIN") or k == "STB_TOKEN"}
-    variables.update(STB_CATALOG_ADDR=catalog_server.addr, STB_RULES_ADDR=rules_server.addr, STB_ACTOR="examples")
+    variables.update(STB_CATALOG_ADDR=catalog_server.addr, STB_RULES_ADDR=rules_server.addr)
     return variables
 
 

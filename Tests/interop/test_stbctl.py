@@ -46,10 +46,10 @@ WATCH_TIMEOUT = 20  # seconds to wait for an event on a watch
 def stbctl(bin_path, addr: str, *args: str, actor: str = ACTOR, stdin: str | None = None):
     """Runs stbctl against `addr` as `actor` (an admin's token naming them, STB_TOKEN);
     returns the CompletedProcess (text, never raises on status)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("STB_CATALOG_ADDR", "STB_ACTOR")}
+    env = {k: v for k, v in os.environ.items() if k != "STB_CATALOG_ADDR"}
     env["STB_TOKEN"] = TOKEN if actor == ACTOR else auth_tokens.mint("admin", actor)
     return subprocess.run(
-        [str(bin_path), *args, "--addr", addr, "--actor", actor],
+        [str(bin_path), *args, "--addr", addr],
         input=stdin,
         capture_output=True,
         text=True,
@@ -212,7 +212,7 @@ class LineReader:
 
 
 def start_watch(cli, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("STB_CATALOG_ADDR", "STB_ACTOR")}
+    env = {k: v for k, v in os.environ.items() if k != "STB_CATALOG_ADDR"}
     env["STB_TOKEN"] = TOKEN
     return subprocess.Popen(
         [str(cli.bin), "watch", *args, "--addr", cli.addr],

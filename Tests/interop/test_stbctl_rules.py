@@ -42,10 +42,10 @@ def catalog_database():
 
 
 def run(bin_path, catalog_addr: str, rules_addr: str, *args: str, stdin: str | None = None):
-    env = {k: v for k, v in os.environ.items() if k not in ("STB_CATALOG_ADDR", "STB_RULES_ADDR", "STB_ACTOR")}
+    env = {k: v for k, v in os.environ.items() if k not in ("STB_CATALOG_ADDR", "STB_RULES_ADDR")}
     env["STB_TOKEN"] = TOKEN
     return subprocess.run(
-        [str(bin_path), *args, "--addr", catalog_addr, "--rules-addr", rules_addr, "--actor", ACTOR],
+        [str(bin_path), *args, "--addr", catalog_addr, "--rules-addr", rules_addr],
         input=stdin, capture_output=True, text=True, timeout=CALL_TIMEOUT, env=env,
     )
 
@@ -240,7 +240,7 @@ def test_unreachable_rules_service(stbctl_bin, catalog_server):
 
 
 def test_rules_addr_from_environment(stbctl_bin, rules_server, with_rules):
-    env = {k: v for k, v in os.environ.items() if k != "STB_ACTOR"}
+    env = dict(os.environ)
     env["STB_TOKEN"] = TOKEN
     env["STB_RULES_ADDR"] = rules_server.addr
     result = subprocess.run([str(stbctl_bin), "rules", "get", "video-bitrate-bound"],

@@ -63,8 +63,7 @@ extension GlobalOptions {
         } catch {
             throw CommandFailure("cannot start the RPC client: \(error)")
         }
-        var metadata = try await sessionMetadata(timeout: callTimeout)
-        metadata.addString(resolvedActor, forKey: "stb-actor")
+        let metadata = try await sessionMetadata(timeout: callTimeout)
         let session = CatalogSession(client: client, metadata: metadata, timeout: callTimeout, serviceName: name)
         do {
             let result = try await body(session)

@@ -23,22 +23,12 @@ struct GlobalOptions: ParsableArguments {
         transform: Seconds.parse)
     var timeout: Seconds = Seconds(10)
 
-    @Option(
-        help: ArgumentHelp(
-            "Who is making the change, sent as `stb-actor` metadata and recorded with it. (default: $STB_ACTOR, else $USER, else stbctl)",
-            valueName: "name"))
-    var actor: String?
-
     static let fallbackAddress = "127.0.0.1:50051"
     static let fallbackRulesAddress = "127.0.0.1:50052"
 
     func validate() throws {
         _ = try endpoint()
         _ = try rulesEndpoint()
-        let actor = resolvedActor
-        guard !actor.isEmpty, actor.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
-            throw ValidationError("the actor name '\(actor)' must be printable ASCII (set --actor).")
-        }
     }
 
     /// The address text as given or defaulted.
@@ -53,15 +43,6 @@ struct GlobalOptions: ParsableArguments {
         if let rulesAddress { return rulesAddress }
         if let env = ProcessInfo.processInfo.environment["STB_RULES_ADDR"], !env.isEmpty { return env }
         return Self.fallbackRulesAddress
-    }
-
-    var resolvedActor: String {
-        if let actor { return actor }
-        let environment = ProcessInfo.processInfo.environment
-        for name in ["STB_ACTOR", "USER"] {
-            if let value = environment[name], !value.isEmpty { return value }
-        }
-        return "stbctl"
     }
 
     /// The deadline for one unary call.

@@ -14,7 +14,7 @@ struct DeleteCommand: AsyncParsableCommand {
             Examples:
               stbctl delete option hdr
               stbctl delete transition video/idle/ENABLE_4K
-              stbctl delete group 12 --actor alice
+              stbctl delete group 12
             """
     )
 

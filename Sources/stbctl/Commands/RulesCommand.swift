@@ -279,7 +279,7 @@ struct RulesDelete: AsyncParsableCommand {
 
             Examples:
               stbctl rules delete video-bitrate-bound
-              stbctl rules delete 12 --actor alice
+              stbctl rules delete 12
             """
     )
 
