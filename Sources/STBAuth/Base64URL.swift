@@ -1,8 +1,9 @@
 import STBMessages
 
-/// base64url without padding (RFC 7515 §2), as JWTs and JWKs use it.
-enum Base64URL {
-    static func encode(_ bytes: [UInt8]) -> String {
+/// base64url without padding (RFC 7515 §2), as JWTs, JWKs and the gateway's opaque
+/// tokens use it. Shared by the package's modules, not public.
+package enum Base64URL {
+    package static func encode(_ bytes: [UInt8]) -> String {
         var text = Array(Base64.encode(bytes, padded: false).utf8)
         for index in text.indices {
             switch text[index] {
@@ -16,7 +17,7 @@ enum Base64URL {
 
     /// Nil for padding, the standard alphabet's `+` and `/`, or any other character
     /// outside the URL-safe alphabet.
-    static func decode<S: StringProtocol>(_ text: S) -> [UInt8]? {
+    package static func decode<S: StringProtocol>(_ text: S) -> [UInt8]? {
         var standard = [UInt8]()
         standard.reserveCapacity(text.utf8.count)
         for byte in text.utf8 {

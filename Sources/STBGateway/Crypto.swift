@@ -1,5 +1,5 @@
 internal import CSodium
-import STBMessages
+import STBAuth
 
 /// The libsodium primitives the gateway uses beside STBAuth's signing: random bytes,
 /// SHA-256, constant-time comparison and secretbox.
@@ -62,13 +62,8 @@ enum Crypto {
         return plaintext
     }
 
-    /// base64url without padding, as tokens use it.
-    static func base64URL(_ bytes: [UInt8]) -> String {
-        String(Base64.encode(bytes, padded: false).map { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 })
-    }
-
     /// A random opaque token: `count` random bytes, base64url.
     static func randomToken(bytes count: Int = 32) -> String {
-        base64URL(randomBytes(count))
+        Base64URL.encode(randomBytes(count))
     }
 }

@@ -136,7 +136,7 @@ public final class KeyRing: Sendable {
     }
 
     private static func insertKey(in transaction: PostgresTransaction, sealingKey: [UInt8]?) async throws -> String {
-        let kid = Crypto.base64URL(Crypto.randomBytes(12))
+        let kid = Base64URL.encode(Crypto.randomBytes(12))
         let key = SigningKey.generate(id: kid)
         let secret = sealingKey.map { Crypto.seal(key.secretKey, key: $0) } ?? key.secretKey
         _ = try await transaction.query("""
