@@ -41,31 +41,15 @@ if CommandLine.arguments.dropFirst().first == "jwks" {
     exit(0)
 }
 
-let values: [String: String] = {
-    var values: [String: String] = [:]
-    var iterator = CommandLine.arguments.dropFirst().makeIterator()
-    while let argument = iterator.next() {
-        guard argument.hasPrefix("--") else { fail("unexpected argument \(argument)\n\(usage)") }
-        let name = String(argument.dropFirst(2))
-        guard ["database", "migrations", "seconds", "callers", "connections", "rounds"].contains(name) else {
-            fail("unknown option --\(name)\n\(usage)")
-        }
-        guard let value = iterator.next() else { fail("--\(name) needs a value") }
-        values[name] = value
-    }
-    return values
-}()
-func intOption(_ name: String, _ fallback: Int) -> Int {
-    guard let text = values[name] else { return fallback }
-    guard let value = Int(text), value > 0 else { fail("--\(name) must be a positive integer, not \(text)") }
-    return value
-}
+let values = BenchOptions(
+    CommandLine.arguments.dropFirst(),
+    allowed: ["database", "migrations", "seconds", "callers", "connections", "rounds"], usage: usage)
 guard let base = values["database"] else { fail("--database is required\n\(usage)") }
 guard let migrations = values["migrations"] else { fail("--migrations is required\n\(usage)") }
-let seconds = intOption("seconds", 1)
-let callers = intOption("callers", 16)
-let connections = intOption("connections", 4)
-let rounds = intOption("rounds", 20)
+let seconds = values.positiveInt("seconds", 1)
+let callers = values.positiveInt("callers", 16)
+let connections = values.positiveInt("connections", 4)
+let rounds = values.positiveInt("rounds", 20)
 let target = 0.90
 
 // MARK: - the catalog on a fresh schema

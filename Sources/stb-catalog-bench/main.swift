@@ -57,34 +57,18 @@ func readFile(_ path: String) -> String {
 
 // MARK: - arguments
 
-let values: [String: String] = {
-    var values: [String: String] = [:]
-    var iterator = CommandLine.arguments.dropFirst().makeIterator()
-    while let argument = iterator.next() {
-        guard argument.hasPrefix("--") else { fail("unexpected argument \(argument)\n\(usage)") }
-        let name = String(argument.dropFirst(2))
-        guard ["addr", "seed", "variant", "seconds", "callers", "watch-updates"].contains(name) else {
-            fail("unknown option --\(name)\n\(usage)")
-        }
-        guard let value = iterator.next() else { fail("--\(name) needs a value") }
-        values[name] = value
-    }
-    return values
-}()
-func intOption(_ name: String, _ fallback: Int) -> Int {
-    guard let text = values[name] else { return fallback }
-    guard let value = Int(text), value > 0 else { fail("--\(name) must be a positive integer, not \(text)") }
-    return value
-}
+let values = BenchOptions(
+    CommandLine.arguments.dropFirst(),
+    allowed: ["addr", "seed", "variant", "seconds", "callers", "watch-updates"], usage: usage)
 guard let addr = values["addr"], let colon = addr.lastIndex(of: ":"), let port = Int(addr[addr.index(after: colon)...]) else {
     fail("--addr HOST:PORT is required\n\(usage)")
 }
 let host = String(addr[..<colon])
 guard let seedPath = values["seed"] else { fail("--seed is required\n\(usage)") }
 let variantPath = values["variant"]
-let seconds = intOption("seconds", 10)
-let callers = intOption("callers", 16)
-let watchUpdates = intOption("watch-updates", 200)
+let seconds = values.positiveInt("seconds", 10)
+let callers = values.positiveInt("callers", 16)
+let watchUpdates = values.positiveInt("watch-updates", 200)
 
 func makeClient() -> RPCClient {
     var configuration = RPCClient.Configuration()

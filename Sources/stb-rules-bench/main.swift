@@ -75,28 +75,14 @@ func ms(_ ns: UInt64) -> String { format(Double(ns) / 1e6, 2) }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let mode = arguments.first, ["inproc", "serve", "load"].contains(mode) else { fail(usage) }
-let values: [String: String] = {
+let values: BenchOptions = {
     let allowed: [String: [String]] = [
         "inproc": ["iterations", "warmup"],
         "serve": ["database-url", "migrations"],
         "load": ["addr", "seconds", "callers", "connections", "server-pid"],
     ]
-    var values: [String: String] = [:]
-    var iterator = arguments.dropFirst().makeIterator()
-    while let argument = iterator.next() {
-        guard argument.hasPrefix("--") else { fail("unexpected argument \(argument)\n\(usage)") }
-        let name = String(argument.dropFirst(2))
-        guard allowed[mode]!.contains(name) else { fail("unknown option --\(name) for \(mode)\n\(usage)") }
-        guard let value = iterator.next() else { fail("--\(name) needs a value") }
-        values[name] = value
-    }
-    return values
+    return BenchOptions(arguments.dropFirst(), allowed: allowed[mode]!, usage: usage, scope: mode)
 }()
-func intOption(_ name: String, _ fallback: Int) -> Int {
-    guard let text = values[name] else { return fallback }
-    guard let value = Int(text), value > 0 else { fail("--\(name) must be a positive integer, not \(text)") }
-    return value
-}
 
 // MARK: - synthetic data
 
@@ -411,8 +397,8 @@ func cpuFigures() -> String {
 }
 
 func runInProcess() {
-    let iterations = intOption("iterations", 2_000)
-    let warmup = intOption("warmup", 200)
+    let iterations = values.positiveInt("iterations", 2_000)
+    let warmup = values.positiveInt("warmup", 200)
     let t0 = now()
     let data = makeSynthetic()
     let t1 = now()
@@ -622,9 +608,9 @@ func runLoad() async {
         fail("--addr HOST:PORT is required\n\(usage)")
     }
     let host = String(addr[..<colon])
-    let seconds = intOption("seconds", 10)
-    let callers = intOption("callers", 16)
-    let connections = intOption("connections", 4)
+    let seconds = values.positiveInt("seconds", 10)
+    let callers = values.positiveInt("callers", 16)
+    let connections = values.positiveInt("connections", 4)
     // With the server's pid: its CPU time per request kind, which other work on the
     // machine does not inflate (evaluations per CPU-second of the server).
     let serverPid = values["server-pid"].flatMap { Int32($0) }
