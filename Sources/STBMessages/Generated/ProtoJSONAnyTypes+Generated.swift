@@ -114,6 +114,55 @@ internal func _protoJSONAnyType(named name: String) -> (any _ProtoJSONCodable.Ty
     case "stb.gateway.v1.UpdateUserRequest": Stb_Gateway_V1_UpdateUserRequest.self
     case "stb.gateway.v1.User": Stb_Gateway_V1_User.self
     case "stb.gateway.v1.WhoAmIRequest": Stb_Gateway_V1_WhoAmIRequest.self
+    case "stb.project.v1.AuditEntry": Stb_Project_V1_AuditEntry.self
+    case "stb.project.v1.ChangeEvent": Stb_Project_V1_ChangeEvent.self
+    case "stb.project.v1.ChangeRequest": Stb_Project_V1_ChangeRequest.self
+    case "stb.project.v1.ChangeRequestRef": Stb_Project_V1_ChangeRequestRef.self
+    case "stb.project.v1.CommitVersionRequest": Stb_Project_V1_CommitVersionRequest.self
+    case "stb.project.v1.CreateChangeRequestRequest": Stb_Project_V1_CreateChangeRequestRequest.self
+    case "stb.project.v1.CreateProjectRequest": Stb_Project_V1_CreateProjectRequest.self
+    case "stb.project.v1.DiffVersionsRequest": Stb_Project_V1_DiffVersionsRequest.self
+    case "stb.project.v1.DiffVersionsResponse": Stb_Project_V1_DiffVersionsResponse.self
+    case "stb.project.v1.GetProjectConfigRequest": Stb_Project_V1_GetProjectConfigRequest.self
+    case "stb.project.v1.GetReleaseStatusRequest": Stb_Project_V1_GetReleaseStatusRequest.self
+    case "stb.project.v1.GetVersionRequest": Stb_Project_V1_GetVersionRequest.self
+    case "stb.project.v1.ListAuditRequest": Stb_Project_V1_ListAuditRequest.self
+    case "stb.project.v1.ListAuditResponse": Stb_Project_V1_ListAuditResponse.self
+    case "stb.project.v1.ListChangeRequestsRequest": Stb_Project_V1_ListChangeRequestsRequest.self
+    case "stb.project.v1.ListChangeRequestsResponse": Stb_Project_V1_ListChangeRequestsResponse.self
+    case "stb.project.v1.ListMembersResponse": Stb_Project_V1_ListMembersResponse.self
+    case "stb.project.v1.ListMembershipsRequest": Stb_Project_V1_ListMembershipsRequest.self
+    case "stb.project.v1.ListMembershipsResponse": Stb_Project_V1_ListMembershipsResponse.self
+    case "stb.project.v1.ListProjectsRequest": Stb_Project_V1_ListProjectsRequest.self
+    case "stb.project.v1.ListProjectsResponse": Stb_Project_V1_ListProjectsResponse.self
+    case "stb.project.v1.ListVersionsRequest": Stb_Project_V1_ListVersionsRequest.self
+    case "stb.project.v1.ListVersionsResponse": Stb_Project_V1_ListVersionsResponse.self
+    case "stb.project.v1.Member": Stb_Project_V1_Member.self
+    case "stb.project.v1.Membership": Stb_Project_V1_Membership.self
+    case "stb.project.v1.OptionChange": Stb_Project_V1_OptionChange.self
+    case "stb.project.v1.OptionDifference": Stb_Project_V1_OptionDifference.self
+    case "stb.project.v1.Project": Stb_Project_V1_Project.self
+    case "stb.project.v1.ProjectConfig": Stb_Project_V1_ProjectConfig.self
+    case "stb.project.v1.ProjectGroup": Stb_Project_V1_ProjectGroup.self
+    case "stb.project.v1.ProjectModule": Stb_Project_V1_ProjectModule.self
+    case "stb.project.v1.ProjectOption": Stb_Project_V1_ProjectOption.self
+    case "stb.project.v1.ProjectRef": Stb_Project_V1_ProjectRef.self
+    case "stb.project.v1.ReleaseStatus": Stb_Project_V1_ReleaseStatus.self
+    case "stb.project.v1.RemoveMemberRequest": Stb_Project_V1_RemoveMemberRequest.self
+    case "stb.project.v1.ReviewChangeRequestRequest": Stb_Project_V1_ReviewChangeRequestRequest.self
+    case "stb.project.v1.RollbackRequest": Stb_Project_V1_RollbackRequest.self
+    case "stb.project.v1.SetMemberRequest": Stb_Project_V1_SetMemberRequest.self
+    case "stb.project.v1.SetOptionsRequest": Stb_Project_V1_SetOptionsRequest.self
+    case "stb.project.v1.SetOptionsResponse": Stb_Project_V1_SetOptionsResponse.self
+    case "stb.project.v1.SetSignoffAspectsRequest": Stb_Project_V1_SetSignoffAspectsRequest.self
+    case "stb.project.v1.SignoffAspect": Stb_Project_V1_SignoffAspect.self
+    case "stb.project.v1.SignoffAspects": Stb_Project_V1_SignoffAspects.self
+    case "stb.project.v1.SignoffRecord": Stb_Project_V1_SignoffRecord.self
+    case "stb.project.v1.SignoffRequest": Stb_Project_V1_SignoffRequest.self
+    case "stb.project.v1.UpdateProjectRequest": Stb_Project_V1_UpdateProjectRequest.self
+    case "stb.project.v1.VerifyAuditResponse": Stb_Project_V1_VerifyAuditResponse.self
+    case "stb.project.v1.Version": Stb_Project_V1_Version.self
+    case "stb.project.v1.WatchRequest": Stb_Project_V1_WatchRequest.self
     case "stb.rules.v1.AvailableEvent": Stb_Rules_V1_AvailableEvent.self
     case "stb.rules.v1.AvailableEventsRequest": Stb_Rules_V1_AvailableEventsRequest.self
     case "stb.rules.v1.AvailableEventsResponse": Stb_Rules_V1_AvailableEventsResponse.self
