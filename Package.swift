@@ -177,6 +177,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: - Project service
+
+        .target(
+            name: "STBProject",
+            dependencies: ["STBAPI", "STBJSON", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", "CSodium", swiftLog, serviceLifecycle],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "projectd",
+            dependencies: ["STBProject", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: - Gateway: accounts, sign-in, tokens
 
         .target(
@@ -295,6 +308,10 @@ let package = Package(
             // Read from the source tree by path (the json-logic conformance cases).
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "STBProjectTests",
+            dependencies: ["STBProject", "STBRules", "STBCatalog", "STBAuthTestSupport", "STBAuth", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog]
         ),
         .testTarget(
             name: "STBRulesTests",

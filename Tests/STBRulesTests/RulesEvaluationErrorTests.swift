@@ -3,6 +3,7 @@ import STBPostgres
 import STBMessages
 import STBRPC
 import STBRules
+import STBService
 import Testing
 
 /// A rule or condition whose evaluation fails (an operation with no finite result, a value

@@ -2,6 +2,7 @@ import STBMessages
 import STBPostgres
 import STBRPC
 import STBRules
+import STBService
 import STBAuth
 import STBAuthTestSupport
 import Testing

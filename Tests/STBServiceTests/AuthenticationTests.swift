@@ -106,9 +106,10 @@ struct AuthenticationTests {
         String(Base64.encode(bytes, padded: false).map { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 })
     }
 
-    @Test("every RPC of catalog, rules, the gateway's Auth, health and reflection has exactly one access rule, and the table names no other")
+    @Test("every RPC of catalog, rules, projects, the gateway's Auth, health and reflection has exactly one access rule, and the table names no other")
     func tableCoversEveryMethod() {
         let paths = Stb_Catalog_V1_Catalog.methodPaths + Stb_Rules_V1_Rules.methodPaths + Stb_Gateway_V1_Auth.methodPaths
+            + Stb_Project_V1_Projects.methodPaths
             + Grpc_Health_V1_Health.methodPaths + Grpc_Reflection_V1_ServerReflection.methodPaths
             + Grpc_Reflection_V1alpha_ServerReflection.methodPaths
         for path in paths {

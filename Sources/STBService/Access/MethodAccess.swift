@@ -50,7 +50,7 @@ public struct MethodAccess: Sendable {
         MethodAccess(requirements.merging(other) { _, new in new })
     }
 
-    /// The platform's table: catalog, rules, the gateway's `Auth`, health and reflection.
+    /// The platform's table: catalog, rules, projects, the gateway's `Auth`, health and reflection.
     public static let platform: MethodAccess = {
         var table: [String: MethodRequirement] = [:]
         for path in Grpc_Health_V1_Health.methodPaths + Grpc_Reflection_V1_ServerReflection.methodPaths
@@ -115,6 +115,42 @@ public struct MethodAccess: Sendable {
             "/stb.rules.v1.Rules/Watch": read,
         ]
         table.merge(data) { _, new in new }
+        // Projects: the platform role is the floor; each project's membership (checked by
+        // the project service, and by row-level security in its database) decides the rest.
+        // Reads for viewers and service accounts; signing and reviewing for operators;
+        // every other change for engineers; the membership index and the change feed,
+        // which name every project, for admins and service accounts.
+        let sign = MethodRequirement.role(.operator)
+        let platformWide = MethodRequirement.role(.admin, services: true)
+        let projects: [String: MethodRequirement] = [
+            "/stb.project.v1.Projects/CreateProject": change,
+            "/stb.project.v1.Projects/GetProject": read,
+            "/stb.project.v1.Projects/ListProjects": read,
+            "/stb.project.v1.Projects/UpdateProject": change,
+            "/stb.project.v1.Projects/SetMember": change,
+            "/stb.project.v1.Projects/RemoveMember": change,
+            "/stb.project.v1.Projects/ListMembers": read,
+            "/stb.project.v1.Projects/SetSignoffAspects": change,
+            "/stb.project.v1.Projects/ListMemberships": platformWide,
+            "/stb.project.v1.Projects/SetOptions": change,
+            "/stb.project.v1.Projects/GetProjectConfig": read,
+            "/stb.project.v1.Projects/CommitVersion": change,
+            "/stb.project.v1.Projects/ListVersions": read,
+            "/stb.project.v1.Projects/GetVersion": read,
+            "/stb.project.v1.Projects/DiffVersions": read,
+            "/stb.project.v1.Projects/Rollback": change,
+            "/stb.project.v1.Projects/Signoff": sign,
+            "/stb.project.v1.Projects/GetReleaseStatus": read,
+            "/stb.project.v1.Projects/CreateChangeRequest": change,
+            "/stb.project.v1.Projects/GetChangeRequest": read,
+            "/stb.project.v1.Projects/ListChangeRequests": read,
+            "/stb.project.v1.Projects/ReviewChangeRequest": sign,
+            "/stb.project.v1.Projects/ApplyChangeRequest": change,
+            "/stb.project.v1.Projects/ListAudit": read,
+            "/stb.project.v1.Projects/VerifyAudit": read,
+            "/stb.project.v1.Projects/Watch": platformWide,
+        ]
+        table.merge(projects) { _, new in new }
         return MethodAccess(table)
     }()
 }

@@ -3,7 +3,6 @@ import Metrics
 import STBMessages
 import STBPostgres
 import STBRPC
-import STBService
 import ServiceLifecycle
 import Synchronization
 

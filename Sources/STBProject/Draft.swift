@@ -1,0 +1,99 @@
+import STBJSON
+import STBMessages
+import STBOptionValues
+
+/// A project's own choices for one option: its inclusion and its value, each nil when the
+/// catalog decides (`included_by_default`, the default value).
+struct OptionSetting: Sendable, Hashable {
+    var included: Bool?
+    var value: JSONValue?
+
+    var isEmpty: Bool { included == nil && value == nil }
+
+    /// The setting as JSON (audit rows, versions, change requests).
+    var json: JSONValue {
+        var members: [String: JSONValue] = [:]
+        if let included { members["included"] = .bool(included) }
+        if let value { members["value"] = value }
+        return .object(members)
+    }
+
+    init(included: Bool? = nil, value: JSONValue? = nil) {
+        self.included = included
+        self.value = value
+    }
+
+    init(json: JSONValue) {
+        if case .bool(let included) = json["included"] ?? .null { self.included = included }
+        if let value = json["value"], value != .null { self.value = value }
+    }
+}
+
+/// A project's choices: by option key, only options it sets.
+struct Draft: Sendable, Hashable {
+    var settings: [String: OptionSetting] = [:]
+
+    var json: JSONValue { .object(settings.mapValues(\.json)) }
+
+    init(settings: [String: OptionSetting] = [:]) {
+        self.settings = settings
+    }
+
+    init(json: JSONValue) {
+        for (key, value) in json.objectValue ?? [:] {
+            let setting = OptionSetting(json: value)
+            if !setting.isEmpty { settings[key] = setting }
+        }
+    }
+
+    /// The options the draft sets that `catalog` no longer has, sorted.
+    func missing(in catalog: ProjectCatalog) -> [String] {
+        settings.keys.filter { catalog.options[$0] == nil }.sorted()
+    }
+
+    /// The selection as the rules service takes it (options the catalog lacks left out).
+    func ruleChoices(in catalog: ProjectCatalog) -> [Stb_Rules_V1_OptionChoice] {
+        settings.keys.sorted().compactMap { key in
+            guard catalog.options[key] != nil, let setting = settings[key] else { return nil }
+            return Stb_Rules_V1_OptionChoice(key: key, included: setting.included, valueJson: setting.value.map(\.canonicalText))
+        }
+    }
+}
+
+/// The effective configuration: every catalog option's inclusion and value, with where
+/// each came from; its canonical form (RFC 8785 over the included options' values) and
+/// that form's SHA-256 name the configuration.
+struct EffectiveConfig: Sendable {
+    struct Entry: Sendable {
+        let included: Bool
+        let includedOverridden: Bool
+        let value: JSONValue
+        let valueOverridden: Bool
+    }
+
+    let entries: [String: Entry]
+    let canonical: String
+    let hash: [UInt8]
+
+    init(catalog: ProjectCatalog, draft: Draft) {
+        var entries: [String: Entry] = [:]
+        entries.reserveCapacity(catalog.options.count)
+        var included: [String: JSONValue] = [:]
+        for (key, option) in catalog.options {
+            let setting = draft.settings[key]
+            let entry = Entry(
+                included: setting?.included ?? option.includedByDefault, includedOverridden: setting?.included != nil,
+                value: setting?.value ?? option.defaultValue, valueOverridden: setting?.value != nil)
+            entries[key] = entry
+            if entry.included { included[key] = entry.value }
+        }
+        self.entries = entries
+        self.canonical = CanonicalJSON.text(.object(included))
+        self.hash = Digest.sha256(canonical)
+    }
+
+    /// The included options' values read back from a canonical form.
+    static func values(canonical: String) -> [String: JSONValue] {
+        (try? JSONValue.parse(canonical))?.objectValue ?? [:]
+    }
+}
