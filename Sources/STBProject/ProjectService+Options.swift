@@ -255,15 +255,18 @@ extension ProjectService {
         let access = try await access(context.caller, request.projectKey)
         let catalog = try catalog()
         let config: Stb_Project_V1_ProjectConfig
-        if let cached = state.withLock({ $0.configs[access.id] }), cached.catalogRevision == catalog.revision {
+        let (cached, generation) = state.withLock { ($0.configs[access.id], $0.generations[access.id, default: 0]) }
+        if let cached, cached.catalogRevision == catalog.revision {
             config = cached.config
         } else {
             config = try await withIdentity(context.caller) { transaction in
                 try await buildConfig(access, catalog: catalog, in: transaction)
             }
             state.withLock { state in
-                // Only a copy built at the current catalog is kept.
-                if state.catalog?.revision == catalog.revision { state.configs[access.id] = CachedConfig(catalogRevision: catalog.revision, config: config) }
+                // Kept only when nothing changed since the build started.
+                guard state.catalog?.revision == catalog.revision, state.generations[access.id, default: 0] == generation else { return }
+                state.configs[access.id] = CachedConfig(catalogRevision: catalog.revision, config: config)
+                state.ids[access.key] = access.id
             }
         }
         if !request.knownHash.isEmpty && request.knownHash == config.hash_p {

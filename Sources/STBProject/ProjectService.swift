@@ -36,6 +36,11 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
         var rulesRevision: UInt64 = 0
         /// Built configurations, by project id.
         var configs: [Int64: CachedConfig] = [:]
+        /// Bumped per project whenever its cached configuration is dropped: a build that
+        /// started before is not cached (it may have read the old draft).
+        var generations: [Int64: UInt64] = [:]
+        /// Project ids by key, for invalidation by the change feed (which names keys).
+        var ids: [String: Int64] = [:]
         /// What a caller may do with a project, by (subject, project key).
         var access: [AccessKey: ProjectAccess] = [:]
     }
@@ -83,6 +88,7 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
         state.withLock { state in
             state.catalog = catalog
             state.configs.removeAll()
+            for id in state.generations.keys { state.generations[id]! &+= 1 }
         }
         driftSignal.bump()
         logger.info("catalog copy updated", metadata: ["revision": "\(configuration.revision)"])
@@ -97,6 +103,9 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
         }
         state.withLock { $0.catalogBehind = reason }
     }
+
+    /// The revision of the catalog copy, if any.
+    public var catalogRevision: UInt64? { state.withLock { $0.catalog?.revision } }
 
     /// Whether calls can be served: a current catalog copy exists.
     public var isServing: Bool { state.withLock { $0.catalog != nil && $0.catalogBehind == nil } }
@@ -179,16 +188,23 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
         return ProjectAccess(id: id, key: key, role: privileged ? .owner : member, memberRole: member, archived: archived)
     }
 
-    /// Forgets cached standings and configurations of a project (its members or state changed).
+    /// Forgets cached standings and the configuration of a project (its members or state
+    /// changed, here or in another instance).
     func invalidate(project key: String, id: Int64? = nil) {
         state.withLock { state in
             state.access = state.access.filter { $0.key.project != key }
-            if let id { state.configs[id] = nil } else { state.configs.removeAll() }
+            if let id = id ?? state.ids[key] { Self.drop(id, in: &state) }
         }
     }
 
+    /// Forgets the cached configuration of a project whose draft or validity changed.
     func invalidateConfig(_ id: Int64) {
-        _ = state.withLock { $0.configs.removeValue(forKey: id) }
+        state.withLock { Self.drop(id, in: &$0) }
+    }
+
+    private static func drop(_ id: Int64, in state: inout State) {
+        state.configs[id] = nil
+        state.generations[id, default: 0] &+= 1
     }
 
     static func notFound(_ key: String) -> RPCError {

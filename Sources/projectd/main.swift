@@ -37,5 +37,5 @@ await daemon.run(configuration.service, channels: [ProjectService.channel]) { as
             publishHealth()
         }
     )
-    return ServiceParts(rpcServices: [service], outbox: service.outbox, background: [replica])
+    return ServiceParts(rpcServices: [service], outbox: service.outbox, background: [replica, service.driftFollower, service.rulesFollower(), service.cacheFollower()])
 }
