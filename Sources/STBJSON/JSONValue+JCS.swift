@@ -189,6 +189,7 @@ public struct JCSError: Error, Hashable, Sendable, CustomStringConvertible {
         public var description: String { rawValue }
     }
 
+    /// What kind of value was refused.
     public var code: Code
     /// Where the refused value is, from the top: member names joined by `.`, element
     /// positions as `[i]` (`options.limits[2]`); empty for the top-level value.
@@ -196,6 +197,7 @@ public struct JCSError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What is wrong, readable by the caller.
     public var reason: String
 
+    /// Creates an error for the value at `path`.
     public init(code: Code, path: String, reason: String) {
         self.code = code
         self.path = path
