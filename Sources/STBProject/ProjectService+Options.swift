@@ -42,6 +42,10 @@ extension ProjectService {
                 }
                 do {
                     let typed = try option.type.value(fromJSON: try JSONValue.parse(text))
+                    guard CanonicalJSON.isExact(typed.json) else {
+                        problems.append("\(at).value_json: integers beyond ±\(JSONValue.jcsMaxSafeInteger) cannot be hashed exactly (RFC 8785)")
+                        continue
+                    }
                     let broken = option.constraints.violations(of: typed)
                     if let first = broken.first {
                         problems.append("\(at).value_json: \(first.message)")
