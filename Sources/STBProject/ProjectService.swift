@@ -21,6 +21,8 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
     let feed: OutboxFeed
     let logger: Logger
     let rules: RPCClient
+    /// The gateway, for members named by username (nil: members are named by id only).
+    let gateway: RPCClient?
     let state = Mutex(State())
     /// Bumped when drift should run (a new catalog copy, a rules change).
     let driftSignal = ChangeSignal()
@@ -69,8 +71,10 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
     /// service at `rules` (the caller's token is forwarded; `serviceCredentials` are the
     /// service's own, for drift). Call `catalogChanged` with a catalog copy before serving.
     public init(
-        pool: PostgresPool, signal: ChangeSignal, rules: RPCClient, driftConcurrency: Int = 8, logger: Logger
+        pool: PostgresPool, signal: ChangeSignal, rules: RPCClient, gateway: RPCClient? = nil, driftConcurrency: Int = 8,
+        logger: Logger
     ) {
+        self.gateway = gateway
         self.pool = pool
         self.outbox = Outbox(table: "events", channel: Self.channel, revisionTable: "project_revision")
         self.feed = OutboxFeed(outbox: outbox, pool: pool, signal: signal)
