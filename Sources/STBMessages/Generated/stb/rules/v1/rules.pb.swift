@@ -6,18 +6,22 @@
 internal import CProtobufC
 internal import CSTBMessages
 
-/// The `stb.rules.v1.RuleType` enum. Open: unknown values are kept as `unrecognized`.
+/// Rules trigger on options that are *on*, not merely included: a boolean option is on when
+/// it is included and its effective value (the override, else the catalog default) is true,
+/// as a Kconfig `bool` is on only at `y`; an option of another type is on when included.
 public enum Stb_Rules_V1_RuleType: Sendable, Hashable {
     /// `RULE_TYPE_UNSPECIFIED` = 0.
     case unspecified
-    /// If the subject is included, every listed option must be: {"requires": ["4k_output"]}.
+    /// If the subject is on, every listed option must be on: {"requires": ["4k_output"]}.
     case requires
-    /// If the subject is included, none of the listed options may be: {"forbidden": ["vp9"]}.
+    /// If the subject is on, none of the listed options may be on: {"forbidden": ["vp9"]}.
     case forbidden
-    /// If the subject is included, a json-logic expression over the selection must hold:
-    /// {"logic": {"<=": [{"var": "max_bitrate"}, 50000]}}.
+    /// If the subject is on, a json-logic expression over the selection must hold:
+    /// {"logic": {"<=": [{"var": "max_bitrate"}, 50000]}}. The expression reads the effective
+    /// value of every included option (a boolean included at false reads false); an excluded
+    /// option is missing.
     case validation
-    /// Of the listed options exactly one (at most one with "optional") is included:
+    /// Of the listed options exactly one (at most one with "optional") is on:
     /// {"choice": ["h264", "h265"], "optional": false}. The subject names the choice.
     case choice
     /// A value this build does not know; kept so it survives a round-trip.
@@ -588,7 +592,8 @@ public struct Stb_Rules_V1_EvaluateRequest: ProtoMessage {
     }
 }
 
-/// An option a violated rule refers to, as the selection has it.
+/// An option a violated rule refers to, as the selection has it. A boolean is on when
+/// `included` and `value_json` is `true`.
 public struct Stb_Rules_V1_Reference: ProtoMessage {
     /// `option_key` (field 1).
     public var optionKey: String = ""
@@ -753,7 +758,8 @@ public struct Stb_Rules_V1_EvaluateResponse: ProtoMessage {
     public var valid: Bool = false
     /// `violations` (field 2).
     public var violations: [Stb_Rules_V1_Violation] = []
-    /// Options that would have to be added to satisfy `requires`, transitively.
+    /// Options that would have to be turned on to satisfy `requires`, transitively: included,
+    /// and for a boolean also set to true (a boolean included at false is listed too).
     public var closure: [String] = []
     /// What adding the closure would break.
     public var conflicts: [Stb_Rules_V1_ClosureConflict] = []
@@ -872,7 +878,8 @@ public struct Stb_Rules_V1_Cycle: ProtoMessage {
     }
 }
 
-/// The `stb.rules.v1.DeadOption` message.
+/// An option that cannot be on without breaking an error-severity rule (it can still be
+/// included: a boolean at false).
 public struct Stb_Rules_V1_DeadOption: ProtoMessage {
     /// `option_key` (field 1).
     public var optionKey: String = ""
