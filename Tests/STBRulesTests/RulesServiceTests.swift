@@ -87,10 +87,23 @@ struct RulesServiceTests {
                 return false
             } == true)
 
+            // Every reply names the rules revision it was computed at, the defaults' too.
+            func storedRevision() async throws -> UInt64 {
+                UInt64(try await harness.pools[1].query("SELECT revision FROM rules_revision")[0].decode(0, as: Int64.self))
+            }
+            let revision = try await storedRevision()
+            #expect(revision > 0)
+            #expect(defaults.rulesRevision == revision && second.rulesRevision == revision)
+            #expect(try await harness.evaluate([]).rulesRevision == revision)
+
             // A rule change keeps the cache: the base still names the same selection.
             try await harness.createRule("4k-forbids-legacy", subject: "uhd_output", type: .forbidden, payload: #"{"forbidden": ["legacy_mode"]}"#)
             let after = try await harness.evaluate([("legacy_mode", true, "true")], base: second.selectionHash)
             #expect(Set(after.violations.map(\.ruleKey)) == ["bitrate-bound", "4k-forbids-legacy"])
+            let changed = try await storedRevision()
+            #expect(changed > revision)
+            #expect(after.rulesRevision == changed)
+            #expect(try await harness.evaluate([]).rulesRevision == changed)
         }
     }
 

@@ -192,6 +192,9 @@ def test_evaluate_valid_selection(rules, rpb, demo_rules):
     assert reply.valid, describe(reply)
     assert not any(v.severity == rpb.SEVERITY_ERROR for v in reply.violations), describe(reply)
     assert reply.catalog_revision > 0
+    # The rules revision the answer was computed at: the one ImportRules reported.
+    assert reply.rules_revision > 0 and reply.rules_revision == demo_rules.revision
+    assert defaults.rules_revision == demo_rules.revision
 
 
 def test_evaluate_checks_values_against_the_catalog(rules, rpb, demo_rules):

@@ -425,10 +425,15 @@ struct  Stb__Rules__V1__EvaluateResponse
    * a selection by its differences from this one.
    */
   ProtobufCBinaryData selection_hash;
+  /*
+   * The rules revision the evaluation used (the `revision` of ImportRules and of the change
+   * feed), beside `catalog_revision`: the two name what the answer was computed from.
+   */
+  uint64_t rules_revision;
 };
 #define STB__RULES__V1__EVALUATE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__evaluate_response__descriptor) \
-    , 0, 0,NULL, 0,NULL, 0,NULL, 0, {0,NULL} }
+    , 0, 0,NULL, 0,NULL, 0,NULL, 0, {0,NULL}, 0 }
 
 
 struct  Stb__Rules__V1__CheckRulesRequest

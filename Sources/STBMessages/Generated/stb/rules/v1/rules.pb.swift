@@ -771,6 +771,9 @@ public struct Stb_Rules_V1_EvaluateResponse: ProtoMessage {
     /// value's canonical JSON, then a newline. Send it as `base_selection_hash` to evaluate
     /// a selection by its differences from this one.
     public var selectionHash: [UInt8] = []
+    /// The rules revision the evaluation used (the `revision` of ImportRules and of the change
+    /// feed), beside `catalog_revision`: the two name what the answer was computed from.
+    public var rulesRevision: UInt64 = 0
 
     /// The fully qualified proto name.
     public static var protoMessageName: String { "stb.rules.v1.EvaluateResponse" }
@@ -785,7 +788,8 @@ public struct Stb_Rules_V1_EvaluateResponse: ProtoMessage {
         closure: [String] = [],
         conflicts: [Stb_Rules_V1_ClosureConflict] = [],
         catalogRevision: UInt64 = 0,
-        selectionHash: [UInt8] = []
+        selectionHash: [UInt8] = [],
+        rulesRevision: UInt64 = 0
     ) {
         self.valid = valid
         self.violations = violations
@@ -793,6 +797,7 @@ public struct Stb_Rules_V1_EvaluateResponse: ProtoMessage {
         self.conflicts = conflicts
         self.catalogRevision = catalogRevision
         self.selectionHash = selectionHash
+        self.rulesRevision = rulesRevision
     }
 
     /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
@@ -1986,6 +1991,7 @@ extension Stb_Rules_V1_EvaluateResponse {
         self.conflicts = try _protoMessages(m.conflicts, m.n_conflicts, field: "conflicts", Stb_Rules_V1_ClosureConflict.init(_c:))
         self.catalogRevision = m.catalog_revision
         self.selectionHash = _protoBytes(m.selection_hash)
+        self.rulesRevision = m.rules_revision
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2021,6 +2027,7 @@ extension Stb_Rules_V1_EvaluateResponse {
         if !self.selectionHash.isEmpty {
             c.pointee.selection_hash = arena.binaryData(self.selectionHash)
         }
+        c.pointee.rules_revision = self.rulesRevision
         return c
     }
 }
@@ -2949,7 +2956,7 @@ extension Stb_Rules_V1_EvaluateResponse: _ProtoJSONCodable {
         _ProtoJSONWriter.encode(self, into: &buffer)
     }
 
-    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.EvaluateResponse", "valid valid violations violations closure closure conflicts conflicts catalogRevision catalog_revision selectionHash selection_hash")
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.EvaluateResponse", "valid valid violations violations closure closure conflicts conflicts catalogRevision catalog_revision selectionHash selection_hash rulesRevision rules_revision")
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
@@ -2959,6 +2966,7 @@ extension Stb_Rules_V1_EvaluateResponse: _ProtoJSONCodable {
         w.repeated(#""conflicts":"#, self.conflicts)
         w.scalar(#""catalogRevision":"#, self.catalogRevision)
         w.scalar(#""selectionHash":"#, self.selectionHash)
+        w.scalar(#""rulesRevision":"#, self.rulesRevision)
         w.endObject()
     }
 
@@ -2972,6 +2980,7 @@ extension Stb_Rules_V1_EvaluateResponse: _ProtoJSONCodable {
             case 3: self.conflicts = try r.repeated()
             case 4: self.catalogRevision = try r.scalar()
             case 5: self.selectionHash = try r.scalar()
+            case 6: self.rulesRevision = try r.scalar()
             default: break
             }
         }
