@@ -92,7 +92,7 @@ extension ProjectService {
                 next += 1
                 group.addTask {
                     do {
-                        let verdict = try await self.evaluate(project.draft, catalog: catalog, metadata: Metadata())
+                        let verdict = try await self.evaluate(project.draft, catalog: catalog, metadata: Metadata(), project: project.id)
                         let hash = EffectiveConfig(catalog: catalog, draft: project.draft).hash
                         let encoded = Self.encodeViolations(verdict.violations)
                         guard verdict.valid != project.valid || encoded != project.violations || hash != project.hash else {

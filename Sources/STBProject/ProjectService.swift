@@ -41,6 +41,9 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
         /// Bumped per project whenever its cached configuration is dropped: a build that
         /// started before is not cached (it may have read the old draft).
         var generations: [Int64: UInt64] = [:]
+        /// Each project's last selection the rules service evaluated, by project id: the
+        /// base of the next evaluation by difference.
+        var ruleBases: [Int64: RuleBase] = [:]
         /// Project ids by key, for invalidation by the change feed (which names keys).
         var ids: [String: Int64] = [:]
         /// What a caller may do with a project, by (subject, project key).
@@ -60,6 +63,12 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
         let role: Stb_Project_V1_ProjectRole
         let memberRole: Stb_Project_V1_ProjectRole
         let archived: Bool
+    }
+
+    struct RuleBase: Sendable {
+        let hash: [UInt8]
+        let draft: Draft
+        let catalogRevision: UInt64
     }
 
     struct CachedConfig: Sendable {
