@@ -227,7 +227,8 @@ extension ProjectService {
             return "the draft's hash is \(Digest.hex(draft.hash)), not version \(request.baseVersion)'s \(Digest.hex(request.baseHash))"
         }
         let listed = keys.prefix(10).joined(separator: ", ") + (keys.count > 10 ? " and \(keys.count - 10) more" : "")
-        return "the draft no longer equals version \(request.baseVersion): \(keys.count) option\(keys.count == 1 ? "" : "s") differ (\(listed))"
+        let count = keys.count == 1 ? "1 option differs" : "\(keys.count) options differ"
+        return "the draft no longer equals version \(request.baseVersion): \(count) (\(listed))"
     }
 
     /// ABORTED with a STALE_CHANGE_REQUEST precondition failure.
