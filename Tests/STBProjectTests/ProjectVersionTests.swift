@@ -2,6 +2,7 @@ import STBAuth
 import STBMessages
 import STBProject
 import STBRPC
+import STBServiceTestSupport
 import Testing
 
 @Suite("project versions", .serialized)
