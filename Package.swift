@@ -27,6 +27,7 @@ let package = Package(
         .executable(name: "stb-rpc-bench", targets: ["stb-rpc-bench"]),
         .executable(name: "stb-pg-bench", targets: ["stb-pg-bench"]),
         .executable(name: "stb-load", targets: ["stb-load"]),
+        .executable(name: "stubd", targets: ["stubd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -189,6 +190,19 @@ let package = Package(
         .executableTarget(
             name: "gatewayd",
             dependencies: ["STBGateway", "STBService", "STBPostgres"],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Stub server: mocks of any service of Protos/, routes, journal
+
+        .target(
+            name: "STBStubs",
+            dependencies: ["STBAPI", "STBJSON", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "stubd",
+            dependencies: ["STBStubs", "STBService", serviceLifecycle],
             swiftSettings: swiftSettings
         ),
 

@@ -50,7 +50,8 @@ public struct MethodAccess: Sendable {
         MethodAccess(requirements.merging(other) { _, new in new })
     }
 
-    /// The platform's table: catalog, rules, the gateway's `Auth`, health and reflection.
+    /// The platform's table: catalog, rules, the gateway's `Auth`, the stub server's admin
+    /// API, health and reflection.
     public static let platform: MethodAccess = {
         var table: [String: MethodRequirement] = [:]
         for path in Grpc_Health_V1_Health.methodPaths + Grpc_Reflection_V1_ServerReflection.methodPaths
@@ -115,6 +116,15 @@ public struct MethodAccess: Sendable {
             "/stb.rules.v1.Rules/Watch": read,
         ]
         table.merge(data) { _, new in new }
+        // The stub server: engineers read stubs, mocks and the journal (which holds request
+        // bodies); only admins change what the mocks answer.
+        let stubs = Stb_Stubs_V1_Stubs.self
+        for method in [stubs.getStub.path, stubs.listStubs.path, stubs.listMocks.path, stubs.verify.path, stubs.getJournal.path] {
+            table[method] = .role(.engineer)
+        }
+        for method in [stubs.putStub.path, stubs.deleteStub.path, stubs.startMock.path, stubs.stopMock.path, stubs.resetJournal.path] {
+            table[method] = .role(.admin)
+        }
         return MethodAccess(table)
     }()
 }
