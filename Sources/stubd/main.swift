@@ -5,7 +5,7 @@ import STBStubs
 // The stub server: configuration from the environment (`StubsConfiguration`, documented
 // in the README), run by the shared daemon; mocks of the platform's services answer from
 // the stubs of the file (`STUBS_FILE`, re-read on change) and of the admin API.
-let daemon = ServiceDaemon(name: "stubs")
+let daemon = ServiceDaemon(name: "stubs", executable: "stubd")
 let configuration = daemon.configuration(StubsConfiguration.init(environment:))
 await daemon.run(configuration.service, channels: []) { assembly in
     let registry = StubRegistry()
