@@ -288,3 +288,36 @@ def test_mocks_serve_health_and_reflection_and_stop(stub_server, api):
     with pytest.raises(grpc.RpcError) as unknown:
         stubs.StartMock(api.stubs_pb2.StartMockRequest(service="stb.nothing.v1.X"), timeout=5)
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_the_published_schema_accepts_the_stub_files_stubd_accepts():
+    import jsonschema
+
+    schema = json.loads((REPO / "services" / "stubs" / "stub.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    validator.validate(FILE_STUBS)
+    validator.validate(json.loads((REPO / "services" / "stubs" / "demo-stubs.json").read_text()))
+    bad = json.loads(json.dumps(FILE_STUBS))
+    bad["stubs"][0]["when"] = {"field": "x", "op": "LIKE", "value": 1}
+    assert not validator.is_valid(bad)
+
+
+def test_the_demo_stub_file_loads(tmp_path, api):
+    # stubd refuses a file that does not fit the methods: start it on the demo file (on
+    # ports of its own) and call the rules mock.
+    demo = json.loads((REPO / "services" / "stubs" / "demo-stubs.json").read_text())
+    for mock in demo["mocks"]:
+        mock["port"] = 0
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(demo))
+    with fresh_database(f"stubs_it_{os.getpid()}_demo", "stubs") as url:
+        server = StubServer(stubd_binary(), tmp_path / "stubd.log", {
+            "STUBS_PORT": str(_free_port()), "STUBS_DATABASE_URL": url,
+            "STUBS_MIGRATIONS_DIR": str(REPO / "services" / "stubs" / "migrations"), "STUBS_FILE": str(path),
+        }).start()
+        try:
+            listed = [s.id for s in admin(server, api).ListStubs(api.stubs_pb2.ListStubsRequest(), timeout=5).stubs]
+            assert sorted(listed) == ["catalog-get-config", "rules-evaluate", "rules-evaluate-hdr"]
+        finally:
+            server.kill()
