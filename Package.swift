@@ -369,6 +369,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "STBLoadTests",
+            dependencies: ["STBLoad"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "STBStubsTests",
+            dependencies: ["STBStubs", "STBJSON"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "STBRPCTests",
             dependencies: ["STBRPC", "STBEcho", "STBMessages", metrics, prometheus],
             swiftSettings: swiftSettings
