@@ -321,3 +321,33 @@ def test_the_demo_stub_file_loads(tmp_path, api):
             assert sorted(listed) == ["catalog-get-config", "rules-evaluate", "rules-evaluate-hdr"]
         finally:
             server.kill()
+
+
+def test_stb_load_sees_a_mock_s_delay_and_injected_faults(stub_server, api):
+    # A rules mock with a 20 ms delay and UNAVAILABLE for half the calls that name hdr,
+    # set at run time through the admin API, then driven by stb-load.
+    from test_load import load_binary
+
+    stubs = admin(stub_server, api)
+    stubs.PutStub(api.stubs_pb2.PutStubRequest(definition_json=json.dumps({
+        "id": "evaluate-faulty", "service": "stb.rules.v1.Rules", "method": "Evaluate", "priority": 100,
+        "when": {"field": "options[0].key", "op": "EQUALS", "value": "faulty"},
+        "delay": {"fixedMs": 20},
+        "fault": {"kind": "STATUS", "probability": 0.5, "status": {"code": "UNAVAILABLE", "message": "injected"}},
+        "response": {"message": {"valid": True}},
+    })), timeout=5)
+    port = mock_port(stub_server, api, "stb.rules.v1.Rules")
+    proc = subprocess.run(
+        [str(load_binary()), "--target", f"127.0.0.1:{port}", "--method", "stb.rules.v1.Rules/Evaluate",
+         "--data", '{"options": [{"key": "faulty"}]}', "--rate", "200", "--duration", "2s", "--json",
+         "--threshold", "errors<1%"],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    statuses = report["total"]["statuses"]
+    assert statuses["OK"] + statuses["UNAVAILABLE"] == 400
+    assert 120 <= statuses["UNAVAILABLE"] <= 280, statuses
+    assert report["total"]["latencyFromActualMs"]["p50"] >= 20
+    assert report["total"]["errorSamples"] == {"UNAVAILABLE: injected": statuses["UNAVAILABLE"]}
+    assert stubs.Verify(api.stubs_pb2.VerifyRequest(stub_id="evaluate-faulty", count=400), timeout=5).count == 400
+    stubs.DeleteStub(api.stubs_pb2.StubRef(id="evaluate-faulty"), timeout=5)
