@@ -119,3 +119,15 @@ def test_bad_input_is_refused_before_anything_is_sent(echo_server, args, reason)
     status, report, stderr = run_load(echo_server, *args)
     assert status == 2, stderr
     assert reason in stderr, stderr
+
+
+def test_server_streams_report_messages_and_time_to_first_message(echo_server):
+    status, report, stderr = run_load(
+        echo_server, "--method", "stb.testing.v1.Echo/Expand", "--data", '{"text": "s", "count": 3}',
+        "--rate", "100", "--duration", "1s")
+    assert status == 0, stderr
+    total = report["total"]
+    assert total["statuses"] == {"OK": 100}
+    assert total["messages"] == 300
+    assert total["firstMessageMs"]["count"] == 100
+    assert total["firstMessageMs"]["p50"] <= total["latencyFromActualMs"]["p50"]
