@@ -58,7 +58,7 @@ public struct RequestSource: Sendable {
             do {
                 encoded.append(try ProtoDynamicMessage.wireEncoding(ofJSON: Array(message.canonicalText.utf8), type: typeName))
             } catch {
-                let place = messages.count == 1 && !(value.arrayValue != nil) ? origin : "\(origin)[\(index)]"
+                let place = value.arrayValue == nil ? origin : "\(origin)[\(index)]"
                 throw LoadError(.badRequest, "\(place): \(error)")
             }
         }

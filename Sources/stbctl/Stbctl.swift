@@ -61,6 +61,7 @@ struct Stbctl: AsyncParsableCommand {
             WhoAmICommand.self,
             PasswordCommand.self,
             UsersCommand.self,
+            StubsCommand.self,
         ]
     )
 

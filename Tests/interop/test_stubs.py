@@ -351,3 +351,27 @@ def test_stb_load_sees_a_mock_s_delay_and_injected_faults(stub_server, api):
     assert report["total"]["errorSamples"] == {"UNAVAILABLE: injected": statuses["UNAVAILABLE"]}
     assert stubs.Verify(api.stubs_pb2.VerifyRequest(stub_id="evaluate-faulty", count=400), timeout=5).count == 400
     stubs.DeleteStub(api.stubs_pb2.StubRef(id="evaluate-faulty"), timeout=5)
+
+
+def test_stbctl_stubs_drives_the_admin_api(stub_server, api, tmp_path):
+    stbctl = os.environ.get("STB_STBCTL_BIN") or str(REPO / ".build" / "debug" / "stbctl")
+
+    def run(*args, expect=0):
+        result = subprocess.run([stbctl, "stubs", *args, "--stubs-addr", stub_server.addr],
+                                capture_output=True, text=True, timeout=60, cwd=REPO)
+        assert result.returncode == expect, f"stbctl stubs {' '.join(args)}: {result.stdout}{result.stderr}"
+        return result.stdout + result.stderr
+
+    stub = tmp_path / "stub.json"
+    stub.write_text(json.dumps({"id": "cli-echo", "service": "stb.testing.v1.Echo", "method": "Get", "priority": 60,
+                                "when": {"field": "text", "op": "EQUALS", "value": "cli"},
+                                "response": {"message": {"text": "from stbctl"}}}))
+    assert run("put", str(stub)).strip() == "saved cli-echo"
+    assert "stb.testing.v1.Echo/Get  priority 60  cli-echo  (api)" in run("list", "--service", "stb.testing.v1.Echo")
+    with mock_channel(stub_server, api, "stb.testing.v1.Echo") as channel:
+        assert api.echo_grpc.EchoStub(channel).Get(api.echo_pb2.EchoRequest(text="cli"), timeout=5).text == "from stbctl"
+    assert run("verify", "cli-echo", "1").strip() == "cli-echo matched 1 calls"
+    assert "matched 1 calls, not 2" in run("verify", "cli-echo", "2", expect=1)
+    assert "-> cli-echo (status 0)" in run("journal", "--limit", "1")
+    assert "stb.rules.v1.Rules" in run("mocks")
+    assert run("delete", "cli-echo").strip() == "deleted cli-echo"
