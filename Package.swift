@@ -197,7 +197,7 @@ let package = Package(
 
         .target(
             name: "STBStubs",
-            dependencies: ["STBAPI", "STBJSON", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle],
+            dependencies: ["STBAPI", "STBJSON", "STBLoad", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -229,7 +229,7 @@ indirect enum StubCondition: Sendable {
 
     /// Equal as JSON, with proto3 JSON's forms read alike: 64-bit integers come as strings
     /// ("5" equals 5).
-    private static func same(_ actual: JSONValue, _ wanted: JSONValue) -> Bool {
+    static func same(_ actual: JSONValue, _ wanted: JSONValue) -> Bool {
         if actual == wanted { return true }
         if let a = number(actual), let b = number(wanted) {
             if case .string = actual, case .string = wanted { return false }

@@ -54,6 +54,12 @@ public final class StubsService: Stb_Stubs_V1_StubsService {
         } catch {
             throw Self.invalid(error.within("definition_json"))
         }
+        try await save(stub)
+        return Self.message(stub, source: .api)
+    }
+
+    /// Stores a checked stub and puts it in force (the admin API's and scenarios' path).
+    func save(_ stub: StubDefinition) async throws {
         if let existing = registry.stub(stub.id), existing.source != .api {
             throw RPCError(code: .failedPrecondition, message: "\(stub.id) is a stub of \(existing.source): change it there")
         }
@@ -68,7 +74,6 @@ public final class StubsService: Stb_Stubs_V1_StubsService {
         } catch {
             throw RPCError(code: .failedPrecondition, message: error.description)
         }
-        return Self.message(stub, source: .api)
     }
 
     public func getStub(_ request: Stb_Stubs_V1_StubRef, context: ServerContext) async throws -> Stb_Stubs_V1_Stub {

@@ -62,6 +62,7 @@ struct Stbctl: AsyncParsableCommand {
             PasswordCommand.self,
             UsersCommand.self,
             StubsCommand.self,
+            ScenarioCommand.self,
         ]
     )
 

@@ -375,3 +375,82 @@ def test_stbctl_stubs_drives_the_admin_api(stub_server, api, tmp_path):
     assert "-> cli-echo (status 0)" in run("journal", "--limit", "1")
     assert "stb.rules.v1.Rules" in run("mocks")
     assert run("delete", "cli-echo").strip() == "deleted cli-echo"
+
+
+def test_scenarios_run_their_actions_in_order_and_store_the_result(stub_server, api):
+    stubs = admin(stub_server, api)
+    scenario = {
+        "name": "catalog-fault", "description": "a catalog mock, a call, a fault, a load",
+        "actions": [
+            {"type": "START_MOCK", "service": "stb.catalog.v1.Catalog", "port": 0},
+            {"type": "PUT_STUB", "stub": {"id": "scenario-config", "service": "stb.catalog.v1.Catalog", "method": "GetConfig",
+                                          "response": {"message": {"revision": "7"}}}},
+            {"type": "CALL", "target": "mock:stb.catalog.v1.Catalog", "method": "stb.catalog.v1.Catalog/GetConfig",
+             "request": {}, "expect": {"status": "OK", "fields": {"revision": 7}}},
+            {"type": "SET_FAULT", "stub": "scenario-config",
+             "fault": {"kind": "STATUS", "status": {"code": "UNAVAILABLE", "message": "down"}}},
+            {"type": "CALL", "target": "mock:stb.catalog.v1.Catalog", "method": "stb.catalog.v1.Catalog/GetConfig",
+             "expect": {"status": "UNAVAILABLE"}},
+            {"type": "WAIT", "ms": 10},
+            {"type": "LOAD", "target": "mock:stb.catalog.v1.Catalog", "method": "stb.catalog.v1.Catalog/GetConfig",
+             "rate": 100, "duration": "1s", "thresholds": ["errors<1%"]},
+            {"type": "STOP_MOCK", "service": "stb.catalog.v1.Catalog"},
+        ],
+    }
+    result = stubs.RunScenario(api.stubs_pb2.RunScenarioRequest(definition_json=json.dumps(scenario)), timeout=60)
+    steps = json.loads(result.steps_json)
+    # Every action ran; the load's error threshold failed (every call UNAVAILABLE): PARTIAL.
+    assert result.status == "PARTIAL", result
+    assert [s["type"] for s in steps] == [a["type"] for a in scenario["actions"]]
+    assert [s["held"] for s in steps] == [True, True, True, True, True, True, False, True]
+    assert steps[2]["detail"]["response"] == {"revision": "7"}
+    assert steps[6]["detail"]["total"]["statuses"] == {"UNAVAILABLE": 100}
+    assert steps[6]["detail"]["thresholds"][0]["passed"] is False
+    # An action that cannot run fails the run there; the rest are skipped.
+    failing = {"name": "stop-nothing", "actions": [{"type": "STOP_MOCK", "service": "stb.catalog.v1.Catalog"}, {"type": "WAIT", "ms": 1}]}
+    failed = stubs.RunScenario(api.stubs_pb2.RunScenarioRequest(definition_json=json.dumps(failing)), timeout=30)
+    assert failed.status == "FAILED" and "no mock of stb.catalog.v1.Catalog runs" in failed.error
+    assert len(json.loads(failed.steps_json)) == 1
+    stored = stubs.ListResults(api.stubs_pb2.ListResultsRequest(scenario="catalog-fault"), timeout=5).results
+    assert stored[0].id == result.id and stored[0].status == "PARTIAL"
+    assert json.loads(stored[0].steps_json) == steps
+    # A scenario is checked whole before anything runs.
+    bad = {"name": "bad", "actions": [{"type": "WAIT", "ms": 1},
+                                      {"type": "PUT_STUB", "stub": {"id": "x", "service": "stb.testing.v1.Echo", "method": "Get",
+                                                                    "response": {"message": {"nope": 1}}}}]}
+    with pytest.raises(grpc.RpcError) as refused:
+        stubs.RunScenario(api.stubs_pb2.RunScenarioRequest(definition_json=json.dumps(bad)), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "definition_json.actions[1].stub.response.message" in refused.value.details()
+
+
+def test_stbctl_scenario_run_prints_the_report_and_its_exit_status_says_the_result(stub_server, tmp_path):
+    stbctl = os.environ.get("STB_STBCTL_BIN") or str(REPO / ".build" / "debug" / "stbctl")
+
+    def run(path):
+        return subprocess.run([stbctl, "scenario", "run", str(path), "--stubs-addr", stub_server.addr],
+                              capture_output=True, text=True, timeout=120, cwd=REPO)
+
+    def scenario(name, expected_text):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"name": name, "actions": [
+            {"type": "PUT_STUB", "stub": {"id": f"{name}-stub", "service": "stb.testing.v1.Echo", "method": "Get", "priority": 70,
+                                          "when": {"field": "text", "op": "EQUALS", "value": name},
+                                          "response": {"message": {"text": "scripted"}}}},
+            {"type": "CALL", "target": "mock:stb.testing.v1.Echo", "method": "stb.testing.v1.Echo/Get",
+             "request": {"text": name}, "expect": {"fields": {"text": expected_text}}},
+            {"type": "LOAD", "target": "mock:stb.testing.v1.Echo", "method": "stb.testing.v1.Echo/Get",
+             "data": {"text": name}, "rate": 50, "duration": "500ms", "thresholds": ["errors<1%"]},
+        ]}))
+        return path
+
+    good = run(scenario("cli-good", "scripted"))
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "1 CALL: ok" in good.stdout and "2 LOAD: ok" in good.stdout
+    assert "cli-good: SUCCESS in" in good.stdout
+    bad = run(scenario("cli-bad", "something else"))
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "1 CALL: FAILED" in bad.stdout and "cli-bad: PARTIAL in" in bad.stdout
+    listed = subprocess.run([stbctl, "scenario", "results", "--name", "cli-bad", "--stubs-addr", stub_server.addr],
+                            capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert "cli-bad  PARTIAL" in listed.stdout, listed.stdout + listed.stderr

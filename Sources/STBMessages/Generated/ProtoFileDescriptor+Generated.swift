@@ -1210,6 +1210,10 @@ extension ProtoFileDescriptor {
                 "stb.stubs.v1.StubCounter",
                 "stb.stubs.v1.Journal",
                 "stb.stubs.v1.ResetJournalRequest",
+                "stb.stubs.v1.RunScenarioRequest",
+                "stb.stubs.v1.ScenarioResult",
+                "stb.stubs.v1.ListResultsRequest",
+                "stb.stubs.v1.ListResultsResponse",
             ],
             otherSymbols: [
                 "stb.stubs.v1.Stub.id",
@@ -1249,6 +1253,17 @@ extension ProtoFileDescriptor {
                 "stb.stubs.v1.Journal.counters",
                 "stb.stubs.v1.Journal.unmatched",
                 "stb.stubs.v1.Journal.calls",
+                "stb.stubs.v1.RunScenarioRequest.definition_json",
+                "stb.stubs.v1.ScenarioResult.id",
+                "stb.stubs.v1.ScenarioResult.scenario",
+                "stb.stubs.v1.ScenarioResult.status",
+                "stb.stubs.v1.ScenarioResult.steps_json",
+                "stb.stubs.v1.ScenarioResult.duration_ms",
+                "stb.stubs.v1.ScenarioResult.error",
+                "stb.stubs.v1.ScenarioResult.executed_unix_micros",
+                "stb.stubs.v1.ListResultsRequest.scenario",
+                "stb.stubs.v1.ListResultsRequest.limit",
+                "stb.stubs.v1.ListResultsResponse.results",
                 "stb.stubs.v1.Stubs",
                 "stb.stubs.v1.Stubs.PutStub",
                 "stb.stubs.v1.Stubs.GetStub",
@@ -1260,6 +1275,8 @@ extension ProtoFileDescriptor {
                 "stb.stubs.v1.Stubs.Verify",
                 "stb.stubs.v1.Stubs.GetJournal",
                 "stb.stubs.v1.Stubs.ResetJournal",
+                "stb.stubs.v1.Stubs.RunScenario",
+                "stb.stubs.v1.Stubs.ListResults",
             ],
             extensions: [],
             base64: """
@@ -1282,16 +1299,24 @@ extension ProtoFileDescriptor {
             OAEiQAoLU3R1YkNvdW50ZXISFwoHc3R1Yl9pZBgBIAEoCVIGc3R1YklkEhgKB21hdGNoZWQYAiABKANSB21hdGNoZWQiqgEKB0pv
             dXJuYWwSNAoHZW50cmllcxgBIAMoCzIaLnN0Yi5zdHVicy52MS5Kb3VybmFsRW50cnlSB2VudHJpZXMSNQoIY291bnRlcnMYAiAD
             KAsyGS5zdGIuc3R1YnMudjEuU3R1YkNvdW50ZXJSCGNvdW50ZXJzEhwKCXVubWF0Y2hlZBgDIAEoA1IJdW5tYXRjaGVkEhQKBWNh
-            bGxzGAQgASgDUgVjYWxscyIVChNSZXNldEpvdXJuYWxSZXF1ZXN0Mp8FCgVTdHVicxI7CgdQdXRTdHViEhwuc3RiLnN0dWJzLnYx
-            LlB1dFN0dWJSZXF1ZXN0GhIuc3RiLnN0dWJzLnYxLlN0dWISNAoHR2V0U3R1YhIVLnN0Yi5zdHVicy52MS5TdHViUmVmGhIuc3Ri
-            LnN0dWJzLnYxLlN0dWISTAoJTGlzdFN0dWJzEh4uc3RiLnN0dWJzLnYxLkxpc3RTdHVic1JlcXVlc3QaHy5zdGIuc3R1YnMudjEu
-            TGlzdFN0dWJzUmVzcG9uc2USOQoKRGVsZXRlU3R1YhIVLnN0Yi5zdHVicy52MS5TdHViUmVmGhQuc3RiLmNvbW1vbi52MS5FbXB0
-            eRI/CglTdGFydE1vY2sSHi5zdGIuc3R1YnMudjEuU3RhcnRNb2NrUmVxdWVzdBoSLnN0Yi5zdHVicy52MS5Nb2NrEjcKCFN0b3BN
-            b2NrEhUuc3RiLnN0dWJzLnYxLk1vY2tSZWYaFC5zdGIuY29tbW9uLnYxLkVtcHR5EkwKCUxpc3RNb2NrcxIeLnN0Yi5zdHVicy52
-            MS5MaXN0TW9ja3NSZXF1ZXN0Gh8uc3RiLnN0dWJzLnYxLkxpc3RNb2Nrc1Jlc3BvbnNlEkMKBlZlcmlmeRIbLnN0Yi5zdHVicy52
-            MS5WZXJpZnlSZXF1ZXN0Ghwuc3RiLnN0dWJzLnYxLlZlcmlmeVJlc3BvbnNlEkQKCkdldEpvdXJuYWwSHy5zdGIuc3R1YnMudjEu
-            R2V0Sm91cm5hbFJlcXVlc3QaFS5zdGIuc3R1YnMudjEuSm91cm5hbBJHCgxSZXNldEpvdXJuYWwSIS5zdGIuc3R1YnMudjEuUmVz
-            ZXRKb3VybmFsUmVxdWVzdBoULnN0Yi5jb21tb24udjEuRW1wdHliBnByb3RvMw==
+            bGxzGAQgASgDUgVjYWxscyIVChNSZXNldEpvdXJuYWxSZXF1ZXN0Ij0KElJ1blNjZW5hcmlvUmVxdWVzdBInCg9kZWZpbml0aW9u
+            X2pzb24YASABKAlSDmRlZmluaXRpb25Kc29uItwBCg5TY2VuYXJpb1Jlc3VsdBIOCgJpZBgBIAEoCVICaWQSGgoIc2NlbmFyaW8Y
+            AiABKAlSCHNjZW5hcmlvEhYKBnN0YXR1cxgDIAEoCVIGc3RhdHVzEh0KCnN0ZXBzX2pzb24YBCABKAlSCXN0ZXBzSnNvbhIfCgtk
+            dXJhdGlvbl9tcxgFIAEoA1IKZHVyYXRpb25NcxIUCgVlcnJvchgGIAEoCVIFZXJyb3ISMAoUZXhlY3V0ZWRfdW5peF9taWNyb3MY
+            ByABKANSEmV4ZWN1dGVkVW5peE1pY3JvcyJGChJMaXN0UmVzdWx0c1JlcXVlc3QSGgoIc2NlbmFyaW8YASABKAlSCHNjZW5hcmlv
+            EhQKBWxpbWl0GAIgASgFUgVsaW1pdCJNChNMaXN0UmVzdWx0c1Jlc3BvbnNlEjYKB3Jlc3VsdHMYASADKAsyHC5zdGIuc3R1YnMu
+            djEuU2NlbmFyaW9SZXN1bHRSB3Jlc3VsdHMywgYKBVN0dWJzEjsKB1B1dFN0dWISHC5zdGIuc3R1YnMudjEuUHV0U3R1YlJlcXVl
+            c3QaEi5zdGIuc3R1YnMudjEuU3R1YhI0CgdHZXRTdHViEhUuc3RiLnN0dWJzLnYxLlN0dWJSZWYaEi5zdGIuc3R1YnMudjEuU3R1
+            YhJMCglMaXN0U3R1YnMSHi5zdGIuc3R1YnMudjEuTGlzdFN0dWJzUmVxdWVzdBofLnN0Yi5zdHVicy52MS5MaXN0U3R1YnNSZXNw
+            b25zZRI5CgpEZWxldGVTdHViEhUuc3RiLnN0dWJzLnYxLlN0dWJSZWYaFC5zdGIuY29tbW9uLnYxLkVtcHR5Ej8KCVN0YXJ0TW9j
+            axIeLnN0Yi5zdHVicy52MS5TdGFydE1vY2tSZXF1ZXN0GhIuc3RiLnN0dWJzLnYxLk1vY2sSNwoIU3RvcE1vY2sSFS5zdGIuc3R1
+            YnMudjEuTW9ja1JlZhoULnN0Yi5jb21tb24udjEuRW1wdHkSTAoJTGlzdE1vY2tzEh4uc3RiLnN0dWJzLnYxLkxpc3RNb2Nrc1Jl
+            cXVlc3QaHy5zdGIuc3R1YnMudjEuTGlzdE1vY2tzUmVzcG9uc2USQwoGVmVyaWZ5Ehsuc3RiLnN0dWJzLnYxLlZlcmlmeVJlcXVl
+            c3QaHC5zdGIuc3R1YnMudjEuVmVyaWZ5UmVzcG9uc2USRAoKR2V0Sm91cm5hbBIfLnN0Yi5zdHVicy52MS5HZXRKb3VybmFsUmVx
+            dWVzdBoVLnN0Yi5zdHVicy52MS5Kb3VybmFsEkcKDFJlc2V0Sm91cm5hbBIhLnN0Yi5zdHVicy52MS5SZXNldEpvdXJuYWxSZXF1
+            ZXN0GhQuc3RiLmNvbW1vbi52MS5FbXB0eRJNCgtSdW5TY2VuYXJpbxIgLnN0Yi5zdHVicy52MS5SdW5TY2VuYXJpb1JlcXVlc3Qa
+            HC5zdGIuc3R1YnMudjEuU2NlbmFyaW9SZXN1bHQSUgoLTGlzdFJlc3VsdHMSIC5zdGIuc3R1YnMudjEuTGlzdFJlc3VsdHNSZXF1
+            ZXN0GiEuc3RiLnN0dWJzLnYxLkxpc3RSZXN1bHRzUmVzcG9uc2ViBnByb3RvMw==
             """
         ),
         ProtoFileDescriptor(

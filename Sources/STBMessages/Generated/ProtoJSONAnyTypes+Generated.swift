@@ -148,12 +148,16 @@ internal func _protoJSONAnyType(named name: String) -> (any _ProtoJSONCodable.Ty
     case "stb.stubs.v1.JournalEntry": Stb_Stubs_V1_JournalEntry.self
     case "stb.stubs.v1.ListMocksRequest": Stb_Stubs_V1_ListMocksRequest.self
     case "stb.stubs.v1.ListMocksResponse": Stb_Stubs_V1_ListMocksResponse.self
+    case "stb.stubs.v1.ListResultsRequest": Stb_Stubs_V1_ListResultsRequest.self
+    case "stb.stubs.v1.ListResultsResponse": Stb_Stubs_V1_ListResultsResponse.self
     case "stb.stubs.v1.ListStubsRequest": Stb_Stubs_V1_ListStubsRequest.self
     case "stb.stubs.v1.ListStubsResponse": Stb_Stubs_V1_ListStubsResponse.self
     case "stb.stubs.v1.Mock": Stb_Stubs_V1_Mock.self
     case "stb.stubs.v1.MockRef": Stb_Stubs_V1_MockRef.self
     case "stb.stubs.v1.PutStubRequest": Stb_Stubs_V1_PutStubRequest.self
     case "stb.stubs.v1.ResetJournalRequest": Stb_Stubs_V1_ResetJournalRequest.self
+    case "stb.stubs.v1.RunScenarioRequest": Stb_Stubs_V1_RunScenarioRequest.self
+    case "stb.stubs.v1.ScenarioResult": Stb_Stubs_V1_ScenarioResult.self
     case "stb.stubs.v1.StartMockRequest": Stb_Stubs_V1_StartMockRequest.self
     case "stb.stubs.v1.Stub": Stb_Stubs_V1_Stub.self
     case "stb.stubs.v1.StubCounter": Stb_Stubs_V1_StubCounter.self

@@ -119,10 +119,12 @@ public struct MethodAccess: Sendable {
         // The stub server: engineers read stubs, mocks and the journal (which holds request
         // bodies); only admins change what the mocks answer.
         let stubs = Stb_Stubs_V1_Stubs.self
-        for method in [stubs.getStub.path, stubs.listStubs.path, stubs.listMocks.path, stubs.verify.path, stubs.getJournal.path] {
+        for method in [stubs.getStub.path, stubs.listStubs.path, stubs.listMocks.path, stubs.verify.path, stubs.getJournal.path,
+                       stubs.listResults.path] {
             table[method] = .role(.engineer)
         }
-        for method in [stubs.putStub.path, stubs.deleteStub.path, stubs.startMock.path, stubs.stopMock.path, stubs.resetJournal.path] {
+        for method in [stubs.putStub.path, stubs.deleteStub.path, stubs.startMock.path, stubs.stopMock.path, stubs.resetJournal.path,
+                       stubs.runScenario.path] {
             table[method] = .role(.admin)
         }
         return MethodAccess(table)

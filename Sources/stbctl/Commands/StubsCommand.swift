@@ -219,3 +219,95 @@ struct StubsReset: AsyncParsableCommand {
         Terminal.write("journal reset")
     }
 }
+
+/// `stbctl scenario …`: scenarios run by stubd, and their stored results.
+struct ScenarioCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scenario",
+        abstract: "Run a scenario on stubd and print its report; list stored results.",
+        discussion: """
+            A scenario is {"name": ..., "actions": [...]} with actions START_MOCK, STOP_MOCK, \
+            PUT_STUB, SET_DELAY, SET_FAULT, WAIT, CALL and LOAD (see the README). `run` exits 0 \
+            when the result is SUCCESS, 1 otherwise.
+
+            Examples:
+              stbctl scenario run scenario.json
+              stbctl scenario results --name rules-fault
+            """,
+        subcommands: [ScenarioRun.self, ScenarioResults.self]
+    )
+}
+
+struct ScenarioRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a scenario now and print its result, one line per action.")
+
+    @Argument(help: ArgumentHelp("The scenario (JSON), or - for standard input.", valueName: "file"))
+    var file: String
+
+    @Flag(help: "Print the whole result as JSON.")
+    var json = false
+
+    @OptionGroup var stubs: StubsAddress
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: file))
+        var options = global
+        // A scenario runs for as long as its actions take.
+        options.timeout = Seconds(max(global.timeout.value, 3600))
+        let result = try await options.withStubs(stubs) {
+            try await $0.call(Stb_Stubs_V1_Stubs.runScenario, Stb_Stubs_V1_RunScenarioRequest(definitionJson: String(decoding: data, as: UTF8.self)))
+        }
+        if json {
+            let object: JSONValue = [
+                "id": .string(result.id), "scenario": .string(result.scenario), "status": .string(result.status),
+                "durationMs": .number(result.durationMs), "error": .string(result.error),
+                "steps": (try? JSONValue.parse(result.stepsJson)) ?? .array([]),
+            ]
+            Terminal.write(object.rendered(pretty: true))
+        } else {
+            for step in (try? JSONValue.parse(result.stepsJson))?.arrayValue ?? [] {
+                let held = step["held"] == .bool(true) ? "ok" : "FAILED"
+                let type = step["type"]?.stringValue ?? "?"
+                let note = step["error"]?.stringValue ?? Self.summary(step["detail"])
+                Terminal.write("\(step["position"]?.integerValue ?? 0) \(type): \(held)\(note.isEmpty ? "" : "  \(note)")")
+            }
+            Terminal.write("\(result.scenario): \(result.status) in \(result.durationMs) ms\(result.error.isEmpty ? "" : ": \(result.error)")")
+        }
+        if result.status != "SUCCESS" { throw ExitCode(1) }
+    }
+
+    private static func summary(_ detail: JSONValue?) -> String {
+        guard let detail else { return "" }
+        if let total = detail["total"] {
+            let statuses = total["statuses"]?.canonicalText ?? "{}"
+            let p99 = total["latencyFromIntendedMs"]?["p99"]?.canonicalText ?? "?"
+            let verdicts = (detail["thresholds"]?.arrayValue ?? []).map { "\($0["threshold"]?.stringValue ?? ""): \($0["measured"]?.stringValue ?? "")" }
+            return "sent \(total["sent"]?.canonicalText ?? "0"), statuses \(statuses), p99 \(p99) ms" + (verdicts.isEmpty ? "" : ", " + verdicts.joined(separator: ", "))
+        }
+        if let status = detail["status"]?.stringValue { return "status \(status)" }
+        return ""
+    }
+}
+
+struct ScenarioResults: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "results", abstract: "List stored results, newest first.")
+
+    @Option(help: "Only this scenario's results.")
+    var name: String = ""
+
+    @Option(help: "How many.")
+    var limit: Int32 = 20
+
+    @OptionGroup var stubs: StubsAddress
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let reply = try await global.withStubs(stubs) {
+            try await $0.call(Stb_Stubs_V1_Stubs.listResults, Stb_Stubs_V1_ListResultsRequest(scenario: name, limit: limit))
+        }
+        for result in reply.results {
+            Terminal.write("\(result.id)  \(result.scenario)  \(result.status)  \(result.durationMs) ms\(result.error.isEmpty ? "" : "  \(result.error)")")
+        }
+    }
+}

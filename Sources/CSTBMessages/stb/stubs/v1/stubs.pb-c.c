@@ -778,6 +778,186 @@ void   stb__stubs__v1__reset_journal_request__free_unpacked
   assert(message->base.descriptor == &stb__stubs__v1__reset_journal_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   stb__stubs__v1__run_scenario_request__init
+                     (Stb__Stubs__V1__RunScenarioRequest         *message)
+{
+  static const Stb__Stubs__V1__RunScenarioRequest init_value = STB__STUBS__V1__RUN_SCENARIO_REQUEST__INIT;
+  *message = init_value;
+}
+size_t stb__stubs__v1__run_scenario_request__get_packed_size
+                     (const Stb__Stubs__V1__RunScenarioRequest *message)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__run_scenario_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t stb__stubs__v1__run_scenario_request__pack
+                     (const Stb__Stubs__V1__RunScenarioRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__run_scenario_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t stb__stubs__v1__run_scenario_request__pack_to_buffer
+                     (const Stb__Stubs__V1__RunScenarioRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__run_scenario_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Stb__Stubs__V1__RunScenarioRequest *
+       stb__stubs__v1__run_scenario_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Stb__Stubs__V1__RunScenarioRequest *)
+     protobuf_c_message_unpack (&stb__stubs__v1__run_scenario_request__descriptor,
+                                allocator, len, data);
+}
+void   stb__stubs__v1__run_scenario_request__free_unpacked
+                     (Stb__Stubs__V1__RunScenarioRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &stb__stubs__v1__run_scenario_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   stb__stubs__v1__scenario_result__init
+                     (Stb__Stubs__V1__ScenarioResult         *message)
+{
+  static const Stb__Stubs__V1__ScenarioResult init_value = STB__STUBS__V1__SCENARIO_RESULT__INIT;
+  *message = init_value;
+}
+size_t stb__stubs__v1__scenario_result__get_packed_size
+                     (const Stb__Stubs__V1__ScenarioResult *message)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__scenario_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t stb__stubs__v1__scenario_result__pack
+                     (const Stb__Stubs__V1__ScenarioResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__scenario_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t stb__stubs__v1__scenario_result__pack_to_buffer
+                     (const Stb__Stubs__V1__ScenarioResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__scenario_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Stb__Stubs__V1__ScenarioResult *
+       stb__stubs__v1__scenario_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Stb__Stubs__V1__ScenarioResult *)
+     protobuf_c_message_unpack (&stb__stubs__v1__scenario_result__descriptor,
+                                allocator, len, data);
+}
+void   stb__stubs__v1__scenario_result__free_unpacked
+                     (Stb__Stubs__V1__ScenarioResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &stb__stubs__v1__scenario_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   stb__stubs__v1__list_results_request__init
+                     (Stb__Stubs__V1__ListResultsRequest         *message)
+{
+  static const Stb__Stubs__V1__ListResultsRequest init_value = STB__STUBS__V1__LIST_RESULTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t stb__stubs__v1__list_results_request__get_packed_size
+                     (const Stb__Stubs__V1__ListResultsRequest *message)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__list_results_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t stb__stubs__v1__list_results_request__pack
+                     (const Stb__Stubs__V1__ListResultsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__list_results_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t stb__stubs__v1__list_results_request__pack_to_buffer
+                     (const Stb__Stubs__V1__ListResultsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__list_results_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Stb__Stubs__V1__ListResultsRequest *
+       stb__stubs__v1__list_results_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Stb__Stubs__V1__ListResultsRequest *)
+     protobuf_c_message_unpack (&stb__stubs__v1__list_results_request__descriptor,
+                                allocator, len, data);
+}
+void   stb__stubs__v1__list_results_request__free_unpacked
+                     (Stb__Stubs__V1__ListResultsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &stb__stubs__v1__list_results_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   stb__stubs__v1__list_results_response__init
+                     (Stb__Stubs__V1__ListResultsResponse         *message)
+{
+  static const Stb__Stubs__V1__ListResultsResponse init_value = STB__STUBS__V1__LIST_RESULTS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t stb__stubs__v1__list_results_response__get_packed_size
+                     (const Stb__Stubs__V1__ListResultsResponse *message)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__list_results_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t stb__stubs__v1__list_results_response__pack
+                     (const Stb__Stubs__V1__ListResultsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__list_results_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t stb__stubs__v1__list_results_response__pack_to_buffer
+                     (const Stb__Stubs__V1__ListResultsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__list_results_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Stb__Stubs__V1__ListResultsResponse *
+       stb__stubs__v1__list_results_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Stb__Stubs__V1__ListResultsResponse *)
+     protobuf_c_message_unpack (&stb__stubs__v1__list_results_response__descriptor,
+                                allocator, len, data);
+}
+void   stb__stubs__v1__list_results_response__free_unpacked
+                     (Stb__Stubs__V1__ListResultsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &stb__stubs__v1__list_results_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor stb__stubs__v1__stub__field_descriptors[6] =
 {
   {
@@ -1695,7 +1875,250 @@ const ProtobufCMessageDescriptor stb__stubs__v1__reset_journal_request__descript
   (ProtobufCMessageInit) stb__stubs__v1__reset_journal_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor stb__stubs__v1__stubs__method_descriptors[10] =
+static const ProtobufCFieldDescriptor stb__stubs__v1__run_scenario_request__field_descriptors[1] =
+{
+  {
+    "definition_json",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__RunScenarioRequest, definition_json),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned stb__stubs__v1__run_scenario_request__field_indices_by_name[] = {
+  0,   /* field[0] = definition_json */
+};
+static const ProtobufCIntRange stb__stubs__v1__run_scenario_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor stb__stubs__v1__run_scenario_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "stb.stubs.v1.RunScenarioRequest",
+  "RunScenarioRequest",
+  "Stb__Stubs__V1__RunScenarioRequest",
+  "stb.stubs.v1",
+  sizeof(Stb__Stubs__V1__RunScenarioRequest),
+  1,
+  stb__stubs__v1__run_scenario_request__field_descriptors,
+  stb__stubs__v1__run_scenario_request__field_indices_by_name,
+  1,  stb__stubs__v1__run_scenario_request__number_ranges,
+  (ProtobufCMessageInit) stb__stubs__v1__run_scenario_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor stb__stubs__v1__scenario_result__field_descriptors[7] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__ScenarioResult, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "scenario",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__ScenarioResult, scenario),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__ScenarioResult, status),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "steps_json",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__ScenarioResult, steps_json),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "duration_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__ScenarioResult, duration_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__ScenarioResult, error),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "executed_unix_micros",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__ScenarioResult, executed_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned stb__stubs__v1__scenario_result__field_indices_by_name[] = {
+  4,   /* field[4] = duration_ms */
+  5,   /* field[5] = error */
+  6,   /* field[6] = executed_unix_micros */
+  0,   /* field[0] = id */
+  1,   /* field[1] = scenario */
+  2,   /* field[2] = status */
+  3,   /* field[3] = steps_json */
+};
+static const ProtobufCIntRange stb__stubs__v1__scenario_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor stb__stubs__v1__scenario_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "stb.stubs.v1.ScenarioResult",
+  "ScenarioResult",
+  "Stb__Stubs__V1__ScenarioResult",
+  "stb.stubs.v1",
+  sizeof(Stb__Stubs__V1__ScenarioResult),
+  7,
+  stb__stubs__v1__scenario_result__field_descriptors,
+  stb__stubs__v1__scenario_result__field_indices_by_name,
+  1,  stb__stubs__v1__scenario_result__number_ranges,
+  (ProtobufCMessageInit) stb__stubs__v1__scenario_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor stb__stubs__v1__list_results_request__field_descriptors[2] =
+{
+  {
+    "scenario",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__ListResultsRequest, scenario),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__ListResultsRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned stb__stubs__v1__list_results_request__field_indices_by_name[] = {
+  1,   /* field[1] = limit */
+  0,   /* field[0] = scenario */
+};
+static const ProtobufCIntRange stb__stubs__v1__list_results_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor stb__stubs__v1__list_results_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "stb.stubs.v1.ListResultsRequest",
+  "ListResultsRequest",
+  "Stb__Stubs__V1__ListResultsRequest",
+  "stb.stubs.v1",
+  sizeof(Stb__Stubs__V1__ListResultsRequest),
+  2,
+  stb__stubs__v1__list_results_request__field_descriptors,
+  stb__stubs__v1__list_results_request__field_indices_by_name,
+  1,  stb__stubs__v1__list_results_request__number_ranges,
+  (ProtobufCMessageInit) stb__stubs__v1__list_results_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor stb__stubs__v1__list_results_response__field_descriptors[1] =
+{
+  {
+    "results",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Stb__Stubs__V1__ListResultsResponse, n_results),
+    offsetof(Stb__Stubs__V1__ListResultsResponse, results),
+    &stb__stubs__v1__scenario_result__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned stb__stubs__v1__list_results_response__field_indices_by_name[] = {
+  0,   /* field[0] = results */
+};
+static const ProtobufCIntRange stb__stubs__v1__list_results_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor stb__stubs__v1__list_results_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "stb.stubs.v1.ListResultsResponse",
+  "ListResultsResponse",
+  "Stb__Stubs__V1__ListResultsResponse",
+  "stb.stubs.v1",
+  sizeof(Stb__Stubs__V1__ListResultsResponse),
+  1,
+  stb__stubs__v1__list_results_response__field_descriptors,
+  stb__stubs__v1__list_results_response__field_indices_by_name,
+  1,  stb__stubs__v1__list_results_response__number_ranges,
+  (ProtobufCMessageInit) stb__stubs__v1__list_results_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor stb__stubs__v1__stubs__method_descriptors[12] =
 {
   { "PutStub", &stb__stubs__v1__put_stub_request__descriptor, &stb__stubs__v1__stub__descriptor },
   { "GetStub", &stb__stubs__v1__stub_ref__descriptor, &stb__stubs__v1__stub__descriptor },
@@ -1707,15 +2130,19 @@ static const ProtobufCMethodDescriptor stb__stubs__v1__stubs__method_descriptors
   { "Verify", &stb__stubs__v1__verify_request__descriptor, &stb__stubs__v1__verify_response__descriptor },
   { "GetJournal", &stb__stubs__v1__get_journal_request__descriptor, &stb__stubs__v1__journal__descriptor },
   { "ResetJournal", &stb__stubs__v1__reset_journal_request__descriptor, &stb__common__v1__empty__descriptor },
+  { "RunScenario", &stb__stubs__v1__run_scenario_request__descriptor, &stb__stubs__v1__scenario_result__descriptor },
+  { "ListResults", &stb__stubs__v1__list_results_request__descriptor, &stb__stubs__v1__list_results_response__descriptor },
 };
 const unsigned stb__stubs__v1__stubs__method_indices_by_name[] = {
   3,        /* DeleteStub */
   8,        /* GetJournal */
   1,        /* GetStub */
   6,        /* ListMocks */
+  11,        /* ListResults */
   2,        /* ListStubs */
   0,        /* PutStub */
   9,        /* ResetJournal */
+  10,        /* RunScenario */
   4,        /* StartMock */
   5,        /* StopMock */
   7         /* Verify */
@@ -1727,7 +2154,7 @@ const ProtobufCServiceDescriptor stb__stubs__v1__stubs__descriptor =
   "Stubs",
   "Stb__Stubs__V1__Stubs",
   "stb.stubs.v1",
-  10,
+  12,
   stb__stubs__v1__stubs__method_descriptors,
   stb__stubs__v1__stubs__method_indices_by_name
 };
@@ -1810,6 +2237,22 @@ void stb__stubs__v1__stubs__reset_journal(ProtobufCService *service,
 {
   assert(service->descriptor == &stb__stubs__v1__stubs__descriptor);
   service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void stb__stubs__v1__stubs__run_scenario(ProtobufCService *service,
+                                         const Stb__Stubs__V1__RunScenarioRequest *input,
+                                         Stb__Stubs__V1__ScenarioResult_Closure closure,
+                                         void *closure_data)
+{
+  assert(service->descriptor == &stb__stubs__v1__stubs__descriptor);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void stb__stubs__v1__stubs__list_results(ProtobufCService *service,
+                                         const Stb__Stubs__V1__ListResultsRequest *input,
+                                         Stb__Stubs__V1__ListResultsResponse_Closure closure,
+                                         void *closure_data)
+{
+  assert(service->descriptor == &stb__stubs__v1__stubs__descriptor);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void stb__stubs__v1__stubs__init (Stb__Stubs__V1__Stubs_Service *service,
                                   Stb__Stubs__V1__Stubs_ServiceDestroy destroy)

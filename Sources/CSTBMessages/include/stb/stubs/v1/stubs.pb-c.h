@@ -34,6 +34,10 @@ typedef struct Stb__Stubs__V1__JournalEntry__MetadataEntry Stb__Stubs__V1__Journ
 typedef struct Stb__Stubs__V1__StubCounter Stb__Stubs__V1__StubCounter;
 typedef struct Stb__Stubs__V1__Journal Stb__Stubs__V1__Journal;
 typedef struct Stb__Stubs__V1__ResetJournalRequest Stb__Stubs__V1__ResetJournalRequest;
+typedef struct Stb__Stubs__V1__RunScenarioRequest Stb__Stubs__V1__RunScenarioRequest;
+typedef struct Stb__Stubs__V1__ScenarioResult Stb__Stubs__V1__ScenarioResult;
+typedef struct Stb__Stubs__V1__ListResultsRequest Stb__Stubs__V1__ListResultsRequest;
+typedef struct Stb__Stubs__V1__ListResultsResponse Stb__Stubs__V1__ListResultsResponse;
 
 
 /* --- enums --- */
@@ -310,6 +314,74 @@ struct  Stb__Stubs__V1__ResetJournalRequest
 #define STB__STUBS__V1__RESET_JOURNAL_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__stubs__v1__reset_journal_request__descriptor) \
      }
+
+
+struct  Stb__Stubs__V1__RunScenarioRequest
+{
+  ProtobufCMessage base;
+  /*
+   * {"name": ..., "actions": [{"type": "START_MOCK", ...}, ...]}: see the README.
+   */
+  ProtobufCBinaryData definition_json;
+};
+#define STB__STUBS__V1__RUN_SCENARIO_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&stb__stubs__v1__run_scenario_request__descriptor) \
+    , {0,NULL} }
+
+
+/*
+ * One run of a scenario.
+ */
+struct  Stb__Stubs__V1__ScenarioResult
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData id;
+  ProtobufCBinaryData scenario;
+  /*
+   * SUCCESS (every action ran and every expectation held), PARTIAL (every action ran,
+   * an expectation or threshold failed), FAILED (an action could not run; the rest were
+   * skipped).
+   */
+  ProtobufCBinaryData status;
+  /*
+   * One object per action: its type, whether it held, what it saw (a LOAD's report).
+   */
+  ProtobufCBinaryData steps_json;
+  int64_t duration_ms;
+  /*
+   * Why the run failed, when it did.
+   */
+  ProtobufCBinaryData error;
+  int64_t executed_unix_micros;
+};
+#define STB__STUBS__V1__SCENARIO_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&stb__stubs__v1__scenario_result__descriptor) \
+    , {0,NULL}, {0,NULL}, {0,NULL}, {0,NULL}, 0, {0,NULL}, 0 }
+
+
+struct  Stb__Stubs__V1__ListResultsRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Only this scenario's results; empty for all.
+   */
+  ProtobufCBinaryData scenario;
+  int32_t limit;
+};
+#define STB__STUBS__V1__LIST_RESULTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&stb__stubs__v1__list_results_request__descriptor) \
+    , {0,NULL}, 0 }
+
+
+struct  Stb__Stubs__V1__ListResultsResponse
+{
+  ProtobufCMessage base;
+  size_t n_results;
+  Stb__Stubs__V1__ScenarioResult **results;
+};
+#define STB__STUBS__V1__LIST_RESULTS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&stb__stubs__v1__list_results_response__descriptor) \
+    , 0,NULL }
 
 
 /* Stb__Stubs__V1__Stub methods */
@@ -638,6 +710,82 @@ Stb__Stubs__V1__ResetJournalRequest *
 void   stb__stubs__v1__reset_journal_request__free_unpacked
                      (Stb__Stubs__V1__ResetJournalRequest *message,
                       ProtobufCAllocator *allocator);
+/* Stb__Stubs__V1__RunScenarioRequest methods */
+void   stb__stubs__v1__run_scenario_request__init
+                     (Stb__Stubs__V1__RunScenarioRequest         *message);
+size_t stb__stubs__v1__run_scenario_request__get_packed_size
+                     (const Stb__Stubs__V1__RunScenarioRequest   *message);
+size_t stb__stubs__v1__run_scenario_request__pack
+                     (const Stb__Stubs__V1__RunScenarioRequest   *message,
+                      uint8_t             *out);
+size_t stb__stubs__v1__run_scenario_request__pack_to_buffer
+                     (const Stb__Stubs__V1__RunScenarioRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Stb__Stubs__V1__RunScenarioRequest *
+       stb__stubs__v1__run_scenario_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   stb__stubs__v1__run_scenario_request__free_unpacked
+                     (Stb__Stubs__V1__RunScenarioRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Stb__Stubs__V1__ScenarioResult methods */
+void   stb__stubs__v1__scenario_result__init
+                     (Stb__Stubs__V1__ScenarioResult         *message);
+size_t stb__stubs__v1__scenario_result__get_packed_size
+                     (const Stb__Stubs__V1__ScenarioResult   *message);
+size_t stb__stubs__v1__scenario_result__pack
+                     (const Stb__Stubs__V1__ScenarioResult   *message,
+                      uint8_t             *out);
+size_t stb__stubs__v1__scenario_result__pack_to_buffer
+                     (const Stb__Stubs__V1__ScenarioResult   *message,
+                      ProtobufCBuffer     *buffer);
+Stb__Stubs__V1__ScenarioResult *
+       stb__stubs__v1__scenario_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   stb__stubs__v1__scenario_result__free_unpacked
+                     (Stb__Stubs__V1__ScenarioResult *message,
+                      ProtobufCAllocator *allocator);
+/* Stb__Stubs__V1__ListResultsRequest methods */
+void   stb__stubs__v1__list_results_request__init
+                     (Stb__Stubs__V1__ListResultsRequest         *message);
+size_t stb__stubs__v1__list_results_request__get_packed_size
+                     (const Stb__Stubs__V1__ListResultsRequest   *message);
+size_t stb__stubs__v1__list_results_request__pack
+                     (const Stb__Stubs__V1__ListResultsRequest   *message,
+                      uint8_t             *out);
+size_t stb__stubs__v1__list_results_request__pack_to_buffer
+                     (const Stb__Stubs__V1__ListResultsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Stb__Stubs__V1__ListResultsRequest *
+       stb__stubs__v1__list_results_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   stb__stubs__v1__list_results_request__free_unpacked
+                     (Stb__Stubs__V1__ListResultsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Stb__Stubs__V1__ListResultsResponse methods */
+void   stb__stubs__v1__list_results_response__init
+                     (Stb__Stubs__V1__ListResultsResponse         *message);
+size_t stb__stubs__v1__list_results_response__get_packed_size
+                     (const Stb__Stubs__V1__ListResultsResponse   *message);
+size_t stb__stubs__v1__list_results_response__pack
+                     (const Stb__Stubs__V1__ListResultsResponse   *message,
+                      uint8_t             *out);
+size_t stb__stubs__v1__list_results_response__pack_to_buffer
+                     (const Stb__Stubs__V1__ListResultsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Stb__Stubs__V1__ListResultsResponse *
+       stb__stubs__v1__list_results_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   stb__stubs__v1__list_results_response__free_unpacked
+                     (Stb__Stubs__V1__ListResultsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Stb__Stubs__V1__Stub_Closure)
@@ -694,6 +842,18 @@ typedef void (*Stb__Stubs__V1__Journal_Closure)
 typedef void (*Stb__Stubs__V1__ResetJournalRequest_Closure)
                  (const Stb__Stubs__V1__ResetJournalRequest *message,
                   void *closure_data);
+typedef void (*Stb__Stubs__V1__RunScenarioRequest_Closure)
+                 (const Stb__Stubs__V1__RunScenarioRequest *message,
+                  void *closure_data);
+typedef void (*Stb__Stubs__V1__ScenarioResult_Closure)
+                 (const Stb__Stubs__V1__ScenarioResult *message,
+                  void *closure_data);
+typedef void (*Stb__Stubs__V1__ListResultsRequest_Closure)
+                 (const Stb__Stubs__V1__ListResultsRequest *message,
+                  void *closure_data);
+typedef void (*Stb__Stubs__V1__ListResultsResponse_Closure)
+                 (const Stb__Stubs__V1__ListResultsResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -741,6 +901,14 @@ struct Stb__Stubs__V1__Stubs_Service
                         const Stb__Stubs__V1__ResetJournalRequest *input,
                         Stb__Common__V1__Empty_Closure closure,
                         void *closure_data);
+  void (*run_scenario)(Stb__Stubs__V1__Stubs_Service *service,
+                       const Stb__Stubs__V1__RunScenarioRequest *input,
+                       Stb__Stubs__V1__ScenarioResult_Closure closure,
+                       void *closure_data);
+  void (*list_results)(Stb__Stubs__V1__Stubs_Service *service,
+                       const Stb__Stubs__V1__ListResultsRequest *input,
+                       Stb__Stubs__V1__ListResultsResponse_Closure closure,
+                       void *closure_data);
 };
 typedef void (*Stb__Stubs__V1__Stubs_ServiceDestroy)(Stb__Stubs__V1__Stubs_Service *);
 void stb__stubs__v1__stubs__init (Stb__Stubs__V1__Stubs_Service *service,
@@ -758,7 +926,9 @@ void stb__stubs__v1__stubs__init (Stb__Stubs__V1__Stubs_Service *service,
       function_prefix__ ## list_mocks,\
       function_prefix__ ## verify,\
       function_prefix__ ## get_journal,\
-      function_prefix__ ## reset_journal  }
+      function_prefix__ ## reset_journal,\
+      function_prefix__ ## run_scenario,\
+      function_prefix__ ## list_results  }
 void stb__stubs__v1__stubs__put_stub(ProtobufCService *service,
                                      const Stb__Stubs__V1__PutStubRequest *input,
                                      Stb__Stubs__V1__Stub_Closure closure,
@@ -799,6 +969,14 @@ void stb__stubs__v1__stubs__reset_journal(ProtobufCService *service,
                                           const Stb__Stubs__V1__ResetJournalRequest *input,
                                           Stb__Common__V1__Empty_Closure closure,
                                           void *closure_data);
+void stb__stubs__v1__stubs__run_scenario(ProtobufCService *service,
+                                         const Stb__Stubs__V1__RunScenarioRequest *input,
+                                         Stb__Stubs__V1__ScenarioResult_Closure closure,
+                                         void *closure_data);
+void stb__stubs__v1__stubs__list_results(ProtobufCService *service,
+                                         const Stb__Stubs__V1__ListResultsRequest *input,
+                                         Stb__Stubs__V1__ListResultsResponse_Closure closure,
+                                         void *closure_data);
 
 /* --- descriptors --- */
 
@@ -820,6 +998,10 @@ extern const ProtobufCMessageDescriptor stb__stubs__v1__journal_entry__metadata_
 extern const ProtobufCMessageDescriptor stb__stubs__v1__stub_counter__descriptor;
 extern const ProtobufCMessageDescriptor stb__stubs__v1__journal__descriptor;
 extern const ProtobufCMessageDescriptor stb__stubs__v1__reset_journal_request__descriptor;
+extern const ProtobufCMessageDescriptor stb__stubs__v1__run_scenario_request__descriptor;
+extern const ProtobufCMessageDescriptor stb__stubs__v1__scenario_result__descriptor;
+extern const ProtobufCMessageDescriptor stb__stubs__v1__list_results_request__descriptor;
+extern const ProtobufCMessageDescriptor stb__stubs__v1__list_results_response__descriptor;
 extern const ProtobufCServiceDescriptor stb__stubs__v1__stubs__descriptor;
 
 PROTOBUF_C__END_DECLS

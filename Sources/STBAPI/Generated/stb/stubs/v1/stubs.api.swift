@@ -41,6 +41,12 @@ public protocol Stb_Stubs_V1_StubsService: RPCService {
 
     /// Clears the counters, the recent calls and the `times` already used.
     func resetJournal(_ request: Stb_Stubs_V1_ResetJournalRequest, context: ServerContext) async throws -> Stb_Common_V1_Empty
+
+    /// Stores a scenario (ordered actions), runs it now, stores and returns its result.
+    func runScenario(_ request: Stb_Stubs_V1_RunScenarioRequest, context: ServerContext) async throws -> Stb_Stubs_V1_ScenarioResult
+
+    /// Stored results, newest first.
+    func listResults(_ request: Stb_Stubs_V1_ListResultsRequest, context: ServerContext) async throws -> Stb_Stubs_V1_ListResultsResponse
 }
 
 extension Stb_Stubs_V1_StubsService {
@@ -62,5 +68,7 @@ extension Stb_Stubs_V1_StubsService {
         router.register(Stb_Stubs_V1_Stubs.verify, unary: { try await self.verify($0, context: $1) })
         router.register(Stb_Stubs_V1_Stubs.getJournal, unary: { try await self.getJournal($0, context: $1) })
         router.register(Stb_Stubs_V1_Stubs.resetJournal, unary: { try await self.resetJournal($0, context: $1) })
+        router.register(Stb_Stubs_V1_Stubs.runScenario, unary: { try await self.runScenario($0, context: $1) })
+        router.register(Stb_Stubs_V1_Stubs.listResults, unary: { try await self.listResults($0, context: $1) })
     }
 }

@@ -695,6 +695,184 @@ public struct Stb_Stubs_V1_ResetJournalRequest: ProtoMessage {
     }
 }
 
+/// The `stb.stubs.v1.RunScenarioRequest` message.
+public struct Stb_Stubs_V1_RunScenarioRequest: ProtoMessage {
+    /// {"name": ..., "actions": [{"type": "START_MOCK", ...}, ...]}: see the README.
+    public var definitionJson: String = ""
+
+    /// The fully qualified proto name.
+    public static var protoMessageName: String { "stb.stubs.v1.RunScenarioRequest" }
+
+    /// Creates a message with every field at its default (proto3 zero) value.
+    public init() {}
+
+    /// Creates a message from the given fields; the rest keep their defaults.
+    public init(
+        definitionJson: String = ""
+    ) {
+        self.definitionJson = definitionJson
+    }
+
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
+        guard let c = stb__stubs__v1__run_scenario_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
+        }
+        defer { stb__stubs__v1__run_scenario_request__free_unpacked(c, nil) }
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
+    }
+
+    /// Appends the wire encoding to `buffer`, packing straight into its storage.
+    public func serialize(into buffer: inout [UInt8]) {
+        ProtoArena.with { arena in
+            let c = _makeC(&arena)
+            buffer._protoAppend(count: stb__stubs__v1__run_scenario_request__get_packed_size(c)) { stb__stubs__v1__run_scenario_request__pack(c, $0) }
+        }
+    }
+}
+
+/// One run of a scenario.
+public struct Stb_Stubs_V1_ScenarioResult: ProtoMessage {
+    /// `id` (field 1).
+    public var id: String = ""
+    /// `scenario` (field 2).
+    public var scenario: String = ""
+    /// SUCCESS (every action ran and every expectation held), PARTIAL (every action ran,
+    /// an expectation or threshold failed), FAILED (an action could not run; the rest were
+    /// skipped).
+    public var status: String = ""
+    /// One object per action: its type, whether it held, what it saw (a LOAD's report).
+    public var stepsJson: String = ""
+    /// `duration_ms` (field 5).
+    public var durationMs: Int64 = 0
+    /// Why the run failed, when it did.
+    public var error: String = ""
+    /// `executed_unix_micros` (field 7).
+    public var executedUnixMicros: Int64 = 0
+
+    /// The fully qualified proto name.
+    public static var protoMessageName: String { "stb.stubs.v1.ScenarioResult" }
+
+    /// Creates a message with every field at its default (proto3 zero) value.
+    public init() {}
+
+    /// Creates a message from the given fields; the rest keep their defaults.
+    public init(
+        id: String = "",
+        scenario: String = "",
+        status: String = "",
+        stepsJson: String = "",
+        durationMs: Int64 = 0,
+        error: String = "",
+        executedUnixMicros: Int64 = 0
+    ) {
+        self.id = id
+        self.scenario = scenario
+        self.status = status
+        self.stepsJson = stepsJson
+        self.durationMs = durationMs
+        self.error = error
+        self.executedUnixMicros = executedUnixMicros
+    }
+
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
+        guard let c = stb__stubs__v1__scenario_result__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
+        }
+        defer { stb__stubs__v1__scenario_result__free_unpacked(c, nil) }
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
+    }
+
+    /// Appends the wire encoding to `buffer`, packing straight into its storage.
+    public func serialize(into buffer: inout [UInt8]) {
+        ProtoArena.with { arena in
+            let c = _makeC(&arena)
+            buffer._protoAppend(count: stb__stubs__v1__scenario_result__get_packed_size(c)) { stb__stubs__v1__scenario_result__pack(c, $0) }
+        }
+    }
+}
+
+/// The `stb.stubs.v1.ListResultsRequest` message.
+public struct Stb_Stubs_V1_ListResultsRequest: ProtoMessage {
+    /// Only this scenario's results; empty for all.
+    public var scenario: String = ""
+    /// `limit` (field 2).
+    public var limit: Int32 = 0
+
+    /// The fully qualified proto name.
+    public static var protoMessageName: String { "stb.stubs.v1.ListResultsRequest" }
+
+    /// Creates a message with every field at its default (proto3 zero) value.
+    public init() {}
+
+    /// Creates a message from the given fields; the rest keep their defaults.
+    public init(
+        scenario: String = "",
+        limit: Int32 = 0
+    ) {
+        self.scenario = scenario
+        self.limit = limit
+    }
+
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
+        guard let c = stb__stubs__v1__list_results_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
+        }
+        defer { stb__stubs__v1__list_results_request__free_unpacked(c, nil) }
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
+    }
+
+    /// Appends the wire encoding to `buffer`, packing straight into its storage.
+    public func serialize(into buffer: inout [UInt8]) {
+        ProtoArena.with { arena in
+            let c = _makeC(&arena)
+            buffer._protoAppend(count: stb__stubs__v1__list_results_request__get_packed_size(c)) { stb__stubs__v1__list_results_request__pack(c, $0) }
+        }
+    }
+}
+
+/// The `stb.stubs.v1.ListResultsResponse` message.
+public struct Stb_Stubs_V1_ListResultsResponse: ProtoMessage {
+    /// `results` (field 1).
+    public var results: [Stb_Stubs_V1_ScenarioResult] = []
+
+    /// The fully qualified proto name.
+    public static var protoMessageName: String { "stb.stubs.v1.ListResultsResponse" }
+
+    /// Creates a message with every field at its default (proto3 zero) value.
+    public init() {}
+
+    /// Creates a message from the given fields; the rest keep their defaults.
+    public init(
+        results: [Stb_Stubs_V1_ScenarioResult] = []
+    ) {
+        self.results = results
+    }
+
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
+        guard let c = stb__stubs__v1__list_results_response__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
+        }
+        defer { stb__stubs__v1__list_results_response__free_unpacked(c, nil) }
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
+    }
+
+    /// Appends the wire encoding to `buffer`, packing straight into its storage.
+    public func serialize(into buffer: inout [UInt8]) {
+        ProtoArena.with { arena in
+            let c = _makeC(&arena)
+            buffer._protoAppend(count: stb__stubs__v1__list_results_response__get_packed_size(c)) { stb__stubs__v1__list_results_response__pack(c, $0) }
+        }
+    }
+}
+
 /// Manages stubs and mocks, and reads the journal.
 public enum Stb_Stubs_V1_Stubs {
     /// The fully qualified service name.
@@ -712,6 +890,8 @@ public enum Stb_Stubs_V1_Stubs {
         "/stb.stubs.v1.Stubs/Verify",
         "/stb.stubs.v1.Stubs/GetJournal",
         "/stb.stubs.v1.Stubs/ResetJournal",
+        "/stb.stubs.v1.Stubs/RunScenario",
+        "/stb.stubs.v1.Stubs/ListResults",
     ]
 
     /// Saves a stub (a new one, or replaces the one with its id); the definition is checked
@@ -773,6 +953,18 @@ public enum Stb_Stubs_V1_Stubs {
     /// Clears the counters, the recent calls and the `times` already used.
     public static let resetJournal = ProtoMethod<Stb_Stubs_V1_ResetJournalRequest, Stb_Common_V1_Empty>(
         path: "/stb.stubs.v1.Stubs/ResetJournal",
+        kind: .unary
+    )
+
+    /// Stores a scenario (ordered actions), runs it now, stores and returns its result.
+    public static let runScenario = ProtoMethod<Stb_Stubs_V1_RunScenarioRequest, Stb_Stubs_V1_ScenarioResult>(
+        path: "/stb.stubs.v1.Stubs/RunScenario",
+        kind: .unary
+    )
+
+    /// Stored results, newest first.
+    public static let listResults = ProtoMethod<Stb_Stubs_V1_ListResultsRequest, Stb_Stubs_V1_ListResultsResponse>(
+        path: "/stb.stubs.v1.Stubs/ListResults",
         kind: .unary
     )
 }
@@ -1182,6 +1374,109 @@ extension Stb_Stubs_V1_ResetJournalRequest {
     internal func _makeC(_ arena: inout ProtoArena) -> UnsafeMutablePointer<Stb__Stubs__V1__ResetJournalRequest> {
         let c = arena.allocate(Stb__Stubs__V1__ResetJournalRequest.self)
         stb__stubs__v1__reset_journal_request__init(c)
+        return c
+    }
+}
+
+extension Stb_Stubs_V1_RunScenarioRequest {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Stubs__V1__RunScenarioRequest>) throws(_ProtoFieldError) {
+        let m = c.pointee
+        self.definitionJson = try _protoString(m.definition_json, field: "definition_json")
+    }
+
+    /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
+    internal func _makeC(_ arena: inout ProtoArena) -> UnsafeMutablePointer<Stb__Stubs__V1__RunScenarioRequest> {
+        let c = arena.allocate(Stb__Stubs__V1__RunScenarioRequest.self)
+        stb__stubs__v1__run_scenario_request__init(c)
+        if !self.definitionJson.isEmpty {
+            c.pointee.definition_json = arena.utf8(self.definitionJson)
+        }
+        return c
+    }
+}
+
+extension Stb_Stubs_V1_ScenarioResult {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Stubs__V1__ScenarioResult>) throws(_ProtoFieldError) {
+        let m = c.pointee
+        self.id = try _protoString(m.id, field: "id")
+        self.scenario = try _protoString(m.scenario, field: "scenario")
+        self.status = try _protoString(m.status, field: "status")
+        self.stepsJson = try _protoString(m.steps_json, field: "steps_json")
+        self.durationMs = m.duration_ms
+        self.error = try _protoString(m.error, field: "error")
+        self.executedUnixMicros = m.executed_unix_micros
+    }
+
+    /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
+    internal func _makeC(_ arena: inout ProtoArena) -> UnsafeMutablePointer<Stb__Stubs__V1__ScenarioResult> {
+        let c = arena.allocate(Stb__Stubs__V1__ScenarioResult.self)
+        stb__stubs__v1__scenario_result__init(c)
+        if !self.id.isEmpty {
+            c.pointee.id = arena.utf8(self.id)
+        }
+        if !self.scenario.isEmpty {
+            c.pointee.scenario = arena.utf8(self.scenario)
+        }
+        if !self.status.isEmpty {
+            c.pointee.status = arena.utf8(self.status)
+        }
+        if !self.stepsJson.isEmpty {
+            c.pointee.steps_json = arena.utf8(self.stepsJson)
+        }
+        c.pointee.duration_ms = self.durationMs
+        if !self.error.isEmpty {
+            c.pointee.error = arena.utf8(self.error)
+        }
+        c.pointee.executed_unix_micros = self.executedUnixMicros
+        return c
+    }
+}
+
+extension Stb_Stubs_V1_ListResultsRequest {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Stubs__V1__ListResultsRequest>) throws(_ProtoFieldError) {
+        let m = c.pointee
+        self.scenario = try _protoString(m.scenario, field: "scenario")
+        self.limit = m.limit
+    }
+
+    /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
+    internal func _makeC(_ arena: inout ProtoArena) -> UnsafeMutablePointer<Stb__Stubs__V1__ListResultsRequest> {
+        let c = arena.allocate(Stb__Stubs__V1__ListResultsRequest.self)
+        stb__stubs__v1__list_results_request__init(c)
+        if !self.scenario.isEmpty {
+            c.pointee.scenario = arena.utf8(self.scenario)
+        }
+        c.pointee.limit = self.limit
+        return c
+    }
+}
+
+extension Stb_Stubs_V1_ListResultsResponse {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Stubs__V1__ListResultsResponse>) throws(_ProtoFieldError) {
+        let m = c.pointee
+        self.results = try _protoMessages(m.results, m.n_results, field: "results", Stb_Stubs_V1_ScenarioResult.init(_c:))
+    }
+
+    /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
+    internal func _makeC(_ arena: inout ProtoArena) -> UnsafeMutablePointer<Stb__Stubs__V1__ListResultsResponse> {
+        let c = arena.allocate(Stb__Stubs__V1__ListResultsResponse.self)
+        stb__stubs__v1__list_results_response__init(c)
+        if !self.results.isEmpty {
+            let items = arena.allocate(UnsafeMutablePointer<Stb__Stubs__V1__ScenarioResult>?.self, count: self.results.count)
+            for (index, value) in self.results.enumerated() {
+                items[index] = value._makeC(&arena)
+            }
+            c.pointee.results = items
+            c.pointee.n_results = self.results.count
+        }
         return c
     }
 }
@@ -1723,5 +2018,139 @@ extension Stb_Stubs_V1_ResetJournalRequest: _ProtoJSONCodable {
     mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
         var object = try r.beginObject(Self._jsonFields)
         while try r.nextField(&object) != nil {}
+    }
+}
+
+extension Stb_Stubs_V1_RunScenarioRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.stubs.v1.RunScenarioRequest", "definitionJson definition_json")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""definitionJson":"#, self.definitionJson)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.definitionJson = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Stubs_V1_ScenarioResult: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.stubs.v1.ScenarioResult", "id id scenario scenario status status stepsJson steps_json durationMs duration_ms error error executedUnixMicros executed_unix_micros")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""scenario":"#, self.scenario)
+        w.scalar(#""status":"#, self.status)
+        w.scalar(#""stepsJson":"#, self.stepsJson)
+        w.scalar(#""durationMs":"#, self.durationMs)
+        w.scalar(#""error":"#, self.error)
+        w.scalar(#""executedUnixMicros":"#, self.executedUnixMicros)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.id = try r.scalar()
+            case 1: self.scenario = try r.scalar()
+            case 2: self.status = try r.scalar()
+            case 3: self.stepsJson = try r.scalar()
+            case 4: self.durationMs = try r.scalar()
+            case 5: self.error = try r.scalar()
+            case 6: self.executedUnixMicros = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Stubs_V1_ListResultsRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.stubs.v1.ListResultsRequest", "scenario scenario limit limit")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""scenario":"#, self.scenario)
+        w.scalar(#""limit":"#, self.limit)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.scenario = try r.scalar()
+            case 1: self.limit = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Stubs_V1_ListResultsResponse: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.stubs.v1.ListResultsResponse", "results results")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.repeated(#""results":"#, self.results)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.results = try r.repeated()
+            default: break
+            }
+        }
     }
 }
