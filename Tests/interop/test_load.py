@@ -131,3 +131,28 @@ def test_server_streams_report_messages_and_time_to_first_message(echo_server):
     assert total["messages"] == 300
     assert total["firstMessageMs"]["count"] == 100
     assert total["firstMessageMs"]["p50"] <= total["latencyFromActualMs"]["p50"]
+
+
+def test_requests_held_back_past_the_schedule_end_are_counted_never_sent(echo_server):
+    # 500 calls/s for 2 s, one call at a time; the server stops from 1 s to 3.5 s, past
+    # the schedule's end and its one-second grace: the requests due meanwhile are never sent.
+    def stall():
+        time.sleep(1.0)
+        os.kill(echo_server.pid, signal.SIGSTOP)
+        time.sleep(2.5)
+        os.kill(echo_server.pid, signal.SIGCONT)
+
+    staller = threading.Thread(target=stall)
+    staller.start()
+    try:
+        status, report, stderr = run_load(
+            echo_server, "--method", "stb.testing.v1.Echo/Get", "--rate", "500", "--duration", "2s",
+            "--connections", "1", "--streams", "1", "--threshold", "never_sent<1")
+    finally:
+        staller.join()
+        os.kill(echo_server.pid, signal.SIGCONT)
+    assert status == 1, stderr
+    total = report["total"]
+    assert total["sent"] + total["neverSent"] == 1000, total
+    assert total["neverSent"] >= 400, total
+    assert report["thresholds"][0]["passed"] is False
