@@ -454,3 +454,23 @@ def test_stbctl_scenario_run_prints_the_report_and_its_exit_status_says_the_resu
     listed = subprocess.run([stbctl, "scenario", "results", "--name", "cli-bad", "--stubs-addr", stub_server.addr],
                             capture_output=True, text=True, timeout=30, cwd=REPO)
     assert "cli-bad  PARTIAL" in listed.stdout, listed.stdout + listed.stderr
+
+
+def test_client_streams_match_their_last_request_and_bidirectional_calls_answer_each(stub_server, api):
+    stubs = admin(stub_server, api)
+    for definition in [
+        {"id": "collect-done", "service": "stb.testing.v1.Echo", "method": "Collect",
+         "when": {"field": "text", "op": "EQUALS", "value": "done"}, "response": {"message": {"text": "collected"}}},
+        {"id": "update-each", "service": "stb.testing.v1.Echo", "method": "Update",
+         "when": {"field": "text", "op": "REGEX", "value": "q[0-9]"}, "response": {"messages": [{"message": {"text": "answer"}}]}},
+    ]:
+        stubs.PutStub(api.stubs_pb2.PutStubRequest(definition_json=json.dumps(definition)), timeout=5)
+    with mock_channel(stub_server, api, "stb.testing.v1.Echo") as channel:
+        echo = api.echo_grpc.EchoStub(channel)
+        requests = [api.echo_pb2.EchoRequest(text=t) for t in ("a", "b", "done")]
+        assert echo.Collect(iter(requests), timeout=5).text == "collected"
+        replies = list(echo.Update(iter([api.echo_pb2.EchoRequest(text=f"q{i}") for i in range(3)]), timeout=5))
+        assert [r.text for r in replies] == ["answer"] * 3
+    assert stubs.Verify(api.stubs_pb2.VerifyRequest(stub_id="update-each", count=3), timeout=5).count == 3
+    for stub_id in ("collect-done", "update-each"):
+        stubs.DeleteStub(api.stubs_pb2.StubRef(id=stub_id), timeout=5)
