@@ -26,6 +26,8 @@ let package = Package(
         .executable(name: "stb-echo-server", targets: ["stb-echo-server"]),
         .executable(name: "stb-rpc-bench", targets: ["stb-rpc-bench"]),
         .executable(name: "stb-pg-bench", targets: ["stb-pg-bench"]),
+        .executable(name: "stb-load", targets: ["stb-load"]),
+        .executable(name: "stubd", targets: ["stubd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -33,6 +35,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // MARK: - C libraries (Debian packages, found with pkg-config)
@@ -203,6 +206,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: - Stub server: mocks of any service of Protos/, routes, journal
+
+        .target(
+            name: "STBStubs",
+            dependencies: ["STBAPI", "STBJSON", "STBLoad", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "stubd",
+            dependencies: ["STBStubs", "STBService", serviceLifecycle],
+            swiftSettings: swiftSettings
+        ),
+
         // The command-line client engineers use against the services.
         .executableTarget(
             name: "stbctl",
@@ -217,6 +233,19 @@ let package = Package(
         .target(
             name: "STBEcho",
             dependencies: ["STBAPI", "STBRPC", "STBMessages"],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Load generation: open-model schedules, HdrHistograms from the intended send time
+
+        .target(
+            name: "STBLoad",
+            dependencies: ["STBRPC", "STBMessages", "STBEventLoop", "STBJSON", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "stb-load",
+            dependencies: ["STBLoad", "STBRPC", "STBMessages", "STBJSON", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 
@@ -361,6 +390,16 @@ let package = Package(
         .testTarget(
             name: "STBOptionValuesTests",
             dependencies: ["STBOptionValues", "STBJSON", "STBTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "STBLoadTests",
+            dependencies: ["STBLoad"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "STBStubsTests",
+            dependencies: ["STBStubs", "STBJSON"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -28,17 +28,21 @@ import UnixSignals
 public struct ServiceDaemon: Sendable {
     /// The service's name, lowercase: `catalog`, `rules`.
     public let name: String
+    /// The executable's name, as its ready line says it (`catalogd`; `stubd` for `stubs`).
+    public let executable: String
     public let logger: Logger
     public let environment: [String: String]
 
     /// Sets up logging (`LOG_LEVEL`; only `main` does this) and reads the environment.
-    public init(name: String) {
+    /// `executable` defaults to the name with a `d`.
+    public init(name: String, executable: String? = nil) {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = getenv("LOG_LEVEL").flatMap { Logger.Level(rawValue: String(cString: $0)) } ?? .info
             return handler
         }
         self.name = name
+        self.executable = executable ?? "\(name)d"
         self.logger = Logger(label: "stb.\(name)")
         self.environment = PostgresConfiguration.currentEnvironment()
     }
@@ -105,7 +109,7 @@ public struct ServiceDaemon: Sendable {
                 group: loops, health: health, logger: logger
             )
             let port = try await server.start()
-            print("\(name)d listening on \(configuration.server.host):\(port)")
+            print("\(executable) listening on \(configuration.server.host):\(port)")
             fflush(nil)
         } catch {
             fail("could not start: \(error)")

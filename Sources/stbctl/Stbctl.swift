@@ -61,6 +61,8 @@ struct Stbctl: AsyncParsableCommand {
             WhoAmICommand.self,
             PasswordCommand.self,
             UsersCommand.self,
+            StubsCommand.self,
+            ScenarioCommand.self,
         ]
     )
 

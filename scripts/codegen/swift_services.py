@@ -77,3 +77,42 @@ def emit_protocol(s: ServiceInfo) -> list[str]:
     out.append("    }")
     out.append("}")
     return out
+
+
+def emit_method_table(model, banner: str) -> str:
+    """Every method of every service, with its message types by proto name: what tools
+    that pick a method at run time (the load generator, the stub server) look up."""
+    kinds = {
+        (False, False): "unary",
+        (False, True): "serverStreaming",
+        (True, False): "clientStreaming",
+        (True, True): "bidirectionalStreaming",
+    }
+    out = [
+        banner,
+        "//",
+        "// Every method of every service of Protos/ (and the services they import), by path.",
+        "",
+        "extension ProtoMethodDescriptor {",
+        "    /// Every method the generated code has, ordered by path.",
+        "    public static let generated: [ProtoMethodDescriptor] = [",
+    ]
+    rows = []
+    for name in sorted(model.files):
+        proto = model.files[name].proto
+        for s in proto.service:
+            full = f"{proto.package}.{s.name}" if proto.package else s.name
+            for m in s.method:
+                rows.append((
+                    f"/{full}/{m.name}",
+                    kinds[(m.client_streaming, m.server_streaming)],
+                    m.input_type.lstrip("."),
+                    m.output_type.lstrip("."),
+                ))
+    for path, kind, request, response in sorted(rows):
+        out.append(
+            f'        ProtoMethodDescriptor(path: "{path}", kind: .{kind}, '
+            f'requestType: "{request}", responseType: "{response}"),'
+        )
+    out += ["    ]", "}", ""]
+    return "\n".join(out)

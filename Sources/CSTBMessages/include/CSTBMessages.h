@@ -17,6 +17,7 @@
 #include "stb/gateway/v1/gateway.pb-c.h"
 #include "stb/project/v1/project.pb-c.h"
 #include "stb/rules/v1/rules.pb-c.h"
+#include "stb/stubs/v1/stubs.pb-c.h"
 #include "stb/testing/v1/all_kinds.pb-c.h"
 #include "stb/testing/v1/echo.pb-c.h"
 

@@ -194,6 +194,27 @@ internal func _protoJSONAnyType(named name: String) -> (any _ProtoJSONCodable.Ty
     case "stb.rules.v1.Violation": Stb_Rules_V1_Violation.self
     case "stb.rules.v1.ViolationList": Stb_Rules_V1_ViolationList.self
     case "stb.rules.v1.WatchRequest": Stb_Rules_V1_WatchRequest.self
+    case "stb.stubs.v1.GetJournalRequest": Stb_Stubs_V1_GetJournalRequest.self
+    case "stb.stubs.v1.Journal": Stb_Stubs_V1_Journal.self
+    case "stb.stubs.v1.JournalEntry": Stb_Stubs_V1_JournalEntry.self
+    case "stb.stubs.v1.ListMocksRequest": Stb_Stubs_V1_ListMocksRequest.self
+    case "stb.stubs.v1.ListMocksResponse": Stb_Stubs_V1_ListMocksResponse.self
+    case "stb.stubs.v1.ListResultsRequest": Stb_Stubs_V1_ListResultsRequest.self
+    case "stb.stubs.v1.ListResultsResponse": Stb_Stubs_V1_ListResultsResponse.self
+    case "stb.stubs.v1.ListStubsRequest": Stb_Stubs_V1_ListStubsRequest.self
+    case "stb.stubs.v1.ListStubsResponse": Stb_Stubs_V1_ListStubsResponse.self
+    case "stb.stubs.v1.Mock": Stb_Stubs_V1_Mock.self
+    case "stb.stubs.v1.MockRef": Stb_Stubs_V1_MockRef.self
+    case "stb.stubs.v1.PutStubRequest": Stb_Stubs_V1_PutStubRequest.self
+    case "stb.stubs.v1.ResetJournalRequest": Stb_Stubs_V1_ResetJournalRequest.self
+    case "stb.stubs.v1.RunScenarioRequest": Stb_Stubs_V1_RunScenarioRequest.self
+    case "stb.stubs.v1.ScenarioResult": Stb_Stubs_V1_ScenarioResult.self
+    case "stb.stubs.v1.StartMockRequest": Stb_Stubs_V1_StartMockRequest.self
+    case "stb.stubs.v1.Stub": Stb_Stubs_V1_Stub.self
+    case "stb.stubs.v1.StubCounter": Stb_Stubs_V1_StubCounter.self
+    case "stb.stubs.v1.StubRef": Stb_Stubs_V1_StubRef.self
+    case "stb.stubs.v1.VerifyRequest": Stb_Stubs_V1_VerifyRequest.self
+    case "stb.stubs.v1.VerifyResponse": Stb_Stubs_V1_VerifyResponse.self
     case "stb.testing.v1.AllKinds": Stb_Testing_V1_AllKinds.self
     case "stb.testing.v1.EchoRequest": Stb_Testing_V1_EchoRequest.self
     case "stb.testing.v1.EchoResponse": Stb_Testing_V1_EchoResponse.self

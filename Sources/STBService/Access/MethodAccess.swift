@@ -50,7 +50,8 @@ public struct MethodAccess: Sendable {
         MethodAccess(requirements.merging(other) { _, new in new })
     }
 
-    /// The platform's table: catalog, rules, projects, the gateway's `Auth`, health and reflection.
+    /// The platform's table: catalog, rules, projects, the gateway's `Auth`, the stub
+    /// server's admin API, health and reflection.
     public static let platform: MethodAccess = {
         var table: [String: MethodRequirement] = [:]
         for path in Grpc_Health_V1_Health.methodPaths + Grpc_Reflection_V1_ServerReflection.methodPaths
@@ -152,6 +153,17 @@ public struct MethodAccess: Sendable {
             "/stb.project.v1.Projects/Watch": platformWide,
         ]
         table.merge(projects) { _, new in new }
+        // The stub server: engineers read stubs, mocks and the journal (which holds request
+        // bodies); only admins change what the mocks answer.
+        let stubs = Stb_Stubs_V1_Stubs.self
+        for method in [stubs.getStub.path, stubs.listStubs.path, stubs.listMocks.path, stubs.verify.path, stubs.getJournal.path,
+                       stubs.listResults.path] {
+            table[method] = .role(.engineer)
+        }
+        for method in [stubs.putStub.path, stubs.deleteStub.path, stubs.startMock.path, stubs.stopMock.path, stubs.resetJournal.path,
+                       stubs.runScenario.path] {
+            table[method] = .role(.admin)
+        }
         return MethodAccess(table)
     }()
 }

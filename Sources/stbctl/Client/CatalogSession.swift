@@ -52,7 +52,7 @@ extension GlobalOptions {
         try await withService(try rulesEndpoint(), address: resolvedRulesAddress, name: "the rules service", body)
     }
 
-    private func withService<Value: Sendable>(
+    func withService<Value: Sendable>(
         _ endpoint: (host: String, port: Int), address: String, name: String,
         _ body: (CatalogSession) async throws -> Value
     ) async throws -> Value {

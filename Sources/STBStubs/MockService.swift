@@ -1,0 +1,132 @@
+import STBJSON
+import STBMessages
+import STBRPC
+
+/// A stand-in for one service of `Protos/`: every method answers from the stubs.
+///
+/// A call is matched against the method's stubs in order (priority, then id); the first
+/// whose conditions hold and whose `times` are not used up answers, after its delay and
+/// unless its fault strikes. No match is UNIMPLEMENTED, and the journal keeps the near
+/// misses. Unary and server-streaming calls are matched on their request; a
+/// client-streaming call on its last request; a bidirectional call answers each request.
+struct MockService: RPCService {
+    let serviceName: String
+    let registry: StubRegistry
+    let journal: StubJournal
+
+    func register(in router: inout RPCRouter) {
+        for descriptor in ProtoMethodDescriptor.methods(ofService: serviceName) {
+            let matcher = StubMatcher(method: descriptor, registry: registry, journal: journal)
+            switch descriptor.kind {
+            case .unary:
+                router.register(ProtoMethod<ProtoWireMessage, ProtoWireMessage>(path: descriptor.path, kind: .unary), unary: { request, context in
+                    try await matcher.answerUnary(request.bytes, context: context)
+                })
+            case .serverStreaming:
+                router.register(ProtoMethod<ProtoWireMessage, ProtoWireMessage>(path: descriptor.path, kind: .serverStreaming), serverStreaming: { request, writer, context in
+                    try await matcher.answerStream(request.bytes, writer: writer, context: context)
+                })
+            case .clientStreaming:
+                router.register(ProtoMethod<ProtoWireMessage, ProtoWireMessage>(path: descriptor.path, kind: .clientStreaming), clientStreaming: { requests, context in
+                    var last = ProtoWireMessage()
+                    for try await request in requests { last = request }
+                    return try await matcher.answerUnary(last.bytes, context: context)
+                })
+            case .bidirectionalStreaming:
+                router.register(ProtoMethod<ProtoWireMessage, ProtoWireMessage>(path: descriptor.path, kind: .bidirectionalStreaming), bidirectionalStreaming: { requests, writer, context in
+                    for try await request in requests {
+                        try await matcher.answerStream(request.bytes, writer: writer, context: context, endsCall: false)
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// Matches the calls of one method and carries out the chosen stub's answer.
+struct StubMatcher: Sendable {
+    let method: ProtoMethodDescriptor
+    let registry: StubRegistry
+    let journal: StubJournal
+
+    /// The stub that answers, the answer, and its fault.
+    private func choose(_ request: [UInt8], context: ServerContext) throws -> (StubDefinition, StubDefinition.Response, StubDefinition.Fault?) {
+        let candidates = registry.candidates(for: method.path)
+        var decoded: JSONValue??
+        var metadata: [String: [String]] = [:]
+        if candidates.contains(where: { $0.condition != nil }) {
+            for entry in context.metadata {
+                if case .string(let text) = entry.value { metadata[entry.key, default: []].append(text) }
+            }
+        }
+        var nearMisses: [String] = []
+        for stub in candidates {
+            if let condition = stub.condition {
+                if condition.readsFields, decoded == nil {
+                    decoded = .some(ProtoDynamicMessage.json(ofWireEncoding: request, type: method.requestType)
+                        .flatMap { try? JSONValue.parse(String(decoding: $0, as: UTF8.self)) })
+                }
+                if let failure = condition.firstFailure(request: decoded ?? nil, metadata: metadata) {
+                    nearMisses.append("\(stub.id): \(failure)")
+                    continue
+                }
+            }
+            guard let number = journal.claim(stub.id, times: stub.times) else {
+                nearMisses.append("\(stub.id): its \(stub.times ?? 0) times are used up")
+                continue
+            }
+            let response = stub.responses[min(number, stub.responses.count - 1)]
+            let fault = stub.drawFault()
+            var status = response.status?.code.rawValue ?? 0
+            if case .status(let error)? = fault { status = error.code.rawValue }
+            journal.record(method: method, request: request, metadata: context.metadata, stubID: stub.id, nearMisses: [], status: status)
+            return (stub, response, fault)
+        }
+        journal.record(
+            method: method, request: request, metadata: context.metadata, stubID: nil, nearMisses: nearMisses,
+            status: RPCError.Code.unimplemented.rawValue)
+        throw RPCError(code: .unimplemented, message: "no stub matches this call to \(method.path)")
+    }
+
+    func answerUnary(_ request: [UInt8], context: ServerContext) async throws -> ProtoWireMessage {
+        let (stub, response, fault) = try choose(request, context: context)
+        try await prepare(stub, response, fault, context: context)
+        if let status = response.status { throw status }
+        guard let first = response.messages.first else {
+            throw RPCError(code: .internal, message: "the stub has no message")
+        }
+        if first.delayNanos > 0 { try await Task.sleep(nanoseconds: first.delayNanos) }
+        return ProtoWireMessage(bytes: first.bytes)
+    }
+
+    func answerStream(_ request: [UInt8], writer: RPCWriter<ProtoWireMessage>, context: ServerContext, endsCall: Bool = true) async throws {
+        let (stub, response, fault) = try choose(request, context: context)
+        try await prepare(stub, response, fault, context: context)
+        var gap: UInt64 = 0
+        if case .slowStream(let nanos)? = fault { gap = nanos }
+        for (index, message) in response.messages.enumerated() {
+            let wait = message.delayNanos + (index > 0 ? gap : 0)
+            if wait > 0 { try await Task.sleep(nanoseconds: wait) }
+            try await writer.write(ProtoWireMessage(bytes: message.bytes))
+        }
+        if let status = response.status { throw status }
+    }
+
+    /// Headers and trailers, the delay, and the faults that strike before any answer.
+    private func prepare(_ stub: StubDefinition, _ response: StubDefinition.Response, _ fault: StubDefinition.Fault?, context: ServerContext) async throws {
+        if !response.headers.isEmpty { context.addInitialMetadata(response.headers) }
+        if !response.trailers.isEmpty { context.addTrailingMetadata(response.trailers) }
+        let delay = stub.drawDelay()
+        if delay > 0 { try await Task.sleep(nanoseconds: delay) }
+        switch fault {
+        case .neverAnswer?:
+            // Until the caller gives up (its deadline or a cancel ends the task), at most an hour.
+            try await Task.sleep(nanoseconds: 3_600_000_000_000)
+            throw RPCError(code: .deadlineExceeded, message: "the stub never answered")
+        case .status(let error)?:
+            throw error
+        default:
+            break
+        }
+    }
+}
