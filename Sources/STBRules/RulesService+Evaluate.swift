@@ -1,3 +1,4 @@
+import STBAPI
 import STBMessages
 import STBRPC
 import STBService
@@ -8,10 +9,28 @@ extension RulesService {
     /// How many evaluated selections the service keeps for `base_selection_hash`.
     public static let selectionCacheCapacity = 4_096
 
+    /// Evaluate answered with `EvaluateReply`, the wire form built by `evaluateEncoded`.
+    static let evaluateEncodedMethod = ProtoMethod<Stb_Rules_V1_EvaluateRequest, EvaluateReply>(
+        path: Stb_Rules_V1_Rules.evaluate.path, kind: .unary
+    )
+
+    /// Every method, with `Evaluate` answered in wire form (`evaluateEncoded`).
+    public func register(in router: inout RPCRouter) {
+        registerMethods(in: &router)
+        router.register(Self.evaluateEncodedMethod, unary: { request, context in try self.evaluateEncoded(request, context: context) })
+    }
+
     /// Whether a selection is valid against the rules and the catalog copy, and why not;
     /// with `base_selection_hash`, the selection is that base with the request's choices
     /// applied (FAILED_PRECONDITION `UNKNOWN_BASE_SELECTION` when the base is not held).
+    /// The RPC is served by `evaluateEncoded`; this is the same answer as a message.
     public func evaluate(_ request: Stb_Rules_V1_EvaluateRequest, context: ServerContext) throws -> Stb_Rules_V1_EvaluateResponse {
+        try Stb_Rules_V1_EvaluateResponse(serializedBytes: evaluateEncoded(request, context: context).bytes)
+    }
+
+    /// `evaluate`, in wire form: the defaults' violations that the selection leaves as
+    /// they are are copied from their encoding, made once per engine.
+    func evaluateEncoded(_ request: Stb_Rules_V1_EvaluateRequest, context: ServerContext) throws -> EvaluateReply {
         let (engine, model, catalogRevision, rulesRevision) = try currentEngine()
         let revisions = Revisions(catalog: catalogRevision, rules: rulesRevision)
         var selection = try Self.selection(request, catalog: model, at: "options")
@@ -27,9 +46,16 @@ extension RulesService {
         }
         let hash = Selection.hash(differences: evaluated.differences)
         selections.insert(hash, Selection(choices: Dictionary(evaluated.differences, uniquingKeysWith: { $1 })))
-        var response = Self.response(evaluated.evaluation, revisions)
-        response.selectionHash = hash
-        return response
+        return EvaluateReply(bytes: EvaluateReplyEncoder.reply(
+            evaluated.evaluation, defaults: encodedDefaults(engine), revisions: revisions, selectionHash: hash))
+    }
+
+    /// The defaults' encoded violations for `engine`, made at its first evaluation.
+    func encodedDefaults(_ engine: RuleEngine) -> EncodedDefaults {
+        if let cached = encodedDefaultsCache.withLock({ $0 }), cached.engine === engine { return cached }
+        let made = EncodedDefaults(engine)
+        encodedDefaultsCache.withLock { $0 = made }
+        return made
     }
 
     /// The catalog and rules revisions an evaluation was computed from.
@@ -56,15 +82,15 @@ extension RulesService {
     /// The hash of the catalog defaults (a selection without differences).
     static let defaultSelectionHash = Selection.hash(differences: [])
 
-    /// The response for the catalog defaults, built once per engine and revisions.
-    func defaultReply(_ engine: RuleEngine, _ revisions: Revisions) -> Stb_Rules_V1_EvaluateResponse {
+    /// The reply for the catalog defaults, built once per engine and revisions.
+    func defaultReply(_ engine: RuleEngine, _ revisions: Revisions) -> EvaluateReply {
         if let cached = defaultResponse.withLock({ $0 }), cached.engine === engine, cached.revisions == revisions {
-            return cached.response
+            return cached.reply
         }
-        var response = Self.response(engine.defaultEvaluation, revisions)
-        response.selectionHash = Self.defaultSelectionHash
-        defaultResponse.withLock { $0 = (engine, revisions, response) }
-        return response
+        let reply = EvaluateReply(bytes: EvaluateReplyEncoder.reply(
+            engine.defaultEvaluation, defaults: encodedDefaults(engine), revisions: revisions, selectionHash: Self.defaultSelectionHash))
+        defaultResponse.withLock { $0 = (engine, revisions, reply) }
+        return reply
     }
 
     static var unknownBase: RPCError {

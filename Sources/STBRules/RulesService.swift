@@ -24,8 +24,10 @@ public final class RulesService: Stb_Rules_V1_RulesService, Sendable {
     let state = Mutex(EngineState())
     /// Recently evaluated selections, bases for `Evaluate` by difference.
     let selections = SelectionCache(capacity: RulesService.selectionCacheCapacity)
-    /// The `Evaluate` response for the catalog defaults, for the engine and revisions it was built for.
-    let defaultResponse = Mutex<(engine: RuleEngine, revisions: Revisions, response: Stb_Rules_V1_EvaluateResponse)?>(nil)
+    /// The `Evaluate` reply for the catalog defaults, for the engine and revisions it was built for.
+    let defaultResponse = Mutex<(engine: RuleEngine, revisions: Revisions, reply: EvaluateReply)?>(nil)
+    /// The defaults' violations in wire form, for the current engine.
+    let encodedDefaultsCache = Mutex<EncodedDefaults?>(nil)
     private let rulesChanged: ChangeSignal
 
     /// The outbox channel woken on every rules commit.

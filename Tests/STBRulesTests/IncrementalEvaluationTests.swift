@@ -13,7 +13,7 @@ import STBRules
 
 /// A random catalog of boolean (default true or false) and integer options; some keys hold a
 /// dot, so that a json-logic variable `o3.x` reads both the option `o3.x` and the option `o3`.
-private func randomCatalog(_ rng: inout SplitMix) -> CatalogModel {
+func randomCatalog(_ rng: inout SplitMix) -> CatalogModel {
     let count = 6 + Int(rng.next() % 20)
     var options: [OptionInfo] = []
     for index in 0..<count {
@@ -61,7 +61,7 @@ private func randomLogic(_ keys: [String], _ rng: inout SplitMix) -> JSONLogic {
     return try! JSONLogic(try! JSONValue.parse(text))
 }
 
-private func randomRule(_ number: Int, _ keys: [String], _ rng: inout SplitMix) -> Rule {
+func randomRule(_ number: Int, _ keys: [String], _ rng: inout SplitMix) -> Rule {
     let key = "r\(number)"
     let severity: RuleSeverity = rng.next() % 4 == 0 ? .warning : .error
     let active = rng.next() % 10 != 0
@@ -80,7 +80,7 @@ private func randomRule(_ number: Int, _ keys: [String], _ rng: inout SplitMix) 
     return Rule(key: key, subject: subject, kind: kind, severity: severity, message: rng.next() % 2 == 0 ? "" : "m\(number)", active: active)
 }
 
-private func randomSelection(_ keys: [String], _ catalog: CatalogModel, _ rng: inout SplitMix) -> Selection {
+func randomSelection(_ keys: [String], _ catalog: CatalogModel, _ rng: inout SplitMix) -> Selection {
     var choices: [String: Selection.Choice] = [:]
     for _ in 0..<Int(rng.next() % 6) {
         let key = pick(keys, &rng)

@@ -87,7 +87,7 @@ struct DefaultEvaluation: Sendable {
         let list = violations.map(\.violation)
         evaluation = Evaluation(
             valid: !list.contains { $0.severity == .error }, violations: list, closure: closure,
-            conflicts: conflicts, unknownSelections: [])
+            conflicts: conflicts, unknownSelections: [], fromDefaults: Array(list.indices), closureFromDefaults: true)
     }
 }
 
@@ -116,38 +116,53 @@ extension RuleEngine {
             if defaults.closureInputs[slot] { closureTouched = true }
         }
         var violations = constraintViolations(state)
+        let base = defaults.violations
+        var fromDefaults = Array(repeating: -1, count: violations.count)
+        /// A violation checked now, and whether it is the defaults' for the same rule (then a
+        /// reply copies that one's encoding).
+        func append(_ violation: Violation, rule ruleIndex: Int, next: Int) {
+            violations.append(violation)
+            let same = next < base.count && base[next].rule == ruleIndex && base[next].violation == violation
+            fromDefaults.append(same ? next : -1)
+        }
         // A selection that touches most rules is checked rule by rule, without the merge.
         if touched.count >= activeRules.count / 2 {
+            var next = 0
             for ruleIndex in activeRules {
-                if let violation = check(compiled[ruleIndex], state) { violations.append(violation) }
+                while next < base.count, base[next].rule < ruleIndex { next += 1 }
+                if let violation = check(compiled[ruleIndex], state) { append(violation, rule: ruleIndex, next: next) }
             }
             let (closure, conflicts) = closureTouched ? closureAndConflicts(state) : (defaults.closure, defaults.conflicts)
             return Evaluation(
                 valid: !violations.contains { $0.severity == .error },
-                violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown)
+                violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown,
+                fromDefaults: fromDefaults, closureFromDefaults: !closureTouched)
         }
         touched.sort()
-        let base = defaults.violations
         violations.reserveCapacity(violations.count + base.count + touched.count)
+        fromDefaults.reserveCapacity(violations.capacity)
         var next = 0
         var previous = -1
         for ruleIndex in touched where ruleIndex != previous {
             previous = ruleIndex
             while next < base.count, base[next].rule < ruleIndex {
                 violations.append(base[next].violation)
+                fromDefaults.append(next)
                 next += 1
             }
+            if let violation = check(compiled[ruleIndex], state) { append(violation, rule: ruleIndex, next: next) }
             if next < base.count, base[next].rule == ruleIndex { next += 1 }
-            if let violation = check(compiled[ruleIndex], state) { violations.append(violation) }
         }
         while next < base.count {
             violations.append(base[next].violation)
+            fromDefaults.append(next)
             next += 1
         }
         let (closure, conflicts) = closureTouched ? closureAndConflicts(state) : (defaults.closure, defaults.conflicts)
         return Evaluation(
             valid: !violations.contains { $0.severity == .error },
-            violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown)
+            violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown,
+            fromDefaults: fromDefaults, closureFromDefaults: !closureTouched)
     }
 
     // MARK: - Rule changes

@@ -122,6 +122,13 @@ public struct Evaluation: Sendable {
     public var unknownSelections: [String]
 
     public var errors: [Violation] { violations.filter { $0.severity == .error } }
+
+    /// For each violation, its position in the defaults' violations when it is that one
+    /// (taken over, or checked again with the same outcome), else -1; empty when not
+    /// tracked. Lets a reply reuse what it encoded for the defaults.
+    var fromDefaults: [Int] = []
+    /// The closure and its conflicts are the defaults' own.
+    var closureFromDefaults = false
 }
 
 public final class RuleEngine: Sendable {
@@ -461,6 +468,17 @@ public final class RuleEngine: Sendable {
             severity: entry.rule.severity, message: entry.rule.message, references: refs, explanation: explanation)
     }
 
+    /// The requires chain from an option that is on to `node`, by the closure walk's parents.
+    func chain(to node: Int, _ parentOf: [Int32]) -> [String] {
+        var path = [keys[node]]
+        var current = node
+        while parentOf[current] >= 0 {
+            current = Int(parentOf[current])
+            path.append(keys[current])
+        }
+        return path.reversed()
+    }
+
     func list(_ refs: ArraySlice<Reference>) -> String {
         refs.map(\.kconfigText).joined(separator: ", ")
     }
@@ -469,8 +487,9 @@ public final class RuleEngine: Sendable {
 
     func closureAndConflicts(_ state: State) -> ([ClosureEntry], [ClosureConflict]) {
         // BFS over requires edges from subjects that are on; parent links give each added
-        // option's chain. An added option is one to turn on.
-        var parent: [Int: Int] = [:]        // added option → the option that required it
+        // option's chain. An added option is one to turn on. Parents by option index in a
+        // flat array (-1: not added): the walk visits every edge, a hash per edge shows.
+        var parentOf = [Int32](repeating: -1, count: keys.count)
         var order: [Int] = []
         var queue: [Int] = []
         var conflicts: [ClosureConflict] = []
@@ -485,21 +504,21 @@ public final class RuleEngine: Sendable {
             for edge in requiresOut[node] {
                 guard let target = edge.target else {
                     if unknownSeen.insert(keys[node] + "\u{0}" + edge.key).inserted {
-                        let chain = chain(to: node, parent) + [edge.key]
+                        let chain = chain(to: node, parentOf) + [edge.key]
                         conflicts.append(ClosureConflict(
                             ruleKey: compiled[edge.rule].rule.key, kind: "requires", chain: chain,
                             explanation: chain.joined(separator: " → ") + " (unknown option)"))
                     }
                     continue
                 }
-                if state.on[target] || parent[target] != nil { continue }
-                parent[target] = node
+                if state.on[target] || parentOf[target] >= 0 { continue }
+                parentOf[target] = Int32(node)
                 order.append(target)
                 queue.append(target)
             }
         }
         if order.isEmpty { return ([], conflicts) }
-        let closure = order.map { ClosureEntry(optionKey: keys[$0], chain: chain(to: $0, parent)) }
+        let closure = order.map { ClosureEntry(optionKey: keys[$0], chain: chain(to: $0, parentOf)) }
 
         // Which forbidden/choice rules does adding the closure break (that the selection did not break already)?
         var after = state.on
@@ -507,12 +526,12 @@ public final class RuleEngine: Sendable {
         func on(_ index: Int?) -> Bool { index.map { after[$0] } ?? false }
         var seenRules = Set<Int>()
         for added in order {
-            let addedChain = chain(to: added, parent)
+            let addedChain = chain(to: added, parentOf)
             // `added` is the subject of a forbidden rule whose target is on.
             for ruleIndex in forbiddenBySubject[added] {
                 let entry = compiled[ruleIndex]
                 for (target, key) in zip(entry.targets, entry.targetKeys) where on(target) {
-                    let targetChain = target.flatMap { parent[$0] != nil ? chain(to: $0, parent) : nil }
+                    let targetChain = target.flatMap { parentOf[$0] >= 0 ? chain(to: $0, parentOf) : nil }
                     let tail = targetChain.map { " (via " + $0.joined(separator: " → ") + ")" } ?? ""
                     conflicts.append(ClosureConflict(
                         ruleKey: entry.rule.key, kind: "forbidden", chain: addedChain + ["forbids " + key],
