@@ -100,7 +100,7 @@ public struct AlarmBook: Sendable {
     public func prune(olderThanDays days: Int) async throws -> Int {
         try await pool.withTransaction { transaction in
             let rows = try await transaction.query("""
-                WITH a AS (DELETE FROM alarms WHERE status = 'cleared' AND cleared_at < now() - make_interval(days => \(days)) RETURNING *)
+                WITH a AS (DELETE FROM alarms WHERE status = 'cleared' AND cleared_at < now() - \(Int64(days)) * interval '1 day' RETURNING *)
                 SELECT \(unescaped: StoredAlarm.columns) FROM a
                 """)
             let pruned = try rows.map { try (Stb_Common_V1_ChangeAction.deleted, StoredAlarm(row: $0).message) }
