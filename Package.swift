@@ -202,7 +202,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "gatewayd",
-            dependencies: ["STBGateway", "STBService", "STBPostgres"],
+            dependencies: ["STBGateway", "STBService", "STBPostgres", "STBRPC", serviceLifecycle],
             swiftSettings: swiftSettings
         ),
 

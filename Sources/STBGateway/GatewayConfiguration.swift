@@ -28,6 +28,12 @@ public struct GatewayConfiguration: Sendable {
     /// `GATEWAY_LOGIN_LOCK_SECONDS` (900): failed logins before a username or a peer
     /// address is locked out, and for how long.
     public var throttle: LoginThrottle.Policy
+    /// `GATEWAY_PROJECT_ADDR` (host:port): the project service whose change feed raises
+    /// alarms and whose memberships decide who sees them; unset, no alarms are raised and
+    /// only admins see alarms.
+    public var projectAddress: (host: String, port: Int)?
+    /// `GATEWAY_ALARM_RETENTION_DAYS` (30): cleared alarms older than this are deleted.
+    public var alarmRetentionDays: Int
 
     public init(environment: [String: String]) throws(ConfigurationError) {
         service = try ServiceConfiguration(name: "gateway", defaultPort: 50050, environment: environment)
@@ -47,6 +53,10 @@ public struct GatewayConfiguration: Sendable {
             lockAfter: try Self.integer("GATEWAY_LOGIN_LOCK_AFTER", environment, default: 10, in: 1...10_000),
             peerLockAfter: try Self.integer("GATEWAY_LOGIN_PEER_LOCK_AFTER", environment, default: 50, in: 1...1_000_000),
             lockDuration: .seconds(try Self.integer("GATEWAY_LOGIN_LOCK_SECONDS", environment, default: 900, in: 1...86_400)))
+        if let text = environment["GATEWAY_PROJECT_ADDR"], !text.isEmpty {
+            projectAddress = try ServiceConfiguration.address("GATEWAY_PROJECT_ADDR", in: environment, default: text)
+        }
+        alarmRetentionDays = try Self.integer("GATEWAY_ALARM_RETENTION_DAYS", environment, default: 30, in: 1...3650)
     }
 
     static func integer(_ variable: String, _ environment: [String: String], default value: Int, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {

@@ -1,7 +1,9 @@
 import Glibc
 import STBGateway
 import STBPostgres
+import STBRPC
 import STBService
+import ServiceLifecycle
 
 // The gateway: configuration from the environment (`GatewayConfiguration`, documented in
 // the README), run by the shared daemon; `gatewayd bootstrap-admin|rotate-key` are
@@ -11,11 +13,25 @@ let configuration = daemon.configuration(GatewayConfiguration.init(environment:)
 if let status = await GatewayCommands.run(Array(CommandLine.arguments.dropFirst()), daemon: daemon, configuration: configuration) {
     exit(status)
 }
-await daemon.run(configuration.service, channels: []) { assembly in
+await daemon.run(configuration.service, channels: [AlarmBook.outbox.channel]) { assembly in
     let keys = try await KeyRing.load(pool: assembly.pool, sealingKey: configuration.keyEncryptionKey, accessLifetime: configuration.accessLifetime)
     let service = GatewayService(pool: assembly.pool, keys: keys, configuration: configuration, logger: assembly.logger)
     try await service.prepare()
     let rotation = KeyRotation(keys: keys, rotationDays: configuration.keyRotationDays, logger: assembly.logger)
+    let book = AlarmBook(pool: assembly.pool)
+    var background: [any Service] = [rotation, AlarmRetention(book: book, days: configuration.alarmRetentionDays, logger: assembly.logger)]
+    var visibility = ProjectVisibility.adminsOnly
+    if let project = configuration.projectAddress {
+        // The project feed and memberships are read as the gateway's own service account.
+        var client = RPCClient.Configuration()
+        client.credentials = GatewayCredentials(service: service)
+        let projects = try RPCClient(host: project.host, port: project.port, configuration: client)
+        visibility = .projectService(projects)
+        background.append(AlarmFollower(book: book, projects: projects, logger: assembly.logger))
+    }
+    let alarms = AlarmsService(pool: assembly.pool, signal: assembly.listener.signal, visibility: visibility)
     // Tokens are verified with the gateway's own keys: nothing to fetch.
-    return ServiceParts(rpcServices: [service], background: [rotation], keySource: CurrentKeys { keys.published })
+    return ServiceParts(
+        rpcServices: [service, alarms, DashboardsService(pool: assembly.pool)], outbox: AlarmBook.outbox, background: background,
+        keySource: CurrentKeys { keys.published })
 }

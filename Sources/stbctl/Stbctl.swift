@@ -24,7 +24,8 @@ struct Stbctl: AsyncParsableCommand {
               STB_RULES_ADDR     default for --rules-addr (else 127.0.0.1:50052)
               STB_TOKEN          access token sent as `authorization: Bearer` on every call
                                  (else the session `stbctl login` stored, refreshed as needed)
-              STB_GATEWAY_ADDR   the gateway, for login, logout, whoami and users
+              STB_GATEWAY_ADDR   the gateway, for login, logout, whoami, users, alarms and
+                                 dashboards
                                  (else 127.0.0.1:50050)
 
             Exit status: 0 on success, 1 when a service refuses a call or cannot be
@@ -63,6 +64,8 @@ struct Stbctl: AsyncParsableCommand {
             UsersCommand.self,
             StubsCommand.self,
             ScenarioCommand.self,
+            AlarmsCommand.self,
+            DashboardsCommand.self,
         ]
     )
 

@@ -24,6 +24,9 @@ struct GatewayHarness {
     let configuration: GatewayConfiguration
     let conninfo: String
     let group: EventLoopGroup
+    let listener: PostgresListener
+    /// The project keys each user id is a member of, as the alarms' visibility reads them.
+    let memberships: TestMemberships
 
     static let environment = PostgresConfiguration.currentEnvironment()
     static let baseConninfo = environment["STB_TEST_DATABASE_URL"] ?? "postgresql://stb_test@127.0.0.1:54329/stb_test"
@@ -60,18 +63,24 @@ struct GatewayHarness {
         var serverConfiguration = RPCServer.Configuration()
         serverConfiguration.port = 0
         let authenticator = Authenticator(keys: CurrentKeys { keys.published })
+        let listener = PostgresListener(conninfo: conninfo, channels: [AlarmBook.outbox.channel], loop: group.loops[0], pollInterval: .milliseconds(200))
+        listener.start()
+        let memberships = TestMemberships()
+        let alarms = AlarmsService(pool: pool, signal: listener.signal, visibility: ProjectVisibility { memberships[$0] })
         let server = try RPCServer(
-            configuration: serverConfiguration, services: [service],
+            configuration: serverConfiguration, services: [service, alarms, DashboardsService(pool: pool)],
             interceptors: ServiceDaemon.interceptors(for: "gateway", logger: logger, authenticator: authenticator), group: group)
         let port = try await server.start()
         let client = try RPCClient(host: "127.0.0.1", port: port)
         return GatewayHarness(
-            server: server, client: client, pool: pool, service: service, configuration: configuration, conninfo: conninfo, group: group)
+            server: server, client: client, pool: pool, service: service, configuration: configuration, conninfo: conninfo, group: group,
+            listener: listener, memberships: memberships)
     }
 
     func stop() async {
         await client.close()
         await server.shutdown(gracePeriod: .seconds(1))
+        await listener.stop()
         await pool.close()
         group.shutdown()
     }
@@ -122,6 +131,16 @@ struct GatewayHarness {
 
     func count(_ sql: String) async throws -> Int {
         try await pool.query(PostgresQuery(sql: sql))[0].decode(0, as: Int.self)
+    }
+}
+
+/// Project memberships by user id, set by a test.
+final class TestMemberships: Sendable {
+    private let table = Mutex<[String: [String]]>([:])
+
+    subscript(userID: String) -> [String] {
+        get { table.withLock { $0[userID] ?? [] } }
+        set { table.withLock { $0[userID] = newValue } }
     }
 }
 

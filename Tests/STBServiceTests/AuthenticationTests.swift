@@ -106,10 +106,11 @@ struct AuthenticationTests {
         String(Base64.encode(bytes, padded: false).map { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 })
     }
 
-    @Test("every RPC of catalog, rules, projects, the gateway's Auth, the stub server, health and reflection has exactly one access rule, and the table names no other")
+    @Test("every RPC of catalog, rules, projects, the gateway's Auth, Alarms and Dashboards, the stub server, health and reflection has exactly one access rule, and the table names no other")
     func tableCoversEveryMethod() {
         let paths = Stb_Catalog_V1_Catalog.methodPaths + Stb_Rules_V1_Rules.methodPaths + Stb_Gateway_V1_Auth.methodPaths
-            + Stb_Project_V1_Projects.methodPaths + Stb_Stubs_V1_Stubs.methodPaths
+            + Stb_Project_V1_Projects.methodPaths + Stb_Gateway_V1_Alarms.methodPaths + Stb_Gateway_V1_Dashboards.methodPaths
+            + Stb_Stubs_V1_Stubs.methodPaths
             + Grpc_Health_V1_Health.methodPaths + Grpc_Reflection_V1_ServerReflection.methodPaths
             + Grpc_Reflection_V1alpha_ServerReflection.methodPaths
         for path in paths {
@@ -125,6 +126,9 @@ struct AuthenticationTests {
         #expect(MethodAccess.platform[Stb_Gateway_V1_Auth.changePassword.path] == .anyUser)
         #expect(MethodAccess.platform[Stb_Stubs_V1_Stubs.putStub.path] == .role(.admin))
         #expect(MethodAccess.platform[Stb_Stubs_V1_Stubs.getJournal.path] == .role(.engineer))
+        #expect(MethodAccess.platform[Stb_Gateway_V1_Alarms.acknowledgeAlarm.path] == .role(.operator))
+        #expect(MethodAccess.platform[Stb_Gateway_V1_Alarms.watchAlarms.path] == .role(.admin, services: true))
+        #expect(MethodAccess.platform[Stb_Gateway_V1_Dashboards.deleteDashboard.path] == .role(.viewer))
         #expect(MethodAccess.platform["/stb.testing.v1.Echo/Get"] == nil)
     }
 

@@ -14,6 +14,7 @@
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "stb/catalog/v1/catalog.pb-c.h"
 #include "stb/common/v1/common.pb-c.h"
+#include "stb/gateway/v1/alarms.pb-c.h"
 #include "stb/gateway/v1/gateway.pb-c.h"
 #include "stb/project/v1/project.pb-c.h"
 #include "stb/rules/v1/rules.pb-c.h"

@@ -91,16 +91,28 @@ internal func _protoJSONAnyType(named name: String) -> (any _ProtoJSONCodable.Ty
     case "stb.common.v1.FieldViolation": Stb_Common_V1_FieldViolation.self
     case "stb.common.v1.PageInfo": Stb_Common_V1_PageInfo.self
     case "stb.common.v1.PageRequest": Stb_Common_V1_PageRequest.self
+    case "stb.gateway.v1.AcknowledgeAlarmRequest": Stb_Gateway_V1_AcknowledgeAlarmRequest.self
     case "stb.gateway.v1.Activity": Stb_Gateway_V1_Activity.self
+    case "stb.gateway.v1.Alarm": Stb_Gateway_V1_Alarm.self
+    case "stb.gateway.v1.AlarmEvent": Stb_Gateway_V1_AlarmEvent.self
     case "stb.gateway.v1.ChangePasswordRequest": Stb_Gateway_V1_ChangePasswordRequest.self
     case "stb.gateway.v1.ChangePasswordResponse": Stb_Gateway_V1_ChangePasswordResponse.self
+    case "stb.gateway.v1.CreateDashboardRequest": Stb_Gateway_V1_CreateDashboardRequest.self
     case "stb.gateway.v1.CreateUserRequest": Stb_Gateway_V1_CreateUserRequest.self
+    case "stb.gateway.v1.Dashboard": Stb_Gateway_V1_Dashboard.self
+    case "stb.gateway.v1.DeleteDashboardRequest": Stb_Gateway_V1_DeleteDashboardRequest.self
+    case "stb.gateway.v1.DeleteDashboardResponse": Stb_Gateway_V1_DeleteDashboardResponse.self
     case "stb.gateway.v1.DisableUserRequest": Stb_Gateway_V1_DisableUserRequest.self
+    case "stb.gateway.v1.GetDashboardRequest": Stb_Gateway_V1_GetDashboardRequest.self
     case "stb.gateway.v1.GetKeysRequest": Stb_Gateway_V1_GetKeysRequest.self
     case "stb.gateway.v1.GetKeysResponse": Stb_Gateway_V1_GetKeysResponse.self
     case "stb.gateway.v1.JsonWebKey": Stb_Gateway_V1_JsonWebKey.self
     case "stb.gateway.v1.ListActivityRequest": Stb_Gateway_V1_ListActivityRequest.self
     case "stb.gateway.v1.ListActivityResponse": Stb_Gateway_V1_ListActivityResponse.self
+    case "stb.gateway.v1.ListAlarmsRequest": Stb_Gateway_V1_ListAlarmsRequest.self
+    case "stb.gateway.v1.ListAlarmsResponse": Stb_Gateway_V1_ListAlarmsResponse.self
+    case "stb.gateway.v1.ListDashboardsRequest": Stb_Gateway_V1_ListDashboardsRequest.self
+    case "stb.gateway.v1.ListDashboardsResponse": Stb_Gateway_V1_ListDashboardsResponse.self
     case "stb.gateway.v1.ListUsersRequest": Stb_Gateway_V1_ListUsersRequest.self
     case "stb.gateway.v1.ListUsersResponse": Stb_Gateway_V1_ListUsersResponse.self
     case "stb.gateway.v1.LoginRequest": Stb_Gateway_V1_LoginRequest.self
@@ -112,9 +124,11 @@ internal func _protoJSONAnyType(named name: String) -> (any _ProtoJSONCodable.Ty
     case "stb.gateway.v1.ServiceLoginRequest": Stb_Gateway_V1_ServiceLoginRequest.self
     case "stb.gateway.v1.SetPasswordRequest": Stb_Gateway_V1_SetPasswordRequest.self
     case "stb.gateway.v1.SetPasswordResponse": Stb_Gateway_V1_SetPasswordResponse.self
+    case "stb.gateway.v1.UpdateDashboardRequest": Stb_Gateway_V1_UpdateDashboardRequest.self
     case "stb.gateway.v1.UpdateUserRequest": Stb_Gateway_V1_UpdateUserRequest.self
     case "stb.gateway.v1.User": Stb_Gateway_V1_User.self
     case "stb.gateway.v1.UserRef": Stb_Gateway_V1_UserRef.self
+    case "stb.gateway.v1.WatchAlarmsRequest": Stb_Gateway_V1_WatchAlarmsRequest.self
     case "stb.gateway.v1.WhoAmIRequest": Stb_Gateway_V1_WhoAmIRequest.self
     case "stb.project.v1.AuditEntry": Stb_Project_V1_AuditEntry.self
     case "stb.project.v1.ChangeEvent": Stb_Project_V1_ChangeEvent.self

@@ -50,8 +50,8 @@ public struct MethodAccess: Sendable {
         MethodAccess(requirements.merging(other) { _, new in new })
     }
 
-    /// The platform's table: catalog, rules, projects, the gateway's `Auth`, the stub
-    /// server's admin API, health and reflection.
+    /// The platform's table: catalog, rules, projects, the gateway's `Auth`, `Alarms` and
+    /// `Dashboards`, the stub server's admin API, health and reflection.
     public static let platform: MethodAccess = {
         var table: [String: MethodRequirement] = [:]
         for path in Grpc_Health_V1_Health.methodPaths + Grpc_Reflection_V1_ServerReflection.methodPaths
@@ -163,6 +163,18 @@ public struct MethodAccess: Sendable {
         for method in [stubs.putStub.path, stubs.deleteStub.path, stubs.startMock.path, stubs.stopMock.path, stubs.resetJournal.path,
                        stubs.runScenario.path] {
             table[method] = .role(.admin)
+        }
+        // Alarms: listed by anyone who sees their projects (the gateway filters by
+        // membership), acknowledged by operators; their feed names every project.
+        // Dashboards belong to users; ownership is checked by the gateway.
+        let alarms = Stb_Gateway_V1_Alarms.self
+        table[alarms.listAlarms.path] = read
+        table[alarms.acknowledgeAlarm.path] = sign
+        table[alarms.watchAlarms.path] = platformWide
+        let dashboards = Stb_Gateway_V1_Dashboards.self
+        for method in [dashboards.createDashboard.path, dashboards.getDashboard.path, dashboards.listDashboards.path,
+                       dashboards.updateDashboard.path, dashboards.deleteDashboard.path] {
+            table[method] = .role(.viewer)
         }
         return MethodAccess(table)
     }()
