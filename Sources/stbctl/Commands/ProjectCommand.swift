@@ -24,7 +24,9 @@ struct ProjectCommand: AsyncParsableCommand {
 
             Examples:
               stbctl project create demo --name "Demo box"
-              stbctl project set demo max_video_bitrate_kbps=40000 ui_language=de
+              stbctl project set demo ui_language=de volume_max=90
+              stbctl project include demo max_video_bitrate_kbps
+              stbctl project set demo max_video_bitrate_kbps=40000
               stbctl project show demo --overrides
               stbctl project commit demo -m "first cut"
               stbctl project diff demo 1 draft

@@ -93,15 +93,17 @@ struct ProjectSet: AsyncParsableCommand {
         commandName: "set",
         abstract: "Override option values in the draft (one atomic change, checked by the rules first).",
         discussion: """
-            Each VALUE is JSON; a word that is not JSON is a string. The option is included \
-            as well. The whole batch is checked by the rules service before anything is \
+            Each VALUE is JSON; a word that is not JSON is a string. Setting a value does \
+            not include an option: one the draft leaves out (`n` in `project show`) keeps \
+            the value for when it is included (`project include`). The whole batch is checked by the rules service before anything is \
             written: when the result breaks a rule, nothing changes and the command prints \
             FAILED_PRECONDITION with each rule and the values it saw (exit 1). Warnings are \
             printed after a successful change.
 
             Examples:
-              stbctl project set demo max_video_bitrate_kbps=40000 resolution=2160p
-              stbctl project set demo device_name='"living-room"' hdr_enabled=false
+              stbctl project set demo ui_language=de volume_max=90
+              stbctl project include demo max_video_bitrate_kbps device_name
+              stbctl project set demo max_video_bitrate_kbps=40000 device_name='"living-room"'
             """
     )
 
