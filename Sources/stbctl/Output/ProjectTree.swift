@@ -17,7 +17,7 @@ struct ProjectTree {
         var validity = config.valid ? "valid" : "invalid: \(RulesCheck.count(errors, "error"))"
         if warnings > 0 { validity += ", \(RulesCheck.count(warnings, "warning"))" }
         var lines = [
-            "project \(project.key)  \(project.name) (role \(project.myRole.name)\(project.archived ? ", archived" : ""))",
+            "project \(project.key)  \(project.name) (\(roleText)\(project.archived ? ", archived" : ""))",
             "draft: \(validity); hash \(hexText(config.hash_p))",
             "latest version \(project.latestVersion == 0 ? "none" : "\(project.latestVersion)"); catalog revision \(config.catalogRevision), rules revision \(config.rulesRevision)",
         ]
@@ -55,6 +55,11 @@ struct ProjectTree {
             lines.append("options the catalog no longer has: \(config.missingOptions.joined(separator: ", "))")
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// `role owner`; an admin who is not a member sees the project all the same.
+    private var roleText: String {
+        project.myRole == .unspecified ? "not a member" : "role \(project.myRole.name)"
     }
 
     private func isShown(_ option: Stb_Project_V1_ProjectOption) -> Bool {
