@@ -236,10 +236,11 @@ let package = Package(
             dependencies: ["STBEcho", "STBRPC", swiftLog, metrics, prometheus],
             swiftSettings: swiftSettings
         ),
-        // Batch conversion between the wire form and proto3 JSON, for the Python cross-checks.
+        // Batch conversion between the wire form and proto3 JSON, and JSON to its RFC 8785
+        // canonical form, for the Python cross-checks.
         .executableTarget(
             name: "stb-json",
-            dependencies: ["STBMessages"],
+            dependencies: ["STBMessages", "STBJSON"],
             swiftSettings: swiftSettings
         ),
         // proto3 JSON encode/decode measurements for scripts/bench-json.
@@ -299,7 +300,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBCatalogTests",
-            dependencies: ["STBCatalog", "STBTestSupport", "STBAuthTestSupport", "STBAuth", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
+            dependencies: ["STBServiceTestSupport", "STBCatalog", "STBTestSupport", "STBAuthTestSupport", "STBAuth", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -311,11 +312,11 @@ let package = Package(
         ),
         .testTarget(
             name: "STBProjectTests",
-            dependencies: ["STBProject", "STBRules", "STBCatalog", "STBAuthTestSupport", "STBAuth", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog]
+            dependencies: ["STBServiceTestSupport", "STBProject", "STBRules", "STBCatalog", "STBAuthTestSupport", "STBAuth", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog]
         ),
         .testTarget(
             name: "STBRulesTests",
-            dependencies: ["STBRules", "STBAuthTestSupport", "STBAuth", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", "STBTestSupport", swiftLog],
+            dependencies: ["STBServiceTestSupport", "STBRules", "STBAuthTestSupport", "STBAuth", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", "STBTestSupport", swiftLog],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -340,6 +341,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Access tokens for the service suites (a test signing key, tokens per role).
+        .target(
+            name: "STBServiceTestSupport",
+            dependencies: ["STBEventLoop", "STBPostgres", "STBRPC"],
+            path: "Tests/STBServiceTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "STBAuthTestSupport",
             dependencies: ["STBAuth"],
