@@ -33,7 +33,7 @@ struct ProjectCommand: AsyncParsableCommand {
               stbctl project aspects demo security:approver quality:editor
               stbctl project signoff demo 2 security --notes "pen test passed"
               stbctl project status demo
-              stbctl project members add demo USER_ID editor --username alice
+              stbctl project members add demo alice editor
               stbctl project audit verify demo
             """,
         subcommands: [

@@ -10,12 +10,14 @@ struct ProjectMembers: AsyncParsableCommand {
         discussion: """
             Project roles: viewer (reads), editor (changes the draft, commits), approver \
             (also reviews change requests), owner (also members, aspects, the project). \
-            Users are named by their id (`stbctl users list` shows it; it is their \
-            token's subject).
+            `members add` takes a user's id (`stbctl users list` shows it; it is their \
+            token's subject) or their username, which the project service looks up at \
+            the gateway; `members remove` takes the id.
 
             Examples:
               stbctl project members demo
-              stbctl project members add demo USER_ID editor --username alice
+              stbctl project members add demo alice editor
+              stbctl project members add demo USER_ID approver --username bob
               stbctl project members remove demo USER_ID
             """,
         subcommands: [List.self, Add.self, Remove.self],
@@ -54,8 +56,8 @@ struct ProjectMembers: AsyncParsableCommand {
         @Argument(help: ArgumentHelp("The project's key.", valueName: "key"))
         var project: String
 
-        @Argument(help: ArgumentHelp("The user's id.", valueName: "user-id"))
-        var userID: String
+        @Argument(help: ArgumentHelp("The user's id (a UUID, or a subject such as service:NAME), or their username.", valueName: "user"))
+        var user: String
 
         @Argument(
             help: ArgumentHelp("viewer, editor, approver or owner.", valueName: "role"),
@@ -67,13 +69,26 @@ struct ProjectMembers: AsyncParsableCommand {
             })
         var role: Stb_Project_V1_ProjectRole
 
-        @Option(help: "The user's name, shown in member lists.")
+        @Option(help: "The user's name, shown in member lists (with a user id).")
         var username = ""
 
         @OptionGroup var global: GlobalOptions
 
+        /// Whether `text` is a user id rather than a username: the gateway's ids are UUIDs,
+        /// other subjects carry a `kind:` prefix.
+        static func isUserID(_ text: String) -> Bool {
+            if text.contains(":") { return true }
+            let groups = text.split(separator: "-", omittingEmptySubsequences: false)
+            return groups.map(\.count) == [8, 4, 4, 4, 12] && groups.allSatisfy { $0.allSatisfy(\.isHexDigit) }
+        }
+
         func run() async throws {
-            let request = Stb_Project_V1_SetMemberRequest(projectKey: project, userID: userID, username: username, role: role)
+            let byID = Self.isUserID(user)
+            if !byID && !username.isEmpty && username != user {
+                throw ValidationError("'\(user)' is a username; --username goes with a user id.")
+            }
+            let request = Stb_Project_V1_SetMemberRequest(
+                projectKey: project, userID: byID ? user : "", username: byID ? username : user, role: role)
             let member = try await global.withProject { try await $0.call(Stb_Project_V1_Projects.setMember, request) }
             let name = member.username.isEmpty ? member.userID : "\(member.username) (\(member.userID))"
             Terminal.write("\(name) is \(member.role.name) of \(project)")
