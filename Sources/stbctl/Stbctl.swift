@@ -9,7 +9,8 @@ struct Stbctl: AsyncParsableCommand {
         abstract: "Inspect and change the STB catalog (modules, groups, options, states, transitions) and its rules.",
         discussion: """
             The catalog commands talk gRPC to catalogd (--addr); `rules`, `evaluate`, \
-            `fire` and `events` talk to rulesd (--rules-addr). Entities are named by key:
+            `fire` and `events` talk to rulesd (--rules-addr); `project` to projectd \
+            (--project-addr). Entities are named by key:
 
               module      video
               group       video/output            (module/group)
@@ -22,6 +23,7 @@ struct Stbctl: AsyncParsableCommand {
             Environment:
               STB_CATALOG_ADDR   default for --addr (else 127.0.0.1:50051)
               STB_RULES_ADDR     default for --rules-addr (else 127.0.0.1:50052)
+              STB_PROJECT_ADDR   default for --project-addr (else 127.0.0.1:50053)
               STB_TOKEN          access token sent as `authorization: Bearer` on every call
                                  (else the session `stbctl login` stored, refreshed as needed)
               STB_GATEWAY_ADDR   the gateway, for login, logout, whoami, users, alarms and
@@ -43,6 +45,7 @@ struct Stbctl: AsyncParsableCommand {
               stbctl rules check
               stbctl evaluate services/catalog/seeds/demo-selection.json
               stbctl fire video idle ENABLE_4K --context '{"hdmi_version": "2.1", "hdcp_version": "2.2"}'
+              stbctl project show demo --overrides
             """,
         subcommands: [
             ConfigCommand.self,
@@ -62,6 +65,7 @@ struct Stbctl: AsyncParsableCommand {
             WhoAmICommand.self,
             PasswordCommand.self,
             UsersCommand.self,
+            ProjectCommand.self,
             StubsCommand.self,
             ScenarioCommand.self,
             AlarmsCommand.self,

@@ -507,7 +507,16 @@ class CatalogServer:
 
 
 @pytest.fixture(scope="module")
-def catalog_server(catalog_database, tmp_path_factory):
+def service_env() -> dict[str, str]:
+    """Environment every service fixture of a test module adds last (catalog_server,
+    rules_server, project_server): none by default, so tokens are verified with the
+    session's JWKS file. A module that runs the services behind a real gatewayd overrides
+    it (STB_GATEWAY_ADDR, the service accounts' secrets; see test_stbctl_project.py)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def catalog_server(catalog_database, service_env, tmp_path_factory):
     """A catalogd on the session's database, per test module. `.addr` is "host:port",
     `.channel()` a grpcio channel to it. At teardown it must still be running, and must
     exit with status 0 within 10 s of SIGTERM (graceful shutdown)."""
@@ -517,6 +526,7 @@ def catalog_server(catalog_database, tmp_path_factory):
         "CATALOG_PORT": str(_free_port()),
         "CATALOG_DATABASE_URL": catalog_database,
         "CATALOG_MIGRATIONS_DIR": str(CATALOG_MIGRATIONS),
+        **service_env,
     }).start()
     yield server
     if not server.alive():
@@ -592,14 +602,14 @@ class RulesServer(CatalogServer):
     ready_prefix = RULES_READY_PREFIX
 
     def wait_serving(self, timeout: float = 30.0) -> "RulesServer":
-        """Polls grpc health until SERVING (rulesd is NOT_SERVING until it has a copy
-        of the catalog)."""
+        """Polls grpc health until SERVING (rulesd and projectd are NOT_SERVING until they
+        have a copy of the catalog)."""
         deadline = time.monotonic() + timeout
         last = None
         with self.channel() as channel:
             while True:
                 if not self.alive():
-                    raise AssertionError(f"rulesd exited with {self.proc.returncode} while waiting for "
+                    raise AssertionError(f"{self.name} exited with {self.proc.returncode} while waiting for "
                                          f"SERVING\n{self.log_tail()}")
                 try:
                     last = health_status(channel)
@@ -609,7 +619,7 @@ class RulesServer(CatalogServer):
                     last = f"{error.code()}: {error.details()}"
                 if time.monotonic() > deadline:
                     self.kill()
-                    raise AssertionError(f"rulesd not SERVING within {timeout}s (last: {last})\n"
+                    raise AssertionError(f"{self.name} not SERVING within {timeout}s (last: {last})\n"
                                          f"{self.log_tail()}")
                 time.sleep(0.1)
 
@@ -624,7 +634,7 @@ def rules_database():
 
 
 @pytest.fixture(scope="module")
-def rules_server(rules_database, catalog_server, tmp_path_factory):
+def rules_server(rules_database, catalog_server, service_env, tmp_path_factory):
     """A rulesd on `rules_database` that reads the module's `catalog_server`, ready
     (health SERVING). `.addr`, `.channel()` as for catalog_server. At teardown it must
     still be running, and must exit with status 0 within 10 s of SIGTERM; a test that
@@ -636,6 +646,7 @@ def rules_server(rules_database, catalog_server, tmp_path_factory):
         "RULES_DATABASE_URL": rules_database,
         "RULES_MIGRATIONS_DIR": str(RULES_MIGRATIONS),
         "RULES_CATALOG_ADDR": catalog_server.addr,
+        **service_env,
     }).start()
     server.expect_exit = False
     server.wait_serving()
@@ -661,3 +672,71 @@ def stbctl_bin() -> Path:
     if not path.is_file() or not os.access(path, os.X_OK):
         pytest.fail(f"stbctl binary not found at {path} ($STB_STBCTL_BIN)", pytrace=False)
     return path
+
+
+# -- projectd ------------------------------------------------------------------------------
+#
+# The project fixtures need $STB_PROJECTD_BIN (with catalogd and rulesd: projectd follows
+# the catalog and has the rules service check every selection); without it they skip.
+# Each test module gets a fresh project database and a projectd that reads that module's
+# catalog_server and rules_server.
+
+PROJECT_READY_PREFIX = b"projectd listening on "
+PROJECT_MIGRATIONS = REPO / "services" / "project" / "migrations"
+
+
+def _projectd_binary() -> Path:
+    configured = os.environ.get("STB_PROJECTD_BIN")
+    if not configured:
+        pytest.skip("STB_PROJECTD_BIN is not set: these tests need a projectd binary")
+    path = Path(configured).resolve()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(f"projectd binary not found at {path} ($STB_PROJECTD_BIN); build it with "
+                    "`swift build --product projectd`", pytrace=False)
+    return path
+
+
+class ProjectServer(RulesServer):
+    """One projectd process."""
+
+    name = "projectd"
+    ready_prefix = PROJECT_READY_PREFIX
+
+
+@pytest.fixture(scope="module")
+def project_database():
+    """A fresh database `project_it_<pid>` owned by role project, per test module;
+    dropped at the end. Yields its URL (user project)."""
+    _projectd_binary()
+    with fresh_database(f"project_it_{os.getpid()}", "project") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def project_server(project_database, catalog_server, rules_server, service_env, tmp_path_factory):
+    """A projectd on `project_database` that follows the module's `catalog_server` and asks
+    its `rules_server`, ready (health SERVING). `.addr`, `.channel()` as for
+    catalog_server. At teardown it must still be running, and must exit with status 0
+    within 10 s of SIGTERM."""
+    binary = _projectd_binary()
+    server = ProjectServer(binary, tmp_path_factory.mktemp("projectd") / "projectd.log", {
+        "PROJECT_HOST": HOST,
+        "PROJECT_PORT": str(_free_port()),
+        "PROJECT_DATABASE_URL": project_database,
+        "PROJECT_MIGRATIONS_DIR": str(PROJECT_MIGRATIONS),
+        "PROJECT_CATALOG_ADDR": catalog_server.addr,
+        "PROJECT_RULES_ADDR": rules_server.addr,
+        **service_env,
+    }).start()
+    server.expect_exit = False
+    server.wait_serving()
+    yield server
+    if server.expect_exit:
+        server.kill()
+        return
+    if not server.alive():
+        code = server.proc.returncode
+        server.kill()
+        raise AssertionError(f"projectd died during the tests (status {code})\n{server.log_tail()}")
+    code = server.terminate(timeout=10)
+    assert code == 0, f"projectd exited with {code} after SIGTERM\n{server.log_tail()}"

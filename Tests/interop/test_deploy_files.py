@@ -399,6 +399,35 @@ def test_catalog_image():
         assert f"/app/services/catalog/{wanted}" in destinations, f"{wanted} is not copied"
 
 
+def test_project_image_and_compose():
+    """projectd's image (the rules recipe with its own product, migrations and port) and
+    its compose service: its database, the catalog and rules it depends on, and the
+    gateway where its service account signs in with a secret from the environment."""
+    _, stages = parse_dockerfile(REPO / "services" / "project" / "Dockerfile")
+    runtime = stages[-1]
+    env = env_of(runtime)
+    assert env.get("PROJECT_HOST") == "0.0.0.0" and env.get("PROJECT_PORT") == "50053"
+    assert env.get("PROJECT_MIGRATIONS_DIR") == "/app/services/project/migrations"
+    assert "50053" in " ".join(i.args for i in runtime.instructions if i.keyword == "EXPOSE").split()
+    assert "--product projectd" in " ".join(i.args for i in stages[0].instructions if i.keyword == "RUN")
+    destinations = [shlex.split(i.args)[-1] for i in runtime.instructions if i.keyword == "COPY"]
+    assert "/app/services/project/migrations" in destinations
+
+    services = load_compose()["services"]
+    project = services["project"]
+    assert build_of(project) == (REPO, (REPO / "services" / "project" / "Dockerfile").resolve())
+    environment = project["environment"]
+    assert environment["PROJECT_DATABASE_URL"] == "postgresql://project:project@postgres:5432/project"
+    assert environment["PROJECT_CATALOG_ADDR"] == "catalog:50051"
+    assert environment["PROJECT_RULES_ADDR"] == "rules:50052"
+    assert environment["STB_GATEWAY_ADDR"] == "gateway:50050"
+    assert environment["PROJECT_SERVICE_SECRET"] == "${STB_PROJECT_SERVICE_SECRET:-}"
+    assert "project:${STB_PROJECT_SERVICE_SECRET:-}" in services["gateway"]["environment"]["GATEWAY_SERVICE_ACCOUNTS"]
+    assert project["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert {"catalog", "rules", "gateway"} <= set(project["depends_on"])
+    assert "50053:50053" in [str(p) for p in project["ports"]]
+
+
 def test_edge_image():
     """Debian's nghttpx, nghttpd and openssl on bookworm-slim, running scripts/edge with
     the template as a non-root user, listening on all interfaces inside the container."""
@@ -441,7 +470,8 @@ def test_compose_edge():
     if isinstance(environment, list):
         environment = dict(item.split("=", 1) for item in environment)
     # Each backend is a compose service on its own port.
-    for variable, service in (("STB_CATALOG_ADDR", "catalog"), ("STB_RULES_ADDR", "rules")):
+    for variable, service in (("STB_CATALOG_ADDR", "catalog"), ("STB_RULES_ADDR", "rules"),
+                              ("STB_PROJECT_ADDR", "project")):
         host, _, port = environment[variable].rpartition(":")
         assert host == service, f"{variable} names {host}, not the {service} service"
         assert f"{port}:{port}" in [str(p) for p in services[service]["ports"]]

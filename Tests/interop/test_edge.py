@@ -168,7 +168,7 @@ def edge(catalog_server, rules_server, tmp_path_factory):
     """scripts/edge in front of this module's catalogd and rulesd. At teardown it must
     exit with status 0 within 10 s of SIGTERM and leave no listener behind."""
     server = Edge(tmp_path_factory.mktemp("edge") / "state", catalog_server.addr, rules_server.addr,
-                  STB_GATEWAY_ADDR=GATEWAY_ADDR).start()
+                  STB_GATEWAY_ADDR=GATEWAY_ADDR, STB_PROJECT_ADDR=PROJECT_ADDR).start()
     yield server
     assert server.proc.poll() is None, f"scripts/edge died during the tests\n{server.log_tail()}"
     code = server.terminate()
@@ -420,6 +420,9 @@ def test_certificate_is_made_once(tmp_path):
 
 # The gateway is not started here (test_gateway.py runs it): only its routes are checked.
 GATEWAY_ADDR = "127.0.0.1:50050"
+# The module's edge names the project service's default address; the real projectd is
+# reached through an edge of its own (test_project_through_the_edge).
+PROJECT_ADDR = "127.0.0.1:50053"
 
 
 def test_bad_backend_address_stops_start_up(tmp_path):
@@ -440,8 +443,28 @@ def test_generated_configuration_routes_by_package(edge, catalog_server, rules_s
     assert f"backend={catalog};/grpc.health.v1.Health/;proto=h2" in lines
     assert f"backend={catalog};/metrics/catalog;proto=h2" in lines
     assert f"backend={rules};/metrics/rules;proto=h2" in lines
+    project = PROJECT_ADDR.replace(":", ",")
+    assert f"backend={project};/stb.project.v1.*;proto=h2" in lines
+    assert f"backend={project};/metrics/project;proto=h2" in lines
     gateway = GATEWAY_ADDR.replace(":", ",")
     assert f"backend={gateway};/stb.gateway.v1.*;proto=h2" in lines
     assert f"backend={gateway};/metrics/gateway;proto=h2" in lines
     assert f"backend=127.0.0.1,{edge.fallback_port};/;proto=h2" in lines
     assert not any("@" in line for line in lines), "a placeholder was left in the configuration"
+
+
+def test_project_through_the_edge(catalog_server, rules_server, project_server, tmp_path):
+    """An edge in front of a real projectd: a grpcio call (ListProjects, an empty request)
+    and the project service's metrics reach it over h2c and HTTP/1.1."""
+    edge = Edge(tmp_path / "state", catalog_server.addr, rules_server.addr,
+                STB_GATEWAY_ADDR=GATEWAY_ADDR, STB_PROJECT_ADDR=project_server.addr).start()
+    try:
+        with edge.channel("h2c") as channel:
+            call = channel.unary_unary("/stb.project.v1.Projects/ListProjects",
+                                       request_serializer=lambda b: b, response_deserializer=lambda b: b)
+            reply, state = call.with_call(b"", metadata=METADATA, timeout=TIMEOUT)
+            assert state.code() == grpc.StatusCode.OK and isinstance(reply, bytes)
+        status, body = curl_body("--http1.1", f"http://{HOST}:{edge.http_port}/metrics/project")
+        assert status == "200" and b"stb_rpc_server_connections" in body, body[:200]
+    finally:
+        assert edge.terminate() == 0, edge.log_tail()

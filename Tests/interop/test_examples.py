@@ -1,8 +1,9 @@
 """Every command example we show works against the demo data: the `Examples:` of
-`stbctl --help` and the commands `scripts/up` prints, run against a real catalogd and a
-real rulesd holding the demo catalog and rules (services/catalog/seeds/demo.json).
+`stbctl --help` and the commands `scripts/up` prints, run against a real catalogd, rulesd
+and projectd holding the demo catalog and rules (services/catalog/seeds/demo.json) and
+the demo project scripts/up makes (scripts/demo-project, without members: no gateway here).
 
-Fixtures (conftest.py): `catalog_server`, `rules_server`, `stbctl_bin`.
+Fixtures (conftest.py): `catalog_server`, `rules_server`, `project_server`, `stbctl_bin`.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ def catalog_database():
 
 
 @pytest.fixture(scope="module")
-def env(catalog_server, rules_server):
+def env(catalog_server, rules_server, project_server):
     """The environment examples run in: the demo's services as stbctl's defaults."""
     variables = {k: v for k, v in os.environ.items() if not k.startswith("STB_") or k.endswith("_BIN") or k == "STB_TOKEN"}
-    variables.update(STB_CATALOG_ADDR=catalog_server.addr, STB_RULES_ADDR=rules_server.addr)
+    variables.update(STB_CATALOG_ADDR=catalog_server.addr, STB_RULES_ADDR=rules_server.addr,
+                     STB_PROJECT_ADDR=project_server.addr)
     return variables
 
 
@@ -62,6 +64,9 @@ def demo(stbctl_bin, env):
         assert time.monotonic() < deadline, "rulesd did not catch up with the demo catalog"
         time.sleep(0.1)
     run("rules", "import", str(DEMO_SEED))
+    project = subprocess.run([str(REPO / "scripts" / "demo-project"), str(stbctl_bin)], capture_output=True, text=True,
+                             timeout=120, env={**env, "DEMO_PROJECT_MEMBERS": ""}, cwd=REPO)
+    assert project.returncode == 0, f"scripts/demo-project: {project.stdout}{project.stderr}"
     return stbctl_bin
 
 
@@ -84,6 +89,7 @@ def up_examples() -> list[str]:
 # Examples that show a refusal on purpose: their exit status and what they print.
 REFUSALS = {
     "max_video_bitrate_kbps\": 60000": (1, "error video-bitrate-bound"),
+    "max_video_bitrate_kbps=60000": (1, "stbctl: FAILED_PRECONDITION: this change breaks 1 rule: video-bitrate-bound"),
 }
 
 

@@ -40,6 +40,9 @@ struct CatalogSession: Sendable {
 /// The rules service as one command sees it.
 typealias RulesSession = CatalogSession
 
+/// The project service as one command sees it.
+typealias ProjectSession = CatalogSession
+
 extension GlobalOptions {
     /// Connects to the catalog, runs `body`, and closes the connection. Errors come out
     /// as `CommandFailure`s worded for the person at the terminal.
@@ -50,6 +53,11 @@ extension GlobalOptions {
     /// Connects to the rules service (--rules-addr), runs `body`, and closes the connection.
     func withRules<Value: Sendable>(_ body: (RulesSession) async throws -> Value) async throws -> Value {
         try await withService(try rulesEndpoint(), address: resolvedRulesAddress, name: "the rules service", body)
+    }
+
+    /// Connects to the project service (--project-addr), runs `body`, and closes the connection.
+    func withProject<Value: Sendable>(_ body: (ProjectSession) async throws -> Value) async throws -> Value {
+        try await withService(try projectEndpoint(), address: resolvedProjectAddress, name: "the project service", body)
     }
 
     func withService<Value: Sendable>(
@@ -79,7 +87,10 @@ extension GlobalOptions {
     /// preconditions that failed, the reason, when to retry.
     static func detailLines(_ error: RPCError) -> [String] {
         var lines = error.fieldViolations.map { "  field \($0.field.isEmpty ? "(request)" : $0.field): \($0.description_p)" }
-        lines += error.preconditionViolations.map { "  precondition \($0.type) \($0.subject)" }
+        lines += error.preconditionViolations.map { violation in
+            let line = "  precondition \(violation.type) \(violation.subject)"
+            return violation.description_p.isEmpty ? line : "\(line): \(violation.description_p)"
+        }
         if let info = error.errorInfo {
             let facts = info.metadata.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
             lines.append("  reason \(info.reason) (\(info.domain))\(facts)")

@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
 
-/// The options every command takes: where the catalog and the rules service are, how
-/// long to wait, who is acting.
+/// The options every command takes: where the catalog, the rules service and the project
+/// service are, how long to wait.
 struct GlobalOptions: ParsableArguments {
     @Option(
         name: .customLong("addr"),
@@ -19,16 +19,25 @@ struct GlobalOptions: ParsableArguments {
     var rulesAddress: String?
 
     @Option(
+        name: .customLong("project-addr"),
+        help: ArgumentHelp(
+            "The project service's address. (default: $STB_PROJECT_ADDR, else \(GlobalOptions.fallbackProjectAddress))",
+            valueName: "host:port"))
+    var projectAddress: String?
+
+    @Option(
         help: ArgumentHelp("Seconds to wait for each call; watch waits forever. (default: 10)", valueName: "seconds"),
         transform: Seconds.parse)
     var timeout: Seconds = Seconds(10)
 
     static let fallbackAddress = "127.0.0.1:50051"
     static let fallbackRulesAddress = "127.0.0.1:50052"
+    static let fallbackProjectAddress = "127.0.0.1:50053"
 
     func validate() throws {
         _ = try endpoint()
         _ = try rulesEndpoint()
+        _ = try projectEndpoint()
     }
 
     /// The address text as given or defaulted.
@@ -43,6 +52,13 @@ struct GlobalOptions: ParsableArguments {
         if let rulesAddress { return rulesAddress }
         if let env = ProcessInfo.processInfo.environment["STB_RULES_ADDR"], !env.isEmpty { return env }
         return Self.fallbackRulesAddress
+    }
+
+    /// The project service's address text as given or defaulted.
+    var resolvedProjectAddress: String {
+        if let projectAddress { return projectAddress }
+        if let env = ProcessInfo.processInfo.environment["STB_PROJECT_ADDR"], !env.isEmpty { return env }
+        return Self.fallbackProjectAddress
     }
 
     /// The deadline for one unary call.
@@ -60,6 +76,12 @@ struct GlobalOptions: ParsableArguments {
     func rulesEndpoint() throws(ValidationError) -> (host: String, port: Int) {
         let origin = rulesAddress == nil ? " (from STB_RULES_ADDR)" : ""
         return try Self.endpoint(resolvedRulesAddress, of: "rules service", origin: origin)
+    }
+
+    /// Host and port from `resolvedProjectAddress`.
+    func projectEndpoint() throws(ValidationError) -> (host: String, port: Int) {
+        let origin = projectAddress == nil ? " (from STB_PROJECT_ADDR)" : ""
+        return try Self.endpoint(resolvedProjectAddress, of: "project service", origin: origin)
     }
 
     private static func endpoint(_ text: String, of service: String, origin: String) throws(ValidationError) -> (
