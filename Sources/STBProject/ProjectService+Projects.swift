@@ -77,7 +77,10 @@ extension ProjectService {
         }
         let catalog = try catalog()
         let config = EffectiveConfig(catalog: catalog, draft: Draft())
-        return try await change(caller) { transaction, changes in
+        // A new project is the catalog defaults: checked like any draft, so its validity is
+        // known from the start (a catalog whose defaults break a rule makes it invalid).
+        let verdict = try await evaluate(Draft(), catalog: catalog, metadata: Metadata().forwardingAuthorization(from: context.metadata))
+        let project = try await change(caller) { transaction, changes in
             // A new project has no member yet, so nobody could see the row it inserts:
             // the creator's project and owner row are written as the service.
             let member = Stb_Project_V1_Member(userID: caller.subject, username: caller.name, role: .owner)
@@ -94,6 +97,7 @@ extension ProjectService {
                 }
                 let id = try row.decode(0, as: Int64.self)
                 try await self.writeMember(member, projectID: id, in: transaction)
+                try await self.storeVerdict(id, verdict: verdict, hash: config.hash, draftChanged: false, in: transaction)
                 return id
             }
             let project = try await loadProject(id, caller: caller, in: transaction)
@@ -103,6 +107,7 @@ extension ProjectService {
                            after: Self.memberJSON(member))
             return project
         }
+        return project
     }
 
     public func getProject(_ request: Stb_Project_V1_ProjectRef, context: ServerContext) async throws -> Stb_Project_V1_Project {
@@ -216,10 +221,17 @@ extension ProjectService {
         let access = try await access(caller, request.projectKey, least: .owner, changing: true)
         let member = Stb_Project_V1_Member(userID: request.userID, username: request.username, role: request.role)
         let result = try await change(caller) { transaction, changes in
-            let before = try await transaction.query(
-                "SELECT username, role FROM members WHERE project_id = \(access.id) AND user_id = \(request.userID)").first
-            let beforeMember = try before.map {
-                Stb_Project_V1_Member(userID: request.userID, username: try $0.decode(0, as: String.self), role: Self.role(named: try $0.decode(1, as: String.self)))
+            // Another user's row is visible to the service only (the owner's standing was
+            // checked above).
+            let beforeMember = try await asService(caller, in: transaction) {
+                try await transaction.query(
+                    "SELECT username, role FROM members WHERE project_id = \(access.id) AND user_id = \(request.userID)"
+                ).first.map {
+                    Stb_Project_V1_Member(userID: request.userID, username: try $0.decode(0, as: String.self), role: Self.role(named: try $0.decode(1, as: String.self)))
+                }
+            }
+            if let beforeMember, beforeMember.role == member.role, beforeMember.username == member.username {
+                return beforeMember
             }
             try await asService(caller, in: transaction) {
                 if beforeMember?.role == .owner && member.role != .owner {
@@ -330,6 +342,7 @@ extension ProjectService {
         return try await change(caller) { transaction, changes in
             let before = try await loadAspects(access.id, in: transaction)
             let json = JSONValue.array(request.aspects.map(Self.aspectJSON))
+            guard json != .array(before.map(Self.aspectJSON)) else { return Stb_Project_V1_SignoffAspects(aspects: request.aspects) }
             _ = try await transaction.query("UPDATE projects SET aspects = \(PostgresJSON(json.canonicalText)), updated_at = now() WHERE id = \(access.id)")
             changes.record((access.id, access.key), entity: "aspects", action: .updated,
                            before: .array(before.map(Self.aspectJSON)), after: json)

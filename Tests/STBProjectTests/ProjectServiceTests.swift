@@ -209,4 +209,34 @@ struct ProjectServiceTests {
             #expect(config.rulesRevision > 0)
         }
     }
+
+    @Test("a new project is checked like any draft: catalog defaults a rule refuses make it invalid from the start")
+    func newProjectIsChecked() async throws {
+        let rules = #"{"rules": [{"key": "codec-needs-dolby", "subject": "codec", "type": "requires", "payload": {"requires": ["dolby"]}}]}"#
+        try await ProjectHarness.with(seed: demoSeed, rules: rules) { harness in
+            let project = try await harness.createProject("stb-eight")
+            #expect(!project.valid)
+            let config = try await harness.config("stb-eight")
+            #expect(!config.valid && config.violations.map(\.ruleKey) == ["codec-needs-dolby"] && config.rulesRevision > 0)
+            // Including dolby (on by default) fixes it.
+            try await harness.set("stb-eight", [include("dolby", true)])
+            #expect(try await harness.config("stb-eight").valid)
+        }
+    }
+
+    @Test("a SetMember or SetSignoffAspects that changes nothing writes nothing")
+    func noOpWritesNothing() async throws {
+        try await ProjectHarness.with(seed: demoSeed) { harness in
+            try await harness.createProject("stb-nine")
+            let owner = try harness.client("olivia")
+            let member = Stb_Project_V1_SetMemberRequest(projectKey: "stb-nine", userID: ProjectHarness.userID("vic"), username: "vic", role: .editor)
+            let aspects = Stb_Project_V1_SetSignoffAspectsRequest(projectKey: "stb-nine", aspects: [.init(name: "security", leastRole: .approver)])
+            _ = try await owner.unary(Projects.setMember, request: member)
+            _ = try await owner.unary(Projects.setSignoffAspects, request: aspects)
+            let rows = try await harness.audit("stb-nine").count
+            _ = try await owner.unary(Projects.setMember, request: member)
+            _ = try await owner.unary(Projects.setSignoffAspects, request: aspects)
+            #expect(try await harness.audit("stb-nine").count == rows)
+        }
+    }
 }
