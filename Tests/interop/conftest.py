@@ -225,12 +225,14 @@ class RssSampler:
 def stubs(tmp_path_factory):
     """Python messages and stubs generated from Protos/ now: stb.testing.v1.Echo as
     `pb2`/`grpc`, stb.catalog.v1.Catalog as `catalog_pb2`/`catalog_grpc`,
-    stb.rules.v1.Rules as `rules_pb2`/`rules_grpc`, and stb.common.v1 as `common_pb2`."""
+    stb.rules.v1.Rules as `rules_pb2`/`rules_grpc`, stb.project.v1.Projects as
+    `project_pb2`/`project_grpc`, and stb.common.v1 as `common_pb2`."""
     out = tmp_path_factory.mktemp("stubs")
     subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"--python_out={out}",
          f"--grpc_python_out={out}", "stb/testing/v1/echo.proto",
-         "stb/catalog/v1/catalog.proto", "stb/common/v1/common.proto", "stb/rules/v1/rules.proto"],
+         "stb/catalog/v1/catalog.proto", "stb/common/v1/common.proto", "stb/rules/v1/rules.proto",
+         "stb/project/v1/project.proto"],
         check=True, timeout=60,
     )
     sys.path.insert(0, str(out))
@@ -242,11 +244,14 @@ def stubs(tmp_path_factory):
         catalog_grpc = importlib.import_module("stb.catalog.v1.catalog_pb2_grpc")
         rules_pb2 = importlib.import_module("stb.rules.v1.rules_pb2")
         rules_grpc = importlib.import_module("stb.rules.v1.rules_pb2_grpc")
+        project_pb2 = importlib.import_module("stb.project.v1.project_pb2")
+        project_grpc = importlib.import_module("stb.project.v1.project_pb2_grpc")
     finally:
         sys.path.remove(str(out))
     return SimpleNamespace(pb2=pb2, grpc=pb2_grpc, common_pb2=common_pb2,
                            catalog_pb2=catalog_pb2, catalog_grpc=catalog_grpc,
-                           rules_pb2=rules_pb2, rules_grpc=rules_grpc)
+                           rules_pb2=rules_pb2, rules_grpc=rules_grpc,
+                           project_pb2=project_pb2, project_grpc=project_grpc)
 
 
 def _stop(server: EchoServer):
@@ -599,7 +604,7 @@ class RulesServer(CatalogServer):
         with self.channel() as channel:
             while True:
                 if not self.alive():
-                    raise AssertionError(f"rulesd exited with {self.proc.returncode} while waiting for "
+                    raise AssertionError(f"{self.name} exited with {self.proc.returncode} while waiting for "
                                          f"SERVING\n{self.log_tail()}")
                 try:
                     last = health_status(channel)
@@ -609,7 +614,7 @@ class RulesServer(CatalogServer):
                     last = f"{error.code()}: {error.details()}"
                 if time.monotonic() > deadline:
                     self.kill()
-                    raise AssertionError(f"rulesd not SERVING within {timeout}s (last: {last})\n"
+                    raise AssertionError(f"{self.name} not SERVING within {timeout}s (last: {last})\n"
                                          f"{self.log_tail()}")
                 time.sleep(0.1)
 
@@ -661,3 +666,70 @@ def stbctl_bin() -> Path:
     if not path.is_file() or not os.access(path, os.X_OK):
         pytest.fail(f"stbctl binary not found at {path} ($STB_STBCTL_BIN)", pytrace=False)
     return path
+
+
+# -- projectd ------------------------------------------------------------------------------
+#
+# The project fixtures need $STB_PROJECTD_BIN (and catalogd and rulesd: projectd follows
+# the catalog and has every selection checked by the rules service); without it they skip.
+# Each test module gets a fresh project database and a projectd on its catalog_server and
+# rules_server, calling them with its service account token (PROJECT_SERVICE_TOKEN).
+
+PROJECT_READY_PREFIX = b"projectd listening on "
+PROJECT_MIGRATIONS = REPO / "services" / "project" / "migrations"
+
+
+def _projectd_binary() -> Path:
+    configured = os.environ.get("STB_PROJECTD_BIN")
+    if not configured:
+        pytest.skip("STB_PROJECTD_BIN is not set: these tests need a projectd binary")
+    path = Path(configured).resolve()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(f"projectd binary not found at {path} ($STB_PROJECTD_BIN); build it with "
+                    "`swift build --product projectd`", pytrace=False)
+    return path
+
+
+class ProjectServer(RulesServer):
+    """One projectd process (NOT_SERVING until it has a copy of the catalog)."""
+
+    name = "projectd"
+    ready_prefix = PROJECT_READY_PREFIX
+
+
+@pytest.fixture(scope="module")
+def project_database():
+    """A fresh database `project_it_<pid>` owned by role project, per test module; dropped
+    at the end. Yields its URL (user project)."""
+    _projectd_binary()
+    with fresh_database(f"project_it_{os.getpid()}", "project") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def project_server(project_database, catalog_server, rules_server, tmp_path_factory):
+    """A projectd on `project_database` following the module's `catalog_server` and
+    checking selections with its `rules_server`, ready (health SERVING). `.addr`,
+    `.channel()` as for catalog_server. At teardown it must still be running, and must exit
+    with status 0 within 10 s of SIGTERM."""
+    binary = _projectd_binary()
+    server = ProjectServer(binary, tmp_path_factory.mktemp("projectd") / "projectd.log", {
+        "PROJECT_HOST": HOST,
+        "PROJECT_PORT": str(_free_port()),
+        "PROJECT_DATABASE_URL": project_database,
+        "PROJECT_MIGRATIONS_DIR": str(PROJECT_MIGRATIONS),
+        "PROJECT_CATALOG_ADDR": catalog_server.addr,
+        "PROJECT_RULES_ADDR": rules_server.addr,
+    }).start()
+    server.expect_exit = False
+    server.wait_serving()
+    yield server
+    if server.expect_exit:
+        server.kill()
+        return
+    if not server.alive():
+        code = server.proc.returncode
+        server.kill()
+        raise AssertionError(f"projectd died during the tests (status {code})\n{server.log_tail()}")
+    code = server.terminate(timeout=10)
+    assert code == 0, f"projectd exited with {code} after SIGTERM\n{server.log_tail()}"
