@@ -236,10 +236,11 @@ let package = Package(
             dependencies: ["STBEcho", "STBRPC", swiftLog, metrics, prometheus],
             swiftSettings: swiftSettings
         ),
-        // Batch conversion between the wire form and proto3 JSON, for the Python cross-checks.
+        // Batch conversion between the wire form and proto3 JSON, and JSON to its RFC 8785
+        // canonical form, for the Python cross-checks.
         .executableTarget(
             name: "stb-json",
-            dependencies: ["STBMessages"],
+            dependencies: ["STBMessages", "STBJSON"],
             swiftSettings: swiftSettings
         ),
         // proto3 JSON encode/decode measurements for scripts/bench-json.

@@ -201,3 +201,17 @@ enum GatewayRevocation {
         _ = try await transaction.query("UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = \(userID)::uuid AND revoked_at IS NULL")
     }
 }
+
+extension GatewayService {
+    /// A user's id by username (service accounts and admins: the method table says so).
+    public func lookupUser(_ request: Stb_Gateway_V1_LookupUserRequest, context: ServerContext) async throws -> Stb_Gateway_V1_UserRef {
+        guard !request.username.isEmpty else { throw invalidArgument(["username: required"]) }
+        let account = try await pool.withConnection { connection in
+            try await Account.find(request.username, on: connection)
+        }
+        guard let account, account.username == request.username else {
+            throw RPCError(code: .notFound, message: "user \(quoted(request.username)) not found")
+        }
+        return Stb_Gateway_V1_UserRef(id: account.id, username: account.username, enabled: account.enabled)
+    }
+}

@@ -60,6 +60,21 @@ struct Draft: Sendable, Hashable {
     }
 }
 
+extension Draft {
+    /// The choices that take `base` (a selection the rules service evaluated) to this
+    /// draft: a changed option's whole setting, and an empty choice (back to the catalog)
+    /// for an option this draft no longer sets.
+    func ruleChoices(in catalog: ProjectCatalog, from base: Draft) -> [Stb_Rules_V1_OptionChoice] {
+        var choices: [Stb_Rules_V1_OptionChoice] = []
+        for key in Set(settings.keys).union(base.settings.keys).sorted() where settings[key] != base.settings[key] {
+            guard catalog.options[key] != nil else { continue }
+            let setting = settings[key]
+            choices.append(Stb_Rules_V1_OptionChoice(key: key, included: setting?.included, valueJson: setting?.value.map(\.canonicalText)))
+        }
+        return choices
+    }
+}
+
 /// The effective configuration: every catalog option's inclusion and value, with where
 /// each came from; its canonical form (RFC 8785 over the included options' values) and
 /// that form's SHA-256 name the configuration.

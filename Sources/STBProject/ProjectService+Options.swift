@@ -42,6 +42,10 @@ extension ProjectService {
                 }
                 do {
                     let typed = try option.type.value(fromJSON: try JSONValue.parse(text))
+                    guard CanonicalJSON.isExact(typed.json) else {
+                        problems.append("\(at).value_json: integers beyond ±\(JSONValue.jcsMaxSafeInteger) cannot be hashed exactly (RFC 8785)")
+                        continue
+                    }
                     let broken = option.constraints.violations(of: typed)
                     if let first = broken.first {
                         problems.append("\(at).value_json: \(first.message)")
@@ -143,27 +147,55 @@ extension ProjectService {
     }
 
     /// Evaluates `draft` with the rules service, as `metadata`'s caller (a user's forwarded
-    /// token, or the service account's credentials when empty).
-    func evaluate(_ draft: Draft, catalog: ProjectCatalog, metadata: Metadata) async throws -> Verdict {
-        let request = Stb_Rules_V1_EvaluateRequest(options: draft.ruleChoices(in: catalog))
-        let response: Stb_Rules_V1_EvaluateResponse
+    /// token, or the service account's credentials when empty). With `project`, the
+    /// selection goes by difference from the project's last evaluated one when the rules
+    /// service still holds it (`base_selection_hash`), whole otherwise.
+    func evaluate(_ draft: Draft, catalog: ProjectCatalog, metadata: Metadata, project: Int64? = nil) async throws -> Verdict {
+        let base = project.flatMap { id in state.withLock { $0.ruleBases[id] } }
+        var response: Stb_Rules_V1_EvaluateResponse?
+        if let base, base.catalogRevision == catalog.revision {
+            let request = Stb_Rules_V1_EvaluateRequest(options: draft.ruleChoices(in: catalog, from: base.draft), baseSelectionHash: base.hash)
+            do {
+                response = try await callEvaluate(request, metadata: metadata)
+            } catch let error as RPCError where error.code == .failedPrecondition {
+                response = nil  // the base was evicted: send the whole selection
+            }
+        }
+        let answer: Stb_Rules_V1_EvaluateResponse
+        if let response {
+            answer = response
+        } else {
+            answer = try await callEvaluate(Stb_Rules_V1_EvaluateRequest(options: draft.ruleChoices(in: catalog)), metadata: metadata)
+        }
+        if let project, !answer.selectionHash.isEmpty {
+            state.withLock { state in
+                if state.ruleBases.count > 100_000 { state.ruleBases.removeAll() }
+                state.ruleBases[project] = RuleBase(hash: answer.selectionHash, draft: draft, catalogRevision: catalog.revision)
+            }
+        }
+        rulesChanged(revision: answer.rulesRevision)
+        let rulesRevision = state.withLock { $0.rulesRevision }
+        var violations = answer.violations
+        let missing = draft.missing(in: catalog)
+        for key in missing {
+            violations.append(Self.missingOption(key, draft.settings[key]))
+        }
+        return Verdict(valid: answer.valid && missing.isEmpty, violations: violations, catalogRevision: catalog.revision, rulesRevision: rulesRevision)
+    }
+
+    private func callEvaluate(_ request: Stb_Rules_V1_EvaluateRequest, metadata: Metadata) async throws -> Stb_Rules_V1_EvaluateResponse {
         do {
-            response = try await rules.unary(Stb_Rules_V1_Rules.evaluate, request: request, metadata: metadata, timeout: .seconds(10))
+            return try await rules.unary(Stb_Rules_V1_Rules.evaluate, request: request, metadata: metadata, timeout: .seconds(10))
         } catch let error as RPCError where error.code == .unavailable || error.code == .deadlineExceeded {
             throw RPCError(code: .unavailable, message: "the rules service cannot check the selection now; retry shortly")
         } catch let error as RPCError where error.code == .permissionDenied || error.code == .unauthenticated {
+            throw error
+        } catch let error as RPCError where error.code == .failedPrecondition && !request.baseSelectionHash.isEmpty {
             throw error
         } catch let error as RPCError {
             logger.warning("the rules service refused an evaluation", metadata: ["code": "\(error.code)", "error": "\(error.message)"])
             throw RPCError(code: .unavailable, message: "the rules service could not check the selection; retry shortly")
         }
-        let rulesRevision = state.withLock { $0.rulesRevision }
-        var violations = response.violations
-        for key in draft.missing(in: catalog) {
-            violations.append(Self.missingOption(key, draft.settings[key]))
-        }
-        let valid = response.valid && draft.missing(in: catalog).isEmpty
-        return Verdict(valid: valid, violations: violations, catalogRevision: catalog.revision, rulesRevision: rulesRevision)
     }
 
     static func missingOption(_ key: String, _ setting: OptionSetting?) -> Stb_Rules_V1_Violation {
@@ -226,7 +258,7 @@ extension ProjectService {
             guard new != old else {
                 return Stb_Project_V1_SetOptionsResponse(hash_p: oldHash, warnings: [], changed: false)
             }
-            let verdict = try await evaluate(new, catalog: catalog, metadata: metadata)
+            let verdict = try await evaluate(new, catalog: catalog, metadata: metadata, project: access.id)
             guard verdict.valid else { throw Self.refused(verdict, what: "this change") }
             try await Self.storeDraft(access.id, from: old, to: new, in: transaction)
             try await storeVerdict(access.id, verdict: verdict, hash: config.hash, draftChanged: true, in: transaction)
@@ -255,15 +287,18 @@ extension ProjectService {
         let access = try await access(context.caller, request.projectKey)
         let catalog = try catalog()
         let config: Stb_Project_V1_ProjectConfig
-        if let cached = state.withLock({ $0.configs[access.id] }), cached.catalogRevision == catalog.revision {
+        let (cached, generation) = state.withLock { ($0.configs[access.id], $0.generations[access.id, default: 0]) }
+        if let cached, cached.catalogRevision == catalog.revision {
             config = cached.config
         } else {
             config = try await withIdentity(context.caller) { transaction in
                 try await buildConfig(access, catalog: catalog, in: transaction)
             }
             state.withLock { state in
-                // Only a copy built at the current catalog is kept.
-                if state.catalog?.revision == catalog.revision { state.configs[access.id] = CachedConfig(catalogRevision: catalog.revision, config: config) }
+                // Kept only when nothing changed since the build started.
+                guard state.catalog?.revision == catalog.revision, state.generations[access.id, default: 0] == generation else { return }
+                state.configs[access.id] = CachedConfig(catalogRevision: catalog.revision, config: config)
+                state.ids[access.key] = access.id
             }
         }
         if !request.knownHash.isEmpty && request.knownHash == config.hash_p {

@@ -195,8 +195,19 @@ extension ProjectService {
 
     public func setMember(_ request: Stb_Project_V1_SetMemberRequest, context: ServerContext) async throws -> Stb_Project_V1_Member {
         let caller = context.caller
+        var request = request
         var problems: [String] = []
-        if request.userID.isEmpty { problems.append("user_id: required (the user's id, as their token's subject)") }
+        if request.userID.isEmpty && !request.username.isEmpty, let gateway {
+            do {
+                let user = try await gateway.unary(Stb_Gateway_V1_Auth.lookupUser, request: .init(username: request.username), timeout: .seconds(5))
+                request.userID = user.id
+            } catch let error as RPCError where error.code == .notFound {
+                throw invalidArgument(["username: no user \(quoted(request.username))"])
+            } catch {
+                throw RPCError(code: .unavailable, message: "the gateway cannot look up users now; retry shortly, or give user_id")
+            }
+        }
+        if request.userID.isEmpty { problems.append("user_id: required (the user's id, as their token's subject), or a username") }
         if request.userID.count > 200 { problems.append("user_id: at most 200 characters") }
         if request.username.count > 200 { problems.append("username: at most 200 characters") }
         if request.role == .unspecified { problems.append("role: required (viewer, editor, approver or owner)") }

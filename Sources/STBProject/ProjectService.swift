@@ -21,6 +21,8 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
     let feed: OutboxFeed
     let logger: Logger
     let rules: RPCClient
+    /// The gateway, for members named by username (nil: members are named by id only).
+    let gateway: RPCClient?
     let state = Mutex(State())
     /// Bumped when drift should run (a new catalog copy, a rules change).
     let driftSignal = ChangeSignal()
@@ -36,6 +38,14 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
         var rulesRevision: UInt64 = 0
         /// Built configurations, by project id.
         var configs: [Int64: CachedConfig] = [:]
+        /// Bumped per project whenever its cached configuration is dropped: a build that
+        /// started before is not cached (it may have read the old draft).
+        var generations: [Int64: UInt64] = [:]
+        /// Each project's last selection the rules service evaluated, by project id: the
+        /// base of the next evaluation by difference.
+        var ruleBases: [Int64: RuleBase] = [:]
+        /// Project ids by key, for invalidation by the change feed (which names keys).
+        var ids: [String: Int64] = [:]
         /// What a caller may do with a project, by (subject, project key).
         var access: [AccessKey: ProjectAccess] = [:]
     }
@@ -55,6 +65,12 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
         let archived: Bool
     }
 
+    struct RuleBase: Sendable {
+        let hash: [UInt8]
+        let draft: Draft
+        let catalogRevision: UInt64
+    }
+
     struct CachedConfig: Sendable {
         let catalogRevision: UInt64
         let config: Stb_Project_V1_ProjectConfig
@@ -64,8 +80,10 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
     /// service at `rules` (the caller's token is forwarded; `serviceCredentials` are the
     /// service's own, for drift). Call `catalogChanged` with a catalog copy before serving.
     public init(
-        pool: PostgresPool, signal: ChangeSignal, rules: RPCClient, driftConcurrency: Int = 8, logger: Logger
+        pool: PostgresPool, signal: ChangeSignal, rules: RPCClient, gateway: RPCClient? = nil, driftConcurrency: Int = 8,
+        logger: Logger
     ) {
+        self.gateway = gateway
         self.pool = pool
         self.outbox = Outbox(table: "events", channel: Self.channel, revisionTable: "project_revision")
         self.feed = OutboxFeed(outbox: outbox, pool: pool, signal: signal)
@@ -83,6 +101,7 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
         state.withLock { state in
             state.catalog = catalog
             state.configs.removeAll()
+            for id in state.generations.keys { state.generations[id]! &+= 1 }
         }
         driftSignal.bump()
         logger.info("catalog copy updated", metadata: ["revision": "\(configuration.revision)"])
@@ -97,6 +116,9 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
         }
         state.withLock { $0.catalogBehind = reason }
     }
+
+    /// The revision of the catalog copy, if any.
+    public var catalogRevision: UInt64? { state.withLock { $0.catalog?.revision } }
 
     /// Whether calls can be served: a current catalog copy exists.
     public var isServing: Bool { state.withLock { $0.catalog != nil && $0.catalogBehind == nil } }
@@ -179,16 +201,23 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
         return ProjectAccess(id: id, key: key, role: privileged ? .owner : member, memberRole: member, archived: archived)
     }
 
-    /// Forgets cached standings and configurations of a project (its members or state changed).
+    /// Forgets cached standings and the configuration of a project (its members or state
+    /// changed, here or in another instance).
     func invalidate(project key: String, id: Int64? = nil) {
         state.withLock { state in
             state.access = state.access.filter { $0.key.project != key }
-            if let id { state.configs[id] = nil } else { state.configs.removeAll() }
+            if let id = id ?? state.ids[key] { Self.drop(id, in: &state) }
         }
     }
 
+    /// Forgets the cached configuration of a project whose draft or validity changed.
     func invalidateConfig(_ id: Int64) {
-        _ = state.withLock { $0.configs.removeValue(forKey: id) }
+        state.withLock { Self.drop(id, in: &$0) }
+    }
+
+    private static func drop(_ id: Int64, in state: inout State) {
+        state.configs[id] = nil
+        state.generations[id, default: 0] &+= 1
     }
 
     static func notFound(_ key: String) -> RPCError {

@@ -24,8 +24,8 @@ public final class RulesService: Stb_Rules_V1_RulesService, Sendable {
     let state = Mutex(EngineState())
     /// Recently evaluated selections, bases for `Evaluate` by difference.
     let selections = SelectionCache(capacity: RulesService.selectionCacheCapacity)
-    /// The `Evaluate` response for the catalog defaults, for the engine and revision it was built for.
-    let defaultResponse = Mutex<(engine: RuleEngine, revision: UInt64, response: Stb_Rules_V1_EvaluateResponse)?>(nil)
+    /// The `Evaluate` response for the catalog defaults, for the engine and revisions it was built for.
+    let defaultResponse = Mutex<(engine: RuleEngine, revisions: Revisions, response: Stb_Rules_V1_EvaluateResponse)?>(nil)
     private let rulesChanged: ChangeSignal
 
     /// The outbox channel woken on every rules commit.
@@ -163,12 +163,18 @@ public final class RulesService: Stb_Rules_V1_RulesService, Sendable {
     }
 
     func engine() throws -> (RuleEngine, CatalogModel, UInt64) {
+        let current = try currentEngine()
+        return (current.engine, current.model, current.catalogRevision)
+    }
+
+    /// The engine with the catalog copy and the rules it was built from, and their revisions.
+    func currentEngine() throws -> (engine: RuleEngine, model: CatalogModel, catalogRevision: UInt64, rulesRevision: UInt64) {
         try state.withLock { state in
             guard let engine = state.engine, let model = state.model, let catalog = state.catalog else {
                 throw RPCError(code: .unavailable, message: "no copy of the catalog yet; retry shortly")
             }
             try requireCurrentCatalog(state)
-            return (engine, model, catalog.revision)
+            return (engine, model, catalog.revision, state.rulesRevision)
         }
     }
 }

@@ -16,8 +16,12 @@ await daemon.run(configuration.service, channels: [ProjectService.channel]) { as
     var rulesClient = RPCClient.Configuration()
     rulesClient.credentials = credentials
     let rules = try RPCClient(host: configuration.rulesHost, port: configuration.rulesPort, configuration: rulesClient)
+    var gatewayClient = RPCClient.Configuration()
+    gatewayClient.credentials = credentials
+    let gateway = try RPCClient(
+        host: configuration.service.auth.gateway.host, port: configuration.service.auth.gateway.port, configuration: gatewayClient)
     let service = ProjectService(
-        pool: assembly.pool, signal: assembly.listener.signal, rules: rules,
+        pool: assembly.pool, signal: assembly.listener.signal, rules: rules, gateway: gateway,
         driftConcurrency: configuration.driftConcurrency, logger: assembly.logger)
     // Health is NOT_SERVING until a current copy of the catalog exists.
     let publishHealth: @Sendable () -> Void = { [health = assembly.health] in
@@ -37,5 +41,5 @@ await daemon.run(configuration.service, channels: [ProjectService.channel]) { as
             publishHealth()
         }
     )
-    return ServiceParts(rpcServices: [service], outbox: service.outbox, background: [replica])
+    return ServiceParts(rpcServices: [service], outbox: service.outbox, background: [replica, service.driftFollower, service.rulesFollower(), service.cacheFollower()])
 }

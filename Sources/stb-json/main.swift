@@ -1,12 +1,16 @@
 import Glibc
+import STBJSON
 import STBMessages
 
 // Converts batches of messages between the wire form and proto3 JSON, for the
-// cross-checks against Python's json_format (Tests/interop/test_json_mapping.py): one
-// process per batch, not per message.
+// cross-checks against Python's json_format (Tests/interop/test_json_mapping.py), and
+// JSON documents to their RFC 8785 canonical form, for the cross-check against Python's
+// rfc8785 and hashlib (Tests/interop/test_jcs.py): one process per batch, not per message.
 //
 //   stb-json to-json TYPE     wire records in, JSON records out
 //   stb-json from-json TYPE   JSON records in, wire records out
+//   stb-json jcs              JSON records in, records of the 32-byte SHA-256 of the
+//                             canonical form followed by the canonical form out
 //
 // Input (stdin): records of a 4-byte little-endian length and that many bytes.
 // Output (stdout): per input record, a status byte (0: converted, 1: refused), a 4-byte
@@ -86,14 +90,34 @@ func convert<Message: ProtoMessage>(_: Message.Type, toJSON: Bool, _ inputs: [[U
     return out
 }
 
+/// Each JSON document's digest and canonical form (`JSONValue.jcsBytes`, `SHA256.hash`).
+func canonicalize(_ inputs: [[UInt8]]) -> [UInt8] {
+    var out: [UInt8] = []
+    for input in inputs {
+        do {
+            let canonical = try JSONValue.parse(String(decoding: input, as: UTF8.self)).jcsBytes()
+            append(0, SHA256.hash(canonical) + canonical, to: &out)
+        } catch {
+            // JSONParseError or JCSError: both describe themselves.
+            append(1, Array("\(error)".utf8), to: &out)
+        }
+    }
+    return out
+}
+
 let arguments = CommandLine.arguments
-guard arguments.count == 3, arguments[1] == "to-json" || arguments[1] == "from-json" else {
-    die("usage: stb-json to-json|from-json TYPE < records")
+let mode = arguments.count > 1 ? arguments[1] : ""
+guard (arguments.count == 3 && (mode == "to-json" || mode == "from-json")) || (arguments.count == 2 && mode == "jcs") else {
+    die("usage: stb-json to-json|from-json TYPE < records, or stb-json jcs < records")
 }
 guard let inputs = records(readAll(0)) else {
     die("truncated input record")
 }
-let toJSON = arguments[1] == "to-json"
+if mode == "jcs" {
+    writeAll(canonicalize(inputs))
+    exit(0)
+}
+let toJSON = mode == "to-json"
 switch arguments[2] {
 case Stb_Testing_V1_AllKinds.protoMessageName: writeAll(convert(Stb_Testing_V1_AllKinds.self, toJSON: toJSON, inputs))
 case Stb_Catalog_V1_GetConfigResponse.protoMessageName: writeAll(convert(Stb_Catalog_V1_GetConfigResponse.self, toJSON: toJSON, inputs))

@@ -108,7 +108,7 @@ func selection(_ request: Stb_Rules_V1_EvaluateRequest, _ catalog: CatalogModel)
 }
 
 func response(_ evaluation: Evaluation) -> Stb_Rules_V1_EvaluateResponse {
-    RulesService.response(evaluation, catalogRevision: 1)
+    RulesService.response(evaluation, RulesService.Revisions(catalog: 1, rules: 1))
 }
 
 func summary(_ evaluation: Evaluation) -> String {

@@ -149,4 +149,31 @@ struct SessionTests {
             await expectStatus(.unauthenticated) { let _: Stb_Gateway_V1_LoginResponse = try await gateway.client.unary(Auth.serviceLogin, request: request) }
         }
     }
+
+    @Test("LookupUser gives a user's id by username to service accounts and admins, and to nobody else")
+    func lookupUser() async throws {
+        try await GatewayHarness.with { gateway in
+            let admin = try await gateway.login()
+            let created = try await gateway.createUser("lena", role: .engineer, password: "lena password 0123", as: admin.accessToken)
+            var login = Stb_Gateway_V1_ServiceLoginRequest()
+            login.service = "rules"
+            login.secret = "rules-secret-0123456789"
+            let service: Stb_Gateway_V1_LoginResponse = try await gateway.client.unary(Auth.serviceLogin, request: login)
+            for token in [service.accessToken, admin.accessToken] {
+                let found = try await gateway.client.unary(Auth.lookupUser, request: .init(username: "lena"), metadata: Metadata.bearer(token))
+                #expect(found.id == created.id && found.username == "lena" && found.enabled)
+            }
+            await expectStatus(.notFound) {
+                _ = try await gateway.client.unary(Auth.lookupUser, request: .init(username: "nobody"), metadata: Metadata.bearer(service.accessToken))
+            }
+            // An id is not a username.
+            await expectStatus(.notFound) {
+                _ = try await gateway.client.unary(Auth.lookupUser, request: .init(username: created.id), metadata: Metadata.bearer(service.accessToken))
+            }
+            let engineer = try await gateway.login("lena", "lena password 0123")
+            await expectStatus(.permissionDenied) {
+                _ = try await gateway.client.unary(Auth.lookupUser, request: .init(username: "lena"), metadata: Metadata.bearer(engineer.accessToken))
+            }
+        }
+    }
 }

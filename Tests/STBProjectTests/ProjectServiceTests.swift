@@ -189,4 +189,23 @@ struct ProjectServiceTests {
             await pool.close()
         }
     }
+
+    @Test("selections go to the rules service by difference from the project's last one, with the same verdicts as whole ones")
+    func evaluationByDifference() async throws {
+        try await ProjectHarness.with(seed: demoSeed, rules: demoRules) { harness in
+            try await harness.createProject("stb-seven")
+            try await harness.set("stb-seven", [value("hdr", "true"), value("4k_output", "true")])
+            // Back to the default (false) by an empty choice: hdr is left without 4K.
+            let error = await expectStatus(.failedPrecondition) {
+                try await harness.set("stb-seven", [Stb_Project_V1_OptionChange(key: "4k_output", change: .reset(true))])
+            }
+            #expect(error?.message.contains("hdr-needs-4k") == true)
+            try await harness.set("stb-seven", [value("hdr", "false")])
+            try await harness.set("stb-seven", [Stb_Project_V1_OptionChange(key: "4k_output", change: .reset(true))])
+            let config = try await harness.config("stb-seven")
+            #expect(config.valid && config.option("4k_output")?.valueSource == .default && config.option("hdr")?.valueJson == "false")
+            // The rules service evaluated each by difference (its selection cache held the bases).
+            #expect(config.rulesRevision > 0)
+        }
+    }
 }

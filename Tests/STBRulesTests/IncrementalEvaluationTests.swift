@@ -11,8 +11,8 @@ import STBRules
 // inactive rules) and selections; and engines changed one rule at a time against engines
 // built from scratch.
 
-/// A random catalog of boolean and integer options; some keys hold a dot, so that a
-/// json-logic variable `o3.x` reads both the option `o3.x` and the option `o3`.
+/// A random catalog of boolean (default true or false) and integer options; some keys hold a
+/// dot, so that a json-logic variable `o3.x` reads both the option `o3.x` and the option `o3`.
 private func randomCatalog(_ rng: inout SplitMix) -> CatalogModel {
     let count = 6 + Int(rng.next() % 20)
     var options: [OptionInfo] = []
@@ -22,7 +22,7 @@ private func randomCatalog(_ rng: inout SplitMix) -> CatalogModel {
         if rng.next() % 3 == 0 {
             options.append(OptionInfo(key: key, module: "m", type: .integer, defaultValue: .integer(Int64(rng.next() % 10)), includedByDefault: on))
         } else {
-            options.append(OptionInfo(key: key, module: "m", type: .boolean, defaultValue: .bool(true), includedByDefault: on))
+            options.append(OptionInfo(key: key, module: "m", type: .boolean, defaultValue: .bool(rng.next() % 3 != 0), includedByDefault: on))
         }
     }
     return CatalogModel(options: options)
@@ -85,7 +85,7 @@ private func randomSelection(_ keys: [String], _ catalog: CatalogModel, _ rng: i
     for _ in 0..<Int(rng.next() % 6) {
         let key = pick(keys, &rng)
         var choice = choices[key] ?? Selection.Choice()
-        switch rng.next() % 4 {
+        switch rng.next() % 5 {
         case 0: choice.included = true
         case 1: choice.included = false
         case 2:
@@ -95,8 +95,13 @@ private func randomSelection(_ keys: [String], _ catalog: CatalogModel, _ rng: i
             } else if catalog.options[key]?.type == .integer {
                 choice.value = .integer(Int64(rng.next() % 12))
             } else {
-                choice.value = rng.next() % 2 == 0 ? .bool(rng.next() % 2 == 0) : .integer(1)
+                // A boolean's value turns it on or off; an integer is neither.
+                choice.value = rng.next() % 4 != 0 ? .bool(rng.next() % 2 == 0) : .integer(1)
             }
+        case 3:
+            // Included and set: on or off by the value.
+            choice.included = true
+            choice.value = catalog.options[key]?.type == .integer ? .integer(Int64(rng.next() % 12)) : .bool(rng.next() % 2 == 0)
         default: choice.included = catalog.options[key]?.includedByDefault  // the default, listed
         }
         choices[key] = choice
@@ -120,6 +125,7 @@ private func expectSame(_ incremental: Evaluation, _ full: Evaluation, _ context
         var compared = 0
         var withViolations = 0
         var withClosure = 0
+        var withBooleanValues = 0
         for round in 0..<200 {
             let catalog = randomCatalog(&rng)
             let keys = catalog.optionKeys
@@ -150,6 +156,9 @@ private func expectSame(_ incremental: Evaluation, _ full: Evaluation, _ context
                     compared += 1
                     if !incremental.violations.isEmpty { withViolations += 1 }
                     if !incremental.closure.isEmpty { withClosure += 1 }
+                    if selection.choices.contains(where: { if case .bool? = $0.value.value { true } else { false } }) {
+                        withBooleanValues += 1
+                    }
                 }
             }
         }
@@ -157,6 +166,7 @@ private func expectSame(_ incremental: Evaluation, _ full: Evaluation, _ context
         #expect(compared == 16_000)
         #expect(withViolations > compared / 2)
         #expect(withClosure > compared / 10)
+        #expect(withBooleanValues > compared / 4)
     }
 
     @Test func defaultsAreEvaluatedOnce() {

@@ -160,15 +160,15 @@ struct RulesEngineEvaluateTests {
               selection: Selection(include: ["hevc"]), valid: true, violations: [:]),
         .init(name: "choice exactly one: none", rules: [choice("c1", "codec", ["h264", "hevc", "av1"])],
               selection: Selection(), valid: false,
-              violations: ["c1": "choice codec needs exactly one of h264 [=n], hevc [=n], av1 [=n] (0 included)"]),
+              violations: ["c1": "choice codec needs exactly one of h264 [=n], hevc [=n], av1 [=n] (0 on)"]),
         .init(name: "choice exactly one: two", rules: [choice("c1", "codec", ["h264", "hevc", "av1"])],
               selection: Selection(include: ["h264", "av1"]), valid: false,
-              violations: ["c1": "choice codec needs exactly one of h264 [=y], hevc [=n], av1 [=y] (2 included)"]),
+              violations: ["c1": "choice codec needs exactly one of h264 [=y], hevc [=n], av1 [=y] (2 on)"]),
         .init(name: "optional choice: none ok", rules: [choice("c1", "codec", ["h264", "hevc"], optional: true)],
               selection: Selection(), valid: true, violations: [:]),
         .init(name: "optional choice: two", rules: [choice("c1", "codec", ["h264", "hevc"], optional: true)],
               selection: Selection(include: ["h264", "hevc"]), valid: false,
-              violations: ["c1": "choice codec needs at most one of h264 [=y], hevc [=y] (2 included)"]),
+              violations: ["c1": "choice codec needs at most one of h264 [=y], hevc [=y] (2 on)"]),
     ]
 
     @Test(arguments: cases)
@@ -351,7 +351,7 @@ struct RulesEngineCheckTests {
         let report = RuleEngine(rules: rules, catalog: videoCatalog).check()
         let found = report.contradictoryChoices.map { "\($0.ruleKey) \($0.reason.rawValue): \($0.explanation)" }
         #expect(found.sorted() == [
-            "c1 allMembersDead: choice codec needs exactly one of h264, hevc but none can be included",
+            "c1 allMembersDead: choice codec needs exactly one of h264, hevc but none can be on",
             "c2 memberRequiresMember: choice output: hdr → 4k_output (both members)",
         ])
         #expect(!report.isClean)

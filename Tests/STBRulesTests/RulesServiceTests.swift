@@ -27,7 +27,7 @@ struct RulesServiceTests {
                 try await harness.createRule("hdr-needs-4k", subject: "hdr", type: .requires, payload: #"{"requires": ["uhd_output"]}"#)
             }
 
-            // hdr is included by default; uhd_output and hdmi_2_1 are not.
+            // hdr is on by default (included, true); uhd_output and hdmi_2_1 are not.
             let result = try await harness.evaluate([("max_bitrate", true, "60000")])
             #expect(!result.valid)
             let requires = try #require(result.violations.first { $0.ruleKey == "hdr-needs-4k" })
@@ -39,7 +39,15 @@ struct RulesServiceTests {
             #expect(bound.references.first?.valueJson == "60000")
             #expect(Set(result.closure) == ["uhd_output", "hdmi_2_1"])
 
-            let fixed = try await harness.evaluate([("uhd_output", true, nil), ("hdmi_2_1", true, nil), ("max_bitrate", true, "40000")])
+            // Included at their default, false, the two booleans are still off.
+            let included = try await harness.evaluate([("uhd_output", true, nil), ("hdmi_2_1", true, nil), ("max_bitrate", true, "40000")])
+            #expect(included.violations.map(\.ruleKey) == ["hdr-needs-4k"])
+            #expect(included.violations.first?.explanation == "hdr requires uhd_output [=n], hdmi_2_1 [=n]")
+            let uhd = try #require(included.violations.first?.references.first { $0.optionKey == "uhd_output" })
+            #expect(uhd.included && uhd.valueJson == "false")
+            #expect(Set(included.closure) == ["uhd_output", "hdmi_2_1"])
+
+            let fixed = try await harness.evaluate([("uhd_output", true, "true"), ("hdmi_2_1", true, "true"), ("max_bitrate", true, "40000")])
             #expect(fixed.valid && fixed.violations.isEmpty)
         }
     }
@@ -60,10 +68,10 @@ struct RulesServiceTests {
             #expect(Set(first.violations.map(\.ruleKey)) == ["hdr-needs-4k", "bitrate-bound"])
             #expect(first.selectionHash != defaults.selectionHash)
 
-            // On top of it: include uhd_output; the override of max_bitrate stays.
-            let second = try await harness.evaluate([("uhd_output", true, nil)], base: first.selectionHash)
+            // On top of it: turn uhd_output on; the override of max_bitrate stays.
+            let second = try await harness.evaluate([("uhd_output", true, "true")], base: first.selectionHash)
             #expect(second.violations.map(\.ruleKey) == ["bitrate-bound"])
-            let whole = try await harness.evaluate([("max_bitrate", true, "60000"), ("uhd_output", true, nil)])
+            let whole = try await harness.evaluate([("max_bitrate", true, "60000"), ("uhd_output", true, "true")])
             #expect(second.selectionHash == whole.selectionHash)
             #expect(second.violations == whole.violations)
 
@@ -80,10 +88,23 @@ struct RulesServiceTests {
                 return false
             } == true)
 
+            // Every reply names the rules revision it was computed at, the defaults' too.
+            func storedRevision() async throws -> UInt64 {
+                UInt64(try await harness.pools[1].query("SELECT revision FROM rules_revision")[0].decode(0, as: Int64.self))
+            }
+            let revision = try await storedRevision()
+            #expect(revision > 0)
+            #expect(defaults.rulesRevision == revision && second.rulesRevision == revision)
+            #expect(try await harness.evaluate([]).rulesRevision == revision)
+
             // A rule change keeps the cache: the base still names the same selection.
             try await harness.createRule("4k-forbids-legacy", subject: "uhd_output", type: .forbidden, payload: #"{"forbidden": ["legacy_mode"]}"#)
-            let after = try await harness.evaluate([("legacy_mode", true, nil)], base: second.selectionHash)
+            let after = try await harness.evaluate([("legacy_mode", true, "true")], base: second.selectionHash)
             #expect(Set(after.violations.map(\.ruleKey)) == ["bitrate-bound", "4k-forbids-legacy"])
+            let changed = try await storedRevision()
+            #expect(changed > revision)
+            #expect(after.rulesRevision == changed)
+            #expect(try await harness.evaluate([]).rulesRevision == changed)
         }
     }
 

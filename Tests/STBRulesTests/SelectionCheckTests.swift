@@ -125,7 +125,8 @@ struct SelectionCheckTests {
             }
             var request = Stb_Rules_V1_ImpactRequest()
             request.change = .add(rule)
-            request.selections = ["bright": selection([("dark_mode", true, nil), ("brightness", true, "80")]), "unknown": selection([("nope", true, nil)])]
+            // dark_mode is a boolean, false by default: on when included at true.
+            request.selections = ["bright": selection([("dark_mode", true, "true"), ("brightness", true, "80")]), "unknown": selection([("nope", true, nil)])]
             let error = await expectStatus(.invalidArgument) { _ = try await harness.rules.unary(Rules.impact, request: request) }
             #expect(error?.message.contains(#"selections["unknown"].options[0].key: unknown option "nope""#) == true, "\(error?.message ?? "")")
 
@@ -135,7 +136,7 @@ struct SelectionCheckTests {
 
             // A selection already outside the constraints is not made invalid by the change: it is invalid now.
             request.selections["unknown"] = nil
-            request.selections["outside"] = selection([("dark_mode", true, nil), ("brightness", true, "5000")])
+            request.selections["outside"] = selection([("dark_mode", true, "true"), ("brightness", true, "5000")])
             let impact = try await harness.rules.unary(Rules.impact, request: request)
             #expect(Set(impact.newlyInvalid.keys) == ["bright"])
         }

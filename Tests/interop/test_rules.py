@@ -163,7 +163,7 @@ def test_list_rules_by_subject(rules, rpb, demo_rules):
 def test_evaluate_bitrate_out_of_bounds_is_invalid(rules, rpb, demo_rules):
     request = rpb.EvaluateRequest(options=[
         choice(rpb, "max_video_bitrate_kbps", value=60000),
-        choice(rpb, "parental_pin_required"),
+        choice(rpb, "parental_pin_required", value=True),
     ])
     reply = rules.Evaluate(request, metadata=METADATA, timeout=TIMEOUT)
     assert not reply.valid, describe(reply)
@@ -179,10 +179,12 @@ def test_evaluate_bitrate_out_of_bounds_is_invalid(rules, rpb, demo_rules):
 
 
 def test_evaluate_valid_selection(rules, rpb, demo_rules):
-    # The demo catalog's defaults satisfy the demo rules.
-    defaults = rules.Evaluate(rpb.EvaluateRequest(), metadata=METADATA, timeout=TIMEOUT)
+    # The demo catalog's defaults with the parental PIN turned on satisfy the demo rules.
+    defaults = rules.Evaluate(rpb.EvaluateRequest(options=[choice(rpb, "parental_pin_required", value=True)]),
+                              metadata=METADATA, timeout=TIMEOUT)
     assert defaults.valid, describe(defaults)
     request = rpb.EvaluateRequest(options=[
+        choice(rpb, "parental_pin_required", value=True),
         choice(rpb, "max_video_bitrate_kbps", value=25000),
         choice(rpb, "playready_enabled", included=False),
     ])
@@ -190,6 +192,9 @@ def test_evaluate_valid_selection(rules, rpb, demo_rules):
     assert reply.valid, describe(reply)
     assert not any(v.severity == rpb.SEVERITY_ERROR for v in reply.violations), describe(reply)
     assert reply.catalog_revision > 0
+    # The rules revision the answer was computed at: the one ImportRules reported.
+    assert reply.rules_revision > 0 and reply.rules_revision == demo_rules.revision
+    assert defaults.rules_revision == demo_rules.revision
 
 
 def test_evaluate_checks_values_against_the_catalog(rules, rpb, demo_rules):
@@ -218,10 +223,42 @@ def test_evaluate_checks_values_against_the_catalog(rules, rpb, demo_rules):
         assert expected in refused.value.details(), refused.value.details()
 
 
+def test_evaluate_boolean_is_on_only_when_included_and_true(rules, rpb, demo_rules):
+    # A boolean counts as on when it is included and true: the purchase PIN (a boolean, on)
+    # requires the parental PIN, which included at false does not satisfy ...
+    off = rules.Evaluate(rpb.EvaluateRequest(options=[
+        choice(rpb, "purchase_pin", value=True),
+        choice(rpb, "parental_pin_required", value=False),
+    ]), metadata=METADATA, timeout=TIMEOUT)
+    violation = next((v for v in off.violations if v.rule_key == "purchase-pin-needs-parental-pin"), None)
+    assert violation is not None, describe(off)
+    assert violation.explanation == "purchase_pin requires parental_pin_required [=n]", describe(off)
+    pin = next(r for r in violation.references if r.option_key == "parental_pin_required")
+    assert pin.included and json.loads(pin.value_json) is False, describe(off)
+    assert "parental_pin_required" in off.closure
+    # ... and the purchase PIN included at false does not trigger the rule.
+    both_off = rules.Evaluate(rpb.EvaluateRequest(options=[
+        choice(rpb, "purchase_pin", value=False),
+        choice(rpb, "parental_pin_required", value=False),
+    ]), metadata=METADATA, timeout=TIMEOUT)
+    assert "purchase-pin-needs-parental-pin" not in [v.rule_key for v in both_off.violations], describe(both_off)
+    # An included boolean at false does not count in a choice: one DRM system on.
+    drm = rules.Evaluate(rpb.EvaluateRequest(options=[
+        choice(rpb, "widevine_enabled", value=True),
+        choice(rpb, "playready_enabled", value=False),
+    ]), metadata=METADATA, timeout=TIMEOUT)
+    assert "drm-system" not in [v.rule_key for v in drm.violations], describe(drm)
+    both = rules.Evaluate(rpb.EvaluateRequest(options=[
+        choice(rpb, "widevine_enabled", value=True),
+        choice(rpb, "playready_enabled", value=True),
+    ]), metadata=METADATA, timeout=TIMEOUT)
+    assert "drm-system" in [v.rule_key for v in both.violations], describe(both)
+
+
 def test_evaluate_requires_names_the_missing_option(rules, rpb, demo_rules):
     request = rpb.EvaluateRequest(options=[
-        choice(rpb, "parental_pin_required"),
-        choice(rpb, "proxy_enabled"),
+        choice(rpb, "parental_pin_required", value=True),
+        choice(rpb, "proxy_enabled", value=True),
         choice(rpb, "proxy_host", included=False),
     ])
     reply = rules.Evaluate(request, metadata=METADATA, timeout=TIMEOUT)

@@ -161,7 +161,7 @@ def test_rules_check_summary_and_strict(with_rules):
 
 def test_evaluate_invalid_exits_1(with_rules, tmp_path):
     path = selection(tmp_path, {"include": ["parental_pin_required"],
-                                "values": {"max_video_bitrate_kbps": 60000}})
+                                "values": {"max_video_bitrate_kbps": 60000, "parental_pin_required": True}})
     result = with_rules("evaluate", path)
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
@@ -174,7 +174,7 @@ def test_evaluate_invalid_exits_1(with_rules, tmp_path):
 def test_evaluate_valid_exits_0(with_rules, tmp_path):
     path = selection(tmp_path, {"include": ["parental_pin_required", "hdr_format"],
                                 "exclude": ["playready_enabled"],
-                                "values": {"max_video_bitrate_kbps": 25000}})
+                                "values": {"max_video_bitrate_kbps": 25000, "parental_pin_required": True}})
     out = ok(with_rules("evaluate", path))
     assert out.splitlines()[0].startswith("valid"), out
     reply = json.loads(ok(with_rules("evaluate", path, "--json")))
@@ -183,7 +183,8 @@ def test_evaluate_valid_exits_0(with_rules, tmp_path):
 
 def test_evaluate_requires_shows_missing_option_and_closure(with_rules, tmp_path):
     path = selection(tmp_path, {"include": ["dolby_atmos", "parental_pin_required", "hdr_format"],
-                                "exclude": ["playready_enabled", "audio_passthrough"]})
+                                "exclude": ["playready_enabled", "audio_passthrough"],
+                                "values": {"parental_pin_required": True}})
     result = with_rules("evaluate", path)
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()

@@ -107,12 +107,14 @@ internal func _protoJSONAnyType(named name: String) -> (any _ProtoJSONCodable.Ty
     case "stb.gateway.v1.LoginResponse": Stb_Gateway_V1_LoginResponse.self
     case "stb.gateway.v1.LogoutRequest": Stb_Gateway_V1_LogoutRequest.self
     case "stb.gateway.v1.LogoutResponse": Stb_Gateway_V1_LogoutResponse.self
+    case "stb.gateway.v1.LookupUserRequest": Stb_Gateway_V1_LookupUserRequest.self
     case "stb.gateway.v1.RefreshRequest": Stb_Gateway_V1_RefreshRequest.self
     case "stb.gateway.v1.ServiceLoginRequest": Stb_Gateway_V1_ServiceLoginRequest.self
     case "stb.gateway.v1.SetPasswordRequest": Stb_Gateway_V1_SetPasswordRequest.self
     case "stb.gateway.v1.SetPasswordResponse": Stb_Gateway_V1_SetPasswordResponse.self
     case "stb.gateway.v1.UpdateUserRequest": Stb_Gateway_V1_UpdateUserRequest.self
     case "stb.gateway.v1.User": Stb_Gateway_V1_User.self
+    case "stb.gateway.v1.UserRef": Stb_Gateway_V1_UserRef.self
     case "stb.gateway.v1.WhoAmIRequest": Stb_Gateway_V1_WhoAmIRequest.self
     case "stb.project.v1.AuditEntry": Stb_Project_V1_AuditEntry.self
     case "stb.project.v1.ChangeEvent": Stb_Project_V1_ChangeEvent.self

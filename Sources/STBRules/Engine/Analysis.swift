@@ -2,6 +2,8 @@
 import STBJSON
 import STBJSONLogic
 
+/// An option that cannot be on (included, and `true` for a boolean) without breaking an
+/// error-severity rule.
 public struct DeadOption: Sendable, Hashable {
     public enum Reason: String, Sendable, Hashable {
         /// Something in the option's requires closure forbids something else in it (possibly the option itself).
@@ -36,7 +38,7 @@ public struct UnknownReference: Sendable, Hashable {
 
 public struct ContradictoryChoice: Sendable, Hashable {
     public enum Reason: String, Sendable, Hashable {
-        /// A non-optional choice none of whose members can be included without an error (dead or unknown).
+        /// A non-optional choice none of whose members can be on without an error (dead or unknown).
         case allMembersDead
         /// One member requires (transitively) another member of the same choice.
         case memberRequiresMember
@@ -102,6 +104,8 @@ extension RuleEngine {
 
     /// Static checks, over active error-severity rules (warnings never make an option dead):
     /// - cycles: elementary cycles of the requires graph (including self-requires), each once.
+    /// Rules read options that are *on* (included, and `true` for a boolean), so a dead option
+    /// is one that cannot be on without an error; it can still be included, a boolean at `false`.
     /// - deadOptions: an option whose transitive requires closure C (itself included) has
     ///   (a) a forbidden rule with subject in C and a target in C (covers "A requires B, B forbids A",
     ///   "A requires B and A forbids B", and the same through longer chains);
@@ -158,7 +162,7 @@ extension RuleEngine {
                 report.contradictoryChoices.append(ContradictoryChoice(
                     ruleKey: entry.rule.key, reason: .allMembersDead,
                     explanation: "choice \(entry.rule.subject) needs exactly one of "
-                        + entry.targetKeys.joined(separator: ", ") + " but none can be included"))
+                        + entry.targetKeys.joined(separator: ", ") + " but none can be on"))
             }
             let members = Set(entry.targets.compactMap { $0 })
             for case let member? in entry.targets {

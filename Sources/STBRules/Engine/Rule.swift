@@ -1,13 +1,18 @@
 // Rules: the dependency and validation constraints the engine checks selections against.
 //
+// Rules trigger on options that are *on*: included, and for a boolean also `true` (as a
+// Kconfig `bool` is on only at `y`); an option of another type is on when included.
+//
 // Stored payloads (the `payload` JSON of a rule row), one shape per rule type:
-//   requires    {"requires": ["a", "b"]}            subject included ⇒ every listed option included
-//   forbidden   {"forbidden": ["a", "b"]}           subject included ⇒ no listed option included
-//   validation  {"logic": <json-logic expression>}  subject included ⇒ expression truthy
+//   requires    {"requires": ["a", "b"]}            subject on ⇒ every listed option on
+//   forbidden   {"forbidden": ["a", "b"]}           subject on ⇒ no listed option on
+//   validation  {"logic": <json-logic expression>}  subject on ⇒ expression truthy
 //   choice      {"choice": ["a", "b"], "optional": false}
-//                                                   exactly one member included (optional: at most one);
+//                                                   exactly one member on (optional: at most one);
 //                                                   the subject is only a group name, the rule always applies
-// A validation whose subject is "*" is global: it applies whatever is selected.
+// A validation whose subject is "*" is global: it applies whatever is selected. Its json-logic
+// reads the effective value of every included option (a boolean included at `false` reads
+// `false`); an excluded option is missing.
 import STBJSON
 import STBJSONLogic
 

@@ -1,7 +1,8 @@
 // Incremental evaluation: most selections differ from the catalog defaults in a few
 // options. The engine evaluates the defaults once; a selection re-checks only the rules that
-// read an option it changes (plus rules whose json-logic computes variable names), and
-// recomputes the requires closure only when a change can reach it. The result is the one
+// read an option it changes (its inclusion, or its value, which for a boolean decides whether
+// it is on), plus rules whose json-logic computes variable names, and recomputes the requires
+// closure only when a change can reach it. The result is the one
 // `evaluateFully` gives: same violations, same order, same references.
 import STBJSON
 
@@ -203,7 +204,7 @@ extension RuleEngine {
         index.insert(entry, at: position)
         let parts = Parts(
             rules: rules, catalog: catalog, keys: keys, indexOf: indexOf, defaultIncluded: defaultIncluded,
-            defaultValues: defaultValues, constraints: constraints, compiled: compiled, index: index)
+            defaultValues: defaultValues, constraints: constraints, isBoolean: isBoolean, defaultOn: defaultOn, compiled: compiled, index: index)
         let bare = RuleEngine(parts, defaults: DefaultEvaluation())
         return RuleEngine(parts, defaults: DefaultEvaluation(of: bare, patching: defaults, at: position, old: old, new: entry))
     }

@@ -21,6 +21,7 @@ public struct Reference: Sendable, Hashable {
     }
 
     /// Kconfig-style: `hdr [=y]`, `hdr [=n]`, `max_bitrate [=20000]`, `codec [="hevc"]`, `ghost [=?]` (unknown).
+    /// A boolean reads `y` only when it is on (included and true): included at `false` is `n`.
     public var kconfigText: String {
         "\(optionKey) [=\(Self.valueText(included: included, value: value, known: known))]"
     }
@@ -30,6 +31,7 @@ public struct Reference: Sendable, Hashable {
         if !included { return "n" }
         switch value {
         case nil, .bool(true)?, .null?: return "y"
+        case .bool(false)?: return "n"
         case let value?: return value.canonicalText
         }
     }
@@ -111,7 +113,8 @@ public struct Evaluation: Sendable {
     /// No error-severity violation.
     public var valid: Bool
     public var violations: [Violation]
-    /// Options not yet included that `requires` rules (transitively, from included subjects) need.
+    /// Options not yet on that `requires` rules (transitively, from subjects that are on) need
+    /// turned on: included, and for a boolean also set to `true`.
     public var closure: [ClosureEntry]
     /// Forbidden/choice rules that adding the closure would violate; unknown options the closure needs.
     public var conflicts: [ClosureConflict]
@@ -123,7 +126,7 @@ public struct Evaluation: Sendable {
 
 public final class RuleEngine: Sendable {
     enum Scope: Sendable {
-        case option(Int)   // fires when that option is included
+        case option(Int)   // fires when that option is on
         case never         // subject is not in the catalog: never included, never fires
         case always        // choice rules, global validations
     }
@@ -178,6 +181,10 @@ public final class RuleEngine: Sendable {
     let defaultValues: [JSONValue]
     /// Each option's type and constraints, by option index.
     let constraints: [OptionConstraints]
+    /// Which options are booleans, and which the defaults turn on (`RuleEngine.isOn`), by
+    /// option index.
+    let isBoolean: [Bool]
+    let defaultOn: [Bool]
     let compiled: [Compiled]
     let index: RuleIndex
     /// The evaluation of the catalog defaults, which incremental evaluation starts from.
@@ -223,9 +230,13 @@ public final class RuleEngine: Sendable {
             constraints.append(option.constraints)
         }
         let compiled = rules.map { Compiled(rule: $0, indexOf: indexOf) }
+        let isBoolean = constraints.map { $0.type == .boolean }
+        let defaultOn = keys.indices.map {
+            Self.isOn(included: defaultIncluded[$0], value: defaultValues[$0], boolean: isBoolean[$0])
+        }
         let parts = Parts(
             rules: rules, catalog: catalog, keys: keys, indexOf: indexOf, defaultIncluded: defaultIncluded,
-            defaultValues: defaultValues, constraints: constraints, compiled: compiled,
+            defaultValues: defaultValues, constraints: constraints, isBoolean: isBoolean, defaultOn: defaultOn, compiled: compiled,
             index: RuleIndex(compiled, optionCount: keys.count))
         let bare = RuleEngine(parts, defaults: DefaultEvaluation())
         self.init(parts, defaults: DefaultEvaluation(of: bare))
@@ -237,7 +248,7 @@ public final class RuleEngine: Sendable {
         let parts = Parts(
             rules: compiled.map(\.rule), catalog: previous.catalog, keys: previous.keys, indexOf: previous.indexOf,
             defaultIncluded: previous.defaultIncluded, defaultValues: previous.defaultValues,
-            constraints: previous.constraints, compiled: compiled,
+            constraints: previous.constraints, isBoolean: previous.isBoolean, defaultOn: previous.defaultOn, compiled: compiled,
             index: RuleIndex(compiled, optionCount: previous.keys.count))
         let bare = RuleEngine(parts, defaults: DefaultEvaluation())
         self.init(parts, defaults: DefaultEvaluation(of: bare, reusing: previous.defaults, from: previous))
@@ -252,6 +263,8 @@ public final class RuleEngine: Sendable {
         var defaultIncluded: [Bool]
         var defaultValues: [JSONValue]
         var constraints: [OptionConstraints]
+        var isBoolean: [Bool]
+        var defaultOn: [Bool]
         var compiled: [Compiled]
         var index: RuleIndex
     }
@@ -264,6 +277,8 @@ public final class RuleEngine: Sendable {
         defaultIncluded = parts.defaultIncluded
         defaultValues = parts.defaultValues
         constraints = parts.constraints
+        isBoolean = parts.isBoolean
+        defaultOn = parts.defaultOn
         compiled = parts.compiled
         index = parts.index
         self.defaults = defaults
@@ -271,16 +286,30 @@ public final class RuleEngine: Sendable {
 
     // MARK: - Selection state
 
-    /// A selection resolved against the catalog: inclusion as a flat array, values looked up on demand.
+    /// Whether an option is *on*, which is what rules trigger on and ask for: included, and
+    /// for a boolean also `true` (as a Kconfig `bool` is on only at `y`). Options of other
+    /// types are on when included.
+    static func isOn(included: Bool, value: JSONValue?, boolean: Bool) -> Bool {
+        guard included else { return false }
+        guard boolean else { return true }
+        if case .bool(true)? = value { return true }
+        return false
+    }
+
+    /// A selection resolved against the catalog: inclusion and on-ness as flat arrays, values
+    /// looked up on demand.
     struct State {
         var included: [Bool]
+        /// `RuleEngine.isOn` of every option: what requires, forbidden, choice and the
+        /// subject of a validation read.
+        var on: [Bool]
         /// Overridden values by option index.
         var overrides: [Int: JSONValue]
         let engine: RuleEngine
 
-        func isIncluded(_ index: Int?) -> Bool {
+        func isOn(_ index: Int?) -> Bool {
             guard let index else { return false }
-            return included[index]
+            return on[index]
         }
 
         func value(_ index: Int) -> JSONValue {
@@ -288,7 +317,8 @@ public final class RuleEngine: Sendable {
             return engine.defaultValues[index]
         }
 
-        /// What json-logic sees: effective value of included options, nil for excluded or unknown ones.
+        /// What json-logic sees: effective value of included options (a boolean included at
+        /// `false` reads `false`), nil for excluded or unknown ones.
         func lookup(_ key: String) -> JSONValue? {
             guard let index = engine.indexOf[key], included[index] else { return nil }
             return value(index)
@@ -296,16 +326,18 @@ public final class RuleEngine: Sendable {
 
         func reference(_ key: String, _ index: Int?) -> Reference {
             guard let index else { return Reference(optionKey: key, included: false, value: nil, known: false) }
-            let on = included[index]
-            return Reference(optionKey: key, included: on, value: on ? value(index) : nil)
+            let isIncluded = included[index]
+            return Reference(optionKey: key, included: isIncluded, value: isIncluded ? value(index) : nil)
         }
     }
 
-    /// Inclusion and overridden values by option index, so rules read them without hashing
-    /// option keys again; and the options whose inclusion or value differs from the defaults
-    /// (any overridden value counts), ascending.
+    /// Inclusion, on-ness and overridden values by option index, so rules read them without
+    /// hashing option keys again; and the options whose inclusion or value differs from the
+    /// defaults (any overridden value counts, so a value that turns a boolean on or off is a
+    /// difference), ascending.
     func resolve(_ selection: Selection) -> (state: State, unknown: [String], changed: [Int]) {
         var included = defaultIncluded
+        var on = defaultOn
         var overrides: [Int: JSONValue] = [:]
         var unknown: [String] = []
         var changed: [Int] = []
@@ -320,10 +352,14 @@ public final class RuleEngine: Sendable {
                 overrides[index] = value
                 differs = true
             }
-            if differs { changed.append(index) }
+            if differs {
+                changed.append(index)
+                on[index] = Self.isOn(
+                    included: included[index], value: choice.value ?? defaultValues[index], boolean: isBoolean[index])
+            }
         }
         changed.sort()
-        return (State(included: included, overrides: overrides, engine: self), unknown.sorted(), changed)
+        return (State(included: included, on: on, overrides: overrides, engine: self), unknown.sorted(), changed)
     }
 
     // MARK: - Evaluate
@@ -368,16 +404,16 @@ public final class RuleEngine: Sendable {
         let rule = entry.rule
         switch entry.scope {
         case .never: return nil
-        case .option(let subject): if !state.included[subject] { return nil }
+        case .option(let subject): if !state.on[subject] { return nil }
         case .always: break
         }
         switch rule.kind {
         case .requires:
-            guard entry.targets.contains(where: { !state.isIncluded($0) }) else { return nil }
+            guard entry.targets.contains(where: { !state.isOn($0) }) else { return nil }
             let refs = references(entry, state)
             return violation(entry, refs, "\(rule.subject) requires " + list(refs.dropFirst()))
         case .forbidden:
-            guard entry.targets.contains(where: { state.isIncluded($0) }) else { return nil }
+            guard entry.targets.contains(where: { state.isOn($0) }) else { return nil }
             let refs = references(entry, state)
             return violation(entry, refs, "\(rule.subject) forbids " + list(refs.dropFirst()))
         case .validation(let logic):
@@ -396,11 +432,11 @@ public final class RuleEngine: Sendable {
             if !shown.isEmpty { text += ": " + list(shown) }
             return violation(entry, refs, text)
         case .choice(_, let optional):
-            let count = entry.targets.reduce(0) { $0 + (state.isIncluded($1) ? 1 : 0) }
+            let count = entry.targets.reduce(0) { $0 + (state.isOn($1) ? 1 : 0) }
             if count == 1 || (optional && count == 0) { return nil }
             let refs = references(entry, state)
             let need = optional ? "at most one of" : "exactly one of"
-            return violation(entry, refs, "choice \(rule.subject) needs \(need) " + list(refs[...]) + " (\(count) included)")
+            return violation(entry, refs, "choice \(rule.subject) needs \(need) " + list(refs[...]) + " (\(count) on)")
         }
     }
 
@@ -432,13 +468,14 @@ public final class RuleEngine: Sendable {
     // MARK: - Closure
 
     func closureAndConflicts(_ state: State) -> ([ClosureEntry], [ClosureConflict]) {
-        // BFS over requires edges from included subjects; parent links give each added option's chain.
+        // BFS over requires edges from subjects that are on; parent links give each added
+        // option's chain. An added option is one to turn on.
         var parent: [Int: Int] = [:]        // added option → the option that required it
         var order: [Int] = []
         var queue: [Int] = []
         var conflicts: [ClosureConflict] = []
         var unknownSeen = Set<String>()
-        for subject in index.requiresSubjects where state.included[subject] {
+        for subject in index.requiresSubjects where state.on[subject] {
             queue.append(subject)
         }
         var head = 0
@@ -455,7 +492,7 @@ public final class RuleEngine: Sendable {
                     }
                     continue
                 }
-                if state.included[target] || parent[target] != nil { continue }
+                if state.on[target] || parent[target] != nil { continue }
                 parent[target] = node
                 order.append(target)
                 queue.append(target)
@@ -465,7 +502,7 @@ public final class RuleEngine: Sendable {
         let closure = order.map { ClosureEntry(optionKey: keys[$0], chain: chain(to: $0, parent)) }
 
         // Which forbidden/choice rules does adding the closure break (that the selection did not break already)?
-        var after = state.included
+        var after = state.on
         for added in order { after[added] = true }
         func on(_ index: Int?) -> Bool { index.map { after[$0] } ?? false }
         var seenRules = Set<Int>()
@@ -485,7 +522,7 @@ public final class RuleEngine: Sendable {
             // `added` is forbidden by an on subject (not itself added: that case is reported above).
             for ruleIndex in forbiddenByTarget[added] {
                 let entry = compiled[ruleIndex]
-                guard case .option(let subject) = entry.scope, state.included[subject] else { continue }
+                guard case .option(let subject) = entry.scope, state.on[subject] else { continue }
                 conflicts.append(ClosureConflict(
                     ruleKey: entry.rule.key, kind: "forbidden", chain: addedChain + ["forbidden by " + entry.rule.subject],
                     explanation: addedChain.joined(separator: " → ") + " forbidden by \(entry.rule.subject)"))

@@ -62,6 +62,7 @@ public struct MethodAccess: Sendable {
             table[method] = .open
         }
         table[auth.whoAmI.path] = .authenticated
+        table[auth.lookupUser.path] = .role(.admin, services: true)
         table[auth.changePassword.path] = .anyUser
         for method in [auth.createUser.path, auth.listUsers.path, auth.updateUser.path, auth.setPassword.path,
                        auth.disableUser.path, auth.listActivity.path] {

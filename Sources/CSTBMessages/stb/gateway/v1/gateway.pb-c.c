@@ -7,6 +7,96 @@
 #endif
 
 #include "stb/gateway/v1/gateway.pb-c.h"
+void   stb__gateway__v1__lookup_user_request__init
+                     (Stb__Gateway__V1__LookupUserRequest         *message)
+{
+  static const Stb__Gateway__V1__LookupUserRequest init_value = STB__GATEWAY__V1__LOOKUP_USER_REQUEST__INIT;
+  *message = init_value;
+}
+size_t stb__gateway__v1__lookup_user_request__get_packed_size
+                     (const Stb__Gateway__V1__LookupUserRequest *message)
+{
+  assert(message->base.descriptor == &stb__gateway__v1__lookup_user_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t stb__gateway__v1__lookup_user_request__pack
+                     (const Stb__Gateway__V1__LookupUserRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &stb__gateway__v1__lookup_user_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t stb__gateway__v1__lookup_user_request__pack_to_buffer
+                     (const Stb__Gateway__V1__LookupUserRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &stb__gateway__v1__lookup_user_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Stb__Gateway__V1__LookupUserRequest *
+       stb__gateway__v1__lookup_user_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Stb__Gateway__V1__LookupUserRequest *)
+     protobuf_c_message_unpack (&stb__gateway__v1__lookup_user_request__descriptor,
+                                allocator, len, data);
+}
+void   stb__gateway__v1__lookup_user_request__free_unpacked
+                     (Stb__Gateway__V1__LookupUserRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &stb__gateway__v1__lookup_user_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   stb__gateway__v1__user_ref__init
+                     (Stb__Gateway__V1__UserRef         *message)
+{
+  static const Stb__Gateway__V1__UserRef init_value = STB__GATEWAY__V1__USER_REF__INIT;
+  *message = init_value;
+}
+size_t stb__gateway__v1__user_ref__get_packed_size
+                     (const Stb__Gateway__V1__UserRef *message)
+{
+  assert(message->base.descriptor == &stb__gateway__v1__user_ref__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t stb__gateway__v1__user_ref__pack
+                     (const Stb__Gateway__V1__UserRef *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &stb__gateway__v1__user_ref__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t stb__gateway__v1__user_ref__pack_to_buffer
+                     (const Stb__Gateway__V1__UserRef *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &stb__gateway__v1__user_ref__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Stb__Gateway__V1__UserRef *
+       stb__gateway__v1__user_ref__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Stb__Gateway__V1__UserRef *)
+     protobuf_c_message_unpack (&stb__gateway__v1__user_ref__descriptor,
+                                allocator, len, data);
+}
+void   stb__gateway__v1__user_ref__free_unpacked
+                     (Stb__Gateway__V1__UserRef *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &stb__gateway__v1__user_ref__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   stb__gateway__v1__user__init
                      (Stb__Gateway__V1__User         *message)
 {
@@ -1042,6 +1132,108 @@ void   stb__gateway__v1__list_activity_response__free_unpacked
   assert(message->base.descriptor == &stb__gateway__v1__list_activity_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+static const ProtobufCFieldDescriptor stb__gateway__v1__lookup_user_request__field_descriptors[1] =
+{
+  {
+    "username",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Gateway__V1__LookupUserRequest, username),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned stb__gateway__v1__lookup_user_request__field_indices_by_name[] = {
+  0,   /* field[0] = username */
+};
+static const ProtobufCIntRange stb__gateway__v1__lookup_user_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor stb__gateway__v1__lookup_user_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "stb.gateway.v1.LookupUserRequest",
+  "LookupUserRequest",
+  "Stb__Gateway__V1__LookupUserRequest",
+  "stb.gateway.v1",
+  sizeof(Stb__Gateway__V1__LookupUserRequest),
+  1,
+  stb__gateway__v1__lookup_user_request__field_descriptors,
+  stb__gateway__v1__lookup_user_request__field_indices_by_name,
+  1,  stb__gateway__v1__lookup_user_request__number_ranges,
+  (ProtobufCMessageInit) stb__gateway__v1__lookup_user_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor stb__gateway__v1__user_ref__field_descriptors[3] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Gateway__V1__UserRef, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "username",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Gateway__V1__UserRef, username),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "enabled",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Gateway__V1__UserRef, enabled),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned stb__gateway__v1__user_ref__field_indices_by_name[] = {
+  2,   /* field[2] = enabled */
+  0,   /* field[0] = id */
+  1,   /* field[1] = username */
+};
+static const ProtobufCIntRange stb__gateway__v1__user_ref__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor stb__gateway__v1__user_ref__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "stb.gateway.v1.UserRef",
+  "UserRef",
+  "Stb__Gateway__V1__UserRef",
+  "stb.gateway.v1",
+  sizeof(Stb__Gateway__V1__UserRef),
+  3,
+  stb__gateway__v1__user_ref__field_descriptors,
+  stb__gateway__v1__user_ref__field_indices_by_name,
+  1,  stb__gateway__v1__user_ref__number_ranges,
+  (ProtobufCMessageInit) stb__gateway__v1__user_ref__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor stb__gateway__v1__user__field_descriptors[9] =
 {
   {
@@ -2385,7 +2577,7 @@ const ProtobufCEnumDescriptor stb__gateway__v1__role__descriptor =
   stb__gateway__v1__role__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor stb__gateway__v1__auth__method_descriptors[13] =
+static const ProtobufCMethodDescriptor stb__gateway__v1__auth__method_descriptors[14] =
 {
   { "Login", &stb__gateway__v1__login_request__descriptor, &stb__gateway__v1__login_response__descriptor },
   { "Refresh", &stb__gateway__v1__refresh_request__descriptor, &stb__gateway__v1__login_response__descriptor },
@@ -2400,6 +2592,7 @@ static const ProtobufCMethodDescriptor stb__gateway__v1__auth__method_descriptor
   { "SetPassword", &stb__gateway__v1__set_password_request__descriptor, &stb__gateway__v1__set_password_response__descriptor },
   { "DisableUser", &stb__gateway__v1__disable_user_request__descriptor, &stb__gateway__v1__user__descriptor },
   { "ListActivity", &stb__gateway__v1__list_activity_request__descriptor, &stb__gateway__v1__list_activity_response__descriptor },
+  { "LookupUser", &stb__gateway__v1__lookup_user_request__descriptor, &stb__gateway__v1__user_ref__descriptor },
 };
 const unsigned stb__gateway__v1__auth__method_indices_by_name[] = {
   6,        /* ChangePassword */
@@ -2410,6 +2603,7 @@ const unsigned stb__gateway__v1__auth__method_indices_by_name[] = {
   8,        /* ListUsers */
   0,        /* Login */
   2,        /* Logout */
+  13,        /* LookupUser */
   1,        /* Refresh */
   5,        /* ServiceLogin */
   10,        /* SetPassword */
@@ -2423,7 +2617,7 @@ const ProtobufCServiceDescriptor stb__gateway__v1__auth__descriptor =
   "Auth",
   "Stb__Gateway__V1__Auth",
   "stb.gateway.v1",
-  13,
+  14,
   stb__gateway__v1__auth__method_descriptors,
   stb__gateway__v1__auth__method_indices_by_name
 };
@@ -2530,6 +2724,14 @@ void stb__gateway__v1__auth__list_activity(ProtobufCService *service,
 {
   assert(service->descriptor == &stb__gateway__v1__auth__descriptor);
   service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void stb__gateway__v1__auth__lookup_user(ProtobufCService *service,
+                                         const Stb__Gateway__V1__LookupUserRequest *input,
+                                         Stb__Gateway__V1__UserRef_Closure closure,
+                                         void *closure_data)
+{
+  assert(service->descriptor == &stb__gateway__v1__auth__descriptor);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void stb__gateway__v1__auth__init (Stb__Gateway__V1__Auth_Service *service,
                                    Stb__Gateway__V1__Auth_ServiceDestroy destroy)

@@ -2325,7 +2325,7 @@ const ProtobufCMessageDescriptor stb__rules__v1__closure_conflict__descriptor =
   (ProtobufCMessageInit) stb__rules__v1__closure_conflict__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor stb__rules__v1__evaluate_response__field_descriptors[6] =
+static const ProtobufCFieldDescriptor stb__rules__v1__evaluate_response__field_descriptors[7] =
 {
   {
     "valid",
@@ -2399,11 +2399,24 @@ static const ProtobufCFieldDescriptor stb__rules__v1__evaluate_response__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "rules_revision",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Rules__V1__EvaluateResponse, rules_revision),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned stb__rules__v1__evaluate_response__field_indices_by_name[] = {
   4,   /* field[4] = catalog_revision */
   2,   /* field[2] = closure */
   3,   /* field[3] = conflicts */
+  6,   /* field[6] = rules_revision */
   5,   /* field[5] = selection_hash */
   0,   /* field[0] = valid */
   1,   /* field[1] = violations */
@@ -2411,7 +2424,7 @@ static const unsigned stb__rules__v1__evaluate_response__field_indices_by_name[]
 static const ProtobufCIntRange stb__rules__v1__evaluate_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor stb__rules__v1__evaluate_response__descriptor =
 {
@@ -2421,7 +2434,7 @@ const ProtobufCMessageDescriptor stb__rules__v1__evaluate_response__descriptor =
   "Stb__Rules__V1__EvaluateResponse",
   "stb.rules.v1",
   sizeof(Stb__Rules__V1__EvaluateResponse),
-  6,
+  7,
   stb__rules__v1__evaluate_response__field_descriptors,
   stb__rules__v1__evaluate_response__field_indices_by_name,
   1,  stb__rules__v1__evaluate_response__number_ranges,

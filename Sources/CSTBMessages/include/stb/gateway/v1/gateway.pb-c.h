@@ -16,6 +16,8 @@ PROTOBUF_C__BEGIN_DECLS
 
 #include "stb/common/v1/common.pb-c.h"
 
+typedef struct Stb__Gateway__V1__LookupUserRequest Stb__Gateway__V1__LookupUserRequest;
+typedef struct Stb__Gateway__V1__UserRef Stb__Gateway__V1__UserRef;
 typedef struct Stb__Gateway__V1__User Stb__Gateway__V1__User;
 typedef struct Stb__Gateway__V1__LoginRequest Stb__Gateway__V1__LoginRequest;
 typedef struct Stb__Gateway__V1__LoginResponse Stb__Gateway__V1__LoginResponse;
@@ -58,6 +60,31 @@ typedef enum _Stb__Gateway__V1__Role {
 } Stb__Gateway__V1__Role;
 
 /* --- messages --- */
+
+struct  Stb__Gateway__V1__LookupUserRequest
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData username;
+};
+#define STB__GATEWAY__V1__LOOKUP_USER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&stb__gateway__v1__lookup_user_request__descriptor) \
+    , {0,NULL} }
+
+
+/*
+ * Who a user is, without their profile.
+ */
+struct  Stb__Gateway__V1__UserRef
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData id;
+  ProtobufCBinaryData username;
+  protobuf_c_boolean enabled;
+};
+#define STB__GATEWAY__V1__USER_REF__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&stb__gateway__v1__user_ref__descriptor) \
+    , {0,NULL}, {0,NULL}, 0 }
+
 
 struct  Stb__Gateway__V1__User
 {
@@ -420,6 +447,44 @@ struct  Stb__Gateway__V1__ListActivityResponse
     , 0,NULL, NULL }
 
 
+/* Stb__Gateway__V1__LookupUserRequest methods */
+void   stb__gateway__v1__lookup_user_request__init
+                     (Stb__Gateway__V1__LookupUserRequest         *message);
+size_t stb__gateway__v1__lookup_user_request__get_packed_size
+                     (const Stb__Gateway__V1__LookupUserRequest   *message);
+size_t stb__gateway__v1__lookup_user_request__pack
+                     (const Stb__Gateway__V1__LookupUserRequest   *message,
+                      uint8_t             *out);
+size_t stb__gateway__v1__lookup_user_request__pack_to_buffer
+                     (const Stb__Gateway__V1__LookupUserRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Stb__Gateway__V1__LookupUserRequest *
+       stb__gateway__v1__lookup_user_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   stb__gateway__v1__lookup_user_request__free_unpacked
+                     (Stb__Gateway__V1__LookupUserRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Stb__Gateway__V1__UserRef methods */
+void   stb__gateway__v1__user_ref__init
+                     (Stb__Gateway__V1__UserRef         *message);
+size_t stb__gateway__v1__user_ref__get_packed_size
+                     (const Stb__Gateway__V1__UserRef   *message);
+size_t stb__gateway__v1__user_ref__pack
+                     (const Stb__Gateway__V1__UserRef   *message,
+                      uint8_t             *out);
+size_t stb__gateway__v1__user_ref__pack_to_buffer
+                     (const Stb__Gateway__V1__UserRef   *message,
+                      ProtobufCBuffer     *buffer);
+Stb__Gateway__V1__UserRef *
+       stb__gateway__v1__user_ref__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   stb__gateway__v1__user_ref__free_unpacked
+                     (Stb__Gateway__V1__UserRef *message,
+                      ProtobufCAllocator *allocator);
 /* Stb__Gateway__V1__User methods */
 void   stb__gateway__v1__user__init
                      (Stb__Gateway__V1__User         *message);
@@ -859,6 +924,12 @@ void   stb__gateway__v1__list_activity_response__free_unpacked
                       ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
+typedef void (*Stb__Gateway__V1__LookupUserRequest_Closure)
+                 (const Stb__Gateway__V1__LookupUserRequest *message,
+                  void *closure_data);
+typedef void (*Stb__Gateway__V1__UserRef_Closure)
+                 (const Stb__Gateway__V1__UserRef *message,
+                  void *closure_data);
 typedef void (*Stb__Gateway__V1__User_Closure)
                  (const Stb__Gateway__V1__User *message,
                   void *closure_data);
@@ -987,6 +1058,10 @@ struct Stb__Gateway__V1__Auth_Service
                         const Stb__Gateway__V1__ListActivityRequest *input,
                         Stb__Gateway__V1__ListActivityResponse_Closure closure,
                         void *closure_data);
+  void (*lookup_user)(Stb__Gateway__V1__Auth_Service *service,
+                      const Stb__Gateway__V1__LookupUserRequest *input,
+                      Stb__Gateway__V1__UserRef_Closure closure,
+                      void *closure_data);
 };
 typedef void (*Stb__Gateway__V1__Auth_ServiceDestroy)(Stb__Gateway__V1__Auth_Service *);
 void stb__gateway__v1__auth__init (Stb__Gateway__V1__Auth_Service *service,
@@ -1007,7 +1082,8 @@ void stb__gateway__v1__auth__init (Stb__Gateway__V1__Auth_Service *service,
       function_prefix__ ## update_user,\
       function_prefix__ ## set_password,\
       function_prefix__ ## disable_user,\
-      function_prefix__ ## list_activity  }
+      function_prefix__ ## list_activity,\
+      function_prefix__ ## lookup_user  }
 void stb__gateway__v1__auth__login(ProtobufCService *service,
                                    const Stb__Gateway__V1__LoginRequest *input,
                                    Stb__Gateway__V1__LoginResponse_Closure closure,
@@ -1060,10 +1136,16 @@ void stb__gateway__v1__auth__list_activity(ProtobufCService *service,
                                            const Stb__Gateway__V1__ListActivityRequest *input,
                                            Stb__Gateway__V1__ListActivityResponse_Closure closure,
                                            void *closure_data);
+void stb__gateway__v1__auth__lookup_user(ProtobufCService *service,
+                                         const Stb__Gateway__V1__LookupUserRequest *input,
+                                         Stb__Gateway__V1__UserRef_Closure closure,
+                                         void *closure_data);
 
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    stb__gateway__v1__role__descriptor;
+extern const ProtobufCMessageDescriptor stb__gateway__v1__lookup_user_request__descriptor;
+extern const ProtobufCMessageDescriptor stb__gateway__v1__user_ref__descriptor;
 extern const ProtobufCMessageDescriptor stb__gateway__v1__user__descriptor;
 extern const ProtobufCMessageDescriptor stb__gateway__v1__login_request__descriptor;
 extern const ProtobufCMessageDescriptor stb__gateway__v1__login_response__descriptor;

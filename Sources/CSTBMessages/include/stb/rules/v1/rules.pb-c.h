@@ -51,23 +51,30 @@ typedef struct Stb__Rules__V1__ChangeEvent Stb__Rules__V1__ChangeEvent;
 
 /* --- enums --- */
 
+/*
+ * Rules trigger on options that are *on*, not merely included: a boolean option is on when
+ * it is included and its effective value (the override, else the catalog default) is true,
+ * as a Kconfig `bool` is on only at `y`; an option of another type is on when included.
+ */
 typedef enum _Stb__Rules__V1__RuleType {
   STB__RULES__V1__RULE_TYPE__RULE_TYPE_UNSPECIFIED = 0,
   /*
-   * If the subject is included, every listed option must be: {"requires": ["4k_output"]}.
+   * If the subject is on, every listed option must be on: {"requires": ["4k_output"]}.
    */
   STB__RULES__V1__RULE_TYPE__RULE_TYPE_REQUIRES = 1,
   /*
-   * If the subject is included, none of the listed options may be: {"forbidden": ["vp9"]}.
+   * If the subject is on, none of the listed options may be on: {"forbidden": ["vp9"]}.
    */
   STB__RULES__V1__RULE_TYPE__RULE_TYPE_FORBIDDEN = 2,
   /*
-   * If the subject is included, a json-logic expression over the selection must hold:
-   * {"logic": {"<=": [{"var": "max_bitrate"}, 50000]}}.
+   * If the subject is on, a json-logic expression over the selection must hold:
+   * {"logic": {"<=": [{"var": "max_bitrate"}, 50000]}}. The expression reads the effective
+   * value of every included option (a boolean included at false reads false); an excluded
+   * option is missing.
    */
   STB__RULES__V1__RULE_TYPE__RULE_TYPE_VALIDATION = 3,
   /*
-   * Of the listed options exactly one (at most one with "optional") is included:
+   * Of the listed options exactly one (at most one with "optional") is on:
    * {"choice": ["h264", "h265"], "optional": false}. The subject names the choice.
    */
   STB__RULES__V1__RULE_TYPE__RULE_TYPE_CHOICE = 4
@@ -325,7 +332,8 @@ struct  Stb__Rules__V1__EvaluateRequest
 
 
 /*
- * An option a violated rule refers to, as the selection has it.
+ * An option a violated rule refers to, as the selection has it. A boolean is on when
+ * `included` and `value_json` is `true`.
  */
 struct  Stb__Rules__V1__Reference
 {
@@ -398,7 +406,8 @@ struct  Stb__Rules__V1__EvaluateResponse
   size_t n_violations;
   Stb__Rules__V1__Violation **violations;
   /*
-   * Options that would have to be added to satisfy `requires`, transitively.
+   * Options that would have to be turned on to satisfy `requires`, transitively: included,
+   * and for a boolean also set to true (a boolean included at false is listed too).
    */
   size_t n_closure;
   ProtobufCBinaryData *closure;
@@ -416,10 +425,15 @@ struct  Stb__Rules__V1__EvaluateResponse
    * a selection by its differences from this one.
    */
   ProtobufCBinaryData selection_hash;
+  /*
+   * The rules revision the evaluation used (the `revision` of ImportRules and of the change
+   * feed), beside `catalog_revision`: the two name what the answer was computed from.
+   */
+  uint64_t rules_revision;
 };
 #define STB__RULES__V1__EVALUATE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__rules__v1__evaluate_response__descriptor) \
-    , 0, 0,NULL, 0,NULL, 0,NULL, 0, {0,NULL} }
+    , 0, 0,NULL, 0,NULL, 0,NULL, 0, {0,NULL}, 0 }
 
 
 struct  Stb__Rules__V1__CheckRulesRequest
@@ -445,6 +459,10 @@ struct  Stb__Rules__V1__Cycle
     , 0,NULL }
 
 
+/*
+ * An option that cannot be on without breaking an error-severity rule (it can still be
+ * included: a boolean at false).
+ */
 struct  Stb__Rules__V1__DeadOption
 {
   ProtobufCMessage base;

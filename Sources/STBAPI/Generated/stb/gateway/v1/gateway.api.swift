@@ -50,6 +50,10 @@ public protocol Stb_Gateway_V1_AuthService: RPCService {
 
     /// The append-only activity log (logins, refreshes, failures, changes), newest first.
     func listActivity(_ request: Stb_Gateway_V1_ListActivityRequest, context: ServerContext) async throws -> Stb_Gateway_V1_ListActivityResponse
+
+    /// A user's id by username, for services that record users by id (the project
+    /// service's members). Service accounts and admins; NOT_FOUND for an unknown name.
+    func lookupUser(_ request: Stb_Gateway_V1_LookupUserRequest, context: ServerContext) async throws -> Stb_Gateway_V1_UserRef
 }
 
 extension Stb_Gateway_V1_AuthService {
@@ -74,5 +78,6 @@ extension Stb_Gateway_V1_AuthService {
         router.register(Stb_Gateway_V1_Auth.setPassword, unary: { try await self.setPassword($0, context: $1) })
         router.register(Stb_Gateway_V1_Auth.disableUser, unary: { try await self.disableUser($0, context: $1) })
         router.register(Stb_Gateway_V1_Auth.listActivity, unary: { try await self.listActivity($0, context: $1) })
+        router.register(Stb_Gateway_V1_Auth.lookupUser, unary: { try await self.lookupUser($0, context: $1) })
     }
 }

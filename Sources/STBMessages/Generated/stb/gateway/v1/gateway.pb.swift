@@ -56,6 +56,88 @@ public enum Stb_Gateway_V1_Role: Sendable, Hashable {
     }
 }
 
+/// The `stb.gateway.v1.LookupUserRequest` message.
+public struct Stb_Gateway_V1_LookupUserRequest: ProtoMessage {
+    /// `username` (field 1).
+    public var username: String = ""
+
+    /// The fully qualified proto name.
+    public static var protoMessageName: String { "stb.gateway.v1.LookupUserRequest" }
+
+    /// Creates a message with every field at its default (proto3 zero) value.
+    public init() {}
+
+    /// Creates a message from the given fields; the rest keep their defaults.
+    public init(
+        username: String = ""
+    ) {
+        self.username = username
+    }
+
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
+        guard let c = stb__gateway__v1__lookup_user_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
+        }
+        defer { stb__gateway__v1__lookup_user_request__free_unpacked(c, nil) }
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
+    }
+
+    /// Appends the wire encoding to `buffer`, packing straight into its storage.
+    public func serialize(into buffer: inout [UInt8]) {
+        ProtoArena.with { arena in
+            let c = _makeC(&arena)
+            buffer._protoAppend(count: stb__gateway__v1__lookup_user_request__get_packed_size(c)) { stb__gateway__v1__lookup_user_request__pack(c, $0) }
+        }
+    }
+}
+
+/// Who a user is, without their profile.
+public struct Stb_Gateway_V1_UserRef: ProtoMessage {
+    /// `id` (field 1).
+    public var id: String = ""
+    /// `username` (field 2).
+    public var username: String = ""
+    /// `enabled` (field 3).
+    public var enabled: Bool = false
+
+    /// The fully qualified proto name.
+    public static var protoMessageName: String { "stb.gateway.v1.UserRef" }
+
+    /// Creates a message with every field at its default (proto3 zero) value.
+    public init() {}
+
+    /// Creates a message from the given fields; the rest keep their defaults.
+    public init(
+        id: String = "",
+        username: String = "",
+        enabled: Bool = false
+    ) {
+        self.id = id
+        self.username = username
+        self.enabled = enabled
+    }
+
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
+        guard let c = stb__gateway__v1__user_ref__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
+        }
+        defer { stb__gateway__v1__user_ref__free_unpacked(c, nil) }
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
+    }
+
+    /// Appends the wire encoding to `buffer`, packing straight into its storage.
+    public func serialize(into buffer: inout [UInt8]) {
+        ProtoArena.with { arena in
+            let c = _makeC(&arena)
+            buffer._protoAppend(count: stb__gateway__v1__user_ref__get_packed_size(c)) { stb__gateway__v1__user_ref__pack(c, $0) }
+        }
+    }
+}
+
 /// The `stb.gateway.v1.User` message.
 public struct Stb_Gateway_V1_User: ProtoMessage {
     /// Stable id (a UUID); the `sub` of the user's access tokens.
@@ -1043,6 +1125,7 @@ public enum Stb_Gateway_V1_Auth {
         "/stb.gateway.v1.Auth/SetPassword",
         "/stb.gateway.v1.Auth/DisableUser",
         "/stb.gateway.v1.Auth/ListActivity",
+        "/stb.gateway.v1.Auth/LookupUser",
     ]
 
     /// Exchanges a username and password for an access token and a refresh token.
@@ -1124,9 +1207,60 @@ public enum Stb_Gateway_V1_Auth {
         path: "/stb.gateway.v1.Auth/ListActivity",
         kind: .unary
     )
+
+    /// A user's id by username, for services that record users by id (the project
+    /// service's members). Service accounts and admins; NOT_FOUND for an unknown name.
+    public static let lookupUser = ProtoMethod<Stb_Gateway_V1_LookupUserRequest, Stb_Gateway_V1_UserRef>(
+        path: "/stb.gateway.v1.Auth/LookupUser",
+        kind: .unary
+    )
 }
 
 // MARK: - protobuf-c bridging
+
+extension Stb_Gateway_V1_LookupUserRequest {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Gateway__V1__LookupUserRequest>) throws(_ProtoFieldError) {
+        let m = c.pointee
+        self.username = try _protoString(m.username, field: "username")
+    }
+
+    /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
+    internal func _makeC(_ arena: inout ProtoArena) -> UnsafeMutablePointer<Stb__Gateway__V1__LookupUserRequest> {
+        let c = arena.allocate(Stb__Gateway__V1__LookupUserRequest.self)
+        stb__gateway__v1__lookup_user_request__init(c)
+        if !self.username.isEmpty {
+            c.pointee.username = arena.utf8(self.username)
+        }
+        return c
+    }
+}
+
+extension Stb_Gateway_V1_UserRef {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Gateway__V1__UserRef>) throws(_ProtoFieldError) {
+        let m = c.pointee
+        self.id = try _protoString(m.id, field: "id")
+        self.username = try _protoString(m.username, field: "username")
+        self.enabled = m.enabled != 0
+    }
+
+    /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
+    internal func _makeC(_ arena: inout ProtoArena) -> UnsafeMutablePointer<Stb__Gateway__V1__UserRef> {
+        let c = arena.allocate(Stb__Gateway__V1__UserRef.self)
+        stb__gateway__v1__user_ref__init(c)
+        if !self.id.isEmpty {
+            c.pointee.id = arena.utf8(self.id)
+        }
+        if !self.username.isEmpty {
+            c.pointee.username = arena.utf8(self.username)
+        }
+        c.pointee.enabled = self.enabled ? 1 : 0
+        return c
+    }
+}
 
 extension Stb_Gateway_V1_User {
     /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
@@ -1707,6 +1841,70 @@ extension Stb_Gateway_V1_ListActivityResponse {
 
 extension Stb_Gateway_V1_Role: _ProtoJSONEnum {
     static let _jsonNames = _ProtoJSONNames("stb.gateway.v1.Role", "ROLE_UNSPECIFIED ROLE_VIEWER ROLE_OPERATOR ROLE_ENGINEER ROLE_ADMIN ROLE_SERVICE", numbers: [0, 1, 2, 3, 4, 5])
+}
+
+extension Stb_Gateway_V1_LookupUserRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.LookupUserRequest", "username username")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""username":"#, self.username)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.username = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Gateway_V1_UserRef: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.gateway.v1.UserRef", "id id username username enabled enabled")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""id":"#, self.id)
+        w.scalar(#""username":"#, self.username)
+        w.scalar(#""enabled":"#, self.enabled)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.id = try r.scalar()
+            case 1: self.username = try r.scalar()
+            case 2: self.enabled = try r.scalar()
+            default: break
+            }
+        }
+    }
 }
 
 extension Stb_Gateway_V1_User: _ProtoJSONCodable {

@@ -6,18 +6,22 @@
 internal import CProtobufC
 internal import CSTBMessages
 
-/// The `stb.rules.v1.RuleType` enum. Open: unknown values are kept as `unrecognized`.
+/// Rules trigger on options that are *on*, not merely included: a boolean option is on when
+/// it is included and its effective value (the override, else the catalog default) is true,
+/// as a Kconfig `bool` is on only at `y`; an option of another type is on when included.
 public enum Stb_Rules_V1_RuleType: Sendable, Hashable {
     /// `RULE_TYPE_UNSPECIFIED` = 0.
     case unspecified
-    /// If the subject is included, every listed option must be: {"requires": ["4k_output"]}.
+    /// If the subject is on, every listed option must be on: {"requires": ["4k_output"]}.
     case requires
-    /// If the subject is included, none of the listed options may be: {"forbidden": ["vp9"]}.
+    /// If the subject is on, none of the listed options may be on: {"forbidden": ["vp9"]}.
     case forbidden
-    /// If the subject is included, a json-logic expression over the selection must hold:
-    /// {"logic": {"<=": [{"var": "max_bitrate"}, 50000]}}.
+    /// If the subject is on, a json-logic expression over the selection must hold:
+    /// {"logic": {"<=": [{"var": "max_bitrate"}, 50000]}}. The expression reads the effective
+    /// value of every included option (a boolean included at false reads false); an excluded
+    /// option is missing.
     case validation
-    /// Of the listed options exactly one (at most one with "optional") is included:
+    /// Of the listed options exactly one (at most one with "optional") is on:
     /// {"choice": ["h264", "h265"], "optional": false}. The subject names the choice.
     case choice
     /// A value this build does not know; kept so it survives a round-trip.
@@ -588,7 +592,8 @@ public struct Stb_Rules_V1_EvaluateRequest: ProtoMessage {
     }
 }
 
-/// An option a violated rule refers to, as the selection has it.
+/// An option a violated rule refers to, as the selection has it. A boolean is on when
+/// `included` and `value_json` is `true`.
 public struct Stb_Rules_V1_Reference: ProtoMessage {
     /// `option_key` (field 1).
     public var optionKey: String = ""
@@ -753,7 +758,8 @@ public struct Stb_Rules_V1_EvaluateResponse: ProtoMessage {
     public var valid: Bool = false
     /// `violations` (field 2).
     public var violations: [Stb_Rules_V1_Violation] = []
-    /// Options that would have to be added to satisfy `requires`, transitively.
+    /// Options that would have to be turned on to satisfy `requires`, transitively: included,
+    /// and for a boolean also set to true (a boolean included at false is listed too).
     public var closure: [String] = []
     /// What adding the closure would break.
     public var conflicts: [Stb_Rules_V1_ClosureConflict] = []
@@ -765,6 +771,9 @@ public struct Stb_Rules_V1_EvaluateResponse: ProtoMessage {
     /// value's canonical JSON, then a newline. Send it as `base_selection_hash` to evaluate
     /// a selection by its differences from this one.
     public var selectionHash: [UInt8] = []
+    /// The rules revision the evaluation used (the `revision` of ImportRules and of the change
+    /// feed), beside `catalog_revision`: the two name what the answer was computed from.
+    public var rulesRevision: UInt64 = 0
 
     /// The fully qualified proto name.
     public static var protoMessageName: String { "stb.rules.v1.EvaluateResponse" }
@@ -779,7 +788,8 @@ public struct Stb_Rules_V1_EvaluateResponse: ProtoMessage {
         closure: [String] = [],
         conflicts: [Stb_Rules_V1_ClosureConflict] = [],
         catalogRevision: UInt64 = 0,
-        selectionHash: [UInt8] = []
+        selectionHash: [UInt8] = [],
+        rulesRevision: UInt64 = 0
     ) {
         self.valid = valid
         self.violations = violations
@@ -787,6 +797,7 @@ public struct Stb_Rules_V1_EvaluateResponse: ProtoMessage {
         self.conflicts = conflicts
         self.catalogRevision = catalogRevision
         self.selectionHash = selectionHash
+        self.rulesRevision = rulesRevision
     }
 
     /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
@@ -872,7 +883,8 @@ public struct Stb_Rules_V1_Cycle: ProtoMessage {
     }
 }
 
-/// The `stb.rules.v1.DeadOption` message.
+/// An option that cannot be on without breaking an error-severity rule (it can still be
+/// included: a boolean at false).
 public struct Stb_Rules_V1_DeadOption: ProtoMessage {
     /// `option_key` (field 1).
     public var optionKey: String = ""
@@ -1979,6 +1991,7 @@ extension Stb_Rules_V1_EvaluateResponse {
         self.conflicts = try _protoMessages(m.conflicts, m.n_conflicts, field: "conflicts", Stb_Rules_V1_ClosureConflict.init(_c:))
         self.catalogRevision = m.catalog_revision
         self.selectionHash = _protoBytes(m.selection_hash)
+        self.rulesRevision = m.rules_revision
     }
 
     /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
@@ -2014,6 +2027,7 @@ extension Stb_Rules_V1_EvaluateResponse {
         if !self.selectionHash.isEmpty {
             c.pointee.selection_hash = arena.binaryData(self.selectionHash)
         }
+        c.pointee.rules_revision = self.rulesRevision
         return c
     }
 }
@@ -2942,7 +2956,7 @@ extension Stb_Rules_V1_EvaluateResponse: _ProtoJSONCodable {
         _ProtoJSONWriter.encode(self, into: &buffer)
     }
 
-    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.EvaluateResponse", "valid valid violations violations closure closure conflicts conflicts catalogRevision catalog_revision selectionHash selection_hash")
+    private static let _jsonFields = _ProtoJSONNames("stb.rules.v1.EvaluateResponse", "valid valid violations violations closure closure conflicts conflicts catalogRevision catalog_revision selectionHash selection_hash rulesRevision rules_revision")
 
     func _jsonWrite(_ w: inout _ProtoJSONWriter) {
         w.beginObject()
@@ -2952,6 +2966,7 @@ extension Stb_Rules_V1_EvaluateResponse: _ProtoJSONCodable {
         w.repeated(#""conflicts":"#, self.conflicts)
         w.scalar(#""catalogRevision":"#, self.catalogRevision)
         w.scalar(#""selectionHash":"#, self.selectionHash)
+        w.scalar(#""rulesRevision":"#, self.rulesRevision)
         w.endObject()
     }
 
@@ -2965,6 +2980,7 @@ extension Stb_Rules_V1_EvaluateResponse: _ProtoJSONCodable {
             case 3: self.conflicts = try r.repeated()
             case 4: self.catalogRevision = try r.scalar()
             case 5: self.selectionHash = try r.scalar()
+            case 6: self.rulesRevision = try r.scalar()
             default: break
             }
         }

@@ -1,8 +1,10 @@
-// SHA-256 (FIPS 180-4), for naming evaluated selections. Small inputs, no streaming
-// beyond what one digest needs.
+// SHA-256 (FIPS 180-4), in Swift so that the lowest module can hash what it writes:
+// evaluated selections (rules), canonical configurations (`jcsBytes`, project).
 
-/// A SHA-256 digest computed over bytes appended in order.
-struct SHA256 {
+/// A SHA-256 digest computed over bytes appended in order:
+/// `var hasher = SHA256(); hasher.update(a); hasher.update(b); hasher.finalize()`,
+/// or `SHA256.hash(bytes)` for one buffer.
+public struct SHA256: Sendable {
     private var state: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
         (0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19)
     private var block: [UInt8] = []
@@ -19,9 +21,11 @@ struct SHA256 {
         0x748f_82ee, 0x78a5_636f, 0x84c8_7814, 0x8cc7_0208, 0x90be_fffa, 0xa450_6ceb, 0xbef9_a3f7, 0xc671_78f2,
     ]
 
-    init() { block.reserveCapacity(64) }
+    /// A hasher that has seen no bytes yet.
+    public init() { block.reserveCapacity(64) }
 
-    mutating func update<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
+    /// Appends `bytes` to what the digest covers.
+    public mutating func update<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
         for byte in bytes {
             length &+= 1
             block.append(byte)
@@ -32,7 +36,9 @@ struct SHA256 {
         }
     }
 
-    mutating func finalize() -> [UInt8] {
+    /// The 32-byte digest of every byte appended. The hasher is spent: use a new one for
+    /// another digest.
+    public mutating func finalize() -> [UInt8] {
         let bits = length &* 8
         block.append(0x80)
         if block.count > 56 {
@@ -74,11 +80,24 @@ struct SHA256 {
         state = (state.0 &+ a, state.1 &+ b, state.2 &+ c, state.3 &+ d, state.4 &+ e, state.5 &+ f, state.6 &+ g, state.7 &+ h)
     }
 
-    /// The digest of `bytes`.
-    static func digest<Bytes: Sequence>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
+    /// The 32-byte digest of `bytes`.
+    public static func hash<Bytes: Sequence>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
         var hasher = SHA256()
         hasher.update(bytes)
         return hasher.finalize()
+    }
+
+    /// The digest of `bytes` as 64 lowercase hex digits (what `sha256sum` and Python's
+    /// `hashlib.sha256(...).hexdigest()` print).
+    public static func hexHash<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(64)
+        for byte in hash(bytes) {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 }
 
