@@ -41,8 +41,8 @@ import Synchronization
 //      by their SetOptions), one at a time:
 //        project build calls=B p50_ms=... p99_ms=... max_ms=... response_bytes=...
 //   4. GetProjectConfig with known_hash (cached, `unchanged`), C callers over K
-//      connections round the N projects, 1 s warm-up then `seconds`:
-//        project cached callers=C connections=K calls=... errors=... per_s=... p50_us=... p99_us=...
+//      connections round the B projects step 3 built, 1 s warm-up then `seconds`:
+//        project cached projects=B callers=C connections=K calls=... errors=... per_s=... p50_us=... p99_us=...
 //   5. SetOptions of one option, E editors each on a project of its own (its anchor,
 //      alternating between two values):
 //        project set_options editors=E calls=... errors=... per_s=... p50_ms=... p99_ms=...
@@ -411,7 +411,8 @@ func runLoad() async {
 
     // 4. Cached, by known hash.
     let known = hashes.withLock { $0 }
-    let requests = (0..<projectCount).map { Stb_Project_V1_GetProjectConfigRequest(projectKey: projectKey($0), knownHash: known[$0] ?? []) }
+    // Round the projects step 3 built (so their configurations are in the service's cache).
+    let requests = (0..<builds).map { Stb_Project_V1_GetProjectConfigRequest(projectKey: projectKey($0), knownHash: known[$0] ?? []) }
     let turn = Counter()
     let cached = Stb_Project_V1_Projects.getProjectConfig.counted
     let unchanged = try? await project.unary(Stb_Project_V1_Projects.getProjectConfig, request: requests[0])
@@ -426,7 +427,7 @@ func runLoad() async {
     var cpu = ""
     if let pid = serverPid, let before = cpuBefore, let after = processCPU(pid) { cpu = " server_cpu_s=\(format(Double(after - before) / 1e9, 2))" }
     let cachedSorted = cachedResult.latencies.sorted()
-    report("project cached callers=\(callers) connections=\(connections) seconds=\(format(cachedElapsed, 2)) calls=\(cachedResult.calls) errors=\(cachedResult.errors) per_s=\(format(Double(cachedResult.calls) / cachedElapsed, 0)) p50_us=\(us(percentile(cachedSorted, 50))) p99_us=\(us(percentile(cachedSorted, 99))) max_us=\(us(percentile(cachedSorted, 100))) response_bytes=\(cachedResult.bytes)\(cpu)")
+    report("project cached projects=\(builds) callers=\(callers) connections=\(connections) seconds=\(format(cachedElapsed, 2)) calls=\(cachedResult.calls) errors=\(cachedResult.errors) per_s=\(format(Double(cachedResult.calls) / cachedElapsed, 0)) p50_us=\(us(percentile(cachedSorted, 50))) p99_us=\(us(percentile(cachedSorted, 99))) max_us=\(us(percentile(cachedSorted, 100))) response_bytes=\(cachedResult.bytes)\(cpu)")
     if let error = cachedResult.firstError { complain("cached: first error: \(error)") }
 
     // 5. SetOptions of one option, each editor on a project of its own.
