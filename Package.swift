@@ -306,7 +306,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBCatalogTests",
-            dependencies: ["STBCatalog", "STBTestSupport", "STBAuthTestSupport", "STBAuth", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
+            dependencies: ["STBServiceTestSupport", "STBCatalog", "STBTestSupport", "STBAuthTestSupport", "STBAuth", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -318,11 +318,11 @@ let package = Package(
         ),
         .testTarget(
             name: "STBProjectTests",
-            dependencies: ["STBProject", "STBRules", "STBCatalog", "STBAuthTestSupport", "STBAuth", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog]
+            dependencies: ["STBServiceTestSupport", "STBProject", "STBRules", "STBCatalog", "STBAuthTestSupport", "STBAuth", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog]
         ),
         .testTarget(
             name: "STBRulesTests",
-            dependencies: ["STBRules", "STBAuthTestSupport", "STBAuth", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", "STBTestSupport", swiftLog],
+            dependencies: ["STBServiceTestSupport", "STBRules", "STBAuthTestSupport", "STBAuth", "STBJSONLogic", "STBCatalog", "STBService", "STBOptionValues", "STBJSON", "STBRPC", "STBPostgres", "STBMessages", "STBTestSupport", swiftLog],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -347,6 +347,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Access tokens for the service suites (a test signing key, tokens per role).
+        .target(
+            name: "STBServiceTestSupport",
+            dependencies: ["STBEventLoop", "STBPostgres", "STBRPC"],
+            path: "Tests/STBServiceTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "STBAuthTestSupport",
             dependencies: ["STBAuth"],

@@ -4,6 +4,7 @@ import STBMessages
 import STBPostgres
 @testable import STBProject
 import STBRPC
+import STBServiceTestSupport
 import Synchronization
 import Testing
 
@@ -87,21 +88,10 @@ struct DriftTests {
                 ("dolby-needs-serial", "dolby", .requires, #"{"requires": ["serial"]}"#, .error, true)
             _ = try await rules.unary(Rules.createRule, request: Stb_Rules_V1_CreateRuleRequest(rule: rule))
             let owner = try harness.client("olivia")
-            try await harness.waitUntil(timeout: .seconds(15)) { false } orUntil: {
+            try await harness.waitUntil(timeout: .seconds(15)) {
                 try await !owner.unary(Projects.getProject, request: .init(key: "drift-d")).valid
             }
             for follower in followers { follower.cancel() }
-        }
-    }
-}
-
-extension ProjectHarness {
-    /// Polls `condition` until it holds.
-    func waitUntil(timeout: Duration, _ never: () -> Bool, orUntil condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else { throw RPCError(code: .deadlineExceeded, message: "condition not met within \(timeout)") }
-            try await Task.sleep(for: .milliseconds(50))
         }
     }
 }

@@ -1,4 +1,3 @@
-import Glibc
 import Logging
 import STBAuth
 import STBAuthTestSupport
@@ -9,6 +8,7 @@ import STBProject
 import STBRPC
 import STBRules
 import STBService
+import STBServiceTestSupport
 import Synchronization
 import Testing
 
@@ -33,16 +33,6 @@ final class ProjectHarness: Sendable {
     let group: EventLoopGroup
     let clients = Mutex<[String: RPCClient]>([:])
 
-    static let environment = PostgresConfiguration.currentEnvironment()
-    static let baseConninfo = environment["STB_TEST_DATABASE_URL"] ?? "postgresql://stb_test@127.0.0.1:54329/stb_test"
-    static let counter = Atomic<Int>(0)
-
-    static var root: String {
-        var path = #filePath
-        for _ in 0..<3 { path = String(path[..<path.lastIndex(of: "/")!]) }
-        return path
-    }
-
     init(servers: [RPCServer], ports: (Int, Int, Int), service: ProjectService, rulesService: RulesService, replicas: [CatalogReplica],
          pools: [PostgresPool], projectConninfo: String, listeners: [PostgresListener], group: EventLoopGroup) {
         self.servers = servers
@@ -56,15 +46,6 @@ final class ProjectHarness: Sendable {
         self.group = group
     }
 
-    static func schemaPool(_ prefix: String, group: EventLoopGroup) async throws -> (PostgresPool, String) {
-        let schema = "\(prefix)_\(counter.wrappingAdd(1, ordering: .relaxed).newValue)_\(getpid())"
-        let admin = PostgresPool(configuration: PostgresConfiguration(conninfo: baseConninfo, poolSize: 1), group: group)
-        _ = try await admin.query(PostgresQuery(sql: "CREATE SCHEMA \(schema)"))
-        await admin.close()
-        let conninfo = baseConninfo + (baseConninfo.contains("?") ? "&" : "?") + "options=-csearch_path%3D\(schema)"
-        return (PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo, poolSize: 4), group: group), conninfo)
-    }
-
     static func start() async throws -> ProjectHarness {
         let group = try EventLoopGroup(count: 2, name: "project-test")
         let logger = Logger(label: "project-test")
@@ -72,8 +53,7 @@ final class ProjectHarness: Sendable {
         var configuration = RPCServer.Configuration()
         configuration.port = 0
 
-        let (catalogPool, catalogConninfo) = try await schemaPool("catalog_pt", group: group)
-        try await Migrator(directory: "\(root)/services/catalog/migrations").migrate(catalogPool)
+        let (catalogPool, catalogConninfo) = try await TestDatabase.migratedPool("catalog", prefix: "catalog_pt", group: group)
         let catalogListener = PostgresListener(conninfo: catalogConninfo, channels: [CatalogService.channel], loop: group.loops[0], pollInterval: .milliseconds(200))
         catalogListener.start()
         let catalogServer = try RPCServer(
@@ -81,8 +61,7 @@ final class ProjectHarness: Sendable {
             interceptors: ServiceDaemon.interceptors(for: "catalog", logger: logger, authenticator: authenticator), group: group)
         let catalogPort = try await catalogServer.start()
 
-        let (rulesPool, rulesConninfo) = try await schemaPool("rules_pt", group: group)
-        try await Migrator(directory: "\(root)/services/rules/migrations").migrate(rulesPool)
+        let (rulesPool, rulesConninfo) = try await TestDatabase.migratedPool("rules", prefix: "rules_pt", group: group)
         let rulesListener = PostgresListener(conninfo: rulesConninfo, channels: [RulesService.channel], loop: group.loops[1], pollInterval: .milliseconds(200))
         rulesListener.start()
         let rulesService = RulesService(pool: rulesPool, signal: rulesListener.signal, logger: logger)
@@ -95,8 +74,7 @@ final class ProjectHarness: Sendable {
             interceptors: ServiceDaemon.interceptors(for: "rules", logger: logger, authenticator: authenticator), group: group)
         let rulesPort = try await rulesServer.start()
 
-        let (projectPool, projectConninfo) = try await schemaPool("project_pt", group: group)
-        try await Migrator(directory: "\(root)/services/project/migrations").migrate(projectPool)
+        let (projectPool, projectConninfo) = try await TestDatabase.migratedPool("project", prefix: "project_pt", group: group)
         let projectListener = PostgresListener(conninfo: projectConninfo, channels: [ProjectService.channel], loop: group.loops[0], pollInterval: .milliseconds(200))
         projectListener.start()
         let serviceCredentials = BearerCredentials(token: TestIdentity.token(.service, name: "project"))
@@ -160,12 +138,8 @@ final class ProjectHarness: Sendable {
         await harness.stop()
     }
 
-    func waitUntil(timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !condition() {
-            guard ContinuousClock.now < deadline else { throw RPCError(code: .deadlineExceeded, message: "condition not met within \(timeout)") }
-            try await Task.sleep(for: .milliseconds(10))
-        }
+    func waitUntil(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
+        try await STBServiceTestSupport.waitUntil(timeout: timeout, condition)
     }
 
     /// The user id the test identities give `name`.
@@ -204,20 +178,6 @@ let demoRules = """
    "severity": "warning", "message": "Dolby at this bitrate is wasteful"}
 ]}
 """
-
-@discardableResult
-func expectStatus(_ code: RPCError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void) async -> RPCError? {
-    do {
-        try await body()
-        Issue.record("expected \(code), but the call succeeded", sourceLocation: sourceLocation)
-    } catch let error as RPCError {
-        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
-        return error
-    } catch {
-        Issue.record("expected RPCError \(code), got \(error)", sourceLocation: sourceLocation)
-    }
-    return nil
-}
 
 extension ProjectHarness {
     @discardableResult

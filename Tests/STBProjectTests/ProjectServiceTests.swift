@@ -4,6 +4,7 @@ import STBMessages
 import STBPostgres
 import STBProject
 import STBRPC
+import STBServiceTestSupport
 import Testing
 
 @Suite("project service", .serialized)

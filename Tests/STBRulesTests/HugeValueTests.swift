@@ -1,5 +1,6 @@
 import STBMessages
 import STBRPC
+import STBServiceTestSupport
 import Testing
 
 /// User values of 100 KB and more quoted back in statuses: the status must still arrive,

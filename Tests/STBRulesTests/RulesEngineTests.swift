@@ -499,8 +499,11 @@ struct RulesEnginePerformanceTests {
         let p95 = samples[samples.count * 95 / 100]
         #expect(violationCount == 10)
         print("RulesEngine evaluate 10k options × 5k rules (\(violationCount) violations): median \(samples[samples.count / 2]), p95 \(p95), max \(samples.last!)")
-        // Median: the other suites run in parallel, so the tail is noisy in debug.
-        #expect(samples[samples.count / 2] < .milliseconds(50))
+        // A guard against a change of complexity, not a speed target (scripts/bench-rules
+        // measures that): the other suites run in parallel on two cores in a debug build, so
+        // the bound is ten times the unloaded median (about 20 ms); a quadratic pass over
+        // 10,000 options would take seconds.
+        #expect(samples[samples.count / 2] < .milliseconds(400))
         if ProcessInfo.processInfo.environment["STB_ENGINE_BENCH"] != nil {
             var many: [Duration] = []
             for _ in 0..<1000 {

@@ -2,6 +2,7 @@ import Logging
 import STBPostgres
 import STBMessages
 import STBRPC
+import STBServiceTestSupport
 import STBRules
 import STBService
 import Testing

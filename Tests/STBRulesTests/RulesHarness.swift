@@ -1,4 +1,3 @@
-import Glibc
 import Logging
 import STBAuth
 import STBCatalog
@@ -7,6 +6,7 @@ import STBPostgres
 import STBRPC
 import STBRules
 import STBService
+import STBServiceTestSupport
 import STBAuthTestSupport
 import Synchronization
 import Testing
@@ -36,32 +36,12 @@ struct RulesHarness {
     let listeners: [PostgresListener]
     let group: EventLoopGroup
 
-    static let environment = PostgresConfiguration.currentEnvironment()
-    static let baseConninfo = environment["STB_TEST_DATABASE_URL"] ?? "postgresql://stb_test@127.0.0.1:54329/stb_test"
-    static let counter = Atomic<Int>(0)
-
-    static var root: String {
-        var path = #filePath
-        for _ in 0..<3 { path = String(path[..<path.lastIndex(of: "/")!]) }
-        return path
-    }
-
-    static func schemaPool(_ prefix: String, group: EventLoopGroup) async throws -> (PostgresPool, String) {
-        let schema = "\(prefix)_\(counter.wrappingAdd(1, ordering: .relaxed).newValue)_\(getpid())"
-        let admin = PostgresPool(configuration: PostgresConfiguration(conninfo: baseConninfo, poolSize: 1), group: group)
-        _ = try await admin.query(PostgresQuery(sql: "CREATE SCHEMA \(schema)"))
-        await admin.close()
-        let conninfo = baseConninfo + (baseConninfo.contains("?") ? "&" : "?") + "options=-csearch_path%3D\(schema)"
-        return (PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo, poolSize: 4), group: group), conninfo)
-    }
-
     static func start(replicaMaxMessageSize: Int = CatalogReplica.defaultMaxMessageSize) async throws -> RulesHarness {
         let group = try EventLoopGroup(count: 2, name: "rules-test")
         let logger = Logger(label: "rules-test")
         let authenticator = Authenticator(keys: CurrentKeys(TestIdentity.keys))
 
-        let (catalogPool, catalogConninfo) = try await schemaPool("catalog_rt", group: group)
-        try await Migrator(directory: "\(root)/services/catalog/migrations").migrate(catalogPool)
+        let (catalogPool, catalogConninfo) = try await TestDatabase.migratedPool("catalog", prefix: "catalog_rt", group: group)
         let catalogListener = PostgresListener(conninfo: catalogConninfo, channels: [CatalogService.channel], loop: group.loops[0], pollInterval: .milliseconds(200))
         catalogListener.start()
         var configuration = RPCServer.Configuration()
@@ -71,8 +51,7 @@ struct RulesHarness {
             interceptors: ServiceDaemon.interceptors(for: "catalog", logger: logger, authenticator: authenticator), group: group)
         let catalogPort = try await catalogServer.start()
 
-        let (rulesPool, rulesConninfo) = try await schemaPool("rules_rt", group: group)
-        try await Migrator(directory: "\(root)/services/rules/migrations").migrate(rulesPool)
+        let (rulesPool, rulesConninfo) = try await TestDatabase.migratedPool("rules", prefix: "rules_rt", group: group)
         let rulesListener = PostgresListener(conninfo: rulesConninfo, channels: [RulesService.channel], loop: group.loops[1], pollInterval: .milliseconds(200))
         rulesListener.start()
         let service = RulesService(pool: rulesPool, signal: rulesListener.signal, logger: logger)
@@ -125,12 +104,8 @@ struct RulesHarness {
         await harness.stop()
     }
 
-    func waitUntil(timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !condition() {
-            guard ContinuousClock.now < deadline else { throw RPCError(code: .deadlineExceeded, message: "condition not met within \(timeout)") }
-            try await Task.sleep(for: .milliseconds(10))
-        }
+    func waitUntil(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
+        try await STBServiceTestSupport.waitUntil(timeout: timeout, condition)
     }
 
     @discardableResult
@@ -163,20 +138,6 @@ struct RulesHarness {
 }
 
 /// Expects `body` to throw an `RPCError` with `code`; returns it.
-@discardableResult
-func expectStatus(_ code: RPCError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void) async -> RPCError? {
-    do {
-        try await body()
-        Issue.record("expected \(code), but the call succeeded", sourceLocation: sourceLocation)
-    } catch let error as RPCError {
-        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
-        return error
-    } catch {
-        Issue.record("expected RPCError \(code), got \(error)", sourceLocation: sourceLocation)
-    }
-    return nil
-}
-
 let smallSeed = """
 {"modules": [
   {"key": "video", "name": "Video", "initial_state": "idle",

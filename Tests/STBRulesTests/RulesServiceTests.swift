@@ -1,6 +1,7 @@
 import STBMessages
 import STBPostgres
 import STBRPC
+import STBServiceTestSupport
 import STBRules
 import STBService
 import STBAuth

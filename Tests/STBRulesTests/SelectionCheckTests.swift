@@ -2,6 +2,7 @@ import STBJSON
 import STBMessages
 import STBOptionValues
 import STBRPC
+import STBServiceTestSupport
 import STBRules
 import Testing
 

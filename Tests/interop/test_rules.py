@@ -255,6 +255,13 @@ def test_evaluate_boolean_is_on_only_when_included_and_true(rules, rpb, demo_rul
     assert "drm-system" in [v.rule_key for v in both.violations], describe(both)
 
 
+def test_demo_defaults_are_valid(rules, rpb, demo_rules):
+    # A new project starts from the catalog defaults: the demo's must satisfy its rules.
+    defaults = rules.Evaluate(rpb.EvaluateRequest(), metadata=METADATA, timeout=TIMEOUT)
+    errors = [v.rule_key for v in defaults.violations if v.severity != rpb.SEVERITY_WARNING]
+    assert defaults.valid and not errors, errors
+
+
 def test_evaluate_requires_names_the_missing_option(rules, rpb, demo_rules):
     request = rpb.EvaluateRequest(options=[
         choice(rpb, "parental_pin_required", value=True),
