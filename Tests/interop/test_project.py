@@ -102,13 +102,7 @@ def mallory(server, stubs):
 
 
 def create(stub, ppb, key: str, name: str | None = None):
-    """A new project, made valid: the demo catalog's defaults break one demo rule
-    (purchase-pin-needs-parental-pin: the purchase PIN is on, the parental PIN included but
-    off), and SetOptions accepts only valid results, so the PIN is turned on first."""
-    project = stub.CreateProject(ppb.CreateProjectRequest(key=key, name=name or f"Project {key}"), timeout=TIMEOUT)
-    stub.SetOptions(ppb.SetOptionsRequest(project_key=key, changes=[
-        ppb.OptionChange(key="parental_pin_required", value_json="true")]), timeout=TIMEOUT)
-    return project
+    return stub.CreateProject(ppb.CreateProjectRequest(key=key, name=name or f"Project {key}"), timeout=TIMEOUT)
 
 
 def value(ppb, key: str, json_value) -> object:
@@ -227,7 +221,7 @@ def test_refused_selection_writes_nothing(alice, ppb, project_database):
     assert accepted.changed and len(accepted.hash) == 32
     before = snapshot(alice, ppb, url, "refusals")
     assert ["max_video_bitrate_kbps", "t", "30000"] in before["stored"]["project_options"], before["stored"]
-    assert len(before["audit"]) >= 5, before["audit"]  # created, owner added, three option changes
+    assert len(before["audit"]) >= 4, before["audit"]  # created, owner added, two option changes
 
     # Inside the option's own bounds (1000..100000, step 500) but above the rule's 50000.
     error = refused(lambda: set_options(alice, ppb, "refusals", value(ppb, "max_video_bitrate_kbps", 60000)))
@@ -480,8 +474,8 @@ def test_verify_audit_names_a_row_edited_as_superuser(alice, ppb, project_databa
         set_options(alice, ppb, "audited", value(ppb, "max_video_bitrate_kbps", bitrate))
     verified = alice.VerifyAudit(ppb.ProjectRef(key="audited"), timeout=TIMEOUT)
     ids = audit_rows(url, project.id)
-    # Created, owner added, the parental PIN, three bitrates.
-    assert verified.intact and verified.rows == len(ids) == 6, (verified, ids)
+    # Created, owner added, three bitrates.
+    assert verified.intact and verified.rows == len(ids) == 5, (verified, ids)
 
     # The service's own role cannot edit the log (append-only).
     error = subprocess.run(["psql", project_database, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
