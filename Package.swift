@@ -251,7 +251,7 @@ let package = Package(
 
         // MARK: - Executables
 
-        // What the benchmark programs share: output and clock.
+        // What the benchmark programs share: output, clock, load runner, the synthetic catalog and rules.
         .target(
             name: "STBBench",
             dependencies: ["STBMessages", "STBAuth"],
@@ -312,6 +312,12 @@ let package = Package(
         .executableTarget(
             name: "stb-rules-bench",
             dependencies: ["STBAuth", "STBBench", "STBRules", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBJSON", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // GetProjectConfig, SetOptions, versions and drift against real services for scripts/bench-project.
+        .executableTarget(
+            name: "stb-project-bench",
+            dependencies: ["STBAuth", "STBBench", "STBRules", "STBRPC", "STBMessages", "STBJSON"],
             swiftSettings: swiftSettings
         ),
 

@@ -225,12 +225,14 @@ class RssSampler:
 def stubs(tmp_path_factory):
     """Python messages and stubs generated from Protos/ now: stb.testing.v1.Echo as
     `pb2`/`grpc`, stb.catalog.v1.Catalog as `catalog_pb2`/`catalog_grpc`,
-    stb.rules.v1.Rules as `rules_pb2`/`rules_grpc`, and stb.common.v1 as `common_pb2`."""
+    stb.rules.v1.Rules as `rules_pb2`/`rules_grpc`, stb.project.v1.Projects as
+    `project_pb2`/`project_grpc`, and stb.common.v1 as `common_pb2`."""
     out = tmp_path_factory.mktemp("stubs")
     subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"--python_out={out}",
          f"--grpc_python_out={out}", "stb/testing/v1/echo.proto",
-         "stb/catalog/v1/catalog.proto", "stb/common/v1/common.proto", "stb/rules/v1/rules.proto"],
+         "stb/catalog/v1/catalog.proto", "stb/common/v1/common.proto", "stb/rules/v1/rules.proto",
+         "stb/project/v1/project.proto"],
         check=True, timeout=60,
     )
     sys.path.insert(0, str(out))
@@ -242,11 +244,14 @@ def stubs(tmp_path_factory):
         catalog_grpc = importlib.import_module("stb.catalog.v1.catalog_pb2_grpc")
         rules_pb2 = importlib.import_module("stb.rules.v1.rules_pb2")
         rules_grpc = importlib.import_module("stb.rules.v1.rules_pb2_grpc")
+        project_pb2 = importlib.import_module("stb.project.v1.project_pb2")
+        project_grpc = importlib.import_module("stb.project.v1.project_pb2_grpc")
     finally:
         sys.path.remove(str(out))
     return SimpleNamespace(pb2=pb2, grpc=pb2_grpc, common_pb2=common_pb2,
                            catalog_pb2=catalog_pb2, catalog_grpc=catalog_grpc,
-                           rules_pb2=rules_pb2, rules_grpc=rules_grpc)
+                           rules_pb2=rules_pb2, rules_grpc=rules_grpc,
+                           project_pb2=project_pb2, project_grpc=project_grpc)
 
 
 def _stop(server: EchoServer):
