@@ -86,25 +86,51 @@ struct EffectiveConfig: Sendable {
         let valueOverridden: Bool
     }
 
-    let entries: [String: Entry]
+    let catalog: ProjectCatalog
+    let draft: Draft
     let canonical: String
     let hash: [UInt8]
 
     init(catalog: ProjectCatalog, draft: Draft) {
+        self.catalog = catalog
+        self.draft = draft
+        // Assembled in member order from the catalog's precomputed pieces; only the
+        // project's own values are encoded here.
+        var bytes: [UInt8] = [UInt8(ascii: "{")]
+        bytes.reserveCapacity(catalog.canonicalLayout.count * 24)
+        var first = true
+        for (key, prefix, defaultValue) in catalog.canonicalLayout {
+            let setting = draft.settings[key]
+            guard setting?.included ?? catalog.options[key]!.includedByDefault else { continue }
+            if !first { bytes.append(UInt8(ascii: ",")) }
+            first = false
+            bytes.append(contentsOf: prefix)
+            if let value = setting?.value {
+                bytes.append(contentsOf: CanonicalJSON.text(value).utf8)
+            } else {
+                bytes.append(contentsOf: defaultValue)
+            }
+        }
+        bytes.append(UInt8(ascii: "}"))
+        self.canonical = String(decoding: bytes, as: UTF8.self)
+        self.hash = Digest.sha256(bytes)
+    }
+
+    /// One option's effective state (nil for a key the catalog does not have).
+    func entry(_ key: String) -> Entry? {
+        guard let option = catalog.options[key] else { return nil }
+        let setting = draft.settings[key]
+        return Entry(
+            included: setting?.included ?? option.includedByDefault, includedOverridden: setting?.included != nil,
+            value: setting?.value ?? option.defaultValue, valueOverridden: setting?.value != nil)
+    }
+
+    /// Every option's effective state, by key.
+    var entries: [String: Entry] {
         var entries: [String: Entry] = [:]
         entries.reserveCapacity(catalog.options.count)
-        var included: [String: JSONValue] = [:]
-        for (key, option) in catalog.options {
-            let setting = draft.settings[key]
-            let entry = Entry(
-                included: setting?.included ?? option.includedByDefault, includedOverridden: setting?.included != nil,
-                value: setting?.value ?? option.defaultValue, valueOverridden: setting?.value != nil)
-            entries[key] = entry
-            if entry.included { included[key] = entry.value }
-        }
-        self.entries = entries
-        self.canonical = CanonicalJSON.text(.object(included))
-        self.hash = Digest.sha256(canonical)
+        for key in catalog.options.keys { entries[key] = entry(key) }
+        return entries
     }
 
     /// The included options' values read back from a canonical form.

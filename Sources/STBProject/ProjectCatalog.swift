@@ -33,6 +33,10 @@ struct ProjectCatalog: Sendable {
     let revision: UInt64
     let options: [String: Option]
     let modules: [Module]
+    /// Option keys in RFC 8785 member order (by UTF-16 code units), each with its member
+    /// prefix (`"key":`) and its default value, both in canonical form: a configuration's
+    /// canonical text is assembled from these without sorting or re-encoding.
+    let canonicalLayout: [(key: String, prefix: [UInt8], defaultValue: [UInt8])]
 
     init(_ configuration: Stb_Catalog_V1_GetConfigResponse) {
         var options: [String: Option] = [:]
@@ -65,5 +69,10 @@ struct ProjectCatalog: Sendable {
         self.revision = configuration.revision
         self.options = options
         self.modules = modules
+        self.canonicalLayout = options.keys.sorted { $0.utf16.lexicographicallyPrecedes($1.utf16) }.map { key in
+            var prefix = Array(CanonicalJSON.text(.string(key)).utf8)
+            prefix.append(UInt8(ascii: ":"))
+            return (key, prefix, Array(CanonicalJSON.text(options[key]!.defaultValue).utf8))
+        }
     }
 }

@@ -65,15 +65,18 @@ extension ProjectService {
             let valid: Bool
             let violations: [UInt8]
             let draftRevision: Int64
+            let catalogRevision: Int64
             var draft = Draft()
         }
         let projects: [Stored] = try await withIdentity(caller) { transaction in
             var byID: [Int64: Stored] = [:]
             var order: [Int64] = []
             for row in try await transaction.query(
-                "SELECT id, key, draft_hash, valid, violations, draft_revision FROM projects WHERE NOT archived ORDER BY id") {
-                let (id, key, hash, valid, violations, revision) = try row.decode(Int64.self, String.self, [UInt8].self, Bool.self, [UInt8].self, Int64.self)
-                byID[id] = Stored(id: id, key: key, hash: hash, valid: valid, violations: violations, draftRevision: revision)
+                "SELECT id, key, draft_hash, valid, violations, draft_revision, catalog_revision FROM projects WHERE NOT archived ORDER BY id") {
+                let (id, key, hash, valid, violations, revision, catalogRevision) = try row.decode(
+                    Int64.self, String.self, [UInt8].self, Bool.self, [UInt8].self, Int64.self, Int64.self)
+                byID[id] = Stored(id: id, key: key, hash: hash, valid: valid, violations: violations, draftRevision: revision,
+                                  catalogRevision: catalogRevision)
                 order.append(id)
             }
             for row in try await transaction.query("SELECT project_id, option_key, included, value::text FROM project_options") {
@@ -93,7 +96,9 @@ extension ProjectService {
                 group.addTask {
                     do {
                         let verdict = try await self.evaluate(project.draft, catalog: catalog, metadata: Metadata(), project: project.id)
-                        let hash = EffectiveConfig(catalog: catalog, draft: project.draft).hash
+                        // The configuration (and its hash) moves only with the catalog.
+                        let hash = project.catalogRevision == Int64(catalog.revision) && !project.hash.isEmpty
+                            ? project.hash : EffectiveConfig(catalog: catalog, draft: project.draft).hash
                         let encoded = Self.encodeViolations(verdict.violations)
                         guard verdict.valid != project.valid || encoded != project.violations || hash != project.hash else {
                             return false

@@ -244,20 +244,20 @@ extension ProjectService {
         let catalog = try catalog()
         let changes = try Self.validate(request.changes, catalog: catalog, at: "changes")
         let metadata = Metadata().forwardingAuthorization(from: context.metadata)
-        let response = try await change(caller) { transaction, log in
+        let (response, stored) = try await change(caller) { transaction, log -> (Stb_Project_V1_SetOptionsResponse, (Int64, Draft)?) in
             let current = try await transaction.query(
-                "SELECT draft_hash FROM projects WHERE id = \(access.id) FOR UPDATE")
+                "SELECT draft_hash, draft_revision FROM projects WHERE id = \(access.id) FOR UPDATE")
             guard let row = current.first else { throw Self.notFound(access.key) }
-            let oldHash = try row.decode(0, as: [UInt8].self)
+            let (oldHash, revision) = try row.decode([UInt8].self, Int64.self)
             if !request.expectedHash.isEmpty && request.expectedHash != oldHash {
                 throw RPCError(code: .aborted, message: "the draft changed since the expected hash; read it again and retry")
             }
-            let old = try await Self.loadDraft(access.id, in: transaction)
+            let old = try await cachedDraft(access.id, revision: revision, in: transaction)
             let new = Self.apply(changes, to: old)
-            let config = EffectiveConfig(catalog: catalog, draft: new)
             guard new != old else {
-                return Stb_Project_V1_SetOptionsResponse(hash_p: oldHash, warnings: [], changed: false)
+                return (Stb_Project_V1_SetOptionsResponse(hash_p: oldHash, warnings: [], changed: false), nil)
             }
+            let config = EffectiveConfig(catalog: catalog, draft: new)
             let verdict = try await evaluate(new, catalog: catalog, metadata: metadata, project: access.id)
             guard verdict.valid else { throw Self.refused(verdict, what: "this change") }
             try await Self.storeDraft(access.id, from: old, to: new, in: transaction)
@@ -265,10 +265,28 @@ extension ProjectService {
             let (before, after) = Self.draftChange(from: old, to: new)
             log.record((access.id, access.key), entity: "options", action: .updated, before: before, after: after,
                        oldHash: oldHash, newHash: config.hash)
-            return Stb_Project_V1_SetOptionsResponse(hash_p: config.hash, warnings: verdict.warnings, changed: true)
+            return (Stb_Project_V1_SetOptionsResponse(hash_p: config.hash, warnings: verdict.warnings, changed: true), (revision + 1, new))
         }
         invalidateConfig(access.id)
+        // Kept only once committed: the next change of this project starts from it.
+        if let (revision, draft) = stored { rememberDraft(access.id, revision: revision, draft: draft) }
         return response
+    }
+
+    /// The project's draft at `revision` (its `draft_revision`, read under the project
+    /// row's lock): from memory when the last committed change here left it, else loaded.
+    func cachedDraft(_ projectID: Int64, revision: Int64, in transaction: PostgresTransaction) async throws -> Draft {
+        if let cached = state.withLock({ $0.drafts[projectID] }), cached.revision == revision { return cached.draft }
+        let draft = try await Self.loadDraft(projectID, in: transaction)
+        rememberDraft(projectID, revision: revision, draft: draft)
+        return draft
+    }
+
+    func rememberDraft(_ projectID: Int64, revision: Int64, draft: Draft) {
+        state.withLock { state in
+            if state.drafts.count > 10_000 { state.drafts.removeAll() }
+            state.drafts[projectID] = (revision, draft)
+        }
     }
 
     /// Records the draft's hash and validity on the project row.
@@ -334,7 +352,7 @@ extension ProjectService {
                 var options: [Stb_Project_V1_ProjectOption] = []
                 options.reserveCapacity(group.optionKeys.count)
                 for key in group.optionKeys {
-                    guard let option = catalog.options[key], let entry = effective.entries[key] else { continue }
+                    guard let option = catalog.options[key], let entry = effective.entry(key) else { continue }
                     options.append(Stb_Project_V1_ProjectOption(
                         key: key, name: option.name, type: option.type.rawValue, included: entry.included,
                         includedSource: entry.includedOverridden ? .override : .default, valueJson: entry.value.canonicalText,

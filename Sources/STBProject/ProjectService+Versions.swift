@@ -183,8 +183,8 @@ extension ProjectService {
     /// The included options of an effective configuration, by key, with their values.
     static func includedValues(_ config: EffectiveConfig) -> [String: JSONValue] {
         var values: [String: JSONValue] = [:]
-        values.reserveCapacity(config.entries.count)
-        for (key, entry) in config.entries where entry.included { values[key] = entry.value }
+        values.reserveCapacity(config.catalog.options.count)
+        for key in config.catalog.options.keys { if let entry = config.entry(key), entry.included { values[key] = entry.value } }
         return values
     }
 

@@ -44,6 +44,9 @@ public final class ProjectService: Stb_Project_V1_ProjectsService, Sendable {
         /// Each project's last selection the rules service evaluated, by project id: the
         /// base of the next evaluation by difference.
         var ruleBases: [Int64: RuleBase] = [:]
+        /// Drafts as last committed here, by project id, with their `draft_revision`: used
+        /// only when the row still has that revision (every change of a draft bumps it).
+        var drafts: [Int64: (revision: Int64, draft: Draft)] = [:]
         /// Project ids by key, for invalidation by the change feed (which names keys).
         var ids: [String: Int64] = [:]
         /// What a caller may do with a project, by (subject, project key).
