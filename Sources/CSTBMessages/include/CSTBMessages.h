@@ -15,6 +15,7 @@
 #include "stb/catalog/v1/catalog.pb-c.h"
 #include "stb/common/v1/common.pb-c.h"
 #include "stb/gateway/v1/gateway.pb-c.h"
+#include "stb/gateway/v1/realtime.pb-c.h"
 #include "stb/project/v1/project.pb-c.h"
 #include "stb/rules/v1/rules.pb-c.h"
 #include "stb/testing/v1/all_kinds.pb-c.h"
