@@ -104,9 +104,10 @@ class Platform:
             "GATEWAY_PASSWORD_MIN_LENGTH": "12",
         }
 
-    def start_gateway(self):
+    def start_gateway(self, **overrides):
         self.servers["gateway"] = Server("gatewayd", binary("STB_GATEWAYD_BIN", "gatewayd"),
-                                         self.tmp / f"gatewayd-{time.time_ns()}.log", self.gateway_env()).start()
+                                         self.tmp / f"gatewayd-{time.time_ns()}.log",
+                                         {**self.gateway_env(), **overrides}).start()
 
     def start(self):
         env = {**os.environ, **self.gateway_env()}
@@ -305,7 +306,8 @@ def test_a_gap_beyond_the_replay_bound_is_a_resync_then_a_snapshot(platform, pb,
     stream.wait(lambda ms: "snapshot" in kinds(ms))
     token = stream.last_token()
     stream.close()
-    create_modules(platform, pb, admin, REPLAY_LIMIT + 5)
+    # More than the ring holds plus the bound: the upstream replay would pass the bound.
+    create_modules(platform, pb, admin, REPLAY_LIMIT + RING_EVENTS + 5)
     resumed = Stream(platform, pb, admin, ["catalog"], resume=token)
     try:
         got = resumed.wait(lambda ms: "snapshot" in kinds(ms))
@@ -373,10 +375,13 @@ def test_a_slow_consumer_ends_with_resource_exhausted_and_nobody_else_waits(plat
     reader = Stream(platform, pb, admin, ["catalog"])
     reader.wait(lambda ms: "snapshot" in kinds(ms))
     slow = Stream(platform, pb, admin, ["catalog"], read=False)
+    slow.channel.close()
+    slow.channel = grpc.insecure_channel(platform.addr("gateway"), options=[("grpc.http2.bdp_probe", 0)])
+    slow.call = pb.rt_grpc.RealtimeStub(slow.channel).Subscribe(pb.rt.SubscribeRequest(topics=["catalog"]), metadata=md(admin))
     try:
         # The slow stream's first message (the snapshot) is not read; then a lot is written.
-        keys = create_modules(platform, pb, admin, 300, description="x" * 8000)
-        reader.wait(lambda ms: len([m for m in ms if m.WhichOneof("kind") == "delta"]) >= 300, timeout=60)
+        keys = create_modules(platform, pb, admin, 600, description="x" * 1900)
+        reader.wait(lambda ms: len([m for m in ms if m.WhichOneof("kind") == "delta"]) >= 600, timeout=90)
         assert [d.key for d in reader.deltas()] == keys
         slow.start()
         deadline = time.monotonic() + 30
@@ -386,7 +391,7 @@ def test_a_slow_consumer_ends_with_resource_exhausted_and_nobody_else_waits(plat
         assert "slow consumer" in slow.error.details()
         trailer = dict(slow.error.trailing_metadata() or ())
         assert trailer.get("stb-resume-token"), trailer
-        assert len(slow.deltas()) < 300
+        assert len(slow.deltas()) < 600
     finally:
         reader.close()
         slow.close()
@@ -433,8 +438,11 @@ def test_zero_loss_verifier_short(platform, pb, users):
     """Writers commit while subscribers disconnect at random and resume with their last
     token; the gateway is restarted once with SIGTERM. Afterwards each subscriber's
     catalog deltas equal the committed events after its first snapshot, in order, none
-    twice."""
+    twice. The gateway runs with a ring of 10 and no practical replay bound, so most
+    resumes replay from the catalog's Watch."""
     admin = users["admin"][0]
+    platform.servers["gateway"].terminate(timeout=15)
+    platform.start_gateway(GATEWAY_REPLAY_LIMIT="1000000")
     rng = random.Random(14)
     stop = threading.Event()
     received = {i: {"start": None, "cursors": [], "token": ""} for i in range(4)}
@@ -481,7 +489,7 @@ def test_zero_loss_verifier_short(platform, pb, users):
     time.sleep(4)
     gateway = platform.servers["gateway"]
     assert gateway.terminate(timeout=15) == 0
-    platform.start_gateway()
+    platform.start_gateway(GATEWAY_REPLAY_LIMIT="1000000")
     time.sleep(4)
     stop.set()
     for thread in writers:

@@ -58,7 +58,8 @@ final class OutboundQueue: Sendable {
             state.sizes.append(size)
             state.bytes += size
             state.lastPush = .now
-            if state.bytes > limit {
+            // One message alone (a large snapshot) is always let through.
+            if state.bytes > limit && state.messages.count > 1 {
                 state.failure = RPCError(code: .resourceExhausted, message: "slow consumer: more than \(limit) bytes of messages were waiting for the client")
             }
             defer { state.waiter = nil }

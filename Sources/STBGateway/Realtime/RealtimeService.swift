@@ -80,7 +80,10 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
             outcome = error
         }
         let status = outcome.map { ($0 as? RPCError) ?? RPCError(code: .cancelled, message: "the stream ended") }
-        await sessions.close(sessionID, reason: status.map { "\($0.code): \($0.message)" } ?? "ended")
+        // Recorded even when the call was cancelled (the client went away): in a task of
+        // its own, which the call's cancellation does not reach.
+        let reason = status.map { "\($0.code): \($0.message)" } ?? "ended"
+        await Task { [sessions] in await sessions.close(sessionID, reason: reason) }.value
         if let token = delivered.value, !token.isEmpty {
             var trailer = Metadata()
             trailer.addString(token, forKey: "stb-resume-token")
