@@ -508,3 +508,23 @@ def test_zero_loss_verifier_short(platform, pb, users):
         assert got == expected[:len(got)] and len(got) == len(expected), \
             f"subscriber {i}: got {len(got)} events, committed {len(expected)}; first difference at " \
             f"{next((k for k, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))}"
+
+
+def test_alarms_follow_the_gateways_own_outbox(platform, pb, users):
+    """An event the gateway's database records (as the alarms do) reaches `alarms`."""
+    stream = Stream(platform, pb, users["vic"][0], ["alarms"])
+    try:
+        stream.wait(lambda ms: "snapshot" in kinds(ms))
+        subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", platform.urls["gateway"], "-c", """
+            BEGIN;
+            UPDATE gateway_revision SET revision = revision + 1;
+            INSERT INTO events (revision, entity, entity_key, action, payload)
+                SELECT revision, 'alarm', 'p1/validity', 'raised', '\\x0102'::bytea FROM gateway_revision;
+            NOTIFY gateway_events;
+            COMMIT;"""], check=True, capture_output=True, timeout=30)
+        got = stream.wait(lambda ms: "delta" in kinds(ms))
+        delta = [m.delta for m in got if m.WhichOneof("kind") == "delta"][0]
+        assert (delta.topic, delta.upstream, delta.entity, delta.key, delta.action, delta.event) == \
+            ("alarms", "alarms", "alarm", "p1/validity", "raised", b"\x01\x02")
+    finally:
+        stream.close()
