@@ -528,3 +528,39 @@ def test_alarms_follow_the_gateways_own_outbox(platform, pb, users):
             ("alarms", "alarms", "alarm", "p1/validity", "raised", b"\x01\x02")
     finally:
         stream.close()
+
+
+def test_stbctl_subscribe_prints_and_resumes_across_a_gateway_restart(platform, pb, users):
+    admin = users["admin"][0]
+    stbctl = binary("STB_STBCTL_BIN", "stbctl")
+    env = {**os.environ, "STB_TOKEN": admin, "XDG_CONFIG_HOME": str(platform.tmp)}
+    proc = subprocess.Popen([str(stbctl), "subscribe", "catalog", "--gateway-addr", platform.addr("gateway")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, text=True)
+    lines = []
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line.strip())
+    threading.Thread(target=read, daemon=True).start()
+
+    def wait_for(predicate, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() >= deadline:
+                proc.terminate()
+                raise AssertionError(f"{lines}\nstderr: {proc.stderr.read()}")
+            time.sleep(0.05)
+    try:
+        wait_for(lambda: any(line.startswith("snapshot catalog") for line in lines))
+        first = create_modules(platform, pb, admin, 1)[0]
+        wait_for(lambda: any(line.endswith(f"module {first}") for line in lines))
+        assert platform.servers["gateway"].terminate(timeout=15) == 0
+        missed = create_modules(platform, pb, admin, 2)
+        platform.start_gateway()
+        wait_for(lambda: any(line.endswith(f"module {missed[1]}") for line in lines), timeout=40)
+        modules = [line.rsplit(" ", 1)[1] for line in lines if " module " in line]
+        assert modules == [first] + missed, lines
+        assert sum(line.startswith("snapshot") for line in lines) == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
