@@ -58,15 +58,28 @@ final class OutboundQueue: Sendable {
             state.sizes.append(size)
             state.bytes += size
             state.lastPush = .now
-            // One message alone (a large snapshot) is always let through.
-            if state.bytes > limit && state.messages.count > 1 {
-                state.failure = RPCError(code: .resourceExhausted, message: "slow consumer: more than \(limit) bytes of messages were waiting for the client")
-            }
             defer { state.waiter = nil }
             return state.waiter
         }
         waiter?.resume()
         return state.withLock { $0.failure == nil }
+    }
+
+    /// Waits while more than `limit` bytes are unsent; when the client has not taken them
+    /// within `patience`, the stream ends as a slow consumer. A burst (a long replay) thus
+    /// waits for a client that reads, and only a client that does not read is ended.
+    func waitForRoom(patience: Duration = .seconds(3)) async throws {
+        let deadline = ContinuousClock.now + patience
+        while true {
+            let (bytes, failed) = state.withLock { ($0.bytes, $0.failure != nil) }
+            if failed { throw StreamEnded() }
+            if bytes <= limit { return }
+            if ContinuousClock.now >= deadline {
+                fail(RPCError(code: .resourceExhausted, message: "slow consumer: more than \(limit) bytes of messages were waiting for the client"))
+                throw StreamEnded()
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
     }
 
     /// Ends the stream with `error` (the first failure wins).

@@ -120,6 +120,7 @@ struct Subscription: Sendable {
                 delta.event = event.payload
                 var message = Stb_Gateway_V1_SubscribeEvent()
                 message.kind = .delta(delta)
+                try await queue.waitForRoom()
                 guard queue.push(message, advancing: upstream, to: event.cursor) else { throw StreamEnded() }
             }
             if !matched { queue.advance(upstream, to: event.cursor) }
