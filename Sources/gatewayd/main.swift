@@ -5,14 +5,16 @@ import STBRPC
 import STBService
 import ServiceLifecycle
 
-// The gateway: configuration from the environment (`GatewayConfiguration`, documented in
-// the README), run by the shared daemon; `gatewayd bootstrap-admin|rotate-key` are
-// one-shot commands (`GatewayCommands`).
+// The gateway: configuration from the environment (`GatewayConfiguration`,
+// `RealtimeConfiguration`, documented in the README), run by the shared daemon;
+// `gatewayd bootstrap-admin|rotate-key` are one-shot commands (`GatewayCommands`).
 let daemon = ServiceDaemon(name: "gateway")
 let configuration = daemon.configuration(GatewayConfiguration.init(environment:))
 if let status = await GatewayCommands.run(Array(CommandLine.arguments.dropFirst()), daemon: daemon, configuration: configuration) {
     exit(status)
 }
+let realtimeConfiguration = daemon.configuration(RealtimeConfiguration.init(environment:))
+// Alarms and the realtime topics share the gateway's own outbox (channel gateway_events).
 await daemon.run(configuration.service, channels: [AlarmBook.outbox.channel]) { assembly in
     let keys = try await KeyRing.load(pool: assembly.pool, sealingKey: configuration.keyEncryptionKey, accessLifetime: configuration.accessLifetime)
     let service = GatewayService(pool: assembly.pool, keys: keys, configuration: configuration, logger: assembly.logger)
@@ -30,8 +32,9 @@ await daemon.run(configuration.service, channels: [AlarmBook.outbox.channel]) { 
         background.append(AlarmFollower(book: book, projects: projects, logger: assembly.logger))
     }
     let alarms = AlarmsService(pool: assembly.pool, signal: assembly.listener.signal, visibility: visibility)
+    let realtime = try await RealtimeAssembly.make(configuration: realtimeConfiguration, gateway: service, keys: keys, assembly: assembly)
     // Tokens are verified with the gateway's own keys: nothing to fetch.
     return ServiceParts(
-        rpcServices: [service, alarms, DashboardsService(pool: assembly.pool)], outbox: AlarmBook.outbox, background: background,
-        keySource: CurrentKeys { keys.published })
+        rpcServices: [service, alarms, DashboardsService(pool: assembly.pool), realtime.service], outbox: AlarmBook.outbox,
+        background: background + realtime.background, keySource: CurrentKeys { keys.published })
 }

@@ -56,6 +56,8 @@ struct Stbctl: AsyncParsableCommand {
             DeleteCommand.self,
             SeedCommand.self,
             WatchCommand.self,
+            SubscribeCommand.self,
+            SessionsCommand.self,
             RulesCommand.self,
             EvaluateCommand.self,
             FireCommand.self,

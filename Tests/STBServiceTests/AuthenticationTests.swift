@@ -106,11 +106,11 @@ struct AuthenticationTests {
         String(Base64.encode(bytes, padded: false).map { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 })
     }
 
-    @Test("every RPC of catalog, rules, projects, the gateway's Auth, Alarms and Dashboards, the stub server, health and reflection has exactly one access rule, and the table names no other")
+    @Test("every RPC of catalog, rules, projects, the gateway's Auth, Realtime, Alarms and Dashboards, the stub server, health and reflection has exactly one access rule, and the table names no other")
     func tableCoversEveryMethod() {
         let paths = Stb_Catalog_V1_Catalog.methodPaths + Stb_Rules_V1_Rules.methodPaths + Stb_Gateway_V1_Auth.methodPaths
             + Stb_Project_V1_Projects.methodPaths + Stb_Gateway_V1_Alarms.methodPaths + Stb_Gateway_V1_Dashboards.methodPaths
-            + Stb_Stubs_V1_Stubs.methodPaths
+            + Stb_Gateway_V1_Realtime.methodPaths + Stb_Stubs_V1_Stubs.methodPaths
             + Grpc_Health_V1_Health.methodPaths + Grpc_Reflection_V1_ServerReflection.methodPaths
             + Grpc_Reflection_V1alpha_ServerReflection.methodPaths
         for path in paths {
@@ -118,6 +118,8 @@ struct AuthenticationTests {
         }
         #expect(Set(MethodAccess.platform.requirements.keys) == Set(paths))
         // The contract's anchors.
+        #expect(MethodAccess.platform[Stb_Gateway_V1_Realtime.subscribe.path] == .role(.viewer, services: true))
+        #expect(MethodAccess.platform[Stb_Gateway_V1_Realtime.listSessions.path] == .role(.admin))
         #expect(MethodAccess.platform[Stb_Catalog_V1_Catalog.getConfig.path] == .role(.viewer, services: true))
         #expect(MethodAccess.platform[Stb_Catalog_V1_Catalog.importSeed.path] == .role(.engineer))
         #expect(MethodAccess.platform[Stb_Rules_V1_Rules.fire.path] == .role(.operator))

@@ -16,6 +16,7 @@
 #include "stb/common/v1/common.pb-c.h"
 #include "stb/gateway/v1/alarms.pb-c.h"
 #include "stb/gateway/v1/gateway.pb-c.h"
+#include "stb/gateway/v1/realtime.pb-c.h"
 #include "stb/project/v1/project.pb-c.h"
 #include "stb/rules/v1/rules.pb-c.h"
 #include "stb/stubs/v1/stubs.pb-c.h"

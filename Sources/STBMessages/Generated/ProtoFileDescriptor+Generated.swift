@@ -1334,6 +1334,86 @@ extension ProtoFileDescriptor {
             """
         ),
         ProtoFileDescriptor(
+            name: "stb/gateway/v1/realtime.proto",
+            dependencies: [],
+            messageTypes: [
+                "stb.gateway.v1.SubscribeRequest",
+                "stb.gateway.v1.SubscribeEvent",
+                "stb.gateway.v1.Snapshot",
+                "stb.gateway.v1.Delta",
+                "stb.gateway.v1.ResyncRequired",
+                "stb.gateway.v1.Heartbeat",
+                "stb.gateway.v1.StreamSession",
+                "stb.gateway.v1.ListSessionsRequest",
+                "stb.gateway.v1.ListSessionsResponse",
+                "stb.gateway.v1.EndSessionRequest",
+            ],
+            otherSymbols: [
+                "stb.gateway.v1.SubscribeRequest.topics",
+                "stb.gateway.v1.SubscribeRequest.resume_token",
+                "stb.gateway.v1.SubscribeEvent.resume_token",
+                "stb.gateway.v1.SubscribeEvent.snapshot",
+                "stb.gateway.v1.SubscribeEvent.delta",
+                "stb.gateway.v1.SubscribeEvent.resync_required",
+                "stb.gateway.v1.SubscribeEvent.heartbeat",
+                "stb.gateway.v1.SubscribeEvent.kind",
+                "stb.gateway.v1.Snapshot.topic",
+                "stb.gateway.v1.Snapshot.payload",
+                "stb.gateway.v1.Delta.topic",
+                "stb.gateway.v1.Delta.upstream",
+                "stb.gateway.v1.Delta.cursor",
+                "stb.gateway.v1.Delta.entity",
+                "stb.gateway.v1.Delta.key",
+                "stb.gateway.v1.Delta.action",
+                "stb.gateway.v1.Delta.event",
+                "stb.gateway.v1.ResyncRequired.reason",
+                "stb.gateway.v1.ResyncRequired.topics",
+                "stb.gateway.v1.Heartbeat.at_ms",
+                "stb.gateway.v1.StreamSession.id",
+                "stb.gateway.v1.StreamSession.user_id",
+                "stb.gateway.v1.StreamSession.username",
+                "stb.gateway.v1.StreamSession.topics",
+                "stb.gateway.v1.StreamSession.peer",
+                "stb.gateway.v1.StreamSession.user_agent",
+                "stb.gateway.v1.StreamSession.started_at_ms",
+                "stb.gateway.v1.StreamSession.ended_at_ms",
+                "stb.gateway.v1.StreamSession.status",
+                "stb.gateway.v1.StreamSession.end_reason",
+                "stb.gateway.v1.ListSessionsRequest.open_only",
+                "stb.gateway.v1.ListSessionsRequest.limit",
+                "stb.gateway.v1.ListSessionsResponse.sessions",
+                "stb.gateway.v1.EndSessionRequest.id",
+                "stb.gateway.v1.Realtime",
+                "stb.gateway.v1.Realtime.Subscribe",
+                "stb.gateway.v1.Realtime.ListSessions",
+                "stb.gateway.v1.Realtime.EndSession",
+            ],
+            extensions: [],
+            base64: """
+            Ch1zdGIvZ2F0ZXdheS92MS9yZWFsdGltZS5wcm90bxIOc3RiLmdhdGV3YXkudjEiTQoQU3Vic2NyaWJlUmVxdWVzdBIWCgZ0b3Bp
+            Y3MYASADKAlSBnRvcGljcxIhCgxyZXN1bWVfdG9rZW4YAiABKAlSC3Jlc3VtZVRva2VuIqgCCg5TdWJzY3JpYmVFdmVudBIhCgxy
+            ZXN1bWVfdG9rZW4YASABKAlSC3Jlc3VtZVRva2VuEjYKCHNuYXBzaG90GAIgASgLMhguc3RiLmdhdGV3YXkudjEuU25hcHNob3RI
+            AFIIc25hcHNob3QSLQoFZGVsdGEYAyABKAsyFS5zdGIuZ2F0ZXdheS52MS5EZWx0YUgAUgVkZWx0YRJJCg9yZXN5bmNfcmVxdWly
+            ZWQYBCABKAsyHi5zdGIuZ2F0ZXdheS52MS5SZXN5bmNSZXF1aXJlZEgAUg5yZXN5bmNSZXF1aXJlZBI5CgloZWFydGJlYXQYBSAB
+            KAsyGS5zdGIuZ2F0ZXdheS52MS5IZWFydGJlYXRIAFIJaGVhcnRiZWF0QgYKBGtpbmQiOgoIU25hcHNob3QSFAoFdG9waWMYASAB
+            KAlSBXRvcGljEhgKB3BheWxvYWQYAiABKAxSB3BheWxvYWQiqQEKBURlbHRhEhQKBXRvcGljGAEgASgJUgV0b3BpYxIaCgh1cHN0
+            cmVhbRgCIAEoCVIIdXBzdHJlYW0SFgoGY3Vyc29yGAMgASgJUgZjdXJzb3ISFgoGZW50aXR5GAQgASgJUgZlbnRpdHkSEAoDa2V5
+            GAUgASgJUgNrZXkSFgoGYWN0aW9uGAYgASgJUgZhY3Rpb24SFAoFZXZlbnQYByABKAxSBWV2ZW50IkAKDlJlc3luY1JlcXVpcmVk
+            EhYKBnJlYXNvbhgBIAEoCVIGcmVhc29uEhYKBnRvcGljcxgCIAMoCVIGdG9waWNzIiAKCUhlYXJ0YmVhdBITCgVhdF9tcxgBIAEo
+            A1IEYXRNcyKaAgoNU3RyZWFtU2Vzc2lvbhIOCgJpZBgBIAEoA1ICaWQSFwoHdXNlcl9pZBgCIAEoCVIGdXNlcklkEhoKCHVzZXJu
+            YW1lGAMgASgJUgh1c2VybmFtZRIWCgZ0b3BpY3MYBCADKAlSBnRvcGljcxISCgRwZWVyGAUgASgJUgRwZWVyEh0KCnVzZXJfYWdl
+            bnQYBiABKAlSCXVzZXJBZ2VudBIiCg1zdGFydGVkX2F0X21zGAcgASgDUgtzdGFydGVkQXRNcxIeCgtlbmRlZF9hdF9tcxgIIAEo
+            A1IJZW5kZWRBdE1zEhYKBnN0YXR1cxgJIAEoCVIGc3RhdHVzEh0KCmVuZF9yZWFzb24YCiABKAlSCWVuZFJlYXNvbiJIChNMaXN0
+            U2Vzc2lvbnNSZXF1ZXN0EhsKCW9wZW5fb25seRgBIAEoCFIIb3Blbk9ubHkSFAoFbGltaXQYAiABKAVSBWxpbWl0IlEKFExpc3RT
+            ZXNzaW9uc1Jlc3BvbnNlEjkKCHNlc3Npb25zGAEgAygLMh0uc3RiLmdhdGV3YXkudjEuU3RyZWFtU2Vzc2lvblIIc2Vzc2lvbnMi
+            IwoRRW5kU2Vzc2lvblJlcXVlc3QSDgoCaWQYASABKANSAmlkMoYCCghSZWFsdGltZRJPCglTdWJzY3JpYmUSIC5zdGIuZ2F0ZXdh
+            eS52MS5TdWJzY3JpYmVSZXF1ZXN0Gh4uc3RiLmdhdGV3YXkudjEuU3Vic2NyaWJlRXZlbnQwARJZCgxMaXN0U2Vzc2lvbnMSIy5z
+            dGIuZ2F0ZXdheS52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiQuc3RiLmdhdGV3YXkudjEuTGlzdFNlc3Npb25zUmVzcG9uc2USTgoK
+            RW5kU2Vzc2lvbhIhLnN0Yi5nYXRld2F5LnYxLkVuZFNlc3Npb25SZXF1ZXN0Gh0uc3RiLmdhdGV3YXkudjEuU3RyZWFtU2Vzc2lv
+            bmIGcHJvdG8z
+            """
+        ),
+        ProtoFileDescriptor(
             name: "stb/project/v1/project.proto",
             dependencies: [
                 "stb/common/v1/common.proto",

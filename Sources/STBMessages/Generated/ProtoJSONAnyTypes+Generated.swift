@@ -102,10 +102,13 @@ internal func _protoJSONAnyType(named name: String) -> (any _ProtoJSONCodable.Ty
     case "stb.gateway.v1.Dashboard": Stb_Gateway_V1_Dashboard.self
     case "stb.gateway.v1.DeleteDashboardRequest": Stb_Gateway_V1_DeleteDashboardRequest.self
     case "stb.gateway.v1.DeleteDashboardResponse": Stb_Gateway_V1_DeleteDashboardResponse.self
+    case "stb.gateway.v1.Delta": Stb_Gateway_V1_Delta.self
     case "stb.gateway.v1.DisableUserRequest": Stb_Gateway_V1_DisableUserRequest.self
+    case "stb.gateway.v1.EndSessionRequest": Stb_Gateway_V1_EndSessionRequest.self
     case "stb.gateway.v1.GetDashboardRequest": Stb_Gateway_V1_GetDashboardRequest.self
     case "stb.gateway.v1.GetKeysRequest": Stb_Gateway_V1_GetKeysRequest.self
     case "stb.gateway.v1.GetKeysResponse": Stb_Gateway_V1_GetKeysResponse.self
+    case "stb.gateway.v1.Heartbeat": Stb_Gateway_V1_Heartbeat.self
     case "stb.gateway.v1.JsonWebKey": Stb_Gateway_V1_JsonWebKey.self
     case "stb.gateway.v1.ListActivityRequest": Stb_Gateway_V1_ListActivityRequest.self
     case "stb.gateway.v1.ListActivityResponse": Stb_Gateway_V1_ListActivityResponse.self
@@ -113,6 +116,8 @@ internal func _protoJSONAnyType(named name: String) -> (any _ProtoJSONCodable.Ty
     case "stb.gateway.v1.ListAlarmsResponse": Stb_Gateway_V1_ListAlarmsResponse.self
     case "stb.gateway.v1.ListDashboardsRequest": Stb_Gateway_V1_ListDashboardsRequest.self
     case "stb.gateway.v1.ListDashboardsResponse": Stb_Gateway_V1_ListDashboardsResponse.self
+    case "stb.gateway.v1.ListSessionsRequest": Stb_Gateway_V1_ListSessionsRequest.self
+    case "stb.gateway.v1.ListSessionsResponse": Stb_Gateway_V1_ListSessionsResponse.self
     case "stb.gateway.v1.ListUsersRequest": Stb_Gateway_V1_ListUsersRequest.self
     case "stb.gateway.v1.ListUsersResponse": Stb_Gateway_V1_ListUsersResponse.self
     case "stb.gateway.v1.LoginRequest": Stb_Gateway_V1_LoginRequest.self
@@ -121,9 +126,14 @@ internal func _protoJSONAnyType(named name: String) -> (any _ProtoJSONCodable.Ty
     case "stb.gateway.v1.LogoutResponse": Stb_Gateway_V1_LogoutResponse.self
     case "stb.gateway.v1.LookupUserRequest": Stb_Gateway_V1_LookupUserRequest.self
     case "stb.gateway.v1.RefreshRequest": Stb_Gateway_V1_RefreshRequest.self
+    case "stb.gateway.v1.ResyncRequired": Stb_Gateway_V1_ResyncRequired.self
     case "stb.gateway.v1.ServiceLoginRequest": Stb_Gateway_V1_ServiceLoginRequest.self
     case "stb.gateway.v1.SetPasswordRequest": Stb_Gateway_V1_SetPasswordRequest.self
     case "stb.gateway.v1.SetPasswordResponse": Stb_Gateway_V1_SetPasswordResponse.self
+    case "stb.gateway.v1.Snapshot": Stb_Gateway_V1_Snapshot.self
+    case "stb.gateway.v1.StreamSession": Stb_Gateway_V1_StreamSession.self
+    case "stb.gateway.v1.SubscribeEvent": Stb_Gateway_V1_SubscribeEvent.self
+    case "stb.gateway.v1.SubscribeRequest": Stb_Gateway_V1_SubscribeRequest.self
     case "stb.gateway.v1.UpdateDashboardRequest": Stb_Gateway_V1_UpdateDashboardRequest.self
     case "stb.gateway.v1.UpdateUserRequest": Stb_Gateway_V1_UpdateUserRequest.self
     case "stb.gateway.v1.User": Stb_Gateway_V1_User.self

@@ -47,8 +47,16 @@ final class ServerCall: MessageSink, @unchecked Sendable {
     private func sendOnLoop(_ message: [UInt8]) async throws {
         try connection.enqueueResponseMessage(message, on: stream)
         if connection.needsDrain(stream) {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-                stream.outbound.drainWaiters.append(continuation)
+            // A handler cancelled while its peer does not read (a stream that ends a slow
+            // consumer) stops waiting. The waiter is added on the loop before the cancel
+            // hop can run there, so it is always found.
+            let box = UncheckedSendableBox(self)
+            try await withTaskCancellationHandler {
+                try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                    stream.outbound.drainWaiters.append(continuation)
+                }
+            } onCancel: {
+                box.value.loop.execute { box.value.stream.outbound.resumeWaiters(error: CancellationError()) }
             }
         }
     }

@@ -176,6 +176,14 @@ public struct MethodAccess: Sendable {
                        dashboards.updateDashboard.path, dashboards.deleteDashboard.path] {
             table[method] = .role(.viewer)
         }
+        // The gateway's live streams: any verified caller (each topic and project is
+        // checked by the stream itself); stream sessions for admins.
+        let realtime: [String: MethodRequirement] = [
+            "/stb.gateway.v1.Realtime/Subscribe": read,
+            "/stb.gateway.v1.Realtime/ListSessions": .role(.admin),
+            "/stb.gateway.v1.Realtime/EndSession": .role(.admin),
+        ]
+        table.merge(realtime) { _, new in new }
         return MethodAccess(table)
     }()
 }

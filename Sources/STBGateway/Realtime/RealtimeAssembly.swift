@@ -1,0 +1,59 @@
+import Logging
+import STBAuth
+import STBPostgres
+import STBRPC
+import STBService
+import ServiceLifecycle
+
+/// Puts the realtime half of the gateway together: the clients to the upstreams (as the
+/// gateway's own service account), a ring and a follower per upstream, the stream
+/// sessions and the `Realtime` service.
+public enum RealtimeAssembly {
+    /// The gateway's own outbox (alarms), and the channel its commits wake.
+    public static let outbox = Outbox(channel: "gateway_events", revisionTable: "gateway_revision")
+
+    public static func make(
+        configuration: RealtimeConfiguration, gateway: GatewayService, keys: KeyRing, assembly: ServiceAssembly
+    ) async throws -> (service: RealtimeService, background: [any Service]) {
+        let pool = assembly.pool
+        let epoch = try await pool.query("SELECT epoch FROM realtime_epoch")[0].decode(0, as: String.self)
+        let credentials = GatewayServiceCredentials {
+            gateway.accessToken(subject: "service:gateway", name: "gateway", role: .service)
+        }
+        func client(_ address: (host: String, port: Int), credentials: (any CallCredentials)?) throws -> RPCClient {
+            var options = RPCClient.Configuration()
+            options.maxReceiveMessageSize = Int(UInt32.max)
+            options.credentials = credentials
+            return try RPCClient(host: address.host, port: address.port, configuration: options)
+        }
+        let catalog = try client(configuration.catalog, credentials: credentials)
+        let rules = try client(configuration.rules, credentials: credentials)
+        let project = try client(configuration.project, credentials: credentials)
+        let projectForCallers = try client(configuration.project, credentials: nil)
+
+        let sources: [Upstream: UpstreamSource] = [
+            .catalog: .catalog(catalog),
+            .rules: .rules(rules),
+            .project: .project(project),
+            .alarms: .local(OutboxFeed(outbox: outbox, pool: pool, signal: assembly.listener.signal)),
+        ]
+        var rings: [Upstream: EventRing] = [:]
+        var background: [any Service] = []
+        for upstream in Upstream.allCases {
+            let ring = EventRing(maximumCount: configuration.ringEvents, maximumBytes: configuration.ringBytes)
+            rings[upstream] = ring
+            if let source = sources[upstream] {
+                background.append(UpstreamFollower(source: source, ring: ring, pool: pool, logger: assembly.logger))
+            }
+        }
+        let sessions = StreamSessions(pool: pool, quotas: configuration.quotas, logger: assembly.logger)
+        try await sessions.prepare()
+        background.append(sessions)
+        let hub = RealtimeHub(
+            epoch: epoch, rings: rings, sources: sources,
+            snapshots: Snapshots(catalog: catalog, rules: rules, project: projectForCallers),
+            memberships: MembershipDirectory(client: project), configuration: configuration)
+        let authenticator = Authenticator(keys: CurrentKeys { keys.published })
+        return (RealtimeService(hub: hub, sessions: sessions, authenticator: authenticator, logger: assembly.logger), background)
+    }
+}

@@ -1,0 +1,200 @@
+import Logging
+import STBAPI
+import STBAuth
+import STBMessages
+import STBPostgres
+import STBRPC
+import STBService
+import Synchronization
+
+/// The gateway's `stb.gateway.v1.Realtime`: `Subscribe` streams over the upstream
+/// followers' rings (see `Subscription`), and the stream sessions.
+public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
+    let hub: RealtimeHub
+    let sessions: StreamSessions
+    let authenticator: Authenticator
+    let logger: Logger
+
+    public init(hub: RealtimeHub, sessions: StreamSessions, authenticator: Authenticator, logger: Logger) {
+        self.hub = hub
+        self.sessions = sessions
+        self.authenticator = authenticator
+        self.logger = logger
+    }
+
+    public func subscribe(_ request: Stb_Gateway_V1_SubscribeRequest, writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, context: ServerContext) async throws {
+        // The claims themselves (the interceptor verified the token): the role, and when
+        // the token expires.
+        let claims = try await authenticator.authenticate(context.metadata)
+        let topics = try Topic.parse(request.topics, maximum: hub.configuration.maximumTopics)
+
+        // Where each upstream starts: the token's position, fresh (nil), or a resync.
+        var starts: [Upstream: OutboxCursor] = [:]
+        var resyncs: [Upstream: String] = [:]
+        let upstreams = Upstream.allCases.filter { upstream in topics.contains { $0.upstream == upstream } }
+        if !request.resumeToken.isEmpty {
+            guard let token = ResumeToken(text: request.resumeToken) else {
+                throw RPCError(code: .invalidArgument, message: "resume_token: not a token this service issued; subscribe without one")
+            }
+            for upstream in upstreams {
+                if token.epoch != hub.epoch {
+                    resyncs[upstream] = "the resume token is from another deployment"
+                } else if let cursor = token.positions[upstream] {
+                    if await reaches(upstream, cursor) {
+                        starts[upstream] = cursor
+                    } else {
+                        resyncs[upstream] = "the resume token is ahead of the \(upstream.rawValue) feed"
+                    }
+                } else {
+                    resyncs[upstream] = "the resume token does not cover these topics"
+                }
+            }
+        }
+
+        // Projects the caller cannot see are refused before anything is sent.
+        let privileged = claims.role == .admin || claims.role == .service
+        if !privileged, topics.contains(where: { if case .project = $0 { true } else { false } }) {
+            let member = try await hub.memberships.projects(of: claims.subject, fresh: true)
+            for topic in topics {
+                if case .project(let key) = topic, !member.contains(key) {
+                    throw RPCError(code: .permissionDenied, message: "\(topic): no such project, or it is not visible to you")
+                }
+            }
+        }
+
+        let queue = OutboundQueue(epoch: hub.epoch, positions: starts, limit: hub.configuration.queueBytes)
+        let sessionID = try await sessions.open(
+            claims: claims, topics: topics, peer: context.peer,
+            userAgent: String((context.metadata.firstString(forKey: "user-agent") ?? "").prefix(200)),
+            end: { queue.fail($0) })
+        var metadata = Metadata()
+        if let authorization = context.metadata.firstString(forKey: Metadata.authorizationKey) {
+            metadata.addString(authorization, forKey: Metadata.authorizationKey)
+        }
+        let subscription = Subscription(hub: hub, claims: claims, callerMetadata: metadata, topics: topics, queue: queue, logger: logger)
+        let delivered = DeliveredToken()
+        var outcome: (any Error)?
+        do {
+            try await run(subscription, upstreams: upstreams, starts: starts, resyncs: resyncs, claims: claims, writer: writer, delivered: delivered)
+        } catch {
+            outcome = error
+        }
+        let status = outcome.map { ($0 as? RPCError) ?? RPCError(code: .cancelled, message: "the stream ended") }
+        // Recorded even when the call was cancelled (the client went away): in a task of
+        // its own, which the call's cancellation does not reach.
+        let reason = status.map { "\($0.code): \($0.message)" } ?? "ended"
+        await Task { [sessions] in await sessions.close(sessionID, reason: reason) }.value
+        if let token = delivered.value, !token.isEmpty {
+            var trailer = Metadata()
+            trailer.addString(token, forKey: "stb-resume-token")
+            context.addTrailingMetadata(trailer)
+        }
+        if let status { throw status }
+    }
+
+    /// Whether `upstream`'s ring has reached `cursor` (waiting up to 2 s for a follower
+    /// that is behind another gateway's).
+    private func reaches(_ upstream: Upstream, _ cursor: OutboxCursor) async -> Bool {
+        guard let ring = hub.rings[upstream] else { return false }
+        let deadline = ContinuousClock.now + .seconds(2)
+        while true {
+            if let head = ring.head, head >= cursor { return true }
+            if ring.head == nil || ContinuousClock.now >= deadline { return ring.head.map { $0 >= cursor } ?? true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Runs the producers, the heartbeat and the token's expiry beside the writer; the
+    /// first failure ends them all.
+    private func run(
+        _ subscription: Subscription, upstreams: [Upstream], starts: [Upstream: OutboxCursor], resyncs: [Upstream: String],
+        claims: AccessClaims, writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, delivered: DeliveredToken
+    ) async throws {
+        let queue = subscription.queue
+        let heartbeat = hub.configuration.heartbeat
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for upstream in upstreams {
+                group.addTask {
+                    do {
+                        try await subscription.produce(upstream, start: starts[upstream], resync: resyncs[upstream])
+                    } catch let error as RPCError {
+                        queue.fail(error)
+                    } catch is StreamEnded {
+                    } catch {
+                        if !Task.isCancelled { queue.fail(RPCError(code: .internal, message: "the stream failed")) }
+                    }
+                }
+            }
+            group.addTask {
+                // The access token's end ends the stream; the client refreshes and resumes.
+                let remaining = claims.expiresAt - GatewayService.nowSeconds()
+                try? await Task.sleep(for: .seconds(max(0, remaining)))
+                if !Task.isCancelled {
+                    queue.fail(RPCError(code: .unauthenticated, message: "the access token expired; refresh it and resume with the last resume token"))
+                }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: heartbeat)
+                    guard !Task.isCancelled else { return }
+                    if ContinuousClock.now - queue.lastPush >= heartbeat {
+                        var beat = Stb_Gateway_V1_Heartbeat()
+                        beat.atMs = GatewayService.nowSeconds() * 1000
+                        var message = Stb_Gateway_V1_SubscribeEvent()
+                        message.kind = .heartbeat(beat)
+                        queue.push(message)
+                    }
+                }
+            }
+            group.addTask {
+                while true {
+                    for message in try await queue.next() {
+                        try await writer.write(message)
+                        delivered.set(message.resumeToken)
+                    }
+                }
+            }
+            // The first child to end ends the stream (the writer ends only by failing).
+            defer { group.cancelAll() }
+            while let result = await group.nextResult() {
+                if case .failure(let error) = result { throw queue.failure ?? error }
+                if let failure = queue.failure { throw failure }
+            }
+        }
+    }
+
+    public func listSessions(_ request: Stb_Gateway_V1_ListSessionsRequest, context: ServerContext) async throws -> Stb_Gateway_V1_ListSessionsResponse {
+        try requireAdmin(context)
+        let limit = request.limit <= 0 ? 100 : min(Int(request.limit), 1000)
+        var reply = Stb_Gateway_V1_ListSessionsResponse()
+        reply.sessions = try await sessions.list(openOnly: request.openOnly, limit: limit)
+        return reply
+    }
+
+    public func endSession(_ request: Stb_Gateway_V1_EndSessionRequest, context: ServerContext) async throws -> Stb_Gateway_V1_StreamSession {
+        try requireAdmin(context)
+        guard let session = try await sessions.find(request.id) else {
+            throw RPCError(code: .notFound, message: "stream session \(request.id) not found")
+        }
+        guard session.status == "open" else {
+            throw RPCError(code: .failedPrecondition, message: "stream session \(request.id) has ended already")
+        }
+        guard sessions.end(request.id) else {
+            throw RPCError(code: .failedPrecondition, message: "stream session \(request.id) runs on another gateway instance; end it there")
+        }
+        return try await sessions.find(request.id) ?? session
+    }
+
+    private func requireAdmin(_ context: ServerContext) throws(RPCError) {
+        guard context.identity?.role == Role.admin.claim else {
+            throw RPCError(code: .permissionDenied, message: "only an admin may manage stream sessions")
+        }
+    }
+}
+
+/// The resume token of the last message handed to the transport.
+private final class DeliveredToken: Sendable {
+    private let token = Mutex<String?>(nil)
+    var value: String? { token.withLock { $0 } }
+    func set(_ value: String) { token.withLock { $0 = value } }
+}
