@@ -308,6 +308,10 @@ extension ProjectService {
         let (cached, generation) = state.withLock { ($0.configs[access.id], $0.generations[access.id, default: 0]) }
         if let cached, cached.catalogRevision == catalog.revision {
             config = cached.config
+        } else if !request.knownHash.isEmpty, try await storedHashMatches(access, request.knownHash, catalog: catalog, caller: context.caller) {
+            // Not built here yet, but the row's hash (computed at this catalog) says the
+            // caller's copy is current: no tree to build.
+            return Stb_Project_V1_ProjectConfig(unchanged: true, projectKey: access.key, hash_p: request.knownHash)
         } else {
             config = try await withIdentity(context.caller) { transaction in
                 try await buildConfig(access, catalog: catalog, in: transaction)
@@ -323,6 +327,16 @@ extension ProjectService {
             return Stb_Project_V1_ProjectConfig(unchanged: true, projectKey: access.key, hash_p: config.hash_p)
         }
         return config
+    }
+
+    /// Whether the project row's draft hash, computed at the current catalog, is `known`.
+    func storedHashMatches(_ access: ProjectAccess, _ known: [UInt8], catalog: ProjectCatalog, caller: CallerIdentity) async throws -> Bool {
+        try await withIdentity(caller) { transaction in
+            let rows = try await transaction.query("SELECT draft_hash, catalog_revision FROM projects WHERE id = \(access.id)")
+            guard let row = rows.first else { return false }
+            let (hash, revision) = try row.decode([UInt8].self, Int64.self)
+            return revision == Int64(catalog.revision) && hash == known
+        }
     }
 
     /// The draft's configuration: the catalog tree with each option's effective state.

@@ -60,6 +60,12 @@ struct ProjectServiceTests {
             // dolby at 12000 > 100: the warning comes back with the success.
             #expect(reply.warnings.map(\.ruleKey) == ["dolby-warning"])
 
+            // Nothing built yet since the change: the stored hash answers a current copy...
+            let current = try await harness.config("stb-two", known: reply.hash_p)
+            #expect(current.unchanged && current.modules.isEmpty && current.hash_p == reply.hash_p)
+            // ... and an old copy gets the whole tree.
+            let stale = try await harness.config("stb-two", known: initial.hash_p)
+            #expect(!stale.unchanged && stale.hash_p == reply.hash_p && !stale.modules.isEmpty)
             let config = try await harness.config("stb-two")
             #expect(config.hash_p == reply.hash_p)
             #expect(config.option("max_bitrate")?.valueJson == "12000" && config.option("max_bitrate")?.valueSource == .override)
