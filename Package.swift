@@ -184,7 +184,7 @@ let package = Package(
 
         .target(
             name: "STBProject",
-            dependencies: ["STBAPI", "STBJSON", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", "CSodium", swiftLog, serviceLifecycle],
+            dependencies: ["STBAPI", "STBJSON", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -90,10 +90,15 @@ public struct SHA256: Sendable {
     /// The digest of `bytes` as 64 lowercase hex digits (what `sha256sum` and Python's
     /// `hashlib.sha256(...).hexdigest()` print).
     public static func hexHash<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
+        hex(hash(bytes))
+    }
+
+    /// `digest` (or any bytes) as lowercase hex digits.
+    public static func hex(_ digest: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var text: [UInt8] = []
-        text.reserveCapacity(64)
-        for byte in hash(bytes) {
+        text.reserveCapacity(digest.count * 2)
+        for byte in digest {
             text.append(digits[Int(byte >> 4)])
             text.append(digits[Int(byte & 0x0F)])
         }

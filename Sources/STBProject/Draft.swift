@@ -113,7 +113,7 @@ struct EffectiveConfig: Sendable {
         }
         bytes.append(UInt8(ascii: "}"))
         self.canonical = String(decoding: bytes, as: UTF8.self)
-        self.hash = Digest.sha256(bytes)
+        self.hash = SHA256.hash(bytes)
     }
 
     /// One option's effective state (nil for a key the catalog does not have).

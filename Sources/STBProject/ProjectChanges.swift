@@ -119,10 +119,10 @@ struct AuditRow {
             "project_id": .integer(projectID), "project_key": .string(projectKey), "at_ms": .integer(atMs),
             "actor": .string(actor), "actor_id": .string(actorID), "entity": .string(entity),
             "entity_key": .string(entityKey), "action": .string(action), "before": before ?? .null, "after": after ?? .null,
-            "old_hash": .string(Digest.hex(oldHash)), "new_hash": .string(Digest.hex(newHash)),
-            "revision": .integer(revision), "previous_row_hash": .string(Digest.hex(previousRowHash)),
+            "old_hash": .string(SHA256.hex(oldHash)), "new_hash": .string(SHA256.hex(newHash)),
+            "revision": .integer(revision), "previous_row_hash": .string(SHA256.hex(previousRowHash)),
         ]))
     }
 
-    var hash: [UInt8] { Digest.sha256(canonical) }
+    var hash: [UInt8] { SHA256.hash(canonical.utf8) }
 }

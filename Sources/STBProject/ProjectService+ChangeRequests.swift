@@ -72,7 +72,7 @@ extension ProjectService {
     static func changeRequestJSON(_ request: Stb_Project_V1_ChangeRequest) -> JSONValue {
         .object([
             "id": .integer(request.id), "base_version": .integer(Int64(request.baseVersion)),
-            "base_hash": .string(Digest.hex(request.baseHash)), "changes": .array(request.changes.map(changeJSON)),
+            "base_hash": .string(SHA256.hex(request.baseHash)), "changes": .array(request.changes.map(changeJSON)),
             "reason": .string(request.reason), "status": .string(statusName(request.status)),
             "author_id": .string(request.authorID), "reviewer_id": .string(request.reviewerID),
             "review_notes": .string(request.reviewNotes), "stale_reason": .string(request.staleReason),
@@ -224,7 +224,7 @@ extension ProjectService {
         let difference = difference(from: try parsedValues(base.canonicalJson), to: includedValues(draft))
         let keys = (difference.added + difference.removed + difference.changed).map(\.key).sorted()
         guard !keys.isEmpty else {
-            return "the draft's hash is \(Digest.hex(draft.hash)), not version \(request.baseVersion)'s \(Digest.hex(request.baseHash))"
+            return "the draft's hash is \(SHA256.hex(draft.hash)), not version \(request.baseVersion)'s \(SHA256.hex(request.baseHash))"
         }
         let listed = keys.prefix(10).joined(separator: ", ") + (keys.count > 10 ? " and \(keys.count - 10) more" : "")
         let count = keys.count == 1 ? "1 option differs" : "\(keys.count) options differ"

@@ -21,7 +21,7 @@ extension ProjectService {
     static func signoffJSON(_ record: Stb_Project_V1_SignoffRecord) -> JSONValue {
         .object([
             "version": .integer(Int64(record.version)), "aspect": .string(record.aspect),
-            "hash": .string(Digest.hex(record.hash_p)), "signer": .string(record.signer),
+            "hash": .string(SHA256.hex(record.hash_p)), "signer": .string(record.signer),
             "signer_id": .string(record.signerID), "notes": .string(record.notes),
         ])
     }

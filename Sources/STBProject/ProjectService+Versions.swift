@@ -39,7 +39,7 @@ extension ProjectService {
     static func versionJSON(_ version: Stb_Project_V1_Version) -> JSONValue {
         .object([
             "number": .integer(Int64(version.number)), "parent": .integer(Int64(version.parent)),
-            "message": .string(version.message), "hash": .string(Digest.hex(version.hash_p)),
+            "message": .string(version.message), "hash": .string(SHA256.hex(version.hash_p)),
             "catalog_revision": .integer(Int64(clamping: version.catalogRevision)),
             "rules_revision": .integer(Int64(clamping: version.rulesRevision)), "valid": .bool(version.valid),
             "rolled_back_from": .integer(Int64(version.rolledBackFrom)),
