@@ -96,47 +96,32 @@ final class OutboundQueue: Sendable {
     var failure: RPCError? { state.withLock { $0.failure } }
 
     /// The queued messages (waiting for some); throws the failure once the stream failed.
-    // Swift 6.3.1's optimiser crashes splitting this coroutine (signal 11 in a release
-    // build of gatewayd, which `scripts/up` makes); unoptimised, it builds.
-    @_optimize(none)
     func next() async throws -> [Stb_Gateway_V1_SubscribeEvent] {
         while true {
             try Task.checkCancellation()
-            if let taken = try takeAll() { return taken }
-            await waitForMessages()
-        }
-    }
-
-    /// Empties the queue: its messages, nil when there are none; throws the failure once
-    /// the stream failed.
-    private func takeAll() throws(RPCError) -> [Stb_Gateway_V1_SubscribeEvent]? {
-        let (messages, failure) = state.withLock { state -> ([Stb_Gateway_V1_SubscribeEvent]?, RPCError?) in
-            if let failure = state.failure { return (nil, failure) }
-            guard !state.messages.isEmpty else { return (nil, nil) }
-            let messages = state.messages
-            state.messages.removeAll(keepingCapacity: true)
-            state.sizes.removeAll(keepingCapacity: true)
-            state.bytes = 0
-            return (messages, nil)
-        }
-        if let failure { throw failure }
-        return messages
-    }
-
-    /// Returns once there is a message or a failure (or the task is cancelled, which
-    /// fails the stream).
-    private func waitForMessages() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let ready = state.withLock { state -> Bool in
-                    if state.failure != nil || !state.messages.isEmpty { return true }
-                    state.waiter = continuation
-                    return false
+            let taken = state.withLock { state -> Result<[Stb_Gateway_V1_SubscribeEvent], RPCError>? in
+                if let failure = state.failure { return .failure(failure) }
+                guard !state.messages.isEmpty else { return nil }
+                defer {
+                    state.messages.removeAll(keepingCapacity: true)
+                    state.sizes.removeAll(keepingCapacity: true)
+                    state.bytes = 0
                 }
-                if ready { continuation.resume() }
+                return .success(state.messages)
             }
-        } onCancel: {
-            self.fail(RPCError(code: .cancelled, message: "the stream ended"))
+            if let taken { return try taken.get() }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    let ready = state.withLock { state -> Bool in
+                        if state.failure != nil || !state.messages.isEmpty { return true }
+                        state.waiter = continuation
+                        return false
+                    }
+                    if ready { continuation.resume() }
+                }
+            } onCancel: {
+                self.fail(RPCError(code: .cancelled, message: "the stream ended"))
+            }
         }
     }
 }
