@@ -124,14 +124,8 @@ struct ProjectSet: AsyncParsableCommand {
     }
 }
 
-/// `stbctl project unset KEY OPTION…`.
-struct ProjectUnset: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "unset",
-        abstract: "Put options back to the catalog's default value, keeping their inclusion.",
-        discussion: "Example: stbctl project unset demo max_video_bitrate_kbps"
-    )
-
+/// The project and option keys that `unset`, `include`, `exclude` and `reset` take.
+struct ProjectOptionKeys: ParsableArguments {
     @Argument(help: ArgumentHelp("The project's key.", valueName: "key"))
     var project: String
 
@@ -144,9 +138,23 @@ struct ProjectUnset: AsyncParsableCommand {
         guard !keys.isEmpty else { throw ValidationError("name at least one option.") }
     }
 
-    func run() async throws {
-        try await options.apply(try OptionChangeArgument.keys(keys, .resetValue(true)), to: project)
+    /// Sends `kind` for every named option in one `SetOptions`.
+    func apply(_ kind: Stb_Project_V1_OptionChange.OneOf_Change) async throws {
+        try await options.apply(try OptionChangeArgument.keys(keys, kind), to: project)
     }
+}
+
+/// `stbctl project unset KEY OPTION…`.
+struct ProjectUnset: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unset",
+        abstract: "Put options back to the catalog's default value, keeping their inclusion.",
+        discussion: "Example: stbctl project unset demo max_video_bitrate_kbps"
+    )
+
+    @OptionGroup var target: ProjectOptionKeys
+
+    func run() async throws { try await target.apply(.resetValue(true)) }
 }
 
 /// `stbctl project include KEY OPTION…`.
@@ -157,21 +165,9 @@ struct ProjectInclude: AsyncParsableCommand {
         discussion: "Example: stbctl project include demo subtitles_enabled subtitle_language"
     )
 
-    @Argument(help: ArgumentHelp("The project's key.", valueName: "key"))
-    var project: String
+    @OptionGroup var target: ProjectOptionKeys
 
-    @Argument(help: ArgumentHelp("The options.", valueName: "option"))
-    var keys: [String]
-
-    @OptionGroup var options: OptionChangeOptions
-
-    func validate() throws {
-        guard !keys.isEmpty else { throw ValidationError("name at least one option.") }
-    }
-
-    func run() async throws {
-        try await options.apply(try OptionChangeArgument.keys(keys, .include(true)), to: project)
-    }
+    func run() async throws { try await target.apply(.include(true)) }
 }
 
 /// `stbctl project exclude KEY OPTION…`.
@@ -182,21 +178,9 @@ struct ProjectExclude: AsyncParsableCommand {
         discussion: "Example: stbctl project exclude demo wifi_roaming"
     )
 
-    @Argument(help: ArgumentHelp("The project's key.", valueName: "key"))
-    var project: String
+    @OptionGroup var target: ProjectOptionKeys
 
-    @Argument(help: ArgumentHelp("The options.", valueName: "option"))
-    var keys: [String]
-
-    @OptionGroup var options: OptionChangeOptions
-
-    func validate() throws {
-        guard !keys.isEmpty else { throw ValidationError("name at least one option.") }
-    }
-
-    func run() async throws {
-        try await options.apply(try OptionChangeArgument.keys(keys, .include(false)), to: project)
-    }
+    func run() async throws { try await target.apply(.include(false)) }
 }
 
 /// `stbctl project reset KEY OPTION…`.
@@ -207,19 +191,7 @@ struct ProjectReset: AsyncParsableCommand {
         discussion: "Example: stbctl project reset demo ui_language volume_max"
     )
 
-    @Argument(help: ArgumentHelp("The project's key.", valueName: "key"))
-    var project: String
+    @OptionGroup var target: ProjectOptionKeys
 
-    @Argument(help: ArgumentHelp("The options.", valueName: "option"))
-    var keys: [String]
-
-    @OptionGroup var options: OptionChangeOptions
-
-    func validate() throws {
-        guard !keys.isEmpty else { throw ValidationError("name at least one option.") }
-    }
-
-    func run() async throws {
-        try await options.apply(try OptionChangeArgument.keys(keys, .reset(true)), to: project)
-    }
+    func run() async throws { try await target.apply(.reset(true)) }
 }
