@@ -539,3 +539,24 @@ def test_stream_quota_ends_the_extra_stream_with_an_error(edge, viewer):
     finally:
         for stream in streams:
             stream.close()
+
+
+def test_token_expiry_sends_an_error_event(edge, platform):
+    """A gateway whose access tokens live 3 s: the stream ends with an `unauthenticated`
+    error event when the token expires. (Last: it restarts the gateway, then restores it.)"""
+    platform.servers["gateway"].terminate(timeout=15)
+    platform.start_gateway(GATEWAY_ACCESS_TTL_SECONDS="3")
+    try:
+        cookie = cookie_header(login(edge), "stb_access")
+        stream = EventStream(edge, "catalog", cookie=cookie)
+        try:
+            stream.wait(lambda s: s.of("snapshot"))
+            stream.wait(lambda s: s.of("error"), timeout=15)
+            error = stream.of("error")[0]["data"]
+            assert error["code"] == "unauthenticated" and "expired" in error["message"], error
+            stream.wait(lambda s: s.ended)
+        finally:
+            stream.close()
+    finally:
+        platform.servers["gateway"].terminate(timeout=15)
+        platform.start_gateway()
