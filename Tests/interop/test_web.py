@@ -484,6 +484,14 @@ def test_resume_with_last_event_id_gets_exactly_the_missed_events(edge, platform
         assert not resumed.of("snapshot") and not resumed.of("resync")
     finally:
         resumed.close()
+    # A new EventSource cannot set the header: the same resume from the query.
+    again = EventStream(edge, f"catalog&lastEventId={last}", cookie=admin_cookie)
+    try:
+        again.wait(lambda s: after in delta_keys(s))
+        assert [k for k in delta_keys(again) if k.startswith("w")] == missed + [after]
+        assert not again.of("snapshot")
+    finally:
+        again.close()
 
 
 def test_resume_with_a_token_of_another_deployment_resyncs(edge, admin_cookie):
