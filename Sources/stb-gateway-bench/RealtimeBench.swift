@@ -126,8 +126,18 @@ struct RealtimeBench: Sendable {
         var login = Stb_Gateway_V1_LoginRequest()
         login.username = options.username
         login.password = options.password
-        let reply = try await gateway.unary(Stb_Gateway_V1_Auth.login, request: login, timeout: .seconds(60))
-        metadata = Metadata.bearer(reply.accessToken)
+        // A gateway still ending the streams of the mode before may refuse a while.
+        var reply: Stb_Gateway_V1_LoginResponse?
+        let deadline = now() + 60_000_000_000
+        while reply == nil {
+            do {
+                reply = try await gateway.unary(Stb_Gateway_V1_Auth.login, request: login, timeout: .seconds(60))
+            } catch {
+                if now() > deadline { throw error }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+        metadata = Metadata.bearer(reply?.accessToken ?? "")
         // Module keys unique to this run.
         run = String(now() % 1_000_000_000, radix: 36)
     }
@@ -226,6 +236,21 @@ struct RealtimeBench: Sendable {
         for client in pool { await client.close() }
     }
 
+    /// Waits until every subscriber has `expected` receipts, or nothing arrived for 3 s
+    /// (at most 30 s): what is still missing then counts as missing.
+    func drain(_ logs: [SubscriberLog], expected: Int) async {
+        var last = -1
+        var quietSince = now()
+        let deadline = now() + 30_000_000_000
+        while now() < deadline {
+            let total = logs.reduce(0) { $0 + $1.receipts.count }
+            if total >= expected * logs.count { return }
+            if total != last { last = total; quietSince = now() }
+            if now() - quietSince > 3_000_000_000 { return }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
     // MARK: - Modes
 
     func latency() async {
@@ -235,7 +260,7 @@ struct RealtimeBench: Sendable {
             for log in logs { log.clear() }
             let stop = StopFlag()
             await write(rate: rate, count: rate * seconds, log: commits, stop: stop)
-            try? await Task.sleep(for: .seconds(2))
+            await drain(logs, expected: commits.acknowledged.count)
             let acknowledged = commits.acknowledged
             var latencies: [UInt64] = []
             var missing = 0
@@ -259,7 +284,7 @@ struct RealtimeBench: Sendable {
                 await write(rate: 1, count: 1, start: index, log: commits, stop: stop)
                 try? await Task.sleep(for: .milliseconds(500))
             }
-            try? await Task.sleep(for: .seconds(2))
+            await drain(logs, expected: commits.acknowledged.count)
             let acknowledged = commits.acknowledged
             var last: [String: UInt64] = [:]
             var delivered: [String: Int] = [:]
