@@ -236,17 +236,17 @@ struct RealtimeBench: Sendable {
         for client in pool { await client.close() }
     }
 
-    /// Waits until every subscriber has `expected` receipts, or nothing arrived for 3 s
-    /// (at most 30 s): what is still missing then counts as missing.
+    /// Waits until every subscriber has `expected` receipts, or nothing arrived for 10 s
+    /// (at most 60 s): what is still missing then counts as missing.
     func drain(_ logs: [SubscriberLog], expected: Int) async {
         var last = -1
         var quietSince = now()
-        let deadline = now() + 30_000_000_000
+        let deadline = now() + 60_000_000_000
         while now() < deadline {
             let total = logs.reduce(0) { $0 + $1.receipts.count }
             if total >= expected * logs.count { return }
             if total != last { last = total; quietSince = now() }
-            if now() - quietSince > 3_000_000_000 { return }
+            if now() - quietSince > 10_000_000_000 { return }
             try? await Task.sleep(for: .milliseconds(100))
         }
     }
@@ -270,7 +270,9 @@ struct RealtimeBench: Sendable {
                 missing += acknowledged.count - Set(receipts.map(\.0)).count
             }
             latencies.sort()
-            report("realtime latency subscribers=\(count) connections=\(min(count, options.connections)) commits=\(acknowledged.count) commit_errors=\(commits.errors) commits_per_s=\(format(Double(acknowledged.count) / Double(seconds), 1)) deliveries=\(latencies.count) missing=\(missing) p50_ms=\(ms(percentile(latencies, 50))) p99_ms=\(ms(percentile(latencies, 99))) max_ms=\(ms(latencies.last ?? 0))")
+            let failures = logs.compactMap(\.failure)
+            if let first = failures.first { complain("\(failures.count) streams failed; the first: \(first)") }
+            report("realtime latency failed_streams=\(failures.count) subscribers=\(count) connections=\(min(count, options.connections)) commits=\(acknowledged.count) commit_errors=\(commits.errors) commits_per_s=\(format(Double(acknowledged.count) / Double(seconds), 1)) deliveries=\(latencies.count) missing=\(missing) p50_ms=\(ms(percentile(latencies, 50))) p99_ms=\(ms(percentile(latencies, 99))) max_ms=\(ms(latencies.last ?? 0))")
         }
     }
 
@@ -304,7 +306,9 @@ struct RealtimeBench: Sendable {
             spans.sort()
             let busy = Double(spans.reduce(0, +)) / 1e9
             let complete = acknowledged.keys.filter { delivered[$0] == count }.count
-            report("realtime fanout subscribers=\(count) connections=\(min(count, options.connections)) commits=\(acknowledged.count) complete=\(complete) deliveries=\(total) last_p50_ms=\(ms(percentile(spans, 50))) last_p99_ms=\(ms(percentile(spans, 99))) deliveries_per_s=\(format(busy > 0 ? Double(total) / busy : 0, 0))")
+            let failures = logs.compactMap(\.failure)
+            if let first = failures.first { complain("\(failures.count) streams failed; the first: \(first)") }
+            report("realtime fanout failed_streams=\(failures.count) subscribers=\(count) connections=\(min(count, options.connections)) commits=\(acknowledged.count) complete=\(complete) deliveries=\(total) last_p50_ms=\(ms(percentile(spans, 50))) last_p99_ms=\(ms(percentile(spans, 99))) deliveries_per_s=\(format(busy > 0 ? Double(total) / busy : 0, 0))")
         }
     }
 

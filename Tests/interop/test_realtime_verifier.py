@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(
     reason="STB_GATEWAYD_BIN, STB_CATALOGD_BIN, STB_RULESD_BIN and STB_PROJECTD_BIN must be set")
 
 __all__ = ["pb"]  # the stubs fixture, shared with test_realtime
-SECONDS = float(os.environ.get("STB_VERIFIER_SECONDS", "20"))
+SECONDS = float(os.environ.get("STB_VERIFIER_SECONDS", "12"))
 PROJECTS = ["p1", "p2", "p3"]
 TOPIC_MIXES = [
     ["catalog"],
