@@ -46,8 +46,8 @@ public struct GatewayConfiguration: Sendable {
         }
         keyRotationDays = try Self.integer("GATEWAY_KEY_ROTATION_DAYS", environment, default: 0, in: 0...3650)
         refreshLifetime = .seconds(86_400 * (try Self.integer("GATEWAY_REFRESH_TTL_DAYS", environment, default: 30, in: 1...365)))
-        refreshOverlap = .seconds(try Self.integer("GATEWAY_REFRESH_OVERLAP_SECONDS", environment, default: 10, in: 0...300))
         accessLifetime = .seconds(try Self.integer("GATEWAY_ACCESS_TTL_SECONDS", environment, default: 600, in: 1...86_400))
+        refreshOverlap = .seconds(try Self.integer("GATEWAY_REFRESH_OVERLAP_SECONDS", environment, default: 10, in: 0...300))
         passwordMinimumLength = try Self.integer("GATEWAY_PASSWORD_MIN_LENGTH", environment, default: 12, in: 8...1024)
         hashConcurrency = try Self.integer("GATEWAY_ARGON2_CONCURRENCY", environment, default: 2, in: 1...64)
         throttle = LoginThrottle.Policy(

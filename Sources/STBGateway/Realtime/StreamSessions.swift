@@ -11,7 +11,8 @@ import Synchronization
 ///
 /// As a `Service` it marks this gateway instance as alive every 5 s and closes the
 /// sessions of instances not seen for 30 s (a crashed gateway's streams), at start and
-/// then periodically.
+/// then periodically; and every second it ends the streams of its own whose rows another
+/// instance marked (`EndSession` for a stream running elsewhere).
 public final class StreamSessions: Service, Sendable {
     public let instance: String
     private let pool: PostgresPool
@@ -42,14 +43,18 @@ public final class StreamSessions: Service, Sendable {
 
     public func run() async {
         await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(5))
-                do {
-                    _ = try await self.pool.query("UPDATE realtime_instances SET seen_at = now() WHERE id = \(self.instance)::uuid")
-                    try await self.closeOrphans()
-                } catch {
-                    self.logger.warning("stream session upkeep failed", metadata: ["error": "\(error)"])
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.endRequested() }
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(5))
+                    do {
+                        _ = try await self.pool.query("UPDATE realtime_instances SET seen_at = now() WHERE id = \(self.instance)::uuid")
+                        try await self.closeOrphans()
+                    } catch {
+                        self.logger.warning("stream session upkeep failed", metadata: ["error": "\(error)"])
+                    }
                 }
+                group.cancelAll()
             }
         }
         _ = try? await pool.query("DELETE FROM realtime_instances WHERE id = \(instance)::uuid")
@@ -106,6 +111,31 @@ public final class StreamSessions: Service, Sendable {
         } catch {
             logger.warning("recording the end of a stream session failed", metadata: ["session": "\(id)", "error": "\(error)"])
         }
+    }
+
+    /// Ends the streams of this instance that another instance asked to end, every second.
+    private func endRequested() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            guard running.withLock({ !$0.isEmpty }) else { continue }
+            do {
+                let rows = try await pool.query("""
+                    SELECT id FROM stream_sessions WHERE instance = \(instance)::uuid AND end_requested AND status = 'open'
+                    """)
+                for row in rows { _ = end(try row.decode(0, as: Int64.self)) }
+            } catch {
+                logger.warning("reading the stream sessions to end failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Asks the instance running an open session to end it (it does within about a
+    /// second); false when the session is not open.
+    public func requestEnd(_ id: Int64) async throws -> Bool {
+        let rows = try await pool.query("""
+            UPDATE stream_sessions SET end_requested = true WHERE id = \(id) AND status = 'open' RETURNING id
+            """)
+        return rows.count > 0
     }
 
     /// Ends a stream this gateway runs; false when it runs none with that id.
