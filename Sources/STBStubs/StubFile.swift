@@ -8,7 +8,7 @@ import STBJSON
 /// the file, naming the file, the path inside it and the reason, and the stubs in force
 /// stay as they were.
 public struct StubFile: Sendable {
-    public var mocks: [(service: String, port: Int)]
+    public var mocks: [(service: String, port: Int, fault: JSONValue?)]
     public var stubs: [StubDefinition]
 
     /// Parses and checks `text`, read from `path`.
@@ -23,7 +23,7 @@ public struct StubFile: Sendable {
         for key in members.keys.sorted() where key != "mocks" && key != "stubs" && key != "$schema" {
             throw StubError("\(path): \(key)", "unknown member (mocks, stubs)")
         }
-        var mocks: [(String, Int)] = []
+        var mocks: [(String, Int, JSONValue?)] = []
         if let list = members["mocks"] {
             guard case .array(let items) = list else { throw StubError("\(path): mocks", "a list") }
             for (index, item) in items.enumerated() {
@@ -38,7 +38,17 @@ public struct StubFile: Sendable {
                     }
                     port = Int(number)
                 }
-                mocks.append((service, port))
+                for key in (item.objectValue?.keys.sorted() ?? []) where !["service", "port", "fault"].contains(key) {
+                    throw StubError("\(path): mocks[\(index)].\(key)", "unknown member (service, port, fault)")
+                }
+                if let fault = item["fault"] {
+                    do {
+                        _ = try StubDefinition.fault(fault)
+                    } catch {
+                        throw error.within("\(path): mocks[\(index)]")
+                    }
+                }
+                mocks.append((service, port, item["fault"]))
             }
         }
         var stubs: [StubDefinition] = []
@@ -98,6 +108,7 @@ public struct StubFileWatcher: Service {
         let file = try StubFile.read(path)
         try registry.replaceFileStubs(file.stubs, file: path)
         for mock in file.mocks {
+            try registry.setMockFault(service: mock.service, fault: mock.fault)
             _ = try await mocks.start(service: mock.service, port: mock.port)
         }
         logger.info("stub file loaded", metadata: ["file": "\(path)", "stubs": "\(file.stubs.count)", "mocks": "\(file.mocks.count)"])

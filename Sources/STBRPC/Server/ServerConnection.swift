@@ -62,7 +62,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     var loop: EventLoop { transport.loop }
     var session: OpaquePointer? { transport.session }
-    private var isClosed: Bool { transport.isClosed }
+    var isClosed: Bool { transport.isClosed }
     /// Whether a graceful shutdown has begun.
     var isDraining: Bool { policy.isDraining }
 
@@ -444,6 +444,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     func handlerFinished(_ stream: ServerStream, response: [UInt8]?, error: (any Error)?) {
+        if error != nil, let fault = error as? TransportFault { return carryOut(fault, on: stream) }
         let sendStatus = stream.machine.handlerFinished()
         let released = policy.handlerReleased(finishedAt: loop.now)
         defer { perform(released) }
@@ -623,7 +624,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     /// Ends the call with `status`: trailers after any queued messages, or Trailers-Only.
-    private func finish(_ stream: ServerStream, status: RPCError) {
+    func finish(_ stream: ServerStream, status: RPCError) {
         guard let session else { return }
         if let wire = stream.machine.wire, wire.isConnect {
             return finishConnect(stream, status: status, wire: wire, session: session)
@@ -676,7 +677,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         task?.cancelTask()
     }
 
-    private func reset(_ stream: ServerStream, code: UInt32) {
+    func reset(_ stream: ServerStream, code: UInt32) {
         guard let session else { return }
         stream.machine.resetByServer()
         stream.call?.cancelTask()
