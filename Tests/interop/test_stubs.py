@@ -571,3 +571,62 @@ def test_a_fault_of_the_whole_mock_set_by_a_scenario(stub_server, api):
             {"name": "bad-fault", "actions": [{"type": "SET_FAULT", "mock": "stb.rules.v1.Rules", "fault": {"kind": "RST_STREAM", "code": 99}}]})), timeout=60)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "actions[0].fault.code" in refused.value.details(), refused.value.details()
+
+
+def test_yaml_stub_files_load_like_json_and_what_the_subset_lacks_is_refused_with_file_and_line(tmp_path, api):
+    import jsonschema
+    import yaml
+
+    demo_json = json.loads((REPO / "services" / "stubs" / "demo-stubs.json").read_text())
+    demo_yaml = yaml.safe_load((REPO / "services" / "stubs" / "demo-stubs.yaml").read_text())
+    demo_json.pop("$schema")
+    assert demo_yaml == demo_json, "demo-stubs.yaml and demo-stubs.json differ"
+    jsonschema.Draft202012Validator(json.loads((REPO / "services" / "stubs" / "stub.schema.json").read_text())).validate(demo_yaml)
+    text = (REPO / "services" / "stubs" / "demo-stubs.yaml").read_text().replace("port: 50052", "port: 0").replace("port: 50051", "port: 0")
+    path = tmp_path / "stubs.yaml"
+    path.write_text(text)
+    with fresh_database(f"stubs_it_{os.getpid()}_yaml", "stubs") as url:
+        server = StubServer(stubd_binary(), tmp_path / "stubd.log", {
+            "STUBS_PORT": str(_free_port()), "STUBS_DATABASE_URL": url,
+            "STUBS_MIGRATIONS_DIR": str(REPO / "services" / "stubs" / "migrations"), "STUBS_FILE": str(path),
+        }).start()
+        try:
+            listed = [s.id for s in admin(server, api).ListStubs(api.stubs_pb2.ListStubsRequest(), timeout=5).stubs]
+            assert sorted(listed) == ["catalog-get-config", "rules-evaluate", "rules-evaluate-hdr"]
+            with mock_channel(server, api, "stb.rules.v1.Rules") as channel:
+                reply = api.rules_grpc.RulesStub(channel).Evaluate(api.rules_pb2.EvaluateRequest(options=[choice(api, "hdr")]), timeout=5)
+                assert not reply.valid and reply.violations[0].rule_key == "hdr-needs-4k"
+            # Plain scalars take the YAML 1.2 core types: `NO` is a string (it would be
+            # false in YAML 1.1), `0x1F` an integer.
+            typed = text.replace("value: hdr", "value: NO").replace("priority: 10", "priority: 0x1F")
+            path.write_text(typed)
+            time.sleep(1.2)
+            hdr = next(s for s in admin(server, api).ListStubs(api.stubs_pb2.ListStubsRequest(), timeout=5).stubs if s.id == "rules-evaluate-hdr")
+            assert hdr.priority == 31 and json.loads(hdr.definition_json)["when"]["value"] == "NO"
+            # Each thing the subset does not support is refused naming the file and line;
+            # the stubs in force stay.
+            lines = text.splitlines()
+            at = next(i for i, line in enumerate(lines) if line.strip() == "method: Evaluate") + 1
+            cases = [
+                ("anchors", lines[:at - 1] + ["  method: &m Evaluate"] + lines[at:], at),
+                ("tags", lines[:at - 1] + ["  method: !!str Evaluate"] + lines[at:], at),
+                ("given twice", lines[:at] + ["  method: Evaluate"] + lines[at:], at + 1),
+                ("merge keys", lines[:at] + ["  <<: {priority: 1}"] + lines[at:], at + 1),
+                ("one document", lines + ["---", "stubs: []"], len(lines) + 1),
+                ("not YAML", lines[:at] + ["  when: [unclosed"] + lines[at:], None),
+                ("has no JSON form", lines[:at] + ["  priority: .nan"] + lines[at:], at + 1),
+            ]
+            for reason, variant, line in cases:
+                before = server.log_path.read_text(errors="replace").count("stub file refused")
+                path.write_text("\n".join(variant) + "\n")
+                deadline = time.monotonic() + 5
+                while server.log_path.read_text(errors="replace").count("stub file refused") == before:
+                    assert time.monotonic() < deadline, (reason, server.log_tail())
+                    time.sleep(0.1)
+                refusal = [l for l in server.log_path.read_text(errors="replace").splitlines() if "stub file refused" in l][-1]
+                assert reason in refusal, (reason, refusal)
+                assert (f"{path}:{line}" if line else str(path)) in refusal, (reason, line, refusal)
+            listed = [s.id for s in admin(server, api).ListStubs(api.stubs_pb2.ListStubsRequest(), timeout=5).stubs]
+            assert sorted(listed) == ["catalog-get-config", "rules-evaluate", "rules-evaluate-hdr"]
+        finally:
+            server.kill()
