@@ -126,7 +126,7 @@ def set_options_requests(run: str) -> list[dict]:
 
 
 def run_demo(*, stubd: str, projectd: str, stbctl: str, project_db: str, stubs_db: str, workdir: Path,
-             rate: int = 40, duration: str = "20s", evaluate_ms: int = 5, fault_evaluate_ms: int = 100,
+             rate: int = 20, duration: str = "20s", evaluate_ms: int = 5, fault_evaluate_ms: int = 100,
              fault_probability: float = 0.2, thresholds: tuple[str, ...] = ("p99<250ms", "errors<0.1%")) -> dict:
     """Starts stubd (with the mocks) and projectd, runs the scenario and returns its result
     (`stbctl scenario run --json`), with `exit` the exit status of stbctl."""
@@ -214,7 +214,7 @@ def main() -> int:
     parser.add_argument("--stbctl", default=os.environ.get("STB_STBCTL_BIN", str(build / "stbctl")))
     parser.add_argument("--project-db", default=os.environ.get("PROJECT_DATABASE_URL"))
     parser.add_argument("--stubs-db", default=os.environ.get("STUBS_DATABASE_URL"))
-    parser.add_argument("--rate", type=int, default=40)
+    parser.add_argument("--rate", type=int, default=20)
     parser.add_argument("--duration", default="20s")
     parser.add_argument("--evaluate-ms", type=int, default=5)
     parser.add_argument("--fault-evaluate-ms", type=int, default=100)
