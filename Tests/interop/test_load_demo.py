@@ -7,7 +7,10 @@ Needs stubd, projectd and stbctl ($STB_STUBD_BIN, $STB_PROJECTD_BIN, $STB_STBCTL
 
 from __future__ import annotations
 
+import json
 import os
+
+import jsonschema
 
 from conftest import REPO, fresh_database
 from load_demo import loads, run_demo, summary
@@ -25,6 +28,9 @@ def test_projectd_alone_holds_its_thresholds_and_shows_the_rules_fault(tmp_path)
             stbctl=binary("STB_STBCTL_BIN", "stbctl"), project_db=project_db, stubs_db=stubs_db,
             workdir=tmp_path, rate=20, duration="3s", evaluate_ms=5, fault_evaluate_ms=100, fault_probability=0.25)
     report = summary(result)
+    # The stub file as rendered for the run fits the published schema.
+    schema = json.loads((REPO / "services" / "stubs" / "stub.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(json.loads((tmp_path / "stubs.json").read_text()))
     # Every action ran; the faulted load's error threshold failed, so the run is PARTIAL
     # (and stbctl exits 1).
     assert result["status"] == "PARTIAL" and result["exit"] == 1, report
