@@ -58,6 +58,11 @@ let package = Package(
             providers: [.apt(["libsodium-dev"])]
         ),
         .systemLibrary(
+            name: "CYAML",
+            pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]
+        ),
+        .systemLibrary(
             name: "CLibpq",
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
@@ -210,7 +215,7 @@ let package = Package(
 
         .target(
             name: "STBStubs",
-            dependencies: ["STBAPI", "STBJSON", "STBLoad", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle],
+            dependencies: ["CYAML", "STBAPI", "STBJSON", "STBLoad", "STBOptionValues", "STBService", "STBRPC", "STBPostgres", "STBMessages", swiftLog, serviceLifecycle],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -28,13 +28,20 @@ public struct LoadReport: Sendable {
         Double(steps[index].sent) / (Double(configuration.schedule.steps[index].durationNanos) / 1e9)
     }
 
+    /// Server streams: messages received per second of `step`'s schedule, or (nil) of the
+    /// whole run (from the first intended send to the last reply).
+    public func messageRate(step index: Int? = nil) -> Double {
+        guard let index else { return elapsedNanos == 0 ? 0 : Double(total.messages) / (Double(elapsedNanos) / 1e9) }
+        return Double(steps[index].messages) / (Double(configuration.schedule.steps[index].durationNanos) / 1e9)
+    }
+
     /// The JSON form: the method, target, and per step and in total the rates, counts,
     /// statuses and percentiles (milliseconds) from the intended and the actual send time.
     public func json() -> JSONValue {
         var stepValues: [JSONValue] = []
         for (index, step) in steps.enumerated() {
             let planned = configuration.schedule.steps[index]
-            var value = Self.statisticsJSON(step)
+            var value = Self.statisticsJSON(step, messageRate: messageRate(step: index))
             value["targetRate"] = .double(planned.meanRate)
             value["startRate"] = .double(planned.startRate)
             value["endRate"] = .double(planned.endRate)
@@ -51,13 +58,13 @@ public struct LoadReport: Sendable {
             "poisson": .bool(configuration.schedule.poisson),
             "elapsedSeconds": .double(Double(elapsedNanos) / 1e9),
             "steps": .array(stepValues),
-            "total": .object(Self.statisticsJSON(total)),
+            "total": .object(Self.statisticsJSON(total, messageRate: messageRate())),
         ]
         if let setupError { members["error"] = .string(setupError) }
         return .object(members)
     }
 
-    private static func statisticsJSON(_ s: StepStatistics) -> [String: JSONValue] {
+    private static func statisticsJSON(_ s: StepStatistics, messageRate: Double) -> [String: JSONValue] {
         var statuses: [String: JSONValue] = [:]
         for (code, count) in s.statusCounts { statuses[statusName(code)] = .number(count) }
         var value: [String: JSONValue] = [
@@ -74,7 +81,9 @@ public struct LoadReport: Sendable {
         ]
         if s.firstMessage.totalCount > 0 {
             value["firstMessageMs"] = s.firstMessage.percentilesJSON()
+            value["firstMessageFromIntendedMs"] = s.firstMessageFromIntended.percentilesJSON()
             value["messages"] = .number(s.messages)
+            value["messagesPerSecond"] = .double(messageRate)
         }
         return value
     }
@@ -89,17 +98,17 @@ public struct LoadReport: Sendable {
             let target = planned.startRate == planned.endRate
                 ? "\(fixed(planned.startRate, 1))/s" : "\(fixed(planned.startRate, 1))→\(fixed(planned.endRate, 1))/s"
             lines.append("step \(index + 1): target \(target) for \(fixed(Double(planned.durationNanos) / 1e9, 1)) s, sent \(fixed(achievedRate(step: index), 1))/s")
-            lines += Self.statisticsText(step)
+            lines += Self.statisticsText(step, messageRate: messageRate(step: index))
         }
         if steps.count > 1 {
             lines.append("total:")
-            lines += Self.statisticsText(total)
+            lines += Self.statisticsText(total, messageRate: messageRate())
         }
         lines.append("elapsed \(fixed(Double(elapsedNanos) / 1e9, 2)) s")
         return lines.joined(separator: "\n") + "\n"
     }
 
-    private static func statisticsText(_ s: StepStatistics) -> [String] {
+    private static func statisticsText(_ s: StepStatistics, messageRate: Double) -> [String] {
         let statuses = s.statusCounts.keys.sorted().map { "\(statusName($0)) \(s.statusCounts[$0] ?? 0)" }.joined(separator: ", ")
         var lines = [
             "  sent \(s.sent), completed \(s.completed), errors \(s.errors), late \(s.late), never sent \(s.neverSent)",
@@ -109,7 +118,9 @@ public struct LoadReport: Sendable {
             "  send lag (ms):                   \(percentilesText(s.sendLag))",
         ]
         if s.firstMessage.totalCount > 0 {
-            lines.append("  first message (ms):              \(percentilesText(s.firstMessage)); messages \(s.messages)")
+            lines.append("  first message from intended (ms): \(percentilesText(s.firstMessageFromIntended))")
+            lines.append("  first message from actual (ms):   \(percentilesText(s.firstMessage))")
+            lines.append("  messages \(s.messages), \(fixed(messageRate, 1))/s")
         }
         for (message, count) in s.errorSamples.sorted(by: { $0.value > $1.value }) {
             lines.append("  error ×\(count): \(message)")

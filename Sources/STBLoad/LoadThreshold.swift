@@ -1,11 +1,14 @@
 import Histogram
 /// A pass/fail criterion on a run's total: `p99<20ms`, `actual.p99.9<=1s`,
 /// `errors<0.1%`, `errors<5`, `late<1%`, `never_sent<1`, `rate>=99%` (sent over target).
-/// Latency percentiles are from the intended send time unless prefixed `actual.`.
+/// Latency percentiles are from the intended send time unless prefixed `actual.`; for
+/// server streams, `first.p99<50ms` (`actual.first.p99`) bounds the time to the first
+/// message and `message_rate>=1000` the messages received per second.
 public struct LoadThreshold: Sendable, Hashable, CustomStringConvertible {
     enum Metric: Hashable, Sendable {
         case latency(percentile: Double, fromActual: Bool)
-        case errors, late, neverSent, rate
+        case firstMessage(percentile: Double, fromActual: Bool)
+        case errors, late, neverSent, rate, messageRate
     }
 
     enum Comparison: String, Hashable, Sendable {
@@ -41,15 +44,18 @@ public struct LoadThreshold: Sendable, Hashable, CustomStringConvertible {
         case "late": metric = .late
         case "never_sent": metric = .neverSent
         case "rate": metric = .rate
+        case "message_rate": metric = .messageRate
         default:
             let fromActual = name.hasPrefix("actual.")
-            let percentileText = fromActual ? name.dropFirst("actual.".count) : Substring(name)
+            var percentileText = fromActual ? name.dropFirst("actual.".count) : Substring(name)
+            let first = percentileText.hasPrefix("first.")
+            if first { percentileText = percentileText.dropFirst("first.".count) }
             guard percentileText.hasPrefix("p"), let p = Double(percentileText.dropFirst()), p > 0, p <= 100 else {
-                throw LoadError(.badThreshold, "threshold \(text): \(name) is not errors, late, never_sent, rate or a percentile (p99, actual.p99.9)")
+                throw LoadError(.badThreshold, "threshold \(text): \(name) is not errors, late, never_sent, rate, message_rate or a percentile (p99, actual.p99.9, first.p99)")
             }
-            metric = .latency(percentile: p, fromActual: fromActual)
+            metric = first ? .firstMessage(percentile: p, fromActual: fromActual) : .latency(percentile: p, fromActual: fromActual)
         }
-        if case .latency = metric {
+        if metric.isLatency {
             let units: [(String, Double)] = [("ms", 1), ("us", 0.001), ("µs", 0.001), ("s", 1000)]
             guard let unit = units.first(where: { value.hasSuffix($0.0) }), let number = Double(value.dropLast(unit.0.count)), number >= 0 else {
                 throw LoadError(.badThreshold, "threshold \(text): a latency needs a unit (20ms, 1s, 500us)")
@@ -64,6 +70,7 @@ public struct LoadThreshold: Sendable, Hashable, CustomStringConvertible {
             throw LoadError(.badThreshold, "threshold \(text): \(value) is not a number")
         }
         if case .rate = metric, !percent { throw LoadError(.badThreshold, "threshold \(text): a rate is a percentage of the target (rate>=99%)") }
+        if case .messageRate = metric, percent { throw LoadError(.badThreshold, "threshold \(text): a message rate is per second (message_rate>=1000)") }
         limit = percent ? number / 100 : number
     }
 
@@ -75,6 +82,11 @@ public struct LoadThreshold: Sendable, Hashable, CustomStringConvertible {
         case .latency(let p, let fromActual):
             let h = fromActual ? total.fromActual : total.fromIntended
             measured = h.totalCount == 0 ? 0 : Double(h.valueAtPercentile(p)) / 1000
+        case .firstMessage(let p, let fromActual):
+            let h = fromActual ? total.firstMessage : total.firstMessageFromIntended
+            // No first message at all fails any bound on it.
+            measured = h.totalCount == 0 ? .infinity : Double(h.valueAtPercentile(p)) / 1000
+        case .messageRate: measured = report.messageRate()
         case .errors: measured = percent ? report.errorRatio : Double(total.errors)
         case .late: measured = percent ? (total.sent == 0 ? 0 : Double(total.late) / Double(total.sent)) : Double(total.late)
         case .neverSent:
@@ -92,7 +104,16 @@ public struct LoadThreshold: Sendable, Hashable, CustomStringConvertible {
         case .greaterOrEqual: passed = measured >= limit
         }
         let shown: String
-        if case .latency = metric { shown = "\(fixed(measured, 3))ms" } else if percent { shown = "\(fixed(measured * 100, 3))%" } else { shown = fixed(measured, 0) }
+        if metric.isLatency { shown = measured.isFinite ? "\(fixed(measured, 3))ms" : "no message" } else if case .messageRate = metric { shown = "\(fixed(measured, 1))/s" } else if percent { shown = "\(fixed(measured * 100, 3))%" } else { shown = fixed(measured, 0) }
         return (shown, passed)
+    }
+}
+
+extension LoadThreshold.Metric {
+    var isLatency: Bool {
+        switch self {
+        case .latency, .firstMessage: true
+        case .errors, .late, .neverSent, .rate, .messageRate: false
+        }
     }
 }

@@ -12,6 +12,8 @@ public struct StepStatistics: Sendable {
     public var fromActual = StepStatistics.histogram()
     /// Server streams: from the actual send to the first message.
     public var firstMessage = StepStatistics.histogram()
+    /// Server streams: from the intended send to the first message (a stall included).
+    public var firstMessageFromIntended = StepStatistics.histogram()
     /// How long after its intended time each request was actually sent: the generator's
     /// own lag and the in-flight cap's, reported apart from the server's latency.
     public var sendLag = StepStatistics.histogram()
@@ -44,7 +46,10 @@ public struct StepStatistics: Sendable {
     mutating func record(intendedNanos: UInt64, sentNanos: UInt64, endNanos: UInt64, status: Int, firstMessageNanos: UInt64?, messages: Int, error: String?) {
         _ = fromIntended.record(Self.micros(endNanos &- intendedNanos, endNanos >= intendedNanos))
         _ = fromActual.record(Self.micros(endNanos &- sentNanos, endNanos >= sentNanos))
-        if let firstMessageNanos { _ = firstMessage.record(Self.micros(firstMessageNanos &- sentNanos, firstMessageNanos >= sentNanos)) }
+        if let firstMessageNanos {
+            _ = firstMessage.record(Self.micros(firstMessageNanos &- sentNanos, firstMessageNanos >= sentNanos))
+            _ = firstMessageFromIntended.record(Self.micros(firstMessageNanos &- intendedNanos, firstMessageNanos >= intendedNanos))
+        }
         statusCounts[status, default: 0] += 1
         self.messages += messages
         if let error, errorSamples[error] != nil || errorSamples.count < 8 {
@@ -62,6 +67,7 @@ public struct StepStatistics: Sendable {
         fromIntended.add(other.fromIntended)
         fromActual.add(other.fromActual)
         firstMessage.add(other.firstMessage)
+        firstMessageFromIntended.add(other.firstMessageFromIntended)
         sendLag.add(other.sendLag)
         sent += other.sent
         late += other.late

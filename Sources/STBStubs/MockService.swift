@@ -1,6 +1,6 @@
 import STBJSON
 import STBMessages
-import STBRPC
+@_spi(TransportFaults) import STBRPC
 
 /// A stand-in for one service of `Protos/`: every method answers from the stubs.
 ///
@@ -51,7 +51,7 @@ struct StubMatcher: Sendable {
 
     /// The stub that answers, the answer, and its fault.
     private func choose(_ request: [UInt8], context: ServerContext) throws -> (StubDefinition, StubDefinition.Response, StubDefinition.Fault?) {
-        let candidates = registry.candidates(for: method.path)
+        let (candidates, mockFault) = registry.candidates(for: method.path, service: method.serviceName)
         var decoded: JSONValue??
         var metadata: [String: [String]] = [:]
         if candidates.contains(where: { $0.condition != nil }) {
@@ -76,9 +76,14 @@ struct StubMatcher: Sendable {
                 continue
             }
             let response = stub.responses[min(number, stub.responses.count - 1)]
-            let fault = stub.drawFault()
+            let fault = stub.fault == nil ? mockFault.flatMap(StubDefinition.draw) : stub.drawFault()
             var status = response.status?.code.rawValue ?? 0
-            if case .status(let error)? = fault { status = error.code.rawValue }
+            switch fault {
+            case .status(let error)?: status = error.code.rawValue
+            case .resetStream?: status = RPCError.Code.internal.rawValue
+            case .goAway?, .connectionReset?: status = RPCError.Code.unavailable.rawValue
+            default: break
+            }
             journal.record(method: method, request: request, metadata: context.metadata, stubID: stub.id, nearMisses: [], status: status)
             return (stub, response, fault)
         }
@@ -103,7 +108,7 @@ struct StubMatcher: Sendable {
         let (stub, response, fault) = try choose(request, context: context)
         try await prepare(stub, response, fault, context: context)
         var gap: UInt64 = 0
-        if case .slowStream(let nanos)? = fault { gap = nanos }
+        if case .slowStream(let nanos, _)? = fault { gap = nanos }
         for (index, message) in response.messages.enumerated() {
             let wait = message.delayNanos + (index > 0 ? gap : 0)
             if wait > 0 { try await Task.sleep(nanoseconds: wait) }
@@ -125,7 +130,16 @@ struct StubMatcher: Sendable {
             throw RPCError(code: .deadlineExceeded, message: "the stub never answered")
         case .status(let error)?:
             throw error
-        default:
+        case .resetStream(let code)?:
+            throw TransportFault.resetStream(code: code)
+        case .goAway(let code)?:
+            throw TransportFault.goAway(code: code)
+        case .connectionReset?:
+            throw TransportFault.closeConnection
+        case .slowStream(let gap, let chunkBytes?)?:
+            // The framed answer a few bytes at a time (the status, if any, is not sent).
+            throw TransportFault.dribble(messages: response.messages.map(\.bytes), chunkBytes: chunkBytes, gapNanos: gap)
+        case .slowStream(_, nil)?, nil:
             break
         }
     }

@@ -9,8 +9,8 @@ import STBRPC
 ///
 /// `{"name": "rules-fault", "description": "…", "actions": [ … ]}`, each action an object
 /// with a `type`: START_MOCK (`service`, `port`), STOP_MOCK (`service`), PUT_STUB (`stub`),
-/// SET_DELAY (`stub`: an id, `delay`: a stub delay or null), SET_FAULT (`stub`, `fault`: a
-/// stub fault or null), WAIT (`ms`), CALL (`target`, `method`, `request`, `metadata`,
+/// SET_DELAY (`stub`: an id, `delay`: a stub delay or null), SET_FAULT (`stub` or `mock`: a
+/// service, `fault`: a fault or null), WAIT (`ms`), CALL (`target`, `method`, `request`, `metadata`,
 /// `expect`: {`status`, `fields`: {path: value}}), LOAD (`target`, `method`, `data`,
 /// `rate` and `duration` or `steps` or `ramp`, `poisson`, `connections`, `streams`,
 /// `metadata`, `thresholds`). A target is `HOST:PORT` or `mock:SERVICE` (a running mock).
@@ -46,6 +46,8 @@ struct Scenario: Sendable {
         case putStub(StubDefinition)
         case setDelay(String, JSONValue)
         case setFault(String, JSONValue)
+        /// The fault of a whole mock (every call its stubs answer without a fault of their own).
+        case setMockFault(String, JSONValue)
         case wait(UInt64)
         case call(Call)
         case load(Load)
@@ -56,7 +58,7 @@ struct Scenario: Sendable {
             case .stopMock: "STOP_MOCK"
             case .putStub: "PUT_STUB"
             case .setDelay: "SET_DELAY"
-            case .setFault: "SET_FAULT"
+            case .setFault, .setMockFault: "SET_FAULT"
             case .wait: "WAIT"
             case .call: "CALL"
             case .load: "LOAD"
@@ -119,6 +121,14 @@ struct Scenario: Sendable {
             } catch {
                 throw error.within("stub")
             }
+        case "SET_FAULT" where members["mock"] != nil:
+            let service = try string("mock")
+            guard MockHost.stubbableServices.contains(service) else { throw StubError("mock", "no service \(service) in Protos/") }
+            guard let setting = members["fault"] else { throw StubError("fault", "a fault, or null to remove it") }
+            if setting != .null {
+                _ = try StubDefinition.fault(setting)
+            }
+            return .setMockFault(service, setting)
         case "SET_DELAY", "SET_FAULT":
             let id = try string("stub")
             let key = type == "SET_DELAY" ? "delay" : "fault"

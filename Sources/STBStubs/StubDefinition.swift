@@ -35,8 +35,15 @@ public struct StubDefinition: Sendable {
         case neverAnswer
         /// The call ends with this status instead of the response.
         case status(RPCError)
-        /// Stream messages come `gapNanos` apart (a slowly dribbled stream).
-        case slowStream(gapNanos: UInt64)
+        /// Stream messages come `gapNanos` apart (a slowly dribbled stream); with
+        /// `chunkBytes`, the framed response goes out that many bytes at a time instead.
+        case slowStream(gapNanos: UInt64, chunkBytes: Int?)
+        /// The call's stream is reset (RST_STREAM) with this HTTP/2 error code.
+        case resetStream(code: UInt32)
+        /// The connection is sent away (GOAWAY with this HTTP/2 error code) and closed.
+        case goAway(code: UInt32)
+        /// The connection is cut (the socket closed with a TCP reset).
+        case connectionReset
     }
 
     public let id: String
@@ -246,23 +253,50 @@ public struct StubDefinition: Sendable {
         }
     }
 
-    private static func fault(_ value: JSONValue) throws(StubError) -> (Fault, Double) {
+    static let faultKinds = ["NEVER_ANSWER", "STATUS", "SLOW_STREAM", "RST_STREAM", "GOAWAY", "CONNECTION_RESET"]
+
+    /// Reads a fault (of a stub, or of a whole mock); `path` names it in errors.
+    static func fault(_ value: JSONValue, at path: String = "fault") throws(StubError) -> (Fault, Double) {
         guard case .object(let members) = value, case .string(let kind)? = members["kind"] else {
-            throw StubError("fault", "an object with \"kind\" (NEVER_ANSWER, STATUS, SLOW_STREAM) and \"probability\"")
+            throw StubError(path, "an object with \"kind\" (\(faultKinds.joined(separator: ", "))) and \"probability\"")
+        }
+        let allowed: Set<String> = ["kind", "probability", "status", "gapMs", "chunkBytes", "code"]
+        for key in members.keys.sorted() where !allowed.contains(key) {
+            throw StubError("\(path).\(key)", "unknown member (\(allowed.sorted().joined(separator: ", ")))")
         }
         let probability = members["probability"].flatMap(StubCondition.number) ?? 1
-        guard probability >= 0, probability <= 1 else { throw StubError("fault.probability", "a number from 0 to 1") }
+        guard probability >= 0, probability <= 1 else { throw StubError("\(path).probability", "a number from 0 to 1") }
+        func http2Code(default fallback: UInt32) throws(StubError) -> UInt32 {
+            guard let value = members["code"] else { return fallback }
+            guard case .integer(let number) = value, (0...13).contains(number) else {
+                throw StubError("\(path).code", "an HTTP/2 error code from 0 to 13 (2 INTERNAL_ERROR, 7 REFUSED_STREAM, 8 CANCEL, 11 ENHANCE_YOUR_CALM)")
+            }
+            return UInt32(number)
+        }
         switch kind {
         case "NEVER_ANSWER":
             return (.neverAnswer, probability)
         case "STATUS":
-            guard let status = members["status"] else { throw StubError("fault.status", "STATUS needs a status") }
-            return (.status(try Self.status(status, at: "fault.status")), probability)
+            guard let status = members["status"] else { throw StubError("\(path).status", "STATUS needs a status") }
+            return (.status(try Self.status(status, at: "\(path).status")), probability)
         case "SLOW_STREAM":
-            let gap = try members["gapMs"].map { (value) throws(StubError) in try milliseconds(value, at: "fault.gapMs") } ?? 100_000_000
-            return (.slowStream(gapNanos: gap), probability)
+            let gap = try members["gapMs"].map { (value) throws(StubError) in try milliseconds(value, at: "\(path).gapMs") } ?? 100_000_000
+            var chunk: Int?
+            if let value = members["chunkBytes"] {
+                guard case .integer(let number) = value, (1...1_048_576).contains(number) else {
+                    throw StubError("\(path).chunkBytes", "bytes per write, 1 to 1048576")
+                }
+                chunk = Int(number)
+            }
+            return (.slowStream(gapNanos: gap, chunkBytes: chunk), probability)
+        case "RST_STREAM":
+            return (.resetStream(code: try http2Code(default: 2)), probability)
+        case "GOAWAY":
+            return (.goAway(code: try http2Code(default: 0)), probability)
+        case "CONNECTION_RESET":
+            return (.connectionReset, probability)
         default:
-            throw StubError("fault.kind", "\(kind) is not NEVER_ANSWER, STATUS or SLOW_STREAM")
+            throw StubError("\(path).kind", "\(kind) is not one of \(faultKinds.joined(separator: ", "))")
         }
     }
 
@@ -284,6 +318,11 @@ public struct StubDefinition: Sendable {
     /// The fault for this call, if the dice say so.
     func drawFault() -> Fault? {
         guard let fault else { return nil }
-        return fault.probability >= 1 || Double.random(in: 0..<1) < fault.probability ? fault.fault : nil
+        return Self.draw(fault)
+    }
+
+    /// `fault.fault`, with its probability.
+    static func draw(_ fault: (fault: Fault, probability: Double)) -> Fault? {
+        fault.probability >= 1 || Double.random(in: 0..<1) < fault.probability ? fault.fault : nil
     }
 }

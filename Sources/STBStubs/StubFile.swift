@@ -4,26 +4,36 @@ import ServiceLifecycle
 import STBJSON
 
 /// A stub file: `{"mocks": [{"service": …, "port": …}], "stubs": [ … ]}` (the schema is
-/// `services/stubs/stub.schema.json`). Read whole and checked whole: one bad stub refuses
+/// `services/stubs/stub.schema.json`), in JSON, or in YAML (`.yaml`, `.yml`; see `StubYAML`). Read whole and checked whole: one bad stub refuses
 /// the file, naming the file, the path inside it and the reason, and the stubs in force
 /// stay as they were.
 public struct StubFile: Sendable {
-    public var mocks: [(service: String, port: Int)]
+    public var mocks: [(service: String, port: Int, fault: JSONValue?)]
     public var stubs: [StubDefinition]
 
-    /// Parses and checks `text`, read from `path`.
+    /// Whether `path` names a YAML file (`.yaml`, `.yml`); any other is read as JSON.
+    public static func isYAML(_ path: String) -> Bool {
+        let lower = path.lowercased()
+        return lower.hasSuffix(".yaml") || lower.hasSuffix(".yml")
+    }
+
+    /// Parses and checks `text`, read from `path` (YAML or JSON by its extension).
     public init(text: String, path: String) throws(StubError) {
         let value: JSONValue
-        do {
-            value = try JSONValue.parse(text)
-        } catch {
-            throw StubError(path, "not JSON: \(error)")
+        if Self.isYAML(path) {
+            value = try StubYAML.parse(text, path: path)
+        } else {
+            do {
+                value = try JSONValue.parse(text)
+            } catch {
+                throw StubError(path, "not JSON: \(error)")
+            }
         }
         guard case .object(let members) = value else { throw StubError(path, "a stub file is an object with \"mocks\" and \"stubs\"") }
         for key in members.keys.sorted() where key != "mocks" && key != "stubs" && key != "$schema" {
             throw StubError("\(path): \(key)", "unknown member (mocks, stubs)")
         }
-        var mocks: [(String, Int)] = []
+        var mocks: [(String, Int, JSONValue?)] = []
         if let list = members["mocks"] {
             guard case .array(let items) = list else { throw StubError("\(path): mocks", "a list") }
             for (index, item) in items.enumerated() {
@@ -38,7 +48,17 @@ public struct StubFile: Sendable {
                     }
                     port = Int(number)
                 }
-                mocks.append((service, port))
+                for key in (item.objectValue?.keys.sorted() ?? []) where !["service", "port", "fault"].contains(key) {
+                    throw StubError("\(path): mocks[\(index)].\(key)", "unknown member (service, port, fault)")
+                }
+                if let fault = item["fault"] {
+                    do {
+                        _ = try StubDefinition.fault(fault)
+                    } catch {
+                        throw error.within("\(path): mocks[\(index)]")
+                    }
+                }
+                mocks.append((service, port, item["fault"]))
             }
         }
         var stubs: [StubDefinition] = []
@@ -98,6 +118,7 @@ public struct StubFileWatcher: Service {
         let file = try StubFile.read(path)
         try registry.replaceFileStubs(file.stubs, file: path)
         for mock in file.mocks {
+            try registry.setMockFault(service: mock.service, fault: mock.fault)
             _ = try await mocks.start(service: mock.service, port: mock.port)
         }
         logger.info("stub file loaded", metadata: ["file": "\(path)", "stubs": "\(file.stubs.count)", "mocks": "\(file.mocks.count)"])

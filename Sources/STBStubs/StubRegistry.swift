@@ -1,3 +1,4 @@
+import STBJSON
 import STBMessages
 import Synchronization
 
@@ -24,6 +25,8 @@ public final class StubRegistry: Sendable {
     private struct State {
         var stubs: [String: (stub: StubDefinition, source: Source)] = [:]
         var index: [String: [StubDefinition]] = [:]
+        /// Faults of whole mocks, by service.
+        var mockFaults: [String: (fault: StubDefinition.Fault, probability: Double)] = [:]
 
         mutating func reindex() {
             var index: [String: [StubDefinition]] = [:]
@@ -39,9 +42,25 @@ public final class StubRegistry: Sendable {
 
     public init() {}
 
-    /// The stubs tried for a call to `path`, in order.
-    func candidates(for path: String) -> [StubDefinition] {
-        state.withLock { $0.index[path] ?? [] }
+    /// The stubs tried for a call to `path`, in order, and the fault of the mock of
+    /// `service` (which strikes when the answering stub has none of its own).
+    func candidates(for path: String, service: String) -> (stubs: [StubDefinition], mockFault: (fault: StubDefinition.Fault, probability: Double)?) {
+        state.withLock { state in
+            (state.index[path] ?? [], state.mockFaults.isEmpty ? nil : state.mockFaults[service])
+        }
+    }
+
+    /// Sets (or with nil removes) the fault of every call the mock of `service` answers
+    /// with a stub that sets no fault of its own. Read from JSON in the stub file's form:
+    /// `{"kind": "RST_STREAM", "code": 2, "probability": 0.5}`.
+    public func setMockFault(service: String, fault value: JSONValue?) throws(StubError) {
+        let fault = try value.map { (value) throws(StubError) in try StubDefinition.fault(value) }
+        state.withLock { $0.mockFaults[service] = fault }
+    }
+
+    /// The mocks' faults as given, by service.
+    public func mockFaultServices() -> [String] {
+        state.withLock { $0.mockFaults.keys.sorted() }
     }
 
     /// Replaces every stub read from `file` with `stubs`, all at once. Refuses (changing

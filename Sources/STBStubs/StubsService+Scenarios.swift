@@ -119,6 +119,13 @@ extension StubsService {
             }
             try await save(changed)
             return (true, ["stub": .string(id), key: setting])
+        case .setMockFault(let service, let setting):
+            do {
+                try registry.setMockFault(service: service, fault: setting == .null ? nil : setting)
+            } catch {
+                throw RPCError(code: .invalidArgument, message: error.description)
+            }
+            return (true, ["mock": .string(service), "fault": setting])
         case .wait(let nanos):
             try await Task.sleep(nanoseconds: nanos)
             return (true, ["ms": .double(Double(nanos) / 1e6)])

@@ -67,7 +67,7 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(name: .customLong("metadata"), help: "KEY=VALUE sent with every call (repeatable).")
     var metadata: [String] = []
 
-    @Option(name: .customLong("threshold"), help: "A criterion the run must meet: p99<20ms, actual.p99<5ms, errors<0.1%, late<1%, never_sent<1, rate>=99% (repeatable).")
+    @Option(name: .customLong("threshold"), help: "A criterion the run must meet: p99<20ms, actual.p99<5ms, errors<0.1%, late<1%, never_sent<1, rate>=99%; for server streams first.p99<50ms (time to the first message) and message_rate>=1000 (repeatable).")
     var thresholds: [String] = []
 
     @Flag(help: "Print the report as JSON instead of text.")

@@ -73,5 +73,10 @@ struct LoadScheduleTests {
         #expect(throws: LoadError.self) { try LoadThreshold("p200<1ms") }
         #expect(throws: LoadError.self) { try LoadThreshold("speed>1") }
         #expect(throws: LoadError.self) { try LoadThreshold("rate>5") }
+        #expect(try LoadThreshold("first.p99<50ms").metric == .firstMessage(percentile: 99, fromActual: false))
+        #expect(try LoadThreshold("actual.first.p50<=1s").limit == 1000)
+        #expect(try LoadThreshold("message_rate>=1000").limit == 1000)
+        #expect(throws: LoadError.self) { try LoadThreshold("message_rate>=10%") }
+        #expect(throws: LoadError.self) { try LoadThreshold("first.p99<5") }
     }
 }

@@ -69,10 +69,10 @@ struct StubDefinitionTests {
             try self.stub(#"{"id": "\#(id)", "service": "stb.testing.v1.Echo", "method": "Get", "priority": \#(priority), "response": {"message": {}}}"#)
         }
         try registry.replaceFileStubs([try make("b", 1), try make("a", 1), try make("z", 9), try make("low", -3)], file: "f.json")
-        #expect(registry.candidates(for: "/stb.testing.v1.Echo/Get").map(\.id) == ["z", "a", "b", "low"])
+        #expect(registry.candidates(for: "/stb.testing.v1.Echo/Get", service: "stb.testing.v1.Echo").stubs.map(\.id) == ["z", "a", "b", "low"])
         #expect(throws: StubError.self) { try registry.put(try make("a", 100)) }
         #expect(throws: StubError.self) { try registry.replaceFileStubs([try make("x", 1), try make("x", 2)], file: "f.json") }
         // The refused file changed nothing.
-        #expect(registry.candidates(for: "/stb.testing.v1.Echo/Get").map(\.id) == ["z", "a", "b", "low"])
+        #expect(registry.candidates(for: "/stb.testing.v1.Echo/Get", service: "stb.testing.v1.Echo").stubs.map(\.id) == ["z", "a", "b", "low"])
     }
 }

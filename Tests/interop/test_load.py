@@ -131,6 +131,39 @@ def test_server_streams_report_messages_and_time_to_first_message(echo_server):
     assert total["messages"] == 300
     assert total["firstMessageMs"]["count"] == 100
     assert total["firstMessageMs"]["p50"] <= total["latencyFromActualMs"]["p50"]
+    assert total["firstMessageFromIntendedMs"]["count"] == 100
+    assert total["firstMessageFromIntendedMs"]["p50"] >= total["firstMessageMs"]["p50"]
+    # Messages per second of the run (300 messages in about a second).
+    assert 200 <= total["messagesPerSecond"] <= 310, total["messagesPerSecond"]
+    assert report["steps"][0]["messagesPerSecond"] == 300
+
+
+def test_server_stream_thresholds_on_the_first_message_and_the_message_rate(echo_server):
+    # A stall of the server shows in the time to the first message from the intended send,
+    # not in the one from the actual send; message_rate bounds the messages per second.
+    def stall():
+        time.sleep(1.0)
+        os.kill(echo_server.pid, signal.SIGSTOP)
+        time.sleep(0.6)
+        os.kill(echo_server.pid, signal.SIGCONT)
+
+    staller = threading.Thread(target=stall)
+    staller.start()
+    try:
+        status, report, stderr = run_load(
+            echo_server, "--method", "stb.testing.v1.Echo/Expand", "--data", '{"text": "s", "count": 2}',
+            "--rate", "200", "--duration", "3s", "--connections", "1", "--streams", "4",
+            "--threshold", "first.p99<200ms", "--threshold", "actual.first.p50<200ms", "--threshold", "message_rate>=100000")
+    finally:
+        staller.join()
+    assert status == 1, stderr
+    verdicts = {v["threshold"]: v["passed"] for v in report["thresholds"]}
+    assert verdicts == {"first.p99<200ms": False, "actual.first.p50<200ms": True, "message_rate>=100000": False}, report["thresholds"]
+    assert report["total"]["firstMessageFromIntendedMs"]["p99"] >= 300
+    assert report["total"]["messages"] == 1200
+    status, _, stderr = run_load(echo_server, "--method", "stb.testing.v1.Echo/Expand", "--data", "{}", "--rate", "10",
+                                 "--duration", "1s", "--threshold", "message_rate>=5%")
+    assert status == 2 and "per second" in stderr, stderr
 
 
 def test_requests_held_back_past_the_schedule_end_are_counted_never_sent(echo_server):

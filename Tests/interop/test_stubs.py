@@ -301,6 +301,15 @@ def test_the_published_schema_accepts_the_stub_files_stubd_accepts():
     bad = json.loads(json.dumps(FILE_STUBS))
     bad["stubs"][0]["when"] = {"field": "x", "op": "LIKE", "value": 1}
     assert not validator.is_valid(bad)
+    faults = [{"kind": "RST_STREAM", "code": 7, "probability": 0.5}, {"kind": "GOAWAY"}, {"kind": "CONNECTION_RESET"},
+              {"kind": "NEVER_ANSWER"}, {"kind": "SLOW_STREAM", "chunkBytes": 3, "gapMs": 20}]
+    faulty = {"mocks": [{"service": "stb.rules.v1.Rules", "fault": {"kind": "GOAWAY", "code": 2}}],
+              "stubs": [{"id": f"f{i}", "service": "stb.testing.v1.Echo", "method": "Get", "fault": fault,
+                         "response": {"message": {}}} for i, fault in enumerate(faults)]}
+    validator.validate(faulty)
+    for wrong in [{"kind": "RST_STREAM", "code": 99}, {"kind": "STATUS"}, {"kind": "GOAWAY", "gap": 1}]:
+        faulty["stubs"][0]["fault"] = wrong
+        assert not validator.is_valid(faulty), wrong
 
 
 def test_the_demo_stub_file_loads(tmp_path, api):
@@ -474,3 +483,150 @@ def test_client_streams_match_their_last_request_and_bidirectional_calls_answer_
     assert stubs.Verify(api.stubs_pb2.VerifyRequest(stub_id="update-each", count=3), timeout=5).count == 3
     for stub_id in ("collect-done", "update-each"):
         stubs.DeleteStub(api.stubs_pb2.StubRef(id=stub_id), timeout=5)
+
+
+def test_transport_faults_as_grpcio_sees_them(stub_server, api):
+    # Each transport fault on a route of the echo mock, as a stock grpcio client reports it.
+    stubs = admin(stub_server, api)
+    faults = {
+        "rst-internal": ({"kind": "RST_STREAM", "code": 2}, grpc.StatusCode.INTERNAL),
+        "rst-refused": ({"kind": "RST_STREAM", "code": 7}, grpc.StatusCode.UNAVAILABLE),
+        "goaway": ({"kind": "GOAWAY", "code": 2}, grpc.StatusCode.UNAVAILABLE),
+        "reset": ({"kind": "CONNECTION_RESET"}, grpc.StatusCode.UNAVAILABLE),
+        "never": ({"kind": "NEVER_ANSWER"}, grpc.StatusCode.DEADLINE_EXCEEDED),
+        "dribble": ({"kind": "SLOW_STREAM", "chunkBytes": 2, "gapMs": 150}, grpc.StatusCode.DEADLINE_EXCEEDED),
+    }
+    for name, (fault, _) in faults.items():
+        stubs.PutStub(api.stubs_pb2.PutStubRequest(definition_json=json.dumps({
+            "id": f"fault-{name}", "service": "stb.testing.v1.Echo", "method": "Get", "priority": 200,
+            "when": {"field": "text", "op": "EQUALS", "value": name}, "fault": fault,
+            "response": {"message": {"text": "the whole answer"}},
+        })), timeout=5)
+    port = mock_port(stub_server, api, "stb.testing.v1.Echo")
+    for name, (_, expected) in faults.items():
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+            echo = api.echo_grpc.EchoStub(channel)
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as failed:
+                echo.Get(api.echo_pb2.EchoRequest(text=name), timeout=1.0)
+            assert failed.value.code() == expected, (name, failed.value.code(), failed.value.details())
+            if expected != grpc.StatusCode.DEADLINE_EXCEEDED:
+                assert time.monotonic() - started < 0.9, name
+        # The mock serves on after the fault (on a new connection: grpcio may still try the
+        # one it was cut from).
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+            reply = api.echo_grpc.EchoStub(channel).Get(api.echo_pb2.EchoRequest(text="seq"), timeout=5)
+            assert reply.text in ("first", "second")
+    # A dribbled answer that has the time arrives whole, a few bytes at a time.
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+        started = time.monotonic()
+        reply = api.echo_grpc.EchoStub(channel).Get(api.echo_pb2.EchoRequest(text="dribble"), timeout=10)
+        assert reply.text == "the whole answer"
+        # 5 framing bytes and 18 of message, 2 at a time, 150 ms apart: at least 1.5 s.
+        assert time.monotonic() - started >= 1.5
+    # A fault with a probability strikes about that share of calls.
+    stubs.PutStub(api.stubs_pb2.PutStubRequest(definition_json=json.dumps({
+        "id": "fault-rst-half", "service": "stb.testing.v1.Echo", "method": "Get", "priority": 200,
+        "when": {"field": "text", "op": "EQUALS", "value": "half"},
+        "fault": {"kind": "RST_STREAM", "code": 2, "probability": 0.5},
+        "response": {"message": {"text": "ok"}},
+    })), timeout=5)
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+        echo = api.echo_grpc.EchoStub(channel)
+        failures = 0
+        for _ in range(200):
+            try:
+                echo.Get(api.echo_pb2.EchoRequest(text="half"), timeout=5)
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.INTERNAL
+                failures += 1
+        assert 60 <= failures <= 140, failures
+    for name in [*faults, "rst-half"]:
+        stubs.DeleteStub(api.stubs_pb2.StubRef(id=f"fault-{name}"), timeout=5)
+
+
+def test_a_fault_of_the_whole_mock_set_by_a_scenario(stub_server, api):
+    # SET_FAULT with `mock` strikes every call the mock's stubs answer (here GOAWAY), until
+    # a SET_FAULT with null removes it.
+    stubs = admin(stub_server, api)
+    scenario = {"name": "mock-fault", "actions": [
+        {"type": "SET_FAULT", "mock": "stb.rules.v1.Rules", "fault": {"kind": "GOAWAY"}},
+        {"type": "CALL", "target": "mock:stb.rules.v1.Rules", "method": "stb.rules.v1.Rules/Evaluate",
+         "expect": {"status": "UNAVAILABLE"}},
+    ]}
+    result = stubs.RunScenario(api.stubs_pb2.RunScenarioRequest(definition_json=json.dumps(scenario)), timeout=60)
+    assert result.status == "SUCCESS", result
+    with mock_channel(stub_server, api, "stb.rules.v1.Rules") as channel:
+        with pytest.raises(grpc.RpcError) as failed:
+            api.rules_grpc.RulesStub(channel).Evaluate(api.rules_pb2.EvaluateRequest(), timeout=5)
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    cleared = {"name": "mock-fault-cleared", "actions": [
+        {"type": "SET_FAULT", "mock": "stb.rules.v1.Rules", "fault": None},
+        {"type": "CALL", "target": "mock:stb.rules.v1.Rules", "method": "stb.rules.v1.Rules/Evaluate",
+         "expect": {"status": "OK"}},
+    ]}
+    assert stubs.RunScenario(api.stubs_pb2.RunScenarioRequest(definition_json=json.dumps(cleared)), timeout=60).status == "SUCCESS"
+    with pytest.raises(grpc.RpcError) as refused:
+        stubs.RunScenario(api.stubs_pb2.RunScenarioRequest(definition_json=json.dumps(
+            {"name": "bad-fault", "actions": [{"type": "SET_FAULT", "mock": "stb.rules.v1.Rules", "fault": {"kind": "RST_STREAM", "code": 99}}]})), timeout=60)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "actions[0].fault.code" in refused.value.details(), refused.value.details()
+
+
+def test_yaml_stub_files_load_like_json_and_what_the_subset_lacks_is_refused_with_file_and_line(tmp_path, api):
+    import jsonschema
+    import yaml
+
+    demo_json = json.loads((REPO / "services" / "stubs" / "demo-stubs.json").read_text())
+    demo_yaml = yaml.safe_load((REPO / "services" / "stubs" / "demo-stubs.yaml").read_text())
+    demo_json.pop("$schema")
+    assert demo_yaml == demo_json, "demo-stubs.yaml and demo-stubs.json differ"
+    jsonschema.Draft202012Validator(json.loads((REPO / "services" / "stubs" / "stub.schema.json").read_text())).validate(demo_yaml)
+    text = (REPO / "services" / "stubs" / "demo-stubs.yaml").read_text().replace("port: 50052", "port: 0").replace("port: 50051", "port: 0")
+    path = tmp_path / "stubs.yaml"
+    path.write_text(text)
+    with fresh_database(f"stubs_it_{os.getpid()}_yaml", "stubs") as url:
+        server = StubServer(stubd_binary(), tmp_path / "stubd.log", {
+            "STUBS_PORT": str(_free_port()), "STUBS_DATABASE_URL": url,
+            "STUBS_MIGRATIONS_DIR": str(REPO / "services" / "stubs" / "migrations"), "STUBS_FILE": str(path),
+        }).start()
+        try:
+            listed = [s.id for s in admin(server, api).ListStubs(api.stubs_pb2.ListStubsRequest(), timeout=5).stubs]
+            assert sorted(listed) == ["catalog-get-config", "rules-evaluate", "rules-evaluate-hdr"]
+            with mock_channel(server, api, "stb.rules.v1.Rules") as channel:
+                reply = api.rules_grpc.RulesStub(channel).Evaluate(api.rules_pb2.EvaluateRequest(options=[choice(api, "hdr")]), timeout=5)
+                assert not reply.valid and reply.violations[0].rule_key == "hdr-needs-4k"
+            # Plain scalars take the YAML 1.2 core types: `NO` is a string (it would be
+            # false in YAML 1.1), `0x1F` an integer.
+            typed = text.replace("value: hdr", "value: NO").replace("priority: 10", "priority: 0x1F")
+            path.write_text(typed)
+            time.sleep(1.2)
+            hdr = next(s for s in admin(server, api).ListStubs(api.stubs_pb2.ListStubsRequest(), timeout=5).stubs if s.id == "rules-evaluate-hdr")
+            assert hdr.priority == 31 and json.loads(hdr.definition_json)["when"]["value"] == "NO"
+            # Each thing the subset does not support is refused naming the file and line;
+            # the stubs in force stay.
+            lines = text.splitlines()
+            at = next(i for i, line in enumerate(lines) if line.strip() == "method: Evaluate") + 1
+            cases = [
+                ("anchors", lines[:at - 1] + ["  method: &m Evaluate"] + lines[at:], at),
+                ("tags", lines[:at - 1] + ["  method: !!str Evaluate"] + lines[at:], at),
+                ("given twice", lines[:at] + ["  method: Evaluate"] + lines[at:], at + 1),
+                ("merge keys", lines[:at] + ["  <<: {priority: 1}"] + lines[at:], at + 1),
+                ("one document", lines + ["---", "stubs: []"], len(lines) + 1),
+                ("not YAML", lines[:at] + ["  when: [unclosed"] + lines[at:], None),
+                ("has no JSON form", lines[:at] + ["  priority: .nan"] + lines[at:], at + 1),
+            ]
+            for reason, variant, line in cases:
+                before = server.log_path.read_text(errors="replace").count("stub file refused")
+                path.write_text("\n".join(variant) + "\n")
+                deadline = time.monotonic() + 5
+                while server.log_path.read_text(errors="replace").count("stub file refused") == before:
+                    assert time.monotonic() < deadline, (reason, server.log_tail())
+                    time.sleep(0.1)
+                refusal = [l for l in server.log_path.read_text(errors="replace").splitlines() if "stub file refused" in l][-1]
+                assert reason in refusal, (reason, refusal)
+                assert (f"{path}:{line}" if line else str(path)) in refusal, (reason, line, refusal)
+            listed = [s.id for s in admin(server, api).ListStubs(api.stubs_pb2.ListStubsRequest(), timeout=5).stubs]
+            assert sorted(listed) == ["catalog-get-config", "rules-evaluate", "rules-evaluate-hdr"]
+        finally:
+            server.kill()

@@ -454,6 +454,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     func handlerFinished(_ stream: ServerStream, response: [UInt8]?, error: (any Error)?) {
+        if error != nil, let fault = error as? TransportFault { return carryOut(fault, on: stream) }
         let sendStatus = stream.machine.handlerFinished()
         let released = policy.handlerReleased(finishedAt: loop.now)
         defer { perform(released) }
@@ -638,7 +639,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     /// Ends the call with `status`: trailers after any queued messages, or Trailers-Only.
-    private func finish(_ stream: ServerStream, status: RPCError) {
+    func finish(_ stream: ServerStream, status: RPCError) {
         guard let session else { return }
         if let wire = stream.machine.wire, wire.isConnect {
             return finishConnect(stream, status: status, wire: wire, session: session)

@@ -229,7 +229,7 @@ struct ServerConnectionPolicy {
         return .closeAfterFlush
     }
 
-    private mutating func goAwayAndClose(code: UInt32, debug: String) -> Action {
+    mutating func goAwayAndClose(code: UInt32, debug: String) -> Action {
         guard !isClosing else { return .none }
         phase = .closing(afterDraining: isDraining)
         return .goAwayAndClose(code: code, debug: debug)
