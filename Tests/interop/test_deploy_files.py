@@ -399,6 +399,22 @@ def test_catalog_image():
         assert f"/app/services/catalog/{wanted}" in destinations, f"{wanted} is not copied"
 
 
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_image_runs_its_own_binary_and_migrations(name):
+    """The runtime stage copies `<name>d` to the ENTRYPOINT's path and the service's own
+    migrations to where `<NAME>_MIGRATIONS_DIR` points (an image holding another
+    service's binary or migrations would not start)."""
+    _, stages = parse_dockerfile(REPO / "services" / name / "Dockerfile")
+    runtime = stages[-1]
+    copies = [shlex.split(i.args) for i in runtime.instructions if i.keyword == "COPY"]
+    entry = [json.loads(i.args) for i in runtime.instructions if i.keyword == "ENTRYPOINT"]
+    assert entry and entry[-1][0] == f"/app/{name}d", entry
+    assert ["--from=build", f"/out/{name}d", f"/app/{name}d"] in copies, copies
+    migrations = env_of(runtime).get(f"{name.upper()}_MIGRATIONS_DIR")
+    assert migrations == f"/app/services/{name}/migrations"
+    assert [f"services/{name}/migrations", migrations] in copies, copies
+
+
 def test_project_image_and_compose():
     """projectd's image (the rules recipe with its own product, migrations and port) and
     its compose service: its database, the catalog and rules it depends on, and the
