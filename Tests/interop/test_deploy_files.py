@@ -10,7 +10,8 @@ scripts (services/postgres/init/):
   Dockerfile exists in the build context and is not excluded by .dockerignore;
 - the runtime stage of each service image is debian:bookworm-slim (not a Swift image),
   with the C runtime libraries, a non-root user and an ENTRYPOINT; the build stage is
-  an official swift:6.x-bookworm image;
+  an official swift:6.x-bookworm image; the ENTRYPOINT is the service's own binary and
+  its migrations folder holds the service's own migrations;
 - the edge (services/edge/Dockerfile: nghttpx run by scripts/edge, nothing compiled) is
   one debian:bookworm-slim stage with Debian's nghttp2 packages and the script and
   template it runs, and compose publishes it on 8080 and 8443 in front of the services;
