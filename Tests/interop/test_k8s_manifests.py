@@ -4,7 +4,8 @@
   fail), by kubernetes-validate's bundled schemas;
 - each service (catalog, rules, project, gateway) and the edge has a Deployment, a
   Service, a PodDisruptionBudget and a HorizontalPodAutoscaler, which the directory's
-  kustomization.yaml lists (and not the example Secret);
+  kustomization.yaml lists (and not the example Secret); where kubectl is installed,
+  `kubectl kustomize` builds each directory;
 - selectors match: the Service's and the budget's select the Deployment's pod labels,
   the autoscaler targets the Deployment; a Service's target ports and every probe's port
   are container ports; the services have gRPC probes (kubelet calls
@@ -21,6 +22,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import kubernetes_validate
@@ -152,6 +155,15 @@ def test_each_service_has_its_resources(name):
     listed = set(kustomization["resources"])
     files = {p.name for p in k8s_dir(name).glob("*.yaml")} - {"kustomization.yaml", SECRET_EXAMPLE}
     assert listed == files, "kustomization.yaml must list every manifest but the example Secret"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl")
+@pytest.mark.parametrize("name", DEPLOYED)
+def test_kustomization_builds(name):
+    result = subprocess.run(["kubectl", "kustomize", str(k8s_dir(name))], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(result.stdout) if doc)
+    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
 
 
 @pytest.mark.parametrize("name", DEPLOYED)
