@@ -10,7 +10,8 @@ scripts (services/postgres/init/):
   Dockerfile exists in the build context and is not excluded by .dockerignore;
 - the runtime stage of each service image is debian:bookworm-slim (not a Swift image),
   with the C runtime libraries, a non-root user and an ENTRYPOINT; the build stage is
-  an official swift:6.x-bookworm image;
+  an official swift:6.x-bookworm image; the ENTRYPOINT is the service's own binary and
+  its migrations folder holds the service's own migrations;
 - the edge (services/edge/Dockerfile: nghttpx run by scripts/edge, nothing compiled) is
   one debian:bookworm-slim stage with Debian's nghttp2 packages and the script and
   template it runs, and compose publishes it on 8080 and 8443 in front of the services;
@@ -397,6 +398,22 @@ def test_catalog_image():
     ]
     for wanted in ("migrations", "seeds", "seed.schema.json"):
         assert f"/app/services/catalog/{wanted}" in destinations, f"{wanted} is not copied"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_image_runs_its_own_binary_and_migrations(name):
+    """The runtime stage copies `<name>d` to the ENTRYPOINT's path and the service's own
+    migrations to where `<NAME>_MIGRATIONS_DIR` points (an image holding another
+    service's binary or migrations would not start)."""
+    _, stages = parse_dockerfile(REPO / "services" / name / "Dockerfile")
+    runtime = stages[-1]
+    copies = [shlex.split(i.args) for i in runtime.instructions if i.keyword == "COPY"]
+    entry = [json.loads(i.args) for i in runtime.instructions if i.keyword == "ENTRYPOINT"]
+    assert entry and entry[-1][0] == f"/app/{name}d", entry
+    assert ["--from=build", f"/out/{name}d", f"/app/{name}d"] in copies, copies
+    migrations = env_of(runtime).get(f"{name.upper()}_MIGRATIONS_DIR")
+    assert migrations == f"/app/services/{name}/migrations"
+    assert [f"services/{name}/migrations", migrations] in copies, copies
 
 
 def test_project_image_and_compose():

@@ -16,8 +16,28 @@ final class OutboundQueue: Sendable {
         var bytes = 0
         var positions: [Upstream: OutboxCursor]
         var failure: RPCError?
-        var waiter: CheckedContinuation<Void, Never>?
+        /// `next()` waiting, resumed with what it takes.
+        var waiter: CheckedContinuation<Taken, Never>?
         var lastPush = ContinuousClock.now
+
+        /// Empties the queue: its messages, or the failure once there is one; nil when
+        /// there is nothing to hand over.
+        mutating func takeAll() -> Taken? {
+            if let failure { return .failed(failure) }
+            guard !messages.isEmpty else { return nil }
+            let taken = messages
+            messages.removeAll(keepingCapacity: true)
+            sizes.removeAll(keepingCapacity: true)
+            bytes = 0
+            return .messages(taken)
+        }
+
+        /// The waiter, if any, with what it takes now (nothing is taken without one).
+        mutating func wake() -> (CheckedContinuation<Taken, Never>, Taken)? {
+            guard let waiter, let taken = takeAll() else { return nil }
+            self.waiter = nil
+            return (waiter, taken)
+        }
     }
 
     let epoch: String
@@ -48,7 +68,7 @@ final class OutboundQueue: Sendable {
     /// once the stream has failed.
     @discardableResult
     func push(_ message: Stb_Gateway_V1_SubscribeEvent, advancing upstream: Upstream? = nil, to cursor: OutboxCursor? = nil) -> Bool {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let woken = state.withLock { state -> (CheckedContinuation<Taken, Never>, Taken)? in
             guard state.failure == nil else { return nil }
             if let upstream, let cursor { state.positions[upstream] = cursor }
             var stamped = message
@@ -58,10 +78,9 @@ final class OutboundQueue: Sendable {
             state.sizes.append(size)
             state.bytes += size
             state.lastPush = .now
-            defer { state.waiter = nil }
-            return state.waiter
+            return state.wake()
         }
-        waiter?.resume()
+        if let woken { woken.0.resume(returning: woken.1) }
         return state.withLock { $0.failure == nil }
     }
 
@@ -84,12 +103,11 @@ final class OutboundQueue: Sendable {
 
     /// Ends the stream with `error` (the first failure wins).
     func fail(_ error: RPCError) {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let woken = state.withLock { state -> (CheckedContinuation<Taken, Never>, Taken)? in
             if state.failure == nil { state.failure = error }
-            defer { state.waiter = nil }
-            return state.waiter
+            return state.wake()
         }
-        waiter?.resume()
+        if let woken { woken.0.resume(returning: woken.1) }
     }
 
     /// The failure, once there is one.
@@ -97,31 +115,35 @@ final class OutboundQueue: Sendable {
 
     /// The queued messages (waiting for some); throws the failure once the stream failed.
     func next() async throws -> [Stb_Gateway_V1_SubscribeEvent] {
-        while true {
-            try Task.checkCancellation()
-            let taken = state.withLock { state -> Result<[Stb_Gateway_V1_SubscribeEvent], RPCError>? in
-                if let failure = state.failure { return .failure(failure) }
-                guard !state.messages.isEmpty else { return nil }
-                defer {
-                    state.messages.removeAll(keepingCapacity: true)
-                    state.sizes.removeAll(keepingCapacity: true)
-                    state.bytes = 0
+        switch await take() {
+        case .messages(let messages): return messages
+        case .failed(let failure): throw failure
+        }
+    }
+
+    /// What `take()` hands over: the queued messages, or the stream's failure.
+    private enum Taken: Sendable {
+        case messages([Stb_Gateway_V1_SubscribeEvent])
+        case failed(RPCError)
+    }
+
+    /// Waits until there are messages or a failure (a cancelled task fails the stream).
+    ///
+    /// One non-throwing wait: the continuation is kept under the lock and `push` or `fail`
+    /// resumes it with what it takes. (A throwing loop around a waiter resumed empty, the
+    /// earlier shape, crashed Swift 6.3.1's optimiser splitting the coroutine.)
+    private func take() async -> Taken {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Taken, Never>) in
+                let taken = state.withLock { state -> Taken? in
+                    if let taken = state.takeAll() { return taken }
+                    state.waiter = continuation
+                    return nil
                 }
-                return .success(state.messages)
+                if let taken { continuation.resume(returning: taken) }
             }
-            if let taken { return try taken.get() }
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { continuation in
-                    let ready = state.withLock { state -> Bool in
-                        if state.failure != nil || !state.messages.isEmpty { return true }
-                        state.waiter = continuation
-                        return false
-                    }
-                    if ready { continuation.resume() }
-                }
-            } onCancel: {
-                self.fail(RPCError(code: .cancelled, message: "the stream ended"))
-            }
+        } onCancel: {
+            self.fail(RPCError(code: .cancelled, message: "the stream ended"))
         }
     }
 }
