@@ -43,6 +43,7 @@ export function mountCatalog(editor) {
       model,
       shownRows: () => [...viewport.querySelectorAll('.row')].length,
       rowCount: () => list.rows.length,
+      rowKeyAt: (index) => list.rows[index]?.key,
       reveal,
     },
   });
@@ -55,9 +56,9 @@ export function reveal(key) {
   return index >= 0;
 }
 
-/** A `catalog` snapshot: the state is replaced. */
-export function catalogSnapshot(payload) {
-  const started = performance.now();
+/** A `catalog` snapshot: the state is replaced. `receivedAt`: when it arrived (parsing counts). */
+export function catalogSnapshot(payload, receivedAt = performance.now()) {
+  const started = receivedAt;
   model.replace(payload);
   changedAt.clear();
   rebuild();
@@ -68,8 +69,8 @@ export function catalogSnapshot(payload) {
 }
 
 /** A `catalog` delta: the one entity is changed in place and highlighted. */
-export function catalogDelta(delta) {
-  const started = performance.now();
+export function catalogDelta(delta, receivedAt = performance.now()) {
+  const started = receivedAt;
   const event = delta.event || {};
   const change = model.apply(event);
   const now = Date.now();

@@ -12,7 +12,10 @@ let failures = 0;
 let hadData = false;
 let refresh = async () => false;
 
-/** Calls `handler({kind, topic, data})` for each snapshot, delta and resync. */
+/**
+ * Calls `handler({kind, topic, data, receivedAt})` for each snapshot, delta and resync
+ * (`receivedAt`: performance.now() when the event arrived, before it was parsed).
+ */
 export function onEvent(handler) {
   listeners.add(handler);
   return () => listeners.delete(handler);
@@ -96,6 +99,7 @@ function reopen(renew) {
 
 function received(stream, event, kind) {
   if (stream !== source) return;
+  const receivedAt = performance.now();
   if (event.lastEventId) lastEventId = event.lastEventId;
   failures = 0;
   let data;
@@ -113,5 +117,5 @@ function received(stream, event, kind) {
     setState('live');
   }
   hadData = true;
-  for (const handler of listeners) handler({ kind, topic: data.topic || '', data });
+  for (const handler of listeners) handler({ kind, topic: data.topic || '', data, receivedAt });
 }

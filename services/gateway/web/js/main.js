@@ -19,11 +19,11 @@ live.onState((state) => {
   element.className = `connection ${state}`;
 });
 
-live.onEvent(({ kind, topic, data }) => {
+live.onEvent(({ kind, topic, data, receivedAt }) => {
   if (kind === 'resync') return;
   if (topic === 'catalog') {
-    if (kind === 'snapshot') catalogSnapshot(data.payload || {});
-    else catalogDelta(data);
+    if (kind === 'snapshot') catalogSnapshot(data.payload || {}, receivedAt);
+    else catalogDelta(data, receivedAt);
   } else if (topic === 'projects' || topic.startsWith('project:')) {
     projectsChanged(data);
     redrawDashboard();

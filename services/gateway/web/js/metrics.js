@@ -1,12 +1,13 @@
 // Timings the page keeps for its tests and for anyone curious (window.stbMetrics).
 
 export const metrics = {
-  // Script time of the first catalog snapshot, from its arrival to its rows in the DOM.
+  // Script time of the first catalog snapshot, from its arrival (parsing included) to its
+  // rows in the DOM.
   catalogFirstRenderMs: null,
   // Each snapshot applied: topic, script time, options.
   snapshots: [],
-  // Each catalog delta applied: entity, key, value, commit time, script time, and when the
-  // next frame showed it.
+  // Each catalog delta applied: entity, key, value, commit time, script time (parsing
+  // included), and when the next frame showed it.
   applied: [],
 };
 
