@@ -104,6 +104,7 @@ public struct ServiceDaemon: Sendable {
             var serverConfiguration = configuration.server
             serverConfiguration.metricsExposition = ServiceMetrics.exposition(of: registry)
             serverConfiguration.metricsServiceName = name
+            serverConfiguration.httpRoutes = parts.httpRoutes
             server = try RPCServer(
                 configuration: serverConfiguration, services: parts.rpcServices, interceptors: interceptors,
                 group: loops, health: health, logger: logger
@@ -197,11 +198,15 @@ public struct ServiceParts: Sendable {
     /// Where token verification keys come from when the service has its own (the
     /// gateway's key store); nil reads `STB_AUTH_KEYS_FILE` or fetches from the gateway.
     public var keySource: (any VerificationKeySource)?
+    /// Plain HTTP requests served on the same port (the gateway's web routes); none by default.
+    public var httpRoutes: HTTPRoutes
 
     public init(
         rpcServices: [any RPCService], outbox: Outbox? = nil, background: [any Service] = [],
-        interceptors: [any ServerInterceptor] = [], keySource: (any VerificationKeySource)? = nil
+        interceptors: [any ServerInterceptor] = [], keySource: (any VerificationKeySource)? = nil,
+        httpRoutes: HTTPRoutes = HTTPRoutes()
     ) {
+        self.httpRoutes = httpRoutes
         self.rpcServices = rpcServices
         self.outbox = outbox
         self.background = background

@@ -33,8 +33,10 @@ await daemon.run(configuration.service, channels: [AlarmBook.outbox.channel]) { 
     }
     let alarms = AlarmsService(pool: assembly.pool, signal: assembly.listener.signal, visibility: visibility)
     let realtime = try await RealtimeAssembly.make(configuration: realtimeConfiguration, gateway: service, keys: keys, assembly: assembly)
+    // The browser dashboard: its files, sign-in with cookies, and /events.
+    let web = WebRoutes.make(gateway: service, realtime: realtime.service, webDirectory: WebRoutes.webDirectory(environment: daemon.environment))
     // Tokens are verified with the gateway's own keys: nothing to fetch.
     return ServiceParts(
         rpcServices: [service, alarms, DashboardsService(pool: assembly.pool), realtime.service], outbox: AlarmBook.outbox,
-        background: background + realtime.background, keySource: CurrentKeys { keys.published })
+        background: background + realtime.background, keySource: CurrentKeys { keys.published }, httpRoutes: web)
 }

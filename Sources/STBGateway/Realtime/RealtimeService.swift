@@ -25,7 +25,7 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
     public func subscribe(_ request: Stb_Gateway_V1_SubscribeRequest, writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, context: ServerContext) async throws {
         // The claims themselves (the interceptor verified the token): the role, and when
         // the token expires.
-        let claims = try await authenticator.authenticate(context.metadata)
+        let claims = try await authenticator.authenticate(context.metadata, allowingCookie: context.rpcProtocol == .connect)
         let topics = try Topic.parse(request.topics, maximum: hub.configuration.maximumTopics)
 
         // Where each upstream starts: the token's position, fresh (nil), or a resync.

@@ -90,3 +90,11 @@ enum ConnectStatus {
         return buffer
     }
 }
+
+extension RPCError {
+    /// The status's Connect code name (`invalid_argument`), as plain HTTP answers name it too.
+    public var connectCodeName: String { ConnectStatus.codeName(code) }
+
+    /// The HTTP status Connect answers this status's code with (404, 401, 429, …).
+    public var connectHTTPStatus: Int { ConnectStatus.httpStatus(code) }
+}

@@ -13,6 +13,17 @@ public struct RPCWriter<Message: ProtoMessage>: Sendable {
     /// How messages are encoded on this call.
     var codec: MessageCodec = .proto
 
+    init(sink: any MessageSink, codec: MessageCodec = .proto) {
+        self.sink = sink
+        self.codec = codec
+    }
+
+    /// A writer that hands each message, encoded as protobuf, to `send` (a handler called
+    /// directly, its messages carried some other way).
+    public init(encodedMessages send: @escaping @Sendable ([UInt8]) async throws -> Void) {
+        self.sink = ClosureSink(send: send)
+    }
+
     /// Sends one message. Suspends while the peer is slow to read; throws if the call ended.
     public func write(_ message: Message) async throws {
         try await sink.send(message.encoded(codec))
@@ -63,4 +74,10 @@ public struct RPCMessageStream<Message: ProtoMessage>: AsyncSequence, Sendable {
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(queue: queue, carriesRequests: carriesRequests, codec: codec)
     }
+}
+
+/// A sink that hands each encoded message to a function.
+private struct ClosureSink: MessageSink {
+    let send: @Sendable ([UInt8]) async throws -> Void
+    func send(_ message: [UInt8]) async throws { try await send(message) }
 }

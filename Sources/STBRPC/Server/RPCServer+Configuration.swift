@@ -72,6 +72,9 @@ extension RPCServer {
         /// is answered too, so that a proxy that routes by path but cannot rewrite it can
         /// send `/metrics/catalog` to the catalog.
         public var metricsServiceName: String?
+        /// Plain HTTP requests the server answers besides RPCs (see `HTTPRoutes`); none
+        /// by default.
+        public var httpRoutes = HTTPRoutes()
 
         public init() {}
     }

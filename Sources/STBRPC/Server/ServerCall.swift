@@ -8,8 +8,8 @@ final class ServerCall: MessageSink, @unchecked Sendable {
     let loop: EventLoop
     /// Strong: a handler may outlive its connection (closed under it) and must still be
     /// able to report back safely; the connection ignores reports once closed.
-    private let connection: ServerConnection
-    private let stream: ServerStream
+    let connection: ServerConnection
+    let stream: ServerStream
     let context: ServerContext
     /// The handler's task; set and cancelled on the loop.
     var task: Task<Void, Never>?
@@ -73,7 +73,7 @@ final class ServerCall: MessageSink, @unchecked Sendable {
         }
     }
 
-    private func onLoop(_ body: @escaping (ServerCall) -> Void) {
+    func onLoop(_ body: @escaping (ServerCall) -> Void) {
         if loop.inEventLoop {
             body(self)
         } else {

@@ -10,14 +10,14 @@ import STBEventLoop
 /// and carries out what they return: dispatch to handlers, response framing, resets,
 /// GOAWAY and close. Loop only.
 final class ServerConnection: HTTP2ConnectionDelegate {
-    private let server: ServerCore
+    let server: ServerCore
     /// The socket and the nghttp2 session.
     let transport: HTTP2Connection
     var config: RPCServer.Configuration { server.configuration }
     private var streams: [Int32: ServerStream] = [:]
     var policy: ServerConnectionPolicy
     let peer: String
-    private var bufferedInbound = 0
+    var bufferedInbound = 0
     /// Socket bytes already added to the server's byte counters.
     private var reportedBytesRead = 0
     private var reportedBytesWritten = 0
@@ -62,7 +62,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     var loop: EventLoop { transport.loop }
     var session: OpaquePointer? { transport.session }
-    private var isClosed: Bool { transport.isClosed }
+    var isClosed: Bool { transport.isClosed }
     /// Whether a graceful shutdown has begun.
     var isDraining: Bool { policy.isDraining }
 
@@ -189,6 +189,9 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         if case .connectUnary = stream.machine.wire {
             return receivedBareBody(stream, streamID: streamID, session: session, data: data, length: length)
         }
+        if stream.machine.servesHTTP {
+            return receivedHTTPBody(stream, streamID: streamID, session: session, data: data, length: length)
+        }
         let before = stream.deframer.bufferedByteCount
         do {
             try stream.deframer.process(UnsafeRawBufferPointer(start: data, count: length)) { message in
@@ -314,12 +317,14 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     private func dispatch(_ stream: ServerStream) {
         guard let session else { return }
         let handler = stream.path.flatMap { server.router.handler(for: $0) }
+        let httpHandler = config.httpRoutes.isEmpty ? nil : stream.path.flatMap { config.httpRoutes.handler(forTarget: $0) }
         let head = ServerStreamStateMachine.RequestHead(
             contentType: stream.contentType, method: stream.method, path: stream.path, encoding: stream.encoding,
             takesSingleRequest: handler?.takesSingleRequest, servesMetrics: config.metricsExposition != nil,
             handlerIsUnary: handler?.isUnary ?? false, connectProtocolVersion: stream.connectProtocolVersion,
             contentEncoding: stream.contentEncoding, connectContentEncoding: stream.connectContentEncoding,
-            timeoutIsMalformed: stream.timeoutIsMalformed, metricsServiceName: config.metricsServiceName)
+            timeoutIsMalformed: stream.timeoutIsMalformed, metricsServiceName: config.metricsServiceName,
+            hasHTTPRoute: httpHandler != nil)
         switch stream.machine.receivedRequestHeaders(head, hasHandlerRoom: policy.hasHandlerRoom) {
         case .none:
             return
@@ -340,6 +345,10 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             stream.endsWithBody = true
             var provider = HTTP2Connection.bodyProvider
             _ = block.withNameValues { nghttp2_submit_response(session, stream.id, $0, $1, &provider) }
+            return
+        case .acceptHTTP:
+            policy.handlerReserved()
+            stream.httpHandler = httpHandler
             return
         case .fail(let status, let advertiseEncodings):
             stream.advertiseEncodings = advertiseEncodings
@@ -378,7 +387,9 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     private func requestEnded(_ stream: ServerStream) {
-        if case .connectUnary = stream.machine.wire, !stream.machine.isFinished {
+        if stream.machine.servesHTTP || stream.machine.wire.map({ if case .connectUnary = $0 { true } else { false } }) == true,
+            !stream.machine.isFinished
+        {
             // The whole body is the one request message, even when empty.
             bufferedInbound -= stream.bareBody.count
             stream.singleRequest = [stream.bareBody]
@@ -411,6 +422,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     private func start(_ stream: ServerStream) {
+        if stream.machine.servesHTTP { return startHTTP(stream) }
         guard let handler = stream.handler else { return }
         let deadline = stream.timeoutNanos.map { ContinuousClock.now + .nanoseconds(Int64(clamping: $0)) }
         let wire = stream.machine.wire ?? .grpc(.proto)
@@ -603,13 +615,18 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         nghttp2_session_resume_data(session, stream.id)
     }
 
-    func enqueueResponseMessage(_ message: [UInt8], on stream: ServerStream) throws {
+    /// Queues a response message (`raw`: bytes of a plain HTTP body, not framed).
+    func enqueueResponseMessage(_ message: [UInt8], on stream: ServerStream, raw: Bool = false) throws {
         guard !isClosed, let session else {
             throw RPCError(code: .cancelled, message: "the call has ended")
         }
         let next = stream.machine.sendMessage()
         guard next != .fail else { throw RPCError(code: .cancelled, message: "the call has ended") }
-        stream.outbound.append(message: message)
+        if raw {
+            stream.outbound.append(raw: message)
+        } else {
+            stream.outbound.append(message: message)
+        }
         if next == .startResponse {
             startResponse(stream, session)
         } else {
@@ -676,7 +693,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         task?.cancelTask()
     }
 
-    private func reset(_ stream: ServerStream, code: UInt32) {
+    func reset(_ stream: ServerStream, code: UInt32) {
         guard let session else { return }
         stream.machine.resetByServer()
         stream.call?.cancelTask()
@@ -731,7 +748,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     // MARK: - Policy: pings, glitches, timers, shutdown
 
-    private func glitch() {
+    func glitch() {
         perform(policy.glitch(now: loop.now))
     }
 

@@ -45,3 +45,11 @@ public enum RPCProtocol: String, Sendable, Hashable {
     /// The Connect protocol (unary or streaming, protobuf or JSON).
     case connect
 }
+
+extension ServerContext {
+    /// A context for calling a handler directly, outside a server's call (a plain HTTP
+    /// route serving a stream through an RPC's handler): no deadline, no identity yet.
+    public init(path: String, metadata: Metadata, peer: String, rpcProtocol: RPCProtocol = .connect) {
+        self.init(path: path, metadata: metadata, peer: peer, deadline: nil, rpcProtocol: rpcProtocol, responseMetadata: ResponseMetadata())
+    }
+}

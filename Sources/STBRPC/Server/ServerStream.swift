@@ -33,6 +33,8 @@ final class ServerStream {
 
     // The call.
     var handler: RPCRouter.Handler?
+    /// The plain HTTP route serving the request, when one does.
+    var httpHandler: HTTPRoutes.Handler?
     var call: ServerCall?
     var deadlineTimer: TimerHandle?
 

@@ -58,6 +58,8 @@ struct ServerStreamStateMachine {
     private(set) var takesSingleRequest = false
     /// The protocol of the request, once its headers named a known one.
     private(set) var wire: WireProtocol?
+    /// Whether a plain HTTP route serves the request (`HTTPRoutes`).
+    private(set) var servesHTTP = false
     /// Header fields and bytes received on this stream (request headers and trailers),
     /// counted as SETTINGS_MAX_HEADER_LIST_SIZE counts: Σ(name + value + 32).
     private var headerBytes = 0
@@ -123,12 +125,14 @@ struct ServerStreamStateMachine {
         var timeoutIsMalformed = false
         /// Besides `/metrics`, the server answers `/metrics/<this name>`.
         var metricsServiceName: String?
+        /// Whether a plain HTTP route matches the path.
+        var hasHTTPRoute = false
 
         init(
             contentType: String?, method: String?, path: String?, encoding: String?, takesSingleRequest: Bool?,
             servesMetrics: Bool = false, handlerIsUnary: Bool = false, connectProtocolVersion: String? = nil,
             contentEncoding: String? = nil, connectContentEncoding: String? = nil, timeoutIsMalformed: Bool = false,
-            metricsServiceName: String? = nil
+            metricsServiceName: String? = nil, hasHTTPRoute: Bool = false
         ) {
             self.contentType = contentType
             self.method = method
@@ -143,6 +147,18 @@ struct ServerStreamStateMachine {
             self.connectContentEncoding = connectContentEncoding
             self.timeoutIsMalformed = timeoutIsMalformed
             self.metricsServiceName = metricsServiceName
+            self.hasHTTPRoute = hasHTTPRoute
+        }
+
+        /// Whether a plain HTTP route takes the request: one matches, and the request is
+        /// not an RPC (no RPC content type, or Connect unary to a path no method serves).
+        var goesToHTTPRoute: Bool {
+            guard hasHTTPRoute, !isMetricsScrape else { return false }
+            switch wire {
+            case nil: return true
+            case .connectUnary: return takesSingleRequest == nil
+            default: return false
+            }
         }
 
         /// Whether this is a metrics scrape the server answers.
@@ -171,6 +187,9 @@ struct ServerStreamStateMachine {
         case respondUnsupportedMediaType
         /// `GET /metrics` on a server that serves them: answer with the exposition.
         case respondMetrics
+        /// A plain HTTP route serves the request and its handler slot is taken: gather the
+        /// body, then start the route's handler at END_STREAM.
+        case acceptHTTP
         /// End the call with this status (Trailers-Only); `advertiseEncodings` asks for
         /// `grpc-accept-encoding` beside it.
         case fail(RPCError, advertiseEncodings: Bool)
@@ -195,6 +214,14 @@ struct ServerStreamStateMachine {
         case .clientOpenServerIdle, .clientOpenServerOpen, .clientClosedServerIdle, .clientClosedServerOpen,
             .clientOpenServerClosed, .clientClosedServerClosed:
             return .reset(code: H2Error.protocolError)
+        }
+        if head.goesToHTTPRoute {
+            state = .clientOpenServerIdle
+            guard hasHandlerRoom else { return .refuse }
+            servesHTTP = true
+            takesSingleRequest = true
+            handlerSlot = .reserved
+            return .acceptHTTP
         }
         guard let wire = head.wire else {
             state = .clientOpenServerClosed

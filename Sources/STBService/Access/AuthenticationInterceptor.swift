@@ -5,6 +5,9 @@ import STBRPC
 /// the method access table names for it; establishes the caller's identity
 /// (`context.identity`: the token's subject, name and role) for handlers and audit rows.
 ///
+/// Connect calls (a browser's page) may carry the token in the `stb_access` cookie when
+/// they have no `authorization` header; gRPC calls may not.
+///
 /// Missing or bad token → UNAUTHENTICATED (an `ErrorInfo` reason such as
 /// `TOKEN_EXPIRED`); a role too low, or a method without an entry in the table →
 /// PERMISSION_DENIED (reason `ROLE_REQUIRED`, naming the least role). Runs inside the
@@ -27,7 +30,7 @@ public struct AuthenticationInterceptor: ServerInterceptor {
                 details: [.errorInfo(reason: "NO_ACCESS_RULE")])
         }
         if requirement == .open { return try await next(context) }
-        let claims = try await authenticator.authenticate(context.metadata)
+        let claims = try await authenticator.authenticate(context.metadata, allowingCookie: context.rpcProtocol == .connect)
         guard requirement.permits(claims.role) else {
             throw RPCError(
                 code: .permissionDenied, message: "\(context.path.split(separator: "/").last ?? "") requires \(requirement)",

@@ -44,10 +44,24 @@ public final class Authenticator: Sendable {
         return claims
     }
 
+    /// The cookie a browser's session carries its access token in (set by the gateway's
+    /// `/auth/login`).
+    public static let accessCookie = "stb_access"
+
     /// The verified claims of the bearer token in `metadata`'s `authorization`; an
-    /// UNAUTHENTICATED status (saying why, never repeating the token) otherwise.
-    public func authenticate(_ metadata: Metadata) async throws(RPCError) -> AccessClaims {
+    /// UNAUTHENTICATED status (saying why, never repeating the token) otherwise. With
+    /// `allowingCookie` (Connect calls: a browser's `fetch`), a call without
+    /// `authorization` may carry the token in the `stb_access` cookie instead; gRPC calls
+    /// never do, nor can an HTML form post a Connect call.
+    public func authenticate(_ metadata: Metadata, allowingCookie: Bool = false) async throws(RPCError) -> AccessClaims {
         guard let header = metadata.firstString(forKey: Metadata.authorizationKey) else {
+            if allowingCookie, let token = HTTPCookies.value(of: Self.accessCookie, in: metadata.strings(forKey: "cookie")), !token.isEmpty {
+                do {
+                    return try await verify(token)
+                } catch {
+                    throw Self.unauthenticated(Self.reason(error), error.description)
+                }
+            }
             throw Self.unauthenticated("TOKEN_MISSING", "an access token is required (authorization: Bearer <token>)")
         }
         guard let token = Self.bearerToken(header) else {
@@ -65,7 +79,7 @@ public final class Authenticator: Sendable {
 
     /// The token of `Bearer <token>` (the scheme in any case, RFC 7235), without
     /// surrounding blanks; nil for another scheme or an empty token.
-    static func bearerToken(_ header: String) -> Substring? {
+    public static func bearerToken(_ header: String) -> Substring? {
         let utf8 = header.utf8
         var index = utf8.startIndex
         for letter in "bearer".utf8 {
