@@ -69,6 +69,8 @@ class Edge:
             "STB_EDGE_HTTP_PORT": str(self.http_port),
             "STB_EDGE_TLS_PORT": str(self.tls_port),
             "STB_EDGE_FALLBACK_PORT": str(self.fallback_port),
+            # Unrouted paths go to the gateway; without one, the 404 fallback stands in.
+            "STB_GATEWAY_ADDR": f"127.0.0.1:{self.fallback_port}",
             "STB_EDGE_DIR": str(directory),
             "STB_CATALOG_ADDR": catalog_addr,
             "STB_RULES_ADDR": rules_addr,
@@ -168,7 +170,7 @@ def edge(catalog_server, rules_server, tmp_path_factory):
     """scripts/edge in front of this module's catalogd and rulesd. At teardown it must
     exit with status 0 within 10 s of SIGTERM and leave no listener behind."""
     server = Edge(tmp_path_factory.mktemp("edge") / "state", catalog_server.addr, rules_server.addr,
-                  STB_GATEWAY_ADDR=GATEWAY_ADDR, STB_PROJECT_ADDR=PROJECT_ADDR).start()
+                  STB_PROJECT_ADDR=PROJECT_ADDR).start()
     yield server
     assert server.proc.poll() is None, f"scripts/edge died during the tests\n{server.log_tail()}"
     code = server.terminate()
@@ -446,7 +448,7 @@ def test_generated_configuration_routes_by_package(edge, catalog_server, rules_s
     project = PROJECT_ADDR.replace(":", ",")
     assert f"backend={project};/stb.project.v1.*;proto=h2" in lines
     assert f"backend={project};/metrics/project;proto=h2" in lines
-    gateway = GATEWAY_ADDR.replace(":", ",")
+    gateway = f"127.0.0.1,{edge.fallback_port}"
     assert f"backend={gateway};/stb.gateway.v1.*;proto=h2" in lines
     assert f"backend={gateway};/metrics/gateway;proto=h2" in lines
     assert f"backend=127.0.0.1,{edge.fallback_port};/;proto=h2" in lines
