@@ -42,7 +42,8 @@ export async function loadAlarms() {
 
 /** An `alarms` delta: the changed alarm in place when the event carries it, else a new list. */
 export function alarmsChanged(data) {
-  const alarm = data.event?.alarm;
+  // The gateway's outbox event carries the alarm itself (an `AlarmEvent` wraps it).
+  const alarm = data.event?.alarm || (data.event?.id && data.event?.projectKey ? data.event : null);
   if (alarm) {
     const index = alarms.findIndex((a) => a.id === alarm.id);
     if (index >= 0) alarms[index] = alarm;

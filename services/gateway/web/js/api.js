@@ -84,9 +84,9 @@ let refreshTimer = 0;
 let refreshing = null;
 
 /** The session from the access cookie (`{user, accessExpiresAtMs}`), or null. */
-export async function session() {
+export async function session(retried = false) {
   const response = await fetch('/auth/session', { credentials: 'same-origin' });
-  if (!response.ok) return (await refresh()) ? session() : null;
+  if (!response.ok) return !retried && (await refresh()) ? session(true) : null;
   return started(await readJSON(response));
 }
 
