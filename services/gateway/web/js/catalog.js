@@ -64,7 +64,10 @@ export function catalogSnapshot(payload, receivedAt = performance.now()) {
   rebuild();
   const ms = performance.now() - started;
   metrics.snapshots.push({ topic: 'catalog', ms, options: model.placeOf.size });
-  if (metrics.catalogFirstRenderMs === null) metrics.catalogFirstRenderMs = ms;
+  if (metrics.catalogFirstRenderMs === null) {
+    metrics.catalogFirstRenderMs = ms;
+    metrics.catalogFirstRenderAt = performance.now();
+  }
   for (const handler of changeListeners) handler();
 }
 

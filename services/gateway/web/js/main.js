@@ -7,7 +7,7 @@ import { catalogDelta, catalogSnapshot, mountCatalog, onCatalogChange } from './
 import { loadDashboards, mountDashboards, redrawDashboard } from './dashboards.js';
 import { byId, say } from './dom.js';
 import * as live from './live.js';
-import { loadProjects, mountProjects, projectsChanged } from './project.js';
+import { loadProjects, mountProjects, projectsChanged, refreshProject } from './project.js';
 import { may, roleName } from './roles.js';
 
 const TOPICS = ['catalog', 'projects', 'alarms'];
@@ -23,7 +23,10 @@ live.onEvent(({ kind, topic, data, receivedAt }) => {
   if (kind === 'resync') return;
   if (topic === 'catalog') {
     if (kind === 'snapshot') catalogSnapshot(data.payload || {}, receivedAt);
-    else catalogDelta(data, receivedAt);
+    else {
+      catalogDelta(data, receivedAt);
+      if (!byId('view-project').hidden) refreshProject();
+    }
   } else if (topic === 'projects' || topic.startsWith('project:')) {
     projectsChanged(data);
     redrawDashboard();
@@ -43,6 +46,7 @@ function showView(name) {
     tab.tabIndex = view === name ? 0 : -1;
   }
   if (name === 'dashboards') redrawDashboard();
+  if (name === 'project') refreshProject();
 }
 
 function setUpTabs() {

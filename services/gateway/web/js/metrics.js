@@ -4,6 +4,8 @@ export const metrics = {
   // Script time of the first catalog snapshot, from its arrival (parsing included) to its
   // rows in the DOM.
   catalogFirstRenderMs: null,
+  // When that render ended, in ms since the navigation started.
+  catalogFirstRenderAt: null,
   // Each snapshot applied: topic, script time, options.
   snapshots: [],
   // Each catalog delta applied: entity, key, value, commit time, script time (parsing

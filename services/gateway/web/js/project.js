@@ -43,6 +43,24 @@ export function knownProjects() {
   return projects;
 }
 
+/**
+ * Reads the selected project again (shown again, or the catalog changed under it: its
+ * defaults are the project's effective values), once for a burst of calls.
+ */
+export function refreshProject() {
+  clearTimeout(reloadTimer);
+  waiting = true;
+  reloadTimer = setTimeout(() => {
+    waiting = false;
+    if (current) select(current.key, true);
+  }, 200);
+}
+
+// Whether a reload is due or running (the tests wait for the view to settle).
+let waiting = false;
+let loading = 0;
+window.stb = Object.assign(window.stb || {}, { project: { busy: () => waiting || loading > 0 } });
+
 /** A `projects` snapshot or delta: reload what changed, the selected project in full. */
 export function projectsChanged(data) {
   const key = data.event?.projectKey || '';
@@ -61,6 +79,7 @@ export function projectsChanged(data) {
 async function select(key, keepStatus = false) {
   if (!key) return;
   if (!keepStatus) say(status, '');
+  loading += 1;
   try {
     const [project, cfg, versions, release, requests] = await Promise.all([
       api.projects('GetProject', { key }),
@@ -76,6 +95,8 @@ async function select(key, keepStatus = false) {
     render(versions.versions || [], release, requests.requests || []);
   } catch (error) {
     say(status, error.message, true);
+  } finally {
+    loading -= 1;
   }
 }
 
