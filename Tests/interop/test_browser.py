@@ -182,6 +182,7 @@ class Page:
         self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         self.driver.set_script_timeout(TIMEOUT)
         self.url = url
+        self.messages: list[str] = []
 
     def js(self, script, *args):
         return self.driver.execute_script(script, *args)
@@ -206,10 +207,12 @@ class Page:
             time.sleep(interval)
 
     def console(self):
+        """Every console message so far (the driver hands each one out once)."""
         try:
-            return [entry["message"] for entry in self.driver.get_log("browser")]
+            self.messages += [entry["message"] for entry in self.driver.get_log("browser")]
         except Exception:  # noqa: BLE001 - only diagnostics
-            return []
+            pass
+        return self.messages
 
     def state(self):
         return self.js("return document.getElementById('connection-state').textContent")
@@ -404,7 +407,7 @@ def test_gateway_killed_and_restarted_the_page_reconnects_with_every_change(admi
     print(f"after the restart the page says {page.state()}")
 
 
-def test_a_viewer_sees_no_edit_controls_and_a_forced_edit_is_refused(edge, world, platform, pb, admin_token):
+def test_a_viewer_sees_no_edit_controls_a_forced_edit_is_refused_and_sign_out_ends_the_session(edge, world, platform, pb, admin_token):
     page = Page(f"https://localhost:{edge.tls_port}/")
     try:
         page.sign_in(*VIEWER)
@@ -425,6 +428,10 @@ def test_a_viewer_sees_no_edit_controls_and_a_forced_edit_is_refused(edge, world
         assert forced["status"] in (403, 404) and json.loads(forced["body"])["code"] in ("permission_denied", "not_found"), forced
         after = catalog_stub(platform, pb).GetOption(pb.catalog.OptionRef(key="contrast"), metadata=md(admin_token), timeout=TIMEOUT)
         assert after.default_value == before.default_value
+        # Signing out ends the session: the form is back and calls are unauthenticated.
+        page.js("document.getElementById('sign-out').click()")
+        page.wait(lambda: page.js("return !document.getElementById('sign-in').hidden && document.getElementById('app').hidden"), "the sign-in form")
+        assert page.call("stb.catalog.v1.Catalog/GetOption", {"key": "contrast"})["status"] == 401
     finally:
         page.close()
 
@@ -476,6 +483,9 @@ def test_page_size_and_no_request_to_another_origin(admin_page, edge):
     assert requested, "the CDP log recorded no request"
     foreign = [u for u in requested if not (u.startswith(origin) or u.startswith("data:"))]
     assert not foreign, foreign
+    # Nothing the page does breaks the gateway's Content-Security-Policy.
+    refused = [m for m in page.console() if "Content Security Policy" in m or "Refused to" in m]
+    assert not refused, refused
 
 
 def test_a_10000_option_catalog_renders_under_a_second(admin_page, platform, pb, admin_token):
