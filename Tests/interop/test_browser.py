@@ -203,7 +203,11 @@ class Page:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; console: {self.console()[-10:]}")
+                try:
+                    streams = self.js("return window.stb?.live?.()")
+                except Exception:  # noqa: BLE001 - only diagnostics
+                    streams = None
+                raise AssertionError(f"timed out waiting for {what}; streams: {streams}; console: {self.console()[-10:]}")
             time.sleep(interval)
 
     def console(self):
@@ -239,6 +243,15 @@ class Page:
             if (input.value !== key) { input.value = key; input.dispatchEvent(new Event('input')); }
             const row = document.querySelector(`#catalog-tree .row[data-entity=option][data-key="${key}"] .default`);
             return row ? row.textContent : null;""", key)
+
+    def press(self, text, scope="body"):
+        """Clicks the button labelled `text` in `scope`, found and clicked in one script
+        (the live view may redraw between a lookup and a click); False when absent."""
+        return self.js("""
+            const [text, scope] = arguments;
+            const button = [...document.querySelectorAll(`${scope} button`)].find((b) => b.textContent === text);
+            if (button) button.click();
+            return !!button;""", text, scope)
 
     def screenshot(self, name, top=True):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -354,6 +367,50 @@ def test_alarm_raised_by_a_tightened_constraint_is_acknowledged_in_the_page(admi
     catalog.UpdateOption(pb.catalog.UpdateOptionRequest(ref=pb.catalog.OptionRef(key="brightness"),
                                                         meta_json=json.dumps({"min": 0, "max": 100, "step": 1, "unit": "%"})),
                          metadata=md(admin_token), timeout=TIMEOUT)
+
+
+def test_versions_diff_change_request_and_signoff_in_the_page(admin_page, platform, pb, admin_token, world):
+    page = admin_page
+    projects = project_stub(platform, pb)
+    projects.SetMember(pb.project.SetMemberRequest(project_key=PROJECT, user_id=world["ids"]["eve"], role=pb.project.PROJECT_ROLE_EDITOR),
+                       metadata=md(admin_token), timeout=TIMEOUT)
+    projects.SetSignoffAspects(pb.project.SetSignoffAspectsRequest(project_key=PROJECT, aspects=[
+        pb.project.SignoffAspect(name="qa", least_role=pb.project.PROJECT_ROLE_APPROVER)]), metadata=md(admin_token), timeout=TIMEOUT)
+    page.tab("project")
+    settled = lambda: page.js("return !window.stb.project.busy()")  # noqa: E731
+    page.wait(settled, "the project")
+    page.js("""const form = document.querySelector("form[aria-label='Commit the draft']");
+               form.elements.message.value = 'first from the browser';
+               form.querySelector('button').click();""")
+    page.wait(lambda: "Committed version 1" in page.js("return document.getElementById('project-status').textContent"), "the commit")
+    # An engineer proposes a change (to an included option: it makes a new version); the
+    # admin (not its author) approves and applies it.
+    with grpc.insecure_channel(platform.addr("gateway")) as channel:
+        eve = pb.gateway_grpc.AuthStub(channel).Login(pb.gateway.LoginRequest(username=ENGINEER[0], password=ENGINEER[1]), timeout=TIMEOUT)
+    request = projects.CreateChangeRequest(pb.project.CreateChangeRequestRequest(
+        project_key=PROJECT, changes=[pb.project.OptionChange(key="volume_max", value_json="90")], reason="louder"),
+        metadata=md(eve.access_token), timeout=TIMEOUT)
+    item = f"#change-requests li[data-request='{request.id}']"
+    page.wait(lambda: page.js(f"return !!document.querySelector(\"{item}\")"), "the change request (live)")
+    page.wait(settled, "the project")
+    page.wait(lambda: page.press("Approve", item), "the Approve button")
+    page.wait(lambda: page.js(f"return [...document.querySelectorAll(\"{item} button\")].map(b => b.textContent).join()") == "Apply", "approved")
+    page.wait(lambda: page.press("Apply", item), "the Apply button")
+    page.wait(lambda: " applied " in (page.js(f"return document.querySelector(\"{item}\")?.textContent") or ""), "applied")
+    applied = projects.GetChangeRequest(pb.project.ChangeRequestRef(project_key=PROJECT, id=request.id), metadata=md(admin_token), timeout=TIMEOUT)
+    assert applied.status == pb.project.CHANGE_REQUEST_STATUS_APPLIED and applied.applied_version == 2, applied
+    page.wait(settled, "the project")
+    # The difference between the two versions.
+    page.js("""document.getElementById('diff-from').value = '1'; document.getElementById('diff-to').value = '2';
+               document.querySelector("form[aria-label='Compare versions'] button").click();""")
+    diff = page.wait(lambda: page.js("return document.getElementById('project-diff').textContent"), "the diff")
+    assert "changed volume_max: 80 → 90" in diff, diff
+    # Signing the one aspect releases version 2.
+    assert "not released" in page.js("return document.getElementById('release-status').textContent")
+    page.wait(lambda: page.press("Sign off"), "the Sign off button")
+    page.wait(lambda: page.js("return document.getElementById('release-status')?.textContent") == "v2: released", "the release")
+    status = projects.GetReleaseStatus(pb.project.GetReleaseStatusRequest(project_key=PROJECT), metadata=md(admin_token), timeout=TIMEOUT)
+    assert status.released and status.version == 2
 
 
 def test_a_dashboard_is_arranged_saved_and_shared(admin_page, platform, pb, admin_token):

@@ -7,7 +7,7 @@ import { catalogDelta, catalogSnapshot, mountCatalog, onCatalogChange } from './
 import { loadDashboards, mountDashboards, redrawDashboard } from './dashboards.js';
 import { byId, say } from './dom.js';
 import * as live from './live.js';
-import { loadProjects, mountProjects, projectsChanged, refreshProject } from './project.js';
+import { loadProjects, mountProjects, onProjectList, onProjectSelected, projectsChanged, refreshProject, reloadProjectList } from './project.js';
 import { may, roleName } from './roles.js';
 
 const TOPICS = ['catalog', 'projects', 'alarms'];
@@ -27,15 +27,23 @@ live.onEvent(({ kind, topic, data, receivedAt }) => {
       catalogDelta(data, receivedAt);
       if (!byId('view-project').hidden) refreshProject();
     }
-  } else if (topic === 'projects' || topic.startsWith('project:')) {
+  } else if (topic === 'projects') {
     projectsChanged(data);
     redrawDashboard();
+  } else if (topic.startsWith('project:')) {
+    // The selected project's own feed: options, versions, signoffs, change requests.
+    refreshProject();
   } else if (topic === 'alarms' || topic.startsWith('alarms')) {
-    if (kind === 'delta') alarmsChanged(data);
-    else loadAlarms();
+    if (kind === 'delta') {
+      alarmsChanged(data);
+      // An alarm follows a project's validity, which the dashboards show.
+      reloadProjectList();
+    } else loadAlarms();
   }
 });
 onCatalogChange(redrawDashboard);
+onProjectList(redrawDashboard);
+onProjectSelected((key) => live.follow('project', key ? [`project:${key}`] : []));
 onAlarmsChange(redrawDashboard);
 
 function showView(name) {
@@ -83,14 +91,14 @@ function signedIn(reply) {
     mountDashboards();
     setUpTabs();
   }
-  live.open(TOPICS, api.refresh);
+  live.follow('main', TOPICS, api.refresh);
   loadProjects();
   loadAlarms();
   loadDashboards();
 }
 
 function signedOut() {
-  live.close();
+  live.closeAll();
   // Everything the page held belonged to the user: start afresh.
   if (mounted) window.location.reload();
   byId('app').hidden = true;

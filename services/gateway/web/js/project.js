@@ -38,6 +38,30 @@ export async function loadProjects() {
   else fill(byId('project-body'), h('p', { text: 'No projects yet.' }));
 }
 
+let selectedHandler = () => {};
+/** Calls `handler(key)` when another project is selected. */
+export function onProjectSelected(handler) {
+  selectedHandler = handler;
+}
+
+/** Lists the projects again without reloading the selected one (their validity changed). */
+export function reloadProjectList() {
+  clearTimeout(listTimer);
+  listTimer = setTimeout(async () => {
+    try {
+      projects = (await api.projects('ListProjects', { page: { pageSize: 200 } })).projects || [];
+      for (const handler of listListeners) handler();
+    } catch {}
+  }, 300);
+}
+
+let listTimer = 0;
+const listListeners = new Set();
+/** Calls `handler()` when the project list was read again. */
+export function onProjectList(handler) {
+  listListeners.add(handler);
+}
+
 /** The projects as last listed (the dashboards show their validity). */
 export function knownProjects() {
   return projects;
@@ -88,6 +112,7 @@ async function select(key, keepStatus = false) {
       api.projects('GetReleaseStatus', { projectKey: key }).catch(() => null),
       api.projects('ListChangeRequests', { projectKey: key, page: { pageSize: 50 } }),
     ]);
+    if (current?.key !== project.key) selectedHandler(project.key);
     current = project;
     config = cfg;
     const index = projects.findIndex((p) => p.key === key);
