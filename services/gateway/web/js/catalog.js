@@ -32,6 +32,10 @@ export function mountCatalog(editor) {
   editorHooks = editor;
   const viewport = byId('catalog-tree');
   list = new VirtualList(viewport, ROW_HEIGHT, renderRow);
+  viewport.addEventListener('click', clicked);
+  list.onRender = (ms) => {
+    if (metrics.rowRenders.length < 10000) metrics.rowRenders.push(ms);
+  };
   byId('catalog-filter').addEventListener('input', (event) => {
     filter = event.target.value;
     rebuild();
@@ -105,68 +109,101 @@ function toggle(key) {
   if (collapsed.has(key)) collapsed.delete(key);
   else collapsed.add(key);
   rebuild();
+  // The rows were rebuilt: keep the keyboard on the same toggle.
+  byId('catalog-tree').querySelector(`.row[data-key="${CSS.escape(key)}"] .toggle`)?.focus();
+}
+
+// Row elements are reused while scrolling: each keeps the parts of its kind of row
+// (built once) and only their text changes, so a frame costs little script time.
+function partsFor(element, entity) {
+  if (element.rowKind === entity) return element.rowParts;
+  const parts = {};
+  const span = (name, cls = name) => (parts[name] = h('span', { class: cls }));
+  let children;
+  if (entity === 'module' || entity === 'group') {
+    parts.toggle = h('button', { type: 'button', class: 'toggle', 'data-action': 'toggle' });
+    children = [parts.toggle, h('span', { class: 'kind', text: entity }), span('key'), span('name'), span('flag'), span('detail')];
+  } else if (entity === 'machine') {
+    children = [h('span', { class: 'kind', text: 'state machine' }), span('detail', 'detail machine-text')];
+  } else {
+    children = [h('span', { class: 'kind', text: 'option' }), span('key'), span('name'), span('type'), span('default'), span('detail'),
+      span('fixed', 'flag'), span('included', 'flag')];
+    parts.default.title = 'default value';
+  }
+  if (editorHooks && entity !== 'machine') {
+    parts.edit = h('button', { type: 'button', 'data-action': 'edit', text: 'Edit' });
+    if (entity !== 'option') parts.add = h('button', { type: 'button', 'data-action': 'add', text: entity === 'module' ? 'Add group' : 'Add option' });
+    children.push(h('span', { class: 'actions' }, parts.edit, parts.add));
+  }
+  fill(element, children);
+  element.rowKind = entity;
+  element.rowParts = parts;
+  return parts;
+}
+
+function setText(part, text) {
+  part.textContent = text;
+  part.hidden = !text;
 }
 
 function renderRow(element, row) {
   element.className = `row depth-${row.depth} ${row.entity}`;
   element.dataset.entity = row.entity;
   element.dataset.key = row.key;
+  element.dataset.module = row.moduleKey;
+  element.dataset.group = row.groupKey || '';
   const at = changedAt.get(row.key);
   if (at && Date.now() - at < HIGHLIGHT_MS) element.classList.add('changed');
   const module = model.modules.get(row.moduleKey);
-  if (!module) return fill(element);
-  switch (row.entity) {
-    case 'module': {
-      const m = module.module;
-      return fill(element,
-        toggleButton(row.key, m.name || m.key),
-        h('span', { class: 'kind', text: 'module' }),
-        h('span', { class: 'key', text: m.key }), h('span', { class: 'name', text: m.name || '' }),
-        m.active === false || m.active === undefined ? h('span', { class: 'flag', text: 'inactive' }) : null,
-        m.initialState ? h('span', { class: 'detail', text: `starts in ${m.initialState}` }) : null,
-        editorHooks && h('span', { class: 'actions' },
-          h('button', { type: 'button', text: 'Edit', 'aria-label': `Edit module ${m.key}`, on: { click: () => editorHooks.open('module', m.key) } }),
-          h('button', { type: 'button', text: 'Add group', 'aria-label': `Add a group to ${m.key}`, on: { click: () => editorHooks.open('group', null, { moduleKey: m.key }) } })));
-    }
-    case 'machine': {
-      const states = [...module.states.keys()].map((name) => (name === module.module.initialState ? `${name}*` : name));
-      const transitions = [...module.transitions.values()].map((t) => `${t.fromState} —${t.event}→ ${t.toState}${t.conditionJson ? ' (if …)' : ''}`);
-      const text = `states: ${states.join(', ')}${transitions.length ? ` · ${transitions.join(' · ')}` : ''}`;
-      return fill(element, h('span', { class: 'kind', text: 'state machine' }), h('span', { class: 'detail machine-text', title: text, text }));
-    }
-    case 'group': {
-      const group = module.groups.get(row.groupKey)?.group;
-      if (!group) return fill(element);
-      return fill(element,
-        toggleButton(row.key, group.name || group.key),
-        h('span', { class: 'kind', text: 'group' }),
-        h('span', { class: 'key', text: group.key }), h('span', { class: 'name', text: group.name || '' }),
-        editorHooks && h('span', { class: 'actions' },
-          h('button', { type: 'button', text: 'Edit', 'aria-label': `Edit group ${row.key}`, on: { click: () => editorHooks.open('group', row.key) } }),
-          h('button', { type: 'button', text: 'Add option', 'aria-label': `Add an option to ${row.key}`, on: { click: () => editorHooks.open('option', null, { moduleKey: row.moduleKey, groupKey: row.groupKey }) } })));
-    }
-    default: {
-      const option = module.groups.get(row.groupKey)?.options.get(row.key);
-      if (!option) return fill(element);
-      const constraints = constraintsText(option);
-      return fill(element,
-        h('span', { class: 'kind', text: 'option' }),
-        h('span', { class: 'key', text: option.key }), h('span', { class: 'name', text: option.name || '' }),
-        h('span', { class: 'type', text: typeName(option.type) }),
-        h('span', { class: 'default', title: 'default value', text: option.defaultValue ?? '' }),
-        constraints ? h('span', { class: 'detail', title: constraints, text: constraints }) : null,
-        option.editable ? null : h('span', { class: 'flag', text: 'fixed' }),
-        option.includedByDefault ? h('span', { class: 'flag', text: 'included' }) : null,
-        editorHooks && h('span', { class: 'actions' },
-          h('button', { type: 'button', text: 'Edit', 'aria-label': `Edit option ${option.key}`, on: { click: () => editorHooks.open('option', option.key) } })));
-    }
+  const entity = row.entity === 'module' ? module?.module
+    : row.entity === 'group' ? module?.groups.get(row.groupKey)?.group
+      : row.entity === 'option' ? module?.groups.get(row.groupKey)?.options.get(row.key) : module;
+  if (!entity) {
+    element.rowKind = '';
+    fill(element);
+    return;
   }
+  const parts = partsFor(element, row.entity);
+  if (row.entity === 'machine') {
+    const states = [...module.states.keys()].map((name) => (name === module.module.initialState ? `${name}*` : name));
+    const transitions = [...module.transitions.values()].map((t) => `${t.fromState} —${t.event}→ ${t.toState}${t.conditionJson ? ' (if …)' : ''}`);
+    const text = `states: ${states.join(', ')}${transitions.length ? ` · ${transitions.join(' · ')}` : ''}`;
+    parts.detail.textContent = text;
+    parts.detail.title = text;
+    return;
+  }
+  const label = entity.name || entity.key;
+  setText(parts.key, entity.key);
+  setText(parts.name, entity.name || '');
+  if (row.entity === 'option') {
+    const constraints = constraintsText(entity);
+    parts.type.textContent = typeName(entity.type);
+    parts.default.textContent = entity.defaultValue ?? '';
+    setText(parts.detail, constraints);
+    parts.detail.title = constraints;
+    setText(parts.fixed, entity.editable ? '' : 'fixed');
+    setText(parts.included, entity.includedByDefault ? 'included' : '');
+  } else {
+    const open = !collapsed.has(row.key);
+    parts.toggle.textContent = open ? '▾' : '▸';
+    parts.toggle.setAttribute('aria-expanded', String(open));
+    parts.toggle.setAttribute('aria-label', `${open ? 'Collapse' : 'Expand'} ${label}`);
+    setText(parts.flag, row.entity === 'module' && !entity.active ? 'inactive' : '');
+    setText(parts.detail, row.entity === 'module' && entity.initialState ? `starts in ${entity.initialState}` : '');
+  }
+  if (parts.edit) parts.edit.setAttribute('aria-label', `Edit ${row.entity} ${row.key}`);
+  if (parts.add) parts.add.setAttribute('aria-label', `${parts.add.textContent} to ${row.key}`);
 }
 
-function toggleButton(key, label) {
-  const open = !collapsed.has(key);
-  return h('button', {
-    type: 'button', class: 'toggle', 'aria-expanded': String(open), 'aria-label': `${open ? 'Collapse' : 'Expand'} ${label}`,
-    text: open ? '▾' : '▸', on: { click: () => toggle(key) },
-  });
+// One listener for every row's buttons (rows come and go while scrolling).
+function clicked(event) {
+  const button = event.target.closest('button[data-action]');
+  const row = button?.closest('.row');
+  if (!row) return;
+  const { entity, key, module, group } = row.dataset;
+  const action = button.dataset.action;
+  if (action === 'toggle') toggle(key);
+  else if (action === 'edit') editorHooks?.open(entity, key);
+  else if (action === 'add' && entity === 'module') editorHooks?.open('group', null, { moduleKey: key });
+  else if (action === 'add') editorHooks?.open('option', null, { moduleKey: module, groupKey: group });
 }

@@ -11,6 +11,8 @@ export const metrics = {
   // Each catalog delta applied: entity, key, value, commit time, script time (parsing
   // included), and when the next frame showed it.
   applied: [],
+  // Script time of each render of the tree's rows in view (scrolling, changes).
+  rowRenders: [],
 };
 
 window.stbMetrics = metrics;

@@ -60,6 +60,7 @@ export class VirtualList {
 
   /** Puts the rows in view (plus an overscan) into the DOM, reusing row elements. */
   render() {
+    const started = performance.now();
     const overscan = 8;
     const height = this.viewport.clientHeight || 600;
     const first = Math.max(0, Math.floor(this.viewport.scrollTop / this.rowHeight) - overscan);
@@ -84,5 +85,6 @@ export class VirtualList {
       this.shown.set(index, element);
     }
     for (const element of spare) element.remove();
+    this.onRender?.(performance.now() - started);
   }
 }
