@@ -84,6 +84,19 @@ final class ChildProcess: @unchecked Sendable {
         throw RPCError(code: .unavailable, message: "child printed no line: \(String(decoding: buffer, as: UTF8.self))")
     }
 
+    /// Everything the child prints until it closes its stdout (it exits).
+    func allOutput(timeout: Duration) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while ContinuousClock.now < deadline {
+            let count = read(output, &chunk, chunk.count)
+            if count > 0 { buffer.append(contentsOf: chunk[0..<count]) }
+            if count == 0 { return String(decoding: buffer, as: UTF8.self) }
+            if count < 0 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        throw RPCError(code: .deadlineExceeded, message: "child still running: \(String(decoding: buffer, as: UTF8.self))")
+    }
+
     /// SIGTERM, then SIGKILL if it has not exited within 10 s; reaps it.
     func stop() async {
         kill(pid, SIGTERM)

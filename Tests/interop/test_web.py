@@ -28,7 +28,7 @@ import pytest
 
 from conftest import HOST, fresh_database
 from test_edge import Edge
-from test_realtime import ADMIN, ADMIN_PASSWORD, Platform
+from test_realtime import ADMIN, ADMIN_PASSWORD, Platform, pb  # noqa: F401 (pb: a fixture)
 
 pytestmark = [
     pytest.mark.skipif(
@@ -52,7 +52,7 @@ class WebPlatform(Platform):
         self.web_dir = web_dir
 
     def gateway_env(self):
-        return {**super().gateway_env(), "GATEWAY_WEB_DIR": str(self.web_dir)}
+        return {**super().gateway_env(), "GATEWAY_WEB_DIR": str(self.web_dir), "GATEWAY_LOGIN_LOCK_AFTER": "3"}
 
 
 @pytest.fixture(scope="module")
@@ -366,6 +366,21 @@ def test_login_refusals(edge):
     assert request(edge, "GET", "/auth/login").status == 405
     bad = request(edge, "POST", "/auth/login", body="[]", headers={"content-type": "application/json"})
     assert bad.status == 400 and bad.json()["code"] == "invalid_argument"
+
+
+def test_login_is_throttled_as_the_rpc(edge, platform, pb):
+    """Three failures lock the username (GATEWAY_LOGIN_LOCK_AFTER=3): 429 with retry-after,
+    and the failures are the Login RPC's own activity rows."""
+    name = f"nobody{uuid.uuid4().hex[:8]}"
+    for _ in range(3):
+        assert login(edge, name, "wrong password 0123").status == 401
+    locked = login(edge, name, "wrong password 0123")
+    assert locked.status == 429 and locked.json()["code"] == "resource_exhausted"
+    assert int(locked.header("retry-after")) > 0
+    with grpc.insecure_channel(platform.addr("gateway")) as channel:
+        with pytest.raises(grpc.RpcError) as error:
+            pb.gateway_grpc.AuthStub(channel).Login(pb.gateway.LoginRequest(username=name, password="x"), timeout=TIMEOUT)
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_refresh_logout_and_session(edge):
