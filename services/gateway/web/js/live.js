@@ -63,6 +63,9 @@ export function closeAll() {
   update();
 }
 
+// Stream endings that a reopened stream would meet again.
+const FINAL = new Set(['permission_denied', 'not_found', 'invalid_argument']);
+
 class Stream {
   constructor(topics) {
     this.topics = topics;
@@ -115,6 +118,13 @@ class Stream {
           code = JSON.parse(event.data).code;
         } catch {}
         source.close();
+        if (FINAL.has(code)) {
+          // Reopening would be refused again (a project no longer visible, say): this
+          // stream stops, and does not hold the page's state at reconnecting.
+          this.source = null;
+          this.setState('live');
+          return;
+        }
         this.setState('reconnecting');
         this.reopen(code === 'unauthenticated');
         return;
