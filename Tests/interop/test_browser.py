@@ -485,6 +485,21 @@ def test_a_viewer_sees_no_edit_controls_a_forced_edit_is_refused_and_sign_out_en
         assert forced["status"] in (403, 404) and json.loads(forced["body"])["code"] in ("permission_denied", "not_found"), forced
         after = catalog_stub(platform, pb).GetOption(pb.catalog.OptionRef(key="contrast"), metadata=md(admin_token), timeout=TIMEOUT)
         assert after.default_value == before.default_value
+        # Keyboard: the tabs follow the arrow keys.
+        from selenium.webdriver.common.keys import Keys
+        page.tab("catalog")
+        page.driver.find_element("id", "tab-catalog").send_keys(Keys.ARROW_RIGHT)
+        assert page.js("return document.activeElement.id") == "tab-project"
+        assert page.js("return !document.getElementById('view-project').hidden && document.getElementById('view-catalog').hidden")
+        # An access cookie gone (as when it expires): the next call renews it with the
+        # refresh cookie and goes through.
+        page.driver.delete_cookie("stb_access")
+        assert page.driver.get_cookie("stb_access") is None
+        page.tab("alarms")
+        page.tab("project")
+        page.wait(lambda: page.driver.get_cookie("stb_access") is not None, "a renewed access cookie")
+        page.wait(lambda: page.js("return !window.stb.project.busy() && document.querySelectorAll('#project-options tr[data-option]').length") > 10,
+                  "the project read again")
         # Signing out ends the session: the form is back and calls are unauthenticated.
         page.js("document.getElementById('sign-out').click()")
         page.wait(lambda: page.js("return !document.getElementById('sign-in').hidden && document.getElementById('app').hidden"), "the sign-in form")
