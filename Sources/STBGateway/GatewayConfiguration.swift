@@ -18,7 +18,7 @@ public struct GatewayConfiguration: Sendable {
     public var refreshLifetime: Duration
     /// `GATEWAY_REFRESH_OVERLAP_SECONDS`: how long a used refresh token still works (10).
     public var refreshOverlap: Duration
-    /// How long access tokens live: 10 minutes.
+    /// `GATEWAY_ACCESS_TTL_SECONDS`: how long access tokens live (600; tests shorten it).
     public var accessLifetime: Duration = .seconds(600)
     /// `GATEWAY_PASSWORD_MIN_LENGTH` (12).
     public var passwordMinimumLength: Int
@@ -47,6 +47,7 @@ public struct GatewayConfiguration: Sendable {
         keyRotationDays = try Self.integer("GATEWAY_KEY_ROTATION_DAYS", environment, default: 0, in: 0...3650)
         refreshLifetime = .seconds(86_400 * (try Self.integer("GATEWAY_REFRESH_TTL_DAYS", environment, default: 30, in: 1...365)))
         refreshOverlap = .seconds(try Self.integer("GATEWAY_REFRESH_OVERLAP_SECONDS", environment, default: 10, in: 0...300))
+        accessLifetime = .seconds(try Self.integer("GATEWAY_ACCESS_TTL_SECONDS", environment, default: 600, in: 1...86_400))
         passwordMinimumLength = try Self.integer("GATEWAY_PASSWORD_MIN_LENGTH", environment, default: 12, in: 8...1024)
         hashConcurrency = try Self.integer("GATEWAY_ARGON2_CONCURRENCY", environment, default: 2, in: 1...64)
         throttle = LoginThrottle.Policy(

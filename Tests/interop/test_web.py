@@ -484,6 +484,14 @@ def test_resume_with_last_event_id_gets_exactly_the_missed_events(edge, platform
         assert not resumed.of("snapshot") and not resumed.of("resync")
     finally:
         resumed.close()
+    # A new EventSource cannot set the header: the same resume from the query.
+    again = EventStream(edge, f"catalog&lastEventId={last}", cookie=admin_cookie)
+    try:
+        again.wait(lambda s: after in delta_keys(s))
+        assert [k for k in delta_keys(again) if k.startswith("w")] == missed + [after]
+        assert not again.of("snapshot")
+    finally:
+        again.close()
 
 
 def test_resume_with_a_token_of_another_deployment_resyncs(edge, admin_cookie):
@@ -539,3 +547,24 @@ def test_stream_quota_ends_the_extra_stream_with_an_error(edge, viewer):
     finally:
         for stream in streams:
             stream.close()
+
+
+def test_token_expiry_sends_an_error_event(edge, platform):
+    """A gateway whose access tokens live 3 s: the stream ends with an `unauthenticated`
+    error event when the token expires. (Last: it restarts the gateway, then restores it.)"""
+    platform.servers["gateway"].terminate(timeout=15)
+    platform.start_gateway(GATEWAY_ACCESS_TTL_SECONDS="3")
+    try:
+        cookie = cookie_header(login(edge), "stb_access")
+        stream = EventStream(edge, "catalog", cookie=cookie)
+        try:
+            stream.wait(lambda s: s.of("snapshot"))
+            stream.wait(lambda s: s.of("error"), timeout=15)
+            error = stream.of("error")[0]["data"]
+            assert error["code"] == "unauthenticated" and "expired" in error["message"], error
+            stream.wait(lambda s: s.ended)
+        finally:
+            stream.close()
+    finally:
+        platform.servers["gateway"].terminate(timeout=15)
+        platform.start_gateway()

@@ -15,7 +15,7 @@ import STBService
 /// - a stream that ends with an error ends with `event: error` and `data: {"code","message"}`.
 ///
 /// The access token comes from `authorization: Bearer` or the `stb_access` cookie; a
-/// reconnect's `Last-Event-ID` is the resume token. Missing or bad credentials are 401,
+/// reconnect's `Last-Event-ID` (or the query's `lastEventId`) is the resume token. Missing or bad credentials are 401,
 /// bad topics or a resume token this service did not issue 400, before the stream starts.
 public struct EventStream: Sendable {
     let realtime: RealtimeService
@@ -62,7 +62,9 @@ public struct EventStream: Sendable {
         }
         var subscribe = Stb_Gateway_V1_SubscribeRequest()
         subscribe.topics = names
-        if let resume = request.header("last-event-id"), !resume.isEmpty {
+        // A new EventSource cannot set the header: a page that reconnects after an error
+        // (a refreshed token) may pass the last id as `lastEventId` instead.
+        if let resume = request.header("last-event-id") ?? request.queryItem("lastEventId"), !resume.isEmpty {
             guard ResumeToken(text: resume) != nil else {
                 return WebResponses.error(400, code: "invalid_argument", "Last-Event-ID: not a resume token this service issued; reconnect without it")
             }

@@ -387,9 +387,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     private func requestEnded(_ stream: ServerStream) {
-        if stream.machine.servesHTTP || stream.machine.wire.map({ if case .connectUnary = $0 { true } else { false } }) == true,
-            !stream.machine.isFinished
-        {
+        if stream.machine.gathersWholeBody, !stream.machine.isFinished {
             // The whole body is the one request message, even when empty.
             bufferedInbound -= stream.bareBody.count
             stream.singleRequest = [stream.bareBody]

@@ -60,6 +60,14 @@ struct ServerStreamStateMachine {
     private(set) var wire: WireProtocol?
     /// Whether a plain HTTP route serves the request (`HTTPRoutes`).
     private(set) var servesHTTP = false
+
+    /// Whether the request body is gathered whole until END_STREAM (Connect unary, or a
+    /// plain HTTP request) rather than deframed into messages.
+    var gathersWholeBody: Bool {
+        if servesHTTP { return true }
+        if case .connectUnary = wire { return true }
+        return false
+    }
     /// Header fields and bytes received on this stream (request headers and trailers),
     /// counted as SETTINGS_MAX_HEADER_LIST_SIZE counts: Σ(name + value + 32).
     private var headerBytes = 0
