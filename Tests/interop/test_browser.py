@@ -480,6 +480,8 @@ def test_gateway_killed_and_restarted_the_page_reconnects_with_every_change(admi
     page = admin_page
     clear_filter(page)
     catalog = catalog_stub(platform, pb)
+    page.js("window.stbMetrics.applied.length = 0")
+    snapshots = page.js("return window.stbMetrics.snapshots.filter(s => s.topic === 'catalog').length")
     platform.servers["gateway"].kill()
     page.wait(lambda: page.state() == "reconnecting", "reconnecting", timeout=30)
     keys = ["brightness", "contrast", "overscan_percent", "peak_brightness_nits", "max_video_bitrate_kbps"]
@@ -497,7 +499,13 @@ def test_gateway_killed_and_restarted_the_page_reconnects_with_every_change(admi
     for key in keys:
         assert page.option_default(key) == values[key]
     clear_filter(page)
-    print(f"after the restart the page says {page.state()}")
+    # Resumed from the last event id, the page got exactly the five changes as deltas; a
+    # resync would have brought a fresh snapshot instead.
+    resynced = page.js("return window.stbMetrics.snapshots.filter(s => s.topic === 'catalog').length") > snapshots
+    deltas = page.js("return window.stbMetrics.applied.map(r => [r.key, r.value])")
+    if not resynced:
+        assert deltas == [[k, values[k]] for k in keys], deltas
+    print(f"after the restart the page says {page.state()}; {'a fresh snapshot' if resynced else f'{len(deltas)} deltas replayed'}")
 
 
 def test_a_viewer_sees_no_edit_controls_a_forced_edit_is_refused_and_sign_out_ends_the_session(edge, world, platform, pb, admin_token):
