@@ -134,7 +134,7 @@ private func expectSame(_ incremental: Evaluation, _ full: Evaluation, _ context
             var engine = RuleEngine(rules: rules, catalog: catalog)
             for step in 0..<4 {
                 if step > 0 {
-                    let change: RuleChange
+                    var change: RuleChange
                     switch rng.next() % 3 {
                     case 0: change = .add(randomRule(100 + step, keys, &rng))
                     case 1: change = .remove(rules.isEmpty ? "none" : rules[Int(rng.next() % UInt64(rules.count))].key)
@@ -143,6 +143,13 @@ private func expectSame(_ incremental: Evaluation, _ full: Evaluation, _ context
                         var replacement = randomRule(target, keys, &rng)
                         if !rules.isEmpty { replacement.key = rules[target].key }
                         change = .replace(replacement)
+                    }
+                    // Now and then only a rule's severity and message change (the closure stays).
+                    if slotRNG.next() % 4 == 0, !rules.isEmpty {
+                        var edited = rules[Int(slotRNG.next() % UInt64(rules.count))]
+                        edited.severity = edited.severity == .error ? .warning : .error
+                        edited.message += " edited"
+                        change = .replace(edited)
                     }
                     engine = engine.applying(change)
                     rules = change.apply(to: rules)

@@ -73,7 +73,18 @@ struct DefaultEvaluation: Sendable {
             if case .validation = entry.rule.kind { return false }
             return true
         }
-        if shapesClosure(old) || shapesClosure(new) { computeClosure(engine, state) }
+        // A rule whose change leaves what the closure reads alone (its key, kind, subject,
+        // listed options and activity; say its severity or message) keeps the closure.
+        func sameForClosure(_ old: RuleEngine.Compiled?, _ new: RuleEngine.Compiled) -> Bool {
+            guard let old, old.rule.active == new.rule.active, old.rule.key == new.rule.key,
+                old.rule.subject == new.rule.subject, old.targetKeys == new.targetKeys, old.targets == new.targets
+            else { return false }
+            switch (old.rule.kind, new.rule.kind) {
+            case (.requires, .requires), (.forbidden, .forbidden), (.choice, .choice), (.validation, .validation): return true
+            default: return false
+            }
+        }
+        if !sameForClosure(old, new) && (shapesClosure(old) || shapesClosure(new)) { computeClosure(engine, state) }
         finish()
     }
 
