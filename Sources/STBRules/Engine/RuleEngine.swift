@@ -525,13 +525,14 @@ public final class RuleEngine: Sendable {
             queue.append(subject)
             if defaults != nil { sameChain[subject] = defaultParent[subject] < 0 }
         }
-        let edges = index.requiresOut
+        let targets = index.requiresTargets
         var head = 0
         while head < queue.count {
             let node = queue[head]
             head += 1
-            for edge in edges[node] {
-                guard let target = edge.target else {
+            for (position, edgeTarget) in targets[node].enumerated() {
+                guard edgeTarget >= 0 else {
+                    let edge = index.requiresOut[node][position]
                     if unknownSeen.insert(keys[node] + "\u{0}" + edge.key).inserted {
                         let chain = chain(to: node, parentOf) + [edge.key]
                         conflicts.append(ClosureConflict(
@@ -540,6 +541,7 @@ public final class RuleEngine: Sendable {
                     }
                     continue
                 }
+                let target = Int(edgeTarget)
                 if state.on[target] || parentOf[target] >= 0 { continue }
                 parentOf[target] = Int32(node)
                 if defaults != nil { sameChain[target] = sameChain[node] && defaultParent[target] == Int32(node) }
@@ -618,8 +620,9 @@ public final class RuleEngine: Sendable {
         while head < queue.count {
             let node = queue[head]
             head += 1
-            for edge in index.requiresOut[node] {
-                guard let target = edge.target, !state.on[target], parentOf[target] < 0 else { continue }
+            for edgeTarget in index.requiresTargets[node] {
+                let target = Int(edgeTarget)
+                guard target >= 0, !state.on[target], parentOf[target] < 0 else { continue }
                 parentOf[target] = Int32(node)
                 queue.append(target)
             }
