@@ -132,6 +132,40 @@ extension RulesService {
         return Selection(choices: choices)
     }
 
+    /// `selection(_:catalog:at:)` resolved straight to `engine`'s option slots, in request
+    /// order (no dictionary of keys): the same checks and the same INVALID_ARGUMENT.
+    public static func slotChoices(
+        _ request: Stb_Rules_V1_EvaluateRequest, engine: RuleEngine, at path: String = "options"
+    ) throws -> [(slot: Int, choice: Selection.Choice)] {
+        var choices: [(slot: Int, choice: Selection.Choice)] = []
+        choices.reserveCapacity(request.options.count)
+        var problems: [String] = []
+        for (index, option) in request.options.enumerated() {
+            var choice = Selection.Choice(included: option.included)
+            guard !option.key.isEmpty else {
+                problems.append("\(path)[\(index)].key: required")
+                continue
+            }
+            guard let slot = engine.slot(of: option.key) else {
+                problems.append("\(path)[\(index)].key: unknown option \(quoted(option.key))")
+                continue
+            }
+            if let text = option.valueJson {
+                do {
+                    let json = try JSONValue.parse(text)
+                    choice.value = try engine.valueType(ofSlot: slot).value(fromJSON: json).json
+                } catch let error as OptionValueProblem {
+                    problems.append("\(path)[\(index)].value_json: \(error.message)")
+                } catch {
+                    problems.append("\(path)[\(index)].value_json: \(error)")
+                }
+            }
+            choices.append((slot, choice))
+        }
+        try check(problems)
+        return choices
+    }
+
     static func context(_ text: String) throws -> JSONValue {
         if text.isEmpty { return .object([:]) }
         do {

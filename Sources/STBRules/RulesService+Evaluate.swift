@@ -31,16 +31,23 @@ extension RulesService {
     /// `evaluate`, in wire form: the defaults' violations that the selection leaves as
     /// they are are copied from their encoding, made once per engine.
     func evaluateEncoded(_ request: Stb_Rules_V1_EvaluateRequest, context: ServerContext) throws -> EvaluateReply {
-        let (engine, model, catalogRevision, rulesRevision) = try currentEngine()
+        let (engine, _, catalogRevision, rulesRevision) = try currentEngine()
         let revisions = Revisions(catalog: catalogRevision, rules: rulesRevision)
-        var selection = try Self.selection(request, catalog: model, at: "options")
+        // Keys resolve to the engine's option slots once; no dictionary of keys is built.
+        var choices = try Self.slotChoices(request, engine: engine, at: "options")
+        var unknown: [String] = []
         if !request.baseSelectionHash.isEmpty {
             guard let base = selections.selection(request.baseSelectionHash) else { throw Self.unknownBase }
-            var choices = base.choices
-            for (key, choice) in selection.choices { choices[key] = choice }
-            selection = Selection(choices: choices)
+            // The base's choices first: the request's, later, replace them.
+            var merged: [(slot: Int, choice: Selection.Choice)] = []
+            merged.reserveCapacity(base.choices.count + choices.count)
+            for (key, choice) in base.choices {
+                if let slot = engine.slot(of: key) { merged.append((slot, choice)) } else { unknown.append(key) }
+            }
+            merged.append(contentsOf: choices)
+            choices = merged
         }
-        let evaluated = engine.evaluateWithDifferences(selection)
+        let evaluated = engine.evaluateWithDifferences(slots: choices, unknown: unknown)
         if evaluated.isDefault && evaluated.evaluation.unknownSelections.isEmpty {
             return defaultReply(engine, revisions)
         }

@@ -46,17 +46,21 @@ extension Selection {
     /// The SHA-256 of a selection's canonical form (see `EvaluateResponse.selection_hash`):
     /// its differences from the catalog defaults in key order.
     static func hash(differences: [(key: String, choice: Selection.Choice)]) -> [UInt8] {
-        var hasher = SHA256()
+        // The canonical form in one buffer, hashed in one call.
+        var text: [UInt8] = []
+        text.reserveCapacity(differences.count * 24)
         for (key, choice) in differences {
-            hasher.update(key.utf8)
-            hasher.update(CollectionOfOne(0))
-            hasher.update(CollectionOfOne(choice.included == true ? UInt8(ascii: "1") : UInt8(ascii: "0")))
+            text.append(contentsOf: key.utf8)
+            text.append(0)
+            text.append(choice.included == true ? UInt8(ascii: "1") : UInt8(ascii: "0"))
             if let value = choice.value {
-                hasher.update(CollectionOfOne(1))
-                hasher.update(value.canonicalText.utf8)
+                text.append(1)
+                text.append(contentsOf: value.canonicalText.utf8)
             }
-            hasher.update(CollectionOfOne(UInt8(ascii: "\n")))
+            text.append(UInt8(ascii: "\n"))
         }
+        var hasher = SHA256()
+        hasher.update(text)
         return hasher.finalize()
     }
 }

@@ -41,7 +41,7 @@ import Synchronization
 //   checked: the anchor), checked equal; one rule changed (`applying(.replace)`, a different
 //   rule each time) until the engine is ready, and the next evaluation, against a rebuild;
 //   then the per-request CPU stages of the RPC path for the same two requests: protobuf
-//   decode of the EvaluateRequest alone, its conversion to a Selection (RulesService.selection),
+//   decode of the EvaluateRequest alone, its conversion to option slots (RulesService.slotChoices),
 //   evaluate with the differences, the selection hash, response build + encode. Lines:
 //     rules setup catalog_ms=... compile_ms=... engine_build_ms=... (build_first_ms ... build_p50_ms)
 //     rules inproc selection=full|sparse iterations=N p50_us=... p99_us=... max_us=... evals_per_s=... violations=... closure=... conflicts=...
@@ -252,12 +252,19 @@ func runInProcess() {
             do { decoded = try Stb_Rules_V1_EvaluateRequest(serializedBytes: bytes) } catch { fail("decode: \(error)") }
         }
         guard decoded == request else { fail("decode round trip differs") }
-        var selected = Selection(choices: [:])
+        // As the service converts: keys resolved to the engine's option slots.
+        var selected: [(slot: Int, choice: Selection.Choice)] = []
         let convert = timed(stageIterations, warmup: warmup / 2) {
-            do { selected = try selection(decoded, model) } catch { fail("selection: \(error)") }
+            do { selected = try RulesService.slotChoices(decoded, engine: engine) } catch { fail("selection: \(error)") }
         }
-        var evaluated = engine.evaluateWithDifferences(selected)
-        let evaluate = timed(stageIterations, warmup: warmup / 2) { evaluated = engine.evaluateWithDifferences(selected) }
+        var evaluated = engine.evaluateWithDifferences(slots: selected)
+        let evaluate = timed(stageIterations, warmup: warmup / 2) { evaluated = engine.evaluateWithDifferences(slots: selected) }
+        do {
+            let reference = engine.evaluateFully(try selection(decoded, model))
+            guard evaluated.evaluation.violations == reference.violations, evaluated.evaluation.closure == reference.closure,
+                evaluated.evaluation.conflicts == reference.conflicts
+            else { fail("\(name): the slot path's evaluation differs from evaluateFully") }
+        } catch { fail("selection: \(error)") }
         var hash: [UInt8] = []
         let hashing = timed(stageIterations, warmup: warmup / 2) { hash = evaluated.selectionHash }
         // The reply as the service builds it: the defaults' violations copied from their
@@ -272,7 +279,7 @@ func runInProcess() {
         let combined = timed(stageIterations, warmup: warmup / 2) {
             do {
                 let message = try Stb_Rules_V1_EvaluateRequest(serializedBytes: bytes)
-                let result = engine.evaluateWithDifferences(try selection(message, model))
+                let result = engine.evaluateWithDifferences(slots: try RulesService.slotChoices(message, engine: engine))
                 reply = RulesService.encodedReply(result.evaluation, defaults: encodedDefaults, revisions: revisions, selectionHash: result.selectionHash)
             } catch { fail("combined: \(error)") }
         }

@@ -122,6 +122,7 @@ private func expectSame(_ incremental: Evaluation, _ full: Evaluation, _ context
     /// per engine: 16,000 comparisons.
     @Test func incrementalEqualsFull() {
         var rng = SplitMix(seed: 0x5EED_2026_0017)
+        var slotRNG = SplitMix(seed: 0x5107_2026_0017)
         var compared = 0
         var withViolations = 0
         var withClosure = 0
@@ -133,7 +134,7 @@ private func expectSame(_ incremental: Evaluation, _ full: Evaluation, _ context
             var engine = RuleEngine(rules: rules, catalog: catalog)
             for step in 0..<4 {
                 if step > 0 {
-                    let change: RuleChange
+                    var change: RuleChange
                     switch rng.next() % 3 {
                     case 0: change = .add(randomRule(100 + step, keys, &rng))
                     case 1: change = .remove(rules.isEmpty ? "none" : rules[Int(rng.next() % UInt64(rules.count))].key)
@@ -142,6 +143,13 @@ private func expectSame(_ incremental: Evaluation, _ full: Evaluation, _ context
                         var replacement = randomRule(target, keys, &rng)
                         if !rules.isEmpty { replacement.key = rules[target].key }
                         change = .replace(replacement)
+                    }
+                    // Now and then only a rule's severity and message change (the closure stays).
+                    if slotRNG.next() % 4 == 0, !rules.isEmpty {
+                        var edited = rules[Int(slotRNG.next() % UInt64(rules.count))]
+                        edited.severity = edited.severity == .error ? .warning : .error
+                        edited.message += " edited"
+                        change = .replace(edited)
                     }
                     engine = engine.applying(change)
                     rules = change.apply(to: rules)
@@ -153,6 +161,22 @@ private func expectSame(_ incremental: Evaluation, _ full: Evaluation, _ context
                     let incremental = engine.evaluate(selection)
                     expectSame(incremental, engine.evaluateFully(selection), "round \(round) step \(step) \(selection)")
                     expectSame(incremental, scratch.evaluateFully(selection), "round \(round) step \(step) scratch \(selection)")
+                    // The same selection as option slots (the service's path), with now and
+                    // then an earlier choice for a slot that the later one replaces.
+                    var slots: [(slot: Int, choice: Selection.Choice)] = []
+                    var unknownKeys: [String] = []
+                    for (key, choice) in selection.choices.sorted(by: { $0.key < $1.key }) {
+                        guard let slot = engine.slot(of: key) else { unknownKeys.append(key); continue }
+                        if slotRNG.next() % 3 == 0 {
+                            slots.append((slot, Selection.Choice(included: slotRNG.next() % 2 == 0, value: .integer(7))))
+                        }
+                        slots.append((slot, choice))
+                    }
+                    let bySlots = engine.evaluateWithDifferences(slots: slots, unknown: unknownKeys)
+                    expectSame(bySlots.evaluation, incremental, "round \(round) step \(step) slots \(selection)")
+                    let byKeys = engine.evaluateWithDifferences(selection)
+                    #expect(bySlots.differences.map(\.key) == byKeys.differences.map(\.key))
+                    #expect(bySlots.differences.map(\.choice) == byKeys.differences.map(\.choice))
                     compared += 1
                     if !incremental.violations.isEmpty { withViolations += 1 }
                     if !incremental.closure.isEmpty { withClosure += 1 }

@@ -5,6 +5,7 @@
 // closure only when a change can reach it. The result is the one
 // `evaluateFully` gives: same violations, same order, same references.
 import STBJSON
+import STBOptionValues
 
 /// The evaluation of the catalog defaults, kept per rules and catalog revision.
 struct DefaultEvaluation: Sendable {
@@ -17,6 +18,10 @@ struct DefaultEvaluation: Sendable {
     /// requires edge, and every option a forbidden or choice rule next to the default
     /// closure reads.
     var closureInputs: [Bool] = []
+    /// The closure walk's parent of each option (-1: not added), and each added option's
+    /// position in `closure`: a selection's walk reuses the entries whose chain is the same.
+    var closureParent: [Int32] = []
+    var closurePosition: [Int32] = []
     /// The whole evaluation of the defaults.
     var evaluation = Evaluation(valid: true, violations: [], closure: [], conflicts: [], unknownSelections: [])
 
@@ -68,12 +73,28 @@ struct DefaultEvaluation: Sendable {
             if case .validation = entry.rule.kind { return false }
             return true
         }
-        if shapesClosure(old) || shapesClosure(new) { computeClosure(engine, state) }
+        // A rule whose change leaves what the closure reads alone (its key, kind, subject,
+        // listed options and activity; say its severity or message) keeps the closure.
+        func sameForClosure(_ old: RuleEngine.Compiled?, _ new: RuleEngine.Compiled) -> Bool {
+            guard let old, old.rule.active == new.rule.active, old.rule.key == new.rule.key,
+                old.rule.subject == new.rule.subject, old.targetKeys == new.targetKeys, old.targets == new.targets
+            else { return false }
+            switch (old.rule.kind, new.rule.kind) {
+            case (.requires, .requires), (.forbidden, .forbidden), (.choice, .choice), (.validation, .validation): return true
+            default: return false
+            }
+        }
+        if !sameForClosure(old, new) && (shapesClosure(old) || shapesClosure(new)) { computeClosure(engine, state) }
         finish()
     }
 
     private mutating func computeClosure(_ engine: RuleEngine, _ state: RuleEngine.State) {
         (closure, conflicts) = engine.closureAndConflicts(state)
+        closureParent = engine.closureParents(state)
+        closurePosition = Array(repeating: -1, count: closureParent.count)
+        for (position, entry) in closure.enumerated() {
+            if let added = engine.indexOf[entry.optionKey] { closurePosition[added] = Int32(position) }
+        }
         closureInputs = engine.index.requiresNode
         for entry in closure {
             guard let added = engine.indexOf[entry.optionKey] else { continue }
@@ -132,7 +153,7 @@ extension RuleEngine {
                 while next < base.count, base[next].rule < ruleIndex { next += 1 }
                 if let violation = check(compiled[ruleIndex], state) { append(violation, rule: ruleIndex, next: next) }
             }
-            let (closure, conflicts) = closureTouched ? closureAndConflicts(state) : (defaults.closure, defaults.conflicts)
+            let (closure, conflicts) = closureTouched ? closureAndConflicts(state, reusing: defaults) : (defaults.closure, defaults.conflicts)
             return Evaluation(
                 valid: !violations.contains { $0.severity == .error },
                 violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown,
@@ -158,7 +179,7 @@ extension RuleEngine {
             fromDefaults.append(next)
             next += 1
         }
-        let (closure, conflicts) = closureTouched ? closureAndConflicts(state) : (defaults.closure, defaults.conflicts)
+        let (closure, conflicts) = closureTouched ? closureAndConflicts(state, reusing: defaults) : (defaults.closure, defaults.conflicts)
         return Evaluation(
             valid: !violations.contains { $0.severity == .error },
             violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown,
@@ -256,7 +277,24 @@ public struct EvaluatedSelection: Sendable {
 extension RuleEngine {
     /// `evaluate(selection)` and the selection's differences from the catalog defaults.
     public func evaluateWithDifferences(_ selection: Selection) -> EvaluatedSelection {
-        let (state, unknown, changed) = resolve(selection)
+        evaluateWithDifferences(resolve(selection))
+    }
+
+    /// `evaluateWithDifferences` for choices resolved to option slots (`slot(of:)`), in the
+    /// order given: a later choice for a slot replaces an earlier one. `unknown` are keys
+    /// the catalog does not have, reported as the selection's unknown keys.
+    public func evaluateWithDifferences(slots choices: [(slot: Int, choice: Selection.Choice)], unknown: [String] = []) -> EvaluatedSelection {
+        evaluateWithDifferences(resolve(slots: choices, unknown: unknown, unique: false))
+    }
+
+    /// The option slot of `key` in this engine's catalog, for `evaluateWithDifferences(slots:)`.
+    public func slot(of key: String) -> Int? { indexOf[key] }
+
+    /// The type of the option in `slot`.
+    public func valueType(ofSlot slot: Int) -> OptionValueType { constraints[slot].type }
+
+    private func evaluateWithDifferences(_ resolved: (state: State, unknown: [String], changed: [Int])) -> EvaluatedSelection {
+        let (state, unknown, changed) = resolved
         var differences: [(key: String, choice: Selection.Choice)] = []
         differences.reserveCapacity(changed.count)
         for slot in changed {

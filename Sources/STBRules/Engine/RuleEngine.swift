@@ -343,13 +343,32 @@ public final class RuleEngine: Sendable {
     /// defaults (any overridden value counts, so a value that turns a boolean on or off is a
     /// difference), ascending.
     func resolve(_ selection: Selection) -> (state: State, unknown: [String], changed: [Int]) {
+        var unknown: [String] = []
+        var choices: [(slot: Int, choice: Selection.Choice)] = []
+        choices.reserveCapacity(selection.choices.count)
+        for (key, choice) in selection.choices {
+            guard let index = indexOf[key] else { unknown.append(key); continue }
+            choices.append((index, choice))
+        }
+        return resolve(slots: choices, unknown: unknown, unique: true)
+    }
+
+    /// `resolve` for choices already resolved to option slots. Unless `unique`, a later
+    /// choice for a slot replaces an earlier one (as keys in a `Selection` do).
+    func resolve(
+        slots choices: [(slot: Int, choice: Selection.Choice)], unknown: [String], unique: Bool
+    ) -> (state: State, unknown: [String], changed: [Int]) {
         var included = defaultIncluded
         var on = defaultOn
         var overrides: [Int: JSONValue] = [:]
-        var unknown: [String] = []
         var changed: [Int] = []
-        for (key, choice) in selection.choices {
-            guard let index = indexOf[key] else { unknown.append(key); continue }
+        // The last choice for a slot counts: walk backwards, skipping slots already seen.
+        var seen = unique ? [] : [Bool](repeating: false, count: keys.count)
+        for (index, choice) in choices.reversed() {
+            if !unique {
+                if seen[index] { continue }
+                seen[index] = true
+            }
             var differs = false
             if let flag = choice.included, flag != included[index] {
                 included[index] = flag
@@ -485,24 +504,35 @@ public final class RuleEngine: Sendable {
 
     // MARK: - Closure
 
-    func closureAndConflicts(_ state: State) -> ([ClosureEntry], [ClosureConflict]) {
+    /// The closure and its conflicts; with `reusing`, entries whose chain is the same as in
+    /// that walk (same parent, recursively) are taken from it instead of built again.
+    func closureAndConflicts(_ state: State, reusing defaults: DefaultEvaluation? = nil) -> ([ClosureEntry], [ClosureConflict]) {
         // BFS over requires edges from subjects that are on; parent links give each added
         // option's chain. An added option is one to turn on. Parents by option index in a
         // flat array (-1: not added): the walk visits every edge, a hash per edge shows.
-        var parentOf = [Int32](repeating: -1, count: keys.count)
+        let count = keys.count
+        var parentOf = [Int32](repeating: -1, count: count)
+        // Whether a node's chain equals the one the defaults' walk gave it (then its closure
+        // entry is the defaults' own).
+        var sameChain = defaults == nil ? [] : [Bool](repeating: false, count: count)
+        let defaultParent = defaults?.closureParent ?? []
         var order: [Int] = []
         var queue: [Int] = []
         var conflicts: [ClosureConflict] = []
         var unknownSeen = Set<String>()
+        queue.reserveCapacity(index.requiresSubjects.count)
         for subject in index.requiresSubjects where state.on[subject] {
             queue.append(subject)
+            if defaults != nil { sameChain[subject] = defaultParent[subject] < 0 }
         }
+        let targets = index.requiresTargets
         var head = 0
         while head < queue.count {
             let node = queue[head]
             head += 1
-            for edge in requiresOut[node] {
-                guard let target = edge.target else {
+            for (position, edgeTarget) in targets[node].enumerated() {
+                guard edgeTarget >= 0 else {
+                    let edge = index.requiresOut[node][position]
                     if unknownSeen.insert(keys[node] + "\u{0}" + edge.key).inserted {
                         let chain = chain(to: node, parentOf) + [edge.key]
                         conflicts.append(ClosureConflict(
@@ -511,24 +541,42 @@ public final class RuleEngine: Sendable {
                     }
                     continue
                 }
+                let target = Int(edgeTarget)
                 if state.on[target] || parentOf[target] >= 0 { continue }
                 parentOf[target] = Int32(node)
+                if defaults != nil { sameChain[target] = sameChain[node] && defaultParent[target] == Int32(node) }
                 order.append(target)
                 queue.append(target)
             }
         }
         if order.isEmpty { return ([], conflicts) }
-        let closure = order.map { ClosureEntry(optionKey: keys[$0], chain: chain(to: $0, parentOf)) }
+        var closure: [ClosureEntry] = []
+        closure.reserveCapacity(order.count)
+        for added in order {
+            if let defaults, sameChain[added] {
+                closure.append(defaults.closure[Int(defaults.closurePosition[added])])
+            } else {
+                closure.append(ClosureEntry(optionKey: keys[added], chain: chain(to: added, parentOf)))
+            }
+        }
 
         // Which forbidden/choice rules does adding the closure break (that the selection did not break already)?
         var after = state.on
         for added in order { after[added] = true }
         func on(_ index: Int?) -> Bool { index.map { after[$0] } ?? false }
         var seenRules = Set<Int>()
-        for added in order {
-            let addedChain = chain(to: added, parentOf)
+        let forbiddenBySubject = index.forbiddenBySubject
+        let forbiddenByTarget = index.forbiddenByTarget
+        let choicesByMember = index.choicesByMember
+        for (position, added) in order.enumerated() {
+            let subjectRules = forbiddenBySubject[added]
+            let targetRules = forbiddenByTarget[added]
+            let choiceRules = choicesByMember[added]
+            if subjectRules.isEmpty && targetRules.isEmpty && choiceRules.isEmpty { continue }
+            // The chain is the closure entry's; its text only when a conflict needs it.
+            let addedChain = closure[position].chain
             // `added` is the subject of a forbidden rule whose target is on.
-            for ruleIndex in forbiddenBySubject[added] {
+            for ruleIndex in subjectRules {
                 let entry = compiled[ruleIndex]
                 for (target, key) in zip(entry.targets, entry.targetKeys) where on(target) {
                     let targetChain = target.flatMap { parentOf[$0] >= 0 ? chain(to: $0, parentOf) : nil }
@@ -539,17 +587,19 @@ public final class RuleEngine: Sendable {
                 }
             }
             // `added` is forbidden by an on subject (not itself added: that case is reported above).
-            for ruleIndex in forbiddenByTarget[added] {
+            for ruleIndex in targetRules {
                 let entry = compiled[ruleIndex]
                 guard case .option(let subject) = entry.scope, state.on[subject] else { continue }
                 conflicts.append(ClosureConflict(
                     ruleKey: entry.rule.key, kind: "forbidden", chain: addedChain + ["forbidden by " + entry.rule.subject],
                     explanation: addedChain.joined(separator: " → ") + " forbidden by \(entry.rule.subject)"))
             }
-            for ruleIndex in choicesByMember[added] where !seenRules.contains(ruleIndex) {
+            for ruleIndex in choiceRules where !seenRules.contains(ruleIndex) {
                 let entry = compiled[ruleIndex]
+                var onCount = 0
+                for target in entry.targets where on(target) { onCount += 1 }
+                guard onCount > 1 else { continue }
                 let members = zip(entry.targets, entry.targetKeys).filter { on($0.0) }
-                guard members.count > 1 else { continue }
                 seenRules.insert(ruleIndex)
                 let others = members.map(\.1).filter { $0 != keys[added] }
                 conflicts.append(ClosureConflict(
@@ -559,5 +609,24 @@ public final class RuleEngine: Sendable {
             }
         }
         return (closure, conflicts)
+    }
+
+    /// The closure walk's parents by option index (-1: not added).
+    func closureParents(_ state: State) -> [Int32] {
+        var parentOf = [Int32](repeating: -1, count: keys.count)
+        var queue: [Int] = []
+        for subject in index.requiresSubjects where state.on[subject] { queue.append(subject) }
+        var head = 0
+        while head < queue.count {
+            let node = queue[head]
+            head += 1
+            for edgeTarget in index.requiresTargets[node] {
+                let target = Int(edgeTarget)
+                guard target >= 0, !state.on[target], parentOf[target] < 0 else { continue }
+                parentOf[target] = Int32(node)
+                queue.append(target)
+            }
+        }
+        return parentOf
     }
 }

@@ -8,6 +8,9 @@ struct RuleIndex: Sendable {
     var activeRules: [Int] = []
     /// Requires edges of active rules: option index → (target index or nil, target key, rule index).
     var requiresOut: [[(target: Int?, key: String, rule: Int)]]
+    /// `requiresOut`'s targets alone (-1: not in the catalog), which the closure walk reads
+    /// without touching the keys.
+    var requiresTargets: [[Int32]]
     /// Active forbidden rules by subject option index; and by forbidden target index.
     var forbiddenBySubject: [[Int]]
     var forbiddenByTarget: [[Int]]
@@ -25,6 +28,7 @@ struct RuleIndex: Sendable {
 
     init(_ compiled: [RuleEngine.Compiled], optionCount: Int) {
         requiresOut = Array(repeating: [], count: optionCount)
+        requiresTargets = Array(repeating: [], count: optionCount)
         forbiddenBySubject = Array(repeating: [], count: optionCount)
         forbiddenByTarget = Array(repeating: [], count: optionCount)
         choicesByMember = Array(repeating: [], count: optionCount)
@@ -41,6 +45,7 @@ struct RuleIndex: Sendable {
                 if case .option(let subject) = entry.scope {
                     for (target, key) in zip(entry.targets, entry.targetKeys) {
                         requiresOut[subject].append((target, key, ruleIndex))
+                        requiresTargets[subject].append(Int32(target ?? -1))
                         requiresNode[subject] = true
                         if let target { requiresNode[target] = true }
                     }
@@ -69,7 +74,10 @@ extension RuleIndex {
         for slot in entry.slots { Self.remove(ruleIndex, from: &touching[slot]) }
         switch entry.rule.kind {
         case .requires:
-            if case .option(let subject) = entry.scope { requiresOut[subject].removeAll { $0.rule == ruleIndex } }
+            if case .option(let subject) = entry.scope {
+                requiresOut[subject].removeAll { $0.rule == ruleIndex }
+                requiresTargets[subject] = requiresOut[subject].map { Int32($0.target ?? -1) }
+            }
         case .forbidden:
             if case .option(let subject) = entry.scope {
                 Self.remove(ruleIndex, from: &forbiddenBySubject[subject])
@@ -93,6 +101,7 @@ extension RuleIndex {
                 let at = requiresOut[subject].firstIndex { $0.rule > ruleIndex } ?? requiresOut[subject].endIndex
                 let edges = zip(entry.targets, entry.targetKeys).map { (target: $0.0, key: $0.1, rule: ruleIndex) }
                 requiresOut[subject].insert(contentsOf: edges, at: at)
+                requiresTargets[subject] = requiresOut[subject].map { Int32($0.target ?? -1) }
                 requiresNode[subject] = true
                 for case let target? in entry.targets { requiresNode[target] = true }
                 Self.insert(subject, into: &requiresSubjects)
