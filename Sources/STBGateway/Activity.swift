@@ -11,11 +11,31 @@ struct CallOrigin: Sendable {
     /// keeps the HTTP `user-agent` header out of a call's metadata.)
     var userAgent: String
 
-    init(_ context: ServerContext) {
+    /// The caller of `context`. When the peer is one of `trustedProxies` (the edge), the
+    /// client is the last address of its `x-forwarded-for` (the one the edge appended;
+    /// earlier ones come from the client and prove nothing); a missing or malformed one
+    /// leaves the peer.
+    init(_ context: ServerContext, trustedProxies: Set<String> = []) {
         var peer = context.peer
         if let colon = peer.lastIndex(of: ":") { peer = String(peer[..<colon]) }
+        if peer.hasPrefix("["), peer.hasSuffix("]") { peer = String(peer.dropFirst().dropLast()) }
+        if trustedProxies.contains(peer), let forwarded = context.metadata.strings(forKey: "x-forwarded-for").last,
+            let last = forwarded.split(separator: ",").last, let client = Self.address(last.trimmingSpaces)
+        {
+            peer = client
+        }
         self.peer = peer
         self.userAgent = String((context.metadata.firstString(forKey: "stb-user-agent") ?? "").prefix(256))
+    }
+
+    /// `text` when it reads as an IPv4 or IPv6 address (digits, hex letters, dots and
+    /// colons, at most 45 characters), lowercased; nil otherwise.
+    static func address(_ text: Substring) -> String? {
+        guard !text.isEmpty, text.utf8.count <= 45,
+            text.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) || ($0 >= 0x41 && $0 <= 0x46) || $0 == 0x2E || $0 == 0x3A }),
+            text.contains(".") || text.contains(":")
+        else { return nil }
+        return text.lowercased()
     }
 
     init(peer: String, userAgent: String) {
@@ -26,6 +46,15 @@ struct CallOrigin: Sendable {
 
 /// One row to append to the append-only `activity` table. `detail` must never hold a
 /// password, token or secret.
+extension Substring {
+    /// Without leading and trailing spaces.
+    var trimmingSpaces: Substring {
+        var trimmed = drop { $0 == " " }
+        while trimmed.last == " " { trimmed = trimmed.dropLast() }
+        return trimmed
+    }
+}
+
 struct ActivityEntry: Sendable {
     var kind: String
     var userID: String?

@@ -34,6 +34,11 @@ public struct GatewayConfiguration: Sendable {
     public var projectAddress: (host: String, port: Int)?
     /// `GATEWAY_ALARM_RETENTION_DAYS` (30): cleared alarms older than this are deleted.
     public var alarmRetentionDays: Int
+    /// `GATEWAY_TRUSTED_PROXIES`: peer addresses (the edge's) whose `x-forwarded-for` names
+    /// the real client, separated by commas; empty (the default): the header is ignored.
+    /// The sign-in throttle and the activity log then key on the client, not on the edge
+    /// that every browser shares.
+    public var trustedProxies: Set<String> = []
 
     public init(environment: [String: String]) throws(ConfigurationError) {
         service = try ServiceConfiguration(name: "gateway", defaultPort: 50050, environment: environment)
@@ -58,6 +63,13 @@ public struct GatewayConfiguration: Sendable {
             projectAddress = try ServiceConfiguration.address("GATEWAY_PROJECT_ADDR", in: environment, default: text)
         }
         alarmRetentionDays = try Self.integer("GATEWAY_ALARM_RETENTION_DAYS", environment, default: 30, in: 1...3650)
+        for entry in (environment["GATEWAY_TRUSTED_PROXIES"] ?? "").split(separator: ",") {
+            let address = entry.trimmingSpaces
+            guard let parsed = CallOrigin.address(address) else {
+                throw ConfigurationError(variable: "GATEWAY_TRUSTED_PROXIES", value: String(address), expected: "IP addresses separated by commas")
+            }
+            trustedProxies.insert(parsed)
+        }
     }
 
     static func integer(_ variable: String, _ environment: [String: String], default value: Int, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {

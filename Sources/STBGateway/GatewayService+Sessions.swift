@@ -8,7 +8,7 @@ import STBService
 
 extension GatewayService {
     public func login(_ request: Stb_Gateway_V1_LoginRequest, context: ServerContext) async throws -> Stb_Gateway_V1_LoginResponse {
-        let origin = CallOrigin(context)
+        let origin = CallOrigin(context, trustedProxies: configuration.trustedProxies)
         // Usernames are stored lowercase; the throttle keys on the same form, capped so a
         // huge name costs nothing.
         let username = String(request.username.lowercased().prefix(64))
@@ -58,7 +58,7 @@ extension GatewayService {
     }
 
     public func refresh(_ request: Stb_Gateway_V1_RefreshRequest, context: ServerContext) async throws -> Stb_Gateway_V1_LoginResponse {
-        let origin = CallOrigin(context)
+        let origin = CallOrigin(context, trustedProxies: configuration.trustedProxies)
         let hash = Self.refreshHash(request.refreshToken)
         let overlapSeconds = configuration.refreshOverlap.components.seconds
         enum Outcome: Sendable {
@@ -104,7 +104,7 @@ extension GatewayService {
     }
 
     public func logout(_ request: Stb_Gateway_V1_LogoutRequest, context: ServerContext) async throws -> Stb_Gateway_V1_LogoutResponse {
-        let origin = CallOrigin(context)
+        let origin = CallOrigin(context, trustedProxies: configuration.trustedProxies)
         let hash = Self.refreshHash(request.refreshToken)
         try await pool.withTransaction { transaction in
             let rows = try await transaction.query("""
@@ -123,7 +123,7 @@ extension GatewayService {
     }
 
     public func serviceLogin(_ request: Stb_Gateway_V1_ServiceLoginRequest, context: ServerContext) async throws -> Stb_Gateway_V1_LoginResponse {
-        let origin = CallOrigin(context)
+        let origin = CallOrigin(context, trustedProxies: configuration.trustedProxies)
         let name = String(request.service.prefix(64))
         let key = "service:\(name)"
         try await admit(username: key, origin: origin)
@@ -152,7 +152,7 @@ extension GatewayService {
     }
 
     public func changePassword(_ request: Stb_Gateway_V1_ChangePasswordRequest, context: ServerContext) async throws -> Stb_Gateway_V1_ChangePasswordResponse {
-        let origin = CallOrigin(context)
+        let origin = CallOrigin(context, trustedProxies: configuration.trustedProxies)
         let caller = try authenticated(context)
         guard caller.subject.serviceAccountName == nil, Account.isUUID(caller.subject) else {
             throw RPCError(code: .permissionDenied, message: "service accounts have no password to change")

@@ -7,7 +7,7 @@ import STBService
 
 extension GatewayService {
     public func createUser(_ request: Stb_Gateway_V1_CreateUserRequest, context: ServerContext) async throws -> Stb_Gateway_V1_User {
-        let origin = CallOrigin(context)
+        let origin = CallOrigin(context, trustedProxies: configuration.trustedProxies)
         let username = request.username.lowercased()
         var problems = Self.usernameProblems(username) + Self.profileProblems(displayName: request.displayName, email: request.email)
         if Role(userRole: request.role) == nil { problems.append("role: must be viewer, operator, engineer or admin") }
@@ -38,7 +38,7 @@ extension GatewayService {
     }
 
     public func updateUser(_ request: Stb_Gateway_V1_UpdateUserRequest, context: ServerContext) async throws -> Stb_Gateway_V1_User {
-        let origin = CallOrigin(context)
+        let origin = CallOrigin(context, trustedProxies: configuration.trustedProxies)
         var problems = Self.profileProblems(displayName: request.displayName ?? "", email: request.email ?? "")
         if request.user.isEmpty { problems.append("user: required (an id or a username)") }
         if let role = request.role, Role(userRole: role) == nil { problems.append("role: must be viewer, operator, engineer or admin") }
@@ -59,7 +59,7 @@ extension GatewayService {
     }
 
     public func setPassword(_ request: Stb_Gateway_V1_SetPasswordRequest, context: ServerContext) async throws -> Stb_Gateway_V1_SetPasswordResponse {
-        let origin = CallOrigin(context)
+        let origin = CallOrigin(context, trustedProxies: configuration.trustedProxies)
         var problems = passwordProblems(request.newPassword, at: "new_password")
         if request.user.isEmpty { problems.append("user: required (an id or a username)") }
         try check(problems)

@@ -165,6 +165,10 @@ public struct WebSessions: Sendable {
         if let agent = request.header("stb-user-agent") ?? request.header("user-agent") {
             metadata.addString(String(agent.prefix(256)), forKey: "stb-user-agent")
         }
+        // The edge's client address, believed only when the peer is a trusted proxy.
+        for forwarded in request.headers("x-forwarded-for") {
+            metadata.addString(String(forwarded.prefix(1024)), forKey: "x-forwarded-for")
+        }
         return ServerContext(path: "/stb.gateway.v1.Auth/\(method)", metadata: metadata, peer: request.peer)
     }
 }
