@@ -105,30 +105,9 @@ extension RulesService {
     public static func selection(_ request: Stb_Rules_V1_EvaluateRequest, catalog: CatalogModel, at path: String = "options") throws -> Selection {
         var choices: [String: Selection.Choice] = [:]
         choices.reserveCapacity(request.options.count)
-        var problems: [String] = []
-        for (index, option) in request.options.enumerated() {
-            var choice = Selection.Choice(included: option.included)
-            guard !option.key.isEmpty else {
-                problems.append("\(path)[\(index)].key: required")
-                continue
-            }
-            guard let info = catalog.options[option.key] else {
-                problems.append("\(path)[\(index)].key: unknown option \(quoted(option.key))")
-                continue
-            }
-            if let text = option.valueJson {
-                do {
-                    let json = try JSONValue.parse(text)
-                    choice.value = try info.type.valueType.value(fromJSON: json).json
-                } catch let error as OptionValueProblem {
-                    problems.append("\(path)[\(index)].value_json: \(error.message)")
-                } catch {
-                    problems.append("\(path)[\(index)].value_json: \(error)")
-                }
-            }
-            choices[option.key] = choice
+        try resolveChoices(request, at: path, resolve: { catalog.options[$0].map { ((), $0.type.valueType) } }) { key, _, choice in
+            choices[key] = choice
         }
-        try check(problems)
         return Selection(choices: choices)
     }
 
@@ -139,6 +118,20 @@ extension RulesService {
     ) throws -> [(slot: Int, choice: Selection.Choice)] {
         var choices: [(slot: Int, choice: Selection.Choice)] = []
         choices.reserveCapacity(request.options.count)
+        try resolveChoices(request, at: path, resolve: { key in engine.slot(of: key).map { ($0, engine.valueType(ofSlot: $0)) } }) {
+            _, slot, choice in choices.append((slot, choice))
+        }
+        return choices
+    }
+
+    /// Walks the request's choices: `resolve` gives a key's handle (a slot, or nothing)
+    /// and value type, nil for an unknown option; each valid choice goes to `add`, and
+    /// every problem (empty key, unknown option, a value not of the type) is collected
+    /// into one INVALID_ARGUMENT naming `path[i]`.
+    static func resolveChoices<Handle>(
+        _ request: Stb_Rules_V1_EvaluateRequest, at path: String, resolve: (String) -> (Handle, OptionValueType)?,
+        add: (String, Handle, Selection.Choice) -> Void
+    ) throws {
         var problems: [String] = []
         for (index, option) in request.options.enumerated() {
             var choice = Selection.Choice(included: option.included)
@@ -146,24 +139,23 @@ extension RulesService {
                 problems.append("\(path)[\(index)].key: required")
                 continue
             }
-            guard let slot = engine.slot(of: option.key) else {
+            guard let (handle, valueType) = resolve(option.key) else {
                 problems.append("\(path)[\(index)].key: unknown option \(quoted(option.key))")
                 continue
             }
             if let text = option.valueJson {
                 do {
                     let json = try JSONValue.parse(text)
-                    choice.value = try engine.valueType(ofSlot: slot).value(fromJSON: json).json
+                    choice.value = try valueType.value(fromJSON: json).json
                 } catch let error as OptionValueProblem {
                     problems.append("\(path)[\(index)].value_json: \(error.message)")
                 } catch {
                     problems.append("\(path)[\(index)].value_json: \(error)")
                 }
             }
-            choices.append((slot, choice))
+            add(option.key, handle, choice)
         }
         try check(problems)
-        return choices
     }
 
     static func context(_ text: String) throws -> JSONValue {
