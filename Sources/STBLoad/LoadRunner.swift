@@ -92,13 +92,16 @@ public final class LoadRunner: Sendable {
             loops.append(group.loops[index % group.loops.count])
         }
         let statistics = RunStatistics(steps: configuration.schedule.steps.count)
-        let slots = SlotPool(connections: configuration.connections, streams: configuration.streamsPerConnection, cap: configuration.inFlightCap)
+        let workers = WorkerPool(connections: configuration.connections, cap: configuration.inFlightCap)
         let method = ProtoMethod<ProtoWireMessage, ProtoWireMessage>(
             path: configuration.method.path, kind: configuration.method.kind == .unary ? .unary : .serverStreaming)
         let start = monotonicNanos()
         let scheduleEnd = start + configuration.schedule.durationNanos
         let giveUp = scheduleEnd + configuration.sendGraceNanos
 
+        // One dispatcher walks the schedule and hands each request to an idle sender (a
+        // long-lived task bound to one connection), starting a new sender only while fewer
+        // than the in-flight cap exist: no task per call.
         await withTaskExecutorPreference(loops[0]) {
             await withDiscardingTaskGroup { tasks in
                 var index = 0
@@ -116,10 +119,10 @@ public final class LoadRunner: Sendable {
                         statistics.steps.withLock { $0[arrival.step].neverSent += 1 }
                         continue
                     }
-                    let slot = await slots.acquire()
+                    let sender = await workers.acquire()
                     let sent = monotonicNanos()
                     if sent > giveUp {
-                        slots.release(slot)
+                        if case .idle(let worker) = sender { workers.putBack(worker) }
                         statistics.steps.withLock { $0[arrival.step].neverSent += 1 }
                         continue
                     }
@@ -129,20 +132,29 @@ public final class LoadRunner: Sendable {
                         if lag > configuration.lateThresholdNanos { $0[arrival.step].late += 1 }
                         _ = $0[arrival.step].sendLag.record(max(lag / 1000, 1))
                     }
-                    let requestIndex = index
+                    let job = SendJob(step: arrival.step, dueNanos: due, sentNanos: sent, requestIndex: index)
                     index += 1
-                    let client = clients[slot]
-                    tasks.addTask(executorPreference: loops[slot]) {
-                        let outcome = await Self.call(client: client, method: method, configuration: configuration, requestIndex: requestIndex)
-                        let end = monotonicNanos()
-                        slots.release(slot)
-                        statistics.steps.withLock {
-                            $0[arrival.step].record(
-                                intendedNanos: due, sentNanos: sent, endNanos: end, status: outcome.status,
-                                firstMessageNanos: outcome.firstMessage, messages: outcome.messages, error: outcome.error)
+                    switch sender {
+                    case .idle(let worker):
+                        workers.assign(job, to: worker)
+                    case .new(let worker, let connection):
+                        let client = clients[connection]
+                        tasks.addTask(executorPreference: loops[connection]) {
+                            var next: SendJob? = job
+                            while let job = next {
+                                let outcome = await Self.call(client: client, method: method, configuration: configuration, requestIndex: job.requestIndex)
+                                let end = monotonicNanos()
+                                statistics.steps.withLock {
+                                    $0[job.step].record(
+                                        intendedNanos: job.dueNanos, sentNanos: job.sentNanos, endNanos: end, status: outcome.status,
+                                        firstMessageNanos: outcome.firstMessage, messages: outcome.messages, error: outcome.error)
+                                }
+                                next = await workers.finished(worker)
+                            }
                         }
                     }
                 }
+                workers.close()
             }
         }
         let elapsed = monotonicNanos() - start
@@ -208,51 +220,106 @@ final class RunStatistics: Sendable {
     }
 }
 
-/// Free call slots, each naming a connection; a caller waits when none is free.
-final class SlotPool: Sendable {
+/// One request handed to a sender: its step, intended and actual send times, and number.
+struct SendJob: Sendable {
+    var step: Int
+    var dueNanos: UInt64
+    var sentNanos: UInt64
+    var requestIndex: Int
+}
+
+/// The senders of a run: long-lived tasks, each bound to one connection, that wait idle
+/// for the dispatcher's next request. At most `cap` exist; sender k is on connection
+/// k mod connections, so the first calls go to connection 0, 1, 2, …
+final class WorkerPool: Sendable {
+    /// What `acquire` gives the dispatcher.
+    enum Sender {
+        /// An idle sender, waiting for `assign`.
+        case idle(Int)
+        /// No sender is idle and the cap allows one more: the dispatcher starts it.
+        case new(Int, connection: Int)
+    }
+
     private struct State {
-        var free: [Int]
-        var waiter: CheckedContinuation<Int, Never>?
+        var idle: [Int] = []
+        var started = 0
+        /// Each idle sender's wait for its next request.
+        var waiting: [UnsafeContinuation<SendJob?, Never>?] = []
+        var dispatcher: UnsafeContinuation<Int, Never>?
+        var closed = false
     }
 
-    private let state: Mutex<State>
+    private let state = Mutex(State())
+    private let connections: Int
+    private let cap: Int
 
-    /// `streams` slots per connection, at most `cap` in all, spread over the connections.
-    init(connections: Int, streams: Int, cap: Int) {
-        var free: [Int] = []
-        outer: for _ in 0..<streams {
-            for connection in 0..<connections {
-                if free.count == cap { break outer }
-                free.append(connection)
-            }
+    init(connections: Int, cap: Int) {
+        self.connections = connections
+        self.cap = cap
+    }
+
+    /// An idle sender, or a new one while fewer than the cap exist; else waits for one
+    /// to finish its call (only the dispatcher calls this).
+    func acquire() async -> Sender {
+        let immediate: Sender? = state.withLock { state in
+            if let worker = state.idle.popLast() { return .idle(worker) }
+            guard state.started < cap else { return nil }
+            defer { state.started += 1 }
+            state.waiting.append(nil)
+            return .new(state.started, connection: state.started % connections)
         }
-        // Taken from the end: reverse so the first calls go to connection 0, 1, 2, …
-        state = Mutex(State(free: free.reversed()))
-    }
-
-    /// A free slot's connection; waits for one (only the dispatcher calls this).
-    func acquire() async -> Int {
-        if let slot = state.withLock({ $0.free.popLast() }) { return slot }
-        return await withCheckedContinuation { continuation in
-            let slot: Int? = state.withLock { state in
-                if let slot = state.free.popLast() { return slot }
-                state.waiter = continuation
+        if let immediate { return immediate }
+        let worker = await withUnsafeContinuation { (continuation: UnsafeContinuation<Int, Never>) in
+            let worker: Int? = state.withLock { state in
+                if let worker = state.idle.popLast() { return worker }
+                state.dispatcher = continuation
                 return nil
             }
-            if let slot { continuation.resume(returning: slot) }
+            if let worker { continuation.resume(returning: worker) }
+        }
+        return .idle(worker)
+    }
+
+    /// Gives an idle sender (from `acquire`) its request.
+    func assign(_ job: SendJob, to worker: Int) {
+        let waiter = state.withLock { state in
+            defer { state.waiting[worker] = nil }
+            return state.waiting[worker]
+        }
+        waiter?.resume(returning: job)
+    }
+
+    /// Returns an idle sender unused (from `acquire`).
+    func putBack(_ worker: Int) {
+        state.withLock { $0.idle.append(worker) }
+    }
+
+    /// A sender's call ended: it waits for its next request; nil once the run is closed.
+    func finished(_ worker: Int) async -> SendJob? {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<SendJob?, Never>) in
+            let (closed, dispatcher) = state.withLock { state -> (Bool, UnsafeContinuation<Int, Never>?) in
+                if state.closed { return (true, nil) }
+                state.waiting[worker] = continuation
+                if let dispatcher = state.dispatcher {
+                    state.dispatcher = nil
+                    return (false, dispatcher)
+                }
+                state.idle.append(worker)
+                return (false, nil)
+            }
+            if closed { continuation.resume(returning: nil) }
+            dispatcher?.resume(returning: worker)
         }
     }
 
-    /// Returns a slot, handing it to the waiting dispatcher if there is one.
-    func release(_ slot: Int) {
-        let waiter: CheckedContinuation<Int, Never>? = state.withLock { state in
-            if let waiter = state.waiter {
-                state.waiter = nil
-                return waiter
-            }
-            state.free.append(slot)
-            return nil
+    /// The schedule is done: idle senders end, busy ones end after their call.
+    func close() {
+        let waiting = state.withLock { state -> [UnsafeContinuation<SendJob?, Never>] in
+            state.closed = true
+            state.idle.removeAll()
+            defer { state.waiting = Array(repeating: nil, count: state.waiting.count) }
+            return state.waiting.compactMap { $0 }
         }
-        waiter?.resume(returning: slot)
+        for waiter in waiting { waiter.resume(returning: nil) }
     }
 }

@@ -1,4 +1,5 @@
 import STBJSON
+import Synchronization
 import STBMessages
 @_spi(TransportFaults) import STBRPC
 
@@ -48,13 +49,21 @@ struct StubMatcher: Sendable {
     let method: ProtoMethodDescriptor
     let registry: StubRegistry
     let journal: StubJournal
+    /// The last request decoded for the conditions (load tests repeat theirs).
+    private let decodedRequests = DecodedRequestCache()
+
+    init(method: ProtoMethodDescriptor, registry: StubRegistry, journal: StubJournal) {
+        self.method = method
+        self.registry = registry
+        self.journal = journal
+    }
 
     /// The stub that answers, the answer, and its fault.
     private func choose(_ request: [UInt8], context: ServerContext) throws -> (StubDefinition, StubDefinition.Response, StubDefinition.Fault?) {
         let (candidates, mockFault) = registry.candidates(for: method.path, service: method.serviceName)
         var decoded: JSONValue??
         var metadata: [String: [String]] = [:]
-        if candidates.contains(where: { $0.condition != nil }) {
+        if candidates.contains(where: { $0.condition?.readsMetadata == true }) {
             for entry in context.metadata {
                 if case .string(let text) = entry.value { metadata[entry.key, default: []].append(text) }
             }
@@ -63,8 +72,7 @@ struct StubMatcher: Sendable {
         for stub in candidates {
             if let condition = stub.condition {
                 if condition.readsFields, decoded == nil {
-                    decoded = .some(ProtoDynamicMessage.json(ofWireEncoding: request, type: method.requestType)
-                        .flatMap { try? JSONValue.parse(String(decoding: $0, as: UTF8.self)) })
+                    decoded = .some(decodedRequests.decoded(request, type: method.requestType))
                 }
                 if let failure = condition.firstFailure(request: decoded ?? nil, metadata: metadata) {
                     nearMisses.append("\(stub.id): \(failure)")
@@ -142,5 +150,28 @@ struct StubMatcher: Sendable {
         case .slowStream(_, nil)?, nil:
             break
         }
+    }
+}
+
+/// The JSON form of the last request a method's conditions read, kept so that a repeated
+/// request (the usual load test) is decoded once rather than on every call.
+final class DecodedRequestCache: Sendable {
+    /// Requests longer than this are decoded each time (not copied into the cache).
+    static let maxCachedBytes = 4096
+
+    private let last = Mutex<(request: [UInt8], value: JSONValue?)?>(nil)
+
+    /// `request` (the wire encoding of `type`) as JSON; nil when it does not decode.
+    func decoded(_ request: [UInt8], type: String) -> JSONValue? {
+        if let hit = last.withLock({ last -> JSONValue?? in
+            guard let last, last.request == request else { return nil }
+            return .some(last.value)
+        }) {
+            return hit
+        }
+        let value = ProtoDynamicMessage.json(ofWireEncoding: request, type: type)
+            .flatMap { try? JSONValue.parse(String(decoding: $0, as: UTF8.self)) }
+        if request.count <= Self.maxCachedBytes { last.withLock { $0 = (request, value) } }
+        return value
     }
 }

@@ -270,6 +270,16 @@ indirect enum StubCondition: Sendable {
         }
     }
 
+    /// Whether any test reads the call's metadata (else it is not gathered).
+    var readsMetadata: Bool {
+        switch self {
+        case .all(let items), .any(let items): items.contains { $0.readsMetadata }
+        case .not(let inner): inner.readsMetadata
+        case .test(.metadata, _, _): true
+        case .test(.field, _, _): false
+        }
+    }
+
     /// Whether any test reads the request's fields (else the request is not decoded).
     var readsFields: Bool {
         switch self {

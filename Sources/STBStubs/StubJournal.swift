@@ -5,14 +5,16 @@ import Synchronization
 
 /// What the mocks saw: a counter per stub (always), and a bounded ring of the most recent
 /// calls, kept cheap enough to leave on under load: a call stores its request in wire
-/// form, converted to JSON only when the journal is read.
+/// form and its metadata as received (both shared, not copied), converted to JSON and
+/// redacted only when the journal is read.
 public final class StubJournal: Sendable {
     /// One call, as the journal keeps it.
     struct Entry: Sendable {
         var sequence: Int64
         var method: ProtoMethodDescriptor
         var request: [UInt8]
-        var metadata: [(String, String)]
+        /// As received: secrets are redacted when the journal is read.
+        var metadata: Metadata
         var stubID: String?
         var nearMisses: [String]
         var status: Int32
@@ -52,12 +54,11 @@ public final class StubJournal: Sendable {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
         let micros = Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec / 1000)
-        let redacted = Self.redacted(metadata)
         state.withLock { state in
             state.calls += 1
             if stubID == nil { state.unmatched += 1 }
             state.ring[state.next] = Entry(
-                sequence: state.calls, method: method, request: request, metadata: redacted, stubID: stubID,
+                sequence: state.calls, method: method, request: request, metadata: metadata, stubID: stubID,
                 nearMisses: nearMisses, status: Int32(status), unixMicros: micros)
             state.next = (state.next + 1) % state.ring.count
         }
@@ -98,7 +99,7 @@ public final class StubJournal: Sendable {
             out.method = entry.method.path
             out.requestJson = ProtoDynamicMessage.json(ofWireEncoding: entry.request, type: entry.method.requestType)
                 .map { String(decoding: $0, as: UTF8.self) } ?? ""
-            out.metadata = Dictionary(entry.metadata, uniquingKeysWith: { first, second in first + ", " + second })
+            out.metadata = Dictionary(Self.redacted(entry.metadata), uniquingKeysWith: { first, second in first + ", " + second })
             out.stubID = entry.stubID ?? ""
             out.nearMisses = entry.nearMisses
             out.statusCode = entry.status

@@ -174,9 +174,19 @@ public final class RPCClient: Sendable {
         }
         let holder = self.holder
         let (host, port) = (self.host, self.port)
-        let box = UncheckedSendableBox(call)
         let loop = self.loop
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        if loop.inEventLoop {
+            // Already on the client's loop (a task preferring it as its executor): start
+            // the stream here, without a hop and a continuation per call.
+            do {
+                try holder.connection(loop: loop, host: host, port: port).start(call)
+            } catch {
+                throw RPCError(code: .unavailable, message: "could not connect to \(host):\(port): \(error)")
+            }
+            return call
+        }
+        let box = UncheckedSendableBox(call)
+        try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
             loop.execute {
                 do {
                     let connection = try holder.connection(loop: loop, host: host, port: port)
