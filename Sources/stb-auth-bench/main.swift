@@ -13,6 +13,8 @@ import STBService
 //   stb-auth-bench --database CONNINFO --migrations DIR [--seconds N] [--callers C]
 //                  [--connections K] [--rounds R]
 //   stb-auth-bench jwks        (prints the benchmark's JWKS, for a server under test)
+//   stb-auth-bench token       (prints an engineer's bearer token signed with that key, for
+//                               another client such as h2load against the same server)
 //
 // On a fresh schema in CONNINFO it assembles the real CatalogService twice on one worker
 // loop: once with the interceptors every service runs (metrics, statuses,
@@ -34,10 +36,15 @@ import STBService
 let usage = """
     usage: stb-auth-bench --database CONNINFO --migrations DIR [--seconds N] [--callers C] [--connections K] [--rounds R]
            stb-auth-bench jwks
+           stb-auth-bench token
     """
 
 if CommandLine.arguments.dropFirst().first == "jwks" {
     report(BenchIdentity.keys.jwksJSON)
+    exit(0)
+}
+if CommandLine.arguments.dropFirst().first == "token" {
+    report(BenchIdentity.token(role: .engineer))
     exit(0)
 }
 
