@@ -17,9 +17,9 @@ import Testing
         return message
     }
 
-    func atMs(_ messages: [Stb_Gateway_V1_SubscribeEvent]) -> [Int64] {
+    func atMs(_ messages: [Outbound]) -> [Int64] {
         messages.map { message in
-            if case .heartbeat(let beat) = message.kind { return beat.atMs }
+            if case .heartbeat(let beat) = message.message.kind { return beat.atMs }
             return -1
         }
     }
@@ -36,7 +36,8 @@ import Testing
         let taken = try await waiting
         #expect(atMs(taken) == [3])
         // The message's token names the position reached when it was queued.
-        #expect(taken.first?.resumeToken == queue.token)
+        #expect(taken.first?.token == queue.token)
+        #expect(taken.first?.message.resumeToken == queue.token)
         #expect(queue.position(.catalog) == OutboxCursor(revision: 4, sequence: 5))
     }
 
