@@ -38,7 +38,6 @@ final class OutboundQueue: Sendable {
             guard !messages.isEmpty else { return nil }
             let taken = messages
             messages = []
-            bytes = 0
             return .messages(taken)
         }
 
@@ -110,6 +109,13 @@ final class OutboundQueue: Sendable {
         let text = ResumeToken(epoch: epoch, positions: positions).text
         lastToken.withLock { $0 = (epoch, positions, text) }
         return text
+    }
+
+    /// The writer handed `message` to the transport: its bytes stop counting as unsent
+    /// (taken but not yet written, they still count, so a client that does not read is
+    /// found however large the batch the writer took).
+    func written(_ message: Outbound) {
+        state.withLock { $0.bytes -= message.body.size(token: message.token) }
     }
 
     /// Queues `body` unless something was pushed within `quiet` (a heartbeat); true when

@@ -139,6 +139,7 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
                         } else {
                             try await writer.write(message.message)
                         }
+                        queue.written(message)
                         delivered.set(message.token)
                     }
                 }
