@@ -11,6 +11,8 @@ public struct UpstreamEvent: Sendable, Equatable {
     public var projectKey: String
     /// The upstream's own event message, serialized.
     public var payload: [UInt8]
+    /// Its deltas as the streams send them, encoded once (every copy of the event shares them).
+    let encodings = DeltaEncodings()
 
     public init(cursor: OutboxCursor, entity: String, key: String, action: String, projectKey: String = "", payload: [UInt8]) {
         self.cursor = cursor
@@ -19,6 +21,11 @@ public struct UpstreamEvent: Sendable, Equatable {
         self.action = action
         self.projectKey = projectKey
         self.payload = payload
+    }
+
+    public static func == (a: UpstreamEvent, b: UpstreamEvent) -> Bool {
+        a.cursor == b.cursor && a.entity == b.entity && a.key == b.key && a.action == b.action && a.projectKey == b.projectKey
+            && a.payload == b.payload
     }
 
     /// What the ring charges for the event.

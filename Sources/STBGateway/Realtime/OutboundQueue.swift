@@ -3,16 +3,27 @@ import STBPostgres
 import STBRPC
 import Synchronization
 
+/// One message of a stream: a shared, encoded body and the stream's resume token.
+struct Outbound: Sendable {
+    let body: EncodedKind
+    let token: String
+
+    /// The message as a `SubscribeEvent`.
+    var message: Stb_Gateway_V1_SubscribeEvent { body.message(token: token) }
+    /// The message in protobuf wire form.
+    var encoded: [UInt8] { body.encoded(token: token) }
+}
+
 /// One stream's messages not yet sent, bounded in bytes, and where the stream stands.
 ///
 /// Producers (one per upstream) push messages; each is stamped, under the lock, with the
 /// resume token of the positions reached so far, so the token on a message names only
-/// events delivered (or skipped as not for this caller) before it. Passing `limit`
+/// events delivered (or skipped as not for this caller) before it. A message's body is
+/// shared (`EncodedKind`): queueing one costs its token, not a copy or an encoding. Passing `limit`
 /// unsent bytes ends the stream as a slow consumer; nobody else waits for it.
 final class OutboundQueue: Sendable {
     private struct State {
-        var messages: [Stb_Gateway_V1_SubscribeEvent] = []
-        var sizes: [Int] = []
+        var messages: [Outbound] = []
         var bytes = 0
         var positions: [Upstream: OutboxCursor]
         var failure: RPCError?
@@ -26,9 +37,7 @@ final class OutboundQueue: Sendable {
             if let failure { return .failed(failure) }
             guard !messages.isEmpty else { return nil }
             let taken = messages
-            messages.removeAll(keepingCapacity: true)
-            sizes.removeAll(keepingCapacity: true)
-            bytes = 0
+            messages = []
             return .messages(taken)
         }
 
@@ -68,20 +77,53 @@ final class OutboundQueue: Sendable {
     /// once the stream has failed.
     @discardableResult
     func push(_ message: Stb_Gateway_V1_SubscribeEvent, advancing upstream: Upstream? = nil, to cursor: OutboxCursor? = nil) -> Bool {
+        guard let kind = message.kind else { return state.withLock { $0.failure == nil } }
+        return push(EncodedKind(kind), advancing: upstream, to: cursor)
+    }
+
+    /// Queues the shared `body` (with the token of the positions reached), first moving
+    /// `upstream` to `cursor`; false once the stream has failed.
+    @discardableResult
+    func push(_ body: EncodedKind, advancing upstream: Upstream? = nil, to cursor: OutboxCursor? = nil) -> Bool {
+        var pushed = false
         let woken = state.withLock { state -> (CheckedContinuation<Taken, Never>, Taken)? in
             guard state.failure == nil else { return nil }
+            pushed = true
             if let upstream, let cursor { state.positions[upstream] = cursor }
-            var stamped = message
-            stamped.resumeToken = ResumeToken(epoch: epoch, positions: state.positions).text
-            let size = stamped.encodedSize
-            state.messages.append(stamped)
-            state.sizes.append(size)
-            state.bytes += size
+            let message = Outbound(body: body, token: Self.tokenText(epoch: epoch, positions: state.positions))
+            state.bytes += body.size(token: message.token)
+            state.messages.append(message)
             state.lastPush = .now
             return state.wake()
         }
         if let woken { woken.0.resume(returning: woken.1) }
-        return state.withLock { $0.failure == nil }
+        return pushed
+    }
+
+    /// The last token text made, reused while the positions stay the same: one event sent
+    /// to many streams that stand at the same positions makes its token once.
+    private static let lastToken = Mutex<(epoch: String, positions: [Upstream: OutboxCursor], text: String)?>(nil)
+
+    static func tokenText(epoch: String, positions: [Upstream: OutboxCursor]) -> String {
+        if let last = lastToken.withLock({ $0 }), last.positions == positions, last.epoch == epoch { return last.text }
+        let text = ResumeToken(epoch: epoch, positions: positions).text
+        lastToken.withLock { $0 = (epoch, positions, text) }
+        return text
+    }
+
+    /// The writer handed `message` to the transport: its bytes stop counting as unsent
+    /// (taken but not yet written, they still count, so a client that does not read is
+    /// found however large the batch the writer took).
+    func written(_ message: Outbound) {
+        state.withLock { $0.bytes -= message.body.size(token: message.token) }
+    }
+
+    /// Queues `body` unless something was pushed within `quiet` (a heartbeat); true when
+    /// it was queued.
+    @discardableResult
+    func push(_ body: EncodedKind, ifQuietFor quiet: Duration, now: ContinuousClock.Instant) -> Bool {
+        guard state.withLock({ now - $0.lastPush >= quiet && $0.failure == nil }) else { return false }
+        return push(body)
     }
 
     /// Waits while more than `limit` bytes are unsent; when the client has not taken them
@@ -114,7 +156,7 @@ final class OutboundQueue: Sendable {
     var failure: RPCError? { state.withLock { $0.failure } }
 
     /// The queued messages (waiting for some); throws the failure once the stream failed.
-    func next() async throws -> [Stb_Gateway_V1_SubscribeEvent] {
+    func next() async throws -> [Outbound] {
         switch await take() {
         case .messages(let messages): return messages
         case .failed(let failure): throw failure
@@ -123,7 +165,7 @@ final class OutboundQueue: Sendable {
 
     /// What `take()` hands over: the queued messages, or the stream's failure.
     private enum Taken: Sendable {
-        case messages([Stb_Gateway_V1_SubscribeEvent])
+        case messages([Outbound])
         case failed(RPCError)
     }
 
@@ -146,9 +188,4 @@ final class OutboundQueue: Sendable {
             self.fail(RPCError(code: .cancelled, message: "the stream ended"))
         }
     }
-}
-
-extension Stb_Gateway_V1_SubscribeEvent {
-    /// The message's wire size.
-    var encodedSize: Int { (try? serializedBytes().count) ?? 0 }
 }

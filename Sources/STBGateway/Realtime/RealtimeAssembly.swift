@@ -7,7 +7,7 @@ import ServiceLifecycle
 
 /// Puts the realtime half of the gateway together: the clients to the upstreams (as the
 /// gateway's own service account), a ring and a follower per upstream, the stream
-/// sessions and the `Realtime` service.
+/// sessions, the streams' clock and the `Realtime` service.
 public enum RealtimeAssembly {
     /// The gateway's own outbox (alarms), and the channel its commits wake.
     public static let outbox = Outbox(channel: "gateway_events", revisionTable: "gateway_revision")
@@ -49,10 +49,12 @@ public enum RealtimeAssembly {
         let sessions = StreamSessions(pool: pool, quotas: configuration.quotas, logger: assembly.logger)
         try await sessions.prepare()
         background.append(sessions)
+        let clock = StreamClock(heartbeat: configuration.heartbeat)
+        background.append(clock)
         let hub = RealtimeHub(
             epoch: epoch, rings: rings, sources: sources,
             snapshots: Snapshots(catalog: catalog, rules: rules, project: projectForCallers),
-            memberships: MembershipDirectory(client: project), configuration: configuration)
+            memberships: MembershipDirectory(client: project), clock: clock, configuration: configuration)
         let authenticator = Authenticator(keys: CurrentKeys { keys.published })
         return (RealtimeService(hub: hub, sessions: sessions, authenticator: authenticator, logger: assembly.logger), background)
     }

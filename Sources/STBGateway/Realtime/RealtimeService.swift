@@ -104,14 +104,17 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
         }
     }
 
-    /// Runs the producers, the heartbeat and the token's expiry beside the writer; the
-    /// first failure ends them all.
+    /// Runs the producers (a task each) and writes what they queue in this task; the
+    /// gateway's `StreamClock` adds heartbeats and ends the stream when the token expires.
+    /// The first failure ends it all.
     private func run(
         _ subscription: Subscription, upstreams: [Upstream], starts: [Upstream: OutboxCursor], resyncs: [Upstream: String],
         claims: AccessClaims, writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, delivered: DeliveredToken
     ) async throws {
         let queue = subscription.queue
-        let heartbeat = hub.configuration.heartbeat
+        let clock = hub.clock
+        let timers = clock.register(queue, expiresAt: claims.expiresAt)
+        defer { clock.unregister(timers) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for upstream in upstreams {
                 group.addTask {
@@ -125,40 +128,23 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
                     }
                 }
             }
-            group.addTask {
-                // The access token's end ends the stream; the client refreshes and resumes.
-                let remaining = claims.expiresAt - GatewayService.nowSeconds()
-                try? await Task.sleep(for: .seconds(max(0, remaining)))
-                if !Task.isCancelled {
-                    queue.fail(RPCError(code: .unauthenticated, message: "the access token expired; refresh it and resume with the last resume token"))
-                }
-            }
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: heartbeat)
-                    guard !Task.isCancelled else { return }
-                    if ContinuousClock.now - queue.lastPush >= heartbeat {
-                        var beat = Stb_Gateway_V1_Heartbeat()
-                        beat.atMs = GatewayService.nowSeconds() * 1000
-                        var message = Stb_Gateway_V1_SubscribeEvent()
-                        message.kind = .heartbeat(beat)
-                        queue.push(message)
-                    }
-                }
-            }
-            group.addTask {
+            // The writer ends only by failing (the queue's failure, or the transport's).
+            defer { group.cancelAll() }
+            let proto = writer.sendsProtobuf
+            do {
                 while true {
                     for message in try await queue.next() {
-                        try await writer.write(message)
-                        delivered.set(message.resumeToken)
+                        if proto {
+                            try await writer.write(encoded: message.encoded)
+                        } else {
+                            try await writer.write(message.message)
+                        }
+                        queue.written(message)
+                        delivered.set(message.token)
                     }
                 }
-            }
-            // The first child to end ends the stream (the writer ends only by failing).
-            defer { group.cancelAll() }
-            while let result = await group.nextResult() {
-                if case .failure(let error) = result { throw queue.failure ?? error }
-                if let failure = queue.failure { throw failure }
+            } catch {
+                throw queue.failure ?? error
             }
         }
     }

@@ -5,24 +5,26 @@ import STBPostgres
 import STBRPC
 
 /// The shared parts every stream reads: the rings, the upstream feeds (for replays), the
-/// snapshot fetcher, the membership directory and the limits.
+/// snapshot fetcher, the membership directory, the streams' timers and the limits.
 public struct RealtimeHub: Sendable {
     public let epoch: String
     public let rings: [Upstream: EventRing]
     public let sources: [Upstream: UpstreamSource]
     public let snapshots: Snapshots
     public let memberships: MembershipDirectory
+    public let clock: StreamClock
     public let configuration: RealtimeConfiguration
 
     public init(
         epoch: String, rings: [Upstream: EventRing], sources: [Upstream: UpstreamSource], snapshots: Snapshots,
-        memberships: MembershipDirectory, configuration: RealtimeConfiguration
+        memberships: MembershipDirectory, clock: StreamClock, configuration: RealtimeConfiguration
     ) {
         self.epoch = epoch
         self.rings = rings
         self.sources = sources
         self.snapshots = snapshots
         self.memberships = memberships
+        self.clock = clock
         self.configuration = configuration
     }
 }
@@ -110,16 +112,18 @@ struct Subscription: Sendable {
             var matched = false
             for topic in topics where try await shows(event, on: topic) {
                 matched = true
-                var delta = Stb_Gateway_V1_Delta()
-                delta.topic = topic.description
-                delta.upstream = upstream.rawValue
-                delta.cursor = event.cursor.description
-                delta.entity = event.entity
-                delta.key = event.key
-                delta.action = event.action
-                delta.event = event.payload
-                var message = Stb_Gateway_V1_SubscribeEvent()
-                message.kind = .delta(delta)
+                // Made and encoded by the first stream that sends it, shared by the rest.
+                let message = event.encodings.delta(topic) {
+                    var delta = Stb_Gateway_V1_Delta()
+                    delta.topic = topic.description
+                    delta.upstream = upstream.rawValue
+                    delta.cursor = event.cursor.description
+                    delta.entity = event.entity
+                    delta.key = event.key
+                    delta.action = event.action
+                    delta.event = event.payload
+                    return delta
+                }
                 try await queue.waitForRoom()
                 guard queue.push(message, advancing: upstream, to: event.cursor) else { throw StreamEnded() }
             }

@@ -29,6 +29,15 @@ public struct RPCWriter<Message: ProtoMessage>: Sendable {
         try await sink.send(message.encoded(codec))
     }
 
+    /// Whether messages go out as protobuf (else JSON): then `write(encoded:)` may send
+    /// bytes encoded once for many calls.
+    public var sendsProtobuf: Bool { codec == .proto }
+
+    /// Sends one message already in protobuf wire form (only when `sendsProtobuf`).
+    public func write(encoded bytes: [UInt8]) async throws {
+        try await sink.send(bytes)
+    }
+
     /// Sends each message in order.
     public func write(contentsOf messages: some Sequence<Message>) async throws {
         for message in messages { try await write(message) }

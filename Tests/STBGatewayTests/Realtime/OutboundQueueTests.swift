@@ -17,9 +17,9 @@ import Testing
         return message
     }
 
-    func atMs(_ messages: [Stb_Gateway_V1_SubscribeEvent]) -> [Int64] {
+    func atMs(_ messages: [Outbound]) -> [Int64] {
         messages.map { message in
-            if case .heartbeat(let beat) = message.kind { return beat.atMs }
+            if case .heartbeat(let beat) = message.message.kind { return beat.atMs }
             return -1
         }
     }
@@ -36,7 +36,8 @@ import Testing
         let taken = try await waiting
         #expect(atMs(taken) == [3])
         // The message's token names the position reached when it was queued.
-        #expect(taken.first?.resumeToken == queue.token)
+        #expect(taken.first?.token == queue.token)
+        #expect(taken.first?.message.resumeToken == queue.token)
         #expect(queue.position(.catalog) == OutboxCursor(revision: 4, sequence: 5))
     }
 
@@ -74,7 +75,9 @@ import Testing
         for at in 0..<200 { queue.push(heartbeat(Int64(at))) }
         async let room: Void = queue.waitForRoom(patience: .seconds(5))
         try await Task.sleep(for: .milliseconds(50))
-        #expect(try await queue.next().count == 200)
+        let taken = try await queue.next()
+        #expect(taken.count == 200)
+        for message in taken { queue.written(message) }
         try await room
         for at in 0..<200 { queue.push(heartbeat(Int64(at))) }
         await #expect(throws: StreamEnded.self) { try await queue.waitForRoom(patience: .milliseconds(100)) }
