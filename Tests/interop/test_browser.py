@@ -29,9 +29,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from conftest import HOST, REPO, fresh_database
+from conftest import HOST, REPO
 from test_edge import Edge
-from test_realtime import ADMIN, ADMIN_PASSWORD, Platform, binary, pb  # noqa: F401 - pb is a fixture
+from test_realtime import ADMIN, ADMIN_PASSWORD, Platform, binary, pb, platform_databases  # noqa: F401 - pb is a fixture
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -80,10 +80,8 @@ class WebPlatform(Platform):
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
-    pid = os.getpid()
-    with fresh_database(f"web_gateway_{pid}", "gateway") as g, fresh_database(f"web_catalog_{pid}", "catalog") as c, \
-            fresh_database(f"web_rules_{pid}", "rules") as r, fresh_database(f"web_project_{pid}", "project") as p:
-        platform = WebPlatform(tmp, {"gateway": g, "catalog": c, "rules": r, "project": p}).start()
+    with platform_databases("web") as urls:
+        platform = WebPlatform(tmp, urls).start()
         try:
             yield platform
         finally:

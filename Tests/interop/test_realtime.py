@@ -9,9 +9,9 @@ bound (resync_required then a snapshot)."""
 
 from __future__ import annotations
 
-import collections
-
 import base64
+import collections
+import contextlib
 import importlib
 import os
 import random
@@ -155,13 +155,21 @@ class Platform:
                 server.terminate(timeout=15)
 
 
+@contextlib.contextmanager
+def platform_databases(prefix):
+    """Fresh gateway, catalog, rules and project databases (`<prefix>_<service>_<pid>`),
+    as the URLs a `Platform` takes."""
+    pid = os.getpid()
+    with fresh_database(f"{prefix}_gateway_{pid}", "gateway") as g, fresh_database(f"{prefix}_catalog_{pid}", "catalog") as c, \
+            fresh_database(f"{prefix}_rules_{pid}", "rules") as r, fresh_database(f"{prefix}_project_{pid}", "project") as p:
+        yield {"gateway": g, "catalog": c, "rules": r, "project": p}
+
+
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("realtime")
-    pid = os.getpid()
-    with fresh_database(f"rt_gateway_{pid}", "gateway") as g, fresh_database(f"rt_catalog_{pid}", "catalog") as c, \
-            fresh_database(f"rt_rules_{pid}", "rules") as r, fresh_database(f"rt_project_{pid}", "project") as p:
-        platform = Platform(tmp, {"gateway": g, "catalog": c, "rules": r, "project": p}).start()
+    with platform_databases("rt") as urls:
+        platform = Platform(tmp, urls).start()
         try:
             yield platform
         finally:

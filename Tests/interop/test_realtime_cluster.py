@@ -19,9 +19,9 @@ import time
 import grpc
 import pytest
 
-from conftest import HOST, _free_port, fresh_database
+from conftest import HOST, _free_port
 from test_edge import Edge
-from test_realtime import (ADMIN, ADMIN_PASSWORD, TIMEOUT, Platform, Server, Stream, binary, create_modules,
+from test_realtime import (platform_databases, ADMIN, ADMIN_PASSWORD, TIMEOUT, Platform, Server, Stream, binary, create_modules,
                            kinds, md, pb, token_positions)
 
 pytestmark = [
@@ -92,10 +92,8 @@ class Cluster(Platform):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("realtime-cluster")
-    pid = os.getpid()
-    with fresh_database(f"rc_gateway_{pid}", "gateway") as g, fresh_database(f"rc_catalog_{pid}", "catalog") as c, \
-            fresh_database(f"rc_rules_{pid}", "rules") as r, fresh_database(f"rc_project_{pid}", "project") as p:
-        cluster = Cluster(tmp, {"gateway": g, "catalog": c, "rules": r, "project": p}).start()
+    with platform_databases("rc") as urls:
+        cluster = Cluster(tmp, urls).start()
         edge = None
         try:
             edge = Edge(tmp / "edge", cluster.addr("catalog"), cluster.addr("rules"),

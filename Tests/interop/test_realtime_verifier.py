@@ -24,8 +24,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from conftest import REPO, fresh_database
-from test_realtime import (ADMIN, ADMIN_PASSWORD, TIMEOUT, Platform, Server, Stream, create_modules, kinds, md, pb,
+from conftest import REPO
+from test_realtime import (platform_databases, ADMIN, ADMIN_PASSWORD, TIMEOUT, Platform, Server, Stream, create_modules, kinds, md, pb,
                            token_positions)
 
 pytestmark = pytest.mark.skipif(
@@ -69,10 +69,8 @@ def own_cluster_control():
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("realtime-verifier")
-    pid = os.getpid()
-    with fresh_database(f"rv_gateway_{pid}", "gateway") as g, fresh_database(f"rv_catalog_{pid}", "catalog") as c, \
-            fresh_database(f"rv_rules_{pid}", "rules") as r, fresh_database(f"rv_project_{pid}", "project") as p:
-        platform = Platform(tmp, {"gateway": g, "catalog": c, "rules": r, "project": p})
+    with platform_databases("rv") as urls:
+        platform = Platform(tmp, urls)
         platform.gateway_env_overrides = GATEWAY
         original = platform.start_gateway
         platform.start_gateway = lambda **more: original(**{**GATEWAY, **more})

@@ -26,9 +26,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from conftest import HOST, fresh_database
+from conftest import HOST
 from test_edge import Edge
-from test_realtime import ADMIN, ADMIN_PASSWORD, Platform, pb  # noqa: F401 (pb: a fixture)
+from test_realtime import ADMIN, ADMIN_PASSWORD, Platform, pb, platform_databases  # noqa: F401 (pb: a fixture)
 
 pytestmark = [
     pytest.mark.skipif(
@@ -74,10 +74,8 @@ def web_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, web_dir):
     tmp = tmp_path_factory.mktemp("webplatform")
-    pid = os.getpid()
-    with fresh_database(f"web_gateway_{pid}", "gateway") as g, fresh_database(f"web_catalog_{pid}", "catalog") as c, \
-            fresh_database(f"web_rules_{pid}", "rules") as r, fresh_database(f"web_project_{pid}", "project") as p:
-        platform = WebPlatform(tmp, {"gateway": g, "catalog": c, "rules": r, "project": p}, web_dir).start()
+    with platform_databases("web") as urls:
+        platform = WebPlatform(tmp, urls, web_dir).start()
         try:
             yield platform
         finally:
