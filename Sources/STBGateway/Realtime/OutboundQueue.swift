@@ -30,6 +30,8 @@ final class OutboundQueue: Sendable {
         /// `next()` waiting, resumed with what it takes.
         var waiter: CheckedContinuation<Taken, Never>?
         var lastPush = ContinuousClock.now
+        /// Since when more than `limit` bytes are unsent (nil: not over it).
+        var fullSince: ContinuousClock.Instant?
 
         /// Empties the queue: its messages, or the failure once there is one; nil when
         /// there is nothing to hand over.
@@ -94,6 +96,7 @@ final class OutboundQueue: Sendable {
             state.bytes += body.size(token: message.token)
             state.messages.append(message)
             state.lastPush = .now
+            if state.bytes > limit, state.fullSince == nil { state.fullSince = state.lastPush }
             return state.wake()
         }
         if let woken { woken.0.resume(returning: woken.1) }
@@ -115,7 +118,26 @@ final class OutboundQueue: Sendable {
     /// (taken but not yet written, they still count, so a client that does not read is
     /// found however large the batch the writer took).
     func written(_ message: Outbound) {
-        state.withLock { $0.bytes -= message.body.size(token: message.token) }
+        state.withLock { state in
+            state.bytes -= message.body.size(token: message.token)
+            if state.bytes <= limit { state.fullSince = nil }
+        }
+    }
+
+    /// How long a client may leave more than `limit` bytes unsent before it is ended as a
+    /// slow consumer.
+    static let patience = Duration.seconds(3)
+
+    /// Ends the stream as a slow consumer when more than `limit` bytes have been unsent for
+    /// `patience` (the streams' clock asks): a client that stops reading after the last
+    /// message of a burst (a resync's snapshot) is found though nothing more is pushed.
+    func endIfFull(for patience: Duration = OutboundQueue.patience, now: ContinuousClock.Instant) {
+        guard let since = state.withLock({ $0.failure == nil ? $0.fullSince : nil }), now - since >= patience else { return }
+        fail(slowConsumer)
+    }
+
+    private var slowConsumer: RPCError {
+        RPCError(code: .resourceExhausted, message: "slow consumer: more than \(limit) bytes of messages were waiting for the client")
     }
 
     /// Queues `body` unless something was pushed within `quiet` (a heartbeat); true when
@@ -129,14 +151,14 @@ final class OutboundQueue: Sendable {
     /// Waits while more than `limit` bytes are unsent; when the client has not taken them
     /// within `patience`, the stream ends as a slow consumer. A burst (a long replay) thus
     /// waits for a client that reads, and only a client that does not read is ended.
-    func waitForRoom(patience: Duration = .seconds(3)) async throws {
+    func waitForRoom(patience: Duration = OutboundQueue.patience) async throws {
         let deadline = ContinuousClock.now + patience
         while true {
             let (bytes, failed) = state.withLock { ($0.bytes, $0.failure != nil) }
             if failed { throw StreamEnded() }
             if bytes <= limit { return }
             if ContinuousClock.now >= deadline {
-                fail(RPCError(code: .resourceExhausted, message: "slow consumer: more than \(limit) bytes of messages were waiting for the client"))
+                fail(slowConsumer)
                 throw StreamEnded()
             }
             try await Task.sleep(for: .milliseconds(10))

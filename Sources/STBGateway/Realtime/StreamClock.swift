@@ -4,7 +4,8 @@ import STBRPC
 import Synchronization
 
 /// The timers of every stream on this gateway, in one task: a heartbeat to a stream that
-/// sent nothing for `heartbeat`, and the end of a stream whose access token expired.
+/// sent nothing for `heartbeat`, and the end of a stream whose access token expired or
+/// whose client left its queue over the limit for the queue's patience (a slow consumer).
 /// Streams register their queue for their lifetime instead of running timers of their own.
 public final class StreamClock: Service, Sendable {
     private struct Stream {
@@ -48,7 +49,8 @@ public final class StreamClock: Service, Sendable {
         }
     }
 
-    /// One look at every stream: expired ones end, quiet ones get one shared heartbeat.
+    /// One look at every stream: expired ones and slow consumers end, quiet ones get one
+    /// shared heartbeat.
     func check() {
         let nowSeconds = GatewayService.nowSeconds()
         let now = ContinuousClock.now
@@ -59,6 +61,7 @@ public final class StreamClock: Service, Sendable {
                 stream.queue.fail(RPCError(code: .unauthenticated, message: "the access token expired; refresh it and resume with the last resume token"))
                 continue
             }
+            stream.queue.endIfFull(now: now)
             if beat == nil {
                 var heartbeat = Stb_Gateway_V1_Heartbeat()
                 heartbeat.atMs = nowSeconds * 1000

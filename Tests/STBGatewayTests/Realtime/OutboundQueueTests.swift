@@ -83,4 +83,20 @@ import Testing
         await #expect(throws: StreamEnded.self) { try await queue.waitForRoom(patience: .milliseconds(100)) }
         #expect(queue.failure?.code == .resourceExhausted)
     }
+
+    @Test func aQueueLeftOverItsLimitEndsThoughNothingMoreIsPushed() async throws {
+        let queue = queue(limit: 1024)
+        for at in 0..<200 { queue.push(heartbeat(Int64(at))) }
+        let start = ContinuousClock.now
+        queue.endIfFull(for: .seconds(3), now: start + .seconds(1))
+        #expect(queue.failure == nil)
+        // Written: under the limit again, it is not ended however late the clock looks.
+        for message in try await queue.next() { queue.written(message) }
+        queue.endIfFull(for: .seconds(3), now: start + .seconds(60))
+        #expect(queue.failure == nil)
+        // Over it again and left there: ended as a slow consumer.
+        for at in 0..<200 { queue.push(heartbeat(Int64(at))) }
+        queue.endIfFull(for: .seconds(3), now: ContinuousClock.now + .seconds(3))
+        #expect(queue.failure?.code == .resourceExhausted)
+    }
 }
