@@ -100,27 +100,9 @@ public struct GatewayConfiguration: Sendable {
 
     /// 32 bytes from base64 or hex text.
     static func keyBytes(_ text: String) -> [UInt8]? {
-        if text.utf8.count == 64, let bytes = hexBytes(text) { return bytes }
+        if text.utf8.count == 64, let bytes = Hex.bytes(text) { return bytes }
         if let bytes = Base64.decode(text), bytes.count == Crypto.secretBoxKeyBytes { return bytes }
         return nil
     }
 
-    private static func hexBytes(_ text: String) -> [UInt8]? {
-        var bytes: [UInt8] = []
-        var iterator = text.utf8.makeIterator()
-        while let high = iterator.next() {
-            guard let low = iterator.next(), let h = hexValue(high), let l = hexValue(low) else { return nil }
-            bytes.append(h << 4 | l)
-        }
-        return bytes
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
-    }
 }

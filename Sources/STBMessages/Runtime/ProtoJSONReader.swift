@@ -196,7 +196,7 @@ internal struct _ProtoJSONReader {
                      UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                     position += 2
                 case UInt8(ascii: "u"):
-                    guard position + 6 <= end, (2..<6).allSatisfy({ Self.hexValue(base[position + $0]) != nil }) else {
+                    guard position + 6 <= end, (2..<6).allSatisfy({ Hex.digit(base[position + $0]) != nil }) else {
                         throw syntaxError("bad \\u escape")
                     }
                     position += 6
@@ -216,15 +216,6 @@ internal struct _ProtoJSONReader {
         throw syntaxError("unterminated string")
     }
 
-    static func hexValue(_ byte: UInt8) -> UInt32? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(byte - UInt8(ascii: "0"))
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): UInt32(byte - UInt8(ascii: "a") + 10)
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): UInt32(byte - UInt8(ascii: "A") + 10)
-        default: nil
-        }
-    }
-
     /// The token's content with escapes decoded, as UTF-8 (not yet validated). Refuses
     /// escaped NUL and unpaired surrogates.
     mutating func unescaped(_ token: StringToken) throws(ProtoJSONError) -> [UInt8] {
@@ -240,7 +231,7 @@ internal struct _ProtoJSONReader {
     static func unescape(_ base: UnsafePointer<UInt8>, _ token: StringToken, into out: inout [UInt8]) -> String? {
         var index = token.start
         func hex4(_ at: Int) -> UInt32 {
-            (0..<4).reduce(0) { $0 << 4 | (Self.hexValue(base[at + $1]) ?? 0) }
+            (0..<4).reduce(0) { $0 << 4 | UInt32(Hex.digit(base[at + $1]) ?? 0) }
         }
         while index < token.end {
             // The run up to the next escape, at once.

@@ -1,3 +1,5 @@
+import STBMessages
+
 /// The `grpc-message` percent-encoding: UTF-8, with `%XX` for bytes outside 0x20–0x7E and `%`.
 enum StatusMessage {
     static func encode(_ message: String) -> String {
@@ -63,7 +65,7 @@ enum StatusMessage {
         var index = 0
         while index < bytes.count {
             if bytes[index] == 0x25, index + 2 < bytes.count,
-                let high = hexValue(bytes[index + 1]), let low = hexValue(bytes[index + 2])
+                let high = Hex.digit(bytes[index + 1]), let low = Hex.digit(bytes[index + 2])
             {
                 out.append(high << 4 | low)
                 index += 3
@@ -75,12 +77,4 @@ enum StatusMessage {
         return String(decoding: out, as: UTF8.self)
     }
 
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case 0x30...0x39: byte - 0x30
-        case 0x41...0x46: byte - 0x41 + 10
-        case 0x61...0x66: byte - 0x61 + 10
-        default: nil
-        }
-    }
 }

@@ -42,7 +42,7 @@ struct OptionChangeOptions: ParsableArguments {
     func apply(_ changes: [Stb_Project_V1_OptionChange], to project: String) async throws {
         var request = Stb_Project_V1_SetOptionsRequest(projectKey: project, changes: changes)
         if let expectHash {
-            guard let bytes = Self.bytes(hex: expectHash) else {
+            guard let bytes = Hex.bytes(expectHash) else {
                 throw ValidationError("--expect-hash must be hex digits, not '\(expectHash)'.")
             }
             request.expectedHash = bytes
@@ -63,27 +63,6 @@ struct OptionChangeOptions: ParsableArguments {
         ]
         lines += reply.warnings.flatMap(\.lines)
         Terminal.write(lines.joined(separator: "\n"))
-    }
-
-    static func bytes(hex: String) -> [UInt8]? {
-        let digits = Array(hex.utf8)
-        guard !digits.isEmpty, digits.count % 2 == 0 else { return nil }
-        func nibble(_ c: UInt8) -> UInt8? {
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-            default: nil
-            }
-        }
-        var bytes: [UInt8] = []
-        var index = 0
-        while index < digits.count {
-            guard let high = nibble(digits[index]), let low = nibble(digits[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-            index += 2
-        }
-        return bytes
     }
 }
 
