@@ -42,6 +42,23 @@ import Testing
         #expect(valid.failure == nil)
     }
 
+    @Test func aStreamLeftOverItsLimitForThePatienceIsEndedAsASlowConsumer() async throws {
+        let clock = StreamClock(heartbeat: .seconds(60))
+        let slow = OutboundQueue(epoch: "e", positions: [.catalog: .start], limit: 1024), reading = queue()
+        _ = clock.register(slow, expiresAt: Int64.max)
+        _ = clock.register(reading, expiresAt: Int64.max)
+        for key in 0..<200 {
+            slow.push(EncodedKind(.delta(delta("k\(key)"))))
+            reading.push(EncodedKind(.delta(delta("k\(key)"))))
+        }
+        clock.check()
+        #expect(slow.failure == nil)
+        try await Task.sleep(for: OutboundQueue.patience + .milliseconds(100))
+        clock.check()
+        #expect(slow.failure?.code == .resourceExhausted)
+        #expect(reading.failure == nil)
+    }
+
     @Test func anUnregisteredStreamIsLeftAlone() async throws {
         let clock = StreamClock(heartbeat: .milliseconds(1))
         let queue = queue()
