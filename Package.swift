@@ -366,7 +366,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STBGatewayTests",
-            dependencies: ["STBGateway", "STBAuth", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBEventLoop", swiftLog],
+            dependencies: ["STBServiceTestSupport", "STBGateway", "STBAuth", "STBService", "STBRPC", "STBPostgres", "STBMessages", "STBEventLoop", swiftLog],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,13 +1,12 @@
-import Glibc
 import Logging
 import STBAuth
 import STBCatalog
 import STBMessages
 import STBPostgres
 import STBRPC
-import Synchronization
 import STBService
 import STBAuthTestSupport
+import STBServiceTestSupport
 import Testing
 
 typealias API = Stb_Catalog_V1_Catalog
@@ -20,30 +19,11 @@ struct CatalogHarness {
     let pool: PostgresPool
     let service: CatalogService
     let listener: PostgresListener
-    let schema: String
     let group: EventLoopGroup
 
-    static let environment = PostgresConfiguration.currentEnvironment()
-    static let baseConninfo = environment["STB_TEST_DATABASE_URL"] ?? "postgresql://stb_test@127.0.0.1:54329/stb_test"
-    static let counter = Atomic<Int>(0)
-
-    /// The checkout's root, from this file's path.
-    static var root: String {
-        var path = #filePath
-        for _ in 0..<3 { path = String(path[..<path.lastIndex(of: "/")!]) }
-        return path
-    }
-
     static func start() async throws -> CatalogHarness {
-        let schema = "catalog_test_\(counter.wrappingAdd(1, ordering: .relaxed).newValue)_\(getpid())"
         let group = try EventLoopGroup(count: 2, name: "catalog-test")
-        let admin = PostgresPool(configuration: PostgresConfiguration(conninfo: baseConninfo, poolSize: 1), group: group)
-        _ = try await admin.query(PostgresQuery(sql: "CREATE SCHEMA \(schema)"))
-        await admin.close()
-        let separator = baseConninfo.contains("?") ? "&" : "?"
-        let conninfo = baseConninfo + separator + "options=-csearch_path%3D\(schema)"
-        let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo, poolSize: 4), group: group)
-        try await Migrator(directory: "\(root)/services/catalog/migrations").migrate(pool)
+        let (pool, conninfo) = try await TestDatabase.migratedPool("catalog", prefix: "catalog_test", group: group)
         let listener = PostgresListener(conninfo: conninfo, channels: [CatalogService.channel], loop: group.loops[0], pollInterval: .milliseconds(200))
         listener.start()
         let service = CatalogService(pool: pool, signal: listener.signal, logger: Logger(label: "catalog-test"))
@@ -55,7 +35,7 @@ struct CatalogHarness {
             group: group)
         let port = try await server.start()
         let client = try RPCClient(host: "127.0.0.1", port: port, configuration: .authenticated())
-        return CatalogHarness(server: server, client: client, pool: pool, service: service, listener: listener, schema: schema, group: group)
+        return CatalogHarness(server: server, client: client, pool: pool, service: service, listener: listener, group: group)
     }
 
     func stop() async {

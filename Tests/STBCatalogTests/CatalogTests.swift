@@ -4,6 +4,7 @@ import STBCatalog
 import STBMessages
 import STBPostgres
 import STBRPC
+import STBServiceTestSupport
 import Synchronization
 import Testing
 
@@ -377,7 +378,7 @@ struct CatalogTests {
     @Test("importing a seed twice writes nothing the second time; a dry run writes nothing at all")
     func idempotentImport() async throws {
         try await CatalogHarness.with { catalog in
-            let document = try readFile("\(CatalogHarness.root)/services/catalog/seeds/demo.json")
+            let document = try readFile("\(TestDatabase.root)/services/catalog/seeds/demo.json")
             var request = Stb_Catalog_V1_ImportSeedRequest()
             request.documentJson = document
             request.fileName = "demo.json"

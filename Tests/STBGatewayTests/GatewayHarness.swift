@@ -6,6 +6,7 @@ import STBMessages
 import STBPostgres
 import STBRPC
 import STBService
+import STBServiceTestSupport
 import Synchronization
 import Testing
 
@@ -28,25 +29,10 @@ struct GatewayHarness {
     /// The project keys each user id is a member of, as the alarms' visibility reads them.
     let memberships: TestMemberships
 
-    static let environment = PostgresConfiguration.currentEnvironment()
-    static let baseConninfo = environment["STB_TEST_DATABASE_URL"] ?? "postgresql://stb_test@127.0.0.1:54329/stb_test"
-    static let counter = Atomic<Int>(0)
-
-    static var root: String {
-        var path = #filePath
-        for _ in 0..<3 { path = String(path[..<path.lastIndex(of: "/")!]) }
-        return path
-    }
-
     /// `settings` are `GATEWAY_*` variables over the defaults (a 1 s refresh overlap).
     static func start(_ settings: [String: String] = [:]) async throws -> GatewayHarness {
-        let schema = "gateway_test_\(counter.wrappingAdd(1, ordering: .relaxed).newValue)_\(getpid())"
         let group = try EventLoopGroup(count: 2, name: "gateway-test")
-        let admin = PostgresPool(configuration: PostgresConfiguration(conninfo: baseConninfo, poolSize: 1), group: group)
-        _ = try await admin.query(PostgresQuery(sql: "CREATE SCHEMA \(schema)"))
-        await admin.close()
-        let separator = baseConninfo.contains("?") ? "&" : "?"
-        let conninfo = baseConninfo + separator + "options=-csearch_path%3D\(schema)"
+        let conninfo = try await TestDatabase.schema("gateway_test", group: group)
         var environment = [
             "GATEWAY_DATABASE_URL": conninfo, "GATEWAY_REFRESH_OVERLAP_SECONDS": "1",
             "GATEWAY_SERVICE_ACCOUNTS": "rules:rules-secret-0123456789",
@@ -54,7 +40,7 @@ struct GatewayHarness {
         environment.merge(settings) { _, new in new }
         let configuration = try GatewayConfiguration(environment: environment)
         let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo, poolSize: 4), group: group)
-        try await Migrator(directory: "\(root)/services/gateway/migrations").migrate(pool)
+        try await Migrator(directory: "\(TestDatabase.root)/services/gateway/migrations").migrate(pool)
         _ = try await GatewayBootstrap.createFirstAdmin(username: "admin", password: adminPassword, configuration: configuration, pool: pool)
         let keys = try await KeyRing.load(pool: pool, sealingKey: configuration.keyEncryptionKey, accessLifetime: configuration.accessLifetime)
         let logger = Logger(label: "gateway-test")
