@@ -582,7 +582,7 @@ def test_yaml_stub_files_load_like_json_and_what_the_subset_lacks_is_refused_wit
     demo_json.pop("$schema")
     assert demo_yaml == demo_json, "demo-stubs.yaml and demo-stubs.json differ"
     jsonschema.Draft202012Validator(json.loads((REPO / "services" / "stubs" / "stub.schema.json").read_text())).validate(demo_yaml)
-    text = (REPO / "services" / "stubs" / "demo-stubs.yaml").read_text().replace("port: 50052", "port: 0").replace("port: 50051", "port: 0")
+    text = (REPO / "services" / "stubs" / "demo-stubs.yaml").read_text().replace("port: 50062", "port: 0").replace("port: 50061", "port: 0")
     path = tmp_path / "stubs.yaml"
     path.write_text(text)
     with fresh_database(f"stubs_it_{os.getpid()}_yaml", "stubs") as url:
