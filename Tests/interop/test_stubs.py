@@ -386,6 +386,112 @@ def test_stbctl_stubs_drives_the_admin_api(stub_server, api, tmp_path):
     assert run("delete", "cli-echo").strip() == "deleted cli-echo"
 
 
+def test_stbctl_sets_faults_and_delays_of_mocks_and_stubs_at_run_time(stub_server, api):
+    # `stbctl stubs fault` and `stbctl stubs delay` (SetFault, SetDelay): on the whole rules
+    # mock, then on one admin-API stub; each as a stock grpcio client sees it, then cleared.
+    stbctl = os.environ.get("STB_STBCTL_BIN") or str(REPO / ".build" / "debug" / "stbctl")
+
+    def run(*args, expect=0):
+        result = subprocess.run([stbctl, "stubs", *args, "--stubs-addr", stub_server.addr],
+                                capture_output=True, text=True, timeout=60, cwd=REPO)
+        assert result.returncode == expect, f"stbctl stubs {' '.join(args)}: {result.stdout}{result.stderr}"
+        return result.stdout + result.stderr
+
+    rules = "stb.rules.v1.Rules"
+    port = mock_port(stub_server, api, rules)
+
+    def evaluate(timeout=2.0):
+        """The rules mock's answer to a fresh grpcio channel: (status, seconds)."""
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+            started = time.monotonic()
+            try:
+                api.rules_grpc.RulesStub(channel).Evaluate(api.rules_pb2.EvaluateRequest(), timeout=timeout)
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as error:
+                code = error.code()
+            return code, time.monotonic() - started
+
+    assert evaluate()[0] == grpc.StatusCode.OK
+    try:
+        # A whole mock's fault, each kind as grpcio reports it.
+        kinds = [
+            (["--kind", "RST_STREAM"], grpc.StatusCode.INTERNAL),
+            (["--kind", "RST_STREAM", "--code", "7"], grpc.StatusCode.UNAVAILABLE),
+            (["--kind", "GOAWAY"], grpc.StatusCode.UNAVAILABLE),
+            (["--kind", "CONNECTION_RESET"], grpc.StatusCode.UNAVAILABLE),
+            (["--kind", "NEVER_ANSWER"], grpc.StatusCode.DEADLINE_EXCEEDED),
+            (["--kind", "SLOW_STREAM", "--chunk-bytes", "1", "--gap-ms", "200"], grpc.StatusCode.DEADLINE_EXCEEDED),
+        ]
+        for options, expected in kinds:
+            out = run("fault", rules, *options)
+            assert out.startswith(f"mock {rules}: fault {{") and f'"kind":"{options[1]}"' in out, out
+            code, seconds = evaluate(timeout=1.0)
+            assert code == expected, (options, code)
+            if expected != grpc.StatusCode.DEADLINE_EXCEEDED:
+                assert seconds < 0.9, (options, seconds)
+        # With a probability: about that share of calls.
+        run("fault", rules, "--kind", "RST_STREAM", "--probability", "0.5")
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+            failures = 0
+            for _ in range(200):
+                try:
+                    api.rules_grpc.RulesStub(channel).Evaluate(api.rules_pb2.EvaluateRequest(), timeout=5)
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.INTERNAL
+                    failures += 1
+            assert 60 <= failures <= 140, failures
+        assert run("fault", rules, "--clear").strip() == f"mock {rules}: no fault"
+        assert evaluate()[0] == grpc.StatusCode.OK
+
+        # A whole mock's delay, and cleared.
+        assert run("delay", rules, "--fixed-ms", "400").strip() == f'mock {rules}: delay {{"fixedMs":400}}'
+        code, seconds = evaluate()
+        assert code == grpc.StatusCode.OK and seconds >= 0.4, seconds
+        assert evaluate(timeout=0.2)[0] == grpc.StatusCode.DEADLINE_EXCEEDED
+        run("delay", rules, "--clear")
+        code, seconds = evaluate()
+        assert code == grpc.StatusCode.OK and seconds < 0.3, seconds
+    finally:
+        run("fault", rules, "--clear")
+        run("delay", rules, "--clear")
+
+    # One admin-API stub: its fault and delay are saved with it, and cleared.
+    stubs = admin(stub_server, api)
+    stubs.PutStub(api.stubs_pb2.PutStubRequest(definition_json=json.dumps({
+        "id": "cli-fault", "service": "stb.testing.v1.Echo", "method": "Get", "priority": 200,
+        "when": {"field": "text", "op": "EQUALS", "value": "cli-fault"}, "response": {"message": {"text": "fine"}},
+    })), timeout=5)
+    try:
+        with mock_channel(stub_server, api, "stb.testing.v1.Echo") as channel:
+            echo = api.echo_grpc.EchoStub(channel)
+            out = run("fault", "cli-fault", "--kind", "STATUS", "--status", "UNAVAILABLE", "--message", "down for the test")
+            assert out.startswith("stub cli-fault: fault {"), out
+            with pytest.raises(grpc.RpcError) as failed:
+                echo.Get(api.echo_pb2.EchoRequest(text="cli-fault"), timeout=5)
+            assert (failed.value.code(), failed.value.details()) == (grpc.StatusCode.UNAVAILABLE, "down for the test")
+            run("delay", "cli-fault", "--uniform-ms", "300,350")
+            saved = json.loads(stubs.GetStub(api.stubs_pb2.StubRef(id="cli-fault"), timeout=5).definition_json)
+            assert saved["delay"] == {"uniformMs": [300, 350]} and saved["fault"]["kind"] == "STATUS"
+            run("fault", "cli-fault", "--clear")
+            started = time.monotonic()
+            assert echo.Get(api.echo_pb2.EchoRequest(text="cli-fault"), timeout=5).text == "fine"
+            assert time.monotonic() - started >= 0.3
+            assert run("delay", "cli-fault", "--clear").strip() == "stub cli-fault: no delay"
+            saved = json.loads(stubs.GetStub(api.stubs_pb2.StubRef(id="cli-fault"), timeout=5).definition_json)
+            assert "delay" not in saved and "fault" not in saved
+    finally:
+        stubs.DeleteStub(api.stubs_pb2.StubRef(id="cli-fault"), timeout=5)
+
+    # Refused: a file's stub (it changes in its file), an unknown stub, a bad HTTP/2 code
+    # (checked by stubd, naming the field), options that do not go together.
+    assert "change it there" in run("fault", "echo-slow", "--kind", "GOAWAY", expect=1)
+    assert "no stub" in run("delay", "no-such-stub", "--fixed-ms", "5", expect=1)
+    assert "fault.code" in run("fault", rules, "--kind", "RST_STREAM", "--code", "99", expect=1)
+    assert "--probability" in run("fault", rules, "--kind", "GOAWAY", "--probability", "2", expect=2)
+    assert "--code" in run("fault", rules, "--kind", "NEVER_ANSWER", "--code", "2", expect=2)
+    assert evaluate()[0] == grpc.StatusCode.OK
+
+
 def test_scenarios_run_their_actions_in_order_and_store_the_result(stub_server, api):
     stubs = admin(stub_server, api)
     scenario = {
