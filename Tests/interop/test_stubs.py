@@ -240,6 +240,12 @@ def test_writes_need_an_admin(stub_server, api):
         with pytest.raises(grpc.RpcError) as denied:
             stubs.PutStub(api.stubs_pb2.PutStubRequest(definition_json="{}"), timeout=5)
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # Faults and delays set at run time change what the mocks answer: admins only.
+        for call, request in ((stubs.SetFault, api.stubs_pb2.SetFaultRequest(mock="stb.rules.v1.Rules", fault_json='{"kind": "GOAWAY"}')),
+                              (stubs.SetDelay, api.stubs_pb2.SetDelayRequest(mock="stb.rules.v1.Rules", delay_json='{"fixedMs": 1}'))):
+            with pytest.raises(grpc.RpcError) as denied:
+                call(request, timeout=5)
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with stub_server.raw_channel() as channel:
         with pytest.raises(grpc.RpcError) as anonymous:
             api.stubs_grpc.StubsStub(channel).ListStubs(api.stubs_pb2.ListStubsRequest(), timeout=5)
@@ -489,6 +495,16 @@ def test_stbctl_sets_faults_and_delays_of_mocks_and_stubs_at_run_time(stub_serve
     assert "fault.code" in run("fault", rules, "--kind", "RST_STREAM", "--code", "99", expect=1)
     assert "--probability" in run("fault", rules, "--kind", "GOAWAY", "--probability", "2", expect=2)
     assert "--code" in run("fault", rules, "--kind", "NEVER_ANSWER", "--code", "2", expect=2)
+    # Through the API: one of stub_id and mock, never both or neither; JSON only.
+    for request in (api.stubs_pb2.SetFaultRequest(fault_json='{"kind": "GOAWAY"}'),
+                    api.stubs_pb2.SetFaultRequest(stub_id="cli-fault", mock=rules, fault_json='{"kind": "GOAWAY"}'),
+                    api.stubs_pb2.SetFaultRequest(mock=rules, fault_json="{kind: GOAWAY}")):
+        with pytest.raises(grpc.RpcError) as refused:
+            stubs.SetFault(request, timeout=5)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, request
+    with pytest.raises(grpc.RpcError) as unknown:
+        stubs.SetDelay(api.stubs_pb2.SetDelayRequest(mock="stb.nothing.v1.X", delay_json='{"fixedMs": 1}'), timeout=5)
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
     assert evaluate()[0] == grpc.StatusCode.OK
 
 
