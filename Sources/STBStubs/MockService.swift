@@ -58,9 +58,9 @@ struct StubMatcher: Sendable {
         self.journal = journal
     }
 
-    /// The stub that answers, the answer, and its fault.
-    private func choose(_ request: [UInt8], context: ServerContext) throws -> (StubDefinition, StubDefinition.Response, StubDefinition.Fault?) {
-        let (candidates, mockFault) = registry.candidates(for: method.path, service: method.serviceName)
+    /// The stub that answers, the answer, its fault and its delay in nanoseconds.
+    private func choose(_ request: [UInt8], context: ServerContext) throws -> (StubDefinition, StubDefinition.Response, StubDefinition.Fault?, UInt64) {
+        let (candidates, mockFault, mockDelay) = registry.candidates(for: method.path, service: method.serviceName)
         var decoded: JSONValue??
         var metadata: [String: [String]] = [:]
         if candidates.contains(where: { $0.condition?.readsMetadata == true }) {
@@ -93,7 +93,8 @@ struct StubMatcher: Sendable {
             default: break
             }
             journal.record(method: method, request: request, metadata: context.metadata, stubID: stub.id, nearMisses: [], status: status)
-            return (stub, response, fault)
+            let delay = stub.hasDelay ? stub.drawDelay() : mockDelay.map(StubDefinition.draw) ?? 0
+            return (stub, response, fault, delay)
         }
         journal.record(
             method: method, request: request, metadata: context.metadata, stubID: nil, nearMisses: nearMisses,
@@ -102,8 +103,8 @@ struct StubMatcher: Sendable {
     }
 
     func answerUnary(_ request: [UInt8], context: ServerContext) async throws -> ProtoWireMessage {
-        let (stub, response, fault) = try choose(request, context: context)
-        try await prepare(stub, response, fault, context: context)
+        let (_, response, fault, delay) = try choose(request, context: context)
+        try await prepare(response, fault, delay: delay, context: context)
         if let status = response.status { throw status }
         guard let first = response.messages.first else {
             throw RPCError(code: .internal, message: "the stub has no message")
@@ -113,8 +114,8 @@ struct StubMatcher: Sendable {
     }
 
     func answerStream(_ request: [UInt8], writer: RPCWriter<ProtoWireMessage>, context: ServerContext, endsCall: Bool = true) async throws {
-        let (stub, response, fault) = try choose(request, context: context)
-        try await prepare(stub, response, fault, context: context)
+        let (_, response, fault, delay) = try choose(request, context: context)
+        try await prepare(response, fault, delay: delay, context: context)
         var gap: UInt64 = 0
         if case .slowStream(let nanos, _)? = fault { gap = nanos }
         for (index, message) in response.messages.enumerated() {
@@ -126,10 +127,9 @@ struct StubMatcher: Sendable {
     }
 
     /// Headers and trailers, the delay, and the faults that strike before any answer.
-    private func prepare(_ stub: StubDefinition, _ response: StubDefinition.Response, _ fault: StubDefinition.Fault?, context: ServerContext) async throws {
+    private func prepare(_ response: StubDefinition.Response, _ fault: StubDefinition.Fault?, delay: UInt64, context: ServerContext) async throws {
         if !response.headers.isEmpty { context.addInitialMetadata(response.headers) }
         if !response.trailers.isEmpty { context.addTrailingMetadata(response.trailers) }
-        let delay = stub.drawDelay()
         if delay > 0 { try await Task.sleep(nanoseconds: delay) }
         switch fault {
         case .neverAnswer?:

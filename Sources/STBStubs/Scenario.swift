@@ -9,8 +9,8 @@ import STBRPC
 ///
 /// `{"name": "rules-fault", "description": "…", "actions": [ … ]}`, each action an object
 /// with a `type`: START_MOCK (`service`, `port`), STOP_MOCK (`service`), PUT_STUB (`stub`),
-/// SET_DELAY (`stub`: an id, `delay`: a stub delay or null), SET_FAULT (`stub` or `mock`: a
-/// service, `fault`: a fault or null), WAIT (`ms`), CALL (`target`, `method`, `request`, `metadata`,
+/// SET_DELAY (`stub`: an id, or `mock`: a service, `delay`: a stub delay or null), SET_FAULT
+/// (`stub` or `mock`, `fault`: a fault or null), WAIT (`ms`), CALL (`target`, `method`, `request`, `metadata`,
 /// `expect`: {`status`, `fields`: {path: value}}), LOAD (`target`, `method`, `data`,
 /// `rate` and `duration` or `steps` or `ramp`, `poisson`, `connections`, `streams`,
 /// `metadata`, `thresholds`). A target is `HOST:PORT` or `mock:SERVICE` (a running mock).
@@ -48,6 +48,8 @@ struct Scenario: Sendable {
         case setFault(String, JSONValue)
         /// The fault of a whole mock (every call its stubs answer without a fault of their own).
         case setMockFault(String, JSONValue)
+        /// The delay of a whole mock (every call its stubs answer without a delay of their own).
+        case setMockDelay(String, JSONValue)
         case wait(UInt64)
         case call(Call)
         case load(Load)
@@ -57,7 +59,7 @@ struct Scenario: Sendable {
             case .startMock: "START_MOCK"
             case .stopMock: "STOP_MOCK"
             case .putStub: "PUT_STUB"
-            case .setDelay: "SET_DELAY"
+            case .setDelay, .setMockDelay: "SET_DELAY"
             case .setFault, .setMockFault: "SET_FAULT"
             case .wait: "WAIT"
             case .call: "CALL"
@@ -129,6 +131,14 @@ struct Scenario: Sendable {
                 _ = try StubDefinition.fault(setting)
             }
             return .setMockFault(service, setting)
+        case "SET_DELAY" where members["mock"] != nil:
+            let service = try string("mock")
+            guard MockHost.stubbableServices.contains(service) else { throw StubError("mock", "no service \(service) in Protos/") }
+            guard let setting = members["delay"] else { throw StubError("delay", "a delay, or null to remove it") }
+            if setting != .null {
+                _ = try StubDefinition.delay(setting)
+            }
+            return .setMockDelay(service, setting)
         case "SET_DELAY", "SET_FAULT":
             let id = try string("stub")
             let key = type == "SET_DELAY" ? "delay" : "fault"

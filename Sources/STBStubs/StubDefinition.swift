@@ -230,7 +230,8 @@ public struct StubDefinition: Sendable {
         return UInt64(number * 1_000_000)
     }
 
-    private static func delay(_ value: JSONValue) throws(StubError) -> Delay {
+    /// Reads a delay (of a stub, or of a whole mock).
+    static func delay(_ value: JSONValue) throws(StubError) -> Delay {
         guard case .object(let members) = value, members.count == 1, let (kind, body) = members.first else {
             throw StubError("delay", "one of {\"fixedMs\": N}, {\"uniformMs\": [MIN, MAX]}, {\"lognormal\": {\"medianMs\": M, \"sigma\": S}}")
         }
@@ -300,8 +301,19 @@ public struct StubDefinition: Sendable {
         }
     }
 
+    /// Whether the stub sets a delay of its own (else its mock's applies).
+    var hasDelay: Bool {
+        if case .none = delay { return false }
+        return true
+    }
+
     /// A delay drawn from the stub's distribution, in nanoseconds.
     func drawDelay() -> UInt64 {
+        Self.draw(delay)
+    }
+
+    /// A delay drawn from `delay`'s distribution, in nanoseconds.
+    static func draw(_ delay: Delay) -> UInt64 {
         switch delay {
         case .none: return 0
         case .fixed(let nanos): return nanos

@@ -27,6 +27,8 @@ public final class StubRegistry: Sendable {
         var index: [String: [StubDefinition]] = [:]
         /// Faults of whole mocks, by service.
         var mockFaults: [String: (fault: StubDefinition.Fault, probability: Double)] = [:]
+        /// Delays of whole mocks, by service.
+        var mockDelays: [String: StubDefinition.Delay] = [:]
 
         mutating func reindex() {
             var index: [String: [StubDefinition]] = [:]
@@ -42,11 +44,14 @@ public final class StubRegistry: Sendable {
 
     public init() {}
 
-    /// The stubs tried for a call to `path`, in order, and the fault of the mock of
-    /// `service` (which strikes when the answering stub has none of its own).
-    func candidates(for path: String, service: String) -> (stubs: [StubDefinition], mockFault: (fault: StubDefinition.Fault, probability: Double)?) {
+    /// The stubs tried for a call to `path`, in order, and the fault and delay of the mock
+    /// of `service` (which apply when the answering stub has none of its own).
+    func candidates(for path: String, service: String) -> (
+        stubs: [StubDefinition], mockFault: (fault: StubDefinition.Fault, probability: Double)?, mockDelay: StubDefinition.Delay?
+    ) {
         state.withLock { state in
-            (state.index[path] ?? [], state.mockFaults.isEmpty ? nil : state.mockFaults[service])
+            (state.index[path] ?? [], state.mockFaults.isEmpty ? nil : state.mockFaults[service],
+             state.mockDelays.isEmpty ? nil : state.mockDelays[service])
         }
     }
 
@@ -56,6 +61,14 @@ public final class StubRegistry: Sendable {
     public func setMockFault(service: String, fault value: JSONValue?) throws(StubError) {
         let fault = try value.map { (value) throws(StubError) in try StubDefinition.fault(value) }
         state.withLock { $0.mockFaults[service] = fault }
+    }
+
+    /// Sets (or with nil removes) the delay before every answer the mock of `service` gives
+    /// with a stub that sets no delay of its own. Read from JSON in the stub file's form:
+    /// `{"fixedMs": 100}`.
+    public func setMockDelay(service: String, delay value: JSONValue?) throws(StubError) {
+        let delay = try value.map { (value) throws(StubError) in try StubDefinition.delay(value) }
+        state.withLock { $0.mockDelays[service] = delay }
     }
 
     /// The mocks' faults as given, by service.

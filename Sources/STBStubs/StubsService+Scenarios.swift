@@ -103,29 +103,18 @@ extension StubsService {
         case .putStub(let stub):
             try await save(stub)
             return (true, ["stub": .string(stub.id)])
-        case .setDelay(let id, let setting), .setFault(let id, let setting):
-            let key: String
-            if case .setDelay = action { key = "delay" } else { key = "fault" }
-            guard let (stub, source) = registry.stub(id) else { throw RPCError(code: .notFound, message: "no stub \(quoted(id))") }
-            guard source == .api, case .object(var members) = stub.json else {
-                throw RPCError(code: .failedPrecondition, message: "\(id) is a stub of \(source): change it there")
-            }
-            members[key] = setting == .null ? nil : setting
-            let changed: StubDefinition
-            do {
-                changed = try StubDefinition(.object(members))
-            } catch {
-                throw RPCError(code: .invalidArgument, message: error.description)
-            }
-            try await save(changed)
-            return (true, ["stub": .string(id), key: setting])
+        case .setDelay(let id, let setting):
+            try await changeStub(id, .delay, to: setting)
+            return (true, ["stub": .string(id), "delay": setting])
+        case .setFault(let id, let setting):
+            try await changeStub(id, .fault, to: setting)
+            return (true, ["stub": .string(id), "fault": setting])
         case .setMockFault(let service, let setting):
-            do {
-                try registry.setMockFault(service: service, fault: setting == .null ? nil : setting)
-            } catch {
-                throw RPCError(code: .invalidArgument, message: error.description)
-            }
+            try setMock(service, .fault, to: setting)
             return (true, ["mock": .string(service), "fault": setting])
+        case .setMockDelay(let service, let setting):
+            try setMock(service, .delay, to: setting)
+            return (true, ["mock": .string(service), "delay": setting])
         case .wait(let nanos):
             try await Task.sleep(nanoseconds: nanos)
             return (true, ["ms": .double(Double(nanos) / 1e6)])

@@ -75,4 +75,26 @@ struct StubDefinitionTests {
         // The refused file changed nothing.
         #expect(registry.candidates(for: "/stb.testing.v1.Echo/Get", service: "stb.testing.v1.Echo").stubs.map(\.id) == ["z", "a", "b", "low"])
     }
+
+    @Test("a mock's delay and fault: set, kept to their service, refused when bad, removed")
+    func mockSettings() throws {
+        let registry = StubRegistry()
+        let echo = (path: "/stb.testing.v1.Echo/Get", service: "stb.testing.v1.Echo")
+        try registry.setMockDelay(service: echo.service, delay: try JSONValue.parse(#"{"fixedMs": 40}"#))
+        try registry.setMockFault(service: echo.service, fault: try JSONValue.parse(#"{"kind": "GOAWAY", "probability": 0.25}"#))
+        let set = registry.candidates(for: echo.path, service: echo.service)
+        #expect(set.mockDelay.map(StubDefinition.draw) == 40_000_000)
+        #expect(set.mockFault?.probability == 0.25)
+        let other = registry.candidates(for: "/stb.rules.v1.Rules/Evaluate", service: "stb.rules.v1.Rules")
+        #expect(other.mockDelay == nil && other.mockFault == nil)
+        #expect(throws: StubError("delay.fixedMs", "milliseconds from 0 to 3600000")) {
+            try registry.setMockDelay(service: echo.service, delay: try JSONValue.parse(#"{"fixedMs": -1}"#))
+        }
+        // The refused delay changed nothing.
+        #expect(registry.candidates(for: echo.path, service: echo.service).mockDelay.map(StubDefinition.draw) == 40_000_000)
+        try registry.setMockDelay(service: echo.service, delay: nil)
+        try registry.setMockFault(service: echo.service, fault: nil)
+        let cleared = registry.candidates(for: echo.path, service: echo.service)
+        #expect(cleared.mockDelay == nil && cleared.mockFault == nil)
+    }
 }

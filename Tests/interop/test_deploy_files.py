@@ -1,21 +1,28 @@
 """Checks of the deployment files that need no Docker engine.
 
-docker-compose.yml (root), services/*/Dockerfile, .dockerignore and the Postgres init
-scripts (services/postgres/init/):
+docker-compose.yml (root), services/Dockerfile (the one recipe of every Swift service,
+given SERVICE, PRODUCT, PREFIX, PORT and RUNTIME_PACKAGES as build arguments by compose),
+services/edge/Dockerfile, .dockerignore and the Postgres init scripts
+(services/postgres/init/):
 
 - `docker-compose config -q` accepts the compose file (Compose v1 from Debian's
   `docker-compose` package, or the v2 `docker compose` plugin when that is what the
   machine has; neither needs an engine for `config`). Skipped when neither is installed.
 - every service with a `build` has its Dockerfile, and every COPY/ADD source of every
-  Dockerfile exists in the build context and is not excluded by .dockerignore;
+  image (the Dockerfile read with that service's build arguments) exists in the build
+  context and is not excluded by .dockerignore;
 - the runtime stage of each service image is debian:bookworm-slim (not a Swift image),
   with the C runtime libraries, a non-root user and an ENTRYPOINT; the build stage is
-  an official swift:6.x-bookworm image; the ENTRYPOINT is the service's own binary and
-  its migrations folder holds the service's own migrations;
+  an official swift:6.x-bookworm image; the entry point is the service's own binary and
+  its migrations folder holds the service's own migrations; the runtime packages hold
+  every C library the built binary needs (readelf of .build/debug/<product>, mapped to
+  Debian packages by dpkg);
+- the stub server (stubd) is packaged like the others: its image, with libyaml, and its
+  compose service with its database, port and the demo stub file's mock ports;
 - the edge (services/edge/Dockerfile: nghttpx run by scripts/edge, nothing compiled) is
   one debian:bookworm-slim stage with Debian's nghttp2 packages and the script and
   template it runs, and compose publishes it on 8080 and 8443 in front of the services;
-- the init scripts create the four service databases; when a Postgres admin URL is
+- the init scripts create the five service databases; when a Postgres admin URL is
   known (STB_PG_ADMIN_URL, from `scripts/db env`), the SQL also runs against it.
 """
 
@@ -38,7 +45,11 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERIGNORE = REPO / ".dockerignore"
 INIT_DIR = REPO / "services" / "postgres" / "init"
 EDGE_DOCKERFILE = REPO / "services" / "edge" / "Dockerfile"
-SERVICES = ("catalog", "project", "rules", "gateway")
+SERVICE_DOCKERFILE = REPO / "services" / "Dockerfile"
+SERVICES = ("catalog", "project", "rules", "gateway", "stubs")
+# Each service's binary (SwiftPM product) and gRPC port.
+PRODUCTS = {"catalog": "catalogd", "project": "projectd", "rules": "rulesd", "gateway": "gatewayd", "stubs": "stubd"}
+PORTS = {"gateway": 50050, "catalog": 50051, "rules": 50052, "project": 50053, "stubs": 50054}
 # The C libraries every service binary links (nghttp2, protobuf-c, libpq, RE2), by Debian package.
 RUNTIME_PACKAGES = ("libnghttp2-14", "libprotobuf-c1", "libpq5", "libre2-9")
 
@@ -157,8 +168,11 @@ class Stage:
     instructions: list[Instruction] = field(default_factory=list)
 
 
-def parse_dockerfile(path: Path) -> tuple[dict[str, str], list[Stage]]:
-    """Global ARG defaults and the stages, with line continuations joined."""
+def parse_dockerfile(path: Path, build_args: dict[str, str] | None = None) -> tuple[dict[str, str], list[Stage]]:
+    """Global ARG defaults and the stages, with line continuations joined and, as Docker
+    does, each stage's ARG (from `build_args`, else its default) and ENV values
+    substituted into the instructions after them (RUN: in the shell's place)."""
+    build_args = build_args or {}
     instructions: list[Instruction] = []
     pending, start = "", 0
     for number, raw in enumerate(path.read_text().splitlines(), 1):
@@ -180,25 +194,44 @@ def parse_dockerfile(path: Path) -> tuple[dict[str, str], list[Stage]]:
 
     global_args: dict[str, str] = {}
     stages: list[Stage] = []
+    scope: dict[str, str] = {}
     for instruction in instructions:
         if instruction.keyword == "FROM":
             words = [w for w in instruction.args.split() if not w.startswith("--platform")]
-            base = substitute(words[0], global_args)
+            base = substitute(words[0], {**global_args, **build_args})
             name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
             stages.append(Stage(base, name))
+            scope = {}
         elif not stages:
             assert instruction.keyword == "ARG", f"{path}:{instruction.line}: before FROM"
             key, _, default = instruction.args.partition("=")
             global_args[key.strip()] = default.strip().strip('"')
+        elif instruction.keyword == "ARG":
+            key, has_default, default = instruction.args.partition("=")
+            key = key.strip()
+            fallback = default.strip().strip('"') if has_default else global_args.get(key, "")
+            scope[key] = build_args.get(key, fallback)
+            stages[-1].instructions.append(instruction)
         else:
+            if instruction.keyword not in ("ENTRYPOINT", "CMD"):  # exec forms are not expanded
+                instruction = Instruction(
+                    instruction.keyword, substitute(instruction.args, scope, lenient=True), instruction.line)
+            if instruction.keyword == "ENV":
+                for word in shlex.split(instruction.args):
+                    key, _, value = word.partition("=")
+                    scope[key] = value
             stages[-1].instructions.append(instruction)
     assert stages, f"{path} has no FROM"
     return global_args, stages
 
 
-def substitute(text: str, args: dict[str, str]) -> str:
+def substitute(text: str, args: dict[str, str], lenient: bool = False) -> str:
+    """`${NAME}` and `$NAME` replaced by their values; with `lenient`, names without one
+    are left as they are (the shell's own variables in a RUN)."""
     def value(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
+        if lenient and name not in args:
+            return match.group(0)
         assert name in args, f"${name} has no default"
         return args[name]
 
@@ -219,17 +252,39 @@ def copy_sources(instruction: Instruction) -> list[str] | None:
     return words[:-1]
 
 
-def dockerfiles() -> list[tuple[Path, Path]]:
-    """(Dockerfile, build context) pairs: the compose builds, plus every
-    services/*/Dockerfile (whose documented context is the repository root)."""
-    found: dict[Path, Path] = {}
-    for service in load_compose()["services"].values():
+@dataclass
+class Image:
+    """An image as compose builds it: its Dockerfile, context and build arguments."""
+    name: str
+    dockerfile: Path
+    context: Path
+    args: dict[str, str]
+
+    def stages(self) -> list[Stage]:
+        return parse_dockerfile(self.dockerfile, self.args)[1]
+
+
+def images() -> list[Image]:
+    """The compose builds, plus every services/*/Dockerfile that no compose service builds
+    (with no build arguments; their documented context is the repository root)."""
+    found: list[Image] = []
+    for name, service in load_compose()["services"].items():
         build = build_of(service)
         if build is not None:
-            found[build[1]] = build[0]
+            args = service["build"].get("args", {}) if isinstance(service["build"], dict) else {}
+            if isinstance(args, list):
+                args = dict(item.split("=", 1) for item in args)
+            found.append(Image(name, build[1], build[0], {k: str(v) for k, v in args.items()}))
+    built = {image.dockerfile for image in found}
     for path in sorted((REPO / "services").glob("*/Dockerfile")):
-        found.setdefault(path.resolve(), REPO)
-    return sorted(((d, c) for d, c in found.items()), key=lambda pair: str(pair[0]))
+        if path.resolve() not in built:
+            found.append(Image(str(path.relative_to(REPO)), path.resolve(), REPO, {}))
+    return sorted(found, key=lambda image: image.name)
+
+
+def dockerfiles() -> list[tuple[Path, Path]]:
+    """(Dockerfile, build context) pairs of the images."""
+    return sorted({(image.dockerfile, image.context) for image in images()}, key=lambda pair: str(pair[0]))
 
 
 def ignore_patterns() -> list[tuple[bool, re.Pattern[str]]]:
@@ -280,19 +335,41 @@ def ignored(relative: str, rules) -> bool:
 
 
 DOCKERFILES = dockerfiles()
-IDS = [str(path.relative_to(REPO)) for path, _ in DOCKERFILES]
+IMAGES = images()
+IMAGE_IDS = [image.name for image in IMAGES]
 # The images built from Swift sources (every one but the edge's).
-SWIFT_DOCKERFILES = [pair for pair in DOCKERFILES if pair[0] != EDGE_DOCKERFILE.resolve()]
-SWIFT_IDS = [str(path.relative_to(REPO)) for path, _ in SWIFT_DOCKERFILES]
+SWIFT_IMAGES = [image for image in IMAGES if image.dockerfile != EDGE_DOCKERFILE.resolve()]
+SWIFT_IDS = [image.name for image in SWIFT_IMAGES]
+
+
+def image_of(name: str) -> Image:
+    found = [image for image in IMAGES if image.name == name]
+    assert found, f"no compose service {name} with a build"
+    return found[0]
 
 
 def test_there_are_dockerfiles():
     assert DOCKERFILES, "no Dockerfile found under services/"
+    assert {image.name for image in SWIFT_IMAGES} == set(SERVICES)
 
 
-@pytest.mark.parametrize(("dockerfile", "context"), DOCKERFILES, ids=IDS)
-def test_copy_sources_exist(dockerfile: Path, context: Path):
-    _, stages = parse_dockerfile(dockerfile)
+def test_the_swift_services_share_one_recipe():
+    """One Dockerfile for every Swift service, told apart by build arguments only: no
+    per-service copies to drift apart."""
+    for image in SWIFT_IMAGES:
+        assert image.dockerfile == SERVICE_DOCKERFILE.resolve(), f"{image.name} builds {image.dockerfile}"
+        assert image.args.get("SERVICE") == image.name
+        assert image.args.get("PRODUCT") == PRODUCTS[image.name]
+        assert image.args.get("PREFIX") == image.name.upper()
+        assert image.args.get("PORT") == str(PORTS[image.name])
+    leftovers = [p for p in (REPO / "services").glob("*/Dockerfile") if p.resolve() != EDGE_DOCKERFILE.resolve()]
+    assert not leftovers, f"per-service copies of the recipe: {leftovers}"
+
+
+@pytest.mark.parametrize("image", IMAGES, ids=IMAGE_IDS)
+def test_copy_sources_exist(image: Image):
+    dockerfile, context = image.dockerfile, image.context
+    stages = image.stages()
     rules = ignore_patterns() if context == REPO else []
     problems = []
     for stage in stages:
@@ -336,9 +413,9 @@ def swift_version(image: str) -> tuple[int, ...] | None:
     return tuple(int(g) for g in match.groups() if g is not None) if match else None
 
 
-@pytest.mark.parametrize(("dockerfile", "context"), SWIFT_DOCKERFILES, ids=SWIFT_IDS)
-def test_stages(dockerfile: Path, context: Path):
-    _, stages = parse_dockerfile(dockerfile)
+@pytest.mark.parametrize("image", SWIFT_IMAGES, ids=SWIFT_IDS)
+def test_stages(image: Image):
+    stages = image.stages()
     assert len(stages) >= 2, "expected a multi-stage build (build, then runtime)"
     build, runtime = stages[0], stages[-1]
 
@@ -379,10 +456,49 @@ def env_of(stage: Stage) -> dict[str, str]:
     return env
 
 
+def image_files(image: Image) -> set[str]:
+    """The paths in the runtime stage's file system that COPY puts there from the build
+    context (a directory's files, less what .dockerignore leaves out)."""
+    rules = ignore_patterns() if image.context == REPO else []
+    paths: set[str] = set()
+    for instruction in image.stages()[-1].instructions:
+        if instruction.keyword != "COPY":
+            continue
+        sources = copy_sources(instruction)
+        if sources is None:
+            continue
+        destination = shlex.split(instruction.args)[-1].rstrip("/")
+        for source in sources:
+            root = image.context / os.path.normpath(source.lstrip("/"))
+            if root.is_file():
+                paths.add(destination if len(sources) == 1 and not instruction.args.rstrip().endswith("/")
+                          else f"{destination}/{root.name}")
+                continue
+            for file in root.rglob("*"):
+                relative = os.path.relpath(file, image.context)
+                if file.is_file() and not ignored(relative, rules):
+                    paths.add(f"{destination}/{file.relative_to(root)}")
+    return paths
+
+
+def entry_binary(image: Image) -> str:
+    """The file the ENTRYPOINT runs, following a symbolic link a RUN makes
+    (`ln -s TARGET LINK`)."""
+    runtime = image.stages()[-1]
+    entry = [json.loads(i.args) for i in runtime.instructions if i.keyword == "ENTRYPOINT"]
+    assert entry, "no ENTRYPOINT"
+    path = entry[-1][0]
+    for instruction in runtime.instructions:
+        if instruction.keyword == "RUN":
+            for target, link in re.findall(r"ln -s(?:f)? (\S+) (\S+)", instruction.args):
+                if link.strip('"') == path:
+                    path = target.strip('"')
+    return path
+
+
 def test_catalog_image():
-    dockerfile = REPO / "services" / "catalog" / "Dockerfile"
-    _, stages = parse_dockerfile(dockerfile)
-    runtime = stages[-1]
+    image = image_of("catalog")
+    runtime = image.stages()[-1]
     env = env_of(runtime)
     assert env.get("CATALOG_HOST") == "0.0.0.0"
     assert env.get("CATALOG_PORT") == "50051"
@@ -391,48 +507,108 @@ def test_catalog_image():
     assert "50051" in exposed.split()
     workdirs = [i.args for i in runtime.instructions if i.keyword == "WORKDIR"]
     assert workdirs and workdirs[-1] == "/app"
-    build_runs = " ".join(i.args for i in stages[0].instructions if i.keyword == "RUN")
-    assert "--product catalogd" in build_runs
-    destinations = [
-        shlex.split(i.args)[-1] for i in runtime.instructions if i.keyword == "COPY"
-    ]
-    for wanted in ("migrations", "seeds", "seed.schema.json"):
-        assert f"/app/services/catalog/{wanted}" in destinations, f"{wanted} is not copied"
+    files = image_files(image)
+    for wanted in ("migrations/", "seeds/", "seed.schema.json"):
+        assert any(f.startswith(f"/app/services/catalog/{wanted}") for f in files), f"{wanted} is not copied"
 
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_service_image_runs_its_own_binary_and_migrations(name):
-    """The runtime stage copies `<name>d` to the ENTRYPOINT's path and the service's own
-    migrations to where `<NAME>_MIGRATIONS_DIR` points (an image holding another
-    service's binary or migrations would not start)."""
-    _, stages = parse_dockerfile(REPO / "services" / name / "Dockerfile")
-    runtime = stages[-1]
+    """The build stage builds the service's product, the runtime stage copies it to where
+    the ENTRYPOINT runs it, with the service's own migrations where
+    `<NAME>_MIGRATIONS_DIR` points and it listening on all interfaces on its port (an
+    image holding another service's binary or migrations, or none, would not start)."""
+    image = image_of(name)
+    product = PRODUCTS[name]
+    build, runtime = image.stages()[0], image.stages()[-1]
+    build_runs = " ".join(i.args for i in build.instructions if i.keyword == "RUN")
+    assert re.search(rf'--product "?{product}"?(\s|$)', build_runs), f"the build stage does not build {product}"
+    assert re.search(rf'"?/out/{product}"?(\s|$)', build_runs), f"the build stage does not install /out/{product}"
     copies = [shlex.split(i.args) for i in runtime.instructions if i.keyword == "COPY"]
-    entry = [json.loads(i.args) for i in runtime.instructions if i.keyword == "ENTRYPOINT"]
-    assert entry and entry[-1][0] == f"/app/{name}d", entry
-    assert ["--from=build", f"/out/{name}d", f"/app/{name}d"] in copies, copies
-    migrations = env_of(runtime).get(f"{name.upper()}_MIGRATIONS_DIR")
+    assert ["--from=build", f"/out/{product}", f"/app/{product}"] in copies, copies
+    assert entry_binary(image) == f"/app/{product}"
+    env = env_of(runtime)
+    prefix = name.upper()
+    assert env.get(f"{prefix}_HOST") == "0.0.0.0"
+    assert env.get(f"{prefix}_PORT") == str(PORTS[name])
+    assert str(PORTS[name]) in " ".join(i.args for i in runtime.instructions if i.keyword == "EXPOSE").split()
+    migrations = env.get(f"{prefix}_MIGRATIONS_DIR")
     assert migrations == f"/app/services/{name}/migrations"
-    assert [f"services/{name}/migrations", migrations] in copies, copies
+    files = image_files(image)
+    wanted = sorted(p.name for p in (REPO / "services" / name / "migrations").glob("*.sql"))
+    assert wanted, f"services/{name}/migrations has no migration"
+    assert sorted(f.rpartition("/")[2] for f in files if f.startswith(migrations + "/")) == wanted
+
+
+def needed_packages(binary: Path) -> dict[str, str]:
+    """The Debian packages of the shared C libraries `binary` needs (readelf's NEEDED,
+    found with ldconfig, owned per dpkg), by library; the Swift runtime's own libraries
+    (linked statically into the image's binary) are left out."""
+    dynamic = subprocess.run(["readelf", "-d", str(binary)], capture_output=True, text=True, check=True).stdout
+    libraries = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dynamic)
+    cache = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
+    packages: dict[str, str] = {}
+    for library in libraries:
+        match = re.search(rf"^\s*{re.escape(library)} \(.*x86-64.*\) => (\S+)$", cache, re.MULTILINE)
+        if match is None:
+            continue  # not a system library: the Swift runtime
+        owner = subprocess.run(["dpkg", "-S", match.group(1)], capture_output=True, text=True)
+        if owner.returncode != 0:
+            owner = subprocess.run(["dpkg", "-S", os.path.realpath(match.group(1))], capture_output=True, text=True)
+        assert owner.returncode == 0, f"{library}: no Debian package owns {match.group(1)}"
+        packages[library] = owner.stdout.split(":")[0]
+    return packages
+
+
+@pytest.mark.skipif(not shutil.which("readelf") or not shutil.which("dpkg"), reason="needs readelf and dpkg")
+@pytest.mark.parametrize("name", SERVICES)
+def test_runtime_packages_cover_what_the_binary_links(name):
+    """Every C library the service's binary links (as built here: .build/debug, the same
+    Debian 12 libraries as the bookworm image) comes from a package the runtime stage
+    installs (or one debian:bookworm-slim has: libc6, libgcc-s1)."""
+    binary = REPO / ".build" / "debug" / PRODUCTS[name]
+    if not binary.is_file():
+        pytest.skip(f"{binary} is not built (swift build --product {PRODUCTS[name]})")
+    runtime_runs = " ".join(i.args for i in image_of(name).stages()[-1].instructions if i.keyword == "RUN")
+    installed = set(re.findall(r"[a-z0-9][a-z0-9.+-]+", runtime_runs))
+    missing = {library: package for library, package in needed_packages(binary).items()
+               if package not in installed and package not in ("libc6", "libgcc-s1")}
+    assert not missing, f"the {name} image lacks the packages of {missing}"
+
+
+def test_stubs_image_and_compose():
+    """stubd's image (with libyaml for YAML stub files, its schema and demo stub files)
+    and its compose service: its own database, the admin port, and the demo file's mock
+    ports, none of them a port of the real services."""
+    image = image_of("stubs")
+    runtime = image.stages()[-1]
+    runtime_runs = " ".join(i.args for i in runtime.instructions if i.keyword == "RUN")
+    assert re.search(r"(?<![\w.+-])libyaml-0-2(?![\w.+-])", runtime_runs), "the stubs image does not install libyaml-0-2"
+    files = image_files(image)
+    for wanted in ("stub.schema.json", "demo-stubs.json", "demo-stubs.yaml"):
+        assert f"/app/services/stubs/{wanted}" in files, f"{wanted} is not copied"
+
+    stubs = load_compose()["services"]["stubs"]
+    environment = stubs["environment"]
+    assert environment["STUBS_DATABASE_URL"] == "postgresql://stubs:stubs@postgres:5432/stubs"
+    assert environment["STUBS_HOST"] == "0.0.0.0" and environment["STUBS_MOCK_HOST"] == "0.0.0.0"
+    assert stubs["depends_on"]["postgres"]["condition"] == "service_healthy"
+    ports = [str(p) for p in stubs["ports"]]
+    assert "50054:50054" in ports
+    demo_file = re.fullmatch(r"\$\{\w+:?-(.*)\}", environment["STUBS_FILE"]).group(1)
+    assert demo_file == "/app/services/stubs/demo-stubs.json" and demo_file in files
+    demo = json.loads((REPO / "services" / "stubs" / "demo-stubs.json").read_text())
+    for mock in demo["mocks"]:
+        assert mock["port"] not in PORTS.values(), f"{mock['service']}'s mock takes a service's port"
+        assert f"{mock['port']}:{mock['port']}" in ports, f"{mock['service']}'s mock port is not published"
 
 
 def test_project_image_and_compose():
-    """projectd's image (the rules recipe with its own product, migrations and port) and
-    its compose service: its database, the catalog and rules it depends on, and the
-    gateway where its service account signs in with a secret from the environment."""
-    _, stages = parse_dockerfile(REPO / "services" / "project" / "Dockerfile")
-    runtime = stages[-1]
-    env = env_of(runtime)
-    assert env.get("PROJECT_HOST") == "0.0.0.0" and env.get("PROJECT_PORT") == "50053"
-    assert env.get("PROJECT_MIGRATIONS_DIR") == "/app/services/project/migrations"
-    assert "50053" in " ".join(i.args for i in runtime.instructions if i.keyword == "EXPOSE").split()
-    assert "--product projectd" in " ".join(i.args for i in stages[0].instructions if i.keyword == "RUN")
-    destinations = [shlex.split(i.args)[-1] for i in runtime.instructions if i.keyword == "COPY"]
-    assert "/app/services/project/migrations" in destinations
-
+    """projectd's compose service: its database, the catalog and rules it depends on, and
+    the gateway where its service account signs in with a secret from the environment."""
     services = load_compose()["services"]
     project = services["project"]
-    assert build_of(project) == (REPO, (REPO / "services" / "project" / "Dockerfile").resolve())
+    assert build_of(project) == (REPO, SERVICE_DOCKERFILE.resolve())
     environment = project["environment"]
     assert environment["PROJECT_DATABASE_URL"] == "postgresql://project:project@postgres:5432/project"
     assert environment["PROJECT_CATALOG_ADDR"] == "catalog:50051"

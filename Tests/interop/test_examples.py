@@ -1,7 +1,9 @@
 """Every command example we show works against the demo data: the `Examples:` of
 `stbctl --help` and the commands `scripts/up` prints, run against a real catalogd, rulesd
-and projectd holding the demo catalog and rules (services/catalog/seeds/demo.json) and
-the demo project scripts/up makes (scripts/demo-project, without members: no gateway here).
+and projectd holding the demo catalog and rules (services/catalog/seeds/demo.json), the
+demo project scripts/up makes (scripts/demo-project, without members: no gateway here)
+and stubd with the demo stub file (services/stubs/demo-stubs.json, its mocks on ports of
+their own).
 
 Fixtures (conftest.py): `catalog_server`, `rules_server`, `project_server`, `stbctl_bin`.
 """
@@ -17,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import REPO, own_catalog_database
+from conftest import REPO, _free_port, fresh_database, own_catalog_database
 from test_edge import Edge
 
 pytestmark = pytest.mark.skipif(
@@ -41,6 +43,29 @@ def env(catalog_server, rules_server, project_server):
     variables.update(STB_CATALOG_ADDR=catalog_server.addr, STB_RULES_ADDR=rules_server.addr,
                      STB_PROJECT_ADDR=project_server.addr)
     return variables
+
+
+@pytest.fixture(scope="module")
+def stubs_server(tmp_path_factory):
+    """stubd with the demo stub file, as scripts/up starts it (the mocks on free ports)."""
+    from test_stubs import StubServer, stubd_binary
+
+    folder = tmp_path_factory.mktemp("stubs")
+    demo = json.loads((REPO / "services" / "stubs" / "demo-stubs.json").read_text())
+    demo.pop("$schema", None)
+    for mock in demo["mocks"]:
+        mock["port"] = _free_port()
+    (folder / "demo-stubs.json").write_text(json.dumps(demo))
+    with fresh_database(f"stubs_examples_{os.getpid()}", "stubs") as url:
+        server = StubServer(stubd_binary(), folder / "stubd.log", {
+            "STUBS_PORT": str(_free_port()), "STUBS_DATABASE_URL": url,
+            "STUBS_MIGRATIONS_DIR": str(REPO / "services" / "stubs" / "migrations"),
+            "STUBS_FILE": str(folder / "demo-stubs.json"),
+        }).start()
+        try:
+            yield server
+        finally:
+            server.kill()
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +149,8 @@ def test_every_help_example_works(demo, env):
         run_example(demo, env, command)
 
 
-def test_every_example_scripts_up_prints_works(demo, env, edge):
+def test_every_example_scripts_up_prints_works(demo, env, edge, stubs_server):
+    env = {**env, "STB_STUBS_ADDR": stubs_server.addr}
     for command in up_examples():
         run_example(demo, env, command.replace("$edge_http_port", str(edge.http_port)))
 

@@ -2,7 +2,7 @@
 
 - every manifest is valid for Kubernetes KUBERNETES_VERSION, strictly (unknown fields
   fail), by kubernetes-validate's bundled schemas;
-- each service (catalog, rules, project, gateway) and the edge has a Deployment, a
+- each service (catalog, rules, project, gateway, stubs) and the edge has a Deployment, a
   Service, a PodDisruptionBudget and a HorizontalPodAutoscaler, which the directory's
   kustomization.yaml lists (and not the example Secret); where kubectl is installed,
   `kubectl kustomize` builds each directory;
@@ -16,7 +16,9 @@
 - every variable is one the service reads (names collected from its Swift configuration
   code, or from scripts/edge for the edge), its own port and host match the container,
   and every `*_ADDR` names a Service and one of its ports; the pods run as the user of
-  the service's image (its Dockerfile's USER).
+  the service's image (its Dockerfile's USER: services/Dockerfile for the Swift services);
+- the stub server runs one replica (its mocks and journal are in its process), which its
+  autoscaler and disruption budget keep, and its Service reaches the demo file's mocks.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "1.33.0"
-SERVICES = ("catalog", "rules", "project", "gateway")
+SERVICES = ("catalog", "rules", "project", "gateway", "stubs")
 DEPLOYED = SERVICES + ("edge",)
-PORTS = {"gateway": 50050, "catalog": 50051, "rules": 50052, "project": 50053}
+PORTS = {"gateway": 50050, "catalog": 50051, "rules": 50052, "project": 50053, "stubs": 50054}
+# Each service's binary (its Sources/<product> folder).
+PRODUCTS = {"catalog": "catalogd", "rules": "rulesd", "project": "projectd", "gateway": "gatewayd", "stubs": "stubd"}
 SECRET_EXAMPLE = "secret.example.yaml"
 PLACEHOLDER = "CHANGE-ME"
 SECRET_LIKE = re.compile(r"SECRET|PASSWORD|TOKEN|DATABASE_URL|ENCRYPTION_KEY|SERVICE_ACCOUNTS")
@@ -108,7 +112,7 @@ def variables_read(name: str) -> set[str]:
         *(REPO / "Sources" / "STBService").rglob("*.swift"),
         REPO / "Sources" / "STBRPC" / "Server" / "RPCServer+Environment.swift",
         REPO / "Sources" / "STBPostgres" / "PostgresPool.swift",
-        *(REPO / "Sources" / f"{name}d").rglob("*.swift"),
+        *(REPO / "Sources" / PRODUCTS[name]).rglob("*.swift"),
         *(REPO / "Sources" / f"STB{name.capitalize()}").rglob("*.swift"),
     ]
     names: set[str] = set()
@@ -126,6 +130,7 @@ def test_variables_read_are_found():
     assert {"RULES_CATALOG_ADDR", "RULES_SERVICE_SECRET"} <= variables_read("rules")
     assert {"PROJECT_RULES_ADDR", "PROJECT_SERVICE_SECRET"} <= variables_read("project")
     assert {"STB_EDGE_HOST", "STB_EDGE_CERT", "STB_GATEWAY_ADDR"} <= variables_read("edge")
+    assert {"STUBS_FILE", "STUBS_MOCK_HOST", "STUBS_DATABASE_URL", "STUBS_PORT"} <= variables_read("stubs")
     assert "GATEWAY_DATABASE_URL" not in variables_read("catalog")
 
 
@@ -186,7 +191,9 @@ def test_selectors_and_ports_match(name):
         resolve_port(entry, port.get("targetPort", port["port"]))
     if name in PORTS:
         assert service["metadata"]["name"] == name
-        assert [p["port"] for p in service["spec"]["ports"]] == [PORTS[name]]
+        assert [p["port"] for p in service["spec"]["ports"]][0] == PORTS[name]
+        if name != "stubs":
+            assert [p["port"] for p in service["spec"]["ports"]] == [PORTS[name]]
 
 
 @pytest.mark.parametrize("name", DEPLOYED)
@@ -214,7 +221,7 @@ def test_resources_are_bounded(name):
 
 def test_example_secrets_hold_placeholders_only():
     secrets = example_secrets()
-    assert {"stb-catalog", "stb-rules", "stb-project", "stb-gateway", "stb-edge-tls"} <= set(secrets)
+    assert {"stb-catalog", "stb-rules", "stb-project", "stb-gateway", "stb-stubs", "stb-edge-tls"} <= set(secrets)
     for secret_name, secret in secrets.items():
         assert "data" not in secret, f"{secret_name}: use stringData placeholders"
         assert secret["stringData"], secret_name
@@ -294,7 +301,7 @@ def test_addresses_name_services(name):
 
 @pytest.mark.parametrize("name", DEPLOYED)
 def test_pods_run_as_the_image_user(name):
-    dockerfile = (REPO / "services" / name / "Dockerfile").read_text()
+    dockerfile = (REPO / "services" / ("edge/Dockerfile" if name == "edge" else "Dockerfile")).read_text()
     users = re.findall(r"^USER\s+(\d+):(\d+)\s*$", dockerfile, re.MULTILINE)
     assert users, f"{name}: the Dockerfile has no numeric USER"
     uid, gid = map(int, users[-1])
@@ -302,3 +309,25 @@ def test_pods_run_as_the_image_user(name):
     assert context["runAsNonRoot"] is True
     assert (context["runAsUser"], context["runAsGroup"]) == (uid, gid)
     assert container(name)["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_stubs_runs_one_replica_and_reaches_the_demo_mocks():
+    """stubd's mocks, their faults and its journal are in its process: one replica, never
+    two at once (Recreate), held at one by the autoscaler, and a budget that lets a drain
+    take it; its Service reaches the demo stub file's mocks, on ports no real service
+    uses, and the image's demo file is the one it loads."""
+    found = resources("stubs")
+    deployment = found["Deployment"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    hpa = found["HorizontalPodAutoscaler"]["spec"]
+    assert hpa["minReplicas"] == hpa["maxReplicas"] == 1
+    assert found["PodDisruptionBudget"]["spec"].get("maxUnavailable") == 1
+    env = {v["name"]: v.get("value") for v in container("stubs")["env"]}
+    assert env["STUBS_MOCK_HOST"] == "0.0.0.0"
+    assert env["STUBS_FILE"] == "/app/services/stubs/demo-stubs.json"
+    demo = yaml.safe_load((REPO / "services" / "stubs" / "demo-stubs.json").read_text())
+    service_ports = [p["port"] for p in found["Service"]["spec"]["ports"]]
+    for mock in demo["mocks"]:
+        assert mock["port"] in service_ports, f"{mock['service']}'s mock port is not in the Service"
+        assert mock["port"] not in PORTS.values(), f"{mock['service']}'s mock takes a service's port"

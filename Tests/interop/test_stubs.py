@@ -240,6 +240,12 @@ def test_writes_need_an_admin(stub_server, api):
         with pytest.raises(grpc.RpcError) as denied:
             stubs.PutStub(api.stubs_pb2.PutStubRequest(definition_json="{}"), timeout=5)
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # Faults and delays set at run time change what the mocks answer: admins only.
+        for call, request in ((stubs.SetFault, api.stubs_pb2.SetFaultRequest(mock="stb.rules.v1.Rules", fault_json='{"kind": "GOAWAY"}')),
+                              (stubs.SetDelay, api.stubs_pb2.SetDelayRequest(mock="stb.rules.v1.Rules", delay_json='{"fixedMs": 1}'))):
+            with pytest.raises(grpc.RpcError) as denied:
+                call(request, timeout=5)
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with stub_server.raw_channel() as channel:
         with pytest.raises(grpc.RpcError) as anonymous:
             api.stubs_grpc.StubsStub(channel).ListStubs(api.stubs_pb2.ListStubsRequest(), timeout=5)
@@ -384,6 +390,122 @@ def test_stbctl_stubs_drives_the_admin_api(stub_server, api, tmp_path):
     assert "-> cli-echo (status 0)" in run("journal", "--limit", "1")
     assert "stb.rules.v1.Rules" in run("mocks")
     assert run("delete", "cli-echo").strip() == "deleted cli-echo"
+
+
+def test_stbctl_sets_faults_and_delays_of_mocks_and_stubs_at_run_time(stub_server, api):
+    # `stbctl stubs fault` and `stbctl stubs delay` (SetFault, SetDelay): on the whole rules
+    # mock, then on one admin-API stub; each as a stock grpcio client sees it, then cleared.
+    stbctl = os.environ.get("STB_STBCTL_BIN") or str(REPO / ".build" / "debug" / "stbctl")
+
+    def run(*args, expect=0):
+        result = subprocess.run([stbctl, "stubs", *args, "--stubs-addr", stub_server.addr],
+                                capture_output=True, text=True, timeout=60, cwd=REPO)
+        assert result.returncode == expect, f"stbctl stubs {' '.join(args)}: {result.stdout}{result.stderr}"
+        return result.stdout + result.stderr
+
+    rules = "stb.rules.v1.Rules"
+    port = mock_port(stub_server, api, rules)
+
+    def evaluate(timeout=2.0):
+        """The rules mock's answer to a fresh grpcio channel: (status, seconds)."""
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+            started = time.monotonic()
+            try:
+                api.rules_grpc.RulesStub(channel).Evaluate(api.rules_pb2.EvaluateRequest(), timeout=timeout)
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as error:
+                code = error.code()
+            return code, time.monotonic() - started
+
+    assert evaluate()[0] == grpc.StatusCode.OK
+    try:
+        # A whole mock's fault, each kind as grpcio reports it.
+        kinds = [
+            (["--kind", "RST_STREAM"], grpc.StatusCode.INTERNAL),
+            (["--kind", "RST_STREAM", "--code", "7"], grpc.StatusCode.UNAVAILABLE),
+            (["--kind", "GOAWAY"], grpc.StatusCode.UNAVAILABLE),
+            (["--kind", "CONNECTION_RESET"], grpc.StatusCode.UNAVAILABLE),
+            (["--kind", "NEVER_ANSWER"], grpc.StatusCode.DEADLINE_EXCEEDED),
+            (["--kind", "SLOW_STREAM", "--chunk-bytes", "1", "--gap-ms", "200"], grpc.StatusCode.DEADLINE_EXCEEDED),
+        ]
+        for options, expected in kinds:
+            out = run("fault", rules, *options)
+            assert out.startswith(f"mock {rules}: fault {{") and f'"kind":"{options[1]}"' in out, out
+            code, seconds = evaluate(timeout=1.0)
+            assert code == expected, (options, code)
+            if expected != grpc.StatusCode.DEADLINE_EXCEEDED:
+                assert seconds < 0.9, (options, seconds)
+        # With a probability: about that share of calls.
+        run("fault", rules, "--kind", "RST_STREAM", "--probability", "0.5")
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+            failures = 0
+            for _ in range(200):
+                try:
+                    api.rules_grpc.RulesStub(channel).Evaluate(api.rules_pb2.EvaluateRequest(), timeout=5)
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.INTERNAL
+                    failures += 1
+            assert 60 <= failures <= 140, failures
+        assert run("fault", rules, "--clear").strip() == f"mock {rules}: no fault"
+        assert evaluate()[0] == grpc.StatusCode.OK
+
+        # A whole mock's delay, and cleared.
+        assert run("delay", rules, "--fixed-ms", "400").strip() == f'mock {rules}: delay {{"fixedMs":400}}'
+        code, seconds = evaluate()
+        assert code == grpc.StatusCode.OK and seconds >= 0.4, seconds
+        assert evaluate(timeout=0.2)[0] == grpc.StatusCode.DEADLINE_EXCEEDED
+        run("delay", rules, "--clear")
+        code, seconds = evaluate()
+        assert code == grpc.StatusCode.OK and seconds < 0.3, seconds
+    finally:
+        run("fault", rules, "--clear")
+        run("delay", rules, "--clear")
+
+    # One admin-API stub: its fault and delay are saved with it, and cleared.
+    stubs = admin(stub_server, api)
+    stubs.PutStub(api.stubs_pb2.PutStubRequest(definition_json=json.dumps({
+        "id": "cli-fault", "service": "stb.testing.v1.Echo", "method": "Get", "priority": 200,
+        "when": {"field": "text", "op": "EQUALS", "value": "cli-fault"}, "response": {"message": {"text": "fine"}},
+    })), timeout=5)
+    try:
+        with mock_channel(stub_server, api, "stb.testing.v1.Echo") as channel:
+            echo = api.echo_grpc.EchoStub(channel)
+            out = run("fault", "cli-fault", "--kind", "STATUS", "--status", "UNAVAILABLE", "--message", "down for the test")
+            assert out.startswith("stub cli-fault: fault {"), out
+            with pytest.raises(grpc.RpcError) as failed:
+                echo.Get(api.echo_pb2.EchoRequest(text="cli-fault"), timeout=5)
+            assert (failed.value.code(), failed.value.details()) == (grpc.StatusCode.UNAVAILABLE, "down for the test")
+            run("delay", "cli-fault", "--uniform-ms", "300,350")
+            saved = json.loads(stubs.GetStub(api.stubs_pb2.StubRef(id="cli-fault"), timeout=5).definition_json)
+            assert saved["delay"] == {"uniformMs": [300, 350]} and saved["fault"]["kind"] == "STATUS"
+            run("fault", "cli-fault", "--clear")
+            started = time.monotonic()
+            assert echo.Get(api.echo_pb2.EchoRequest(text="cli-fault"), timeout=5).text == "fine"
+            assert time.monotonic() - started >= 0.3
+            assert run("delay", "cli-fault", "--clear").strip() == "stub cli-fault: no delay"
+            saved = json.loads(stubs.GetStub(api.stubs_pb2.StubRef(id="cli-fault"), timeout=5).definition_json)
+            assert "delay" not in saved and "fault" not in saved
+    finally:
+        stubs.DeleteStub(api.stubs_pb2.StubRef(id="cli-fault"), timeout=5)
+
+    # Refused: a file's stub (it changes in its file), an unknown stub, a bad HTTP/2 code
+    # (checked by stubd, naming the field), options that do not go together.
+    assert "change it there" in run("fault", "echo-slow", "--kind", "GOAWAY", expect=1)
+    assert "no stub" in run("delay", "no-such-stub", "--fixed-ms", "5", expect=1)
+    assert "fault.code" in run("fault", rules, "--kind", "RST_STREAM", "--code", "99", expect=1)
+    assert "--probability" in run("fault", rules, "--kind", "GOAWAY", "--probability", "2", expect=2)
+    assert "--code" in run("fault", rules, "--kind", "NEVER_ANSWER", "--code", "2", expect=2)
+    # Through the API: one of stub_id and mock, never both or neither; JSON only.
+    for request in (api.stubs_pb2.SetFaultRequest(fault_json='{"kind": "GOAWAY"}'),
+                    api.stubs_pb2.SetFaultRequest(stub_id="cli-fault", mock=rules, fault_json='{"kind": "GOAWAY"}'),
+                    api.stubs_pb2.SetFaultRequest(mock=rules, fault_json="{kind: GOAWAY}")):
+        with pytest.raises(grpc.RpcError) as refused:
+            stubs.SetFault(request, timeout=5)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, request
+    with pytest.raises(grpc.RpcError) as unknown:
+        stubs.SetDelay(api.stubs_pb2.SetDelayRequest(mock="stb.nothing.v1.X", delay_json='{"fixedMs": 1}'), timeout=5)
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    assert evaluate()[0] == grpc.StatusCode.OK
 
 
 def test_scenarios_run_their_actions_in_order_and_store_the_result(stub_server, api):
@@ -582,7 +704,7 @@ def test_yaml_stub_files_load_like_json_and_what_the_subset_lacks_is_refused_wit
     demo_json.pop("$schema")
     assert demo_yaml == demo_json, "demo-stubs.yaml and demo-stubs.json differ"
     jsonschema.Draft202012Validator(json.loads((REPO / "services" / "stubs" / "stub.schema.json").read_text())).validate(demo_yaml)
-    text = (REPO / "services" / "stubs" / "demo-stubs.yaml").read_text().replace("port: 50052", "port: 0").replace("port: 50051", "port: 0")
+    text = (REPO / "services" / "stubs" / "demo-stubs.yaml").read_text().replace("port: 50062", "port: 0").replace("port: 50061", "port: 0")
     path = tmp_path / "stubs.yaml"
     path.write_text(text)
     with fresh_database(f"stubs_it_{os.getpid()}_yaml", "stubs") as url:

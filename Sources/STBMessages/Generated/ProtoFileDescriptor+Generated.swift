@@ -1892,6 +1892,9 @@ extension ProtoFileDescriptor {
                 "stb.stubs.v1.StartMockRequest",
                 "stb.stubs.v1.MockRef",
                 "stb.stubs.v1.ListMocksRequest",
+                "stb.stubs.v1.SetFaultRequest",
+                "stb.stubs.v1.SetDelayRequest",
+                "stb.stubs.v1.Setting",
                 "stb.stubs.v1.ListMocksResponse",
                 "stb.stubs.v1.VerifyRequest",
                 "stb.stubs.v1.VerifyResponse",
@@ -1922,6 +1925,15 @@ extension ProtoFileDescriptor {
                 "stb.stubs.v1.StartMockRequest.service",
                 "stb.stubs.v1.StartMockRequest.port",
                 "stb.stubs.v1.MockRef.service",
+                "stb.stubs.v1.SetFaultRequest.stub_id",
+                "stb.stubs.v1.SetFaultRequest.mock",
+                "stb.stubs.v1.SetFaultRequest.fault_json",
+                "stb.stubs.v1.SetDelayRequest.stub_id",
+                "stb.stubs.v1.SetDelayRequest.mock",
+                "stb.stubs.v1.SetDelayRequest.delay_json",
+                "stb.stubs.v1.Setting.stub_id",
+                "stb.stubs.v1.Setting.mock",
+                "stb.stubs.v1.Setting.json",
                 "stb.stubs.v1.ListMocksResponse.mocks",
                 "stb.stubs.v1.VerifyRequest.stub_id",
                 "stb.stubs.v1.VerifyRequest.count",
@@ -1966,6 +1978,8 @@ extension ProtoFileDescriptor {
                 "stb.stubs.v1.Stubs.Verify",
                 "stb.stubs.v1.Stubs.GetJournal",
                 "stb.stubs.v1.Stubs.ResetJournal",
+                "stb.stubs.v1.Stubs.SetFault",
+                "stb.stubs.v1.Stubs.SetDelay",
                 "stb.stubs.v1.Stubs.RunScenario",
                 "stb.stubs.v1.Stubs.ListResults",
             ],
@@ -1979,35 +1993,40 @@ extension ProtoFileDescriptor {
             dFN0dWJzUmVzcG9uc2USKAoFc3R1YnMYASADKAsyEi5zdGIuc3R1YnMudjEuU3R1YlIFc3R1YnMiNAoETW9jaxIYCgdzZXJ2aWNl
             GAEgASgJUgdzZXJ2aWNlEhIKBHBvcnQYAiABKAVSBHBvcnQiQAoQU3RhcnRNb2NrUmVxdWVzdBIYCgdzZXJ2aWNlGAEgASgJUgdz
             ZXJ2aWNlEhIKBHBvcnQYAiABKAVSBHBvcnQiIwoHTW9ja1JlZhIYCgdzZXJ2aWNlGAEgASgJUgdzZXJ2aWNlIhIKEExpc3RNb2Nr
-            c1JlcXVlc3QiPQoRTGlzdE1vY2tzUmVzcG9uc2USKAoFbW9ja3MYASADKAsyEi5zdGIuc3R1YnMudjEuTW9ja1IFbW9ja3MiPgoN
-            VmVyaWZ5UmVxdWVzdBIXCgdzdHViX2lkGAEgASgJUgZzdHViSWQSFAoFY291bnQYAiABKANSBWNvdW50Ij8KDlZlcmlmeVJlc3Bv
-            bnNlEhcKB3N0dWJfaWQYASABKAlSBnN0dWJJZBIUCgVjb3VudBgCIAEoA1IFY291bnQiKQoRR2V0Sm91cm5hbFJlcXVlc3QSFAoF
-            bGltaXQYASABKAVSBWxpbWl0IuQCCgxKb3VybmFsRW50cnkSGgoIc2VxdWVuY2UYASABKANSCHNlcXVlbmNlEhYKBm1ldGhvZBgC
-            IAEoCVIGbWV0aG9kEiEKDHJlcXVlc3RfanNvbhgDIAEoCVILcmVxdWVzdEpzb24SRAoIbWV0YWRhdGEYBCADKAsyKC5zdGIuc3R1
-            YnMudjEuSm91cm5hbEVudHJ5Lk1ldGFkYXRhRW50cnlSCG1ldGFkYXRhEhcKB3N0dWJfaWQYBSABKAlSBnN0dWJJZBIfCgtuZWFy
-            X21pc3NlcxgGIAMoCVIKbmVhck1pc3NlcxIfCgtzdGF0dXNfY29kZRgHIAEoBVIKc3RhdHVzQ29kZRIfCgt1bml4X21pY3JvcxgI
-            IAEoA1IKdW5peE1pY3Jvcxo7Cg1NZXRhZGF0YUVudHJ5EhAKA2tleRgBIAEoCVIDa2V5EhQKBXZhbHVlGAIgASgJUgV2YWx1ZToC
-            OAEiQAoLU3R1YkNvdW50ZXISFwoHc3R1Yl9pZBgBIAEoCVIGc3R1YklkEhgKB21hdGNoZWQYAiABKANSB21hdGNoZWQiqgEKB0pv
-            dXJuYWwSNAoHZW50cmllcxgBIAMoCzIaLnN0Yi5zdHVicy52MS5Kb3VybmFsRW50cnlSB2VudHJpZXMSNQoIY291bnRlcnMYAiAD
-            KAsyGS5zdGIuc3R1YnMudjEuU3R1YkNvdW50ZXJSCGNvdW50ZXJzEhwKCXVubWF0Y2hlZBgDIAEoA1IJdW5tYXRjaGVkEhQKBWNh
-            bGxzGAQgASgDUgVjYWxscyIVChNSZXNldEpvdXJuYWxSZXF1ZXN0Ij0KElJ1blNjZW5hcmlvUmVxdWVzdBInCg9kZWZpbml0aW9u
-            X2pzb24YASABKAlSDmRlZmluaXRpb25Kc29uItwBCg5TY2VuYXJpb1Jlc3VsdBIOCgJpZBgBIAEoCVICaWQSGgoIc2NlbmFyaW8Y
-            AiABKAlSCHNjZW5hcmlvEhYKBnN0YXR1cxgDIAEoCVIGc3RhdHVzEh0KCnN0ZXBzX2pzb24YBCABKAlSCXN0ZXBzSnNvbhIfCgtk
-            dXJhdGlvbl9tcxgFIAEoA1IKZHVyYXRpb25NcxIUCgVlcnJvchgGIAEoCVIFZXJyb3ISMAoUZXhlY3V0ZWRfdW5peF9taWNyb3MY
-            ByABKANSEmV4ZWN1dGVkVW5peE1pY3JvcyJGChJMaXN0UmVzdWx0c1JlcXVlc3QSGgoIc2NlbmFyaW8YASABKAlSCHNjZW5hcmlv
-            EhQKBWxpbWl0GAIgASgFUgVsaW1pdCJNChNMaXN0UmVzdWx0c1Jlc3BvbnNlEjYKB3Jlc3VsdHMYASADKAsyHC5zdGIuc3R1YnMu
-            djEuU2NlbmFyaW9SZXN1bHRSB3Jlc3VsdHMywgYKBVN0dWJzEjsKB1B1dFN0dWISHC5zdGIuc3R1YnMudjEuUHV0U3R1YlJlcXVl
-            c3QaEi5zdGIuc3R1YnMudjEuU3R1YhI0CgdHZXRTdHViEhUuc3RiLnN0dWJzLnYxLlN0dWJSZWYaEi5zdGIuc3R1YnMudjEuU3R1
-            YhJMCglMaXN0U3R1YnMSHi5zdGIuc3R1YnMudjEuTGlzdFN0dWJzUmVxdWVzdBofLnN0Yi5zdHVicy52MS5MaXN0U3R1YnNSZXNw
-            b25zZRI5CgpEZWxldGVTdHViEhUuc3RiLnN0dWJzLnYxLlN0dWJSZWYaFC5zdGIuY29tbW9uLnYxLkVtcHR5Ej8KCVN0YXJ0TW9j
-            axIeLnN0Yi5zdHVicy52MS5TdGFydE1vY2tSZXF1ZXN0GhIuc3RiLnN0dWJzLnYxLk1vY2sSNwoIU3RvcE1vY2sSFS5zdGIuc3R1
-            YnMudjEuTW9ja1JlZhoULnN0Yi5jb21tb24udjEuRW1wdHkSTAoJTGlzdE1vY2tzEh4uc3RiLnN0dWJzLnYxLkxpc3RNb2Nrc1Jl
-            cXVlc3QaHy5zdGIuc3R1YnMudjEuTGlzdE1vY2tzUmVzcG9uc2USQwoGVmVyaWZ5Ehsuc3RiLnN0dWJzLnYxLlZlcmlmeVJlcXVl
-            c3QaHC5zdGIuc3R1YnMudjEuVmVyaWZ5UmVzcG9uc2USRAoKR2V0Sm91cm5hbBIfLnN0Yi5zdHVicy52MS5HZXRKb3VybmFsUmVx
-            dWVzdBoVLnN0Yi5zdHVicy52MS5Kb3VybmFsEkcKDFJlc2V0Sm91cm5hbBIhLnN0Yi5zdHVicy52MS5SZXNldEpvdXJuYWxSZXF1
-            ZXN0GhQuc3RiLmNvbW1vbi52MS5FbXB0eRJNCgtSdW5TY2VuYXJpbxIgLnN0Yi5zdHVicy52MS5SdW5TY2VuYXJpb1JlcXVlc3Qa
-            HC5zdGIuc3R1YnMudjEuU2NlbmFyaW9SZXN1bHQSUgoLTGlzdFJlc3VsdHMSIC5zdGIuc3R1YnMudjEuTGlzdFJlc3VsdHNSZXF1
-            ZXN0GiEuc3RiLnN0dWJzLnYxLkxpc3RSZXN1bHRzUmVzcG9uc2ViBnByb3RvMw==
+            c1JlcXVlc3QiXQoPU2V0RmF1bHRSZXF1ZXN0EhcKB3N0dWJfaWQYASABKAlSBnN0dWJJZBISCgRtb2NrGAIgASgJUgRtb2NrEh0K
+            CmZhdWx0X2pzb24YAyABKAlSCWZhdWx0SnNvbiJdCg9TZXREZWxheVJlcXVlc3QSFwoHc3R1Yl9pZBgBIAEoCVIGc3R1YklkEhIK
+            BG1vY2sYAiABKAlSBG1vY2sSHQoKZGVsYXlfanNvbhgDIAEoCVIJZGVsYXlKc29uIkoKB1NldHRpbmcSFwoHc3R1Yl9pZBgBIAEo
+            CVIGc3R1YklkEhIKBG1vY2sYAiABKAlSBG1vY2sSEgoEanNvbhgDIAEoCVIEanNvbiI9ChFMaXN0TW9ja3NSZXNwb25zZRIoCgVt
+            b2NrcxgBIAMoCzISLnN0Yi5zdHVicy52MS5Nb2NrUgVtb2NrcyI+Cg1WZXJpZnlSZXF1ZXN0EhcKB3N0dWJfaWQYASABKAlSBnN0
+            dWJJZBIUCgVjb3VudBgCIAEoA1IFY291bnQiPwoOVmVyaWZ5UmVzcG9uc2USFwoHc3R1Yl9pZBgBIAEoCVIGc3R1YklkEhQKBWNv
+            dW50GAIgASgDUgVjb3VudCIpChFHZXRKb3VybmFsUmVxdWVzdBIUCgVsaW1pdBgBIAEoBVIFbGltaXQi5AIKDEpvdXJuYWxFbnRy
+            eRIaCghzZXF1ZW5jZRgBIAEoA1IIc2VxdWVuY2USFgoGbWV0aG9kGAIgASgJUgZtZXRob2QSIQoMcmVxdWVzdF9qc29uGAMgASgJ
+            UgtyZXF1ZXN0SnNvbhJECghtZXRhZGF0YRgEIAMoCzIoLnN0Yi5zdHVicy52MS5Kb3VybmFsRW50cnkuTWV0YWRhdGFFbnRyeVII
+            bWV0YWRhdGESFwoHc3R1Yl9pZBgFIAEoCVIGc3R1YklkEh8KC25lYXJfbWlzc2VzGAYgAygJUgpuZWFyTWlzc2VzEh8KC3N0YXR1
+            c19jb2RlGAcgASgFUgpzdGF0dXNDb2RlEh8KC3VuaXhfbWljcm9zGAggASgDUgp1bml4TWljcm9zGjsKDU1ldGFkYXRhRW50cnkS
+            EAoDa2V5GAEgASgJUgNrZXkSFAoFdmFsdWUYAiABKAlSBXZhbHVlOgI4ASJACgtTdHViQ291bnRlchIXCgdzdHViX2lkGAEgASgJ
+            UgZzdHViSWQSGAoHbWF0Y2hlZBgCIAEoA1IHbWF0Y2hlZCKqAQoHSm91cm5hbBI0CgdlbnRyaWVzGAEgAygLMhouc3RiLnN0dWJz
+            LnYxLkpvdXJuYWxFbnRyeVIHZW50cmllcxI1Cghjb3VudGVycxgCIAMoCzIZLnN0Yi5zdHVicy52MS5TdHViQ291bnRlclIIY291
+            bnRlcnMSHAoJdW5tYXRjaGVkGAMgASgDUgl1bm1hdGNoZWQSFAoFY2FsbHMYBCABKANSBWNhbGxzIhUKE1Jlc2V0Sm91cm5hbFJl
+            cXVlc3QiPQoSUnVuU2NlbmFyaW9SZXF1ZXN0EicKD2RlZmluaXRpb25fanNvbhgBIAEoCVIOZGVmaW5pdGlvbkpzb24i3AEKDlNj
+            ZW5hcmlvUmVzdWx0Eg4KAmlkGAEgASgJUgJpZBIaCghzY2VuYXJpbxgCIAEoCVIIc2NlbmFyaW8SFgoGc3RhdHVzGAMgASgJUgZz
+            dGF0dXMSHQoKc3RlcHNfanNvbhgEIAEoCVIJc3RlcHNKc29uEh8KC2R1cmF0aW9uX21zGAUgASgDUgpkdXJhdGlvbk1zEhQKBWVy
+            cm9yGAYgASgJUgVlcnJvchIwChRleGVjdXRlZF91bml4X21pY3JvcxgHIAEoA1ISZXhlY3V0ZWRVbml4TWljcm9zIkYKEkxpc3RS
+            ZXN1bHRzUmVxdWVzdBIaCghzY2VuYXJpbxgBIAEoCVIIc2NlbmFyaW8SFAoFbGltaXQYAiABKAVSBWxpbWl0Ik0KE0xpc3RSZXN1
+            bHRzUmVzcG9uc2USNgoHcmVzdWx0cxgBIAMoCzIcLnN0Yi5zdHVicy52MS5TY2VuYXJpb1Jlc3VsdFIHcmVzdWx0czLGBwoFU3R1
+            YnMSOwoHUHV0U3R1YhIcLnN0Yi5zdHVicy52MS5QdXRTdHViUmVxdWVzdBoSLnN0Yi5zdHVicy52MS5TdHViEjQKB0dldFN0dWIS
+            FS5zdGIuc3R1YnMudjEuU3R1YlJlZhoSLnN0Yi5zdHVicy52MS5TdHViEkwKCUxpc3RTdHVicxIeLnN0Yi5zdHVicy52MS5MaXN0
+            U3R1YnNSZXF1ZXN0Gh8uc3RiLnN0dWJzLnYxLkxpc3RTdHVic1Jlc3BvbnNlEjkKCkRlbGV0ZVN0dWISFS5zdGIuc3R1YnMudjEu
+            U3R1YlJlZhoULnN0Yi5jb21tb24udjEuRW1wdHkSPwoJU3RhcnRNb2NrEh4uc3RiLnN0dWJzLnYxLlN0YXJ0TW9ja1JlcXVlc3Qa
+            Ei5zdGIuc3R1YnMudjEuTW9jaxI3CghTdG9wTW9jaxIVLnN0Yi5zdHVicy52MS5Nb2NrUmVmGhQuc3RiLmNvbW1vbi52MS5FbXB0
+            eRJMCglMaXN0TW9ja3MSHi5zdGIuc3R1YnMudjEuTGlzdE1vY2tzUmVxdWVzdBofLnN0Yi5zdHVicy52MS5MaXN0TW9ja3NSZXNw
+            b25zZRJDCgZWZXJpZnkSGy5zdGIuc3R1YnMudjEuVmVyaWZ5UmVxdWVzdBocLnN0Yi5zdHVicy52MS5WZXJpZnlSZXNwb25zZRJE
+            CgpHZXRKb3VybmFsEh8uc3RiLnN0dWJzLnYxLkdldEpvdXJuYWxSZXF1ZXN0GhUuc3RiLnN0dWJzLnYxLkpvdXJuYWwSRwoMUmVz
+            ZXRKb3VybmFsEiEuc3RiLnN0dWJzLnYxLlJlc2V0Sm91cm5hbFJlcXVlc3QaFC5zdGIuY29tbW9uLnYxLkVtcHR5EkAKCFNldEZh
+            dWx0Eh0uc3RiLnN0dWJzLnYxLlNldEZhdWx0UmVxdWVzdBoVLnN0Yi5zdHVicy52MS5TZXR0aW5nEkAKCFNldERlbGF5Eh0uc3Ri
+            LnN0dWJzLnYxLlNldERlbGF5UmVxdWVzdBoVLnN0Yi5zdHVicy52MS5TZXR0aW5nEk0KC1J1blNjZW5hcmlvEiAuc3RiLnN0dWJz
+            LnYxLlJ1blNjZW5hcmlvUmVxdWVzdBocLnN0Yi5zdHVicy52MS5TY2VuYXJpb1Jlc3VsdBJSCgtMaXN0UmVzdWx0cxIgLnN0Yi5z
+            dHVicy52MS5MaXN0UmVzdWx0c1JlcXVlc3QaIS5zdGIuc3R1YnMudjEuTGlzdFJlc3VsdHNSZXNwb25zZWIGcHJvdG8z
             """
         ),
         ProtoFileDescriptor(

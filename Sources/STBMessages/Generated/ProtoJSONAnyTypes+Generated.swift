@@ -233,6 +233,9 @@ internal func _protoJSONAnyType(named name: String) -> (any _ProtoJSONCodable.Ty
     case "stb.stubs.v1.ResetJournalRequest": Stb_Stubs_V1_ResetJournalRequest.self
     case "stb.stubs.v1.RunScenarioRequest": Stb_Stubs_V1_RunScenarioRequest.self
     case "stb.stubs.v1.ScenarioResult": Stb_Stubs_V1_ScenarioResult.self
+    case "stb.stubs.v1.SetDelayRequest": Stb_Stubs_V1_SetDelayRequest.self
+    case "stb.stubs.v1.SetFaultRequest": Stb_Stubs_V1_SetFaultRequest.self
+    case "stb.stubs.v1.Setting": Stb_Stubs_V1_Setting.self
     case "stb.stubs.v1.StartMockRequest": Stb_Stubs_V1_StartMockRequest.self
     case "stb.stubs.v1.Stub": Stb_Stubs_V1_Stub.self
     case "stb.stubs.v1.StubCounter": Stb_Stubs_V1_StubCounter.self

@@ -110,6 +110,8 @@ extension ProtoMethodDescriptor {
         ProtoMethodDescriptor(path: "/stb.stubs.v1.Stubs/PutStub", kind: .unary, requestType: "stb.stubs.v1.PutStubRequest", responseType: "stb.stubs.v1.Stub"),
         ProtoMethodDescriptor(path: "/stb.stubs.v1.Stubs/ResetJournal", kind: .unary, requestType: "stb.stubs.v1.ResetJournalRequest", responseType: "stb.common.v1.Empty"),
         ProtoMethodDescriptor(path: "/stb.stubs.v1.Stubs/RunScenario", kind: .unary, requestType: "stb.stubs.v1.RunScenarioRequest", responseType: "stb.stubs.v1.ScenarioResult"),
+        ProtoMethodDescriptor(path: "/stb.stubs.v1.Stubs/SetDelay", kind: .unary, requestType: "stb.stubs.v1.SetDelayRequest", responseType: "stb.stubs.v1.Setting"),
+        ProtoMethodDescriptor(path: "/stb.stubs.v1.Stubs/SetFault", kind: .unary, requestType: "stb.stubs.v1.SetFaultRequest", responseType: "stb.stubs.v1.Setting"),
         ProtoMethodDescriptor(path: "/stb.stubs.v1.Stubs/StartMock", kind: .unary, requestType: "stb.stubs.v1.StartMockRequest", responseType: "stb.stubs.v1.Mock"),
         ProtoMethodDescriptor(path: "/stb.stubs.v1.Stubs/StopMock", kind: .unary, requestType: "stb.stubs.v1.MockRef", responseType: "stb.common.v1.Empty"),
         ProtoMethodDescriptor(path: "/stb.stubs.v1.Stubs/Verify", kind: .unary, requestType: "stb.stubs.v1.VerifyRequest", responseType: "stb.stubs.v1.VerifyResponse"),

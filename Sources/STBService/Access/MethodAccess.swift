@@ -161,7 +161,7 @@ public struct MethodAccess: Sendable {
             table[method] = .role(.engineer)
         }
         for method in [stubs.putStub.path, stubs.deleteStub.path, stubs.startMock.path, stubs.stopMock.path, stubs.resetJournal.path,
-                       stubs.runScenario.path] {
+                       stubs.runScenario.path, stubs.setFault.path, stubs.setDelay.path] {
             table[method] = .role(.admin)
         }
         // Alarms: listed by anyone who sees their projects (the gateway filters by

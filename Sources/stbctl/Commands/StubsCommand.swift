@@ -38,7 +38,7 @@ extension GlobalOptions {
 struct StubsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stubs",
-        abstract: "Save, list and delete stubs, start and stop mocks, read the journal of stubd.",
+        abstract: "Save, list and delete stubs, start and stop mocks, set faults and delays, read the journal of stubd.",
         discussion: """
             These commands talk to stubd's admin API (--stubs-addr). A stub file is \
             {"mocks": [...], "stubs": [...]} (services/stubs/stub.schema.json); `put` saves \
@@ -48,11 +48,13 @@ struct StubsCommand: AsyncParsableCommand {
               stbctl stubs put services/stubs/demo-stubs.json
               stbctl stubs list --service stb.rules.v1.Rules
               stbctl stubs start-mock stb.rules.v1.Rules --port 50052
+              stbctl stubs fault stb.rules.v1.Rules --kind RST_STREAM --probability 0.2
+              stbctl stubs delay stb.rules.v1.Rules --fixed-ms 100
               stbctl stubs verify rules-evaluate 10
               stbctl stubs journal --limit 5
             """,
         subcommands: [StubsPut.self, StubsList.self, StubsDelete.self, StubsMocks.self, StubsStartMock.self,
-                      StubsStopMock.self, StubsVerify.self, StubsJournal.self, StubsReset.self]
+                      StubsStopMock.self, StubsFault.self, StubsDelay.self, StubsVerify.self, StubsJournal.self, StubsReset.self]
     )
 }
 

@@ -412,6 +412,141 @@ void   stb__stubs__v1__list_mocks_request__free_unpacked
   assert(message->base.descriptor == &stb__stubs__v1__list_mocks_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   stb__stubs__v1__set_fault_request__init
+                     (Stb__Stubs__V1__SetFaultRequest         *message)
+{
+  static const Stb__Stubs__V1__SetFaultRequest init_value = STB__STUBS__V1__SET_FAULT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t stb__stubs__v1__set_fault_request__get_packed_size
+                     (const Stb__Stubs__V1__SetFaultRequest *message)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__set_fault_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t stb__stubs__v1__set_fault_request__pack
+                     (const Stb__Stubs__V1__SetFaultRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__set_fault_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t stb__stubs__v1__set_fault_request__pack_to_buffer
+                     (const Stb__Stubs__V1__SetFaultRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__set_fault_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Stb__Stubs__V1__SetFaultRequest *
+       stb__stubs__v1__set_fault_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Stb__Stubs__V1__SetFaultRequest *)
+     protobuf_c_message_unpack (&stb__stubs__v1__set_fault_request__descriptor,
+                                allocator, len, data);
+}
+void   stb__stubs__v1__set_fault_request__free_unpacked
+                     (Stb__Stubs__V1__SetFaultRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &stb__stubs__v1__set_fault_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   stb__stubs__v1__set_delay_request__init
+                     (Stb__Stubs__V1__SetDelayRequest         *message)
+{
+  static const Stb__Stubs__V1__SetDelayRequest init_value = STB__STUBS__V1__SET_DELAY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t stb__stubs__v1__set_delay_request__get_packed_size
+                     (const Stb__Stubs__V1__SetDelayRequest *message)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__set_delay_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t stb__stubs__v1__set_delay_request__pack
+                     (const Stb__Stubs__V1__SetDelayRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__set_delay_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t stb__stubs__v1__set_delay_request__pack_to_buffer
+                     (const Stb__Stubs__V1__SetDelayRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__set_delay_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Stb__Stubs__V1__SetDelayRequest *
+       stb__stubs__v1__set_delay_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Stb__Stubs__V1__SetDelayRequest *)
+     protobuf_c_message_unpack (&stb__stubs__v1__set_delay_request__descriptor,
+                                allocator, len, data);
+}
+void   stb__stubs__v1__set_delay_request__free_unpacked
+                     (Stb__Stubs__V1__SetDelayRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &stb__stubs__v1__set_delay_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   stb__stubs__v1__setting__init
+                     (Stb__Stubs__V1__Setting         *message)
+{
+  static const Stb__Stubs__V1__Setting init_value = STB__STUBS__V1__SETTING__INIT;
+  *message = init_value;
+}
+size_t stb__stubs__v1__setting__get_packed_size
+                     (const Stb__Stubs__V1__Setting *message)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__setting__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t stb__stubs__v1__setting__pack
+                     (const Stb__Stubs__V1__Setting *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__setting__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t stb__stubs__v1__setting__pack_to_buffer
+                     (const Stb__Stubs__V1__Setting *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &stb__stubs__v1__setting__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Stb__Stubs__V1__Setting *
+       stb__stubs__v1__setting__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Stb__Stubs__V1__Setting *)
+     protobuf_c_message_unpack (&stb__stubs__v1__setting__descriptor,
+                                allocator, len, data);
+}
+void   stb__stubs__v1__setting__free_unpacked
+                     (Stb__Stubs__V1__Setting *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &stb__stubs__v1__setting__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   stb__stubs__v1__list_mocks_response__init
                      (Stb__Stubs__V1__ListMocksResponse         *message)
 {
@@ -1371,6 +1506,198 @@ const ProtobufCMessageDescriptor stb__stubs__v1__list_mocks_request__descriptor 
   (ProtobufCMessageInit) stb__stubs__v1__list_mocks_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor stb__stubs__v1__set_fault_request__field_descriptors[3] =
+{
+  {
+    "stub_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__SetFaultRequest, stub_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "mock",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__SetFaultRequest, mock),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "fault_json",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__SetFaultRequest, fault_json),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned stb__stubs__v1__set_fault_request__field_indices_by_name[] = {
+  2,   /* field[2] = fault_json */
+  1,   /* field[1] = mock */
+  0,   /* field[0] = stub_id */
+};
+static const ProtobufCIntRange stb__stubs__v1__set_fault_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor stb__stubs__v1__set_fault_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "stb.stubs.v1.SetFaultRequest",
+  "SetFaultRequest",
+  "Stb__Stubs__V1__SetFaultRequest",
+  "stb.stubs.v1",
+  sizeof(Stb__Stubs__V1__SetFaultRequest),
+  3,
+  stb__stubs__v1__set_fault_request__field_descriptors,
+  stb__stubs__v1__set_fault_request__field_indices_by_name,
+  1,  stb__stubs__v1__set_fault_request__number_ranges,
+  (ProtobufCMessageInit) stb__stubs__v1__set_fault_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor stb__stubs__v1__set_delay_request__field_descriptors[3] =
+{
+  {
+    "stub_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__SetDelayRequest, stub_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "mock",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__SetDelayRequest, mock),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "delay_json",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__SetDelayRequest, delay_json),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned stb__stubs__v1__set_delay_request__field_indices_by_name[] = {
+  2,   /* field[2] = delay_json */
+  1,   /* field[1] = mock */
+  0,   /* field[0] = stub_id */
+};
+static const ProtobufCIntRange stb__stubs__v1__set_delay_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor stb__stubs__v1__set_delay_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "stb.stubs.v1.SetDelayRequest",
+  "SetDelayRequest",
+  "Stb__Stubs__V1__SetDelayRequest",
+  "stb.stubs.v1",
+  sizeof(Stb__Stubs__V1__SetDelayRequest),
+  3,
+  stb__stubs__v1__set_delay_request__field_descriptors,
+  stb__stubs__v1__set_delay_request__field_indices_by_name,
+  1,  stb__stubs__v1__set_delay_request__number_ranges,
+  (ProtobufCMessageInit) stb__stubs__v1__set_delay_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor stb__stubs__v1__setting__field_descriptors[3] =
+{
+  {
+    "stub_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__Setting, stub_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "mock",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__Setting, mock),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "json",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Stb__Stubs__V1__Setting, json),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned stb__stubs__v1__setting__field_indices_by_name[] = {
+  2,   /* field[2] = json */
+  1,   /* field[1] = mock */
+  0,   /* field[0] = stub_id */
+};
+static const ProtobufCIntRange stb__stubs__v1__setting__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor stb__stubs__v1__setting__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "stb.stubs.v1.Setting",
+  "Setting",
+  "Stb__Stubs__V1__Setting",
+  "stb.stubs.v1",
+  sizeof(Stb__Stubs__V1__Setting),
+  3,
+  stb__stubs__v1__setting__field_descriptors,
+  stb__stubs__v1__setting__field_indices_by_name,
+  1,  stb__stubs__v1__setting__number_ranges,
+  (ProtobufCMessageInit) stb__stubs__v1__setting__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor stb__stubs__v1__list_mocks_response__field_descriptors[1] =
 {
   {
@@ -2118,7 +2445,7 @@ const ProtobufCMessageDescriptor stb__stubs__v1__list_results_response__descript
   (ProtobufCMessageInit) stb__stubs__v1__list_results_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor stb__stubs__v1__stubs__method_descriptors[12] =
+static const ProtobufCMethodDescriptor stb__stubs__v1__stubs__method_descriptors[14] =
 {
   { "PutStub", &stb__stubs__v1__put_stub_request__descriptor, &stb__stubs__v1__stub__descriptor },
   { "GetStub", &stb__stubs__v1__stub_ref__descriptor, &stb__stubs__v1__stub__descriptor },
@@ -2130,6 +2457,8 @@ static const ProtobufCMethodDescriptor stb__stubs__v1__stubs__method_descriptors
   { "Verify", &stb__stubs__v1__verify_request__descriptor, &stb__stubs__v1__verify_response__descriptor },
   { "GetJournal", &stb__stubs__v1__get_journal_request__descriptor, &stb__stubs__v1__journal__descriptor },
   { "ResetJournal", &stb__stubs__v1__reset_journal_request__descriptor, &stb__common__v1__empty__descriptor },
+  { "SetFault", &stb__stubs__v1__set_fault_request__descriptor, &stb__stubs__v1__setting__descriptor },
+  { "SetDelay", &stb__stubs__v1__set_delay_request__descriptor, &stb__stubs__v1__setting__descriptor },
   { "RunScenario", &stb__stubs__v1__run_scenario_request__descriptor, &stb__stubs__v1__scenario_result__descriptor },
   { "ListResults", &stb__stubs__v1__list_results_request__descriptor, &stb__stubs__v1__list_results_response__descriptor },
 };
@@ -2138,11 +2467,13 @@ const unsigned stb__stubs__v1__stubs__method_indices_by_name[] = {
   8,        /* GetJournal */
   1,        /* GetStub */
   6,        /* ListMocks */
-  11,        /* ListResults */
+  13,        /* ListResults */
   2,        /* ListStubs */
   0,        /* PutStub */
   9,        /* ResetJournal */
-  10,        /* RunScenario */
+  12,        /* RunScenario */
+  11,        /* SetDelay */
+  10,        /* SetFault */
   4,        /* StartMock */
   5,        /* StopMock */
   7         /* Verify */
@@ -2154,7 +2485,7 @@ const ProtobufCServiceDescriptor stb__stubs__v1__stubs__descriptor =
   "Stubs",
   "Stb__Stubs__V1__Stubs",
   "stb.stubs.v1",
-  12,
+  14,
   stb__stubs__v1__stubs__method_descriptors,
   stb__stubs__v1__stubs__method_indices_by_name
 };
@@ -2238,13 +2569,29 @@ void stb__stubs__v1__stubs__reset_journal(ProtobufCService *service,
   assert(service->descriptor == &stb__stubs__v1__stubs__descriptor);
   service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void stb__stubs__v1__stubs__set_fault(ProtobufCService *service,
+                                      const Stb__Stubs__V1__SetFaultRequest *input,
+                                      Stb__Stubs__V1__Setting_Closure closure,
+                                      void *closure_data)
+{
+  assert(service->descriptor == &stb__stubs__v1__stubs__descriptor);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void stb__stubs__v1__stubs__set_delay(ProtobufCService *service,
+                                      const Stb__Stubs__V1__SetDelayRequest *input,
+                                      Stb__Stubs__V1__Setting_Closure closure,
+                                      void *closure_data)
+{
+  assert(service->descriptor == &stb__stubs__v1__stubs__descriptor);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void stb__stubs__v1__stubs__run_scenario(ProtobufCService *service,
                                          const Stb__Stubs__V1__RunScenarioRequest *input,
                                          Stb__Stubs__V1__ScenarioResult_Closure closure,
                                          void *closure_data)
 {
   assert(service->descriptor == &stb__stubs__v1__stubs__descriptor);
-  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void stb__stubs__v1__stubs__list_results(ProtobufCService *service,
                                          const Stb__Stubs__V1__ListResultsRequest *input,
@@ -2252,7 +2599,7 @@ void stb__stubs__v1__stubs__list_results(ProtobufCService *service,
                                          void *closure_data)
 {
   assert(service->descriptor == &stb__stubs__v1__stubs__descriptor);
-  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void stb__stubs__v1__stubs__init (Stb__Stubs__V1__Stubs_Service *service,
                                   Stb__Stubs__V1__Stubs_ServiceDestroy destroy)

@@ -25,6 +25,9 @@ typedef struct Stb__Stubs__V1__Mock Stb__Stubs__V1__Mock;
 typedef struct Stb__Stubs__V1__StartMockRequest Stb__Stubs__V1__StartMockRequest;
 typedef struct Stb__Stubs__V1__MockRef Stb__Stubs__V1__MockRef;
 typedef struct Stb__Stubs__V1__ListMocksRequest Stb__Stubs__V1__ListMocksRequest;
+typedef struct Stb__Stubs__V1__SetFaultRequest Stb__Stubs__V1__SetFaultRequest;
+typedef struct Stb__Stubs__V1__SetDelayRequest Stb__Stubs__V1__SetDelayRequest;
+typedef struct Stb__Stubs__V1__Setting Stb__Stubs__V1__Setting;
 typedef struct Stb__Stubs__V1__ListMocksResponse Stb__Stubs__V1__ListMocksResponse;
 typedef struct Stb__Stubs__V1__VerifyRequest Stb__Stubs__V1__VerifyRequest;
 typedef struct Stb__Stubs__V1__VerifyResponse Stb__Stubs__V1__VerifyResponse;
@@ -170,6 +173,64 @@ struct  Stb__Stubs__V1__ListMocksRequest
 #define STB__STUBS__V1__LIST_MOCKS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&stb__stubs__v1__list_mocks_request__descriptor) \
      }
+
+
+/*
+ * Exactly one of `stub_id` and `mock` names what the fault is set on.
+ */
+struct  Stb__Stubs__V1__SetFaultRequest
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData stub_id;
+  /*
+   * A service of Protos/, e.g. stb.rules.v1.Rules (its mock need not run yet).
+   */
+  ProtobufCBinaryData mock;
+  /*
+   * The fault in the stub file's form, e.g. {"kind": "RST_STREAM", "code": 2,
+   * "probability": 0.5}; empty removes it.
+   */
+  ProtobufCBinaryData fault_json;
+};
+#define STB__STUBS__V1__SET_FAULT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&stb__stubs__v1__set_fault_request__descriptor) \
+    , {0,NULL}, {0,NULL}, {0,NULL} }
+
+
+/*
+ * Exactly one of `stub_id` and `mock` names what the delay is set on.
+ */
+struct  Stb__Stubs__V1__SetDelayRequest
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData stub_id;
+  ProtobufCBinaryData mock;
+  /*
+   * The delay in the stub file's form, e.g. {"fixedMs": 100}; empty removes it.
+   */
+  ProtobufCBinaryData delay_json;
+};
+#define STB__STUBS__V1__SET_DELAY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&stb__stubs__v1__set_delay_request__descriptor) \
+    , {0,NULL}, {0,NULL}, {0,NULL} }
+
+
+/*
+ * A fault or delay now in force.
+ */
+struct  Stb__Stubs__V1__Setting
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData stub_id;
+  ProtobufCBinaryData mock;
+  /*
+   * The setting, re-rendered; empty when none is left.
+   */
+  ProtobufCBinaryData json;
+};
+#define STB__STUBS__V1__SETTING__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&stb__stubs__v1__setting__descriptor) \
+    , {0,NULL}, {0,NULL}, {0,NULL} }
 
 
 struct  Stb__Stubs__V1__ListMocksResponse
@@ -555,6 +616,63 @@ Stb__Stubs__V1__ListMocksRequest *
 void   stb__stubs__v1__list_mocks_request__free_unpacked
                      (Stb__Stubs__V1__ListMocksRequest *message,
                       ProtobufCAllocator *allocator);
+/* Stb__Stubs__V1__SetFaultRequest methods */
+void   stb__stubs__v1__set_fault_request__init
+                     (Stb__Stubs__V1__SetFaultRequest         *message);
+size_t stb__stubs__v1__set_fault_request__get_packed_size
+                     (const Stb__Stubs__V1__SetFaultRequest   *message);
+size_t stb__stubs__v1__set_fault_request__pack
+                     (const Stb__Stubs__V1__SetFaultRequest   *message,
+                      uint8_t             *out);
+size_t stb__stubs__v1__set_fault_request__pack_to_buffer
+                     (const Stb__Stubs__V1__SetFaultRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Stb__Stubs__V1__SetFaultRequest *
+       stb__stubs__v1__set_fault_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   stb__stubs__v1__set_fault_request__free_unpacked
+                     (Stb__Stubs__V1__SetFaultRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Stb__Stubs__V1__SetDelayRequest methods */
+void   stb__stubs__v1__set_delay_request__init
+                     (Stb__Stubs__V1__SetDelayRequest         *message);
+size_t stb__stubs__v1__set_delay_request__get_packed_size
+                     (const Stb__Stubs__V1__SetDelayRequest   *message);
+size_t stb__stubs__v1__set_delay_request__pack
+                     (const Stb__Stubs__V1__SetDelayRequest   *message,
+                      uint8_t             *out);
+size_t stb__stubs__v1__set_delay_request__pack_to_buffer
+                     (const Stb__Stubs__V1__SetDelayRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Stb__Stubs__V1__SetDelayRequest *
+       stb__stubs__v1__set_delay_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   stb__stubs__v1__set_delay_request__free_unpacked
+                     (Stb__Stubs__V1__SetDelayRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Stb__Stubs__V1__Setting methods */
+void   stb__stubs__v1__setting__init
+                     (Stb__Stubs__V1__Setting         *message);
+size_t stb__stubs__v1__setting__get_packed_size
+                     (const Stb__Stubs__V1__Setting   *message);
+size_t stb__stubs__v1__setting__pack
+                     (const Stb__Stubs__V1__Setting   *message,
+                      uint8_t             *out);
+size_t stb__stubs__v1__setting__pack_to_buffer
+                     (const Stb__Stubs__V1__Setting   *message,
+                      ProtobufCBuffer     *buffer);
+Stb__Stubs__V1__Setting *
+       stb__stubs__v1__setting__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   stb__stubs__v1__setting__free_unpacked
+                     (Stb__Stubs__V1__Setting *message,
+                      ProtobufCAllocator *allocator);
 /* Stb__Stubs__V1__ListMocksResponse methods */
 void   stb__stubs__v1__list_mocks_response__init
                      (Stb__Stubs__V1__ListMocksResponse         *message);
@@ -815,6 +933,15 @@ typedef void (*Stb__Stubs__V1__MockRef_Closure)
 typedef void (*Stb__Stubs__V1__ListMocksRequest_Closure)
                  (const Stb__Stubs__V1__ListMocksRequest *message,
                   void *closure_data);
+typedef void (*Stb__Stubs__V1__SetFaultRequest_Closure)
+                 (const Stb__Stubs__V1__SetFaultRequest *message,
+                  void *closure_data);
+typedef void (*Stb__Stubs__V1__SetDelayRequest_Closure)
+                 (const Stb__Stubs__V1__SetDelayRequest *message,
+                  void *closure_data);
+typedef void (*Stb__Stubs__V1__Setting_Closure)
+                 (const Stb__Stubs__V1__Setting *message,
+                  void *closure_data);
 typedef void (*Stb__Stubs__V1__ListMocksResponse_Closure)
                  (const Stb__Stubs__V1__ListMocksResponse *message,
                   void *closure_data);
@@ -901,6 +1028,14 @@ struct Stb__Stubs__V1__Stubs_Service
                         const Stb__Stubs__V1__ResetJournalRequest *input,
                         Stb__Common__V1__Empty_Closure closure,
                         void *closure_data);
+  void (*set_fault)(Stb__Stubs__V1__Stubs_Service *service,
+                    const Stb__Stubs__V1__SetFaultRequest *input,
+                    Stb__Stubs__V1__Setting_Closure closure,
+                    void *closure_data);
+  void (*set_delay)(Stb__Stubs__V1__Stubs_Service *service,
+                    const Stb__Stubs__V1__SetDelayRequest *input,
+                    Stb__Stubs__V1__Setting_Closure closure,
+                    void *closure_data);
   void (*run_scenario)(Stb__Stubs__V1__Stubs_Service *service,
                        const Stb__Stubs__V1__RunScenarioRequest *input,
                        Stb__Stubs__V1__ScenarioResult_Closure closure,
@@ -927,6 +1062,8 @@ void stb__stubs__v1__stubs__init (Stb__Stubs__V1__Stubs_Service *service,
       function_prefix__ ## verify,\
       function_prefix__ ## get_journal,\
       function_prefix__ ## reset_journal,\
+      function_prefix__ ## set_fault,\
+      function_prefix__ ## set_delay,\
       function_prefix__ ## run_scenario,\
       function_prefix__ ## list_results  }
 void stb__stubs__v1__stubs__put_stub(ProtobufCService *service,
@@ -969,6 +1106,14 @@ void stb__stubs__v1__stubs__reset_journal(ProtobufCService *service,
                                           const Stb__Stubs__V1__ResetJournalRequest *input,
                                           Stb__Common__V1__Empty_Closure closure,
                                           void *closure_data);
+void stb__stubs__v1__stubs__set_fault(ProtobufCService *service,
+                                      const Stb__Stubs__V1__SetFaultRequest *input,
+                                      Stb__Stubs__V1__Setting_Closure closure,
+                                      void *closure_data);
+void stb__stubs__v1__stubs__set_delay(ProtobufCService *service,
+                                      const Stb__Stubs__V1__SetDelayRequest *input,
+                                      Stb__Stubs__V1__Setting_Closure closure,
+                                      void *closure_data);
 void stb__stubs__v1__stubs__run_scenario(ProtobufCService *service,
                                          const Stb__Stubs__V1__RunScenarioRequest *input,
                                          Stb__Stubs__V1__ScenarioResult_Closure closure,
@@ -989,6 +1134,9 @@ extern const ProtobufCMessageDescriptor stb__stubs__v1__mock__descriptor;
 extern const ProtobufCMessageDescriptor stb__stubs__v1__start_mock_request__descriptor;
 extern const ProtobufCMessageDescriptor stb__stubs__v1__mock_ref__descriptor;
 extern const ProtobufCMessageDescriptor stb__stubs__v1__list_mocks_request__descriptor;
+extern const ProtobufCMessageDescriptor stb__stubs__v1__set_fault_request__descriptor;
+extern const ProtobufCMessageDescriptor stb__stubs__v1__set_delay_request__descriptor;
+extern const ProtobufCMessageDescriptor stb__stubs__v1__setting__descriptor;
 extern const ProtobufCMessageDescriptor stb__stubs__v1__list_mocks_response__descriptor;
 extern const ProtobufCMessageDescriptor stb__stubs__v1__verify_request__descriptor;
 extern const ProtobufCMessageDescriptor stb__stubs__v1__verify_response__descriptor;

@@ -42,6 +42,16 @@ public protocol Stb_Stubs_V1_StubsService: RPCService {
     /// Clears the counters, the recent calls and the `times` already used.
     func resetJournal(_ request: Stb_Stubs_V1_ResetJournalRequest, context: ServerContext) async throws -> Stb_Common_V1_Empty
 
+    /// Sets at run time, or with an empty `fault_json` removes, the fault of one stub (saved
+    /// with the stub, as a scenario's SET_FAULT does; a file's stubs change only in their
+    /// file) or of a whole mock (it strikes every call the mock's stubs answer without a
+    /// fault of their own, until stubd stops). The fault is checked before anything changes.
+    func setFault(_ request: Stb_Stubs_V1_SetFaultRequest, context: ServerContext) async throws -> Stb_Stubs_V1_Setting
+
+    /// The same for the delay before answering: of one stub, or of a whole mock (for calls
+    /// whose stub has no delay of its own).
+    func setDelay(_ request: Stb_Stubs_V1_SetDelayRequest, context: ServerContext) async throws -> Stb_Stubs_V1_Setting
+
     /// Stores a scenario (ordered actions), runs it now, stores and returns its result.
     func runScenario(_ request: Stb_Stubs_V1_RunScenarioRequest, context: ServerContext) async throws -> Stb_Stubs_V1_ScenarioResult
 
@@ -68,6 +78,8 @@ extension Stb_Stubs_V1_StubsService {
         router.register(Stb_Stubs_V1_Stubs.verify, unary: { try await self.verify($0, context: $1) })
         router.register(Stb_Stubs_V1_Stubs.getJournal, unary: { try await self.getJournal($0, context: $1) })
         router.register(Stb_Stubs_V1_Stubs.resetJournal, unary: { try await self.resetJournal($0, context: $1) })
+        router.register(Stb_Stubs_V1_Stubs.setFault, unary: { try await self.setFault($0, context: $1) })
+        router.register(Stb_Stubs_V1_Stubs.setDelay, unary: { try await self.setDelay($0, context: $1) })
         router.register(Stb_Stubs_V1_Stubs.runScenario, unary: { try await self.runScenario($0, context: $1) })
         router.register(Stb_Stubs_V1_Stubs.listResults, unary: { try await self.listResults($0, context: $1) })
     }

@@ -357,6 +357,142 @@ public struct Stb_Stubs_V1_ListMocksRequest: ProtoMessage {
     }
 }
 
+/// Exactly one of `stub_id` and `mock` names what the fault is set on.
+public struct Stb_Stubs_V1_SetFaultRequest: ProtoMessage {
+    /// `stub_id` (field 1).
+    public var stubID: String = ""
+    /// A service of Protos/, e.g. stb.rules.v1.Rules (its mock need not run yet).
+    public var mock: String = ""
+    /// The fault in the stub file's form, e.g. {"kind": "RST_STREAM", "code": 2,
+    /// "probability": 0.5}; empty removes it.
+    public var faultJson: String = ""
+
+    /// The fully qualified proto name.
+    public static var protoMessageName: String { "stb.stubs.v1.SetFaultRequest" }
+
+    /// Creates a message with every field at its default (proto3 zero) value.
+    public init() {}
+
+    /// Creates a message from the given fields; the rest keep their defaults.
+    public init(
+        stubID: String = "",
+        mock: String = "",
+        faultJson: String = ""
+    ) {
+        self.stubID = stubID
+        self.mock = mock
+        self.faultJson = faultJson
+    }
+
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
+        guard let c = stb__stubs__v1__set_fault_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
+        }
+        defer { stb__stubs__v1__set_fault_request__free_unpacked(c, nil) }
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
+    }
+
+    /// Appends the wire encoding to `buffer`, packing straight into its storage.
+    public func serialize(into buffer: inout [UInt8]) {
+        ProtoArena.with { arena in
+            let c = _makeC(&arena)
+            buffer._protoAppend(count: stb__stubs__v1__set_fault_request__get_packed_size(c)) { stb__stubs__v1__set_fault_request__pack(c, $0) }
+        }
+    }
+}
+
+/// Exactly one of `stub_id` and `mock` names what the delay is set on.
+public struct Stb_Stubs_V1_SetDelayRequest: ProtoMessage {
+    /// `stub_id` (field 1).
+    public var stubID: String = ""
+    /// `mock` (field 2).
+    public var mock: String = ""
+    /// The delay in the stub file's form, e.g. {"fixedMs": 100}; empty removes it.
+    public var delayJson: String = ""
+
+    /// The fully qualified proto name.
+    public static var protoMessageName: String { "stb.stubs.v1.SetDelayRequest" }
+
+    /// Creates a message with every field at its default (proto3 zero) value.
+    public init() {}
+
+    /// Creates a message from the given fields; the rest keep their defaults.
+    public init(
+        stubID: String = "",
+        mock: String = "",
+        delayJson: String = ""
+    ) {
+        self.stubID = stubID
+        self.mock = mock
+        self.delayJson = delayJson
+    }
+
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
+        guard let c = stb__stubs__v1__set_delay_request__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
+        }
+        defer { stb__stubs__v1__set_delay_request__free_unpacked(c, nil) }
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
+    }
+
+    /// Appends the wire encoding to `buffer`, packing straight into its storage.
+    public func serialize(into buffer: inout [UInt8]) {
+        ProtoArena.with { arena in
+            let c = _makeC(&arena)
+            buffer._protoAppend(count: stb__stubs__v1__set_delay_request__get_packed_size(c)) { stb__stubs__v1__set_delay_request__pack(c, $0) }
+        }
+    }
+}
+
+/// A fault or delay now in force.
+public struct Stb_Stubs_V1_Setting: ProtoMessage {
+    /// `stub_id` (field 1).
+    public var stubID: String = ""
+    /// `mock` (field 2).
+    public var mock: String = ""
+    /// The setting, re-rendered; empty when none is left.
+    public var json: String = ""
+
+    /// The fully qualified proto name.
+    public static var protoMessageName: String { "stb.stubs.v1.Setting" }
+
+    /// Creates a message with every field at its default (proto3 zero) value.
+    public init() {}
+
+    /// Creates a message from the given fields; the rest keep their defaults.
+    public init(
+        stubID: String = "",
+        mock: String = "",
+        json: String = ""
+    ) {
+        self.stubID = stubID
+        self.mock = mock
+        self.json = json
+    }
+
+    /// Decodes wire bytes through protobuf-c; throws on malformed input and on a
+    /// string field that is not valid UTF-8 or contains a NUL character.
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
+        guard let c = stb__stubs__v1__setting__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw ProtoDecodingError(messageName: Self.protoMessageName, byteCount: bytes.count)
+        }
+        defer { stb__stubs__v1__setting__free_unpacked(c, nil) }
+        self = try _protoDecoded(c, byteCount: bytes.count, Self.init(_c:))
+    }
+
+    /// Appends the wire encoding to `buffer`, packing straight into its storage.
+    public func serialize(into buffer: inout [UInt8]) {
+        ProtoArena.with { arena in
+            let c = _makeC(&arena)
+            buffer._protoAppend(count: stb__stubs__v1__setting__get_packed_size(c)) { stb__stubs__v1__setting__pack(c, $0) }
+        }
+    }
+}
+
 /// The `stb.stubs.v1.ListMocksResponse` message.
 public struct Stb_Stubs_V1_ListMocksResponse: ProtoMessage {
     /// `mocks` (field 1).
@@ -890,6 +1026,8 @@ public enum Stb_Stubs_V1_Stubs {
         "/stb.stubs.v1.Stubs/Verify",
         "/stb.stubs.v1.Stubs/GetJournal",
         "/stb.stubs.v1.Stubs/ResetJournal",
+        "/stb.stubs.v1.Stubs/SetFault",
+        "/stb.stubs.v1.Stubs/SetDelay",
         "/stb.stubs.v1.Stubs/RunScenario",
         "/stb.stubs.v1.Stubs/ListResults",
     ]
@@ -953,6 +1091,22 @@ public enum Stb_Stubs_V1_Stubs {
     /// Clears the counters, the recent calls and the `times` already used.
     public static let resetJournal = ProtoMethod<Stb_Stubs_V1_ResetJournalRequest, Stb_Common_V1_Empty>(
         path: "/stb.stubs.v1.Stubs/ResetJournal",
+        kind: .unary
+    )
+
+    /// Sets at run time, or with an empty `fault_json` removes, the fault of one stub (saved
+    /// with the stub, as a scenario's SET_FAULT does; a file's stubs change only in their
+    /// file) or of a whole mock (it strikes every call the mock's stubs answer without a
+    /// fault of their own, until stubd stops). The fault is checked before anything changes.
+    public static let setFault = ProtoMethod<Stb_Stubs_V1_SetFaultRequest, Stb_Stubs_V1_Setting>(
+        path: "/stb.stubs.v1.Stubs/SetFault",
+        kind: .unary
+    )
+
+    /// The same for the delay before answering: of one stub, or of a whole mock (for calls
+    /// whose stub has no delay of its own).
+    public static let setDelay = ProtoMethod<Stb_Stubs_V1_SetDelayRequest, Stb_Stubs_V1_Setting>(
+        path: "/stb.stubs.v1.Stubs/SetDelay",
         kind: .unary
     )
 
@@ -1160,6 +1314,87 @@ extension Stb_Stubs_V1_ListMocksRequest {
     internal func _makeC(_ arena: inout ProtoArena) -> UnsafeMutablePointer<Stb__Stubs__V1__ListMocksRequest> {
         let c = arena.allocate(Stb__Stubs__V1__ListMocksRequest.self)
         stb__stubs__v1__list_mocks_request__init(c)
+        return c
+    }
+}
+
+extension Stb_Stubs_V1_SetFaultRequest {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Stubs__V1__SetFaultRequest>) throws(_ProtoFieldError) {
+        let m = c.pointee
+        self.stubID = try _protoString(m.stub_id, field: "stub_id")
+        self.mock = try _protoString(m.mock, field: "mock")
+        self.faultJson = try _protoString(m.fault_json, field: "fault_json")
+    }
+
+    /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
+    internal func _makeC(_ arena: inout ProtoArena) -> UnsafeMutablePointer<Stb__Stubs__V1__SetFaultRequest> {
+        let c = arena.allocate(Stb__Stubs__V1__SetFaultRequest.self)
+        stb__stubs__v1__set_fault_request__init(c)
+        if !self.stubID.isEmpty {
+            c.pointee.stub_id = arena.utf8(self.stubID)
+        }
+        if !self.mock.isEmpty {
+            c.pointee.mock = arena.utf8(self.mock)
+        }
+        if !self.faultJson.isEmpty {
+            c.pointee.fault_json = arena.utf8(self.faultJson)
+        }
+        return c
+    }
+}
+
+extension Stb_Stubs_V1_SetDelayRequest {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Stubs__V1__SetDelayRequest>) throws(_ProtoFieldError) {
+        let m = c.pointee
+        self.stubID = try _protoString(m.stub_id, field: "stub_id")
+        self.mock = try _protoString(m.mock, field: "mock")
+        self.delayJson = try _protoString(m.delay_json, field: "delay_json")
+    }
+
+    /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
+    internal func _makeC(_ arena: inout ProtoArena) -> UnsafeMutablePointer<Stb__Stubs__V1__SetDelayRequest> {
+        let c = arena.allocate(Stb__Stubs__V1__SetDelayRequest.self)
+        stb__stubs__v1__set_delay_request__init(c)
+        if !self.stubID.isEmpty {
+            c.pointee.stub_id = arena.utf8(self.stubID)
+        }
+        if !self.mock.isEmpty {
+            c.pointee.mock = arena.utf8(self.mock)
+        }
+        if !self.delayJson.isEmpty {
+            c.pointee.delay_json = arena.utf8(self.delayJson)
+        }
+        return c
+    }
+}
+
+extension Stb_Stubs_V1_Setting {
+    /// Copies a message protobuf-c decoded; `c` stays owned by the caller. Throws
+    /// for a string field that is not valid UTF-8 or holds a NUL, naming the field.
+    internal init(_c c: UnsafePointer<Stb__Stubs__V1__Setting>) throws(_ProtoFieldError) {
+        let m = c.pointee
+        self.stubID = try _protoString(m.stub_id, field: "stub_id")
+        self.mock = try _protoString(m.mock, field: "mock")
+        self.json = try _protoString(m.json, field: "json")
+    }
+
+    /// Builds this value as a C struct graph in `arena`; valid until the arena ends.
+    internal func _makeC(_ arena: inout ProtoArena) -> UnsafeMutablePointer<Stb__Stubs__V1__Setting> {
+        let c = arena.allocate(Stb__Stubs__V1__Setting.self)
+        stb__stubs__v1__setting__init(c)
+        if !self.stubID.isEmpty {
+            c.pointee.stub_id = arena.utf8(self.stubID)
+        }
+        if !self.mock.isEmpty {
+            c.pointee.mock = arena.utf8(self.mock)
+        }
+        if !self.json.isEmpty {
+            c.pointee.json = arena.utf8(self.json)
+        }
         return c
     }
 }
@@ -1758,6 +1993,108 @@ extension Stb_Stubs_V1_ListMocksRequest: _ProtoJSONCodable {
     mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
         var object = try r.beginObject(Self._jsonFields)
         while try r.nextField(&object) != nil {}
+    }
+}
+
+extension Stb_Stubs_V1_SetFaultRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.stubs.v1.SetFaultRequest", "stubId stub_id mock mock faultJson fault_json")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""stubId":"#, self.stubID)
+        w.scalar(#""mock":"#, self.mock)
+        w.scalar(#""faultJson":"#, self.faultJson)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.stubID = try r.scalar()
+            case 1: self.mock = try r.scalar()
+            case 2: self.faultJson = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Stubs_V1_SetDelayRequest: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.stubs.v1.SetDelayRequest", "stubId stub_id mock mock delayJson delay_json")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""stubId":"#, self.stubID)
+        w.scalar(#""mock":"#, self.mock)
+        w.scalar(#""delayJson":"#, self.delayJson)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.stubID = try r.scalar()
+            case 1: self.mock = try r.scalar()
+            case 2: self.delayJson = try r.scalar()
+            default: break
+            }
+        }
+    }
+}
+
+extension Stb_Stubs_V1_Setting: _ProtoJSONCodable {
+    /// Decodes the proto3 JSON form; throws, naming the field path, on anything else.
+    public init(jsonUTF8 bytes: UnsafeRawBufferPointer) throws(ProtoJSONError) {
+        self = try _ProtoJSONReader.decode(bytes)
+    }
+
+    /// Appends the compact proto3 JSON form to `buffer`.
+    public func serializeJSON(into buffer: inout [UInt8]) {
+        _ProtoJSONWriter.encode(self, into: &buffer)
+    }
+
+    private static let _jsonFields = _ProtoJSONNames("stb.stubs.v1.Setting", "stubId stub_id mock mock json json")
+
+    func _jsonWrite(_ w: inout _ProtoJSONWriter) {
+        w.beginObject()
+        w.scalar(#""stubId":"#, self.stubID)
+        w.scalar(#""mock":"#, self.mock)
+        w.scalar(#""json":"#, self.json)
+        w.endObject()
+    }
+
+    mutating func _jsonRead(_ r: inout _ProtoJSONReader) throws(ProtoJSONError) {
+        var object = try r.beginObject(Self._jsonFields)
+        while let field = try r.nextField(&object) {
+            switch field {
+            case 0: self.stubID = try r.scalar()
+            case 1: self.mock = try r.scalar()
+            case 2: self.json = try r.scalar()
+            default: break
+            }
+        }
     }
 }
 
