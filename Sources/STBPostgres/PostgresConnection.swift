@@ -182,8 +182,8 @@ public final class PostgresConnection: @unchecked Sendable {
             try await run(request)
             return request.single ?? PostgresRows()
         }
-        let start = ContinuousClock.now
-        defer { queryTimer.recordElapsed(since: start) }
+        let start = monotonicNanos()
+        defer { queryTimer.recordNanoseconds(Int64(monotonicNanos() &- start)) }
         try await run(request)
         return request.single ?? PostgresRows()
     }
@@ -194,8 +194,8 @@ public final class PostgresConnection: @unchecked Sendable {
     nonisolated(nonsending) public func pipeline(_ queries: [PostgresQuery]) async throws(PostgresError) -> [PostgresRows] {
         if queries.isEmpty { return [] }
         guard let queryTimer else { return try await run(.extended(queries)) }
-        let start = ContinuousClock.now
-        defer { queryTimer.recordElapsed(since: start) }
+        let start = monotonicNanos()
+        defer { queryTimer.recordNanoseconds(Int64(monotonicNanos() &- start)) }
         return try await run(.extended(queries))
     }
 
