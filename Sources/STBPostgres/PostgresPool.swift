@@ -97,8 +97,10 @@ public final class PostgresPool: Sendable {
     /// Runs `body` with a connection of its own, returned to the pool afterwards. The
     /// body runs with the connection's loop as preferred executor, so its queries
     /// complete without a thread hop.
-    public func withConnection<R: Sendable>(
-        isolation: isolated (any Actor)? = #isolation,
+    ///
+    /// It runs on its caller's executor (`nonisolated(nonsending)`): returning from its
+    /// awaits needs no executor check, as an `isolated` parameter would.
+    nonisolated(nonsending) public func withConnection<R: Sendable>(
         _ body: (PostgresConnection) async throws -> R
     ) async throws -> R {
         let connection = try await acquire()
@@ -108,7 +110,7 @@ public final class PostgresPool: Sendable {
         // this is the same test as reading the task's preference, which takes the task's
         // status lock. (Were it ever wrong, the queries would still run, one hop away.)
         if connection.loop.inEventLoop { return try await body(connection) }
-        return try await withTaskExecutorPreference(connection.loop, isolation: isolation) {
+        return try await withTaskExecutorPreference(connection.loop, isolation: #isolation) {
             try await body(connection)
         }
     }
