@@ -103,7 +103,14 @@ public final class PostgresPool: Sendable {
     nonisolated(nonsending) public func withConnection<R: Sendable>(
         _ body: (PostgresConnection) async throws -> R
     ) async throws -> R {
-        let connection = try await acquire()
+        // The usual case, an idle connection on the caller's loop, needs no await (and so
+        // no executor check on the way back).
+        let preferred = group.loops.first { $0.inEventLoop }
+        let connection: PostgresConnection
+        switch try leaseNow(on: preferred) {
+        case .connection(let idle)?: connection = idle
+        case let lease: connection = try await acquire(on: preferred, after: lease)
+        }
         defer { release(connection) }
         // Handler tasks usually prefer their loop already: skip the preference record then.
         // A task runs on a loop's thread only when that loop is its preferred executor, so
@@ -147,19 +154,23 @@ public final class PostgresPool: Sendable {
 
     // MARK: - Acquire and release
 
-    nonisolated(nonsending) private func acquire() async throws -> PostgresConnection {
-        let preferred = group.loops.first { $0.inEventLoop }
-        // Fast path: an idle connection (or room for a new one) without suspending.
+    /// Fast path, without suspending: an idle connection (or room for a new one); nil
+    /// when the caller must wait.
+    private func leaseNow(on preferred: EventLoop?) throws(PostgresError) -> Lease? {
         let fast: Result<Lease, PostgresError>? = withState { state in
             if state.closed { return .failure(PostgresError(code: .poolClosed, message: "the database pool is shut down")) }
             return Self.lease(&state, on: preferred, poolSize: configuration.poolSize).map { .success($0) }
         }
-        if let fast {
-            switch fast {
-            case .failure(let error): throw error
-            case .success(.connection(let connection)): return connection
-            case .success(.openNew): return try await openConnection(on: preferred ?? group.next())
-            }
+        return try fast?.get()
+    }
+
+    /// A connection, given what `leaseNow` found: opens the new one it made room for, or
+    /// waits for one to be returned (or for room) when it found nothing.
+    nonisolated(nonsending) private func acquire(on preferred: EventLoop?, after fast: Lease?) async throws -> PostgresConnection {
+        switch fast {
+        case .connection(let connection)?: return connection
+        case .openNew?: return try await openConnection(on: preferred ?? group.next())
+        case nil: break
         }
         let waiterID = withState { state -> Int in
             state.nextWaiterID += 1
