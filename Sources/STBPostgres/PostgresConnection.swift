@@ -26,6 +26,8 @@ public final class PostgresConnection: @unchecked Sendable {
     private var conn: OpaquePointer?
     private var fd: Int32 = -1
     private var phase: Phase = .idle
+    /// The caller of `connect`, resumed once the connection is open or has failed.
+    private var connectContinuation: CheckedContinuation<Void, any Error>?
     private var queue: [Request] = []
     private var current: Request?
     private var statements: [StatementKey: StatementName] = [:]
@@ -43,9 +45,10 @@ public final class PostgresConnection: @unchecked Sendable {
 
     private let usable = Atomic<Bool>(false)
 
+    /// Payload-free, so the per-query checks of it copy nothing.
     private enum Phase {
         case idle
-        case connecting(CheckedContinuation<Void, any Error>)
+        case connecting
         case ready
         case closed
     }
@@ -108,7 +111,8 @@ public final class PostgresConnection: @unchecked Sendable {
             return
         }
         PQsetNoticeProcessor(conn, { _, _ in }, nil)
-        phase = .connecting(continuation)
+        phase = .connecting
+        connectContinuation = continuation
         connectTimer = loop.schedule(afterNanoseconds: UInt64(timeoutSeconds) * 1_000_000_000) { [self] in
             failConnecting(PostgresError(code: .connectionFailed, message: "connecting to the database timed out after \(timeoutSeconds) s"))
         }
@@ -139,7 +143,7 @@ public final class PostgresConnection: @unchecked Sendable {
         case PGRES_POLLING_WRITING:
             watchConnectingSocket(events: EPOLLOUT.rawValue)
         case PGRES_POLLING_OK:
-            guard case .connecting(let continuation) = phase else { return }
+            guard phase == .connecting, let continuation = connectContinuation else { return }
             connectTimer?.cancel()
             connectTimer = nil
             PQsetnonblocking(conn, 1)
@@ -152,6 +156,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 return
             }
             phase = .ready
+            connectContinuation = nil
             usable.store(true, ordering: .releasing)
             continuation.resume()
         default:
@@ -165,7 +170,8 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     private func failConnecting(_ error: PostgresError) {
-        guard case .connecting(let continuation) = phase else { return }
+        guard phase == .connecting, let continuation = connectContinuation else { return }
+        connectContinuation = nil
         connectTimer?.cancel()
         connectTimer = nil
         phase = .closed
@@ -182,8 +188,8 @@ public final class PostgresConnection: @unchecked Sendable {
             try await run(request)
             return request.single ?? PostgresRows()
         }
-        let start = ContinuousClock.now
-        defer { queryTimer.recordElapsed(since: start) }
+        let start = monotonicNanos()
+        defer { queryTimer.recordNanoseconds(Int64(monotonicNanos() &- start)) }
         try await run(request)
         return request.single ?? PostgresRows()
     }
@@ -194,8 +200,8 @@ public final class PostgresConnection: @unchecked Sendable {
     nonisolated(nonsending) public func pipeline(_ queries: [PostgresQuery]) async throws(PostgresError) -> [PostgresRows] {
         if queries.isEmpty { return [] }
         guard let queryTimer else { return try await run(.extended(queries)) }
-        let start = ContinuousClock.now
-        defer { queryTimer.recordElapsed(since: start) }
+        let start = monotonicNanos()
+        defer { queryTimer.recordNanoseconds(Int64(monotonicNanos() &- start)) }
         return try await run(.extended(queries))
     }
 
@@ -239,7 +245,7 @@ public final class PostgresConnection: @unchecked Sendable {
             request.finish(PostgresError.cancelled)
             return
         }
-        guard case .ready = phase, usable.load(ordering: .relaxed) else {
+        guard phase == .ready, usable.load(ordering: .relaxed) else {
             request.finish(PostgresError.connectionLost("the connection is closed"))
             return
         }
@@ -502,8 +508,8 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     private func failConnection(_ error: PostgresError) {
-        if case .connecting = phase { return failConnecting(error) }
-        if case .closed = phase { return }
+        if phase == .connecting { return failConnecting(error) }
+        if phase == .closed { return }
         phase = .closed
         usable.store(false, ordering: .releasing)
         closeSocket()

@@ -97,18 +97,27 @@ public final class PostgresPool: Sendable {
     /// Runs `body` with a connection of its own, returned to the pool afterwards. The
     /// body runs with the connection's loop as preferred executor, so its queries
     /// complete without a thread hop.
-    public func withConnection<R: Sendable>(
-        isolation: isolated (any Actor)? = #isolation,
+    ///
+    /// It runs on its caller's executor (`nonisolated(nonsending)`): returning from its
+    /// awaits needs no executor check, as an `isolated` parameter would.
+    nonisolated(nonsending) public func withConnection<R: Sendable>(
         _ body: (PostgresConnection) async throws -> R
     ) async throws -> R {
-        let connection = try await acquire()
+        // The usual case, an idle connection on the caller's loop, needs no await (and so
+        // no executor check on the way back).
+        let preferred = group.loops.first { $0.inEventLoop }
+        let connection: PostgresConnection
+        switch try leaseNow(on: preferred) {
+        case .connection(let idle)?: connection = idle
+        case let lease: connection = try await acquire(on: preferred, after: lease)
+        }
         defer { release(connection) }
         // Handler tasks usually prefer their loop already: skip the preference record then.
-        let alreadyPreferred = withUnsafeCurrentTask { task in
-            task?.unownedTaskExecutor == connection.loop.asUnownedTaskExecutor()
-        }
-        if alreadyPreferred { return try await body(connection) }
-        return try await withTaskExecutorPreference(connection.loop, isolation: isolation) {
+        // A task runs on a loop's thread only when that loop is its preferred executor, so
+        // this is the same test as reading the task's preference, which takes the task's
+        // status lock. (Were it ever wrong, the queries would still run, one hop away.)
+        if connection.loop.inEventLoop { return try await body(connection) }
+        return try await withTaskExecutorPreference(connection.loop, isolation: #isolation) {
             try await body(connection)
         }
     }
@@ -145,19 +154,23 @@ public final class PostgresPool: Sendable {
 
     // MARK: - Acquire and release
 
-    nonisolated(nonsending) private func acquire() async throws -> PostgresConnection {
-        let preferred = group.loops.first { $0.inEventLoop }
-        // Fast path: an idle connection (or room for a new one) without suspending.
+    /// Fast path, without suspending: an idle connection (or room for a new one); nil
+    /// when the caller must wait.
+    private func leaseNow(on preferred: EventLoop?) throws(PostgresError) -> Lease? {
         let fast: Result<Lease, PostgresError>? = withState { state in
             if state.closed { return .failure(PostgresError(code: .poolClosed, message: "the database pool is shut down")) }
             return Self.lease(&state, on: preferred, poolSize: configuration.poolSize).map { .success($0) }
         }
-        if let fast {
-            switch fast {
-            case .failure(let error): throw error
-            case .success(.connection(let connection)): return connection
-            case .success(.openNew): return try await openConnection(on: preferred ?? group.next())
-            }
+        return try fast?.get()
+    }
+
+    /// A connection, given what `leaseNow` found: opens the new one it made room for, or
+    /// waits for one to be returned (or for room) when it found nothing.
+    nonisolated(nonsending) private func acquire(on preferred: EventLoop?, after fast: Lease?) async throws -> PostgresConnection {
+        switch fast {
+        case .connection(let connection)?: return connection
+        case .openNew?: return try await openConnection(on: preferred ?? group.next())
+        case nil: break
         }
         let waiterID = withState { state -> Int in
             state.nextWaiterID += 1
@@ -195,17 +208,30 @@ public final class PostgresPool: Sendable {
     /// A connection on another loop costs the caller two thread hops per use (there and
     /// back), so while the pool may grow it grows where its callers run.
     private static func lease(_ state: inout State, on loop: EventLoop?, poolSize: Int) -> Lease? {
-        // Connections that broke while idle are dropped here; their close handler does the counting.
-        state.idle.removeAll { !$0.isUsable }
-        if let loop, let index = state.idle.lastIndex(where: { $0.loop === loop }) {
-            return .connection(state.idle.remove(at: index))
-        }
-        if loop == nil, let connection = state.idle.popLast() { return .connection(connection) }
+        if let loop, let connection = takeIdle(&state.idle, where: { $0.loop === loop }) { return .connection(connection) }
+        if loop == nil, let connection = takeIdle(&state.idle, where: { _ in true }) { return .connection(connection) }
         if state.open < poolSize {
             state.open += 1
             return .openNew
         }
-        return state.idle.popLast().map { .connection($0) }
+        return takeIdle(&state.idle, where: { _ in true }).map { .connection($0) }
+    }
+
+    /// Takes the most recently returned idle connection that `matches` out of `idle`.
+    /// Connections found broken on the way are dropped (their close handler does the
+    /// counting); the list is scanned, not rebuilt, so a lease allocates nothing.
+    private static func takeIdle(_ idle: inout [PostgresConnection], where matches: (PostgresConnection) -> Bool) -> PostgresConnection? {
+        var index = idle.endIndex
+        while index > idle.startIndex {
+            index -= 1
+            let connection = idle[index]
+            if !connection.isUsable {
+                idle.remove(at: index)
+            } else if matches(connection) {
+                return idle.remove(at: index)
+            }
+        }
+        return nil
     }
 
     private func openConnection(on loop: EventLoop) async throws -> PostgresConnection {
@@ -255,6 +281,13 @@ public final class PostgresPool: Sendable {
             connection.closeNow()
             return
         }
+        // The common case, nobody waiting: one pass under the lock, nothing to copy out.
+        let kept = withState { state -> Bool in
+            guard !state.closed, state.waiters.isEmpty else { return false }
+            state.idle.append(connection)
+            return true
+        }
+        if kept { return }
         let handoff = withState { state -> Waiter?? in
             if state.closed { return .some(nil) }
             if !state.waiters.isEmpty { return state.waiters.removeFirst() }

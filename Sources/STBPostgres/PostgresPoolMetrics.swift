@@ -41,11 +41,3 @@ final class PostgresPoolMetrics: Sendable {
         self.waiters.set(waiters)
     }
 }
-
-extension Metrics.Timer {
-    /// Records the time since `start`.
-    func recordElapsed(since start: ContinuousClock.Instant) {
-        let (seconds, attoseconds) = (ContinuousClock.now - start).components
-        recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-}

@@ -43,13 +43,20 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
         /// Binds `value` as the next parameter.
         public mutating func appendInterpolation(_ value: some PostgresEncodable) {
             bindings.append(value)
-            sql += "$\(bindings.count)"
+            appendPlaceholder()
         }
 
         /// Binds `value` as the next parameter, NULL when nil (typed by `Wrapped`).
         public mutating func appendInterpolation<Wrapped: PostgresEncodable>(_ value: Wrapped?) {
             bindings.append(value)
-            sql += "$\(bindings.count)"
+            appendPlaceholder()
+        }
+
+        /// Appends `$N` for the parameter just bound. Not through string interpolation,
+        /// whose buffer would cost an allocation per parameter of every query.
+        private mutating func appendPlaceholder() {
+            sql.append("$")
+            sql.append(String(bindings.count))
         }
 
         /// Splices trusted SQL text (a column list, a table name chosen by the program)

@@ -28,7 +28,7 @@ import STBPostgres
 // --seconds (default 5) and prints one line:
 //
 //   pg setup scale=10 accounts=1000000 callers=8 pool=8 loops=1 executor=loop seconds=5.00 batch=10
-//   pg single-select pool-per-query callers=8 loops=1 executor=loop seconds=5.00 queries=N qps=Q p50_us= p90_us= p99_us= max_us= errors=0
+//   pg single-select pool-per-query callers=8 loops=1 executor=loop seconds=5.00 queries=N qps=Q p50_us= p90_us= p99_us= max_us= cpu_us_per_stmt= errors=0
 //       every query is its own pool.withConnection { try await $0.query(...) }
 //   pg single-select held-connection ...
 //       each caller holds one connection (one withConnection) and loops queries on it
@@ -39,7 +39,9 @@ import STBPostgres
 //   pg batch10 speedup=R   (pipelined stmts_per_s / sequential stmts_per_s)
 //
 // Latencies are per query (single selects) or per batch, acquisition included, from the
-// caller's side; percentiles are nearest-rank over every sample. Exit 1 when a
+// caller's side; percentiles are nearest-rank over every sample. cpu_us_per_stmt is the
+// process's CPU time (user + system, every thread, from getrusage) over the measurement,
+// per statement: the client's own cost, steadier than rates on a busy machine. Exit 1 when a
 // statement failed or returned other than one row.
 
 let usage = """
@@ -117,6 +119,9 @@ struct FastRandom {
     }
 }
 
+/// What the callers did, over how many seconds, at what CPU time (nanoseconds).
+typealias Measured = (results: [CallerResult], seconds: Double, cpuNanoseconds: UInt64)
+
 /// What one caller did.
 struct CallerResult: Sendable {
     var latencies: [UInt64] = []
@@ -157,8 +162,9 @@ func check(_ rows: PostgresRows) throws {
 /// (its latency recorded) worth `statements` statements.
 func measure(
     _ setup: Setup, seconds: Double, body: @escaping @Sendable (_ deadline: UInt64, _ random: inout FastRandom, _ result: inout CallerResult) async -> Void
-) async -> (results: [CallerResult], seconds: Double) {
+) async -> Measured {
     let options = setup.options
+    let cpuStart = processCPUNanoseconds()
     let start = now()
     let deadline = start + UInt64(seconds * 1e9)
     let results = await withTaskGroup(of: CallerResult.self) { group in
@@ -176,12 +182,21 @@ func measure(
         for await result in group { all.append(result) }
         return all
     }
-    return (results, Double(now() - start) / 1e9)
+    let elapsed = Double(now() - start) / 1e9
+    return (results, elapsed, processCPUNanoseconds() - cpuStart)
+}
+
+/// CPU time of the whole process so far (user + system, all threads).
+func processCPUNanoseconds() -> UInt64 {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func nanos(_ time: timeval) -> UInt64 { UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_usec) * 1000 }
+    return nanos(usage.ru_utime) + nanos(usage.ru_stime)
 }
 
 /// Prints one measurement's line; returns statements per second.
 @discardableResult
-func summarize(_ label: String, _ setup: Setup, _ measured: (results: [CallerResult], seconds: Double), statementsPerSample: Int) -> Double {
+func summarize(_ label: String, _ setup: Setup, _ measured: Measured, statementsPerSample: Int) -> Double {
     let latencies = measured.results.flatMap(\.latencies).sorted()
     let statements = measured.results.reduce(0) { $0 + $1.statements }
     let errors = measured.results.reduce(0) { $0 + $1.errors }
@@ -195,7 +210,8 @@ func summarize(_ label: String, _ setup: Setup, _ measured: (results: [CallerRes
         line += " batches=\(latencies.count) batches_per_s=\(format(Double(latencies.count) / seconds, 0))"
         line += " stmts_per_s=\(format(Double(statements) / seconds, 0))"
     }
-    line += " p50_us=\(us(50)) p90_us=\(us(90)) p99_us=\(us(99)) max_us=\(us(100)) errors=\(errors)"
+    line += " p50_us=\(us(50)) p90_us=\(us(90)) p99_us=\(us(99)) max_us=\(us(100))"
+    line += " cpu_us_per_stmt=\(format(Double(measured.cpuNanoseconds) / 1000 / Double(max(statements, 1)), 1)) errors=\(errors)"
     report(line)
     if let firstError = measured.results.compactMap(\.firstError).first {
         complain("\(label): \(errors) failed; first: \(firstError)")
@@ -209,7 +225,7 @@ nonisolated(unsafe) var failures = 0
 // MARK: - The runs
 
 /// Single selects, each one its own `pool.withConnection`.
-func singlePerQuery(_ setup: Setup, seconds: Double) async -> (results: [CallerResult], seconds: Double) {
+func singlePerQuery(_ setup: Setup, seconds: Double) async -> Measured {
     let pool = setup.pool, accounts = setup.accounts
     return await measure(setup, seconds: seconds) { deadline, random, result in
         while now() < deadline {
@@ -228,7 +244,7 @@ func singlePerQuery(_ setup: Setup, seconds: Double) async -> (results: [CallerR
 }
 
 /// Single selects, each caller looping on a connection it holds throughout.
-func singleHeld(_ setup: Setup, seconds: Double) async -> (results: [CallerResult], seconds: Double) {
+func singleHeld(_ setup: Setup, seconds: Double) async -> Measured {
     let pool = setup.pool, accounts = setup.accounts
     return await measure(setup, seconds: seconds) { deadline, random, result in
         let start = result
@@ -257,7 +273,7 @@ func singleHeld(_ setup: Setup, seconds: Double) async -> (results: [CallerResul
 }
 
 /// Batches of `--batch` selects, one `withConnection` each: sequential queries or one pipeline.
-func batches(_ setup: Setup, seconds: Double, pipelined: Bool) async -> (results: [CallerResult], seconds: Double) {
+func batches(_ setup: Setup, seconds: Double, pipelined: Bool) async -> Measured {
     let pool = setup.pool, accounts = setup.accounts, size = setup.options.batch
     return await measure(setup, seconds: seconds) { deadline, random, result in
         var queries: [PostgresQuery] = []
