@@ -102,12 +102,15 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         guard frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }  // request trailers: ignored
         if name[0] == UInt8(ascii: ":") {
             if bytesEqual(name, nameLength, ":path") {
-                stream.path = makeString(value, valueLength)
+                // A method's path reuses the registered string; anything else is copied.
+                stream.route = server.routes.route(value, valueLength)
+                stream.path = stream.route?.path ?? makeString(value, valueLength)
             } else if bytesEqual(name, nameLength, ":method") {
                 stream.method = makeString(value, valueLength)
             }
         } else if bytesEqual(name, nameLength, "content-type") {
-            stream.contentType = makeString(value, valueLength)
+            stream.contentType =
+                bytesEqual(value, valueLength, "application/grpc") ? "application/grpc" : makeString(value, valueLength)
         } else if bytesEqual(name, nameLength, "grpc-timeout") {
             // A malformed timeout is treated as none rather than failing the call.
             stream.timeoutNanos = GRPCTimeout.parse(makeString(value, valueLength))
@@ -316,7 +319,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     private func dispatch(_ stream: ServerStream) {
         guard let session else { return }
-        let handler = stream.path.flatMap { server.router.handler(for: $0) }
+        let handler = stream.route?.handler ?? stream.path.flatMap { server.router.handler(for: $0) }
         let httpHandler = config.httpRoutes.isEmpty ? nil : stream.path.flatMap { config.httpRoutes.handler(forTarget: $0) }
         let head = ServerStreamStateMachine.RequestHead(
             contentType: stream.contentType, method: stream.method, path: stream.path, encoding: stream.encoding,
@@ -390,7 +393,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         if stream.machine.gathersWholeBody, !stream.machine.isFinished {
             // The whole body is the one request message, even when empty.
             bufferedInbound -= stream.bareBody.count
-            stream.singleRequest = [stream.bareBody]
+            stream.singleRequest = SingleRequest(stream.bareBody)
             stream.bareBody = []
         }
         let action = stream.machine.receivedEndStream(bufferedRequests: stream.singleRequest.count)
@@ -430,8 +433,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             rpcProtocol: wire.isConnect ? .connect : .grpc, responseMetadata: ResponseMetadata())
         let call = ServerCall(connection: self, stream: stream, context: context)
         stream.call = call
-        let request = stream.singleRequest.first ?? []
-        stream.singleRequest = []
+        let request = stream.singleRequest.take()
         let queue = stream.requestQueue
         call.task = Task(executorPreference: loop) {
             do {
@@ -602,9 +604,31 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     /// Submits the response headers with the body provider.
     func startResponse(_ stream: ServerStream, _ session: OpaquePointer) {
-        var block = responseHeaders(stream)
         var provider = HTTP2Connection.bodyProvider
+        if case .grpc(.proto) = stream.machine.wire, !hasInitialMetadata(stream) {
+            // The usual gRPC call: the same two fields every time, encoded once.
+            _ = ResponseHeaderLists.grpcProto.withNameValues { nghttp2_submit_response(session, stream.id, $0, $1, &provider) }
+            return
+        }
+        var block = responseHeaders(stream)
         _ = block.withNameValues { nghttp2_submit_response(session, stream.id, $0, $1, &provider) }
+    }
+
+    /// Whether the handler set initial metadata (without taking it).
+    private func hasInitialMetadata(_ stream: ServerStream) -> Bool {
+        guard let call = stream.call else { return false }
+        return call.context.responseMetadata.state.withLock { !$0.initial.isEmpty }
+    }
+
+    /// Whether a status goes out as the lone `grpc-status: 0`: OK with no message, no
+    /// details, no encodings advertised and no trailing metadata from the status or the
+    /// handler.
+    private func isBareOK(_ stream: ServerStream, _ status: RPCError) -> Bool {
+        guard status.code == .ok, status.message.isEmpty, status.details.isEmpty, status.metadata.isEmpty,
+            !stream.advertiseEncodings
+        else { return false }
+        guard let call = stream.call else { return true }
+        return call.context.responseMetadata.state.withLock { $0.trailing.isEmpty }
     }
 
     /// Wakes the body provider if it told nghttp2 to wait for data.
@@ -662,10 +686,14 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         case .sendTrailers(let startResponse, let releaseSlot):
             stream.deadlineTimer?.cancel()
             if releaseSlot { perform(policy.handlerReleased(finishedAt: nil)) }
-            var trailers = HeaderBlock(capacity: 2)
-            var budget = newHeaderBudget()
-            statusFields(stream, status, into: &trailers, budget: &budget)
-            stream.trailers = trailers
+            if isBareOK(stream, status) {
+                stream.trailers = .preencoded(ResponseHeaderLists.okStatus)
+            } else {
+                var trailers = HeaderBlock(capacity: 2)
+                var budget = newHeaderBudget()
+                statusFields(stream, status, into: &trailers, budget: &budget)
+                stream.trailers = .block(trailers)
+            }
             if startResponse {
                 self.startResponse(stream, session)
             } else {
@@ -721,10 +749,14 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             stream.outbound.resumeWaiters(error: nil)
         }
         if stream.pendingOutbound == 0 {
-            if var trailers = stream.trailers, let session {
+            if let trailers = stream.trailers, let session {
                 stream.trailers = nil
                 flags.pointee |= DataFlag.eof | DataFlag.noEndStream
-                let result = trailers.withNameValues { nghttp2_submit_trailer(session, streamID, $0, $1) }
+                let result: Int32
+                switch trailers {
+                case .block(var block): result = block.withNameValues { nghttp2_submit_trailer(session, streamID, $0, $1) }
+                case .preencoded(let list): result = list.withNameValues { nghttp2_submit_trailer(session, streamID, $0, $1) }
+                }
                 if result != 0 { statusNotSubmitted(stream, result) }
             } else if stream.endsWithBody {
                 flags.pointee |= DataFlag.eof
