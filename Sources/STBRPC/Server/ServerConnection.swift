@@ -15,6 +15,9 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     let transport: HTTP2Connection
     var config: RPCServer.Configuration { server.configuration }
     private var streams: [Int32: ServerStream] = [:]
+    /// The stream the last lookup found: a frame's callbacks (each header field, each DATA
+    /// chunk, the frame itself) ask for the same stream many times in a row.
+    private var lastStream: ServerStream?
     var policy: ServerConnectionPolicy
     let peer: String
     var bufferedInbound = 0
@@ -71,19 +74,29 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         transport.close(reason: reason)
     }
 
+    /// The open stream with this id.
+    private func stream(_ id: Int32) -> ServerStream? {
+        if let lastStream, lastStream.id == id { return lastStream }
+        let found = streams[id]
+        if found != nil { lastStream = found }
+        return found
+    }
+
     // MARK: - Request headers
 
     func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let header = frame.pointee.hd
         guard header.type == FrameType.headers else { return 0 }
         if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
-            streams[header.stream_id] = ServerStream(id: header.stream_id, maxMessageSize: config.maxReceiveMessageSize)
+            let stream = ServerStream(id: header.stream_id, maxMessageSize: config.maxReceiveMessageSize)
+            streams[header.stream_id] = stream
+            lastStream = stream
             policy.streamOpened(now: loop.now)
             metrics.streams.increment()
         }
         // Per stream, so a block the library or the header budget rejects (and that
         // therefore never completes) ends with its stream instead of lingering.
-        streams[header.stream_id]?.headersStartedAt = loop.now
+        stream(header.stream_id)?.headersStartedAt = loop.now
         return 0
     }
 
@@ -91,7 +104,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         _ frame: UnsafePointer<nghttp2_frame>, name: UnsafePointer<UInt8>, nameLength: Int,
         value: UnsafePointer<UInt8>, valueLength: Int
     ) -> Int32 {
-        guard let stream = streams[frame.pointee.hd.stream_id] else { return 0 }
+        guard let stream = self.stream(frame.pointee.hd.stream_id) else { return 0 }
         let field = stream.machine.receivedHeaderField(
             size: nameLength + valueLength + 32, maxListSize: config.maxHeaderListSize, maxFields: config.maxHeaderFields)
         if field == .resetOverBudget {
@@ -150,18 +163,18 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         policy.frameReceived()
         switch header.type {
         case FrameType.headers:
-            guard let stream = streams[header.stream_id] else { return 0 }
+            guard let stream = self.stream(header.stream_id) else { return 0 }
             stream.headersStartedAt = nil
             if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
                 dispatch(stream)
             }
             if header.flags & FrameFlag.endStream != 0 { requestEnded(stream) }
         case FrameType.data:
-            if header.flags & FrameFlag.endStream != 0, let stream = streams[header.stream_id] {
+            if header.flags & FrameFlag.endStream != 0, let stream = self.stream(header.stream_id) {
                 requestEnded(stream)
             }
         case FrameType.rstStream:
-            streams[header.stream_id]?.machine.receivedReset()
+            stream(header.stream_id)?.machine.receivedReset()
         case FrameType.ping where header.flags & FrameFlag.ack == 0:
             perform(policy.pingReceived(now: loop.now))
         default:
@@ -172,7 +185,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     func onDataChunk(streamID: Int32, flags: UInt8, data: UnsafePointer<UInt8>, length: Int) -> Int32 {
         guard let session else { return 0 }
-        guard let stream = streams[streamID] else {
+        guard let stream = self.stream(streamID) else {
             // Nobody will read these bytes: return their window credit at once.
             nghttp2_session_consume(session, streamID, length)
             return 0
@@ -271,6 +284,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
+        if lastStream === stream { lastStream = nil }
         metrics.streams.decrement()
         bufferedInbound -= stream.bufferedInbound
         let closed = stream.machine.closed(errorCode: errorCode)
@@ -292,7 +306,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         stream.deadlineTimer?.cancel()
         stream.requestQueue?.finish(.failure(error))
         if closed.cancelHandler { stream.call?.cancelTask() }
-        stream.outbound.resumeWaiters(error: error)
+        if !stream.outbound.drainWaiters.isEmpty { stream.outbound.resumeWaiters(error: error) }
         if closed.releaseSlot { perform(policy.handlerReleased(finishedAt: nil)) }
         stream.call = nil  // the call keeps its stream while the handler runs; not the reverse
     }
@@ -308,7 +322,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             policy.headersOrDataSent()
         }
         if header.type == FrameType.headers || header.type == FrameType.data, header.flags & FrameFlag.endStream != 0,
-            let stream = streams[header.stream_id], stream.machine.sentFinalHeaders() == .resetNoError, let session
+            let stream = self.stream(header.stream_id), stream.machine.sentFinalHeaders() == .resetNoError, let session
         {
             nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, H2Error.noError)
         }
@@ -738,7 +752,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
-        guard let stream = streams[streamID] else {
+        guard let stream = self.stream(streamID) else {
             flags.pointee |= DataFlag.eof
             return 0
         }
@@ -769,7 +783,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     fileprivate func returnCredit(_ streamID: Int32) {
-        guard let stream = streams[streamID], stream.unconsumedBytes > 0, let session,
+        guard let stream = self.stream(streamID), stream.unconsumedBytes > 0, let session,
             (stream.requestQueue?.queuedBytes ?? 0) <= config.maxQueuedOutboundPerStream
         else { return }
         nghttp2_session_consume(session, streamID, stream.unconsumedBytes)
@@ -878,6 +892,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             endCall(of: stream, stream.machine.closed(errorCode: nil), error: RPCError(code: .cancelled, message: "the connection closed"))
         }
         streams.removeAll()
+        lastStream = nil
         server.connectionClosed(self)
     }
 
