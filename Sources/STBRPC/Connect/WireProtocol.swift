@@ -25,6 +25,11 @@ enum WireProtocol: Equatable, Sendable {
     /// types compare without case and without parameters (`; charset=utf-8`), except
     /// that every `application/grpc…` type is gRPC, as it always was here.
     init?(contentType: String) {
+        if contentType == "application/grpc" {
+            // The usual case, and then the header parser's shared string: compares at once.
+            self = .grpc(.proto)
+            return
+        }
         var utf8 = contentType.utf8[...]
         if utf8.starts(with: "application/grpc".utf8) {
             self = utf8.elementsEqual("application/grpc+json".utf8) ? .grpc(.json) : .grpc(.proto)

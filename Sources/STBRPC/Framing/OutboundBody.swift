@@ -10,6 +10,9 @@ struct OutboundBody {
     var pending: Int { bytes.count - index }
 
     mutating func append(message: [UInt8]) {
+        // One allocation for prefix and message, not two. Only when empty: reserving a
+        // little more each time would copy the whole queue on every append.
+        if bytes.isEmpty { bytes.reserveCapacity(5 + message.count) }
         appendFramedMessage(message, to: &bytes)
     }
 

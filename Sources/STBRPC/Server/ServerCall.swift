@@ -68,6 +68,10 @@ final class ServerCall: MessageSink, @unchecked Sendable {
 
     /// Ends the call with the handler's outcome.
     func complete(response: [UInt8]?, error: (any Error)?) {
+        if loop.inEventLoop {
+            // The usual case: no closure to allocate.
+            return connection.handlerFinished(stream, response: response, error: error)
+        }
         onLoop { call in
             call.connection.handlerFinished(call.stream, response: response, error: error)
         }

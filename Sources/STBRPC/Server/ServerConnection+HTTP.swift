@@ -35,8 +35,7 @@ extension ServerConnection {
             if case .string(let text) = value { headers.append(HTTPField(key, text)) }
         }
         let request = HTTPRequest(
-            method: stream.method ?? "", target: stream.path ?? "/", headers: headers, body: stream.singleRequest.first ?? [], peer: peer)
-        stream.singleRequest = []
+            method: stream.method ?? "", target: stream.path ?? "/", headers: headers, body: stream.singleRequest.take(), peer: peer)
         let context = ServerContext(
             path: request.path, metadata: stream.metadata, peer: peer, deadline: nil, rpcProtocol: .grpc, responseMetadata: ResponseMetadata())
         let call = ServerCall(connection: self, stream: stream, context: context)

@@ -15,6 +15,9 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     let transport: HTTP2Connection
     var config: RPCServer.Configuration { server.configuration }
     private var streams: [Int32: ServerStream] = [:]
+    /// The stream the last lookup found: a frame's callbacks (each header field, each DATA
+    /// chunk, the frame itself) ask for the same stream many times in a row.
+    private var lastStream: ServerStream?
     var policy: ServerConnectionPolicy
     let peer: String
     var bufferedInbound = 0
@@ -71,19 +74,29 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         transport.close(reason: reason)
     }
 
+    /// The open stream with this id.
+    private func stream(_ id: Int32) -> ServerStream? {
+        if let lastStream, lastStream.id == id { return lastStream }
+        let found = streams[id]
+        if found != nil { lastStream = found }
+        return found
+    }
+
     // MARK: - Request headers
 
     func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let header = frame.pointee.hd
         guard header.type == FrameType.headers else { return 0 }
         if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
-            streams[header.stream_id] = ServerStream(id: header.stream_id, maxMessageSize: config.maxReceiveMessageSize)
+            let stream = ServerStream(id: header.stream_id, maxMessageSize: config.maxReceiveMessageSize)
+            streams[header.stream_id] = stream
+            lastStream = stream
             policy.streamOpened(now: loop.now)
             metrics.streams.increment()
         }
         // Per stream, so a block the library or the header budget rejects (and that
         // therefore never completes) ends with its stream instead of lingering.
-        streams[header.stream_id]?.headersStartedAt = loop.now
+        stream(header.stream_id)?.headersStartedAt = loop.now
         return 0
     }
 
@@ -91,7 +104,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         _ frame: UnsafePointer<nghttp2_frame>, name: UnsafePointer<UInt8>, nameLength: Int,
         value: UnsafePointer<UInt8>, valueLength: Int
     ) -> Int32 {
-        guard let stream = streams[frame.pointee.hd.stream_id] else { return 0 }
+        guard let stream = self.stream(frame.pointee.hd.stream_id) else { return 0 }
         let field = stream.machine.receivedHeaderField(
             size: nameLength + valueLength + 32, maxListSize: config.maxHeaderListSize, maxFields: config.maxHeaderFields)
         if field == .resetOverBudget {
@@ -102,12 +115,15 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         guard frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }  // request trailers: ignored
         if name[0] == UInt8(ascii: ":") {
             if bytesEqual(name, nameLength, ":path") {
-                stream.path = makeString(value, valueLength)
+                // A method's path reuses the registered string; anything else is copied.
+                stream.route = server.routes.route(value, valueLength)
+                stream.path = stream.route?.path ?? makeString(value, valueLength)
             } else if bytesEqual(name, nameLength, ":method") {
                 stream.method = makeString(value, valueLength)
             }
         } else if bytesEqual(name, nameLength, "content-type") {
-            stream.contentType = makeString(value, valueLength)
+            stream.contentType =
+                bytesEqual(value, valueLength, "application/grpc") ? "application/grpc" : makeString(value, valueLength)
         } else if bytesEqual(name, nameLength, "grpc-timeout") {
             // A malformed timeout is treated as none rather than failing the call.
             stream.timeoutNanos = GRPCTimeout.parse(makeString(value, valueLength))
@@ -147,18 +163,18 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         policy.frameReceived()
         switch header.type {
         case FrameType.headers:
-            guard let stream = streams[header.stream_id] else { return 0 }
+            guard let stream = self.stream(header.stream_id) else { return 0 }
             stream.headersStartedAt = nil
             if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
                 dispatch(stream)
             }
             if header.flags & FrameFlag.endStream != 0 { requestEnded(stream) }
         case FrameType.data:
-            if header.flags & FrameFlag.endStream != 0, let stream = streams[header.stream_id] {
+            if header.flags & FrameFlag.endStream != 0, let stream = self.stream(header.stream_id) {
                 requestEnded(stream)
             }
         case FrameType.rstStream:
-            streams[header.stream_id]?.machine.receivedReset()
+            stream(header.stream_id)?.machine.receivedReset()
         case FrameType.ping where header.flags & FrameFlag.ack == 0:
             perform(policy.pingReceived(now: loop.now))
         default:
@@ -169,7 +185,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     func onDataChunk(streamID: Int32, flags: UInt8, data: UnsafePointer<UInt8>, length: Int) -> Int32 {
         guard let session else { return 0 }
-        guard let stream = streams[streamID] else {
+        guard let stream = self.stream(streamID) else {
             // Nobody will read these bytes: return their window credit at once.
             nghttp2_session_consume(session, streamID, length)
             return 0
@@ -268,6 +284,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
+        if lastStream === stream { lastStream = nil }
         metrics.streams.decrement()
         bufferedInbound -= stream.bufferedInbound
         let closed = stream.machine.closed(errorCode: errorCode)
@@ -289,7 +306,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         stream.deadlineTimer?.cancel()
         stream.requestQueue?.finish(.failure(error))
         if closed.cancelHandler { stream.call?.cancelTask() }
-        stream.outbound.resumeWaiters(error: error)
+        if !stream.outbound.drainWaiters.isEmpty { stream.outbound.resumeWaiters(error: error) }
         if closed.releaseSlot { perform(policy.handlerReleased(finishedAt: nil)) }
         stream.call = nil  // the call keeps its stream while the handler runs; not the reverse
     }
@@ -305,7 +322,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             policy.headersOrDataSent()
         }
         if header.type == FrameType.headers || header.type == FrameType.data, header.flags & FrameFlag.endStream != 0,
-            let stream = streams[header.stream_id], stream.machine.sentFinalHeaders() == .resetNoError, let session
+            let stream = self.stream(header.stream_id), stream.machine.sentFinalHeaders() == .resetNoError, let session
         {
             nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, H2Error.noError)
         }
@@ -316,7 +333,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     private func dispatch(_ stream: ServerStream) {
         guard let session else { return }
-        let handler = stream.path.flatMap { server.router.handler(for: $0) }
+        let handler = stream.route?.handler ?? stream.path.flatMap { server.router.handler(for: $0) }
         let httpHandler = config.httpRoutes.isEmpty ? nil : stream.path.flatMap { config.httpRoutes.handler(forTarget: $0) }
         let head = ServerStreamStateMachine.RequestHead(
             contentType: stream.contentType, method: stream.method, path: stream.path, encoding: stream.encoding,
@@ -390,7 +407,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         if stream.machine.gathersWholeBody, !stream.machine.isFinished {
             // The whole body is the one request message, even when empty.
             bufferedInbound -= stream.bareBody.count
-            stream.singleRequest = [stream.bareBody]
+            stream.singleRequest = SingleRequest(stream.bareBody)
             stream.bareBody = []
         }
         let action = stream.machine.receivedEndStream(bufferedRequests: stream.singleRequest.count)
@@ -430,8 +447,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             rpcProtocol: wire.isConnect ? .connect : .grpc, responseMetadata: ResponseMetadata())
         let call = ServerCall(connection: self, stream: stream, context: context)
         stream.call = call
-        let request = stream.singleRequest.first ?? []
-        stream.singleRequest = []
+        let request = stream.singleRequest.take()
         let queue = stream.requestQueue
         call.task = Task(executorPreference: loop) {
             do {
@@ -602,9 +618,31 @@ final class ServerConnection: HTTP2ConnectionDelegate {
 
     /// Submits the response headers with the body provider.
     func startResponse(_ stream: ServerStream, _ session: OpaquePointer) {
-        var block = responseHeaders(stream)
         var provider = HTTP2Connection.bodyProvider
+        if case .grpc(.proto) = stream.machine.wire, !hasInitialMetadata(stream) {
+            // The usual gRPC call: the same two fields every time, encoded once.
+            _ = ResponseHeaderLists.grpcProto.withNameValues { nghttp2_submit_response(session, stream.id, $0, $1, &provider) }
+            return
+        }
+        var block = responseHeaders(stream)
         _ = block.withNameValues { nghttp2_submit_response(session, stream.id, $0, $1, &provider) }
+    }
+
+    /// Whether the handler set initial metadata (without taking it).
+    private func hasInitialMetadata(_ stream: ServerStream) -> Bool {
+        guard let call = stream.call else { return false }
+        return call.context.responseMetadata.state.withLock { !$0.initial.isEmpty }
+    }
+
+    /// Whether a status goes out as the lone `grpc-status: 0`: OK with no message, no
+    /// details, no encodings advertised and no trailing metadata from the status or the
+    /// handler.
+    private func isBareOK(_ stream: ServerStream, _ status: RPCError) -> Bool {
+        guard status.code == .ok, status.message.isEmpty, status.details.isEmpty, status.metadata.isEmpty,
+            !stream.advertiseEncodings
+        else { return false }
+        guard let call = stream.call else { return true }
+        return call.context.responseMetadata.state.withLock { $0.trailing.isEmpty }
     }
 
     /// Wakes the body provider if it told nghttp2 to wait for data.
@@ -662,10 +700,14 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         case .sendTrailers(let startResponse, let releaseSlot):
             stream.deadlineTimer?.cancel()
             if releaseSlot { perform(policy.handlerReleased(finishedAt: nil)) }
-            var trailers = HeaderBlock(capacity: 2)
-            var budget = newHeaderBudget()
-            statusFields(stream, status, into: &trailers, budget: &budget)
-            stream.trailers = trailers
+            if isBareOK(stream, status) {
+                stream.trailers = .preencoded(ResponseHeaderLists.okStatus)
+            } else {
+                var trailers = HeaderBlock(capacity: 2)
+                var budget = newHeaderBudget()
+                statusFields(stream, status, into: &trailers, budget: &budget)
+                stream.trailers = .block(trailers)
+            }
             if startResponse {
                 self.startResponse(stream, session)
             } else {
@@ -710,7 +752,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
-        guard let stream = streams[streamID] else {
+        guard let stream = self.stream(streamID) else {
             flags.pointee |= DataFlag.eof
             return 0
         }
@@ -721,10 +763,14 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             stream.outbound.resumeWaiters(error: nil)
         }
         if stream.pendingOutbound == 0 {
-            if var trailers = stream.trailers, let session {
+            if let trailers = stream.trailers, let session {
                 stream.trailers = nil
                 flags.pointee |= DataFlag.eof | DataFlag.noEndStream
-                let result = trailers.withNameValues { nghttp2_submit_trailer(session, streamID, $0, $1) }
+                let result: Int32
+                switch trailers {
+                case .block(var block): result = block.withNameValues { nghttp2_submit_trailer(session, streamID, $0, $1) }
+                case .preencoded(let list): result = list.withNameValues { nghttp2_submit_trailer(session, streamID, $0, $1) }
+                }
                 if result != 0 { statusNotSubmitted(stream, result) }
             } else if stream.endsWithBody {
                 flags.pointee |= DataFlag.eof
@@ -737,7 +783,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     }
 
     fileprivate func returnCredit(_ streamID: Int32) {
-        guard let stream = streams[streamID], stream.unconsumedBytes > 0, let session,
+        guard let stream = self.stream(streamID), stream.unconsumedBytes > 0, let session,
             (stream.requestQueue?.queuedBytes ?? 0) <= config.maxQueuedOutboundPerStream
         else { return }
         nghttp2_session_consume(session, streamID, stream.unconsumedBytes)
@@ -846,6 +892,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             endCall(of: stream, stream.machine.closed(errorCode: nil), error: RPCError(code: .cancelled, message: "the connection closed"))
         }
         streams.removeAll()
+        lastStream = nil
         server.connectionClosed(self)
     }
 

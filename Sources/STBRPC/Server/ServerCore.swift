@@ -10,6 +10,8 @@ import STBEventLoop
 final class ServerCore: Sendable {
     let configuration: RPCServer.Configuration
     let router: RPCRouter
+    /// The router's methods by path bytes, for the request headers.
+    let routes: RouteTable
     let logger: Logger
     let transportMetrics: TransportMetrics
     private let registries: [ObjectIdentifier: ConnectionRegistry]
@@ -20,6 +22,7 @@ final class ServerCore: Sendable {
     init(configuration: RPCServer.Configuration, router: RPCRouter, logger: Logger, loops: [EventLoop]) {
         self.configuration = configuration
         self.router = router
+        self.routes = RouteTable(router)
         self.logger = logger
         self.transportMetrics = TransportMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory)
         var registries: [ObjectIdentifier: ConnectionRegistry] = [:]
