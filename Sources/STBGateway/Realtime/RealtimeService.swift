@@ -23,12 +23,7 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
     }
 
     public func subscribe(_ request: Stb_Gateway_V1_SubscribeRequest, writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, context: ServerContext) async throws {
-        // Everything before the first message (the claims, the token's checks, the
-        // memberships, the session row) runs in a child task: its frames go when it
-        // returns, where this task, which lives as long as the stream, keeps every slab
-        // of async frames its deepest call needed.
-        async let opening = open(request, context: context)
-        let opened = try await opening
+        let opened = try await openInChildTask(request, context: context)
         let subscription = opened.subscription
         let delivered = DeliveredToken()
         var outcome: (any Error)?
@@ -60,6 +55,16 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
         let resyncs: [Upstream: String]
         let claims: AccessClaims
         let sessionID: Int64
+    }
+
+    /// `open` in a child task. Everything before the first message (the claims, the
+    /// token's checks, the memberships, the session row) runs there: its async frames go
+    /// when it ends, where the stream's own task, which lives as long as the stream, keeps
+    /// every slab its deepest call needed. (The child is gone when this function returns:
+    /// an `async let` in `subscribe` itself would keep it until the stream ends.)
+    private func openInChildTask(_ request: Stb_Gateway_V1_SubscribeRequest, context: ServerContext) async throws -> OpenedStream {
+        async let opening = open(request, context: context)
+        return try await opening
     }
 
     /// Checks the request and the caller, finds where each upstream starts and opens the
