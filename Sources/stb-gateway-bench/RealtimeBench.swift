@@ -259,8 +259,10 @@ struct RealtimeBench: Sendable {
         await withSubscribers(count, connections: options.connections) { logs in
             for log in logs { log.clear() }
             let stop = StopFlag()
+            let cpu = CPUMeter(gatewayPID: options.gatewayPID)
             await write(rate: rate, count: rate * seconds, log: commits, stop: stop)
             await drain(logs, expected: commits.acknowledged.count)
+            let busy = cpu.reading()
             let acknowledged = commits.acknowledged
             var latencies: [UInt64] = []
             var missing = 0
@@ -272,7 +274,7 @@ struct RealtimeBench: Sendable {
             latencies.sort()
             let failures = logs.compactMap(\.failure)
             if let first = failures.first { complain("\(failures.count) streams failed; the first: \(first)") }
-            report("realtime latency failed_streams=\(failures.count) subscribers=\(count) connections=\(min(count, options.connections)) commits=\(acknowledged.count) commit_errors=\(commits.errors) commits_per_s=\(format(Double(acknowledged.count) / Double(seconds), 1)) deliveries=\(latencies.count) missing=\(missing) p50_ms=\(ms(percentile(latencies, 50))) p99_ms=\(ms(percentile(latencies, 99))) max_ms=\(ms(latencies.last ?? 0))")
+            report("realtime latency failed_streams=\(failures.count) subscribers=\(count) connections=\(min(count, options.connections)) commits=\(acknowledged.count) commit_errors=\(commits.errors) commits_per_s=\(format(Double(acknowledged.count) / Double(seconds), 1)) deliveries=\(latencies.count) missing=\(missing) p50_ms=\(ms(percentile(latencies, 50))) p99_ms=\(ms(percentile(latencies, 99))) max_ms=\(ms(latencies.last ?? 0)) \(busy)")
         }
     }
 
@@ -282,11 +284,13 @@ struct RealtimeBench: Sendable {
         await withSubscribers(count, connections: options.connections) { logs in
             for log in logs { log.clear() }
             let stop = StopFlag()
+            let cpu = CPUMeter(gatewayPID: options.gatewayPID)
             for index in 0..<rounds {
                 await write(rate: 1, count: 1, start: index, log: commits, stop: stop)
                 try? await Task.sleep(for: .milliseconds(500))
             }
             await drain(logs, expected: commits.acknowledged.count)
+            let cpuUse = cpu.reading()
             let acknowledged = commits.acknowledged
             var last: [String: UInt64] = [:]
             var delivered: [String: Int] = [:]
@@ -308,7 +312,7 @@ struct RealtimeBench: Sendable {
             let complete = acknowledged.keys.filter { delivered[$0] == count }.count
             let failures = logs.compactMap(\.failure)
             if let first = failures.first { complain("\(failures.count) streams failed; the first: \(first)") }
-            report("realtime fanout failed_streams=\(failures.count) subscribers=\(count) connections=\(min(count, options.connections)) commits=\(acknowledged.count) complete=\(complete) deliveries=\(total) last_p50_ms=\(ms(percentile(spans, 50))) last_p99_ms=\(ms(percentile(spans, 99))) deliveries_per_s=\(format(busy > 0 ? Double(total) / busy : 0, 0))")
+            report("realtime fanout failed_streams=\(failures.count) subscribers=\(count) connections=\(min(count, options.connections)) commits=\(acknowledged.count) complete=\(complete) deliveries=\(total) last_p50_ms=\(ms(percentile(spans, 50))) last_p99_ms=\(ms(percentile(spans, 99))) deliveries_per_s=\(format(busy > 0 ? Double(total) / busy : 0, 0)) \(cpuUse)")
         }
     }
 
@@ -396,6 +400,52 @@ struct RealtimeBench: Sendable {
             }
         }
         return 0
+    }
+}
+
+/// CPU time of the gateway (/proc/PID/stat) and of this process over a mode's run, as
+/// `gateway_cpu_pct=… load_cpu_pct=…` (100: one core busy throughout): which side was
+/// saturated.
+struct CPUMeter {
+    let gatewayPID: Int
+    let began: UInt64
+    let gatewayStart: Double
+    let loadStart: Double
+
+    init(gatewayPID: Int) {
+        self.gatewayPID = gatewayPID
+        began = now()
+        gatewayStart = Self.seconds(of: gatewayPID)
+        loadStart = Self.ownSeconds()
+    }
+
+    func reading() -> String {
+        let wall = Double(now() - began) / 1e9
+        guard wall > 0 else { return "" }
+        let gateway = (Self.seconds(of: gatewayPID) - gatewayStart) / wall * 100
+        let load = (Self.ownSeconds() - loadStart) / wall * 100
+        return "gateway_cpu_pct=\(format(gateway, 0)) load_cpu_pct=\(format(load, 0))"
+    }
+
+    /// User and system CPU seconds of `pid` (0 without one).
+    static func seconds(of pid: Int) -> Double {
+        guard pid > 0, let file = fopen("/proc/\(pid)/stat", "r") else { return 0 }
+        defer { fclose(file) }
+        var buffer = [CChar](repeating: 0, count: 1024)
+        guard fgets(&buffer, Int32(buffer.count), file) != nil else { return 0 }
+        let line = String(cString: buffer)
+        // Fields after the command (which may hold spaces) in parentheses; utime and
+        // stime are fields 14 and 15, the 12th and 13th after it.
+        guard let close = line.lastIndex(of: ")") else { return 0 }
+        let fields = line[line.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    static func ownSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 }
 

@@ -32,12 +32,14 @@ final class OutboundQueue: Sendable {
         var lastPush = ContinuousClock.now
         /// Since when more than `limit` bytes are unsent (nil: not over it).
         var fullSince: ContinuousClock.Instant?
+        /// Upstreams the fan-out stopped delivering, whose catch-up the writer restarts.
+        var detached: [Upstream] = []
 
         /// Empties the queue: its messages, or the failure once there is one; nil when
-        /// there is nothing to hand over.
+        /// there is nothing to hand over (an empty list when only `detached` changed).
         mutating func takeAll() -> Taken? {
             if let failure { return .failed(failure) }
-            guard !messages.isEmpty else { return nil }
+            guard !messages.isEmpty || !detached.isEmpty else { return nil }
             let taken = messages
             messages = []
             return .messages(taken)
@@ -101,6 +103,47 @@ final class OutboundQueue: Sendable {
         }
         if let woken { woken.0.resume(returning: woken.1) }
         return pushed
+    }
+
+    /// Whether the stream takes a live event from the fan-out.
+    enum Acceptance {
+        /// It stands before the event and has room.
+        case room
+        /// The stream stands at or after the event already.
+        case had
+        /// More than `limit` bytes are unsent: the stream's catch-up, which waits for
+        /// room, takes over.
+        case full
+        /// The stream has ended.
+        case ended
+    }
+
+    /// Whether the fan-out may hand `cursor` to the stream, in one look: `.room` when it
+    /// stands before it with room.
+    func accepts(_ upstream: Upstream, _ cursor: OutboxCursor) -> Acceptance {
+        state.withLock { state in
+            if state.failure != nil { return .ended }
+            if let position = state.positions[upstream], position >= cursor { return .had }
+            return state.bytes > limit ? .full : .room
+        }
+    }
+
+    /// The fan-out stops delivering `upstream` to this stream: the writer restarts its
+    /// catch-up (`takeDetached`).
+    func detach(_ upstream: Upstream) {
+        let woken = state.withLock { state -> (CheckedContinuation<Taken, Never>, Taken)? in
+            if !state.detached.contains(upstream) { state.detached.append(upstream) }
+            return state.wake()
+        }
+        if let woken { woken.0.resume(returning: woken.1) }
+    }
+
+    /// The upstreams detached since the last call.
+    func takeDetached() -> [Upstream] {
+        state.withLock { state in
+            defer { state.detached = [] }
+            return state.detached
+        }
     }
 
     /// The last token text made, reused while the positions stay the same: one event sent

@@ -6,7 +6,7 @@ import STBService
 import ServiceLifecycle
 
 /// Puts the realtime half of the gateway together: the clients to the upstreams (as the
-/// gateway's own service account), a ring and a follower per upstream, the stream
+/// gateway's own service account), a ring, a follower and a fan-out per upstream, the stream
 /// sessions, the streams' clock and the `Realtime` service.
 public enum RealtimeAssembly {
     /// The gateway's own outbox (alarms), and the channel its commits wake.
@@ -55,6 +55,7 @@ public enum RealtimeAssembly {
             epoch: epoch, rings: rings, sources: sources,
             snapshots: Snapshots(catalog: catalog, rules: rules, project: projectForCallers),
             memberships: MembershipDirectory(client: project), clock: clock, configuration: configuration)
+        background.append(contentsOf: Upstream.allCases.compactMap { hub.fanouts[$0] })
         let authenticator = Authenticator(keys: CurrentKeys { keys.published })
         return (RealtimeService(hub: hub, sessions: sessions, authenticator: authenticator, logger: assembly.logger), background)
     }

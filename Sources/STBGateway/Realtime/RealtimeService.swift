@@ -23,6 +23,53 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
     }
 
     public func subscribe(_ request: Stb_Gateway_V1_SubscribeRequest, writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, context: ServerContext) async throws {
+        let opened = try await openInChildTask(request, context: context)
+        let subscription = opened.subscription
+        let delivered = DeliveredToken()
+        var outcome: (any Error)?
+        do {
+            try await run(
+                subscription, upstreams: opened.upstreams, starts: opened.starts, resyncs: opened.resyncs, claims: opened.claims,
+                writer: writer, delivered: delivered)
+        } catch {
+            outcome = error
+        }
+        let status = outcome.map { ($0 as? RPCError) ?? RPCError(code: .cancelled, message: "the stream ended") }
+        // Recorded even when the call was cancelled (the client went away): in a task of
+        // its own, which the call's cancellation does not reach.
+        let reason = status.map { "\($0.code): \($0.message)" } ?? "ended"
+        await Task { [sessions, sessionID = opened.sessionID] in await sessions.close(sessionID, reason: reason) }.value
+        if let token = delivered.value, !token.isEmpty {
+            var trailer = Metadata()
+            trailer.addString(token, forKey: "stb-resume-token")
+            context.addTrailingMetadata(trailer)
+        }
+        if let status { throw status }
+    }
+
+    /// A stream ready to run: what `open` settled before the first message.
+    private struct OpenedStream: Sendable {
+        let subscription: Subscription
+        let upstreams: [Upstream]
+        let starts: [Upstream: OutboxCursor]
+        let resyncs: [Upstream: String]
+        let claims: AccessClaims
+        let sessionID: Int64
+    }
+
+    /// `open` in a child task. Everything before the first message (the claims, the
+    /// token's checks, the memberships, the session row) runs there: its async frames go
+    /// when it ends, where the stream's own task, which lives as long as the stream, keeps
+    /// every slab its deepest call needed. (The child is gone when this function returns:
+    /// an `async let` in `subscribe` itself would keep it until the stream ends.)
+    private func openInChildTask(_ request: Stb_Gateway_V1_SubscribeRequest, context: ServerContext) async throws -> OpenedStream {
+        async let opening = open(request, context: context)
+        return try await opening
+    }
+
+    /// Checks the request and the caller, finds where each upstream starts and opens the
+    /// stream's session.
+    private func open(_ request: Stb_Gateway_V1_SubscribeRequest, context: ServerContext) async throws -> OpenedStream {
         // The claims themselves (the interceptor verified the token): the role, and when
         // the token expires.
         let claims = try await authenticator.authenticate(context.metadata, allowingCookie: context.rpcProtocol == .connect)
@@ -53,10 +100,12 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
 
         // Projects the caller cannot see are refused before anything is sent.
         let privileged = claims.role == .admin || claims.role == .service
+        var member: Set<String>?
         if !privileged, topics.contains(where: { if case .project = $0 { true } else { false } }) {
-            let member = try await hub.memberships.projects(of: claims.subject, fresh: true)
+            let projects = try await hub.memberships.projects(of: claims.subject, fresh: true)
+            member = projects
             for topic in topics {
-                if case .project(let key) = topic, !member.contains(key) {
+                if case .project(let key) = topic, !projects.contains(key) {
                     throw RPCError(code: .permissionDenied, message: "\(topic): no such project, or it is not visible to you")
                 }
             }
@@ -72,24 +121,9 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
             metadata.addString(authorization, forKey: Metadata.authorizationKey)
         }
         let subscription = Subscription(hub: hub, claims: claims, callerMetadata: metadata, topics: topics, queue: queue, logger: logger)
-        let delivered = DeliveredToken()
-        var outcome: (any Error)?
-        do {
-            try await run(subscription, upstreams: upstreams, starts: starts, resyncs: resyncs, claims: claims, writer: writer, delivered: delivered)
-        } catch {
-            outcome = error
-        }
-        let status = outcome.map { ($0 as? RPCError) ?? RPCError(code: .cancelled, message: "the stream ended") }
-        // Recorded even when the call was cancelled (the client went away): in a task of
-        // its own, which the call's cancellation does not reach.
-        let reason = status.map { "\($0.code): \($0.message)" } ?? "ended"
-        await Task { [sessions] in await sessions.close(sessionID, reason: reason) }.value
-        if let token = delivered.value, !token.isEmpty {
-            var trailer = Metadata()
-            trailer.addString(token, forKey: "stb-resume-token")
-            context.addTrailingMetadata(trailer)
-        }
-        if let status { throw status }
+            .joining(upstreams)
+        if let member { subscription.knowVisible(member) }
+        return OpenedStream(subscription: subscription, upstreams: upstreams, starts: starts, resyncs: resyncs, claims: claims, sessionID: sessionID)
     }
 
     /// Whether `upstream`'s ring has reached `cursor` (waiting up to 2 s for a follower
@@ -104,9 +138,9 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
         }
     }
 
-    /// Runs the producers (a task each) and writes what they queue in this task; the
-    /// gateway's `StreamClock` adds heartbeats and ends the stream when the token expires.
-    /// The first failure ends it all.
+    /// Runs the producers (a task each, until the ring's fan-out takes their upstream) and
+    /// writes what is queued in this task; the gateway's `StreamClock` adds heartbeats and
+    /// ends the stream when the token expires. The first failure ends it all.
     private func run(
         _ subscription: Subscription, upstreams: [Upstream], starts: [Upstream: OutboxCursor], resyncs: [Upstream: String],
         claims: AccessClaims, writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, delivered: DeliveredToken
@@ -114,12 +148,17 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
         let queue = subscription.queue
         let clock = hub.clock
         let timers = clock.register(queue, expiresAt: claims.expiresAt)
-        defer { clock.unregister(timers) }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for upstream in upstreams {
+        defer {
+            clock.unregister(timers)
+            subscription.leave()
+        }
+        // A discarding group: a producer that hands its upstream to the fan-out is gone at
+        // once, so an idle stream keeps no task but its own.
+        try await withThrowingDiscardingTaskGroup { group in
+            func start(_ upstream: Upstream, _ start: Subscription.Start) {
                 group.addTask {
                     do {
-                        try await subscription.produce(upstream, start: starts[upstream], resync: resyncs[upstream])
+                        try await subscription.produce(upstream, start: start)
                     } catch let error as RPCError {
                         queue.fail(error)
                     } catch is StreamEnded {
@@ -128,12 +167,24 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
                     }
                 }
             }
+            for upstream in upstreams {
+                if let reason = resyncs[upstream] {
+                    start(upstream, .resync(reason))
+                } else if let cursor = starts[upstream] {
+                    start(upstream, .resume(cursor))
+                } else {
+                    start(upstream, .fresh)
+                }
+            }
             // The writer ends only by failing (the queue's failure, or the transport's).
             defer { group.cancelAll() }
             let proto = writer.sendsProtobuf
             do {
                 while true {
-                    for message in try await queue.next() {
+                    let messages = try await queue.next()
+                    // An upstream the fan-out handed back: its producer catches up again.
+                    for upstream in queue.takeDetached() { start(upstream, .continuing) }
+                    for message in messages {
                         if proto {
                             try await writer.write(encoded: message.encoded)
                         } else {

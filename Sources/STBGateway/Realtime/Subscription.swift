@@ -3,12 +3,15 @@ import STBAuth
 import STBMessages
 import STBPostgres
 import STBRPC
+import Synchronization
 
-/// The shared parts every stream reads: the rings, the upstream feeds (for replays), the
-/// snapshot fetcher, the membership directory, the streams' timers and the limits.
+/// The shared parts every stream reads: the rings and their fan-outs, the upstream feeds
+/// (for replays), the snapshot fetcher, the membership directory, the streams' timers and
+/// the limits.
 public struct RealtimeHub: Sendable {
     public let epoch: String
     public let rings: [Upstream: EventRing]
+    public let fanouts: [Upstream: RingFanout]
     public let sources: [Upstream: UpstreamSource]
     public let snapshots: Snapshots
     public let memberships: MembershipDirectory
@@ -21,6 +24,7 @@ public struct RealtimeHub: Sendable {
     ) {
         self.epoch = epoch
         self.rings = rings
+        self.fanouts = rings.reduce(into: [:]) { $0[$1.key] = RingFanout(upstream: $1.key, ring: $1.value) }
         self.sources = sources
         self.snapshots = snapshots
         self.memberships = memberships
@@ -32,7 +36,9 @@ public struct RealtimeHub: Sendable {
 /// One `Subscribe` stream's producers: per upstream, snapshots (fresh, or after a
 /// resync), then the events after the stream's position, from the ring, else replayed from
 /// the upstream's feed (at most `replayLimit` of them, else `resync_required`), filtered by
-/// topic and by what the caller may see, into the stream's queue.
+/// topic and by what the caller may see, into the stream's queue. Once caught up with the
+/// ring, a producer hands its upstream to the ring's fan-out (`RingFanout`) and ends; the
+/// fan-out hands it back (the queue's `detach`) when it needs more than a synchronous look.
 struct Subscription: Sendable {
     let hub: RealtimeHub
     let claims: AccessClaims
@@ -41,24 +47,76 @@ struct Subscription: Sendable {
     let topics: [Topic]
     let queue: OutboundQueue
     let logger: Logger
+    /// The stream's place in each fan-out.
+    let feeds: [Upstream: LiveFeed]
+    /// The projects the caller may see, as last asked (nil: not asked yet).
+    let visibleProjects: VisibleProjects
+
+    init(hub: RealtimeHub, claims: AccessClaims, callerMetadata: Metadata, topics: [Topic], queue: OutboundQueue, logger: Logger) {
+        self.hub = hub
+        self.claims = claims
+        self.callerMetadata = callerMetadata
+        self.topics = topics
+        self.queue = queue
+        self.logger = logger
+        self.visibleProjects = VisibleProjects()
+        self.feeds = [:]
+    }
+
+    private init(_ base: Subscription, feeds: [Upstream: LiveFeed]) {
+        hub = base.hub
+        claims = base.claims
+        callerMetadata = base.callerMetadata
+        topics = base.topics
+        queue = base.queue
+        logger = base.logger
+        visibleProjects = base.visibleProjects
+        self.feeds = feeds
+    }
+
+    /// The subscription with its place in the fan-out of each of `upstreams`.
+    func joining(_ upstreams: [Upstream]) -> Subscription {
+        var feeds: [Upstream: LiveFeed] = [:]
+        for upstream in upstreams {
+            feeds[upstream] = LiveFeed(
+                upstream: upstream, topics: topics.filter { $0.upstream == upstream }, queue: queue, privileged: privileged,
+                visibleProjects: visibleProjects)
+        }
+        return Subscription(self, feeds: feeds)
+    }
+
+    /// Leaves every fan-out (the stream ended).
+    func leave() {
+        for (upstream, feed) in feeds { hub.fanouts[upstream]?.remove(feed) }
+    }
+
+    /// Where a producer starts.
+    enum Start: Sendable {
+        /// Snapshots of its topics at the ring's head.
+        case fresh
+        /// After a resume token's position.
+        case resume(OutboxCursor)
+        /// `resync_required` with the reason, then snapshots.
+        case resync(String)
+        /// From where the queue stands (the fan-out handed the upstream back).
+        case continuing
+    }
 
     private struct ReplayTooLong: Error {}
     private struct CaughtUp: Error {}
 
     var privileged: Bool { claims.role == .admin || claims.role == .service }
 
-    /// Runs `upstream`'s part of the stream until it fails or is cancelled. `resync` says
-    /// why the stream starts with `resync_required` (nil: it starts from `start`, or
-    /// fresh with snapshots when `start` is nil).
-    func produce(_ upstream: Upstream, start: OutboxCursor?, resync: String?) async throws {
+    /// Runs `upstream`'s part of the stream until it has caught up with the ring and the
+    /// fan-out takes it, or it fails or is cancelled.
+    func produce(_ upstream: Upstream, start: Start) async throws {
         let mine = topics.filter { $0.upstream == upstream }
         guard let ring = hub.rings[upstream], let source = hub.sources[upstream] else { return }
-        if let resync {
-            try await resynchronize(upstream, topics: mine, reason: resync, ring: ring)
-        } else if let start {
-            queue.advance(upstream, to: start)
-        } else {
-            try await sendSnapshots(upstream, topics: mine, ring: ring)
+        switch start {
+        case .resync(let reason): try await resynchronize(upstream, topics: mine, reason: reason, ring: ring)
+        case .resume(let cursor): queue.advance(upstream, to: cursor)
+        case .fresh: try await sendSnapshots(upstream, topics: mine, ring: ring)
+        case .continuing: break
         }
         var retry = Duration.milliseconds(100)
         while !Task.isCancelled {
@@ -67,7 +125,11 @@ struct Subscription: Sendable {
             switch ring.read(after: position, limit: 256) {
             case .events(let events):
                 if events.isEmpty {
-                    await ring.signal.wait(after: seen)
+                    // Caught up: the fan-out delivers from here, unless it has handed out
+                    // events after the position already (read them first) or has not
+                    // started (wait for the ring).
+                    if let feed = feeds[upstream], let fanout = hub.fanouts[upstream], fanout.join(feed, at: position) { return }
+                    if ring.signal.generation == seen { await ring.signal.wait(after: seen) }
                 } else {
                     try await deliver(events, from: upstream, topics: mine)
                 }
@@ -113,17 +175,7 @@ struct Subscription: Sendable {
             for topic in topics where try await shows(event, on: topic) {
                 matched = true
                 // Made and encoded by the first stream that sends it, shared by the rest.
-                let message = event.encodings.delta(topic) {
-                    var delta = Stb_Gateway_V1_Delta()
-                    delta.topic = topic.description
-                    delta.upstream = upstream.rawValue
-                    delta.cursor = event.cursor.description
-                    delta.entity = event.entity
-                    delta.key = event.key
-                    delta.action = event.action
-                    delta.event = event.payload
-                    return delta
-                }
+                let message = event.encodings.delta(topic) { Self.delta(of: event, on: topic, from: upstream) }
                 try await queue.waitForRoom()
                 guard queue.push(message, advancing: upstream, to: event.cursor) else { throw StreamEnded() }
             }
@@ -148,7 +200,26 @@ struct Subscription: Sendable {
 
     func visible(_ project: String, refresh: Bool) async throws -> Bool {
         if privileged { return true }
-        return try await hub.memberships.projects(of: claims.subject, fresh: refresh).contains(project)
+        if !refresh, let known = visibleProjects.value { return known.contains(project) }
+        let projects = try await hub.memberships.projects(of: claims.subject, fresh: refresh)
+        visibleProjects.value = projects
+        return projects.contains(project)
+    }
+
+    /// The caller's projects as asked at the start of the stream (they are checked then).
+    func knowVisible(_ projects: Set<String>) { visibleProjects.value = projects }
+
+    /// The delta of `event` on `topic`.
+    static func delta(of event: UpstreamEvent, on topic: Topic, from upstream: Upstream) -> Stb_Gateway_V1_Delta {
+        var delta = Stb_Gateway_V1_Delta()
+        delta.topic = topic.description
+        delta.upstream = upstream.rawValue
+        delta.cursor = event.cursor.description
+        delta.entity = event.entity
+        delta.key = event.key
+        delta.action = event.action
+        delta.event = event.payload
+        return delta
     }
 
     /// Sends `resync_required` and fresh snapshots of `topics`.
@@ -200,6 +271,15 @@ struct Subscription: Sendable {
 
 /// The stream has ended (its queue failed); producers stop.
 struct StreamEnded: Error {}
+
+/// The projects a stream's caller may see, as last asked.
+final class VisibleProjects: Sendable {
+    private let projects = Mutex<Set<String>?>(nil)
+    var value: Set<String>? {
+        get { projects.withLock { $0 } }
+        set { projects.withLock { $0 = newValue } }
+    }
+}
 
 /// Events a replay holds until it is complete.
 private final class HeldEvents: @unchecked Sendable {

@@ -1,0 +1,147 @@
+@testable import STBGateway
+import STBPostgres
+import Synchronization
+import Testing
+
+@Suite(.timeLimit(.minutes(1))) struct RingFanoutTests {
+    /// A stream as the fan-out sees it: where it stands, what it received, and whether it
+    /// was left; it refuses the event at `refuse` (a look that needs to wait).
+    final class Recorder: FanoutMember {
+        struct State {
+            var position: OutboxCursor
+            var received: [OutboxCursor] = []
+            var left = 0
+            var refuse: OutboxCursor?
+        }
+        let state: Mutex<State>
+
+        init(at position: OutboxCursor, refuse: OutboxCursor? = nil) {
+            state = Mutex(State(position: position, refuse: refuse))
+        }
+
+        var position: OutboxCursor { state.withLock { $0.position } }
+        var received: [OutboxCursor] { state.withLock { $0.received } }
+        var left: Int { state.withLock { $0.left } }
+
+        func take(_ cursor: OutboxCursor) {
+            state.withLock { state in
+                state.received.append(cursor)
+                state.position = cursor
+            }
+        }
+
+        func offer(_ event: UpstreamEvent) -> Bool {
+            state.withLock { state in
+                if event.cursor <= state.position { return true }
+                if event.cursor == state.refuse { return false }
+                state.received.append(event.cursor)
+                state.position = event.cursor
+                return true
+            }
+        }
+
+        func leave() { state.withLock { $0.left += 1 } }
+    }
+
+    final class Done: Sendable {
+        let value = Atomic<Bool>(false)
+    }
+
+    func event(_ n: Int) -> UpstreamEvent {
+        UpstreamEvent(cursor: cursor(n), entity: "module", key: "m\(n)", action: "created", payload: [1, 2, 3])
+    }
+
+    func cursor(_ n: Int) -> OutboxCursor { OutboxCursor(revision: UInt64(n), sequence: Int64(n)) }
+
+    /// What a stream's producer does: reads the ring from where the member stands until
+    /// nothing is newer, then joins the fan-out there (else reads again).
+    func catchUp(_ member: Recorder, ring: EventRing, fanout: RingFanout) async {
+        var attempt = 0
+        while true {
+            let position = member.position
+            guard case .events(let events) = ring.read(after: position, limit: 7) else { Issue.record("behind"); return }
+            if events.isEmpty {
+                // A producer may be suspended between its read and its join, while the
+                // fan-out hands out more.
+                attempt += 1
+                if attempt % 2 == 1 { try? await Task.sleep(for: .milliseconds(1)) } else { await Task.yield() }
+                if fanout.join(member, at: position) { return }
+                await Task.yield()
+            } else {
+                for event in events { member.take(event.cursor) }
+            }
+        }
+    }
+
+    @Test func streamsJoiningWhileEventsArriveGetEveryEventOnceInOrder() async throws {
+        let ring = EventRing(maximumCount: 100_000, maximumBytes: 1 << 26)
+        ring.reset(base: .start)
+        let fanout = RingFanout(upstream: .catalog, ring: ring)
+        let total = 3000
+        let members = (0..<40).map { Recorder(at: cursor($0 * 37)) }
+        let done = Done()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while !done.value.load(ordering: .relaxed) {
+                    if !fanout.pass() { await Task.yield() }
+                }
+            }
+            group.addTask {
+                for start in stride(from: 1, through: total, by: 10) {
+                    ring.append((start..<start + 10).map { event($0) })
+                    try? await Task.sleep(for: .microseconds(300))
+                }
+            }
+            for (index, member) in members.enumerated() {
+                group.addTask {
+                    try? await Task.sleep(for: .milliseconds(index * 2))
+                    await catchUp(member, ring: ring, fanout: fanout)
+                }
+            }
+            // Every member has everything after where it started.
+            while members.contains(where: { $0.position != cursor(total) }) || ring.head != cursor(total) {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            done.value.store(true, ordering: .relaxed)
+        }
+        for (index, member) in members.enumerated() {
+            #expect(member.received == ((index * 37 + 1)...total).map(cursor), "member \(index)")
+        }
+        #expect(fanout.memberCount == members.count)
+    }
+
+    @Test func aMemberThatRefusesAnEventIsLeftAndGetsNothingMore() {
+        let ring = EventRing(maximumCount: 1000, maximumBytes: 1 << 20)
+        ring.reset(base: .start)
+        let fanout = RingFanout(upstream: .catalog, ring: ring)
+        #expect(fanout.pass())  // starts at the ring's head
+        let refusing = Recorder(at: .start, refuse: cursor(3))
+        let other = Recorder(at: .start)
+        #expect(fanout.join(refusing, at: .start))
+        #expect(fanout.join(other, at: .start))
+        ring.append((1...5).map(event))
+        #expect(fanout.pass())
+        #expect(refusing.received == [cursor(1), cursor(2)])
+        #expect(refusing.left == 1)
+        #expect(other.received == (1...5).map(cursor))
+        #expect(fanout.memberCount == 1)
+        // A stream behind the fan-out's position must read the ring first.
+        #expect(!fanout.join(refusing, at: cursor(2)))
+        #expect(fanout.join(refusing, at: cursor(5)))
+    }
+
+    @Test func aRingThatStartsOverLeavesEveryMember() {
+        let ring = EventRing(maximumCount: 1000, maximumBytes: 1 << 20)
+        ring.reset(base: .start)
+        let fanout = RingFanout(upstream: .catalog, ring: ring)
+        fanout.pass()
+        let member = Recorder(at: .start)
+        #expect(fanout.join(member, at: .start))
+        ring.reset(base: nil)
+        fanout.pass()
+        #expect(member.left == 1)
+        #expect(fanout.memberCount == 0)
+        // No position until the ring has one again.
+        #expect(!fanout.join(member, at: .start))
+    }
+}
