@@ -1,6 +1,7 @@
 import STBEcho
 import STBEventLoop
 import STBMessages
+import Glibc
 import Synchronization
 import Testing
 
@@ -110,27 +111,44 @@ struct PreparedUnaryTests {
         }
     }
 
-    @Test("calls past their deadline fail with DEADLINE_EXCEEDED, each in time, and cancel their handlers")
+    @Test("against a server that never answers, each call fails at its own deadline")
     func deadlines() async throws {
+        // A listening socket that accepts nothing: the connection opens (the kernel's
+        // backlog), and no byte ever comes back, so only the client's deadlines end the calls.
+        let listener = try Socket.listen(host: "127.0.0.1", port: 0, reusePort: false)
+        defer { close(listener) }
+        let client = try RPCClient(host: "127.0.0.1", port: Socket.localPort(listener))
+        let get = try await client.prepareUnary(path: Echo.get.path, timeout: .milliseconds(300))
+        // Started 100 ms apart: one timer serves them in turn.
+        let calls = (0..<3).map { index in
+            Task {
+                try await Task.sleep(for: .milliseconds(100 * index))
+                let start = ContinuousClock.now
+                await expectRPCError(.deadlineExceeded) { _ = try await get.call(framed(EchoRequest(text: "silent \(index)"))) }
+                return ContinuousClock.now - start
+            }
+        }
+        // A call its deadline misses would wait forever: cancelled after 3 s, it fails the test.
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(3))
+            for call in calls { call.cancel() }
+        }
+        for call in calls {
+            let waited = try await call.value
+            #expect(waited >= .milliseconds(250) && waited < .seconds(2), "waited \(waited)")
+        }
+        watchdog.cancel()
+        await client.close()
+    }
+
+    @Test("a call past its deadline cancels its handler, and the next call goes through")
+    func deadlineCancelsHandler() async throws {
         let probe = HandlerProbe()
         try await withServer(services: [ProbeService(probe: probe)]) { _, client in
             let get = try await client.prepareUnary(path: Echo.get.path, timeout: .milliseconds(300))
-            // Started 100 ms apart: one timer serves them in turn.
-            let calls = (0..<3).map { index in
-                Task {
-                    try await Task.sleep(for: .milliseconds(100 * index))
-                    let start = ContinuousClock.now
-                    await expectRPCError(.deadlineExceeded) { _ = try await get.call(framed(EchoRequest(text: "slow \(index)"))) }
-                    return ContinuousClock.now - start
-                }
-            }
-            for call in calls {
-                let waited = try await call.value
-                #expect(waited >= .milliseconds(250) && waited < .seconds(2), "waited \(waited)")
-            }
-            #expect(await eventually { probe.cancelled == 3 })
+            await expectRPCError(.deadlineExceeded) { _ = try await get.call(framed(EchoRequest(text: "slow"))) }
+            #expect(await eventually { probe.cancelled == 1 })
             #expect(probe.completed == 0)
-            // A quick call on the same prepared method still succeeds.
             #expect(try decoded(try await get.call(framed(EchoRequest(text: "quick", delayMs: 1)))).text == "quick")
         }
     }
