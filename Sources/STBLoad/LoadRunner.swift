@@ -92,47 +92,95 @@ public final class LoadRunner: Sendable {
             loops.append(group.loops[index % group.loops.count])
         }
         let statistics = RunStatistics(steps: configuration.schedule.steps.count)
-        let workers = WorkerPool(connections: configuration.connections, cap: configuration.inFlightCap)
-        let method = ProtoMethod<ProtoWireMessage, ProtoWireMessage>(
-            path: configuration.method.path, kind: configuration.method.kind == .unary ? .unary : .serverStreaming)
         let start = monotonicNanos()
-        let scheduleEnd = start + configuration.schedule.durationNanos
-        let giveUp = scheduleEnd + configuration.sendGraceNanos
+        if configuration.method.kind == .unary {
+            var prepared: [PreparedUnary] = []
+            for client in clients {
+                do {
+                    prepared.append(try await client.prepareUnary(
+                        path: configuration.method.path, metadata: configuration.metadata, timeout: configuration.timeout))
+                } catch {
+                    return LoadReport(configuration: configuration, steps: [], elapsedNanos: 0, setupError: "could not prepare the call: \(error)")
+                }
+            }
+            await Self.runUnary(configuration: configuration, prepared: prepared, loop: loops[0], statistics: statistics, start: start)
+        } else {
+            await Self.runServerStreaming(configuration: configuration, clients: clients, loops: loops, statistics: statistics, start: start)
+        }
+        let elapsed = monotonicNanos() - start
+        for client in clients { await client.close() }
+        return LoadReport(configuration: configuration, steps: statistics.steps.withLock { $0 }, elapsedNanos: elapsed, setupError: nil)
+    }
 
-        // One dispatcher walks the schedule and hands each request to an idle sender (a
-        // long-lived task bound to one connection), starting a new sender only while fewer
-        // than the in-flight cap exist: no task per call.
+    /// Unary calls: one dispatcher on `loop` walks the schedule and starts each call on a
+    /// connection with a free slot; the call's completion (on its connection's loop) records
+    /// it and frees the slot. No task and no continuation per call.
+    private static func runUnary(
+        configuration: LoadConfiguration, prepared: [PreparedUnary], loop: EventLoop, statistics: RunStatistics, start: UInt64
+    ) async {
+        let slots = CallSlots(
+            connections: configuration.connections, perConnection: configuration.streamsPerConnection, cap: configuration.inFlightCap)
+        // A list of requests is framed once; a template's requests are made as they go.
+        let framed = configuration.requests.fixedRequests?.map(FramedMessage.init)
+        await withTaskExecutorPreference(loop) {
+            var index = 0
+            await dispatch(configuration: configuration, statistics: statistics, start: start, acquire: { await slots.acquire() }, putBack: slots.release) { job, connection in
+                let requestIndex = index
+                index += 1
+                let request: FramedMessage
+                if let framed {
+                    request = framed[requestIndex % framed.count]
+                } else if let bytes = configuration.requests.request(requestIndex) {
+                    request = FramedMessage(bytes)
+                } else {
+                    let end = monotonicNanos()
+                    statistics.steps.withLock {
+                        $0[job.step].record(
+                            intendedNanos: job.dueNanos, sentNanos: job.sentNanos, endNanos: end,
+                            status: RPCError.Code.invalidArgument.rawValue, firstMessageNanos: nil, messages: 0,
+                            error: "the template made an invalid request for n = \(requestIndex)")
+                    }
+                    slots.release(connection)
+                    return
+                }
+                prepared[connection].start(request) { result in
+                    let end = monotonicNanos()
+                    let status: Int
+                    let error: String?
+                    switch result {
+                    case .success:
+                        (status, error) = (0, nil)
+                    case .failure(let failure):
+                        (status, error) = (failure.code.rawValue, "\(failure.code): \(failure.message)")
+                    }
+                    statistics.steps.withLock {
+                        $0[job.step].record(
+                            intendedNanos: job.dueNanos, sentNanos: job.sentNanos, endNanos: end, status: status,
+                            firstMessageNanos: nil, messages: 0, error: error)
+                    }
+                    slots.release(connection)
+                }
+            }
+            await slots.drained()
+        }
+    }
+
+    /// Server-streaming calls: long-lived senders (tasks, each bound to one connection) take
+    /// the dispatcher's requests, starting a new sender only while fewer than the in-flight
+    /// cap exist: no task per call.
+    private static func runServerStreaming(
+        configuration: LoadConfiguration, clients: [RPCClient], loops: [EventLoop], statistics: RunStatistics, start: UInt64
+    ) async {
+        let workers = WorkerPool(connections: configuration.connections, cap: configuration.inFlightCap)
+        let method = ProtoMethod<ProtoWireMessage, ProtoWireMessage>(path: configuration.method.path, kind: .serverStreaming)
         await withTaskExecutorPreference(loops[0]) {
             await withDiscardingTaskGroup { tasks in
                 var index = 0
-                for arrival in configuration.schedule.makeArrivals() {
-                    let due = start + arrival.offsetNanos
-                    var current = monotonicNanos()
-                    // A sleep costs a timer and two executor hops: requests due within a
-                    // millisecond go now (up to that much early), so at high rates one wake-up
-                    // sends a batch.
-                    if due > current + 1_000_000 {
-                        try? await Task.sleep(nanoseconds: due - current)
-                        current = monotonicNanos()
-                    }
-                    if current > giveUp {
-                        statistics.steps.withLock { $0[arrival.step].neverSent += 1 }
-                        continue
-                    }
-                    let sender = await workers.acquire()
-                    let sent = monotonicNanos()
-                    if sent > giveUp {
-                        if case .idle(let worker) = sender { workers.putBack(worker) }
-                        statistics.steps.withLock { $0[arrival.step].neverSent += 1 }
-                        continue
-                    }
-                    let lag = sent > due ? sent - due : 0
-                    statistics.steps.withLock {
-                        $0[arrival.step].sent += 1
-                        if lag > configuration.lateThresholdNanos { $0[arrival.step].late += 1 }
-                        _ = $0[arrival.step].sendLag.record(max(lag / 1000, 1))
-                    }
-                    let job = SendJob(step: arrival.step, dueNanos: due, sentNanos: sent, requestIndex: index)
+                await dispatch(
+                    configuration: configuration, statistics: statistics, start: start, acquire: { await workers.acquire() },
+                    putBack: { if case .idle(let worker) = $0 { workers.putBack(worker) } }
+                ) { job, sender in
+                    let job = SendJob(step: job.step, dueNanos: job.dueNanos, sentNanos: job.sentNanos, requestIndex: index)
                     index += 1
                     switch sender {
                     case .idle(let worker):
@@ -157,9 +205,45 @@ public final class LoadRunner: Sendable {
                 workers.close()
             }
         }
-        let elapsed = monotonicNanos() - start
-        for client in clients { await client.close() }
-        return LoadReport(configuration: configuration, steps: statistics.steps.withLock { $0 }, elapsedNanos: elapsed, setupError: nil)
+    }
+
+    /// Walks the schedule: waits until each request is due, takes a sender (`acquire`), and
+    /// records the send, or counts the request never sent when it is past the grace period
+    /// (handing the sender back with `putBack`); `launch` sends it.
+    private static func dispatch<Sender>(
+        configuration: LoadConfiguration, statistics: RunStatistics, start: UInt64,
+        acquire: () async -> Sender, putBack: (Sender) -> Void, launch: (SendJob, Sender) -> Void
+    ) async {
+        let giveUp = start + configuration.schedule.durationNanos + configuration.sendGraceNanos
+        for arrival in configuration.schedule.makeArrivals() {
+            let due = start + arrival.offsetNanos
+            var current = monotonicNanos()
+            // A sleep costs a timer and two executor hops: requests due within a
+            // millisecond go now (up to that much early), so at high rates one wake-up
+            // sends a batch.
+            if due > current + 1_000_000 {
+                try? await Task.sleep(nanoseconds: due - current)
+                current = monotonicNanos()
+            }
+            if current > giveUp {
+                statistics.steps.withLock { $0[arrival.step].neverSent += 1 }
+                continue
+            }
+            let sender = await acquire()
+            let sent = monotonicNanos()
+            if sent > giveUp {
+                putBack(sender)
+                statistics.steps.withLock { $0[arrival.step].neverSent += 1 }
+                continue
+            }
+            let lag = sent > due ? sent - due : 0
+            statistics.steps.withLock {
+                $0[arrival.step].sent += 1
+                if lag > configuration.lateThresholdNanos { $0[arrival.step].late += 1 }
+                _ = $0[arrival.step].sendLag.record(max(lag / 1000, 1))
+            }
+            launch(SendJob(step: arrival.step, dueNanos: due, sentNanos: sent, requestIndex: 0), sender)
+        }
     }
 
     private struct Outcome: Sendable {
@@ -178,21 +262,16 @@ public final class LoadRunner: Sendable {
         }
         var outcome = Outcome()
         do {
-            switch method.kind {
-            case .serverStreaming:
-                var first: UInt64?
-                var count = 0
-                try await client.serverStreaming(method, request: ProtoWireMessage(bytes: bytes), metadata: configuration.metadata, timeout: configuration.timeout) { stream in
-                    for try await _ in stream {
-                        if first == nil { first = monotonicNanos() }
-                        count += 1
-                    }
+            var first: UInt64?
+            var count = 0
+            try await client.serverStreaming(method, request: ProtoWireMessage(bytes: bytes), metadata: configuration.metadata, timeout: configuration.timeout) { stream in
+                for try await _ in stream {
+                    if first == nil { first = monotonicNanos() }
+                    count += 1
                 }
-                outcome.firstMessage = first
-                outcome.messages = count
-            default:
-                _ = try await client.unaryCall(method, request: ProtoWireMessage(bytes: bytes), metadata: configuration.metadata, timeout: configuration.timeout)
             }
+            outcome.firstMessage = first
+            outcome.messages = count
         } catch let error as RPCError {
             outcome.status = error.code.rawValue
             outcome.error = "\(error.code): \(error.message)"
@@ -228,7 +307,7 @@ struct SendJob: Sendable {
     var requestIndex: Int
 }
 
-/// The senders of a run: long-lived tasks, each bound to one connection, that wait idle
+/// The senders of a server-streaming run: long-lived tasks, each bound to one connection, that wait idle
 /// for the dispatcher's next request. At most `cap` exist; sender k is on connection
 /// k mod connections, so the first calls go to connection 0, 1, 2, …
 final class WorkerPool: Sendable {

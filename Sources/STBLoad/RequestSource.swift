@@ -76,6 +76,13 @@ public struct RequestSource: Sendable {
         }
     }
 
+    /// The requests of a list, in turn (request `index` is `fixedRequests[index % count]`);
+    /// nil for a template, whose requests are made one by one.
+    public var fixedRequests: [[UInt8]]? {
+        if case .list(let encoded) = form { return encoded }
+        return nil
+    }
+
     /// Whether each request is converted as it is sent (a template) rather than once.
     public var isTemplate: Bool {
         if case .template = form { return true }

@@ -4,6 +4,14 @@ import Glibc
 internal import CLinux
 import STBEventLoop
 
+/// An open stream of a client connection.
+enum ClientStream {
+    /// A call of the general API (any kind, with metadata and a response queue).
+    case call(ClientCall)
+    /// A lean unary call of a `PreparedUnary`.
+    case unary(UnaryExchange)
+}
+
 /// The client side of one HTTP/2 connection: calls multiplexed as streams. Loop only.
 final class ClientConnection: HTTP2ConnectionDelegate {
     /// Request bytes queued per call above which `send` waits.
@@ -13,9 +21,10 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     static let maxHeaderListSize = 16 * 1024
 
     /// The socket and the nghttp2 session.
-    private let transport: HTTP2Connection
-    private let authority: String
-    private var calls: [Int32: ClientCall] = [:]
+    let transport: HTTP2Connection
+    let authority: String
+    /// The open streams: general calls and lean unary exchanges.
+    var streams: [Int32: ClientStream] = [:]
     /// Set on GOAWAY or close: new calls need a new connection.
     private(set) var isUsable = true
     private let onClose: (ClientConnection) -> Void
@@ -55,8 +64,11 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         }
     }
 
+    /// The `user-agent` every request carries.
+    static let userAgent = "stb-rpc-swift/1.0"
+
     var loop: EventLoop { transport.loop }
-    private var session: OpaquePointer? { transport.session }
+    var session: OpaquePointer? { transport.session }
     var isClosed: Bool { transport.isClosed }
 
     /// Closes the socket; every open call fails. Safe to call more than once.
@@ -81,7 +93,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         block.add(":authority", authority)
         block.add("content-type", "application/grpc")
         block.add("te", "trailers")
-        block.add("user-agent", "stb-rpc-swift/1.0")
+        block.add("user-agent", Self.userAgent)
         if let timeout = call.timeoutNanos { block.add("grpc-timeout", GRPCTimeout.format(nanoseconds: timeout)) }
         block.add(contentsOf: call.requestMetadata.headerFields())
         var provider = HTTP2Connection.bodyProvider
@@ -92,7 +104,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         }
         call.streamID = streamID
         call.connection = self
-        calls[streamID] = call
+        streams[streamID] = .call(call)
         if let timeout = call.timeoutNanos, call.deadlineTimer == nil {
             call.deadlineTimer = loop.schedule(afterNanoseconds: timeout) { [weak self, unowned call] in
                 self?.cancel(call, status: RPCError(code: .deadlineExceeded, message: "deadline exceeded"))
@@ -133,7 +145,14 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         _ frame: UnsafePointer<nghttp2_frame>, name: UnsafePointer<UInt8>, nameLength: Int,
         value: UnsafePointer<UInt8>, valueLength: Int
     ) -> Int32 {
-        guard let call = calls[frame.pointee.hd.stream_id] else { return 0 }
+        guard let stream = streams[frame.pointee.hd.stream_id] else { return 0 }
+        let call: ClientCall
+        switch stream {
+        case .call(let general): call = general
+        case .unary(let exchange):
+            exchangeHeader(exchange, name: name, nameLength: nameLength, value: value, valueLength: valueLength)
+            return 0
+        }
         // A Trailers-Only response (HEADERS with END_STREAM) carries trailers, not headers.
         let isTrailers = call.receivedHeaders || frame.pointee.hd.flags & FrameFlag.endStream != 0
         if bytesEqual(name, nameLength, ":status") {
@@ -158,11 +177,23 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         let header = frame.pointee.hd
         switch header.type {
         case FrameType.headers:
-            guard let call = calls[header.stream_id] else { return 0 }
-            call.receivedHeaders = true
-            if header.flags & FrameFlag.endStream != 0 { responseEnded(call) }
+            switch streams[header.stream_id] {
+            case .call(let call)?:
+                call.receivedHeaders = true
+                if header.flags & FrameFlag.endStream != 0 { responseEnded(call) }
+            case .unary(let exchange)?:
+                exchange.receivedHeaders = true
+                if header.flags & FrameFlag.endStream != 0 { exchange.finish(exchange.receivedOutcome()) }
+            case nil:
+                break
+            }
         case FrameType.data:
-            if header.flags & FrameFlag.endStream != 0, let call = calls[header.stream_id] { responseEnded(call) }
+            guard header.flags & FrameFlag.endStream != 0 else { break }
+            switch streams[header.stream_id] {
+            case .call(let call)?: responseEnded(call)
+            case .unary(let exchange)?: exchange.finish(exchange.receivedOutcome())
+            case nil: break
+            }
         case FrameType.goaway:
             isUsable = false
         default:
@@ -173,7 +204,14 @@ final class ClientConnection: HTTP2ConnectionDelegate {
 
     func onDataChunk(streamID: Int32, flags: UInt8, data: UnsafePointer<UInt8>, length: Int) -> Int32 {
         guard let session else { return 0 }
-        guard let call = calls[streamID], !call.isFinished else {
+        let call: ClientCall
+        switch streams[streamID] {
+        case .call(let general)? where !general.isFinished:
+            call = general
+        case .unary(let exchange)?:
+            exchangeData(exchange, data: data, length: length)
+            return 0
+        default:
             nghttp2_session_consume(session, streamID, length)
             return 0
         }
@@ -197,7 +235,14 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     }
 
     func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
-        guard let call = calls.removeValue(forKey: streamID) else { return 0 }
+        let call: ClientCall
+        switch streams.removeValue(forKey: streamID) {
+        case .call(let general)?: call = general
+        case .unary(let exchange)?:
+            exchangeClosed(exchange, errorCode: errorCode)
+            return 0
+        case nil: return 0
+        }
         if let session, call.unconsumedBytes > 0 { nghttp2_session_consume_connection(session, call.unconsumedBytes) }
         if !call.isFinished, errorCode == H2Error.refusedStream, !call.receivedHeaders,
             call.refusalRetries > 0, let request = call.singleRequest
@@ -226,7 +271,11 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     }
 
     func readBody(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
-        guard let call = calls[streamID] else {
+        let call: ClientCall
+        switch streams[streamID] {
+        case .call(let general)?: call = general
+        case .unary(let exchange)?: return exchangeBody(exchange, into: buffer, length: length, flags: flags)
+        case nil:
             flags.pointee |= DataFlag.eof
             return 0
         }
@@ -272,11 +321,17 @@ final class ClientConnection: HTTP2ConnectionDelegate {
 
     func connectionDidClose(reason: String) {
         isUsable = false
-        let open = calls.values
-        calls.removeAll()
-        for call in open {
-            call.finish(RPCError(code: .unavailable, message: "connection lost: \(reason)"))
-            call.connection = nil
+        let open = streams.values
+        streams.removeAll()
+        let status = RPCError(code: .unavailable, message: "connection lost: \(reason)")
+        for stream in open {
+            switch stream {
+            case .call(let call):
+                call.finish(status)
+                call.connection = nil
+            case .unary(let exchange):
+                exchange.finish(.failure(status))
+            }
         }
         onClose(self)
     }

@@ -25,7 +25,7 @@ public final class RPCClient: Sendable {
     public let configuration: Configuration
     private let group: EventLoopGroup
     private let ownsGroup: Bool
-    private let loop: EventLoop
+    let loop: EventLoop
     private let holder: ConnectionHolder
 
     /// A client for `host:port`. Without `group`, the client runs its own one-thread loop.
@@ -117,6 +117,25 @@ public final class RPCClient: Sendable {
             call.finishSending()
             return result
         }
+    }
+
+    // MARK: - Prepared calls
+
+    /// Prepares `path` (`/package.Service/Method`, a unary method) for many calls with framed
+    /// requests and byte responses (see `PreparedUnary`): the headers, with `metadata`, the
+    /// client's credentials (fetched now, once) and the `grpc-timeout` of `timeout` (else the
+    /// default timeout), are encoded once for all of them.
+    public func prepareUnary(path: String, metadata: Metadata = Metadata(), timeout: Duration? = nil) async throws -> PreparedUnary {
+        var metadata = metadata
+        if let credentials = configuration.credentials, metadata.firstString(forKey: Metadata.authorizationKey) == nil {
+            metadata.add(contentsOf: try await credentials.metadata())
+        }
+        return PreparedUnary(client: self, path: path, metadata: metadata, timeout: timeout ?? configuration.defaultTimeout)
+    }
+
+    /// The open connection, or a new one. Loop only.
+    func connection() throws -> ClientConnection {
+        try holder.connection(loop: loop, host: host, port: port)
     }
 
     // MARK: - Internals
