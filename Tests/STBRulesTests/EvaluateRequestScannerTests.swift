@@ -133,7 +133,7 @@ private func field(_ number: UInt64, _ payload: [UInt8]) -> [UInt8] {
             var request = Stb_Rules_V1_EvaluateRequest()
             for _ in 0..<Int(rng.next() % 6) {
                 var choice = Stb_Rules_V1_OptionChoice()
-                choice.key = spellings[Int(rng.next() % UInt64(spellings.count))].replacingOccurrences(of: "\u{0}", with: "")
+                choice.key = String(spellings[Int(rng.next() % UInt64(spellings.count))].filter { $0 != "\u{0}" })
                 if rng.next() % 2 == 0 { choice.included = rng.next() % 2 == 0 }
                 if rng.next() % 2 == 0 { choice.valueJson = ["1", "true", "\"x\"", "", "{\"a\": [1, 2]}"][Int(rng.next() % 5)] }
                 request.options.append(choice)
