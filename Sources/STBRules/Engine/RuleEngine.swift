@@ -510,12 +510,15 @@ public final class RuleEngine: Sendable {
             queue.append(subject)
             if defaults != nil { sameChain[subject] = defaultParent[subject] < 0 }
         }
-        let targets = index.requiresTargets
+        let flat = index.requiresFlat
+        let start = index.requiresStart
         var head = 0
         while head < queue.count {
             let node = queue[head]
             head += 1
-            for (position, edgeTarget) in targets[node].enumerated() {
+            let first = Int(start[node])
+            for position in 0..<(Int(start[node + 1]) - first) {
+                let edgeTarget = flat[first + position]
                 guard edgeTarget >= 0 else {
                     let edge = index.requiresOut[node][position]
                     if unknownSeen.insert(keys[node] + "\u{0}" + edge.key).inserted {
@@ -601,12 +604,14 @@ public final class RuleEngine: Sendable {
         var parentOf = [Int32](repeating: -1, count: keys.count)
         var queue: [Int] = []
         for subject in index.requiresSubjects where state.on[subject] { queue.append(subject) }
+        let flat = index.requiresFlat
+        let start = index.requiresStart
         var head = 0
         while head < queue.count {
             let node = queue[head]
             head += 1
-            for edgeTarget in index.requiresTargets[node] {
-                let target = Int(edgeTarget)
+            for edge in Int(start[node])..<Int(start[node + 1]) {
+                let target = Int(flat[edge])
                 guard target >= 0, !state.on[target], parentOf[target] < 0 else { continue }
                 parentOf[target] = Int32(node)
                 queue.append(target)
