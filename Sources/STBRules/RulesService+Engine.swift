@@ -145,17 +145,69 @@ extension RulesService {
             }
             if let text = option.valueJson {
                 do {
-                    let json = try JSONValue.parse(text)
-                    choice.value = try valueType.value(fromJSON: json).json
-                } catch let error as OptionValueProblem {
-                    problems.append("\(path)[\(index)].value_json: \(error.message)")
+                    choice.value = try choiceValue(text, valueType)
                 } catch {
-                    problems.append("\(path)[\(index)].value_json: \(error)")
+                    problems.append("\(path)[\(index)].value_json: \(error.message)")
                 }
             }
             add(option.key, handle, choice)
         }
         try check(problems)
+    }
+
+    /// Why a choice's `value_json` is refused, as the caller is told.
+    struct ChoiceValueProblem: Error {
+        var message: String
+    }
+
+    /// A choice's `value_json` for an option of `type`, in canonical form (`5.0` for an
+    /// integer is 5): not JSON, or not of the type, is refused.
+    static func choiceValue(_ text: String, _ type: OptionValueType) throws(ChoiceValueProblem) -> JSONValue {
+        if let value = literalValue(text, type) { return value }
+        return try parsedValue(text, type)
+    }
+
+    /// The common spellings read without the JSON parser: `true` and `false` for a boolean,
+    /// plain decimal digits (at most 18, no leading zero or `-0`) for an integer; nil for
+    /// anything else. The same value `parsedValue` gives, which a test checks.
+    static func literalValue(_ text: String, _ type: OptionValueType) -> JSONValue? {
+        switch type {
+        case .boolean:
+            if text == "true" { return .bool(true) }
+            if text == "false" { return .bool(false) }
+            return nil
+        case .integer:
+            let utf8 = text.utf8
+            var digits = utf8[...]
+            let negative = digits.first == UInt8(ascii: "-")
+            if negative { digits = digits.dropFirst() }
+            guard let first = digits.first, digits.count <= 18, first != UInt8(ascii: "0") || digits.count == 1,
+                  !(negative && first == UInt8(ascii: "0"))
+            else { return nil }
+            var number: Int64 = 0
+            for byte in digits {
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                number = number * 10 + Int64(byte - UInt8(ascii: "0"))
+            }
+            return .integer(negative ? -number : number)
+        default:
+            return nil
+        }
+    }
+
+    /// `choiceValue` through the JSON parser.
+    static func parsedValue(_ text: String, _ type: OptionValueType) throws(ChoiceValueProblem) -> JSONValue {
+        let json: JSONValue
+        do {
+            json = try JSONValue.parse(text)
+        } catch {
+            throw ChoiceValueProblem(message: "\(error)")
+        }
+        do {
+            return try type.value(fromJSON: json).json
+        } catch {
+            throw ChoiceValueProblem(message: error.message)
+        }
     }
 
     static func context(_ text: String) throws -> JSONValue {

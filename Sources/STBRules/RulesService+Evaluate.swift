@@ -1,4 +1,5 @@
 import STBAPI
+import STBJSON
 import STBMessages
 import STBRPC
 import STBService
@@ -9,12 +10,12 @@ extension RulesService {
     /// How many evaluated selections the service keeps for `base_selection_hash`.
     public static let selectionCacheCapacity = 4_096
 
-    /// Evaluate answered with `EvaluateReply`, the wire form built by `evaluateEncoded`.
-    static let evaluateEncodedMethod = ProtoMethod<Stb_Rules_V1_EvaluateRequest, EvaluateReply>(
+    /// Evaluate as served: the request read from its wire bytes, the reply in wire form.
+    static let evaluateEncodedMethod = ProtoMethod<EvaluateRequestBytes, EvaluateReply>(
         path: Stb_Rules_V1_Rules.evaluate.path, kind: .unary
     )
 
-    /// Every method, with `Evaluate` answered in wire form (`evaluateEncoded`).
+    /// Every method, with `Evaluate` served from wire bytes (`evaluateEncoded`).
     public func register(in router: inout RPCRouter) {
         registerMethods(in: &router)
         router.register(Self.evaluateEncodedMethod, unary: { request, context in try self.evaluateEncoded(request, context: context) })
@@ -25,29 +26,27 @@ extension RulesService {
     /// applied (FAILED_PRECONDITION `UNKNOWN_BASE_SELECTION` when the base is not held).
     /// The RPC is served by `evaluateEncoded`; this is the same answer as a message.
     public func evaluate(_ request: Stb_Rules_V1_EvaluateRequest, context: ServerContext) throws -> Stb_Rules_V1_EvaluateResponse {
-        try Stb_Rules_V1_EvaluateResponse(serializedBytes: evaluateEncoded(request, context: context).bytes)
+        let reply = try evaluateEncoded(EvaluateRequestBytes(bytes: request.serializedBytes()), context: context)
+        return try Stb_Rules_V1_EvaluateResponse(serializedBytes: reply.bytes)
     }
 
-    /// `evaluate`, in wire form: the defaults' violations that the selection leaves as
-    /// they are are copied from their encoding, made once per engine.
-    func evaluateEncoded(_ request: Stb_Rules_V1_EvaluateRequest, context: ServerContext) throws -> EvaluateReply {
+    /// `evaluate`, from the request's wire bytes to the reply's: the choices are read
+    /// straight into the engine's per-option arrays (`EvaluateRequestScanner`), and the
+    /// defaults' violations that the selection leaves as they are are copied from their
+    /// encoding, made once per engine.
+    func evaluateEncoded(_ request: EvaluateRequestBytes, context: ServerContext) throws -> EvaluateReply {
         let (engine, _, catalogRevision, rulesRevision) = try currentEngine()
         let revisions = Revisions(catalog: catalogRevision, rules: rulesRevision)
-        // Keys resolve to the engine's option slots once; no dictionary of keys is built.
-        var choices = try Self.slotChoices(request, engine: engine, at: "options")
-        var unknown: [String] = []
-        if !request.baseSelectionHash.isEmpty {
-            guard let base = selections.selection(request.baseSelectionHash) else { throw Self.unknownBase }
-            // The base's choices first: the request's, later, replace them.
-            var merged: [(slot: Int, choice: Selection.Choice)] = []
-            merged.reserveCapacity(base.choices.count + choices.count)
+        var selection = engine.slotSelection()
+        let baseHash = try Self.readChoices(request.bytes, into: &selection, engine: engine)
+        if let baseHash {
+            guard let base = selections.selection(baseHash) else { throw Self.unknownBase }
+            // The request's choices replace the base's for the same option.
             for (key, choice) in base.choices {
-                if let slot = engine.slot(of: key) { merged.append((slot, choice)) } else { unknown.append(key) }
+                if let slot = engine.slot(of: key) { selection.chooseIfUnset(slot, choice) } else { selection.addUnknown(key) }
             }
-            merged.append(contentsOf: choices)
-            choices = merged
         }
-        let evaluated = engine.evaluateWithDifferences(slots: choices, unknown: unknown)
+        let evaluated = engine.evaluateWithDifferences(selection)
         if evaluated.isDefault && evaluated.evaluation.unknownSelections.isEmpty {
             return defaultReply(engine, revisions)
         }
@@ -55,6 +54,60 @@ extension RulesService {
         selections.insert(hash, Selection(choices: Dictionary(evaluated.differences, uniquingKeysWith: { $1 })))
         return EvaluateReply(bytes: EvaluateReplyEncoder.reply(
             evaluated.evaluation, defaults: encodedDefaults(engine), revisions: revisions, selectionHash: hash))
+    }
+
+    /// An EvaluateRequest's wire bytes read as Evaluate reads them: the selection by
+    /// option slot of `engine`, and `base_selection_hash` (nil when empty). Throws what
+    /// Evaluate answers for a request it refuses.
+    public static func slotSelection(wire bytes: [UInt8], engine: RuleEngine) throws -> (selection: RuleEngine.SlotSelection, baseHash: [UInt8]?) {
+        var selection = engine.slotSelection()
+        let hash = try readChoices(bytes, into: &selection, engine: engine)
+        return (selection, hash)
+    }
+
+    /// Reads an EvaluateRequest's choices from its wire bytes into `selection`, with the
+    /// checks `resolveChoices` makes and the generated decoder's refusals, as the router
+    /// reports them (a string that is not UTF-8 or holds a NUL: INVALID_ARGUMENT naming
+    /// it; bytes that are not protobuf: INTERNAL). Returns `base_selection_hash`, nil when
+    /// empty.
+    static func readChoices(_ bytes: [UInt8], into selection: inout RuleEngine.SlotSelection, engine: RuleEngine, at path: String = "options") throws -> [UInt8]? {
+        var problems: [String] = []
+        let scanned = bytes.withUnsafeBytes { raw -> Result<Range<Int>?, WireDecodeProblem> in
+            do throws(WireDecodeProblem) {
+                return .success(try EvaluateRequestScanner.scan(raw, keys: engine.keyTable) { index, option in
+                    guard let slot = option.slot else {
+                        let key = option.unknownKey ?? ""
+                        problems.append(key.isEmpty ? "\(path)[\(index)].key: required" : "\(path)[\(index)].key: unknown option \(quoted(key))")
+                        return
+                    }
+                    var choice = Selection.Choice(included: option.included)
+                    if let text = option.valueJSON {
+                        do throws(ChoiceValueProblem) {
+                            choice.value = try choiceValue(text, engine.valueType(ofSlot: slot))
+                        } catch {
+                            problems.append("\(path)[\(index)].value_json: \(error.message)")
+                        }
+                    }
+                    selection.choose(slot, choice)
+                })
+            } catch {
+                return .failure(error)
+            }
+        }
+        let hashRange: Range<Int>?
+        switch scanned {
+        case .success(let range):
+            hashRange = range
+        case .failure(let problem):
+            // As the router reports the generated decoder's refusals.
+            let decoding = problem.decodingError(byteCount: bytes.count)
+            switch problem.kind {
+            case .malformed: throw RPCError(code: .internal, message: "could not decode the request as \(decoding.messageName)")
+            case .invalidUTF8, .nulCharacter: throw RPCError(code: .invalidArgument, message: decoding.description)
+            }
+        }
+        try check(problems)
+        return hashRange.map { Array(bytes[$0]) }
     }
 
     /// The defaults' encoded violations for `engine`, made at its first evaluation.

@@ -20,6 +20,7 @@ import Synchronization
 //   stb-rules-bench inproc [--iterations N] [--warmup W]
 //   stb-rules-bench serve  [--database-url URL] [--migrations DIR]
 //   stb-rules-bench load   --addr HOST:PORT [--seconds N] [--callers C] [--connections K]
+//   stb-rules-bench loop   [--selection full|sparse] [--stage read|evaluate|request] [--seconds N]
 //
 // Every mode builds the same synthetic, deterministic data (fixed seed; STBBench.makeSynthetic):
 //   catalog  20 modules × 10 groups × 50 options = 10,000 options, as a
@@ -40,14 +41,18 @@ import Synchronization
 //   iterations each: p50/p99/max and evaluations/s; the same with `evaluateFully` (every rule
 //   checked: the anchor), checked equal; one rule changed (`applying(.replace)`, a different
 //   rule each time) until the engine is ready, and the next evaluation, against a rebuild;
-//   then the per-request CPU stages of the RPC path for the same two requests: protobuf
-//   decode of the EvaluateRequest alone, its conversion to option slots (RulesService.slotChoices),
-//   evaluate with the differences, the selection hash, response build + encode. Lines:
+//   then the per-request CPU stages of the RPC path for the same two requests: the read of
+//   the request's wire bytes into the engine's slot arrays (RulesService.slotSelection(wire:)),
+//   evaluate with the differences, the selection hash, the reply's encoding; and as an
+//   anchor the generated decoder plus the conversion of its message to slots. Lines:
 //     rules setup catalog_ms=... compile_ms=... engine_build_ms=... (build_first_ms ... build_p50_ms)
 //     rules inproc selection=full|sparse iterations=N p50_us=... p99_us=... max_us=... evals_per_s=... violations=... closure=... conflicts=...
 //     rules inproc selection=full_every_rule|sparse_every_rule iterations=N p50_us=... p99_us=... same_as_incremental=true
 //     rules change changes=N ready_p50_us=... ready_p99_us=... next_evaluate_p50_us=... full_rebuild_p50_us=... same_as_rebuilt=true
-//     rules stage selection=full|sparse decode_p50_us=... convert_p50_us=... evaluate_p50_us=... hash_p50_us=... respond_p50_us=... total_p50_us=... ceiling_per_s=... request_bytes=... response_bytes=...
+//     rules stage selection=full|sparse read_p50_us=... evaluate_p50_us=... hash_p50_us=... respond_p50_us=... total_p50_us=... ceiling_per_s=... anchor_generated_decode_convert_p50_us=... request_bytes=... response_bytes=...
+// loop: one stage of the served path (read, evaluate, or the whole request with its reply)
+//   repeated for --seconds, for a profiler to attach to (perf record -p PID):
+//     rules loop selection=... stage=... iterations=... per_s=...
 // serve: a fresh schema in the database (default: STB_BENCH_DATABASE_URL, else
 //   STB_TEST_DATABASE_URL), rulesd's migrations, the 5,000 rules inserted with SQL (pipelined,
 //   500 per pipeline), RulesService.catalogChanged(synthetic GetConfig) (the real
@@ -66,6 +71,7 @@ let usage = """
     usage: stb-rules-bench inproc [--iterations N] [--warmup W]
            stb-rules-bench serve  [--database-url URL] [--migrations DIR]
            stb-rules-bench load   --addr HOST:PORT [--seconds N] [--callers C] [--connections K] [--server-pid PID]
+           stb-rules-bench loop   [--selection full|sparse] [--stage read|evaluate|request] [--seconds N]
     """
 
 func us(_ ns: UInt64) -> String { format(Double(ns) / 1000, 1) }
@@ -74,12 +80,13 @@ func ms(_ ns: UInt64) -> String { format(Double(ns) / 1e6, 2) }
 // MARK: - arguments
 
 let arguments = Array(CommandLine.arguments.dropFirst())
-guard let mode = arguments.first, ["inproc", "serve", "load"].contains(mode) else { fail(usage) }
+guard let mode = arguments.first, ["inproc", "serve", "load", "loop"].contains(mode) else { fail(usage) }
 let values: BenchOptions = {
     let allowed: [String: [String]] = [
         "inproc": ["iterations", "warmup"],
         "serve": ["database-url", "migrations"],
         "load": ["addr", "seconds", "callers", "connections", "server-pid"],
+        "loop": ["selection", "stage", "seconds"],
     ]
     return BenchOptions(arguments.dropFirst(), allowed: allowed[mode]!, usage: usage, scope: mode)
 }()
@@ -247,18 +254,23 @@ func runInProcess() {
     let revisions = RulesService.Revisions(catalog: 1, rules: 1)
     for (name, request) in selections {
         let bytes = request.serializedBytes()
+        // The anchor: the generated decoder (protobuf-c, then Swift values) and the
+        // conversion of its message to option slots, as Evaluate did before reading bytes.
         var decoded = Stb_Rules_V1_EvaluateRequest()
-        let decode = timed(stageIterations, warmup: warmup / 2) {
-            do { decoded = try Stb_Rules_V1_EvaluateRequest(serializedBytes: bytes) } catch { fail("decode: \(error)") }
+        let generated = timed(stageIterations, warmup: warmup / 2) {
+            do {
+                decoded = try Stb_Rules_V1_EvaluateRequest(serializedBytes: bytes)
+                _ = try RulesService.slotChoices(decoded, engine: engine)
+            } catch { fail("decode: \(error)") }
         }
         guard decoded == request else { fail("decode round trip differs") }
-        // As the service converts: keys resolved to the engine's option slots.
-        var selected: [(slot: Int, choice: Selection.Choice)] = []
-        let convert = timed(stageIterations, warmup: warmup / 2) {
-            do { selected = try RulesService.slotChoices(decoded, engine: engine) } catch { fail("selection: \(error)") }
+        // As the service reads a request: its bytes straight into the engine's slot arrays.
+        var selected = engine.slotSelection()
+        let read = timed(stageIterations, warmup: warmup / 2) {
+            do { selected = try RulesService.slotSelection(wire: bytes, engine: engine).selection } catch { fail("read: \(error)") }
         }
-        var evaluated = engine.evaluateWithDifferences(slots: selected)
-        let evaluate = timed(stageIterations, warmup: warmup / 2) { evaluated = engine.evaluateWithDifferences(slots: selected) }
+        var evaluated = engine.evaluateWithDifferences(selected)
+        let evaluate = timed(stageIterations, warmup: warmup / 2) { evaluated = engine.evaluateWithDifferences(selected) }
         do {
             let reference = engine.evaluateFully(try selection(decoded, model))
             guard evaluated.evaluation.violations == reference.violations, evaluated.evaluation.closure == reference.closure,
@@ -278,15 +290,53 @@ func runInProcess() {
         guard reply == expected.serializedBytes() else { fail("\(name): the encoded reply differs from the message's encoding") }
         let combined = timed(stageIterations, warmup: warmup / 2) {
             do {
-                let message = try Stb_Rules_V1_EvaluateRequest(serializedBytes: bytes)
-                let result = engine.evaluateWithDifferences(slots: try RulesService.slotChoices(message, engine: engine))
+                let result = engine.evaluateWithDifferences(try RulesService.slotSelection(wire: bytes, engine: engine).selection)
                 reply = RulesService.encodedReply(result.evaluation, defaults: encodedDefaults, revisions: revisions, selectionHash: result.selectionHash)
             } catch { fail("combined: \(error)") }
         }
         let p50 = { (s: [UInt64]) in us(percentile(s, 50)) }
         let mean = Double(combined.reduce(0, +)) / Double(combined.count)
-        report("rules stage selection=\(name) iterations=\(stageIterations) decode_p50_us=\(p50(decode)) convert_p50_us=\(p50(convert)) evaluate_p50_us=\(p50(evaluate)) hash_p50_us=\(p50(hashing)) respond_p50_us=\(p50(respond)) total_p50_us=\(p50(combined)) total_cpu_p50_us=\(us(percentile(lastCPUSamples, 50))) cpu_ceiling_per_s=\(format(1e9 / (Double(lastCPUSamples.reduce(0, +)) / Double(max(1, lastCPUSamples.count))), 0)) total_p99_us=\(us(percentile(combined, 99))) ceiling_per_s=\(format(1e9 / mean, 0)) request_bytes=\(bytes.count) response_bytes=\(reply.count)")
+        report("rules stage selection=\(name) iterations=\(stageIterations) read_p50_us=\(p50(read)) evaluate_p50_us=\(p50(evaluate)) hash_p50_us=\(p50(hashing)) respond_p50_us=\(p50(respond)) total_p50_us=\(p50(combined)) total_cpu_p50_us=\(us(percentile(lastCPUSamples, 50))) cpu_ceiling_per_s=\(format(1e9 / (Double(lastCPUSamples.reduce(0, +)) / Double(max(1, lastCPUSamples.count))), 0)) total_p99_us=\(us(percentile(combined, 99))) ceiling_per_s=\(format(1e9 / mean, 0)) anchor_generated_decode_convert_p50_us=\(p50(generated)) request_bytes=\(bytes.count) response_bytes=\(reply.count)")
     }
+}
+
+// MARK: - loop
+
+/// One stage of the served path in a loop for a profiler (perf record -p): the request
+/// read, the evaluation, or both with the reply.
+func runLoop() {
+    let seconds = values.positiveInt("seconds", 10)
+    let name = values["selection"] ?? "sparse"
+    let stage = values["stage"] ?? "request"
+    let data = makeSynthetic()
+    let engine: RuleEngine
+    do { engine = RuleEngine(rules: try data.rules.map(compile), catalog: catalogModel(data.config)) } catch { fail("compile: \(error)") }
+    guard let request = ["full": data.full, "sparse": data.sparse][name] else { fail("--selection full|sparse") }
+    let bytes = request.serializedBytes()
+    let defaults = EncodedDefaults(engine)
+    let revisions = RulesService.Revisions(catalog: 1, rules: 1)
+    let selected: RuleEngine.SlotSelection
+    do { selected = try RulesService.slotSelection(wire: bytes, engine: engine).selection } catch { fail("read: \(error)") }
+    let end = now() + UInt64(seconds) * 1_000_000_000
+    var count = 0
+    var sink = 0
+    while now() < end {
+        for _ in 0..<20 {
+            switch stage {
+            case "read":
+                do { sink &+= try RulesService.slotSelection(wire: bytes, engine: engine).selection.chosenCount } catch { fail("read: \(error)") }
+            case "evaluate":
+                sink &+= engine.evaluateWithDifferences(selected).evaluation.violations.count
+            default:
+                do {
+                    let result = engine.evaluateWithDifferences(try RulesService.slotSelection(wire: bytes, engine: engine).selection)
+                    sink &+= RulesService.encodedReply(result.evaluation, defaults: defaults, revisions: revisions, selectionHash: result.selectionHash).count
+                } catch { fail("request: \(error)") }
+            }
+            count += 1
+        }
+    }
+    report("rules loop selection=\(name) stage=\(stage) iterations=\(count) per_s=\(count / seconds) sink=\(sink)")
 }
 
 // MARK: - serve
@@ -452,6 +502,7 @@ func runLoad() async {
 
 switch mode {
 case "inproc": runInProcess()
+case "loop": runLoop()
 case "serve": await runServe()
 default: await runLoad()
 }

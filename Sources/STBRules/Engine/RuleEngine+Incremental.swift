@@ -239,8 +239,9 @@ extension RuleEngine {
         }
         index.insert(entry, at: position)
         let parts = Parts(
-            rules: rules, catalog: catalog, keys: keys, indexOf: indexOf, defaultIncluded: defaultIncluded,
-            defaultValues: defaultValues, constraints: constraints, isBoolean: isBoolean, defaultOn: defaultOn, compiled: compiled, index: index)
+            rules: rules, catalog: catalog, keys: keys, indexOf: indexOf, keyTable: keyTable, defaultIncluded: defaultIncluded,
+            defaultValues: defaultValues, constraints: constraints, isBoolean: isBoolean, defaultOn: defaultOn,
+            onAtDefaultValue: onAtDefaultValue, compiled: compiled, index: index)
         let bare = RuleEngine(parts, defaults: DefaultEvaluation())
         return RuleEngine(parts, defaults: DefaultEvaluation(of: bare, patching: defaults, at: position, old: old, new: entry))
     }
@@ -277,14 +278,14 @@ public struct EvaluatedSelection: Sendable {
 extension RuleEngine {
     /// `evaluate(selection)` and the selection's differences from the catalog defaults.
     public func evaluateWithDifferences(_ selection: Selection) -> EvaluatedSelection {
-        evaluateWithDifferences(resolve(selection))
+        evaluateWithDifferences(resolved: resolve(selection))
     }
 
     /// `evaluateWithDifferences` for choices resolved to option slots (`slot(of:)`), in the
     /// order given: a later choice for a slot replaces an earlier one. `unknown` are keys
     /// the catalog does not have, reported as the selection's unknown keys.
     public func evaluateWithDifferences(slots choices: [(slot: Int, choice: Selection.Choice)], unknown: [String] = []) -> EvaluatedSelection {
-        evaluateWithDifferences(resolve(slots: choices, unknown: unknown, unique: false))
+        evaluateWithDifferences(resolved: resolve(slots: choices, unknown: unknown))
     }
 
     /// The option slot of `key` in this engine's catalog, for `evaluateWithDifferences(slots:)`.
@@ -293,7 +294,7 @@ extension RuleEngine {
     /// The type of the option in `slot`.
     public func valueType(ofSlot slot: Int) -> OptionValueType { constraints[slot].type }
 
-    private func evaluateWithDifferences(_ resolved: (state: State, unknown: [String], changed: [Int])) -> EvaluatedSelection {
+    func evaluateWithDifferences(resolved: (state: State, unknown: [String], changed: [Int])) -> EvaluatedSelection {
         let (state, unknown, changed) = resolved
         var differences: [(key: String, choice: Selection.Choice)] = []
         differences.reserveCapacity(changed.count)

@@ -184,6 +184,8 @@ public final class RuleEngine: Sendable {
 
     let keys: [String]
     let indexOf: [String: Int]
+    /// `indexOf` by a key's UTF-8 bytes, for requests read from the wire.
+    let keyTable: OptionKeyTable
     let defaultIncluded: [Bool]
     let defaultValues: [JSONValue]
     /// Each option's type and constraints, by option index.
@@ -192,6 +194,9 @@ public final class RuleEngine: Sendable {
     /// option index.
     let isBoolean: [Bool]
     let defaultOn: [Bool]
+    /// Whether an option is on when included at its default value (false only for a
+    /// boolean whose default is not `true`), by option index.
+    let onAtDefaultValue: [Bool]
     let compiled: [Compiled]
     let index: RuleIndex
     /// The evaluation of the catalog defaults, which incremental evaluation starts from.
@@ -241,10 +246,11 @@ public final class RuleEngine: Sendable {
         let defaultOn = keys.indices.map {
             Self.isOn(included: defaultIncluded[$0], value: defaultValues[$0], boolean: isBoolean[$0])
         }
+        let onAtDefaultValue = keys.indices.map { Self.isOn(included: true, value: defaultValues[$0], boolean: isBoolean[$0]) }
         let parts = Parts(
-            rules: rules, catalog: catalog, keys: keys, indexOf: indexOf, defaultIncluded: defaultIncluded,
-            defaultValues: defaultValues, constraints: constraints, isBoolean: isBoolean, defaultOn: defaultOn, compiled: compiled,
-            index: RuleIndex(compiled, optionCount: keys.count))
+            rules: rules, catalog: catalog, keys: keys, indexOf: indexOf, keyTable: OptionKeyTable(keys), defaultIncluded: defaultIncluded,
+            defaultValues: defaultValues, constraints: constraints, isBoolean: isBoolean, defaultOn: defaultOn,
+            onAtDefaultValue: onAtDefaultValue, compiled: compiled, index: RuleIndex(compiled, optionCount: keys.count))
         let bare = RuleEngine(parts, defaults: DefaultEvaluation())
         self.init(parts, defaults: DefaultEvaluation(of: bare))
     }
@@ -253,9 +259,10 @@ public final class RuleEngine: Sendable {
     /// `compiled` that `previous` has, and checks only the other rules against the defaults.
     convenience init(_ previous: RuleEngine, compiled: [Compiled]) {
         let parts = Parts(
-            rules: compiled.map(\.rule), catalog: previous.catalog, keys: previous.keys, indexOf: previous.indexOf,
+            rules: compiled.map(\.rule), catalog: previous.catalog, keys: previous.keys, indexOf: previous.indexOf, keyTable: previous.keyTable,
             defaultIncluded: previous.defaultIncluded, defaultValues: previous.defaultValues,
-            constraints: previous.constraints, isBoolean: previous.isBoolean, defaultOn: previous.defaultOn, compiled: compiled,
+            constraints: previous.constraints, isBoolean: previous.isBoolean, defaultOn: previous.defaultOn,
+            onAtDefaultValue: previous.onAtDefaultValue, compiled: compiled,
             index: RuleIndex(compiled, optionCount: previous.keys.count))
         let bare = RuleEngine(parts, defaults: DefaultEvaluation())
         self.init(parts, defaults: DefaultEvaluation(of: bare, reusing: previous.defaults, from: previous))
@@ -267,11 +274,13 @@ public final class RuleEngine: Sendable {
         var catalog: CatalogModel
         var keys: [String]
         var indexOf: [String: Int]
+        var keyTable: OptionKeyTable
         var defaultIncluded: [Bool]
         var defaultValues: [JSONValue]
         var constraints: [OptionConstraints]
         var isBoolean: [Bool]
         var defaultOn: [Bool]
+        var onAtDefaultValue: [Bool]
         var compiled: [Compiled]
         var index: RuleIndex
     }
@@ -281,11 +290,13 @@ public final class RuleEngine: Sendable {
         catalog = parts.catalog
         keys = parts.keys
         indexOf = parts.indexOf
+        keyTable = parts.keyTable
         defaultIncluded = parts.defaultIncluded
         defaultValues = parts.defaultValues
         constraints = parts.constraints
         isBoolean = parts.isBoolean
         defaultOn = parts.defaultOn
+        onAtDefaultValue = parts.onAtDefaultValue
         compiled = parts.compiled
         index = parts.index
         self.defaults = defaults
@@ -350,42 +361,16 @@ public final class RuleEngine: Sendable {
             guard let index = indexOf[key] else { unknown.append(key); continue }
             choices.append((index, choice))
         }
-        return resolve(slots: choices, unknown: unknown, unique: true)
+        return resolve(slots: choices, unknown: unknown)
     }
 
-    /// `resolve` for choices already resolved to option slots. Unless `unique`, a later
-    /// choice for a slot replaces an earlier one (as keys in a `Selection` do).
-    func resolve(
-        slots choices: [(slot: Int, choice: Selection.Choice)], unknown: [String], unique: Bool
-    ) -> (state: State, unknown: [String], changed: [Int]) {
-        var included = defaultIncluded
-        var on = defaultOn
-        var overrides: [Int: JSONValue] = [:]
-        var changed: [Int] = []
-        // The last choice for a slot counts: walk backwards, skipping slots already seen.
-        var seen = unique ? [] : [Bool](repeating: false, count: keys.count)
-        for (index, choice) in choices.reversed() {
-            if !unique {
-                if seen[index] { continue }
-                seen[index] = true
-            }
-            var differs = false
-            if let flag = choice.included, flag != included[index] {
-                included[index] = flag
-                differs = true
-            }
-            if let value = choice.value {
-                overrides[index] = value
-                differs = true
-            }
-            if differs {
-                changed.append(index)
-                on[index] = Self.isOn(
-                    included: included[index], value: choice.value ?? defaultValues[index], boolean: isBoolean[index])
-            }
-        }
-        changed.sort()
-        return (State(included: included, on: on, overrides: overrides, engine: self), unknown.sorted(), changed)
+    /// `resolve` for choices already resolved to option slots: a later choice for a slot
+    /// replaces an earlier one (as keys in a `Selection` do).
+    func resolve(slots choices: [(slot: Int, choice: Selection.Choice)], unknown: [String]) -> (state: State, unknown: [String], changed: [Int]) {
+        var selection = SlotSelection(self)
+        for (slot, choice) in choices { selection.choose(slot, choice) }
+        for key in unknown { selection.addUnknown(key) }
+        return selection.resolved()
     }
 
     // MARK: - Evaluate
@@ -525,12 +510,15 @@ public final class RuleEngine: Sendable {
             queue.append(subject)
             if defaults != nil { sameChain[subject] = defaultParent[subject] < 0 }
         }
-        let targets = index.requiresTargets
+        let flat = index.requiresFlat
+        let start = index.requiresStart
         var head = 0
         while head < queue.count {
             let node = queue[head]
             head += 1
-            for (position, edgeTarget) in targets[node].enumerated() {
+            let first = Int(start[node])
+            for position in 0..<(Int(start[node + 1]) - first) {
+                let edgeTarget = flat[first + position]
                 guard edgeTarget >= 0 else {
                     let edge = index.requiresOut[node][position]
                     if unknownSeen.insert(keys[node] + "\u{0}" + edge.key).inserted {
@@ -616,12 +604,14 @@ public final class RuleEngine: Sendable {
         var parentOf = [Int32](repeating: -1, count: keys.count)
         var queue: [Int] = []
         for subject in index.requiresSubjects where state.on[subject] { queue.append(subject) }
+        let flat = index.requiresFlat
+        let start = index.requiresStart
         var head = 0
         while head < queue.count {
             let node = queue[head]
             head += 1
-            for edgeTarget in index.requiresTargets[node] {
-                let target = Int(edgeTarget)
+            for edge in Int(start[node])..<Int(start[node + 1]) {
+                let target = Int(flat[edge])
                 guard target >= 0, !state.on[target], parentOf[target] < 0 else { continue }
                 parentOf[target] = Int32(node)
                 queue.append(target)

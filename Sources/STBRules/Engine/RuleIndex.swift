@@ -21,6 +21,11 @@ struct RuleIndex: Sendable {
     /// Active rules that read options they do not name (json-logic with computed variable
     /// names): rechecked for every selection.
     var everywhere: [Int] = []
+    /// `requiresTargets` flattened: option `o`'s targets are
+    /// `requiresFlat[requiresStart[o]..<requiresStart[o + 1]]`, so the closure walk reads
+    /// them without touching an array per option.
+    var requiresFlat: [Int32] = []
+    var requiresStart: [Int32] = []
     /// Options with requires edges in or out of them: their inclusion shapes the closure.
     var requiresNode: [Bool]
     /// Options with requires edges out of them, ascending.
@@ -61,6 +66,21 @@ struct RuleIndex: Sendable {
             }
         }
         requiresSubjects = requiresOut.indices.filter { !requiresOut[$0].isEmpty }
+        flattenRequires()
+    }
+
+    /// Rebuilds `requiresFlat` and `requiresStart` from `requiresTargets`.
+    mutating func flattenRequires() {
+        var flat: [Int32] = []
+        var start: [Int32] = []
+        start.reserveCapacity(requiresTargets.count + 1)
+        start.append(0)
+        for targets in requiresTargets {
+            flat.append(contentsOf: targets)
+            start.append(Int32(flat.count))
+        }
+        requiresFlat = flat
+        requiresStart = start
     }
 }
 
@@ -77,6 +97,7 @@ extension RuleIndex {
             if case .option(let subject) = entry.scope {
                 requiresOut[subject].removeAll { $0.rule == ruleIndex }
                 requiresTargets[subject] = requiresOut[subject].map { Int32($0.target ?? -1) }
+                flattenRequires()
             }
         case .forbidden:
             if case .option(let subject) = entry.scope {
@@ -102,6 +123,7 @@ extension RuleIndex {
                 let edges = zip(entry.targets, entry.targetKeys).map { (target: $0.0, key: $0.1, rule: ruleIndex) }
                 requiresOut[subject].insert(contentsOf: edges, at: at)
                 requiresTargets[subject] = requiresOut[subject].map { Int32($0.target ?? -1) }
+                flattenRequires()
                 requiresNode[subject] = true
                 for case let target? in entry.targets { requiresNode[target] = true }
                 Self.insert(subject, into: &requiresSubjects)
