@@ -5,23 +5,8 @@ import STBRPC
 import STBService
 import Synchronization
 
-/// A message already in wire form: replies built once and sent many times.
-public struct EncodedMessage: ProtoMessage {
-    public var bytes: [UInt8] = []
-
-    public init() {}
-    public init(bytes: [UInt8]) { self.bytes = bytes }
-
-    public init(serializedBytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
-        bytes = Array(serializedBytes)
-    }
-
-    public func serialize(into buffer: inout [UInt8]) {
-        buffer.append(contentsOf: bytes)
-    }
-
-    public static var protoMessageName: String { "stb.catalog.v1.GetConfigResponse" }
-}
+/// A GetConfig reply already in wire form: built once and sent many times.
+public typealias EncodedMessage = ProtoEncodedMessage<Stb_Catalog_V1_GetConfigResponse>
 
 /// The assembled catalog, kept in memory in wire form.
 ///

@@ -7,22 +7,7 @@ import STBMessages
 import Synchronization
 
 /// A reply already in wire form (its JSON form is the generated message's).
-struct EvaluateReply: ProtoMessage {
-    var bytes: [UInt8] = []
-
-    init() {}
-    init(bytes: [UInt8]) { self.bytes = bytes }
-
-    init(serializedBytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
-        bytes = Array(serializedBytes)
-    }
-
-    func serialize(into buffer: inout [UInt8]) {
-        buffer.append(contentsOf: bytes)
-    }
-
-    static var protoMessageName: String { Stb_Rules_V1_EvaluateResponse.protoMessageName }
-}
+typealias EvaluateReply = ProtoEncodedMessage<Stb_Rules_V1_EvaluateResponse>
 
 /// The defaults' violations, closure and conflicts of one engine, each encoded as the
 /// reply's field (tag, length, message).
