@@ -227,3 +227,45 @@ private func expectSame(_ incremental: Evaluation, _ full: Evaluation, _ context
             == "2c38374970a4cd349331d272813b30b9a5dfabe97175293f26501412aa7bb801")
     }
 }
+
+/// The closure from the defaults' first-level edges: a selection that turns on an option in
+/// the defaults' closure, and one that turns off an option others require, get the closure
+/// the full walk gives (the random comparison above covers the rest).
+@Suite struct ClosureFromDefaultsTests {
+    static func boolean(_ key: String, on: Bool) -> OptionInfo {
+        OptionInfo(key: key, module: "m", type: .boolean, defaultValue: .bool(on), includedByDefault: true)
+    }
+
+    @Test func changedOnNessReshapesTheFirstLevel() {
+        // Defaults: a, d and e on, b and c off; a requires b, b requires c, d requires b, c, e.
+        let catalog = CatalogModel(options: [
+            Self.boolean("a", on: true), Self.boolean("b", on: false), Self.boolean("c", on: false), Self.boolean("d", on: true),
+            Self.boolean("e", on: true),
+        ])
+        let rules = [
+            Rule(key: "ab", subject: "a", kind: .requires(["b"])),
+            Rule(key: "bc", subject: "b", kind: .requires(["c"])),
+            Rule(key: "dbc", subject: "d", kind: .requires(["b", "c"])),
+            Rule(key: "de", subject: "d", kind: .requires(["e"])),
+        ]
+        let engine = RuleEngine(rules: rules, catalog: catalog)
+        #expect(engine.defaultEvaluation.closure.map(\.chain) == [["a", "b"], ["d", "c"]])
+        let cases: [([String: Selection.Choice], [[String]])] = [
+            // b turned on: its edge to c joins the first level, before d's.
+            (["b": Selection.Choice(included: true, value: .bool(true))], [["b", "c"]]),
+            // a turned off: d's edge to b follows.
+            (["a": Selection.Choice(included: true, value: .bool(false))], [["d", "b"], ["d", "c"]]),
+            // c turned on, a off: only d's edge to b is left.
+            (["c": Selection.Choice(included: true, value: .bool(true)), "a": Selection.Choice(included: false)], [["d", "b"]]),
+            // e, on by default, turned off: d's edge to e joins the first level.
+            (["e": Selection.Choice(included: false)], [["a", "b"], ["d", "c"], ["d", "e"]]),
+        ]
+        for (choices, chains) in cases {
+            let selection = Selection(choices: choices)
+            let incremental = engine.evaluate(selection)
+            #expect(incremental.closure.map(\.chain) == chains, "\(choices)")
+            #expect(incremental.closure == engine.evaluateFully(selection).closure, "\(choices)")
+            #expect(incremental.conflicts == engine.evaluateFully(selection).conflicts, "\(choices)")
+        }
+    }
+}

@@ -22,6 +22,9 @@ struct DefaultEvaluation: Sendable {
     /// position in `closure`: a selection's walk reuses the entries whose chain is the same.
     var closureParent: [Int32] = []
     var closurePosition: [Int32] = []
+    /// The requires edges (`RuleIndex.requiresFlat` positions, ascending) the walk follows
+    /// first: from an option that is on to one that is not (or not in the catalog).
+    var closureFrontier: [Int32] = []
     /// The whole evaluation of the defaults.
     var evaluation = Evaluation(valid: true, violations: [], closure: [], conflicts: [], unknownSelections: [])
 
@@ -95,6 +98,12 @@ struct DefaultEvaluation: Sendable {
         for (position, entry) in closure.enumerated() {
             if let added = engine.indexOf[entry.optionKey] { closurePosition[added] = Int32(position) }
         }
+        let flat = engine.index.requiresFlat
+        let from = engine.index.requiresFrom
+        closureFrontier = flat.indices.compactMap { edge in
+            let target = flat[edge]
+            return state.on[Int(from[edge])] && (target < 0 || !state.on[Int(target)]) ? Int32(edge) : nil
+        }
         closureInputs = engine.index.requiresNode
         for entry in closure {
             guard let added = engine.indexOf[entry.optionKey] else { continue }
@@ -153,7 +162,7 @@ extension RuleEngine {
                 while next < base.count, base[next].rule < ruleIndex { next += 1 }
                 if let violation = check(compiled[ruleIndex], state) { append(violation, rule: ruleIndex, next: next) }
             }
-            let (closure, conflicts) = closureTouched ? closureAndConflicts(state, reusing: defaults) : (defaults.closure, defaults.conflicts)
+            let (closure, conflicts) = closureTouched ? closureAndConflicts(state, changed: changed) : (defaults.closure, defaults.conflicts)
             return Evaluation(
                 valid: !violations.contains { $0.severity == .error },
                 violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown,
@@ -179,7 +188,7 @@ extension RuleEngine {
             fromDefaults.append(next)
             next += 1
         }
-        let (closure, conflicts) = closureTouched ? closureAndConflicts(state, reusing: defaults) : (defaults.closure, defaults.conflicts)
+        let (closure, conflicts) = closureTouched ? closureAndConflicts(state, changed: changed) : (defaults.closure, defaults.conflicts)
         return Evaluation(
             valid: !violations.contains { $0.severity == .error },
             violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown,

@@ -537,6 +537,17 @@ public final class RuleEngine: Sendable {
                 queue.append(target)
             }
         }
+        return closureEntriesAndConflicts(state, order: order, parentOf: parentOf, sameChain: sameChain, reusing: defaults, conflicts: conflicts)
+    }
+
+    /// The closure entries of the options a walk added (`order`, with the walk's
+    /// `parentOf`; entries whose `sameChain` is set are taken from `defaults`), and the
+    /// forbidden/choice rules adding them breaks, after the walk's `conflicts`.
+    func closureEntriesAndConflicts(
+        _ state: State, order: [Int], parentOf: [Int32], sameChain: [Bool], reusing defaults: DefaultEvaluation?,
+        conflicts walked: [ClosureConflict]
+    ) -> ([ClosureEntry], [ClosureConflict]) {
+        var conflicts = walked
         if order.isEmpty { return ([], conflicts) }
         var closure: [ClosureEntry] = []
         closure.reserveCapacity(order.count)

@@ -26,6 +26,12 @@ struct RuleIndex: Sendable {
     /// them without touching an array per option.
     var requiresFlat: [Int32] = []
     var requiresStart: [Int32] = []
+    /// The option each `requiresFlat` edge leaves from.
+    var requiresFrom: [Int32] = []
+    /// Edges into each option, as `requiresFlat` positions ascending: option `o`'s are
+    /// `requiresInto[requiresIntoStart[o]..<requiresIntoStart[o + 1]]`.
+    var requiresInto: [Int32] = []
+    var requiresIntoStart: [Int32] = []
     /// Options with requires edges in or out of them: their inclusion shapes the closure.
     var requiresNode: [Bool]
     /// Options with requires edges out of them, ascending.
@@ -69,18 +75,34 @@ struct RuleIndex: Sendable {
         flattenRequires()
     }
 
-    /// Rebuilds `requiresFlat` and `requiresStart` from `requiresTargets`.
+    /// Rebuilds `requiresFlat`, `requiresStart`, `requiresFrom` and the edges into each
+    /// option from `requiresTargets`.
     mutating func flattenRequires() {
         var flat: [Int32] = []
         var start: [Int32] = []
+        var from: [Int32] = []
         start.reserveCapacity(requiresTargets.count + 1)
         start.append(0)
-        for targets in requiresTargets {
+        var incoming = [Int32](repeating: 0, count: requiresTargets.count + 1)
+        for (source, targets) in requiresTargets.enumerated() {
             flat.append(contentsOf: targets)
+            from.append(contentsOf: repeatElement(Int32(source), count: targets.count))
             start.append(Int32(flat.count))
+            for target in targets where target >= 0 { incoming[Int(target) + 1] += 1 }
         }
+        for option in requiresTargets.indices { incoming[option + 1] += incoming[option] }
+        var into = [Int32](repeating: 0, count: flat.count)
+        var next = incoming
+        for (edge, target) in flat.enumerated() where target >= 0 {
+            into[Int(next[Int(target)])] = Int32(edge)
+            next[Int(target)] += 1
+        }
+        into.removeLast(flat.count - Int(incoming[requiresTargets.count]))
         requiresFlat = flat
         requiresStart = start
+        requiresFrom = from
+        requiresInto = into
+        requiresIntoStart = incoming
     }
 }
 
