@@ -65,11 +65,17 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
     /// `open` in a child task. Everything before the first message (the claims, the
     /// token's checks, the memberships, the session row) runs there: its async frames go
     /// when it ends, where the stream's own task, which lives as long as the stream, keeps
-    /// every slab its deepest call needed. (The child is gone when this function returns:
-    /// an `async let` in `subscribe` itself would keep it until the stream ends.)
+    /// every slab its deepest call needed. A group's child, not an `async let`: an
+    /// `async let` places its child (and the child's first frames) in this task's memory.
+    @inline(never)
     private func openInChildTask(_ request: Stb_Gateway_V1_SubscribeRequest, context: ServerContext) async throws -> OpenedStream {
-        async let opening = open(request, context: context)
-        return try await opening
+        try await withThrowingTaskGroup(of: OpenedStream.self) { group in
+            group.addTask { try await open(request, context: context) }
+            guard let opened = try await group.next() else {
+                throw RPCError(code: .internal, message: "the stream could not start")
+            }
+            return opened
+        }
     }
 
     /// Checks the request and the caller, finds where each upstream starts and opens the
