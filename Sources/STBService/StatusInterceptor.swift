@@ -29,15 +29,26 @@ public struct StatusInterceptor: ServerInterceptor {
     ) async throws -> Result {
         do {
             return try await next(context)
-        } catch let error as RPCError {
-            throw detailed(error)
-        } catch let error as PostgresError {
-            throw detailed(status(for: error))
-        } catch is CancellationError {
-            throw detailed(RPCError(code: .cancelled, message: "the call was cancelled"))
         } catch {
-            logger.error("\(service) call failed", metadata: ["path": "\(context.path)", "error": "\(error)"])
-            throw detailed(RPCError(code: .internal, message: "internal error"))
+            throw status(for: error, path: context.path)
+        }
+    }
+
+    /// The status a caller sees for what a handler threw. Synchronous and never inlined:
+    /// in `intercept` its work would widen the async frame that a streaming call keeps
+    /// for as long as it lasts.
+    @inline(never)
+    func status(for error: any Error, path: String) -> RPCError {
+        switch error {
+        case let error as RPCError:
+            return detailed(error)
+        case let error as PostgresError:
+            return detailed(status(for: error))
+        case is CancellationError:
+            return detailed(RPCError(code: .cancelled, message: "the call was cancelled"))
+        default:
+            logger.error("\(service) call failed", metadata: ["path": "\(path)", "error": "\(error)"])
+            return detailed(RPCError(code: .internal, message: "internal error"))
         }
     }
 

@@ -24,16 +24,21 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
 
     public func subscribe(_ request: Stb_Gateway_V1_SubscribeRequest, writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, context: ServerContext) async throws {
         let opened = try await openInChildTask(request, context: context)
-        let subscription = opened.subscription
         let delivered = DeliveredToken()
         var outcome: (any Error)?
         do {
-            try await run(
-                subscription, upstreams: opened.upstreams, starts: opened.starts, resyncs: opened.resyncs, claims: opened.claims,
-                writer: writer, delivered: delivered)
+            try await run(opened, writer: writer, delivered: delivered)
         } catch {
             outcome = error
         }
+        try await finish(opened, outcome: outcome, delivered: delivered, context: context)
+    }
+
+    /// Records the stream's end and adds the resume token to its trailers; rethrows the
+    /// stream's failure as its status. Apart from `subscribe` (and never inlined) so that
+    /// its frame is there only at the end, not through the stream's life.
+    @inline(never)
+    private func finish(_ opened: OpenedStream, outcome: (any Error)?, delivered: DeliveredToken, context: ServerContext) async throws {
         let status = outcome.map { ($0 as? RPCError) ?? RPCError(code: .cancelled, message: "the stream ended") }
         // Recorded even when the call was cancelled (the client went away): in a task of
         // its own, which the call's cancellation does not reach.
@@ -60,11 +65,17 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
     /// `open` in a child task. Everything before the first message (the claims, the
     /// token's checks, the memberships, the session row) runs there: its async frames go
     /// when it ends, where the stream's own task, which lives as long as the stream, keeps
-    /// every slab its deepest call needed. (The child is gone when this function returns:
-    /// an `async let` in `subscribe` itself would keep it until the stream ends.)
+    /// every slab its deepest call needed. A group's child, not an `async let`: an
+    /// `async let` places its child (and the child's first frames) in this task's memory.
+    @inline(never)
     private func openInChildTask(_ request: Stb_Gateway_V1_SubscribeRequest, context: ServerContext) async throws -> OpenedStream {
-        async let opening = open(request, context: context)
-        return try await opening
+        try await withThrowingTaskGroup(of: OpenedStream.self) { group in
+            group.addTask { try await open(request, context: context) }
+            guard let opened = try await group.next() else {
+                throw RPCError(code: .internal, message: "the stream could not start")
+            }
+            return opened
+        }
     }
 
     /// Checks the request and the caller, finds where each upstream starts and opens the
@@ -141,13 +152,16 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
     /// Runs the producers (a task each, until the ring's fan-out takes their upstream) and
     /// writes what is queued in this task; the gateway's `StreamClock` adds heartbeats and
     /// ends the stream when the token expires. The first failure ends it all.
-    private func run(
-        _ subscription: Subscription, upstreams: [Upstream], starts: [Upstream: OutboxCursor], resyncs: [Upstream: String],
-        claims: AccessClaims, writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, delivered: DeliveredToken
-    ) async throws {
+    ///
+    /// An idle stream waits here for as long as it lives, and a task keeps the memory of
+    /// its deepest frames until it ends: so this frame stays small, and the work around
+    /// the wait (starting producers, writing) runs in functions of its own, never inlined,
+    /// whose frames go when they return.
+    private func run(_ opened: OpenedStream, writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, delivered: DeliveredToken) async throws {
+        let subscription = opened.subscription
         let queue = subscription.queue
         let clock = hub.clock
-        let timers = clock.register(queue, expiresAt: claims.expiresAt)
+        let timers = clock.register(queue, expiresAt: opened.claims.expiresAt)
         defer {
             clock.unregister(timers)
             subscription.leave()
@@ -155,48 +169,66 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
         // A discarding group: a producer that hands its upstream to the fan-out is gone at
         // once, so an idle stream keeps no task but its own.
         try await withThrowingDiscardingTaskGroup { group in
-            func start(_ upstream: Upstream, _ start: Subscription.Start) {
-                group.addTask {
-                    do {
-                        try await subscription.produce(upstream, start: start)
-                    } catch let error as RPCError {
-                        queue.fail(error)
-                    } catch is StreamEnded {
-                    } catch {
-                        if !Task.isCancelled { queue.fail(RPCError(code: .internal, message: "the stream failed")) }
+            for upstream in opened.upstreams {
+                let start: Subscription.Start =
+                    if let reason = opened.resyncs[upstream] {
+                        .resync(reason)
+                    } else if let cursor = opened.starts[upstream] {
+                        .resume(cursor)
+                    } else {
+                        .fresh
                     }
-                }
-            }
-            for upstream in upstreams {
-                if let reason = resyncs[upstream] {
-                    start(upstream, .resync(reason))
-                } else if let cursor = starts[upstream] {
-                    start(upstream, .resume(cursor))
-                } else {
-                    start(upstream, .fresh)
-                }
+                Self.startProducer(upstream, start, subscription: subscription, in: &group)
             }
             // The writer ends only by failing (the queue's failure, or the transport's).
             defer { group.cancelAll() }
-            let proto = writer.sendsProtobuf
             do {
                 while true {
                     let messages = try await queue.next()
                     // An upstream the fan-out handed back: its producer catches up again.
-                    for upstream in queue.takeDetached() { start(upstream, .continuing) }
-                    for message in messages {
-                        if proto {
-                            try await writer.write(encoded: message.encoded)
-                        } else {
-                            try await writer.write(message.message)
-                        }
-                        queue.written(message)
-                        delivered.set(message.token)
+                    for upstream in queue.takeDetached() {
+                        Self.startProducer(upstream, .continuing, subscription: subscription, in: &group)
                     }
+                    try await Self.write(messages, to: writer, queue: queue, delivered: delivered)
                 }
             } catch {
                 throw queue.failure ?? error
             }
+        }
+    }
+
+    /// Adds `upstream`'s producer to the stream's group; its failure fails the queue.
+    @inline(never)
+    private static func startProducer(
+        _ upstream: Upstream, _ start: Subscription.Start, subscription: Subscription, in group: inout ThrowingDiscardingTaskGroup<any Error>
+    ) {
+        group.addTask {
+            do {
+                try await subscription.produce(upstream, start: start)
+            } catch let error as RPCError {
+                subscription.queue.fail(error)
+            } catch is StreamEnded {
+            } catch {
+                if !Task.isCancelled { subscription.queue.fail(RPCError(code: .internal, message: "the stream failed")) }
+            }
+        }
+    }
+
+    /// Hands `messages` to the transport in order, each marked written and its token
+    /// kept as it goes.
+    @inline(never)
+    private static func write(
+        _ messages: [Outbound], to writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, queue: OutboundQueue, delivered: DeliveredToken
+    ) async throws {
+        let proto = writer.sendsProtobuf
+        for message in messages {
+            if proto {
+                try await writer.write(encoded: message.encoded)
+            } else {
+                try await writer.write(message.message)
+            }
+            queue.written(message)
+            delivered.set(message.token)
         }
     }
 

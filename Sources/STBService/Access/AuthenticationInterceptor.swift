@@ -24,12 +24,19 @@ public struct AuthenticationInterceptor: ServerInterceptor {
     public func intercept<Result: Sendable>(
         context: ServerContext, next: @Sendable (ServerContext) async throws -> Result
     ) async throws -> Result {
+        try await next(authenticated(context))
+    }
+
+    /// `context` with the caller's identity, once the call is allowed. Apart and never
+    /// inlined: in `intercept` its frame would stay with a streaming call for its life.
+    @inline(never)
+    func authenticated(_ context: ServerContext) async throws -> ServerContext {
         guard let requirement = access[context.path] else {
             throw RPCError(
                 code: .permissionDenied, message: "this method has no access rule; nobody may call it",
                 details: [.errorInfo(reason: "NO_ACCESS_RULE")])
         }
-        if requirement == .open { return try await next(context) }
+        if requirement == .open { return context }
         let claims = try await authenticator.authenticate(context.metadata, allowingCookie: context.rpcProtocol == .connect)
         guard requirement.permits(claims.role) else {
             throw RPCError(
@@ -38,6 +45,6 @@ public struct AuthenticationInterceptor: ServerInterceptor {
         }
         var context = context
         context.identity = CallerIdentity(subject: claims.subject, name: claims.name, role: claims.role.claim)
-        return try await next(context)
+        return context
     }
 }
