@@ -224,6 +224,8 @@ struct Subscription: Sendable {
 
     /// Sends `resync_required` and fresh snapshots of `topics`.
     private func resynchronize(_ upstream: Upstream, topics: [Topic], reason: String, ring: EventRing) async throws {
+        // The skipped events may have changed memberships: ask again before the next event.
+        visibleProjects.value = nil
         var resync = Stb_Gateway_V1_ResyncRequired()
         resync.reason = reason
         resync.topics = topics.map(\.description)
@@ -272,12 +274,24 @@ struct Subscription: Sendable {
 /// The stream has ended (its queue failed); producers stop.
 struct StreamEnded: Error {}
 
-/// The projects a stream's caller may see, as last asked.
+/// The projects a stream's caller may see, as last asked: used for `lifetime` (as long as the
+/// membership directory keeps an answer), then asked again, so a removal whose `member`
+/// event the stream never saw (it was inside a resync) still takes effect.
 final class VisibleProjects: Sendable {
-    private let projects = Mutex<Set<String>?>(nil)
+    private let lifetime: Duration
+    private let projects = Mutex<(set: Set<String>, at: ContinuousClock.Instant)?>(nil)
+
+    init(lifetime: Duration = .seconds(60)) { self.lifetime = lifetime }
+
+    /// The projects; nil when not asked yet or asked more than `lifetime` ago.
     var value: Set<String>? {
-        get { projects.withLock { $0 } }
-        set { projects.withLock { $0 = newValue } }
+        get {
+            projects.withLock { stored in
+                guard let stored, ContinuousClock.now - stored.at < lifetime else { return nil }
+                return stored.set
+            }
+        }
+        set { projects.withLock { $0 = newValue.map { (set: $0, at: ContinuousClock.now) } } }
     }
 }
 

@@ -145,3 +145,23 @@ import Testing
         #expect(!fanout.join(member, at: .start))
     }
 }
+
+@Suite(.timeLimit(.minutes(1))) struct LiveFeedVisibilityTests {
+    func event(_ sequence: Int64, project: String) -> UpstreamEvent {
+        UpstreamEvent(cursor: OutboxCursor(revision: 1, sequence: sequence), entity: "project", key: project, action: "updated", projectKey: project, payload: [1])
+    }
+
+    @Test func theCallersProjectsAreUsedForTheirLifetimeThenAskedAgain() async throws {
+        let queue = OutboundQueue(epoch: "e", positions: [.project: .start], limit: 1 << 20)
+        let visible = VisibleProjects(lifetime: .milliseconds(200))
+        visible.value = ["p"]
+        let feed = LiveFeed(upstream: .project, topics: [.project("p")], queue: queue, privileged: false, visibleProjects: visible)
+        #expect(feed.offer(event(1, project: "p")))
+        #expect(try await queue.next().count == 1)
+        // Past the lifetime the fan-out does not decide on the old answer: the stream's
+        // producer asks the project service again.
+        try await Task.sleep(for: .milliseconds(250))
+        #expect(visible.value == nil)
+        #expect(!feed.offer(event(2, project: "p")))
+    }
+}
