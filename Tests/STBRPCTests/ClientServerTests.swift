@@ -105,7 +105,7 @@ struct ClientServerTests {
             await expectRPCError(.deadlineExceeded) {
                 _ = try await client.unary(Echo.get, request: EchoRequest(text: "slow"), timeout: .milliseconds(200))
             }
-            #expect(ContinuousClock.now - start < .seconds(2))
+            #expect(ContinuousClock.now - start < .seconds(5))
             #expect(await eventually { probe.cancelled == 1 })
             #expect(probe.completed == 0)
         }

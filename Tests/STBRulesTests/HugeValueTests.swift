@@ -19,9 +19,9 @@ struct HugeValueTests {
             fire.contextJson = #"{"hdmi_version": "\#(Self.huge)"}"#
             let started = ContinuousClock.now
             let error = await expectStatus(.failedPrecondition) {
-                _ = try await harness.rules.unary(Rules.fire, request: fire, timeout: .seconds(10))
+                _ = try await harness.rules.unary(Rules.fire, request: fire, timeout: .seconds(20))
             }
-            #expect(ContinuousClock.now - started < .seconds(3))
+            #expect(ContinuousClock.now - started < .seconds(10))
             #expect((error?.message.utf8.count ?? .max) < 4096, "the status quotes \(error?.message.utf8.count ?? 0) bytes")
         }
     }
@@ -53,12 +53,12 @@ struct HugeValueTests {
             watch.after = Self.huge
 
             let calls: [(String, RPCError.Code, () async throws -> Void)] = [
-                ("CreateModule", .invalidArgument, { _ = try await harness.catalog.unary(Catalog.createModule, request: createModule, timeout: .seconds(10)) }),
-                ("CreateOption", .invalidArgument, { _ = try await harness.catalog.unary(Catalog.createOption, request: createOption, timeout: .seconds(10)) }),
-                ("GetOption", .notFound, { _ = try await harness.catalog.unary(Catalog.getOption, request: getOption, timeout: .seconds(10)) }),
-                ("Fire", .failedPrecondition, { _ = try await harness.rules.unary(Rules.fire, request: fire, timeout: .seconds(10)) }),
+                ("CreateModule", .invalidArgument, { _ = try await harness.catalog.unary(Catalog.createModule, request: createModule, timeout: .seconds(20)) }),
+                ("CreateOption", .invalidArgument, { _ = try await harness.catalog.unary(Catalog.createOption, request: createOption, timeout: .seconds(20)) }),
+                ("GetOption", .notFound, { _ = try await harness.catalog.unary(Catalog.getOption, request: getOption, timeout: .seconds(20)) }),
+                ("Fire", .failedPrecondition, { _ = try await harness.rules.unary(Rules.fire, request: fire, timeout: .seconds(20)) }),
                 ("Watch", .invalidArgument, {
-                    _ = try await harness.rules.serverStreaming(Rules.watch, request: watch, timeout: .seconds(10)) { stream in
+                    _ = try await harness.rules.serverStreaming(Rules.watch, request: watch, timeout: .seconds(20)) { stream in
                         for try await _ in stream {}
                     }
                 }),
@@ -66,7 +66,7 @@ struct HugeValueTests {
             for (name, code, call) in calls {
                 let started = ContinuousClock.now
                 let error = await expectStatus(code, call)
-                #expect(ContinuousClock.now - started < .seconds(3), "\(name) took \(ContinuousClock.now - started)")
+                #expect(ContinuousClock.now - started < .seconds(10), "\(name) took \(ContinuousClock.now - started)")
                 #expect((error?.message.utf8.count ?? .max) < 4096, "\(name): the status quotes \(error?.message.utf8.count ?? 0) bytes")
             }
         }
