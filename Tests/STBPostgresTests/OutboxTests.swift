@@ -224,14 +224,20 @@ private func runWritersAndReader(restartMidRun: Bool) async throws {
     let acknowledged = Locked<Set<String>>([])
     let rolledBack = Locked<Set<String>>([])
     let failures = Locked(0)
+    // At least this long, and on a loaded machine longer, until enough traffic to mean
+    // anything has been acknowledged (bounded by `latest`).
     let duration: Duration = restartMidRun ? .seconds(4) : .seconds(3)
     let deadline = ContinuousClock.now + duration
+    let latest = ContinuousClock.now + duration * 8
+    let enoughTraffic = 150
     try await withThrowingTaskGroup(of: Void.self) { group in
         for writer in 0..<8 {
             group.addTask {
                 var generator = SystemRandomNumberGenerator()
                 var transactionNumber = 0
-                while ContinuousClock.now < deadline {
+                while ContinuousClock.now < deadline
+                    || (ContinuousClock.now < latest && acknowledged.withLock { $0.count } < enoughTraffic)
+                {
                     transactionNumber += 1
                     let count = Int.random(in: 0...4, using: &generator)
                     let keys = (0..<count).map { "w\(writer)-t\(transactionNumber)-e\($0)" }
@@ -281,6 +287,7 @@ private func runWritersAndReader(restartMidRun: Bool) async throws {
     #expect(committed.count > 100, "too little traffic to mean anything: \(committed.count)")
     if restartMidRun {
         #expect(failures.withLock { $0 } > 0, "the restart did not interrupt any writer")
+        try? await waitUntil { listener.statistics.subscriptions >= 2 }
         #expect(listener.statistics.subscriptions >= 2, "the listener did not re-subscribe")
     }
     print("outbox stress\(restartMidRun ? " with restart" : ""): \(committed.count) committed events, \(acknowledgedKeys.count) acknowledged, \(failures.withLock { $0 }) interrupted transactions")
