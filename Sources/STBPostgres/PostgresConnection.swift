@@ -249,13 +249,21 @@ public final class PostgresConnection: @unchecked Sendable {
             request.finish(PostgresError.connectionLost("the connection is closed"))
             return
         }
-        queue.append(request)
-        if current == nil { startNext() }
+        // The usual case, an idle connection, starts the request without queueing it.
+        if current == nil, queue.isEmpty {
+            start(request)
+        } else {
+            queue.append(request)
+        }
     }
 
     private func startNext() {
         guard current == nil, !queue.isEmpty else { return }
-        let request = queue.removeFirst()
+        start(queue.removeFirst())
+    }
+
+    /// Sends `request`, which becomes the current one.
+    private func start(_ request: Request) {
         current = request
         switch request.kind {
         case .single(let query):

@@ -229,6 +229,7 @@ extension PostgresDecodable {
         throw .decoding(cell, "is NULL, read as non-optional \(Self.self)")
     }
 
+    @inlinable
     static func decode(_ cell: PostgresCell) throws(PostgresError) -> Self {
         guard let bytes = cell.bytes else { return try decodeNull(from: cell) }
         return try decode(from: cell, bytes: bytes)

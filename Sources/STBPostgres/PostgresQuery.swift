@@ -96,7 +96,11 @@ public struct PostgresBindings: Sendable {
     var types: [UInt32] { parameters.map(\.type) }
 
     mutating func reserveCapacity(_ count: Int) {
+        guard count > 0 else { return }
         parameters.reserveCapacity(count)
+        // Room for `count` eight-byte values up front: appending the first value to an
+        // empty array would take the slower growth path.
+        bytes.reserveCapacity(count * 8)
     }
 
     public mutating func append<Value: PostgresEncodable>(_ value: Value) {

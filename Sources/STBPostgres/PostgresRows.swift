@@ -58,6 +58,7 @@ public final class PostgresRows: @unchecked Sendable, RandomAccessCollection {
         }
     }
 
+    @usableFromInline
     func cell(row: Int, column: Int) -> PostgresCell {
         precondition(column >= 0 && column < columnCount, "column \(column) out of range")
         let bytes: UnsafeRawBufferPointer?
@@ -76,10 +77,13 @@ public final class PostgresRows: @unchecked Sendable, RandomAccessCollection {
 
 /// One row of a result.
 public struct PostgresRow: Sendable {
-    let rows: PostgresRows
-    let index: Int
+    @usableFromInline let rows: PostgresRows
+    @usableFromInline let index: Int
 
     /// The value of the column at `column`.
+    // Inlinable, so a caller's decode is specialised for its type (no generic copies of
+    // the cell per value).
+    @inlinable
     public func decode<T: PostgresDecodable>(_ column: Int, as type: T.Type = T.self) throws(PostgresError) -> T {
         try withExtendedLifetime(rows) { () throws(PostgresError) -> T in
             try T.decode(rows.cell(row: index, column: column))

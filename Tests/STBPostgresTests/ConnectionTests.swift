@@ -28,4 +28,31 @@ struct ConnectionTests {
         #expect(try row.decode(11, as: [String].self) == [])
         #expect(throws: PostgresError.self) { try row.decode(9, as: String.self) }
     }
+
+    @Test("statements sent on one connection by many tasks at once wait their turn, each answered with its own rows")
+    func statementsQueueOnOneConnection() async throws {
+        try await TestDatabase.withConnection { connection in
+            let answers = try await withThrowingTaskGroup(of: (Int32, Int32).self) { group in
+                // A slow statement first, so the others arrive while the connection is busy.
+                group.addTask {
+                    let rows = try await connection.query("SELECT \(Int32(-1))::int4 FROM pg_sleep(0.2)")
+                    return (-1, try rows[0].decode(0, as: Int32.self))
+                }
+                try await Task.sleep(for: .milliseconds(50))
+                for value in Int32(0)..<40 {
+                    group.addTask {
+                        let rows = try await connection.query("SELECT \(value)::int4 + 0")
+                        return (value, try rows[0].decode(0, as: Int32.self))
+                    }
+                }
+                var answers: [(Int32, Int32)] = []
+                for try await answer in group { answers.append(answer) }
+                return answers
+            }
+            #expect(answers.count == 41)
+            #expect(answers.allSatisfy { $0.0 == $0.1 })
+            // Still usable afterwards, on the idle path.
+            #expect(try await connection.query("SELECT \(Int32(7))::int4")[0].decode(0, as: Int32.self) == 7)
+        }
+    }
 }
