@@ -243,13 +243,8 @@ final class OutboundQueue: Sendable {
     /// (taken but not yet written, they still count, so a client that does not read is
     /// found however large the batch the writer took).
     func written(_ message: Outbound) {
-        written(bytes: message.body.size(token: message.token))
-    }
-
-    /// The writer handed messages of `bytes` (their `size`) to the transport.
-    func written(bytes: Int) {
         state.withLock { state in
-            state.bytes -= bytes
+            state.bytes -= message.body.size(token: message.token)
             if state.bytes <= limit { state.fullSince = nil }
         }
     }

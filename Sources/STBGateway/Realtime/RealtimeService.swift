@@ -24,7 +24,7 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
 
     public func subscribe(_ request: Stb_Gateway_V1_SubscribeRequest, writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, context: ServerContext) async throws {
         let delivered = DeliveredToken()
-        let opened = try await openInChildTask(request, context: context, direct: DirectWrite(writer, delivered: delivered))
+        let opened = try await openInChildTask(request, writer: writer, delivered: delivered, context: context)
         var outcome: (any Error)?
         do {
             try await run(opened, writer: writer, delivered: delivered)
@@ -68,9 +68,12 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
     /// every slab its deepest call needed. A group's child, not an `async let`: an
     /// `async let` places its child (and the child's first frames) in this task's memory.
     @inline(never)
-    private func openInChildTask(_ request: Stb_Gateway_V1_SubscribeRequest, context: ServerContext, direct: DirectWrite?) async throws -> OpenedStream {
+    private func openInChildTask(
+        _ request: Stb_Gateway_V1_SubscribeRequest, writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, delivered: DeliveredToken,
+        context: ServerContext
+    ) async throws -> OpenedStream {
         try await withThrowingTaskGroup(of: OpenedStream.self) { group in
-            group.addTask { try await open(request, context: context, direct: direct) }
+            group.addTask { try await open(request, context: context, direct: DirectWrite(writer, delivered: delivered)) }
             guard let opened = try await group.next() else {
                 throw RPCError(code: .internal, message: "the stream could not start")
             }
@@ -214,37 +217,23 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
         }
     }
 
-    /// Hands `messages` to the transport in order. Their bytes stop counting as unsent as
-    /// they go (told to the queue every `writtenEvery` bytes and at the end, not per
-    /// message), and the token of the last one handed over is kept.
+    /// Hands `messages` to the transport in order, each marked written and its token
+    /// kept as it goes.
     @inline(never)
     private static func write(
         _ messages: [Outbound], to writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, queue: OutboundQueue, delivered: DeliveredToken
     ) async throws {
         let proto = writer.sendsProtobuf
-        var handed = 0
-        var last: String?
-        defer {
-            if handed > 0 { queue.written(bytes: handed) }
-            if let last { delivered.set(last) }
-        }
         for message in messages {
             if proto {
                 try await writer.write(encoded: message.encoded)
             } else {
                 try await writer.write(message.message)
             }
-            handed += message.body.size(token: message.token)
-            last = message.token
-            if handed >= writtenEvery {
-                queue.written(bytes: handed)
-                handed = 0
-            }
+            queue.written(message)
+            delivered.set(message.token)
         }
     }
-
-    /// How many bytes the writer hands over before telling the queue (see `write`).
-    private static let writtenEvery = 16 * 1024
 
     public func listSessions(_ request: Stb_Gateway_V1_ListSessionsRequest, context: ServerContext) async throws -> Stb_Gateway_V1_ListSessionsResponse {
         try requireAdmin(context)
