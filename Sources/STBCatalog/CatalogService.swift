@@ -33,10 +33,12 @@ public struct CatalogService: Stb_Catalog_V1_CatalogService {
         self.logger = logger
     }
 
-    /// Every method, with `GetConfig` answered from the cache's pre-encoded bytes.
+    /// Every method, with `GetConfig` answered from the cache's pre-encoded bytes (at once,
+    /// on the connection's thread, while the cache is current).
     public func register(in router: inout RPCRouter) {
         registerMethods(in: &router)
         router.register(ConfigCache.getConfigEncoded, unary: { request, _ in try await cache.reply(to: request) })
+        router.register(ConfigCache.getConfigEncoded, immediate: { request, _ in try cache.immediateReply(to: request) })
     }
 
     /// Runs `body` in a transaction whose changes are recorded (audit, events, revision).

@@ -54,7 +54,7 @@ extension ConfigCache {
     /// every change after `base` (pruned), so only the whole tree will do.
     func deltaReply(from base: UInt64, to current: Snapshot, modules: [String]) async throws -> [UInt8]? {
         let key = DeltaReplies.Key(base: base, modules: modules)
-        switch deltas.withLock({ $0.reply(for: key, revision: current.revision) }) {
+        switch cachedDelta(from: base, to: current, modules: modules) {
         case .delta(let bytes)?: return bytes
         case .full?: return nil
         case nil: break
@@ -63,6 +63,12 @@ extension ConfigCache {
         deltas.withLock { $0.store(reply, for: key, revision: current.revision) }
         if case .delta(let bytes) = reply { return bytes }
         return nil
+    }
+
+    /// The reply `deltaReply` computed before for these arguments, if any.
+    func cachedDelta(from base: UInt64, to current: Snapshot, modules: [String]) -> DeltaReplies.Reply? {
+        let key = DeltaReplies.Key(base: base, modules: modules)
+        return deltas.withLock { $0.reply(for: key, revision: current.revision) }
     }
 
     /// One query: the horizon and every entity touched after `base` up to the snapshot's

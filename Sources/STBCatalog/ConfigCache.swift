@@ -61,6 +61,46 @@ public final class ConfigCache: Sendable {
 
     func reply(to request: Stb_Catalog_V1_GetConfigRequest) async throws -> EncodedMessage {
         let current = try await currentSnapshot()
+        var delta: [UInt8]?
+        if try Self.takesDelta(request, current) {
+            delta = try await deltaReply(from: request.knownRevision, to: current, modules: request.moduleKeys)
+        }
+        return Self.answer(request, current, delta: delta)
+    }
+
+    /// `reply(to:)` from memory alone, without waiting: nil when the snapshot may be stale,
+    /// or the delta the caller needs is not computed yet (then `reply(to:)` answers).
+    func immediateReply(to request: Stb_Catalog_V1_GetConfigRequest) throws -> EncodedMessage? {
+        let generation = signal.generation
+        let known = knownRevision.load(ordering: .relaxed)
+        guard let current = snapshot.withLock({ $0 }), current.revision >= known, current.generation == generation else {
+            return nil
+        }
+        var delta: [UInt8]?
+        if try Self.takesDelta(request, current) {
+            switch cachedDelta(from: request.knownRevision, to: current, modules: request.moduleKeys) {
+            case .delta(let bytes)?: delta = bytes
+            case .full?: break
+            case nil: return nil
+            }
+        }
+        return Self.answer(request, current, delta: delta)
+    }
+
+    /// Whether a delta may answer `request`: it holds a copy (`accept_delta`) older than
+    /// `current`. NOT_FOUND for a module `current` does not have (unless the copy is current).
+    private static func takesDelta(_ request: Stb_Catalog_V1_GetConfigRequest, _ current: Snapshot) throws -> Bool {
+        if request.knownRevision != 0, request.knownRevision == current.revision { return false }
+        let missing = request.moduleKeys.filter { current.index[$0] == nil }
+        if !missing.isEmpty {
+            throw RPCError(code: .notFound, message: "no such module: \(missing.map(quoted).joined(separator: ", "))")
+        }
+        return request.acceptDelta && request.knownRevision != 0 && request.knownRevision < current.revision
+    }
+
+    /// The reply to `request` from `current`: unchanged, the `delta` when there is one,
+    /// else the whole tree or the modules asked for.
+    private static func answer(_ request: Stb_Catalog_V1_GetConfigRequest, _ current: Snapshot, delta: [UInt8]?) -> EncodedMessage {
         if request.knownRevision != 0, request.knownRevision == current.revision {
             var unchanged = Stb_Catalog_V1_GetConfigResponse()
             unchanged.revision = current.revision
@@ -68,17 +108,9 @@ public final class ConfigCache: Sendable {
             unchanged.cursor = current.cursor
             return EncodedMessage(bytes: unchanged.serializedBytes())
         }
-        let missing = request.moduleKeys.filter { current.index[$0] == nil }
-        if !missing.isEmpty {
-            throw RPCError(code: .notFound, message: "no such module: \(missing.map(quoted).joined(separator: ", "))")
-        }
-        if request.acceptDelta, request.knownRevision != 0, request.knownRevision < current.revision,
-            let delta = try await deltaReply(from: request.knownRevision, to: current, modules: request.moduleKeys)
-        {
-            return EncodedMessage(bytes: delta)
-        }
+        if let delta { return EncodedMessage(bytes: delta) }
         if request.moduleKeys.isEmpty { return EncodedMessage(bytes: current.fullReply) }
-        var reply = Self.header(revision: current.revision, cursor: current.cursor)
+        var reply = header(revision: current.revision, cursor: current.cursor)
         for key in request.moduleKeys {
             if let position = current.index[key] { reply += current.modules[position].framed }
         }

@@ -14,6 +14,19 @@ public struct EchoService: Stb_Testing_V1_EchoService {
 
     public init() {}
 
+    /// Every method, with `Get` answered at once (on the connection's thread, without a
+    /// task) when it is not asked to wait.
+    public func register(in router: inout RPCRouter) {
+        registerMethods(in: &router)
+        router.register(Stb_Testing_V1_Echo.get, immediate: { request, context in
+            guard request.delayMs == 0 else { return nil }
+            Self.echoMetadata(context)
+            Self.addPadding(request, context)
+            try Self.failIfAsked(request)
+            return Response(text: request.text, payload: request.payload)
+        })
+    }
+
     public func get(_ request: Request, context: ServerContext) async throws -> Response {
         Self.echoMetadata(context)
         Self.addPadding(request, context)

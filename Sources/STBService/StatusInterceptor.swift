@@ -34,6 +34,16 @@ public struct StatusInterceptor: ServerInterceptor {
         }
     }
 
+    public func interceptImmediately<Result: Sendable>(
+        context: ServerContext, next: (ServerContext) throws -> Result?
+    ) throws -> Result? {
+        do {
+            return try next(context)
+        } catch {
+            throw status(for: error, path: context.path)
+        }
+    }
+
     /// The status a caller sees for what a handler threw. Synchronous and never inlined:
     /// in `intercept` its work would widen the async frame that a streaming call keeps
     /// for as long as it lasts.

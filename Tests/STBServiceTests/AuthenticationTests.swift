@@ -235,6 +235,23 @@ struct AuthenticationTests {
         #expect(keys.reads.load(ordering: .relaxed) == 2)
     }
 
+    @Test("without waiting, only a token verified before and not expired is known; a missing or malformed one is refused")
+    func cachedClaims() async throws {
+        let now = Atomic<Int64>(1_000_000)
+        let authenticator = Authenticator(keys: CurrentKeys(TestIdentity.keys), leeway: 0, clock: { now.load(ordering: .relaxed) })
+        let claims = AccessClaims(
+            issuer: TokenAudience.issuer, audience: TokenAudience.services, subject: "user:k", name: "k", role: .viewer,
+            issuedAt: 1_000_000, notBefore: 1_000_000, expiresAt: 1_000_060, tokenID: "k")
+        let metadata = Metadata.bearer(AccessToken.sign(claims, with: TestIdentity.signingKey))
+        #expect(try authenticator.cachedClaims(metadata) == nil)
+        #expect(try await authenticator.authenticate(metadata).name == "k")
+        #expect(try authenticator.cachedClaims(metadata)?.name == "k")
+        now.store(1_000_061, ordering: .relaxed)
+        #expect(try authenticator.cachedClaims(metadata) == nil)
+        #expect(throws: RPCError.self) { try authenticator.cachedClaims(Metadata()) }
+        #expect(throws: RPCError.self) { try authenticator.cachedClaims(Metadata(["authorization": "Basic abc"])) }
+    }
+
     @Test("the cache is bounded")
     func cacheBound() async throws {
         let authenticator = Authenticator(keys: CurrentKeys(TestIdentity.keys), cacheCapacity: 8)

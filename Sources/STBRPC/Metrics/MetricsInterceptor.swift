@@ -41,6 +41,26 @@ public final class MetricsInterceptor: ServerInterceptor {
         }
     }
 
+    public func interceptImmediately<Result: Sendable>(
+        context: ServerContext,
+        next: (ServerContext) throws -> Result?
+    ) throws -> Result? {
+        let metrics = self.metrics(for: MethodKey(path: context.path, rpcProtocol: context.rpcProtocol))
+        let start = ContinuousClock.now
+        // Counted in flight only once it is answered here: a call that is not goes
+        // through `intercept`, which counts it then.
+        do {
+            guard let result = try next(context) else { return nil }
+            metrics.inFlight.increment()
+            metrics.finished(code: .ok, after: ContinuousClock.now - start)
+            return result
+        } catch {
+            metrics.inFlight.increment()
+            metrics.finished(code: Self.code(of: error), after: ContinuousClock.now - start)
+            throw error
+        }
+    }
+
     /// The status the server sends for `error` (as `ServerConnection.handlerFinished` maps it).
     static func code(of error: any Error) -> RPCError.Code {
         switch error {

@@ -25,7 +25,14 @@ public struct RPCRouter: Sendable {
         }
     }
 
+    /// A unary method's answer given at once, on the connection's thread, without a task:
+    /// the request and response in the call's codec; nil when it cannot answer without
+    /// waiting, and the method's `unary` handler takes the call instead.
+    typealias Immediate = @Sendable ([UInt8], MessageCodec, ServerContext) throws -> [UInt8]?
+
     var handlers: [String: Handler] = [:]
+    /// The unary methods that can often answer at once (from memory), by path.
+    var immediateHandlers: [String: Immediate] = [:]
 
     public init() {}
 
@@ -49,6 +56,24 @@ public struct RPCRouter: Sendable {
         precondition(method.kind == .unary, "\(method.path) is not a unary method")
         handlers[method.path] = .unary { bytes, codec, context in
             try await handler(try decode(Request.self, bytes, codec), context).encoded(codec)
+        }
+    }
+
+    /// Lets a unary method answer at once when it can, besides its `unary` handler: when the
+    /// request is in, `handler` runs on the connection's thread without a task or a hop,
+    /// and its response (or the status it throws) is the call's. It returns nil when the
+    /// answer needs waiting (a database, a peer, a lock held long); the method's `unary`
+    /// handler then takes the call as usual. For answers from memory only: it must never
+    /// block, since the connection's other calls wait while it runs. Interceptors run
+    /// around it through `ServerInterceptor.interceptImmediately`; one that cannot sends
+    /// every call to the `unary` handler.
+    public mutating func register<Request, Response>(
+        _ method: ProtoMethod<Request, Response>,
+        immediate handler: @escaping @Sendable (Request, ServerContext) throws -> Response?
+    ) {
+        precondition(method.kind == .unary, "\(method.path) is not a unary method")
+        immediateHandlers[method.path] = { bytes, codec, context in
+            try handler(try decode(Request.self, bytes, codec), context)?.encoded(codec)
         }
     }
 
@@ -84,6 +109,12 @@ public struct RPCRouter: Sendable {
     }
 
     func handler(for path: String) -> Handler? { handlers[path] }
+
+    /// The immediate answer of the unary method at `path`, when it has one.
+    func immediateHandler(for path: String) -> Immediate? {
+        guard case .unary? = handlers[path] else { return nil }
+        return immediateHandlers[path]
+    }
 }
 
 /// A set of methods registered together, such as one proto `service`.

@@ -8,6 +8,8 @@ struct RouteTable: Sendable {
         /// The registered path, shared by every call of the method.
         let path: String
         let handler: RPCRouter.Handler
+        /// The method's immediate answer, for a unary method that has one.
+        let immediate: RPCRouter.Immediate?
         fileprivate let bytes: [UInt8]
     }
 
@@ -18,7 +20,7 @@ struct RouteTable: Sendable {
             let bytes = Array(path.utf8)
             guard !bytes.isEmpty else { continue }
             let hash = bytes.withUnsafeBufferPointer { Self.hash($0.baseAddress!, $0.count) }
-            routes[hash, default: []].append(Route(path: path, handler: handler, bytes: bytes))
+            routes[hash, default: []].append(Route(path: path, handler: handler, immediate: router.immediateHandler(for: path), bytes: bytes))
         }
     }
 

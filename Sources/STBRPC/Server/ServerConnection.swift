@@ -448,6 +448,7 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         let call = ServerCall(connection: self, stream: stream, context: context)
         stream.call = call
         let request = stream.singleRequest.take()
+        if let immediate = stream.route?.immediate, answeredImmediately(call, immediate, request, codec) { return }
         let queue = stream.requestQueue
         call.task = Task(executorPreference: loop) {
             do {
@@ -467,6 +468,22 @@ final class ServerConnection: HTTP2ConnectionDelegate {
                 call.complete(response: nil, error: error)
             }
         }
+    }
+
+    /// Runs a unary method's immediate answer here, inside the request's last callback:
+    /// no task, no hop. False when it could not answer at once; the method's handler
+    /// takes the call then.
+    private func answeredImmediately(_ call: ServerCall, _ immediate: RPCRouter.Immediate, _ request: [UInt8], _ codec: MessageCodec) -> Bool {
+        let response: [UInt8]
+        do {
+            guard let answer = try immediate(request, codec, call.context) else { return false }
+            response = answer
+        } catch {
+            call.complete(response: nil, error: error)
+            return true
+        }
+        call.complete(response: response, error: nil)
+        return true
     }
 
     func handlerFinished(_ stream: ServerStream, response: [UInt8]?, error: (any Error)?) {

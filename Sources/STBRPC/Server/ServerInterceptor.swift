@@ -11,6 +11,25 @@ public protocol ServerInterceptor: Sendable {
         context: ServerContext,
         next: @Sendable (ServerContext) async throws -> Result
     ) async throws -> Result
+
+    /// `intercept` for a call answered at once (`RPCRouter.register(_:immediate:)`): the
+    /// same checks without suspending. `next` returns nil when the call cannot be answered
+    /// at once; then return nil too, having recorded nothing, for the call goes through
+    /// `intercept` next. The default returns nil without calling `next`: an interceptor
+    /// that must wait sends every call through `intercept`.
+    func interceptImmediately<Result: Sendable>(
+        context: ServerContext,
+        next: (ServerContext) throws -> Result?
+    ) throws -> Result?
+}
+
+extension ServerInterceptor {
+    public func interceptImmediately<Result: Sendable>(
+        context: ServerContext,
+        next: (ServerContext) throws -> Result?
+    ) throws -> Result? {
+        nil
+    }
 }
 
 /// Who is calling, as an interceptor established it.
@@ -34,6 +53,11 @@ extension RPCRouter {
     func intercepted(by interceptors: [any ServerInterceptor]) -> RPCRouter {
         guard !interceptors.isEmpty else { return self }
         var router = self
+        for (path, body) in immediateHandlers {
+            router.immediateHandlers[path] = { bytes, codec, context in
+                try interceptors.runImmediately(context) { try body(bytes, codec, $0) }
+            }
+        }
         for (path, handler) in handlers {
             router.handlers[path] = switch handler {
             case .unary(let body):
@@ -61,7 +85,21 @@ extension Array where Element == any ServerInterceptor {
     }
 }
 
+extension Array where Element == any ServerInterceptor {
+    /// Runs `body` inside these interceptors' `interceptImmediately`, from the first; nil
+    /// when one of them or `body` cannot answer at once.
+    func runImmediately<Result: Sendable>(_ context: ServerContext, _ body: (ServerContext) throws -> Result?) throws -> Result? {
+        try self[...].runImmediately(context, body)
+    }
+}
+
 extension ArraySlice where Element == any ServerInterceptor {
+    func runImmediately<Result: Sendable>(_ context: ServerContext, _ body: (ServerContext) throws -> Result?) throws -> Result? {
+        guard let first else { return try body(context) }
+        let rest = dropFirst()
+        return try first.interceptImmediately(context: context) { try rest.runImmediately($0, body) }
+    }
+
     func run<Result: Sendable>(_ context: ServerContext, _ body: @Sendable (ServerContext) async throws -> Result) async throws -> Result {
         guard let first else { return try await body(context) }
         let rest = dropFirst()

@@ -54,24 +54,35 @@ public final class Authenticator: Sendable {
     /// `authorization` may carry the token in the `stb_access` cookie instead; gRPC calls
     /// never do, nor can an HTML form post a Connect call.
     public func authenticate(_ metadata: Metadata, allowingCookie: Bool = false) async throws(RPCError) -> AccessClaims {
+        let token = try Self.presentedToken(metadata, allowingCookie: allowingCookie)
+        do {
+            return try await verify(token)
+        } catch {
+            throw Self.unauthenticated(Self.reason(error), error.description)
+        }
+    }
+
+    /// `authenticate` without waiting: the claims of a token verified before and still
+    /// valid, a cache look-up; nil when the token must be verified first. A missing or
+    /// malformed token is refused as `authenticate` refuses it.
+    public func cachedClaims(_ metadata: Metadata, allowingCookie: Bool = false) throws(RPCError) -> AccessClaims? {
+        let token = try Self.presentedToken(metadata, allowingCookie: allowingCookie)
+        return cache.claims(for: TokenDigest(of: token), now: clock())
+    }
+
+    /// The token a call presents: the bearer token of `authorization`, or (with
+    /// `allowingCookie`, and no `authorization`) the `stb_access` cookie's.
+    private static func presentedToken(_ metadata: Metadata, allowingCookie: Bool) throws(RPCError) -> Substring {
         guard let header = metadata.firstString(forKey: Metadata.authorizationKey) else {
             if allowingCookie, let token = HTTPCookies.value(of: Self.accessCookie, in: metadata.strings(forKey: "cookie")), !token.isEmpty {
-                do {
-                    return try await verify(token)
-                } catch {
-                    throw Self.unauthenticated(Self.reason(error), error.description)
-                }
+                return Substring(token)
             }
             throw Self.unauthenticated("TOKEN_MISSING", "an access token is required (authorization: Bearer <token>)")
         }
         guard let token = Self.bearerToken(header) else {
             throw Self.unauthenticated("TOKEN_MALFORMED", "the authorization header is not `Bearer <token>`")
         }
-        do {
-            return try await verify(token)
-        } catch {
-            throw Self.unauthenticated(Self.reason(error), error.description)
-        }
+        return token
     }
 
     /// The number of tokens the cache holds now.
