@@ -36,8 +36,14 @@ extension RuleEngine {
 
     /// The positions in `compiled` of the rules (not removed) with `key`.
     func positions(of key: String) -> [Int] {
+        let hash = key.hashValue
         var found: [Int] = []
-        for (position, entry) in compiled.enumerated() where entry.rule.key == key && !entry.removed { found.append(position) }
+        keyHashes.withUnsafeBufferPointer { hashes in
+            for position in hashes.indices where hashes[position] == hash {
+                let entry = compiled[position]
+                if entry.rule.key == key && !entry.removed { found.append(position) }
+            }
+        }
         return found
     }
 
@@ -47,10 +53,12 @@ extension RuleEngine {
         var compiled = self.compiled
         var index = self.index
         var removedCount = self.removedCount
+        var keyHashes = self.keyHashes
         let old: Compiled?
         if position == compiled.count {
             old = nil
             compiled.append(entry)
+            keyHashes.append(entry.rule.key.hashValue)
         } else {
             old = compiled[position]
             compiled[position] = entry
@@ -68,7 +76,7 @@ extension RuleEngine {
         let parts = Parts(
             catalog: catalog, keys: keys, indexOf: indexOf, keyTable: keyTable, defaultIncluded: defaultIncluded,
             defaultValues: defaultValues, constraints: constraints, isBoolean: isBoolean, defaultOn: defaultOn,
-            onAtDefaultValue: onAtDefaultValue, compiled: compiled, removedCount: removedCount, index: index)
+            onAtDefaultValue: onAtDefaultValue, compiled: compiled, removedCount: removedCount, keyHashes: keyHashes, index: index)
         let bare = RuleEngine(parts, defaults: DefaultEvaluation())
         return RuleEngine(parts, defaults: DefaultEvaluation(of: bare, patching: defaults, at: position, old: old, new: entry))
     }

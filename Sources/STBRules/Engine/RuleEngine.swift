@@ -229,6 +229,9 @@ public final class RuleEngine: Sendable {
     let compiled: [Compiled]
     /// How many of `compiled` are removed rules' places.
     let removedCount: Int
+    /// Each compiled rule's key's `hashValue`, so a change finds its rule comparing
+    /// integers, not every key.
+    let keyHashes: [Int]
     let index: RuleIndex
     /// The evaluation of the catalog defaults, which incremental evaluation starts from.
     let defaults: DefaultEvaluation
@@ -281,7 +284,8 @@ public final class RuleEngine: Sendable {
         let parts = Parts(
             catalog: catalog, keys: keys, indexOf: indexOf, keyTable: OptionKeyTable(keys), defaultIncluded: defaultIncluded,
             defaultValues: defaultValues, constraints: constraints, isBoolean: isBoolean, defaultOn: defaultOn,
-            onAtDefaultValue: onAtDefaultValue, compiled: compiled, removedCount: 0, index: RuleIndex(compiled, optionCount: keys.count))
+            onAtDefaultValue: onAtDefaultValue, compiled: compiled, removedCount: 0, keyHashes: compiled.map(\.rule.key.hashValue),
+            index: RuleIndex(compiled, optionCount: keys.count))
         let bare = RuleEngine(parts, defaults: DefaultEvaluation())
         self.init(parts, defaults: DefaultEvaluation(of: bare))
     }
@@ -296,7 +300,7 @@ public final class RuleEngine: Sendable {
             defaultIncluded: previous.defaultIncluded, defaultValues: previous.defaultValues,
             constraints: previous.constraints, isBoolean: previous.isBoolean, defaultOn: previous.defaultOn,
             onAtDefaultValue: previous.onAtDefaultValue, compiled: compiled, removedCount: 0,
-            index: RuleIndex(compiled, optionCount: previous.keys.count))
+            keyHashes: compiled.map(\.rule.key.hashValue), index: RuleIndex(compiled, optionCount: previous.keys.count))
         let bare = RuleEngine(parts, defaults: DefaultEvaluation())
         self.init(parts, defaults: DefaultEvaluation(of: bare, reusing: previous.defaults, from: previous))
     }
@@ -315,6 +319,7 @@ public final class RuleEngine: Sendable {
         var onAtDefaultValue: [Bool]
         var compiled: [Compiled]
         var removedCount: Int
+        var keyHashes: [Int]
         var index: RuleIndex
     }
 
@@ -331,6 +336,7 @@ public final class RuleEngine: Sendable {
         onAtDefaultValue = parts.onAtDefaultValue
         compiled = parts.compiled
         removedCount = parts.removedCount
+        keyHashes = parts.keyHashes
         index = parts.index
         self.defaults = defaults
     }
