@@ -89,7 +89,7 @@ let values: BenchOptions = {
         "inproc": ["iterations", "warmup"],
         "serve": ["database-url", "migrations"],
         "load": ["addr", "seconds", "callers", "connections", "server-pid"],
-        "loop": ["selection", "stage", "seconds"],
+        "loop": ["selection", "stage", "change", "seconds"],
     ]
     return BenchOptions(arguments.dropFirst(), allowed: allowed[mode]!, usage: usage, scope: mode)
 }()

@@ -52,7 +52,7 @@ private func expectEqual(_ updated: Evaluation, _ scratch: Evaluation, _ context
 }
 
 @Suite struct RuleChangeTests {
-    /// 150 random rule sets, each changed 40 times one rule at a time; after every change the
+    /// 100 random rule sets, each changed 40 times one rule at a time; after every change the
     /// defaults' evaluation and 5 random selections against an engine built from scratch, and
     /// at the end 40 more selections and the static analysis.
     @Test func updatedEqualsRebuilt() {
@@ -60,7 +60,7 @@ private func expectEqual(_ updated: Evaluation, _ scratch: Evaluation, _ context
         var compared = 0
         var defaultsWithClosure = 0
         var closureChanged = 0
-        for round in 0..<150 {
+        for round in 0..<100 {
             let catalog = randomCatalog(&rng)
             let keys = catalog.optionKeys
             var rules = (0..<(4 + Int(rng.next() % 30))).map { randomRule($0, keys, &rng) }
@@ -95,8 +95,8 @@ private func expectEqual(_ updated: Evaluation, _ scratch: Evaluation, _ context
             #expect(engine.rulesByOption == scratch.rulesByOption, "round \(round)")
         }
         // The random runs reach what they are meant to.
-        #expect(compared == 150 * (39 * 5 + 40))
-        #expect(defaultsWithClosure > 150 * 40 / 4)
-        #expect(closureChanged > 150 * 40 / 20)
+        #expect(compared == 100 * (39 * 5 + 40))
+        #expect(defaultsWithClosure > 100 * 40 / 4)
+        #expect(closureChanged > 100 * 40 / 20)
     }
 }
