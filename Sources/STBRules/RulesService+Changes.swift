@@ -33,6 +33,22 @@ extension RulesService {
         return result
     }
 
+    /// `change` for a body that changes one rule and says how (nil: nothing to apply). After
+    /// the commit, when no other change came between (the revision taken is the one after
+    /// the engine's), the engine is updated with that rule alone; otherwise every rule is
+    /// reloaded.
+    func changeRule<R: Sendable>(actor: CallerIdentity, _ body: (PostgresTransaction, ChangeLog) async throws -> (R, RuleEdit?)) async throws -> R {
+        let (result, edit, revision) = try await pool.withTransaction(maxAttempts: 3) { transaction in
+            let changes = ChangeLog(caller: actor)
+            let (result, edit) = try await body(transaction, changes)
+            return (result, edit, try await changes.write(in: transaction, outbox: outbox))
+        }
+        guard let revision else { return result }
+        if let edit, applyCommitted(edit, revision: revision) { return result }
+        try await reloadRules()
+        return result
+    }
+
     /// Replays rule events after a cursor, then follows them live (see `STBService.watch`).
     public func watch(_ request: Stb_Rules_V1_WatchRequest, writer: RPCWriter<Stb_Rules_V1_ChangeEvent>, context: ServerContext) async throws {
         try await STBService.watch(after: request.after, feed: feed, reload: "reload the rules and watch again", to: writer) { stored in

@@ -41,7 +41,7 @@ extension RulesService {
     public func updateRule(_ request: Stb_Rules_V1_UpdateRuleRequest, context: ServerContext) async throws -> Stb_Rules_V1_Rule {
         guard let ref = request.ref else { throw invalidArgument(["ref: required"]) }
         try requireCatalog()
-        return try await change(actor: context.caller) { transaction, changes in
+        return try await changeRule(actor: context.caller) { transaction, changes in
             let before = try await loadRule(ref, on: transaction.connection, forUpdate: true)
             var after = before
             if let subject = request.subject { after.subject = subject }
@@ -52,20 +52,20 @@ extension RulesService {
             if let active = request.active { after.active = active }
             try check(problems(with: after, at: "rule"))
             after.payloadJson = try JSONValue.parse(after.payloadJson).canonicalText
-            guard after.auditJSON != before.auditJSON else { return before }
+            guard after.auditJSON != before.auditJSON else { return (before, nil) }
             let updated = try RuleMessage(row: try await transaction.query(after.update(id: before.id))[0])
             changes.record(.updated, updated, before: before)
-            return updated
+            return (updated, .updated(updated))
         }
     }
 
     /// Deletes the rule `request` names.
     public func deleteRule(_ request: Stb_Rules_V1_RuleRef, context: ServerContext) async throws -> Stb_Common_V1_Empty {
-        try await change(actor: context.caller) { transaction, changes in
+        try await changeRule(actor: context.caller) { transaction, changes in
             let rule = try await loadRule(request, on: transaction.connection, forUpdate: true)
             try await rule.delete(in: transaction)
             changes.record(.deleted, rule, before: rule)
-            return Stb_Common_V1_Empty()
+            return (Stb_Common_V1_Empty(), .deleted(key: rule.key))
         }
     }
 

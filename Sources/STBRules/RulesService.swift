@@ -164,6 +164,44 @@ public final class RulesService: Stb_Rules_V1_RulesService, Sendable {
         state.problems = problems
     }
 
+    /// One stored rule changed by a commit here.
+    enum RuleEdit: Sendable {
+        case updated(RuleMessage)
+        case deleted(key: String)
+    }
+
+    /// Updates the engine with the one rule `edit` changed at `revision`, when that is the
+    /// revision after the engine's (no other change between) and the rule compiled before
+    /// and after: the rule keeps its place in the rule list, so the engine equals one
+    /// rebuilt from every stored rule. False when the rules must be reloaded instead.
+    func applyCommitted(_ edit: RuleEdit, revision: UInt64) -> Bool {
+        state.withLock { state in
+            guard revision == state.rulesRevision + 1, let engine = state.engine else { return false }
+            let key: String
+            switch edit {
+            case .updated(let message): key = message.key
+            case .deleted(let deleted): key = deleted
+            }
+            // The stored order is the database's (ORDER BY key in its collation): found by key.
+            guard let position = state.rules.firstIndex(where: { $0.key == key }),
+                  case .success? = state.compiledRules[key]?.outcome
+            else { return false }
+            switch edit {
+            case .updated(let message):
+                guard let rule = try? Self.compile(message) else { return false }
+                state.rules[position] = message
+                state.compiledRules[key] = (message, .success(rule))
+                state.engine = engine.applying(.replace(rule))
+            case .deleted:
+                state.rules.remove(at: position)
+                state.compiledRules[key] = nil
+                state.engine = engine.applying(.remove(key))
+            }
+            state.rulesRevision = revision
+            return true
+        }
+    }
+
     func engine() throws -> (RuleEngine, CatalogModel, UInt64) {
         let current = try currentEngine()
         return (current.engine, current.model, current.catalogRevision)

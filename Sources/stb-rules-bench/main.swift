@@ -20,7 +20,7 @@ import Synchronization
 //   stb-rules-bench inproc [--iterations N] [--warmup W]
 //   stb-rules-bench serve  [--database-url URL] [--migrations DIR]
 //   stb-rules-bench load   --addr HOST:PORT [--seconds N] [--callers C] [--connections K]
-//   stb-rules-bench loop   [--selection full|sparse] [--stage read|evaluate|request] [--seconds N]
+//   stb-rules-bench loop   [--selection full|sparse] [--stage read|evaluate|request|change] [--change severity|retarget|add|remove] [--seconds N]
 //
 // Every mode builds the same synthetic, deterministic data (fixed seed; STBBench.makeSynthetic):
 //   catalog  20 modules × 10 groups × 50 options = 10,000 options, as a
@@ -39,8 +39,9 @@ import Synchronization
 //   which is not public), rule compilation, RuleEngine(rules:catalog:) build; then
 //   `evaluate` (incremental) of the full and sparse selections, W warm-up + N timed
 //   iterations each: p50/p99/max and evaluations/s; the same with `evaluateFully` (every rule
-//   checked: the anchor), checked equal; one rule changed (`applying(.replace)`, a different
-//   rule each time) until the engine is ready, and the next evaluation, against a rebuild;
+//   checked: the anchor), checked equal; one rule changed (`applying`: a severity flipped, a requires rule's
+//   targets moved, a rule added, one removed; a different rule each time) until the engine
+//   is ready, and the next evaluation, against a rebuild;
 //   then the per-request CPU stages of the RPC path for the same two requests: the read of
 //   the request's wire bytes into the engine's slot arrays (RulesService.slotSelection(wire:)),
 //   evaluate with the differences, the selection hash, the reply's encoding; and as an
@@ -48,9 +49,11 @@ import Synchronization
 //     rules setup catalog_ms=... compile_ms=... engine_build_ms=... (build_first_ms ... build_p50_ms)
 //     rules inproc selection=full|sparse iterations=N p50_us=... p99_us=... max_us=... evals_per_s=... violations=... closure=... conflicts=...
 //     rules inproc selection=full_every_rule|sparse_every_rule iterations=N p50_us=... p99_us=... same_as_incremental=true
-//     rules change changes=N ready_p50_us=... ready_p99_us=... next_evaluate_p50_us=... full_rebuild_p50_us=... same_as_rebuilt=true
+//     rules change kind=severity changes=N ready_p50_us=... ready_p99_us=... ready_cpu_p50_us=... ready_cpu_p99_us=... next_evaluate_p50_us=... full_rebuild_p50_us=... same_as_rebuilt=true
+//     rules change_retarget|change_add|change_remove kind=... (the same figures)
 //     rules stage selection=full|sparse read_p50_us=... evaluate_p50_us=... hash_p50_us=... respond_p50_us=... total_p50_us=... ceiling_per_s=... anchor_generated_decode_convert_p50_us=... request_bytes=... response_bytes=...
-// loop: one stage of the served path (read, evaluate, or the whole request with its reply)
+// loop: one stage of the served path (read, evaluate, or the whole request with its reply),
+//   or one rule change (--stage change --change KIND, applied to the same engine each time),
 //   repeated for --seconds, for a profiler to attach to (perf record -p PID):
 //     rules loop selection=... stage=... iterations=... per_s=...
 // serve: a fresh schema in the database (default: STB_BENCH_DATABASE_URL, else
@@ -71,7 +74,7 @@ let usage = """
     usage: stb-rules-bench inproc [--iterations N] [--warmup W]
            stb-rules-bench serve  [--database-url URL] [--migrations DIR]
            stb-rules-bench load   --addr HOST:PORT [--seconds N] [--callers C] [--connections K] [--server-pid PID]
-           stb-rules-bench loop   [--selection full|sparse] [--stage read|evaluate|request] [--seconds N]
+           stb-rules-bench loop   [--selection full|sparse] [--stage read|evaluate|request|change] [--change severity|retarget|add|remove] [--seconds N]
     """
 
 func us(_ ns: UInt64) -> String { format(Double(ns) / 1000, 1) }
@@ -86,7 +89,7 @@ let values: BenchOptions = {
         "inproc": ["iterations", "warmup"],
         "serve": ["database-url", "migrations"],
         "load": ["addr", "seconds", "callers", "connections", "server-pid"],
-        "loop": ["selection", "stage", "seconds"],
+        "loop": ["selection", "stage", "change", "seconds"],
     ]
     return BenchOptions(arguments.dropFirst(), allowed: allowed[mode]!, usage: usage, scope: mode)
 }()
@@ -215,38 +218,52 @@ func runInProcess() {
         if !same { complain("\(name): incremental and full evaluation differ") }
     }
 
-    // One rule changed (each time another rule, its severity flipped), until the engine is
-    // ready for the next evaluation; then that evaluation.
+    // One rule changed, until the engine is ready for the next evaluation; then that
+    // evaluation. Each change is applied to the engine built above (a different rule each
+    // time), of each kind: a rule's severity flipped (the closure stays), a requires rule's
+    // targets moved to other options (the closure and its first level change), a requires
+    // rule added, a rule removed. The first line (severity) is the one printed before the
+    // kinds were split; the summary judges the slowest kind.
     let sparseSelection: Selection
     do { sparseSelection = try selection(data.sparse, model) } catch { fail("sparse selection: \(error)") }
-    var changes: [UInt64] = []
-    var firstEvaluations: [UInt64] = []
-    var changeCPU: [UInt64] = []
-    var changed = engine
     let changeCount = max(50, iterations / 10)
-    for round in 0..<(changeCount + 10) {
-        var rule = rules[(round * 37) % rules.count]
-        rule.severity = rule.severity == .error ? .warning : .error
-        let cpuStart = threadCPU()
-        let start = now()
-        changed = engine.applying(.replace(rule))
-        let ready = now()
-        let cpuReady = threadCPU()
-        _ = changed.evaluate(sparseSelection)
-        let evaluated = now()
-        if round >= 10 {
-            changes.append(ready - start)
-            changeCPU.append(cpuReady - cpuStart)
-            firstEvaluations.append(evaluated - ready)
+    let maker = ChangeMaker(rules: rules, optionKeys: model.optionKeys)
+    for kind in ["severity", "retarget", "add", "remove"] {
+        var changes: [UInt64] = []
+        var firstEvaluations: [UInt64] = []
+        var changeCPU: [UInt64] = []
+        var changed = engine
+        var sameAfterChange = true
+        for round in 0..<(changeCount + 10) {
+            let ruleChange = maker.change(kind, round)
+            let cpuStart = threadCPU()
+            let start = now()
+            changed = engine.applying(ruleChange)
+            let ready = now()
+            let cpuReady = threadCPU()
+            let evaluation = changed.evaluate(sparseSelection)
+            let evaluated = now()
+            if round >= 10 {
+                changes.append(ready - start)
+                changeCPU.append(cpuReady - cpuStart)
+                firstEvaluations.append(evaluated - ready)
+            }
+            // Now and then (untimed), the changed engine against one built from its rules.
+            if round % 20 == 0 {
+                let scratch = RuleEngine(rules: ruleChange.apply(to: rules), catalog: model)
+                let full = scratch.evaluateFully(sparseSelection)
+                sameAfterChange = sameAfterChange && full.violations == evaluation.violations && full.closure == evaluation.closure
+                    && full.conflicts == evaluation.conflicts && scratch.defaultEvaluation.violations == changed.defaultEvaluation.violations
+                    && scratch.defaultEvaluation.closure == changed.defaultEvaluation.closure
+            }
         }
+        changes.sort()
+        firstEvaluations.sort()
+        changeCPU.sort()
+        let label = kind == "severity" ? "rules change " : "rules change_\(kind) "
+        report("\(label)kind=\(kind) changes=\(changes.count) ready_p50_us=\(us(percentile(changes, 50))) ready_p99_us=\(us(percentile(changes, 99))) ready_max_us=\(us(percentile(changes, 100))) ready_cpu_p50_us=\(us(percentile(changeCPU, 50))) ready_cpu_p99_us=\(us(percentile(changeCPU, 99))) next_evaluate_p50_us=\(us(percentile(firstEvaluations, 50))) full_rebuild_p50_us=\(us(builds[2])) same_as_rebuilt=\(sameAfterChange)")
+        if !sameAfterChange { complain("\(kind): the engine changed by one rule differs from one rebuilt") }
     }
-    changes.sort()
-    firstEvaluations.sort()
-    changeCPU.sort()
-    let scratch = RuleEngine(rules: changed.rules, catalog: model)
-    let sameAfterChange = scratch.evaluateFully(sparseSelection).violations == changed.evaluate(sparseSelection).violations
-    report("rules change changes=\(changes.count) ready_p50_us=\(us(percentile(changes, 50))) ready_p99_us=\(us(percentile(changes, 99))) ready_max_us=\(us(percentile(changes, 100))) ready_cpu_p50_us=\(us(percentile(changeCPU, 50))) ready_cpu_p99_us=\(us(percentile(changeCPU, 99))) next_evaluate_p50_us=\(us(percentile(firstEvaluations, 50))) full_rebuild_p50_us=\(us(builds[2])) same_as_rebuilt=\(sameAfterChange)")
-    if !sameAfterChange { complain("the engine changed by one rule differs from one rebuilt") }
 
     // The RPC path's CPU stages, one at a time, for the same requests.
     let stageIterations = max(200, iterations / 2)
@@ -304,13 +321,64 @@ func runInProcess() {
 
 /// One stage of the served path in a loop for a profiler (perf record -p): the request
 /// read, the evaluation, or both with the reply.
+/// The rule changes the benchmark times, a different rule each round: `severity` (flipped),
+/// `retarget` (a requires rule's targets moved to other options after its subject),
+/// `add` (a requires rule), `remove`.
+struct ChangeMaker {
+    let rules: [Rule]
+    let optionKeys: [String]
+    /// Requires rules with their subject's position in `optionKeys`.
+    let requiresRules: [(rule: Rule, subject: Int)]
+
+    init(rules: [Rule], optionKeys: [String]) {
+        self.rules = rules
+        self.optionKeys = optionKeys
+        var position: [String: Int] = [:]
+        for (index, key) in optionKeys.enumerated() { position[key] = index }
+        requiresRules = rules.compactMap { rule in
+            guard case .requires = rule.kind, let subject = position[rule.subject] else { return nil }
+            return (rule, subject)
+        }
+    }
+
+    func change(_ kind: String, _ round: Int) -> RuleChange {
+        let count = optionKeys.count
+        switch kind {
+        case "retarget":
+            let picked = requiresRules[(round * 37) % requiresRules.count]
+            var rule = picked.rule
+            let subject = picked.subject
+            guard case .requires(let targets) = rule.kind, subject + 1 < count else { return .replace(rule) }
+            // Other options after the subject (the synthetic rules point forward: acyclic).
+            let room = count - subject - 1
+            rule.kind = .requires(targets.indices.map { optionKeys[subject + 1 + (round * 7 + $0 * 13) % room] })
+            return .replace(rule)
+        case "add":
+            let subject = (round * 97) % (count - 1)
+            let target = subject + 1 + (round * 13) % (count - subject - 1)
+            return .add(Rule(key: "bench_added_\(round)", subject: optionKeys[subject], kind: .requires([optionKeys[target]])))
+        case "remove":
+            return .remove(rules[(round * 37) % rules.count].key)
+        default:
+            var rule = rules[(round * 37) % rules.count]
+            rule.severity = rule.severity == .error ? .warning : .error
+            return .replace(rule)
+        }
+    }
+}
+
 func runLoop() {
     let seconds = values.positiveInt("seconds", 10)
     let name = values["selection"] ?? "sparse"
     let stage = values["stage"] ?? "request"
     let data = makeSynthetic()
     let engine: RuleEngine
-    do { engine = RuleEngine(rules: try data.rules.map(compile), catalog: catalogModel(data.config)) } catch { fail("compile: \(error)") }
+    let rules: [Rule]
+    do { rules = try data.rules.map(compile) } catch { fail("compile: \(error)") }
+    let model = catalogModel(data.config)
+    engine = RuleEngine(rules: rules, catalog: model)
+    let maker = ChangeMaker(rules: rules, optionKeys: model.optionKeys)
+    let changeKind = values["change"] ?? "severity"
     guard let request = ["full": data.full, "sparse": data.sparse][name] else { fail("--selection full|sparse") }
     let bytes = request.serializedBytes()
     let defaults = EncodedDefaults(engine)
@@ -327,6 +395,8 @@ func runLoop() {
                 do { sink &+= try RulesService.slotSelection(wire: bytes, engine: engine).selection.chosenCount } catch { fail("read: \(error)") }
             case "evaluate":
                 sink &+= engine.evaluateWithDifferences(selected).evaluation.violations.count
+            case "change":
+                sink &+= engine.applying(maker.change(changeKind, count)).defaultEvaluation.violations.count
             default:
                 do {
                     let result = engine.evaluateWithDifferences(try RulesService.slotSelection(wire: bytes, engine: engine).selection)
@@ -445,7 +515,12 @@ func runLoad() async {
     let data = makeSynthetic()
     // The in-process answer, to check the server's.
     let engine: RuleEngine
-    do { engine = RuleEngine(rules: try data.rules.map(compile), catalog: catalogModel(data.config)) } catch { fail("compile: \(error)") }
+    let rules: [Rule]
+    do { rules = try data.rules.map(compile) } catch { fail("compile: \(error)") }
+    let model = catalogModel(data.config)
+    engine = RuleEngine(rules: rules, catalog: model)
+    let maker = ChangeMaker(rules: rules, optionKeys: model.optionKeys)
+    let changeKind = values["change"] ?? "severity"
 
     var configuration = RPCClient.Configuration()
     configuration.maxReceiveMessageSize = 64 * 1024 * 1024

@@ -122,7 +122,7 @@ extension RuleEngine {
             cycles: cycles, deadOptions: [], unknownReferences: [], contradictoryChoices: [],
             dynamicValidations: [], cyclesTruncated: truncated)
 
-        for entry in compiled {
+        for entry in compiled where !entry.removed {
             let rule = entry.rule
             switch rule.kind {
             case .choice: break

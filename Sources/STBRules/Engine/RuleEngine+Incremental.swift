@@ -62,48 +62,14 @@ struct DefaultEvaluation: Sendable {
         finish()
     }
 
-    /// `previous` with the rule at `position` changed from `old` (nil: appended) to `new`:
-    /// only that rule is checked; the closure is recomputed only when either is an active
-    /// requires, forbidden or choice rule.
-    init(of engine: RuleEngine, patching previous: DefaultEvaluation, at position: Int, old: RuleEngine.Compiled?, new: RuleEngine.Compiled) {
-        self = previous
-        let (state, _, _) = engine.resolve(Selection(choices: [:]))
-        let at = violations.firstIndex { $0.rule >= position } ?? violations.endIndex
-        if at < violations.count, violations[at].rule == position { violations.remove(at: at) }
-        if new.rule.active, let violation = engine.check(new, state) { violations.insert((position, violation), at: at) }
-        func shapesClosure(_ entry: RuleEngine.Compiled?) -> Bool {
-            guard let entry, entry.rule.active else { return false }
-            if case .validation = entry.rule.kind { return false }
-            return true
-        }
-        // A rule whose change leaves what the closure reads alone (its key, kind, subject,
-        // listed options and activity; say its severity or message) keeps the closure.
-        func sameForClosure(_ old: RuleEngine.Compiled?, _ new: RuleEngine.Compiled) -> Bool {
-            guard let old, old.rule.active == new.rule.active, old.rule.key == new.rule.key,
-                old.rule.subject == new.rule.subject, old.targetKeys == new.targetKeys, old.targets == new.targets
-            else { return false }
-            switch (old.rule.kind, new.rule.kind) {
-            case (.requires, .requires), (.forbidden, .forbidden), (.choice, .choice), (.validation, .validation): return true
-            default: return false
-            }
-        }
-        if !sameForClosure(old, new) && (shapesClosure(old) || shapesClosure(new)) { computeClosure(engine, state) }
-        finish()
-    }
-
-    private mutating func computeClosure(_ engine: RuleEngine, _ state: RuleEngine.State) {
+    mutating func computeClosure(_ engine: RuleEngine, _ state: RuleEngine.State) {
         (closure, conflicts) = engine.closureAndConflicts(state)
         closureParent = engine.closureParents(state)
         closurePosition = Array(repeating: -1, count: closureParent.count)
         for (position, entry) in closure.enumerated() {
             if let added = engine.indexOf[entry.optionKey] { closurePosition[added] = Int32(position) }
         }
-        let flat = engine.index.requiresFlat
-        let from = engine.index.requiresFrom
-        closureFrontier = flat.indices.compactMap { edge in
-            let target = flat[edge]
-            return state.on[Int(from[edge])] && (target < 0 || !state.on[Int(target)]) ? Int32(edge) : nil
-        }
+        computeFrontier(engine, state)
         closureInputs = engine.index.requiresNode
         for entry in closure {
             guard let added = engine.indexOf[entry.optionKey] else { continue }
@@ -113,7 +79,7 @@ struct DefaultEvaluation: Sendable {
         }
     }
 
-    private mutating func finish() {
+    mutating func finish() {
         let list = violations.map(\.violation)
         evaluation = Evaluation(
             valid: !list.contains { $0.severity == .error }, violations: list, closure: closure,
@@ -193,83 +159,6 @@ extension RuleEngine {
             valid: !violations.contains { $0.severity == .error },
             violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown,
             fromDefaults: fromDefaults, closureFromDefaults: !closureTouched)
-    }
-
-    // MARK: - Rule changes
-
-    /// The engine with `change` applied: the other rules keep their compiled form and their
-    /// answers for the defaults; only the changed rule is compiled and checked, and the
-    /// indexes are rebuilt from the compiled rules (no option key hashed again).
-    public func applying(_ change: RuleChange) -> RuleEngine {
-        var compiled: [Compiled] = []
-        switch change {
-        case .add(let rule):
-            return patched(at: self.compiled.count, with: Compiled(rule: rule, indexOf: indexOf))
-        case .remove(let key):
-            compiled = self.compiled.filter { $0.rule.key != key }
-        case .replace(let rule):
-            let positions = self.compiled.indices.lazy.filter { self.compiled[$0].rule.key == rule.key }
-            var iterator = positions.makeIterator()
-            switch (iterator.next(), iterator.next()) {
-            case (nil, _): return patched(at: self.compiled.count, with: Compiled(rule: rule, indexOf: indexOf))
-            case (let position?, nil): return patched(at: position, with: Compiled(rule: rule, indexOf: indexOf))
-            default: break
-            }
-            // As `RuleChange.apply`: the first rule with the key is replaced, later ones dropped.
-            compiled.reserveCapacity(self.compiled.count + 1)
-            var replaced = false
-            for entry in self.compiled {
-                if entry.rule.key == rule.key {
-                    if !replaced { compiled.append(Compiled(rule: rule, indexOf: indexOf)); replaced = true }
-                } else {
-                    compiled.append(entry)
-                }
-            }
-        }
-        return RuleEngine(self, compiled: compiled)
-    }
-
-    /// The engine with `entry` at `position` (replacing the rule there, or appended at the
-    /// end): the indexes and the defaults' evaluation are patched, no other rule is touched.
-    func patched(at position: Int, with entry: Compiled) -> RuleEngine {
-        var compiled = self.compiled
-        var rules = self.rules
-        var index = self.index
-        let old: Compiled?
-        if position == compiled.count {
-            old = nil
-            compiled.append(entry)
-            rules.append(entry.rule)
-        } else {
-            old = compiled[position]
-            compiled[position] = entry
-            rules[position] = entry.rule
-            if let old { index.remove(old, at: position) }
-        }
-        index.insert(entry, at: position)
-        let parts = Parts(
-            rules: rules, catalog: catalog, keys: keys, indexOf: indexOf, keyTable: keyTable, defaultIncluded: defaultIncluded,
-            defaultValues: defaultValues, constraints: constraints, isBoolean: isBoolean, defaultOn: defaultOn,
-            onAtDefaultValue: onAtDefaultValue, compiled: compiled, index: index)
-        let bare = RuleEngine(parts, defaults: DefaultEvaluation())
-        return RuleEngine(parts, defaults: DefaultEvaluation(of: bare, patching: defaults, at: position, old: old, new: entry))
-    }
-
-    /// The engine for `rules` on the same catalog: a rule whose key is not in `changedKeys`
-    /// and that this engine has (under a unique key) keeps its compiled form and its answer
-    /// for the defaults; the others are compiled and checked.
-    public func replacingRules(_ rules: [Rule], changedKeys: Set<String>) -> RuleEngine {
-        var byKey: [String: Compiled] = [:]
-        byKey.reserveCapacity(compiled.count)
-        var duplicated = Set<String>()
-        for entry in compiled where byKey.updateValue(entry, forKey: entry.rule.key) != nil {
-            duplicated.insert(entry.rule.key)
-        }
-        let reused = rules.map { rule in
-            if !changedKeys.contains(rule.key), !duplicated.contains(rule.key), let entry = byKey[rule.key] { return entry }
-            return Compiled(rule: rule, indexOf: indexOf)
-        }
-        return RuleEngine(self, compiled: reused)
     }
 }
 

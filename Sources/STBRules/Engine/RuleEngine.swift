@@ -150,9 +150,13 @@ public final class RuleEngine: Sendable {
         let slots: [Int]
         /// The rule reads options it does not name (json-logic with computed variable names).
         let dynamic: Bool
+        /// The place of a removed rule, kept so that the rules after it keep their indices
+        /// (inactive: in no index, never checked; left out of `rules`).
+        let removed: Bool
 
         init(rule: Rule, indexOf: [String: Int]) {
             self.rule = rule
+            removed = false
             switch rule.kind {
             case .choice: scope = .always
             case .validation where rule.subject == Rule.globalSubject: scope = .always
@@ -177,9 +181,33 @@ public final class RuleEngine: Sendable {
             self.slots = unique
             self.dynamic = dynamic
         }
+
+        /// The place `entry` leaves when it is removed.
+        init(removing entry: Compiled) {
+            var rule = entry.rule
+            rule.active = false
+            self.rule = rule
+            scope = entry.scope
+            targets = entry.targets
+            targetKeys = entry.targetKeys
+            slots = entry.slots
+            dynamic = entry.dynamic
+            removed = true
+        }
+
+        /// The subject's option slot when the rule fires on one; -1 when it never fires
+        /// (subject not in the catalog), -2 when it always applies.
+        var scopeSlot: Int {
+            switch scope {
+            case .option(let slot): slot
+            case .never: -1
+            case .always: -2
+            }
+        }
     }
 
-    public let rules: [Rule]
+    /// The rules, in the order given (and changed: an added rule comes last).
+    public var rules: [Rule] { compiled.compactMap { $0.removed ? nil : $0.rule } }
     public let catalog: CatalogModel
 
     let keys: [String]
@@ -197,7 +225,13 @@ public final class RuleEngine: Sendable {
     /// Whether an option is on when included at its default value (false only for a
     /// boolean whose default is not `true`), by option index.
     let onAtDefaultValue: [Bool]
+    /// The compiled rules, with the places of rules removed by `applying` (`Compiled.removed`).
     let compiled: [Compiled]
+    /// How many of `compiled` are removed rules' places.
+    let removedCount: Int
+    /// Each compiled rule's key's `hashValue`, so a change finds its rule comparing
+    /// integers, not every key.
+    let keyHashes: [Int]
     let index: RuleIndex
     /// The evaluation of the catalog defaults, which incremental evaluation starts from.
     let defaults: DefaultEvaluation
@@ -205,12 +239,12 @@ public final class RuleEngine: Sendable {
     /// Indices into `compiled` of active rules, ascending.
     var activeRules: [Int] { index.activeRules }
     /// Requires edges of active rules: option index → (target index or nil, target key, rule index).
-    var requiresOut: [[(target: Int?, key: String, rule: Int)]] { index.requiresOut }
+    var requiresOut: SlotLists<(target: Int?, key: String, rule: Int)> { index.requiresOut }
     /// Active forbidden rules by subject option index; and by forbidden target index.
-    var forbiddenBySubject: [[Int]] { index.forbiddenBySubject }
-    var forbiddenByTarget: [[Int]] { index.forbiddenByTarget }
+    var forbiddenBySubject: SlotLists<Int> { index.forbiddenBySubject }
+    var forbiddenByTarget: SlotLists<Int> { index.forbiddenByTarget }
     /// Active choice rules by member option index.
-    var choicesByMember: [[Int]] { index.choicesByMember }
+    var choicesByMember: SlotLists<Int> { index.choicesByMember }
 
     /// Rule keys by every option they reference (subject or listed), all rules.
     public var rulesByOption: [String: [String]] {
@@ -248,29 +282,31 @@ public final class RuleEngine: Sendable {
         }
         let onAtDefaultValue = keys.indices.map { Self.isOn(included: true, value: defaultValues[$0], boolean: isBoolean[$0]) }
         let parts = Parts(
-            rules: rules, catalog: catalog, keys: keys, indexOf: indexOf, keyTable: OptionKeyTable(keys), defaultIncluded: defaultIncluded,
+            catalog: catalog, keys: keys, indexOf: indexOf, keyTable: OptionKeyTable(keys), defaultIncluded: defaultIncluded,
             defaultValues: defaultValues, constraints: constraints, isBoolean: isBoolean, defaultOn: defaultOn,
-            onAtDefaultValue: onAtDefaultValue, compiled: compiled, index: RuleIndex(compiled, optionCount: keys.count))
+            onAtDefaultValue: onAtDefaultValue, compiled: compiled, removedCount: 0, keyHashes: compiled.map(\.rule.key.hashValue),
+            index: RuleIndex(compiled, optionCount: keys.count))
         let bare = RuleEngine(parts, defaults: DefaultEvaluation())
         self.init(parts, defaults: DefaultEvaluation(of: bare))
     }
 
-    /// The engine after a rule change: shares the catalog side and the compiled forms in
+    /// The engine after rule changes: shares the catalog side and the compiled forms in
     /// `compiled` that `previous` has, and checks only the other rules against the defaults.
+    /// Removed rules' places in `compiled` are dropped.
     convenience init(_ previous: RuleEngine, compiled: [Compiled]) {
+        let compiled = compiled.filter { !$0.removed }
         let parts = Parts(
-            rules: compiled.map(\.rule), catalog: previous.catalog, keys: previous.keys, indexOf: previous.indexOf, keyTable: previous.keyTable,
+            catalog: previous.catalog, keys: previous.keys, indexOf: previous.indexOf, keyTable: previous.keyTable,
             defaultIncluded: previous.defaultIncluded, defaultValues: previous.defaultValues,
             constraints: previous.constraints, isBoolean: previous.isBoolean, defaultOn: previous.defaultOn,
-            onAtDefaultValue: previous.onAtDefaultValue, compiled: compiled,
-            index: RuleIndex(compiled, optionCount: previous.keys.count))
+            onAtDefaultValue: previous.onAtDefaultValue, compiled: compiled, removedCount: 0,
+            keyHashes: compiled.map(\.rule.key.hashValue), index: RuleIndex(compiled, optionCount: previous.keys.count))
         let bare = RuleEngine(parts, defaults: DefaultEvaluation())
         self.init(parts, defaults: DefaultEvaluation(of: bare, reusing: previous.defaults, from: previous))
     }
 
     /// Everything but the default evaluation, which is computed with an engine built from them.
     struct Parts {
-        var rules: [Rule]
         var catalog: CatalogModel
         var keys: [String]
         var indexOf: [String: Int]
@@ -282,11 +318,12 @@ public final class RuleEngine: Sendable {
         var defaultOn: [Bool]
         var onAtDefaultValue: [Bool]
         var compiled: [Compiled]
+        var removedCount: Int
+        var keyHashes: [Int]
         var index: RuleIndex
     }
 
     init(_ parts: Parts, defaults: DefaultEvaluation) {
-        rules = parts.rules
         catalog = parts.catalog
         keys = parts.keys
         indexOf = parts.indexOf
@@ -298,6 +335,8 @@ public final class RuleEngine: Sendable {
         defaultOn = parts.defaultOn
         onAtDefaultValue = parts.onAtDefaultValue
         compiled = parts.compiled
+        removedCount = parts.removedCount
+        keyHashes = parts.keyHashes
         index = parts.index
         self.defaults = defaults
     }
