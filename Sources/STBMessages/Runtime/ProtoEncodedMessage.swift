@@ -1,7 +1,8 @@
 /// A message of type `Shape` kept in its wire form: a reply encoded once and sent many
 /// times, or a request read straight from its bytes. Its name, and so its JSON form, are
-/// `Shape`'s (see `ProtoMessage.serializeJSON`).
-public struct ProtoEncodedMessage<Shape: ProtoMessage>: ProtoMessage {
+/// `Shape`'s (see `ProtoMessage.serializeJSON`); with `ProtoUntypedShape` it is a
+/// `ProtoWireMessage`, whose type only the method knows.
+public struct ProtoEncodedMessage<Shape: ProtoMessageShape>: ProtoMessage {
     /// The wire encoding.
     public var bytes: [UInt8] = []
 
@@ -11,7 +12,7 @@ public struct ProtoEncodedMessage<Shape: ProtoMessage>: ProtoMessage {
     /// A message with the wire encoding `bytes`.
     public init(bytes: [UInt8]) { self.bytes = bytes }
 
-    /// Keeps the bytes as they are; whoever reads them decodes them.
+    /// Keeps the bytes as they are; they are decoded only where their type is known.
     public init(serializedBytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
         bytes = Array(serializedBytes)
     }

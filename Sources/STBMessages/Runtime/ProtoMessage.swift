@@ -2,7 +2,7 @@
 ///
 /// Generated types conform; handler code only sees Swift values, never the
 /// protobuf-c structs they are converted to and from.
-public protocol ProtoMessage: ProtoJSONMessage, Sendable, Hashable {
+public protocol ProtoMessage: ProtoMessageShape, ProtoJSONMessage, Sendable, Hashable {
     /// Creates a message with every field at its default value.
     init()
 
@@ -11,8 +11,13 @@ public protocol ProtoMessage: ProtoJSONMessage, Sendable, Hashable {
 
     /// Appends the wire encoding to `buffer`.
     func serialize(into buffer: inout [UInt8])
+}
 
-    /// Fully qualified proto name, e.g. "stb.testing.v1.AllKinds".
+/// A type that names a protobuf message: every `ProtoMessage`, and the shape a
+/// `ProtoEncodedMessage` holds in wire form.
+public protocol ProtoMessageShape {
+    /// Fully qualified proto name, e.g. "stb.testing.v1.AllKinds"; empty for a message
+    /// whose type is not known here (`ProtoUntypedShape`).
     static var protoMessageName: String { get }
 }
 

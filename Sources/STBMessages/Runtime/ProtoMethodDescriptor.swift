@@ -91,28 +91,12 @@ public enum ProtoDynamicMessage {
 }
 
 /// A message held in wire form, of whatever type the method says: requests and replies of
-/// tools that carry messages they only know by name.
-public struct ProtoWireMessage: ProtoMessage {
-    /// The wire encoding.
-    public var bytes: [UInt8] = []
+/// tools that carry messages they only know by name. JSON conversions go through
+/// `ProtoDynamicMessage` with the method's type names.
+public typealias ProtoWireMessage = ProtoEncodedMessage<ProtoUntypedShape>
 
-    /// An empty message (every field at its default).
-    public init() {}
-
-    /// A message with the wire encoding `bytes`.
-    public init(bytes: [UInt8]) { self.bytes = bytes }
-
-    /// Keeps the bytes as they are; they are decoded only where their type is known.
-    public init(serializedBytes: UnsafeRawBufferPointer) throws(ProtoDecodingError) {
-        bytes = Array(serializedBytes)
-    }
-
-    /// Appends the bytes as they are.
-    public func serialize(into buffer: inout [UInt8]) {
-        buffer.append(contentsOf: bytes)
-    }
-
-    /// Not a type of its own: JSON conversions go through `ProtoDynamicMessage` with the
-    /// method's type names.
+/// The shape of a message whose type is not known here (see `ProtoWireMessage`): it has
+/// no name, and so no JSON form of its own.
+public enum ProtoUntypedShape: ProtoMessageShape {
     public static var protoMessageName: String { "" }
 }

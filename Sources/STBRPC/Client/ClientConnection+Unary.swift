@@ -29,10 +29,7 @@ extension ClientConnection {
     /// Ends `exchange` with `status` (RST_STREAM if it is open on the wire).
     func cancel(_ exchange: UnaryExchange, status: RPCError) {
         guard !exchange.isFinished else { return }
-        if let session, exchange.streamID > 0 {
-            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), exchange.streamID, H2Error.cancel)
-            transport.scheduleFlush()
-        }
+        resetStream(exchange.streamID)
         exchange.finish(.failure(status))
     }
 

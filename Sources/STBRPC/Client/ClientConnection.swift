@@ -125,11 +125,16 @@ final class ClientConnection: HTTP2ConnectionDelegate {
 
     func cancel(_ call: ClientCall, status: RPCError) {
         guard !call.isFinished else { return }
-        if let session, call.streamID > 0 {
-            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), call.streamID, H2Error.cancel)
-            transport.scheduleFlush()
-        }
+        resetStream(call.streamID)
         call.finish(status)
+    }
+
+    /// Submits RST_STREAM (CANCEL) for `streamID` if it is open on the wire (a stream ID
+    /// is given once the request is submitted) and the connection still has a session.
+    func resetStream(_ streamID: Int32) {
+        guard let session, streamID > 0 else { return }
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, H2Error.cancel)
+        transport.scheduleFlush()
     }
 
     func returnCredit(_ call: ClientCall) {
