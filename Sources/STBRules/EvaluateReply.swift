@@ -49,15 +49,24 @@ enum EvaluateReplyEncoder {
         _ evaluation: Evaluation, defaults: EncodedDefaults?, revisions: RulesService.Revisions, selectionHash hash: [UInt8]
     ) -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(256 + evaluation.violations.count * 192)
-        if evaluation.valid { bytes.append(contentsOf: [validTag, 1]) }
-        let reuse = defaults != nil && evaluation.fromDefaults.count == evaluation.violations.count
-        for (position, violation) in evaluation.violations.enumerated() {
-            if reuse, let defaults, case let origin = evaluation.fromDefaults[position], origin >= 0 {
-                bytes.append(contentsOf: defaults.violations[origin])
-            } else {
-                appendViolation(violation, to: &bytes)
+        let count = evaluation.violationCount
+        if let defaults, !evaluation.fromDefaults.isEmpty {
+            // The defaults' violations are copied from their encoding; only the others are encoded.
+            var size = 64 + hash.count
+            for origin in evaluation.fromDefaults where origin >= 0 { size += defaults.violations[Int(origin)].count }
+            bytes.reserveCapacity(size + (evaluation.ownViolations.count + evaluation.closure.count) * 192 + defaults.closureAndConflicts.count)
+            if evaluation.valid { bytes.append(contentsOf: [validTag, 1]) }
+            for origin in evaluation.fromDefaults {
+                if origin >= 0 {
+                    bytes.append(contentsOf: defaults.violations[Int(origin)])
+                } else {
+                    appendViolation(evaluation.ownViolations[Int(~origin)], to: &bytes)
+                }
             }
+        } else {
+            bytes.reserveCapacity(256 + count * 192)
+            if evaluation.valid { bytes.append(contentsOf: [validTag, 1]) }
+            for violation in evaluation.violations { appendViolation(violation, to: &bytes) }
         }
         if let defaults, evaluation.closureFromDefaults {
             bytes.append(contentsOf: defaults.closureAndConflicts)
@@ -84,7 +93,11 @@ enum EvaluateReplyEncoder {
 
     static func appendClosureAndConflicts(_ evaluation: Evaluation, to bytes: inout [UInt8]) {
         for entry in evaluation.closure {
-            appendField(closureTag, Array(entry.optionKey.utf8), to: &bytes)
+            // The key's bytes straight into the reply, with no array made per entry.
+            let key = entry.optionKey.utf8
+            bytes.append(closureTag)
+            appendVarint(UInt64(key.count), to: &bytes)
+            bytes.append(contentsOf: key)
         }
         for entry in evaluation.conflicts {
             let message = Stb_Rules_V1_ClosureConflict(ruleKey: entry.ruleKey, chain: entry.chain, explanation: entry.explanation)

@@ -51,7 +51,10 @@ extension RulesService {
             return defaultReply(engine, revisions)
         }
         let hash = Selection.hash(differences: evaluated.differences)
-        selections.insert(hash, Selection(choices: Dictionary(evaluated.differences, uniquingKeysWith: { $1 })))
+        // A selection evaluated again is held already: its choices are not made into a dictionary again.
+        if !selections.contains(hash) {
+            selections.insert(hash, Selection(choices: Dictionary(evaluated.differences, uniquingKeysWith: { $1 })))
+        }
         return EvaluateReply(bytes: EvaluateReplyEncoder.reply(
             evaluated.evaluation, defaults: encodedDefaults(engine), revisions: revisions, selectionHash: hash))
     }

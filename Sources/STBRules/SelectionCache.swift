@@ -34,6 +34,11 @@ final class SelectionCache: Sendable {
         }
     }
 
+    /// Whether a selection is held under `hash` (so a caller can skip making one to insert).
+    func contains(_ hash: [UInt8]) -> Bool {
+        entries.withLock { $0.byHash[hash] != nil }
+    }
+
     /// The selection held under `hash`, if any.
     func selection(_ hash: [UInt8]) -> Selection? {
         entries.withLock { $0.byHash[hash] }

@@ -29,6 +29,13 @@ import Testing
                 expected.selectionHash = hash
                 let bytes = EvaluateReplyEncoder.reply(evaluated.evaluation, defaults: defaults, revisions: revisions, selectionHash: hash)
                 #expect(bytes == expected.serializedBytes(), "\(selection)")
+                // The same bytes as the full evaluation's reply (every rule checked, nothing
+                // taken from the defaults), as the generated encoder and as this one write it.
+                let full = engine.evaluateFully(selection)
+                var fromFull = RulesService.response(full, revisions)
+                fromFull.selectionHash = hash
+                #expect(bytes == fromFull.serializedBytes(), "full: \(selection)")
+                #expect(bytes == EvaluateReplyEncoder.reply(full, defaults: defaults, revisions: revisions, selectionHash: hash), "full, encoded: \(selection)")
                 compared += 1
                 if evaluated.evaluation.fromDefaults.contains(where: { $0 >= 0 }) { reused += 1 }
                 if evaluated.evaluation.closureFromDefaults && !evaluated.evaluation.closure.isEmpty { closureReused += 1 }

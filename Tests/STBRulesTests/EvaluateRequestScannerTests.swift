@@ -166,6 +166,18 @@ private func field(_ number: UInt64, _ payload: [UInt8]) -> [UInt8] {
         for (slot, key) in keys.enumerated() { slotOf[key] = slot }
         for key in keys { #expect(table.slot(of: key) == slotOf[key]) }
         for key in ["", "y", "module0.group0.option_", "module0.group0.option_00", "xx"] { #expect(table.slot(of: key) == nil) }
+        // With a slot to try first (the one after the last key's): right, wrong, out of
+        // range, or the slot of a key that a later duplicate replaces (slot 0 here).
+        func slot(_ key: String, expected: Int) -> Int? {
+            var key = key
+            return key.withUTF8 { table.slot(of: UnsafeRawBufferPointer($0), expected: expected) }
+        }
+        for (position, key) in keys.enumerated() {
+            for expected in [position, position + 1, position - 1, -1, keys.count, 0] where slot(key, expected: expected) != slotOf[key] {
+                Issue.record("\(key) tried at \(expected): \(String(describing: slot(key, expected: expected))), not \(String(describing: slotOf[key]))")
+            }
+        }
+        #expect(slot("y", expected: 0) == nil)
     }
 }
 

@@ -174,6 +174,8 @@ private func expectSame(_ incremental: Evaluation, _ full: Evaluation, _ context
                     }
                     let bySlots = engine.evaluateWithDifferences(slots: slots, unknown: unknownKeys)
                     expectSame(bySlots.evaluation, incremental, "round \(round) step \(step) slots \(selection)")
+                    // Again on the same engine: the closure walk's reused work arrays were left clean.
+                    expectSame(engine.evaluate(selection), incremental, "round \(round) step \(step) again \(selection)")
                     let byKeys = engine.evaluateWithDifferences(selection)
                     #expect(bySlots.differences.map(\.key) == byKeys.differences.map(\.key))
                     #expect(bySlots.differences.map(\.choice) == byKeys.differences.map(\.choice))

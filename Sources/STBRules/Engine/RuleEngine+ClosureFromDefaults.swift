@@ -6,14 +6,13 @@
 // the edges into it from options that are on. The first level is then walked in the
 // same order as the full walk, and the levels after it (options not on, usually few) as
 // there. The result equals `closureAndConflicts(state)`.
+import Synchronization
 
 extension RuleEngine {
     /// `closureAndConflicts(state, reusing: defaults)` for a state whose differences from the
     /// defaults are at `changed` (ascending option slots).
     func closureAndConflicts(_ state: State, changed: [Int]) -> ([ClosureEntry], [ClosureConflict]) {
-        let flat = index.requiresFlat
         let start = index.requiresStart
-        let from = index.requiresFrom
         let into = index.requiresInto
         let intoStart = index.requiresIntoStart
         // First-level edges the defaults' walk does not follow, ascending.
@@ -26,15 +25,33 @@ extension RuleEngine {
             }
         }
         extra.sort()
+
+        return closureScratch.withScratch(count: keys.count) { scratch in
+            let result = closureFromFirstLevel(state, extra: extra, parentOf: &scratch.parentOf, sameChain: &scratch.sameChain)
+            // Leave the scratch as it was given: only the options added were written.
+            for added in result.order {
+                scratch.parentOf[added] = -1
+                scratch.sameChain[added] = false
+            }
+            return (result.closure, result.conflicts)
+        }
+    }
+
+    /// The walk of `closureAndConflicts(_:changed:)` after its first-level `extra` edges
+    /// are known, in `parentOf` (all -1) and `sameChain` (all false), which it leaves set
+    /// at the options added (`order`).
+    private func closureFromFirstLevel(
+        _ state: State, extra: [Int32], parentOf: inout [Int32], sameChain: inout [Bool]
+    ) -> (closure: [ClosureEntry], conflicts: [ClosureConflict], order: [Int]) {
+        let flat = index.requiresFlat
+        let start = index.requiresStart
+        let from = index.requiresFrom
         func follows(_ edge: Int32) -> Bool {
             guard state.on[Int(from[Int(edge)])] else { return false }
             let target = flat[Int(edge)]
             return target < 0 || !state.on[Int(target)]
         }
-
         let defaultParent = defaults.closureParent
-        var parentOf = [Int32](repeating: -1, count: keys.count)
-        var sameChain = [Bool](repeating: false, count: keys.count)
         var order: [Int] = []
         var conflicts: [ClosureConflict] = []
         var unknownSeen = Set<String>()
@@ -84,6 +101,33 @@ extension RuleEngine {
             head += 1
             for edge in Int(start[node])..<Int(start[node + 1]) { follow(edge, from: node, same: sameChain[node]) }
         }
-        return closureEntriesAndConflicts(state, order: order, parentOf: parentOf, sameChain: sameChain, reusing: defaults, conflicts: conflicts)
+        let (closure, all) = closureEntriesAndConflicts(
+            state, order: order, parentOf: parentOf, sameChain: sameChain, reusing: defaults, conflicts: conflicts)
+        return (closure, all, order)
+    }
+}
+
+/// Catalog-sized work arrays of the closure walk, reused between evaluations instead of
+/// made per call: a walk takes a set, gives it back as it found it, and a set in use is
+/// no other walk's.
+final class ClosureScratchPool: Sendable {
+    struct Scratch {
+        /// -1 at every option between walks.
+        var parentOf: [Int32]
+        /// False at every option between walks.
+        var sameChain: [Bool]
+    }
+
+    private let free = Mutex<[Scratch]>([])
+    /// Sets kept for reuse; more walks at once than this make their own.
+    private static let kept = 8
+
+    /// `body` with a set for `count` options; it must leave the set as it was given.
+    func withScratch<Result>(count: Int, _ body: (inout Scratch) -> Result) -> Result {
+        var scratch = free.withLock { $0.popLast() }
+            ?? Scratch(parentOf: [Int32](repeating: -1, count: count), sameChain: [Bool](repeating: false, count: count))
+        let result = body(&scratch)
+        free.withLock { if $0.count < Self.kept { $0.append(scratch) } }
+        return result
     }
 }

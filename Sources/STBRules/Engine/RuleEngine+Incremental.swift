@@ -25,6 +25,10 @@ struct DefaultEvaluation: Sendable {
     /// The requires edges (`RuleIndex.requiresFlat` positions, ascending) the walk follows
     /// first: from an option that is on to one that is not (or not in the catalog).
     var closureFrontier: [Int32] = []
+    /// `violations` apart: the violations, the rule of each, and whether each is an error.
+    var violationList: [Violation] = []
+    var violationRules: [Int] = []
+    var violationIsError: [Bool] = []
     /// The whole evaluation of the defaults.
     var evaluation = Evaluation(valid: true, violations: [], closure: [], conflicts: [], unknownSelections: [])
 
@@ -80,10 +84,13 @@ struct DefaultEvaluation: Sendable {
     }
 
     mutating func finish() {
-        let list = violations.map(\.violation)
+        violationList = violations.map(\.violation)
+        violationRules = violations.map(\.rule)
+        violationIsError = violationList.map { $0.severity == .error }
         evaluation = Evaluation(
-            valid: !list.contains { $0.severity == .error }, violations: list, closure: closure,
-            conflicts: conflicts, unknownSelections: [], fromDefaults: Array(list.indices), closureFromDefaults: true)
+            valid: !violationIsError.contains(true), own: [], defaultViolations: violationList,
+            fromDefaults: violationList.indices.map { Int32($0) }, closure: closure, conflicts: conflicts,
+            unknownSelections: [], closureFromDefaults: true)
     }
 }
 
@@ -111,54 +118,62 @@ extension RuleEngine {
             touched.append(contentsOf: index.touching[slot])
             if defaults.closureInputs[slot] { closureTouched = true }
         }
-        var violations = constraintViolations(state)
-        let base = defaults.violations
-        var fromDefaults = Array(repeating: -1, count: violations.count)
-        /// A violation checked now, and whether it is the defaults' for the same rule (then a
-        /// reply copies that one's encoding).
-        func append(_ violation: Violation, rule ruleIndex: Int, next: Int) {
-            violations.append(violation)
-            let same = next < base.count && base[next].rule == ruleIndex && base[next].violation == violation
-            fromDefaults.append(same ? next : -1)
+        // The violations are the defaults' (by position, not copied) merged with the ones
+        // checked now that differ from them.
+        var own = constraintViolations(state)
+        var errors = 0
+        for violation in own where violation.severity == .error { errors += 1 }
+        let baseRules = defaults.violationRules
+        let baseList = defaults.violationList
+        let baseIsError = defaults.violationIsError
+        var fromDefaults: [Int32] = []
+        fromDefaults.reserveCapacity(own.count + baseRules.count + touched.count)
+        for position in own.indices { fromDefaults.append(~Int32(position)) }
+        /// The defaults' violation at `next`, as it is.
+        func take(_ next: Int) {
+            fromDefaults.append(Int32(next))
+            if baseIsError[next] { errors += 1 }
         }
-        // A selection that touches most rules is checked rule by rule, without the merge.
+        /// A violation checked now: the defaults' own when it equals theirs for the same rule
+        /// (then a reply copies that one's encoding).
+        func append(_ violation: Violation, rule ruleIndex: Int, next: Int) {
+            if next < baseRules.count && baseRules[next] == ruleIndex && baseList[next] == violation {
+                take(next)
+                return
+            }
+            if violation.severity == .error { errors += 1 }
+            fromDefaults.append(~Int32(own.count))
+            own.append(violation)
+        }
         if touched.count >= activeRules.count / 2 {
+            // A selection that touches most rules is checked rule by rule, without the merge.
             var next = 0
             for ruleIndex in activeRules {
-                while next < base.count, base[next].rule < ruleIndex { next += 1 }
+                while next < baseRules.count, baseRules[next] < ruleIndex { next += 1 }
                 if let violation = check(compiled[ruleIndex], state) { append(violation, rule: ruleIndex, next: next) }
             }
-            let (closure, conflicts) = closureTouched ? closureAndConflicts(state, changed: changed) : (defaults.closure, defaults.conflicts)
-            return Evaluation(
-                valid: !violations.contains { $0.severity == .error },
-                violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown,
-                fromDefaults: fromDefaults, closureFromDefaults: !closureTouched)
-        }
-        touched.sort()
-        violations.reserveCapacity(violations.count + base.count + touched.count)
-        fromDefaults.reserveCapacity(violations.capacity)
-        var next = 0
-        var previous = -1
-        for ruleIndex in touched where ruleIndex != previous {
-            previous = ruleIndex
-            while next < base.count, base[next].rule < ruleIndex {
-                violations.append(base[next].violation)
-                fromDefaults.append(next)
+        } else {
+            touched.sort()
+            var next = 0
+            var previous = -1
+            for ruleIndex in touched where ruleIndex != previous {
+                previous = ruleIndex
+                while next < baseRules.count, baseRules[next] < ruleIndex {
+                    take(next)
+                    next += 1
+                }
+                if let violation = check(compiled[ruleIndex], state) { append(violation, rule: ruleIndex, next: next) }
+                if next < baseRules.count, baseRules[next] == ruleIndex { next += 1 }
+            }
+            while next < baseRules.count {
+                take(next)
                 next += 1
             }
-            if let violation = check(compiled[ruleIndex], state) { append(violation, rule: ruleIndex, next: next) }
-            if next < base.count, base[next].rule == ruleIndex { next += 1 }
-        }
-        while next < base.count {
-            violations.append(base[next].violation)
-            fromDefaults.append(next)
-            next += 1
         }
         let (closure, conflicts) = closureTouched ? closureAndConflicts(state, changed: changed) : (defaults.closure, defaults.conflicts)
         return Evaluation(
-            valid: !violations.contains { $0.severity == .error },
-            violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown,
-            fromDefaults: fromDefaults, closureFromDefaults: !closureTouched)
+            valid: errors == 0, own: own, defaultViolations: baseList, fromDefaults: fromDefaults, closure: closure,
+            conflicts: conflicts, unknownSelections: unknown, closureFromDefaults: !closureTouched)
     }
 }
 

@@ -112,7 +112,18 @@ public struct ClosureConflict: Sendable, Hashable {
 public struct Evaluation: Sendable {
     /// No error-severity violation.
     public var valid: Bool
-    public var violations: [Violation]
+    /// The violations, in rule order (the options' own constraints first).
+    public var violations: [Violation] {
+        get {
+            if fromDefaults.isEmpty { return ownViolations }
+            return fromDefaults.map { $0 >= 0 ? defaultViolations[Int($0)] : ownViolations[Int(~$0)] }
+        }
+        set {
+            ownViolations = newValue
+            defaultViolations = []
+            fromDefaults = []
+        }
+    }
     /// Options not yet on that `requires` rules (transitively, from subjects that are on) need
     /// turned on: included, and for a boolean also set to `true`.
     public var closure: [ClosureEntry]
@@ -123,12 +134,46 @@ public struct Evaluation: Sendable {
 
     public var errors: [Violation] { violations.filter { $0.severity == .error } }
 
-    /// For each violation, its position in the defaults' violations when it is that one
-    /// (taken over, or checked again with the same outcome), else -1; empty when not
-    /// tracked. Lets a reply reuse what it encoded for the defaults.
-    var fromDefaults: [Int] = []
+    /// The violations this evaluation checked and the defaults do not have as they are
+    /// (all of them when `fromDefaults` is empty).
+    var ownViolations: [Violation]
+    /// The defaults' violations (shared with the engine, not copied per evaluation).
+    var defaultViolations: [Violation] = []
+    /// For each violation in order: its position in `defaultViolations` when it is that
+    /// one (taken over, or checked again with the same outcome), else `~k` for
+    /// `ownViolations[k]`; empty when not tracked (then the violations are
+    /// `ownViolations`). Lets a reply reuse what it encoded for the defaults.
+    var fromDefaults: [Int32] = []
     /// The closure and its conflicts are the defaults' own.
     var closureFromDefaults = false
+
+    init(
+        valid: Bool, violations: [Violation], closure: [ClosureEntry], conflicts: [ClosureConflict], unknownSelections: [String]
+    ) {
+        self.valid = valid
+        self.ownViolations = violations
+        self.closure = closure
+        self.conflicts = conflicts
+        self.unknownSelections = unknownSelections
+    }
+
+    /// An evaluation whose violations are `fromDefaults` over `defaultViolations` and `own`.
+    init(
+        valid: Bool, own: [Violation], defaultViolations: [Violation], fromDefaults: [Int32], closure: [ClosureEntry],
+        conflicts: [ClosureConflict], unknownSelections: [String], closureFromDefaults: Bool
+    ) {
+        self.valid = valid
+        self.ownViolations = own
+        self.defaultViolations = defaultViolations
+        self.fromDefaults = fromDefaults
+        self.closure = closure
+        self.conflicts = conflicts
+        self.unknownSelections = unknownSelections
+        self.closureFromDefaults = closureFromDefaults
+    }
+
+    /// How many violations there are.
+    var violationCount: Int { fromDefaults.isEmpty ? ownViolations.count : fromDefaults.count }
 }
 
 public final class RuleEngine: Sendable {
@@ -235,6 +280,8 @@ public final class RuleEngine: Sendable {
     let index: RuleIndex
     /// The evaluation of the catalog defaults, which incremental evaluation starts from.
     let defaults: DefaultEvaluation
+    /// Work arrays of the closure walk, reused between evaluations.
+    let closureScratch = ClosureScratchPool()
 
     /// Indices into `compiled` of active rules, ascending.
     var activeRules: [Int] { index.activeRules }
@@ -599,9 +646,11 @@ public final class RuleEngine: Sendable {
         }
 
         // Which forbidden/choice rules does adding the closure break (that the selection did not break already)?
-        var after = state.on
-        for added in order { after[added] = true }
-        func on(_ index: Int?) -> Bool { index.map { after[$0] } ?? false }
+        // On after adding it: on now, or added (the walk set a parent).
+        func on(_ index: Int?) -> Bool {
+            guard let index else { return false }
+            return state.on[index] || parentOf[index] >= 0
+        }
         var seenRules = Set<Int>()
         let forbiddenBySubject = index.forbiddenBySubject
         let forbiddenByTarget = index.forbiddenByTarget

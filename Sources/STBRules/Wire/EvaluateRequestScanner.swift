@@ -53,25 +53,25 @@ enum EvaluateRequestScanner {
         let end = bytes.count
         var hash: Range<Int>?
         var index = 0
+        // The slot after the last key's: where a request in catalog order finds the next.
+        var expected = 0
         // The first string problem, reported unless the input turns out malformed.
         var stringProblem: WireDecodeProblem?
         while at < end {
-            guard let (tag, wire) = readTag(bytes, &at, end) else { throw malformed }
-            guard let (payload, next) = fieldExtent(bytes, at, end, wire: wire) else { throw malformed }
-            switch tag {
+            let field = try readField(bytes, &at, end)
+            switch field.tag {
             case 1:
-                guard wire == 2 else { throw malformed }
                 var choice = WireChoice()
-                try readChoice(bytes, payload, keys: keys, into: &choice, index: index, problem: &stringProblem)
+                try readChoice(
+                    bytes, try field.lengthDelimited(), keys: keys, expected: &expected, into: &choice, index: index, problem: &stringProblem)
                 visit(index, choice)
                 index += 1
             case 2:
-                guard wire == 2 else { throw malformed }
+                let payload = try field.lengthDelimited()
                 hash = payload.isEmpty ? nil : payload
             default:
                 break
             }
-            at = next
         }
         if let stringProblem { throw stringProblem }
         return hash
@@ -79,10 +79,40 @@ enum EvaluateRequestScanner {
 
     private static var malformed: WireDecodeProblem { WireDecodeProblem(kind: .malformed, fieldPath: nil) }
 
-    /// One OptionChoice message in `range`.
+    /// One field as read from the wire.
+    private struct Field {
+        var tag: UInt32
+        var wire: UInt8
+        /// The field after its tag (a length-delimited field's length included).
+        var body: Range<Int>
+        /// A length-delimited field's bytes after its length; the value's bytes otherwise.
+        var payload: Range<Int>
+
+        /// The payload of a field that must be length-delimited (protobuf-c refuses
+        /// another wire type for a string or message field).
+        @inline(__always)
+        func lengthDelimited() throws(WireDecodeProblem) -> Range<Int> {
+            guard wire == 2 else { throw EvaluateRequestScanner.malformed }
+            return payload
+        }
+    }
+
+    /// The field at `at`, moving past it; malformed where protobuf-c refuses its header or
+    /// its extent.
+    @inline(__always)
+    private static func readField(_ bytes: UnsafeRawBufferPointer, _ at: inout Int, _ end: Int) throws(WireDecodeProblem) -> Field {
+        guard let (tag, wire) = readTag(bytes, &at, end) else { throw malformed }
+        guard let (payload, next) = fieldExtent(bytes, at, end, wire: wire) else { throw malformed }
+        let field = Field(tag: tag, wire: wire, body: at..<next, payload: payload)
+        at = next
+        return field
+    }
+
+    /// One OptionChoice message in `range`; `expected` is the slot to try its key at first,
+    /// moved past the key's slot when the table has it.
     @inline(__always)
     private static func readChoice(
-        _ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, keys: OptionKeyTable, into choice: inout WireChoice,
+        _ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, keys: OptionKeyTable, expected: inout Int, into choice: inout WireChoice,
         index: Int, problem: inout WireDecodeProblem?
     ) throws(WireDecodeProblem) {
         var at = range.lowerBound
@@ -90,32 +120,29 @@ enum EvaluateRequestScanner {
         var key = range.lowerBound..<range.lowerBound
         var value: Range<Int>?
         while at < end {
-            guard let (tag, wire) = readTag(bytes, &at, end) else { throw malformed }
-            guard let (payload, next) = fieldExtent(bytes, at, end, wire: wire) else { throw malformed }
-            switch tag {
+            let field = try readField(bytes, &at, end)
+            switch field.tag {
             case 1:
-                guard wire == 2 else { throw malformed }
-                key = payload
+                key = try field.lengthDelimited()
             case 2:
                 // protobuf-c checks no wire type for a bool: any byte of the field (after
                 // the tag) with a low bit set makes it true.
                 var flag = false
-                for offset in at..<next where bytes[offset] & 0x7F != 0 {
+                for offset in field.body where bytes[offset] & 0x7F != 0 {
                     flag = true
                     break
                 }
                 choice.included = flag
             case 3:
-                guard wire == 2 else { throw malformed }
-                value = payload
+                value = try field.lengthDelimited()
             default:
                 break
             }
-            at = next
         }
         let keyBytes = UnsafeRawBufferPointer(rebasing: bytes[key])
-        if !key.isEmpty, let slot = keys.slot(of: keyBytes) {
+        if !key.isEmpty, let slot = keys.slot(of: keyBytes, expected: expected) {
             choice.slot = slot
+            expected = slot + 1
         } else {
             choice.unknownKey = text(keyBytes, field: "key", index: index, problem: &problem)
         }

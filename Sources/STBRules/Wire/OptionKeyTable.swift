@@ -14,6 +14,9 @@ final class OptionKeyTable: @unchecked Sendable {
     /// key's hash and `slot + 1` (0: empty), so that a probe reads one word.
     private let buckets: UnsafeMutableBufferPointer<UInt64>
     private let mask: Int
+    /// Whether each slot is the one `slot(of:)` gives for its key (not left out, not
+    /// shadowed by a later duplicate).
+    private let owns: UnsafeMutableBufferPointer<Bool>
 
     /// The table for `keys`, whose positions are the slots. A key listed twice has its
     /// last slot (as a dictionary filled in order would). A key holding a NUL is left out:
@@ -36,6 +39,8 @@ final class OptionKeyTable: @unchecked Sendable {
         buckets = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: capacity)
         buckets.initialize(repeating: 0)
         mask = capacity - 1
+        owns = UnsafeMutableBufferPointer<Bool>.allocate(capacity: max(1, keys.count))
+        owns.initialize(repeating: false)
         for slot in keys.indices {
             let key = self.key(slot)
             if key.contains(0) { continue }
@@ -48,12 +53,14 @@ final class OptionKeyTable: @unchecked Sendable {
             }
             buckets[bucket] = (hash & 0xFFFF_FFFF_0000_0000) | UInt64(slot + 1)
         }
+        for slot in keys.indices { owns[slot] = self.slot(of: self.key(slot)) == slot }
     }
 
     deinit {
         text.deallocate()
         starts.deallocate()
         buckets.deallocate()
+        owns.deallocate()
     }
 
     private func key(_ slot: Int) -> UnsafeRawBufferPointer {
@@ -74,6 +81,15 @@ final class OptionKeyTable: @unchecked Sendable {
             }
             bucket = (bucket + 1) & mask
         }
+    }
+
+    /// `slot(of:)`, trying `expected` first: a request that lists options in catalog order
+    /// (each key the one after the last) costs one comparison of bytes that lie next to the
+    /// last key's, not a hash and a probe into the buckets.
+    @inline(__always)
+    func slot(of key: UnsafeRawBufferPointer, expected: Int) -> Int? {
+        if expected >= 0, expected < starts.count - 1, owns[expected], Self.equal(key, self.key(expected)) { return expected }
+        return slot(of: key)
     }
 
     /// The slot of `key`, nil when the table has no such key.
