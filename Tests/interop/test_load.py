@@ -42,7 +42,9 @@ def run_load(server, *args: str, timeout: float = 60) -> tuple[int, dict | None,
 
 
 def test_stall_shows_in_intended_time_percentiles_not_in_actual_time_ones(echo_server):
-    # 1,000 calls/s for 6 s with at most 4 in flight; the server stops for 1 s at 2.5 s.
+    # 250 calls/s for 8 s with at most 8 in flight; the server stops for 1 s at 2.5 s.
+    # The rate leaves the generator room to catch up after the stall on a loaded machine
+    # (at 1,000/s with 4 in flight a loaded CI machine sent 3,512 of 6,000).
     def stall():
         time.sleep(2.5)
         os.kill(echo_server.pid, signal.SIGSTOP)
@@ -54,7 +56,7 @@ def test_stall_shows_in_intended_time_percentiles_not_in_actual_time_ones(echo_s
     try:
         status, report, stderr = run_load(
             echo_server, "--method", "stb.testing.v1.Echo/Get", "--data", '{"text": "stall"}',
-            "--rate", "1000", "--duration", "6s", "--connections", "1", "--streams", "4",
+            "--rate", "250", "--duration", "8s", "--connections", "1", "--streams", "8",
             "--late-ms", "5")
     finally:
         staller.join()
@@ -63,14 +65,14 @@ def test_stall_shows_in_intended_time_percentiles_not_in_actual_time_ones(echo_s
     total = report["total"]
     intended = total["latencyFromIntendedMs"]
     actual = total["latencyFromActualMs"]
-    # The stall held back about 1,000 requests; each waited from its intended time.
+    # The stall held back about 250 of 2,000 requests; each waited from its intended time.
     assert intended["p99"] >= 500, report
     assert intended["max"] >= 900, report
-    # Measured from the actual send, only the 4 calls caught in flight saw the stall.
+    # Measured from the actual send, only the 8 calls caught in flight (0.4%) saw the stall.
     assert actual["p99"] < 100, report
-    assert total["late"] >= 500, report
+    assert total["late"] >= 125, report
     assert total["statuses"] == {"OK": total["completed"]}
-    assert total["sent"] == 6000 and total["neverSent"] == 0, report
+    assert total["sent"] == 2000 and total["neverSent"] == 0, report
 
 
 def test_steps_are_reported_one_by_one_with_the_rate_achieved(echo_server):
