@@ -519,8 +519,6 @@ func runLoad() async {
     do { rules = try data.rules.map(compile) } catch { fail("compile: \(error)") }
     let model = catalogModel(data.config)
     engine = RuleEngine(rules: rules, catalog: model)
-    let maker = ChangeMaker(rules: rules, optionKeys: model.optionKeys)
-    let changeKind = values["change"] ?? "severity"
 
     var configuration = RPCClient.Configuration()
     configuration.maxReceiveMessageSize = 64 * 1024 * 1024

@@ -66,17 +66,17 @@ struct DefaultEvaluation: Sendable {
         finish()
     }
 
-    mutating func computeClosure(_ engine: RuleEngine, _ state: RuleEngine.State) {
-        (closure, conflicts) = engine.closureAndConflicts(state)
-        closureParent = engine.closureParents(state)
-        closurePosition = Array(repeating: -1, count: closureParent.count)
-        for (position, entry) in closure.enumerated() {
-            if let added = engine.indexOf[entry.optionKey] { closurePosition[added] = Int32(position) }
-        }
+    /// The closure and its conflicts (entries whose chain is unchanged taken from
+    /// `previous`), and what goes with them: parents, positions, the first level and the
+    /// options the closure reads.
+    mutating func computeClosure(_ engine: RuleEngine, _ state: RuleEngine.State, reusing previous: DefaultEvaluation? = nil) {
+        let walk = engine.closureWalk(state, reusing: previous)
+        (closure, conflicts, closureParent) = (walk.closure, walk.conflicts, walk.parentOf)
+        closurePosition = [Int32](repeating: -1, count: closureParent.count)
+        for (position, added) in walk.order.enumerated() { closurePosition[added] = Int32(position) }
         computeFrontier(engine, state)
         closureInputs = engine.index.requiresNode
-        for entry in closure {
-            guard let added = engine.indexOf[entry.optionKey] else { continue }
+        for added in walk.order {
             for ruleIndex in engine.forbiddenBySubject[added] + engine.forbiddenByTarget[added] + engine.choicesByMember[added] {
                 for slot in engine.compiled[ruleIndex].slots { closureInputs[slot] = true }
             }

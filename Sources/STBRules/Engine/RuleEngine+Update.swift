@@ -127,7 +127,7 @@ extension DefaultEvaluation {
         if Self.sameForClosure(old, new) {
             // Severity or message: the closure and its conflicts do not read them.
         } else if reachesClosure(old, engine) || reachesClosure(new, engine) {
-            recomputeClosure(engine, state)
+            computeClosure(engine, state, reusing: previous)
         } else if Self.movesEdges(old) || Self.movesEdges(new) {
             // The defaults' walk does not follow the rule's edges, but edges after its
             // subject's moved in `requiresFlat`; its options now shape the closure.
@@ -135,45 +135,6 @@ extension DefaultEvaluation {
             for slot in new.slots where new.rule.active { closureInputs[slot] = true }
         }
         finish()
-    }
-
-    /// The closure walked again, its entries whose chain is unchanged taken from the walk
-    /// before (no chain text built again), and what goes with it: parents, positions, the
-    /// first level and the options the closure reads.
-    private mutating func recomputeClosure(_ engine: RuleEngine, _ state: RuleEngine.State) {
-        (closure, conflicts) = engine.closureAndConflicts(state, reusing: self)
-        // The same walk, for the parents and the order the entries were added in.
-        let count = engine.keys.count
-        var parentOf = [Int32](repeating: -1, count: count)
-        var order: [Int] = []
-        var queue: [Int] = []
-        for subject in engine.index.requiresSubjects where state.on[subject] { queue.append(subject) }
-        let flat = engine.index.requiresFlat
-        let start = engine.index.requiresStart
-        var head = 0
-        while head < queue.count {
-            let node = queue[head]
-            head += 1
-            for edge in Int(start[node])..<Int(start[node + 1]) {
-                let target = Int(flat[edge])
-                guard target >= 0, !state.on[target], parentOf[target] < 0 else { continue }
-                parentOf[target] = Int32(node)
-                order.append(target)
-                queue.append(target)
-            }
-        }
-        closureParent = parentOf
-        closurePosition = [Int32](repeating: -1, count: count)
-        for (position, added) in order.enumerated() { closurePosition[added] = Int32(position) }
-        computeFrontier(engine, state)
-        closureInputs = engine.index.requiresNode
-        for added in order {
-            for rules in [engine.forbiddenBySubject[added], engine.forbiddenByTarget[added], engine.choicesByMember[added]] {
-                for ruleIndex in rules {
-                    for slot in engine.compiled[ruleIndex].slots { closureInputs[slot] = true }
-                }
-            }
-        }
     }
 
     /// The requires edges the defaults' walk follows first (`closureFrontier`).

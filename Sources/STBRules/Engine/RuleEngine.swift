@@ -578,6 +578,15 @@ public final class RuleEngine: Sendable {
     /// The closure and its conflicts; with `reusing`, entries whose chain is the same as in
     /// that walk (same parent, recursively) are taken from it instead of built again.
     func closureAndConflicts(_ state: State, reusing defaults: DefaultEvaluation? = nil) -> ([ClosureEntry], [ClosureConflict]) {
+        let walk = closureWalk(state, reusing: defaults)
+        return (walk.closure, walk.conflicts)
+    }
+
+    /// `closureAndConflicts`, with the walk's parents by option index (-1: not added) and
+    /// the options in the order the walk added them (the closure's order).
+    func closureWalk(
+        _ state: State, reusing defaults: DefaultEvaluation? = nil
+    ) -> (closure: [ClosureEntry], conflicts: [ClosureConflict], parentOf: [Int32], order: [Int]) {
         // BFS over requires edges from subjects that are on; parent links give each added
         // option's chain. An added option is one to turn on. Parents by option index in a
         // flat array (-1: not added): the walk visits every edge, a hash per edge shows.
@@ -623,7 +632,9 @@ public final class RuleEngine: Sendable {
                 queue.append(target)
             }
         }
-        return closureEntriesAndConflicts(state, order: order, parentOf: parentOf, sameChain: sameChain, reusing: defaults, conflicts: conflicts)
+        let (closure, all) = closureEntriesAndConflicts(
+            state, order: order, parentOf: parentOf, sameChain: sameChain, reusing: defaults, conflicts: conflicts)
+        return (closure, all, parentOf, order)
     }
 
     /// The closure entries of the options a walk added (`order`, with the walk's
@@ -698,24 +709,4 @@ public final class RuleEngine: Sendable {
         return (closure, conflicts)
     }
 
-    /// The closure walk's parents by option index (-1: not added).
-    func closureParents(_ state: State) -> [Int32] {
-        var parentOf = [Int32](repeating: -1, count: keys.count)
-        var queue: [Int] = []
-        for subject in index.requiresSubjects where state.on[subject] { queue.append(subject) }
-        let flat = index.requiresFlat
-        let start = index.requiresStart
-        var head = 0
-        while head < queue.count {
-            let node = queue[head]
-            head += 1
-            for edge in Int(start[node])..<Int(start[node + 1]) {
-                let target = Int(flat[edge])
-                guard target >= 0, !state.on[target], parentOf[target] < 0 else { continue }
-                parentOf[target] = Int32(node)
-                queue.append(target)
-            }
-        }
-        return parentOf
-    }
 }
