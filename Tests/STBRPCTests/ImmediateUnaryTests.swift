@@ -59,20 +59,9 @@ private func withTwoWayServer(
     interceptors: [any ServerInterceptor] = [], _ body: (TwoWayService, RPCClient) async throws -> Void
 ) async throws {
     let service = TwoWayService()
-    var configuration = RPCServer.Configuration()
-    configuration.workers = 1
-    let server = try RPCServer(configuration: configuration, services: [service], interceptors: interceptors)
-    let port = try await server.start()
-    let client = try RPCClient(host: "127.0.0.1", port: port)
-    do {
+    try await withServer(services: [service], interceptors: interceptors, configure: { $0.workers = 1 }) { _, client in
         try await body(service, client)
-    } catch {
-        await client.close()
-        await server.shutdown(gracePeriod: .seconds(1))
-        throw error
     }
-    await client.close()
-    await server.shutdown(gracePeriod: .seconds(1))
 }
 
 @Suite("Unary methods answered at once, without a task")

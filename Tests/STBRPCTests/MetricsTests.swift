@@ -14,21 +14,12 @@ struct MetricsTests {
     ) async throws {
         let registry = PrometheusCollectorRegistry()
         let factory = PrometheusMetricsFactory(registry: registry)
-        var configuration = RPCServer.Configuration()
-        configuration.metricsFactory = factory
-        configuration.metricsExposition = { PrometheusText.addingHelp(to: registry.emitToBuffer(), help: RPCMetricName.help) }
-        let server = try RPCServer(configuration: configuration, services: [EchoService()], interceptors: [MetricsInterceptor(factory: factory)])
-        let port = try await server.start()
-        let client = try RPCClient(host: "127.0.0.1", port: port)
-        do {
+        try await withServer(interceptors: [MetricsInterceptor(factory: factory)]) { configuration in
+            configuration.metricsFactory = factory
+            configuration.metricsExposition = { PrometheusText.addingHelp(to: registry.emitToBuffer(), help: RPCMetricName.help) }
+        } _: { _, client in
             try await body(registry, client)
-        } catch {
-            await client.close()
-            await server.shutdown(gracePeriod: .seconds(1))
-            throw error
         }
-        await client.close()
-        await server.shutdown(gracePeriod: .seconds(1))
     }
 
     /// The value of the sample `name{labels}` (labels as written), or nil.

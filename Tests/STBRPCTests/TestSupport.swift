@@ -13,13 +13,14 @@ typealias Echo = Stb_Testing_V1_Echo
 /// closes both.
 func withServer<Result>(
     services: [any RPCService] = [EchoService()],
+    interceptors: [any ServerInterceptor] = [],
     configure: (inout RPCServer.Configuration) -> Void = { _ in },
     _ body: (RPCServer, RPCClient) async throws -> Result
 ) async throws -> Result {
     var configuration = RPCServer.Configuration()
     configuration.workers = 2
     configure(&configuration)
-    let server = try RPCServer(configuration: configuration, services: services)
+    let server = try RPCServer(configuration: configuration, services: services, interceptors: interceptors)
     let port = try await server.start()
     let client = try RPCClient(host: "127.0.0.1", port: port)
     do {
