@@ -129,11 +129,14 @@ class Subscriber:
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def caught_up(self, message):
-        if not self.newest:
+        # Only once the newest cursor of every upstream this subscriber follows is known
+        # (with part of them known, the check would pass on the others unchecked).
+        newest = dict(self.newest)
+        if not all(upstream in newest for upstream in self.deltas):
             return False
         positions = token_positions(message.resume_token)[1]
-        return all(upstream in positions and cursor_key(positions[upstream]) >= cursor_key(newest)
-                   for upstream, newest in self.newest.items() if upstream in self.deltas)
+        return all(upstream in positions and cursor_key(positions[upstream]) >= cursor_key(newest[upstream])
+                   for upstream in self.deltas)
 
     def run(self):
         while True:
@@ -244,8 +247,9 @@ def test_zero_loss_through_restarts_of_the_gateway_an_upstream_and_postgres(plat
     stop.set()
     for writer in writers:
         writer.join(timeout=60)
-    for upstream in ("catalog", "rules", "project"):
-        newest[upstream] = committed(platform, upstream)[-1][0]
+    # Published in one step: a subscriber must not see some upstreams' newest cursors and
+    # not yet the others'.
+    newest.update({upstream: committed(platform, upstream)[-1][0] for upstream in ("catalog", "rules", "project")})
     for subscriber in subscribers:
         subscriber.thread.join(timeout=90)
 
