@@ -367,16 +367,20 @@ struct ChangeMaker {
     }
 }
 
+/// The synthetic rules compiled, the synthetic catalog's model and their engine.
+func compiledEngine(_ data: Synthetic) -> (rules: [Rule], model: CatalogModel, engine: RuleEngine) {
+    let rules: [Rule]
+    do { rules = try data.rules.map(compile) } catch { fail("compile: \(error)") }
+    let model = catalogModel(data.config)
+    return (rules, model, RuleEngine(rules: rules, catalog: model))
+}
+
 func runLoop() {
     let seconds = values.positiveInt("seconds", 10)
     let name = values["selection"] ?? "sparse"
     let stage = values["stage"] ?? "request"
     let data = makeSynthetic()
-    let engine: RuleEngine
-    let rules: [Rule]
-    do { rules = try data.rules.map(compile) } catch { fail("compile: \(error)") }
-    let model = catalogModel(data.config)
-    engine = RuleEngine(rules: rules, catalog: model)
+    let (rules, model, engine) = compiledEngine(data)
     let maker = ChangeMaker(rules: rules, optionKeys: model.optionKeys)
     let changeKind = values["change"] ?? "severity"
     guard let request = ["full": data.full, "sparse": data.sparse][name] else { fail("--selection full|sparse") }
@@ -514,11 +518,7 @@ func runLoad() async {
     let serverPid = values["server-pid"].flatMap { Int32($0) }
     let data = makeSynthetic()
     // The in-process answer, to check the server's.
-    let engine: RuleEngine
-    let rules: [Rule]
-    do { rules = try data.rules.map(compile) } catch { fail("compile: \(error)") }
-    let model = catalogModel(data.config)
-    engine = RuleEngine(rules: rules, catalog: model)
+    let engine = compiledEngine(data).engine
 
     var configuration = RPCClient.Configuration()
     configuration.maxReceiveMessageSize = 64 * 1024 * 1024

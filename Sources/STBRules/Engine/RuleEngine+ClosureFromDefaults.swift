@@ -59,13 +59,7 @@ extension RuleEngine {
         func follow(_ edge: Int, from node: Int, same: Bool) {
             let edgeTarget = flat[edge]
             guard edgeTarget >= 0 else {
-                let out = index.requiresOut[node][edge - Int(start[node])]
-                if unknownSeen.insert(keys[node] + "\u{0}" + out.key).inserted {
-                    let chain = chain(to: node, parentOf) + [out.key]
-                    conflicts.append(ClosureConflict(
-                        ruleKey: compiled[out.rule].rule.key, kind: "requires", chain: chain,
-                        explanation: chain.joined(separator: " → ") + " (unknown option)"))
-                }
+                noteUnknownTarget(of: node, edge - Int(start[node]), parentOf, &unknownSeen, &conflicts)
                 return
             }
             let target = Int(edgeTarget)

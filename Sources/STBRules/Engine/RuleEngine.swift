@@ -615,13 +615,7 @@ public final class RuleEngine: Sendable {
             for position in 0..<(Int(start[node + 1]) - first) {
                 let edgeTarget = flat[first + position]
                 guard edgeTarget >= 0 else {
-                    let edge = index.requiresOut[node][position]
-                    if unknownSeen.insert(keys[node] + "\u{0}" + edge.key).inserted {
-                        let chain = chain(to: node, parentOf) + [edge.key]
-                        conflicts.append(ClosureConflict(
-                            ruleKey: compiled[edge.rule].rule.key, kind: "requires", chain: chain,
-                            explanation: chain.joined(separator: " → ") + " (unknown option)"))
-                    }
+                    noteUnknownTarget(of: node, position, parentOf, &unknownSeen, &conflicts)
                     continue
                 }
                 let target = Int(edgeTarget)
@@ -635,6 +629,19 @@ public final class RuleEngine: Sendable {
         let (closure, all) = closureEntriesAndConflicts(
             state, order: order, parentOf: parentOf, sameChain: sameChain, reusing: defaults, conflicts: conflicts)
         return (closure, all, parentOf, order)
+    }
+
+    /// A closure walk met the `position`th requires edge of `node`, whose target the
+    /// catalog does not have: a conflict naming the chain to it, once per (node, target).
+    func noteUnknownTarget(
+        of node: Int, _ position: Int, _ parentOf: [Int32], _ unknownSeen: inout Set<String>, _ conflicts: inout [ClosureConflict]
+    ) {
+        let edge = index.requiresOut[node][position]
+        guard unknownSeen.insert(keys[node] + "\u{0}" + edge.key).inserted else { return }
+        let chain = chain(to: node, parentOf) + [edge.key]
+        conflicts.append(ClosureConflict(
+            ruleKey: compiled[edge.rule].rule.key, kind: "requires", chain: chain,
+            explanation: chain.joined(separator: " → ") + " (unknown option)"))
     }
 
     /// The closure entries of the options a walk added (`order`, with the walk's
