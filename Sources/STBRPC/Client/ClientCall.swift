@@ -21,12 +21,8 @@ final class ClientCall: MessageSink, @unchecked Sendable {
     var deframer: MessageDeframer
     var deadlineTimer: TimerHandle?
     var unconsumedBytes = 0
-    var httpStatus: Int?
     var receivedHeaders = false
-    var grpcStatus: Int?
-    var grpcMessage: String?
-    /// The `grpc-status-details-bin` trailer, decoded from base64.
-    var grpcStatusDetails: [UInt8]?
+    var responseStatus = ResponseStatus()
     var headerMetadata = Metadata()
     var trailerMetadata = Metadata()
     /// The outcome, once known.

@@ -33,20 +33,6 @@ extension ClientConnection {
         exchange.finish(.failure(status))
     }
 
-    func exchangeHeader(
-        _ exchange: UnaryExchange, name: UnsafePointer<UInt8>, nameLength: Int, value: UnsafePointer<UInt8>, valueLength: Int
-    ) {
-        if bytesEqual(name, nameLength, ":status") {
-            exchange.httpStatus = Int(makeString(value, valueLength)) ?? 0
-        } else if bytesEqual(name, nameLength, "grpc-status") {
-            exchange.grpcStatus = Int(makeString(value, valueLength))
-        } else if bytesEqual(name, nameLength, "grpc-message") {
-            exchange.grpcMessage = StatusMessage.decode(makeString(value, valueLength))
-        } else if bytesEqual(name, nameLength, "grpc-status-details-bin") {
-            exchange.grpcStatusDetails = Base64.decode(makeString(value, valueLength))
-        }
-    }
-
     func exchangeData(_ exchange: UnaryExchange, data: UnsafePointer<UInt8>, length: Int) {
         guard let session else { return }
         // One response message, held until the status: the window is returned at once.

@@ -155,20 +155,13 @@ final class ClientConnection: HTTP2ConnectionDelegate {
         switch stream {
         case .call(let general): call = general
         case .unary(let exchange):
-            exchangeHeader(exchange, name: name, nameLength: nameLength, value: value, valueLength: valueLength)
+            _ = exchange.responseStatus.take(name: name, nameLength: nameLength, value: value, valueLength: valueLength)
             return 0
         }
         // A Trailers-Only response (HEADERS with END_STREAM) carries trailers, not headers.
         let isTrailers = call.receivedHeaders || frame.pointee.hd.flags & FrameFlag.endStream != 0
-        if bytesEqual(name, nameLength, ":status") {
-            call.httpStatus = Int(makeString(value, valueLength))
-        } else if bytesEqual(name, nameLength, "grpc-status") {
-            call.grpcStatus = Int(makeString(value, valueLength))
-        } else if bytesEqual(name, nameLength, "grpc-message") {
-            call.grpcMessage = StatusMessage.decode(makeString(value, valueLength))
-        } else if bytesEqual(name, nameLength, "grpc-status-details-bin") {
-            call.grpcStatusDetails = Base64.decode(makeString(value, valueLength))
-        } else if name[0] != UInt8(ascii: ":"), !hasPrefix(name, nameLength, "grpc-"),
+        if call.responseStatus.take(name: name, nameLength: nameLength, value: value, valueLength: valueLength) { return 0 }
+        if name[0] != UInt8(ascii: ":"), !hasPrefix(name, nameLength, "grpc-"),
             !bytesEqual(name, nameLength, "content-type"), !bytesEqual(name, nameLength, "content-length")
         {
             let key = makeString(name, nameLength)
@@ -300,28 +293,7 @@ final class ClientConnection: HTTP2ConnectionDelegate {
     }
 
     private func responseEnded(_ call: ClientCall) {
-        let status: RPCError
-        if let code = call.grpcStatus {
-            let code = RPCError.Code(rawValue: code)
-            let details = call.grpcStatusDetails.flatMap { RPCError.receivedDetails($0, code: code) } ?? []
-            status = RPCError(code: code, message: call.grpcMessage ?? "", metadata: call.trailerMetadata, details: details)
-        } else {
-            status = RPCError(code: Self.code(forHTTPStatus: call.httpStatus ?? 0),
-                              message: "response ended without grpc-status (HTTP status \(call.httpStatus ?? 0))")
-        }
-        call.finish(status)
-    }
-
-    /// gRPC's mapping for responses without grpc-status.
-    static func code(forHTTPStatus status: Int) -> RPCError.Code {
-        switch status {
-        case 400, 431: .internal
-        case 401: .unauthenticated
-        case 403: .permissionDenied
-        case 404: .unimplemented
-        case 429, 502, 503, 504: .unavailable
-        default: .unknown
-        }
+        call.finish(call.responseStatus.status(trailers: call.trailerMetadata))
     }
 
     func connectionDidClose(reason: String) {

@@ -21,11 +21,8 @@ final class UnaryExchange {
     var deframer: MessageDeframer
     var response: [UInt8]?
     var extraResponses = false
-    var httpStatus = 0
     var receivedHeaders = false
-    var grpcStatus: Int?
-    var grpcMessage: String?
-    var grpcStatusDetails: [UInt8]?
+    var responseStatus = ResponseStatus()
     private(set) var isFinished = false
     /// Set when the caller cancelled before the call started.
     var isCancelled = false
@@ -42,16 +39,8 @@ final class UnaryExchange {
 
     /// The outcome the response and trailers received so far describe (at END_STREAM).
     func receivedOutcome() -> Result<[UInt8], RPCError> {
-        guard let code = grpcStatus else {
-            return .failure(RPCError(
-                code: ClientConnection.code(forHTTPStatus: httpStatus),
-                message: "response ended without grpc-status (HTTP status \(httpStatus))"))
-        }
-        let status = RPCError.Code(rawValue: code)
-        guard status == .ok else {
-            let details = grpcStatusDetails.flatMap { RPCError.receivedDetails($0, code: status) } ?? []
-            return .failure(RPCError(code: status, message: grpcMessage ?? "", details: details))
-        }
+        let status = responseStatus.status()
+        guard status.code == .ok else { return .failure(status) }
         if extraResponses { return .failure(RPCError(code: .unimplemented, message: "the server sent more than one response message")) }
         guard let response else { return .failure(RPCError(code: .unimplemented, message: "the server sent no response message")) }
         return .success(response)
