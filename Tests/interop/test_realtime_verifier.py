@@ -12,6 +12,7 @@ the four faults come round once a minute."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import threading
 import time
+import types
 from pathlib import Path
 
 import grpc
@@ -172,6 +174,26 @@ class Subscriber:
                 time.sleep(0.2)  # a restart; resume with the last token
             if self.errors:
                 return
+
+
+def test_a_subscriber_is_caught_up_only_against_every_upstream_it_follows():
+    """The verifier's own stop condition: with the newest cursors of only some upstreams
+    known, a subscriber behind on another must not count as caught up (it once did, and
+    ended a subscriber that was still replaying)."""
+    newest = {}
+    subscriber = Subscriber(0, None, None, "", ["project:p1", "rules"], threading.Event(), newest)
+
+    def message(body):
+        token = base64.urlsafe_b64encode(f"1|e1|{body}".encode()).decode().rstrip("=")
+        return types.SimpleNamespace(resume_token=token)
+
+    at_46 = message("project=1:5,rules=1:46")
+    newest["catalog"] = "1:10"
+    assert not subscriber.caught_up(at_46)
+    newest.update(project="1:5", rules="1:106")
+    assert not subscriber.caught_up(at_46)
+    assert subscriber.caught_up(message("project=1:5,rules=1:106"))
+    assert not subscriber.caught_up(message("rules=1:106"))
 
 
 def test_zero_loss_through_restarts_of_the_gateway_an_upstream_and_postgres(platform, pb):
