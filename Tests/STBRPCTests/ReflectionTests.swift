@@ -19,7 +19,7 @@ struct ReflectionTests {
         _ client: RPCClient, _ requests: [ReflectionRequest],
         method: ProtoMethod<ReflectionRequest, ReflectionResponse> = v1
     ) async throws -> [ReflectionResponse] {
-        try await client.bidirectionalStreaming(method, timeout: .seconds(5)) { writer, responses in
+        try await client.bidirectionalStreaming(method, timeout: .seconds(20)) { writer, responses in
             var iterator = responses.makeAsyncIterator()
             var answers: [ReflectionResponse] = []
             for request in requests {
@@ -140,7 +140,7 @@ struct ReflectionTests {
     func malformedRequest() async throws {
         try await withServer { _, client in
             await expectRPCError(.internal) {
-                _ = try await client.bidirectionalStreaming(Self.rawV1, timeout: .seconds(5)) { writer, responses in
+                _ = try await client.bidirectionalStreaming(Self.rawV1, timeout: .seconds(20)) { writer, responses in
                     var iterator = responses.makeAsyncIterator()
                     // list_services, then field 4 claiming 5 bytes with only 1 there.
                     try await writer.write(RawRequest([0x3A, 0x00]))
