@@ -1,4 +1,5 @@
 import STBMessages
+import STBPostgres
 import Synchronization
 
 /// The body of a `SubscribeEvent` (its `kind`), encoded once and shared by every stream
@@ -44,17 +45,46 @@ final class EncodedKind: Sendable {
 }
 
 /// The deltas made of one event, by topic, made by the first stream that sends each and
-/// shared with the rest.
+/// shared with the rest; and the resume token of a stream that follows the event's
+/// upstream alone and stands at the event, likewise made once.
 final class DeltaEncodings: Sendable {
-    private let byTopic = Mutex<[Topic: EncodedKind]>([:])
+    private struct Table {
+        var byTopic: [Topic: EncodedKind] = [:]
+        var token: (epoch: String, text: String)?
+    }
+    private let table = Mutex(Table())
 
     /// The delta of `event` on `topic`, made by `make` the first time.
     func delta(_ topic: Topic, make: () -> Stb_Gateway_V1_Delta) -> EncodedKind {
-        if let known = byTopic.withLock({ $0[topic] }) { return known }
-        let made = EncodedKind(.delta(make()))
-        return byTopic.withLock { table in
-            if let known = table[topic] { return known }
-            table[topic] = made
+        if let known = table.withLock({ $0.byTopic[topic] }) { return known }
+        return store(topic, EncodedKind(.delta(make())))
+    }
+
+    /// The delta on `topic` (made by `make` the first time) and the token of a stream at
+    /// `cursor` of `upstream` alone, in one look.
+    func delta(
+        _ topic: Topic, token epoch: String, at upstream: Upstream, _ cursor: OutboxCursor, make: () -> Stb_Gateway_V1_Delta
+    ) -> (body: EncodedKind, token: String) {
+        let known = table.withLock { table -> (EncodedKind?, String?) in
+            (table.byTopic[topic], table.token.flatMap { $0.epoch == epoch ? $0.text : nil })
+        }
+        let body = known.0 ?? store(topic, EncodedKind(.delta(make())))
+        if let text = known.1 { return (body, text) }
+        return (body, token(epoch: epoch, at: upstream, cursor))
+    }
+
+    /// The token of a stream at `cursor` of `upstream` alone, made once.
+    func token(epoch: String, at upstream: Upstream, _ cursor: OutboxCursor) -> String {
+        if let known = table.withLock({ $0.token.flatMap { $0.epoch == epoch ? $0.text : nil } }) { return known }
+        let text = ResumeToken(epoch: epoch, positions: [upstream: cursor]).text
+        table.withLock { if $0.token == nil { $0.token = (epoch, text) } }
+        return text
+    }
+
+    private func store(_ topic: Topic, _ made: EncodedKind) -> EncodedKind {
+        table.withLock { table in
+            if let known = table.byTopic[topic] { return known }
+            table.byTopic[topic] = made
             return made
         }
     }

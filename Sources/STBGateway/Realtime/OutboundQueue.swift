@@ -3,6 +3,29 @@ import STBPostgres
 import STBRPC
 import Synchronization
 
+/// A stream's writer as the fan-out uses it on the stream's event loop: the call's
+/// writer (protobuf) and the token of the last message handed to the transport.
+struct DirectWrite: Sendable {
+    let loop: EventLoop
+    let writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>
+    let delivered: DeliveredToken
+
+    /// The direct path of `writer`, when it has one (a server call in protobuf).
+    init?(_ writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, delivered: DeliveredToken) {
+        guard writer.sendsProtobuf, let loop = writer.eventLoop else { return nil }
+        self.loop = loop
+        self.writer = writer
+        self.delivered = delivered
+    }
+}
+
+/// The resume token of the last message handed to the transport.
+final class DeliveredToken: Sendable {
+    private let token = Mutex<String?>(nil)
+    var value: String? { token.withLock { $0 } }
+    func set(_ value: String) { token.withLock { $0 = value } }
+}
+
 /// One message of a stream: a shared, encoded body and the stream's resume token.
 struct Outbound: Sendable {
     let body: EncodedKind
@@ -45,9 +68,13 @@ final class OutboundQueue: Sendable {
             return .messages(taken)
         }
 
+        /// The fan-out is writing a message itself (`offer`): the waiter is woken after,
+        /// so that it cannot take later messages before that one.
+        var writingDirectly = false
+
         /// The waiter, if any, with what it takes now (nothing is taken without one).
         mutating func wake() -> (CheckedContinuation<Taken, Never>, Taken)? {
-            guard let waiter, let taken = takeAll() else { return nil }
+            guard !writingDirectly, let waiter, let taken = takeAll() else { return nil }
             self.waiter = nil
             return (waiter, taken)
         }
@@ -55,11 +82,15 @@ final class OutboundQueue: Sendable {
 
     let epoch: String
     let limit: Int
+    /// Where the fan-out writes a message itself, on the stream's event loop, when the
+    /// writer is waiting with nothing queued (nil: every message goes through the writer).
+    let direct: DirectWrite?
     private let state: Mutex<State>
 
-    init(epoch: String, positions: [Upstream: OutboxCursor], limit: Int) {
+    init(epoch: String, positions: [Upstream: OutboxCursor], limit: Int, direct: DirectWrite? = nil) {
         self.epoch = epoch
         self.limit = limit
+        self.direct = direct
         self.state = Mutex(State(positions: positions))
     }
 
@@ -126,6 +157,57 @@ final class OutboundQueue: Sendable {
             if let position = state.positions[upstream], position >= cursor { return .had }
             return state.bytes > limit ? .full : .room
         }
+    }
+
+    /// The fan-out's delivery of the event at `cursor` in one look (one lock): when the
+    /// stream stands before it with room (`.room`), moves `upstream` to `cursor` and queues
+    /// `body` (nil: the event is not for the stream), its token `token` when the stream
+    /// follows `upstream` alone (the same text for every such stream), else made here.
+    func offer(_ body: EncodedKind?, token single: String, advancing upstream: Upstream, to cursor: OutboxCursor) -> Acceptance {
+        var now: Outbound?
+        let (acceptance, woken) = state.withLock { state -> (Acceptance, (CheckedContinuation<Taken, Never>, Taken)?) in
+            if state.failure != nil { return (.ended, nil) }
+            if let position = state.positions[upstream], position >= cursor { return (.had, nil) }
+            if state.bytes > limit { return (.full, nil) }
+            state.positions[upstream] = cursor
+            guard let body else { return (.room, nil) }
+            let token = state.positions.count == 1 ? single : Self.tokenText(epoch: epoch, positions: state.positions)
+            let message = Outbound(body: body, token: token)
+            state.lastPush = .now
+            // The writer waits with nothing queued, and this is its loop: it would only
+            // write this one message, so it is written here instead of waking the writer.
+            if let direct, state.waiter != nil, state.messages.isEmpty, state.detached.isEmpty, direct.loop.inEventLoop {
+                state.writingDirectly = true
+                now = message
+                return (.room, nil)
+            }
+            state.bytes += body.size(token: token)
+            state.messages.append(message)
+            if state.bytes > limit, state.fullSince == nil { state.fullSince = state.lastPush }
+            return (.room, state.wake())
+        }
+        if let woken { woken.0.resume(returning: woken.1) }
+        if let now, let direct { write(now, direct) }
+        return acceptance
+    }
+
+    /// Writes `message` to the transport at once; when the transport has too much queued
+    /// (or the call ended), queues it first in line for the writer, which waits for room
+    /// (or fails). What others pushed meanwhile waits behind it: the writer is woken only
+    /// after (it runs on this same loop, so it cannot have run in between).
+    private func write(_ message: Outbound, _ direct: DirectWrite) {
+        let written = (try? direct.writer.writeNow(encoded: message.encoded)) == true
+        if written { direct.delivered.set(message.token) }
+        let woken = state.withLock { state -> (CheckedContinuation<Taken, Never>, Taken)? in
+            state.writingDirectly = false
+            if !written, state.failure == nil {
+                state.bytes += message.body.size(token: message.token)
+                state.messages.insert(message, at: 0)
+                if state.bytes > limit, state.fullSince == nil { state.fullSince = .now }
+            }
+            return state.wake()
+        }
+        if let woken { woken.0.resume(returning: woken.1) }
     }
 
     /// The fan-out stops delivering `upstream` to this stream: the writer restarts its
