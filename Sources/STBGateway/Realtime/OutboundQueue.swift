@@ -3,19 +3,27 @@ import STBPostgres
 import STBRPC
 import Synchronization
 
-/// A stream's writer as the fan-out uses it on the stream's event loop: the call's
-/// writer (protobuf) and the token of the last message handed to the transport.
+/// A stream's writer as the fan-out uses it on the stream's event loop: a write that
+/// queues a message on the transport at once or refuses it, and the token of the last
+/// message handed to the transport.
 struct DirectWrite: Sendable {
     let loop: EventLoop
-    let writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>
     let delivered: DeliveredToken
+    /// Queues one message in protobuf wire form on the transport at once (on `loop`);
+    /// false (nothing queued) when the transport holds too much; throws when the call
+    /// has ended.
+    let writeNow: @Sendable ([UInt8]) throws -> Bool
 
     /// The direct path of `writer`, when it has one (a server call in protobuf).
     init?(_ writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, delivered: DeliveredToken) {
         guard writer.sendsProtobuf, let loop = writer.eventLoop else { return nil }
+        self.init(loop: loop, delivered: delivered) { try writer.writeNow(encoded: $0) }
+    }
+
+    init(loop: EventLoop, delivered: DeliveredToken, writeNow: @escaping @Sendable ([UInt8]) throws -> Bool) {
         self.loop = loop
-        self.writer = writer
         self.delivered = delivered
+        self.writeNow = writeNow
     }
 }
 
@@ -191,19 +199,31 @@ final class OutboundQueue: Sendable {
         return acceptance
     }
 
-    /// Writes `message` to the transport at once; when the transport has too much queued
-    /// (or the call ended), queues it first in line for the writer, which waits for room
-    /// (or fails). What others pushed meanwhile waits behind it: the writer is woken only
-    /// after (it runs on this same loop, so it cannot have run in between).
+    /// Writes `message` to the transport at once; when the transport has too much queued,
+    /// queues it first in line for the writer, which waits for room. What others pushed
+    /// meanwhile waits behind it: the writer is woken only after (it runs on this same
+    /// loop, so it cannot have run in between). A write that fails (the call ended) ends
+    /// the stream with its reason.
     private func write(_ message: Outbound, _ direct: DirectWrite) {
-        let written = (try? direct.writer.writeNow(encoded: message.encoded)) == true
+        let written: Bool
+        var failure: RPCError?
+        do {
+            written = try direct.writeNow(message.encoded)
+        } catch {
+            written = false
+            failure = (error as? RPCError) ?? RPCError(code: .unavailable, message: "the stream could not be written")
+        }
         if written { direct.delivered.set(message.token) }
         let woken = state.withLock { state -> (CheckedContinuation<Taken, Never>, Taken)? in
             state.writingDirectly = false
             if !written, state.failure == nil {
-                state.bytes += message.body.size(token: message.token)
-                state.messages.insert(message, at: 0)
-                if state.bytes > limit, state.fullSince == nil { state.fullSince = .now }
+                if let failure {
+                    state.failure = failure
+                } else {
+                    state.bytes += message.body.size(token: message.token)
+                    state.messages.insert(message, at: 0)
+                    if state.bytes > limit, state.fullSince == nil { state.fullSince = .now }
+                }
             }
             return state.wake()
         }

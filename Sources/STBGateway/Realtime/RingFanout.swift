@@ -114,7 +114,7 @@ public final class RingFanout: Service, Sendable {
                 }
             }
             var leaving = Self.offer(events, to: here)
-            if !groups.isEmpty { leaving += await Self.offer(events, on: groups) }
+            if !groups.isEmpty { leaving += await Self.offer(events, on: groups) { self.release($0) } }
             if !leaving.isEmpty { release(leaving) }
             return true
         }
@@ -173,9 +173,14 @@ public final class RingFanout: Service, Sendable {
     }
 
     /// `offer` for each group on its loop, all at once; waits for every loop (or for the
-    /// fan-out's cancellation, at shutdown, when a loop may have stopped).
-    private static func offer(_ events: [UpstreamEvent], on groups: [(loop: EventLoop, members: [any FanoutMember])]) async -> [any FanoutMember] {
-        let gather = LoopGather(parts: groups.count)
+    /// fan-out's cancellation, at shutdown, when a loop may have stopped). Members that
+    /// must leave after the wait ended (a loop still at work when the fan-out was
+    /// cancelled) go to `late`.
+    private static func offer(
+        _ events: [UpstreamEvent], on groups: [(loop: EventLoop, members: [any FanoutMember])],
+        late: @escaping @Sendable ([any FanoutMember]) -> Void
+    ) async -> [any FanoutMember] {
+        let gather = LoopGather(parts: groups.count, late: late)
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 gather.start(continuation)
@@ -196,7 +201,9 @@ public final class RingFanout: Service, Sendable {
 }
 
 /// The loops' parts of one pass: the members that must leave, and the pass's waiter,
-/// resumed when every part is in (or the fan-out is cancelled).
+/// resumed when every part is in (or the fan-out is cancelled). A part that comes in
+/// after that hands its leaving members to `late`, so none is left without its stream
+/// knowing.
 private final class LoopGather: Sendable {
     private struct State {
         var remaining: Int
@@ -205,8 +212,12 @@ private final class LoopGather: Sendable {
         var done = false
     }
     private let state: Mutex<State>
+    private let late: @Sendable ([any FanoutMember]) -> Void
 
-    init(parts: Int) { state = Mutex(State(remaining: parts)) }
+    init(parts: Int, late: @escaping @Sendable ([any FanoutMember]) -> Void) {
+        state = Mutex(State(remaining: parts))
+        self.late = late
+    }
 
     func start(_ continuation: CheckedContinuation<Void, Never>) {
         let resume = state.withLock { state -> Bool in
@@ -218,26 +229,30 @@ private final class LoopGather: Sendable {
     }
 
     func add(_ leaving: [any FanoutMember]) {
-        finish { state in
+        let (waiter, isLate) = state.withLock { state -> (CheckedContinuation<Void, Never>?, Bool) in
+            if state.done { return (nil, true) }
             state.leaving += leaving
             state.remaining -= 1
-            return state.remaining == 0
+            guard state.remaining == 0 else { return (nil, false) }
+            state.done = true
+            defer { state.waiter = nil }
+            return (state.waiter, false)
         }
+        if isLate, !leaving.isEmpty { late(leaving) }
+        waiter?.resume()
     }
 
-    func cancel() { finish { _ in true } }
-
-    var leaving: [any FanoutMember] { state.withLock { $0.leaving } }
-
-    private func finish(_ change: (inout State) -> Bool) {
+    func cancel() {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard !state.done, change(&state) else { return nil }
+            guard !state.done else { return nil }
             state.done = true
             defer { state.waiter = nil }
             return state.waiter
         }
         waiter?.resume()
     }
+
+    var leaving: [any FanoutMember] { state.withLock { $0.leaving } }
 }
 
 /// What a fan-out delivers to: one stream's part on one upstream.

@@ -176,6 +176,33 @@ import Testing
         #expect(fanout.memberCount == members.count)
     }
 
+    @Test func aMemberThatRefusesOnALoopStillBusyWhenTheFanoutIsCancelledIsLeft() async throws {
+        let group = try EventLoopGroup(count: 1, name: "fanout-test")
+        defer { group.shutdown() }
+        let ring = EventRing(maximumCount: 1000, maximumBytes: 1 << 20)
+        ring.reset(base: .start)
+        let fanout = RingFanout(upstream: .catalog, ring: ring)
+        #expect(await fanout.pass(onLoops: true))  // starts at the ring's head
+        let member = LoopRecorder(at: .start, loop: group.loops[0], refuse: cursor(2))
+        #expect(fanout.join(member, at: .start))
+        // The loop is busy until released: the pass waits for it until cancelled (shutdown).
+        let busy = Done()
+        group.loops[0].execute { while !busy.value.load(ordering: .relaxed) { usleep(1000) } }
+        ring.append((1...3).map(event))
+        let pass = Task { await fanout.pass(onLoops: true) }
+        try await Task.sleep(for: .milliseconds(50))
+        pass.cancel()
+        _ = await pass.value
+        #expect(member.recorder.left == 0)
+        // The loop gets to the member after the pass ended: it refuses event 2 and is left.
+        busy.value.store(true, ordering: .relaxed)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while member.recorder.left == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(member.recorder.left == 1)
+        #expect(member.recorder.received == [cursor(1)])
+        #expect(fanout.memberCount == 0)
+    }
+
     @Test func aRingThatStartsOverLeavesEveryMember() {
         let ring = EventRing(maximumCount: 1000, maximumBytes: 1 << 20)
         ring.reset(base: .start)
