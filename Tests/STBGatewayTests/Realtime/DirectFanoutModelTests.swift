@@ -105,7 +105,8 @@ import Testing
                 continue
             }
             for event in events {
-                do { try await queue.waitForRoom() } catch { return }
+                // Patient: a loaded machine may hold the writer back for seconds.
+                do { try await queue.waitForRoom(patience: .seconds(40)) } catch { return }
                 guard queue.push(delta(event, upstream), advancing: upstream, to: event.cursor) else { return }
             }
         }
@@ -265,17 +266,6 @@ import Testing
         #expect(transport.state.withLock { $0.offLoop } == 0)
     }
 
-    @Test func aDirectWriteThatFailsEndsTheStreamWithItsReasonAndNothingAfter() async throws {
-        let group = try EventLoopGroup(count: 1, name: "fanout-model")
-        defer { group.shutdown() }
-        let transport = Transport(loop: group.loops[0], refuseEvery: 5, failAt: 5)
-        let failure = await runStream(total: 3000, transport: transport, limit: 1 << 20)
-        #expect(failure == Transport.ended)
-        // What did arrive is whole and in order, its tokens never ahead of it.
-        _ = check(transport.received)
-        #expect(transport.state.withLock { $0.directCalls } == 5)
-    }
-
     @Test func aWaitingWriterWithNothingQueuedIsWrittenToOnItsLoop() async throws {
         let group = try EventLoopGroup(count: 1, name: "fanout-model")
         defer { group.shutdown() }
@@ -297,5 +287,45 @@ import Testing
         #expect(transport.received.count == 1)
         writer.cancel()
         _ = try? await writer.value
+    }
+
+    @Test func aDirectWriteThatFailsEndsTheStreamWithItsReason() async throws {
+        let group = try EventLoopGroup(count: 1, name: "fanout-model")
+        defer { group.shutdown() }
+        let transport = Transport(loop: group.loops[0], refuseEvery: 100, failAt: 2)
+        let queue = OutboundQueue(
+            epoch: "0123abcd", positions: [.catalog: .start], limit: 1 << 20,
+            direct: DirectWrite(loop: transport.loop, delivered: DeliveredToken(), writeNow: transport.writeNow))
+        let feed = LiveFeed(upstream: .catalog, topics: [.catalog], queue: queue, privileged: false, visibleProjects: VisibleProjects())
+        let waiting = Task { try await queue.next() }
+        try await Task.sleep(for: .milliseconds(50))
+        let first = event(1)
+        let taken = await withCheckedContinuation { (done: CheckedContinuation<Bool, Never>) in
+            transport.loop.execute { done.resume(returning: feed.offer(first)) }
+        }
+        // Written at once; the writer still waits (cancelled here, which ends that queue).
+        #expect(taken)
+        #expect(transport.received.count == 1)
+        waiting.cancel()
+        _ = try? await waiting.value
+        // The transport fails the next direct write.
+        let failing = OutboundQueue(
+            epoch: "0123abcd", positions: [.catalog: cursor(1)], limit: 1 << 20,
+            direct: DirectWrite(loop: transport.loop, delivered: DeliveredToken(), writeNow: transport.writeNow))
+        let failingFeed = LiveFeed(upstream: .catalog, topics: [.catalog], queue: failing, privileged: false, visibleProjects: VisibleProjects())
+        let writer = Task { try await failing.next() }
+        try await Task.sleep(for: .milliseconds(50))
+        let second = event(2)
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            transport.loop.execute {
+                _ = failingFeed.offer(second)
+                done.resume()
+            }
+        }
+        // The transport's reason ends the stream; nothing more is offered or written.
+        await #expect(throws: Transport.ended) { try await writer.value }
+        #expect(failing.failure == Transport.ended)
+        #expect(!failingFeed.offer(event(3)))
+        #expect(transport.received.count == 1)
     }
 }
