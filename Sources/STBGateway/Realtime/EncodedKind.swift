@@ -45,14 +45,21 @@ final class EncodedKind: Sendable {
 }
 
 /// The deltas made of one event, by topic, made by the first stream that sends each and
-/// shared with the rest; and the resume token of a stream that follows the event's
-/// upstream alone and stands at the event, likewise made once.
+/// shared with the rest; and the resume tokens of streams standing at the event, by their
+/// positions (the last few kinds), likewise made once: the streams a fan-out pass hands
+/// the event to mostly stand at the same positions.
 final class DeltaEncodings: Sendable {
     private struct Table {
         var byTopic: [Topic: EncodedKind] = [:]
-        var token: (epoch: String, text: String)?
+        /// The token of a stream on the event's upstream alone, standing at the event.
+        var single: (epoch: String, text: String)?
+        var tokens: [(epoch: String, positions: [Upstream: OutboxCursor], text: String)] = []
+        /// The entry `tokens` replaces next once full.
+        var nextToken = 0
     }
     private let table = Mutex(Table())
+    /// How many tokens one event keeps.
+    static let tokenEntries = 4
 
     /// The delta of `event` on `topic`, made by `make` the first time.
     func delta(_ topic: Topic, make: () -> Stb_Gateway_V1_Delta) -> EncodedKind {
@@ -66,18 +73,31 @@ final class DeltaEncodings: Sendable {
         _ topic: Topic, token epoch: String, at upstream: Upstream, _ cursor: OutboxCursor, make: () -> Stb_Gateway_V1_Delta
     ) -> (body: EncodedKind, token: String) {
         let known = table.withLock { table -> (EncodedKind?, String?) in
-            (table.byTopic[topic], table.token.flatMap { $0.epoch == epoch ? $0.text : nil })
+            (table.byTopic[topic], table.single.flatMap { $0.epoch == epoch ? $0.text : nil })
         }
         let body = known.0 ?? store(topic, EncodedKind(.delta(make())))
         if let text = known.1 { return (body, text) }
-        return (body, token(epoch: epoch, at: upstream, cursor))
+        let text = ResumeToken(epoch: epoch, positions: [upstream: cursor]).text
+        table.withLock { if $0.single == nil { $0.single = (epoch, text) } }
+        return (body, text)
     }
 
-    /// The token of a stream at `cursor` of `upstream` alone, made once.
-    func token(epoch: String, at upstream: Upstream, _ cursor: OutboxCursor) -> String {
-        if let known = table.withLock({ $0.token.flatMap { $0.epoch == epoch ? $0.text : nil } }) { return known }
-        let text = ResumeToken(epoch: epoch, positions: [upstream: cursor]).text
-        table.withLock { if $0.token == nil { $0.token = (epoch, text) } }
+    /// The token of a stream at `positions` (one of which is this event's), made once.
+    func token(epoch: String, positions: [Upstream: OutboxCursor]) -> String {
+        let known = table.withLock { table in
+            table.tokens.first { $0.positions == positions && $0.epoch == epoch }?.text
+        }
+        if let known { return known }
+        let text = ResumeToken(epoch: epoch, positions: positions).text
+        table.withLock { table in
+            guard !table.tokens.contains(where: { $0.positions == positions && $0.epoch == epoch }) else { return }
+            if table.tokens.count < Self.tokenEntries {
+                table.tokens.append((epoch, positions, text))
+            } else {
+                table.tokens[table.nextToken] = (epoch, positions, text)
+                table.nextToken = (table.nextToken + 1) % Self.tokenEntries
+            }
+        }
         return text
     }
 

@@ -125,15 +125,17 @@ final class OutboundQueue: Sendable {
     }
 
     /// Queues the shared `body` (with the token of the positions reached), first moving
-    /// `upstream` to `cursor`; false once the stream has failed.
+    /// `upstream` to `cursor`; false once the stream has failed. `tokens`: the encodings of
+    /// the event at `cursor`, which keep the tokens made for it.
     @discardableResult
-    func push(_ body: EncodedKind, advancing upstream: Upstream? = nil, to cursor: OutboxCursor? = nil) -> Bool {
+    func push(_ body: EncodedKind, advancing upstream: Upstream? = nil, to cursor: OutboxCursor? = nil, tokens: DeltaEncodings? = nil) -> Bool {
         var pushed = false
         let woken = state.withLock { state -> (CheckedContinuation<Taken, Never>, Taken)? in
             guard state.failure == nil else { return nil }
             pushed = true
             if let upstream, let cursor { state.positions[upstream] = cursor }
-            let message = Outbound(body: body, token: Self.tokenText(epoch: epoch, positions: state.positions))
+            let token = tokens?.token(epoch: epoch, positions: state.positions) ?? Self.tokenText(epoch: epoch, positions: state.positions)
+            let message = Outbound(body: body, token: token)
             state.bytes += body.size(token: message.token)
             state.messages.append(message)
             state.lastPush = .now
@@ -170,8 +172,11 @@ final class OutboundQueue: Sendable {
     /// The fan-out's delivery of the event at `cursor` in one look (one lock): when the
     /// stream stands before it with room (`.room`), moves `upstream` to `cursor` and queues
     /// `body` (nil: the event is not for the stream), its token `token` when the stream
-    /// follows `upstream` alone (the same text for every such stream), else made here.
-    func offer(_ body: EncodedKind?, token single: String, advancing upstream: Upstream, to cursor: OutboxCursor) -> Acceptance {
+    /// follows `upstream` alone (the same text for every such stream), else the one
+    /// `tokens` (the event's encodings) keeps for the stream's positions.
+    func offer(
+        _ body: EncodedKind?, token single: String, tokens: DeltaEncodings, advancing upstream: Upstream, to cursor: OutboxCursor
+    ) -> Acceptance {
         var now: Outbound?
         let (acceptance, woken) = state.withLock { state -> (Acceptance, (CheckedContinuation<Taken, Never>, Taken)?) in
             if state.failure != nil { return (.ended, nil) }
@@ -179,7 +184,7 @@ final class OutboundQueue: Sendable {
             if state.bytes > limit { return (.full, nil) }
             state.positions[upstream] = cursor
             guard let body else { return (.room, nil) }
-            let token = state.positions.count == 1 ? single : Self.tokenText(epoch: epoch, positions: state.positions)
+            let token = state.positions.count == 1 ? single : tokens.token(epoch: epoch, positions: state.positions)
             let message = Outbound(body: body, token: token)
             state.lastPush = .now
             // The writer waits with nothing queued, and this is its loop: it would only
@@ -248,8 +253,8 @@ final class OutboundQueue: Sendable {
         }
     }
 
-    /// The last token text made, reused while the positions stay the same: one event sent
-    /// to many streams that stand at the same positions makes its token once.
+    /// The last token text made, reused while the positions stay the same (messages that
+    /// are not an event's: heartbeats, snapshots, resyncs).
     private static let lastToken = Mutex<(epoch: String, positions: [Upstream: OutboxCursor], text: String)?>(nil)
 
     static func tokenText(epoch: String, positions: [Upstream: OutboxCursor]) -> String {

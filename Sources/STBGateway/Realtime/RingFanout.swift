@@ -321,14 +321,14 @@ final class LiveFeed: FanoutMember {
             }
         }
         let single = first?.token ?? ""
-        switch queue.offer(first?.body, token: single, advancing: upstream, to: event.cursor) {
+        switch queue.offer(first?.body, token: single, tokens: event.encodings, advancing: upstream, to: event.cursor) {
         case .had: return true
         case .full, .ended: return false
         case .room: break
         }
         for topic in others {
             let message = event.encodings.delta(topic) { Subscription.delta(of: event, on: topic, from: upstream) }
-            guard queue.push(message, advancing: upstream, to: event.cursor) else { return false }
+            guard queue.push(message, advancing: upstream, to: event.cursor, tokens: event.encodings) else { return false }
         }
         return true
     }
