@@ -1,4 +1,5 @@
 import STBMessages
+import STBPostgres
 import Synchronization
 
 /// The body of a `SubscribeEvent` (its `kind`), encoded once and shared by every stream
@@ -44,17 +45,66 @@ final class EncodedKind: Sendable {
 }
 
 /// The deltas made of one event, by topic, made by the first stream that sends each and
-/// shared with the rest.
+/// shared with the rest; and the resume tokens of streams standing at the event, by their
+/// positions (the last few kinds), likewise made once: the streams a fan-out pass hands
+/// the event to mostly stand at the same positions.
 final class DeltaEncodings: Sendable {
-    private let byTopic = Mutex<[Topic: EncodedKind]>([:])
+    private struct Table {
+        var byTopic: [Topic: EncodedKind] = [:]
+        /// The token of a stream on the event's upstream alone, standing at the event.
+        var single: (epoch: String, text: String)?
+        var tokens: [(epoch: String, positions: [Upstream: OutboxCursor], text: String)] = []
+        /// The entry `tokens` replaces next once full.
+        var nextToken = 0
+    }
+    private let table = Mutex(Table())
+    /// How many tokens one event keeps.
+    static let tokenEntries = 4
 
     /// The delta of `event` on `topic`, made by `make` the first time.
     func delta(_ topic: Topic, make: () -> Stb_Gateway_V1_Delta) -> EncodedKind {
-        if let known = byTopic.withLock({ $0[topic] }) { return known }
-        let made = EncodedKind(.delta(make()))
-        return byTopic.withLock { table in
-            if let known = table[topic] { return known }
-            table[topic] = made
+        if let known = table.withLock({ $0.byTopic[topic] }) { return known }
+        return store(topic, EncodedKind(.delta(make())))
+    }
+
+    /// The delta on `topic` (made by `make` the first time) and the token of a stream at
+    /// `cursor` of `upstream` alone, in one look.
+    func delta(
+        _ topic: Topic, token epoch: String, at upstream: Upstream, _ cursor: OutboxCursor, make: () -> Stb_Gateway_V1_Delta
+    ) -> (body: EncodedKind, token: String) {
+        let known = table.withLock { table -> (EncodedKind?, String?) in
+            (table.byTopic[topic], table.single.flatMap { $0.epoch == epoch ? $0.text : nil })
+        }
+        let body = known.0 ?? store(topic, EncodedKind(.delta(make())))
+        if let text = known.1 { return (body, text) }
+        let text = ResumeToken(epoch: epoch, positions: [upstream: cursor]).text
+        table.withLock { if $0.single == nil { $0.single = (epoch, text) } }
+        return (body, text)
+    }
+
+    /// The token of a stream at `positions` (one of which is this event's), made once.
+    func token(epoch: String, positions: [Upstream: OutboxCursor]) -> String {
+        let known = table.withLock { table in
+            table.tokens.first { $0.positions == positions && $0.epoch == epoch }?.text
+        }
+        if let known { return known }
+        let text = ResumeToken(epoch: epoch, positions: positions).text
+        table.withLock { table in
+            guard !table.tokens.contains(where: { $0.positions == positions && $0.epoch == epoch }) else { return }
+            if table.tokens.count < Self.tokenEntries {
+                table.tokens.append((epoch, positions, text))
+            } else {
+                table.tokens[table.nextToken] = (epoch, positions, text)
+                table.nextToken = (table.nextToken + 1) % Self.tokenEntries
+            }
+        }
+        return text
+    }
+
+    private func store(_ topic: Topic, _ made: EncodedKind) -> EncodedKind {
+        table.withLock { table in
+            if let known = table.byTopic[topic] { return known }
+            table.byTopic[topic] = made
             return made
         }
     }

@@ -3,6 +3,37 @@ import STBPostgres
 import STBRPC
 import Synchronization
 
+/// A stream's writer as the fan-out uses it on the stream's event loop: a write that
+/// queues a message on the transport at once or refuses it, and the token of the last
+/// message handed to the transport.
+struct DirectWrite: Sendable {
+    let loop: EventLoop
+    let delivered: DeliveredToken
+    /// Queues one message in protobuf wire form on the transport at once (on `loop`);
+    /// false (nothing queued) when the transport holds too much; throws when the call
+    /// has ended.
+    let writeNow: @Sendable ([UInt8]) throws -> Bool
+
+    /// The direct path of `writer`, when it has one (a server call in protobuf).
+    init?(_ writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, delivered: DeliveredToken) {
+        guard writer.sendsProtobuf, let loop = writer.eventLoop else { return nil }
+        self.init(loop: loop, delivered: delivered) { try writer.writeNow(encoded: $0) }
+    }
+
+    init(loop: EventLoop, delivered: DeliveredToken, writeNow: @escaping @Sendable ([UInt8]) throws -> Bool) {
+        self.loop = loop
+        self.delivered = delivered
+        self.writeNow = writeNow
+    }
+}
+
+/// The resume token of the last message handed to the transport.
+final class DeliveredToken: Sendable {
+    private let token = Mutex<String?>(nil)
+    var value: String? { token.withLock { $0 } }
+    func set(_ value: String) { token.withLock { $0 = value } }
+}
+
 /// One message of a stream: a shared, encoded body and the stream's resume token.
 struct Outbound: Sendable {
     let body: EncodedKind
@@ -45,9 +76,13 @@ final class OutboundQueue: Sendable {
             return .messages(taken)
         }
 
+        /// The fan-out is writing a message itself (`offer`): the waiter is woken after,
+        /// so that it cannot take later messages before that one.
+        var writingDirectly = false
+
         /// The waiter, if any, with what it takes now (nothing is taken without one).
         mutating func wake() -> (CheckedContinuation<Taken, Never>, Taken)? {
-            guard let waiter, let taken = takeAll() else { return nil }
+            guard !writingDirectly, let waiter, let taken = takeAll() else { return nil }
             self.waiter = nil
             return (waiter, taken)
         }
@@ -55,11 +90,15 @@ final class OutboundQueue: Sendable {
 
     let epoch: String
     let limit: Int
+    /// Where the fan-out writes a message itself, on the stream's event loop, when the
+    /// writer is waiting with nothing queued (nil: every message goes through the writer).
+    let direct: DirectWrite?
     private let state: Mutex<State>
 
-    init(epoch: String, positions: [Upstream: OutboxCursor], limit: Int) {
+    init(epoch: String, positions: [Upstream: OutboxCursor], limit: Int, direct: DirectWrite? = nil) {
         self.epoch = epoch
         self.limit = limit
+        self.direct = direct
         self.state = Mutex(State(positions: positions))
     }
 
@@ -86,15 +125,17 @@ final class OutboundQueue: Sendable {
     }
 
     /// Queues the shared `body` (with the token of the positions reached), first moving
-    /// `upstream` to `cursor`; false once the stream has failed.
+    /// `upstream` to `cursor`; false once the stream has failed. `tokens`: the encodings of
+    /// the event at `cursor`, which keep the tokens made for it.
     @discardableResult
-    func push(_ body: EncodedKind, advancing upstream: Upstream? = nil, to cursor: OutboxCursor? = nil) -> Bool {
+    func push(_ body: EncodedKind, advancing upstream: Upstream? = nil, to cursor: OutboxCursor? = nil, tokens: DeltaEncodings? = nil) -> Bool {
         var pushed = false
         let woken = state.withLock { state -> (CheckedContinuation<Taken, Never>, Taken)? in
             guard state.failure == nil else { return nil }
             pushed = true
             if let upstream, let cursor { state.positions[upstream] = cursor }
-            let message = Outbound(body: body, token: Self.tokenText(epoch: epoch, positions: state.positions))
+            let token = tokens?.token(epoch: epoch, positions: state.positions) ?? Self.tokenText(epoch: epoch, positions: state.positions)
+            let message = Outbound(body: body, token: token)
             state.bytes += body.size(token: message.token)
             state.messages.append(message)
             state.lastPush = .now
@@ -128,6 +169,72 @@ final class OutboundQueue: Sendable {
         }
     }
 
+    /// The fan-out's delivery of the event at `cursor` in one look (one lock): when the
+    /// stream stands before it with room (`.room`), moves `upstream` to `cursor` and queues
+    /// `body` (nil: the event is not for the stream), its token `token` when the stream
+    /// follows `upstream` alone (the same text for every such stream), else the one
+    /// `tokens` (the event's encodings) keeps for the stream's positions.
+    func offer(
+        _ body: EncodedKind?, token single: String, tokens: DeltaEncodings, advancing upstream: Upstream, to cursor: OutboxCursor
+    ) -> Acceptance {
+        var now: Outbound?
+        let (acceptance, woken) = state.withLock { state -> (Acceptance, (CheckedContinuation<Taken, Never>, Taken)?) in
+            if state.failure != nil { return (.ended, nil) }
+            if let position = state.positions[upstream], position >= cursor { return (.had, nil) }
+            if state.bytes > limit { return (.full, nil) }
+            state.positions[upstream] = cursor
+            guard let body else { return (.room, nil) }
+            let token = state.positions.count == 1 ? single : tokens.token(epoch: epoch, positions: state.positions)
+            let message = Outbound(body: body, token: token)
+            state.lastPush = .now
+            // The writer waits with nothing queued, and this is its loop: it would only
+            // write this one message, so it is written here instead of waking the writer.
+            if let direct, state.waiter != nil, state.messages.isEmpty, state.detached.isEmpty, direct.loop.inEventLoop {
+                state.writingDirectly = true
+                now = message
+                return (.room, nil)
+            }
+            state.bytes += body.size(token: token)
+            state.messages.append(message)
+            if state.bytes > limit, state.fullSince == nil { state.fullSince = state.lastPush }
+            return (.room, state.wake())
+        }
+        if let woken { woken.0.resume(returning: woken.1) }
+        if let now, let direct { write(now, direct) }
+        return acceptance
+    }
+
+    /// Writes `message` to the transport at once; when the transport has too much queued,
+    /// queues it first in line for the writer, which waits for room. What others pushed
+    /// meanwhile waits behind it: the writer is woken only after (it runs on this same
+    /// loop, so it cannot have run in between). A write that fails (the call ended) ends
+    /// the stream with its reason.
+    private func write(_ message: Outbound, _ direct: DirectWrite) {
+        let written: Bool
+        var failure: RPCError?
+        do {
+            written = try direct.writeNow(message.encoded)
+        } catch {
+            written = false
+            failure = (error as? RPCError) ?? RPCError(code: .unavailable, message: "the stream could not be written")
+        }
+        if written { direct.delivered.set(message.token) }
+        let woken = state.withLock { state -> (CheckedContinuation<Taken, Never>, Taken)? in
+            state.writingDirectly = false
+            if !written, state.failure == nil {
+                if let failure {
+                    state.failure = failure
+                } else {
+                    state.bytes += message.body.size(token: message.token)
+                    state.messages.insert(message, at: 0)
+                    if state.bytes > limit, state.fullSince == nil { state.fullSince = .now }
+                }
+            }
+            return state.wake()
+        }
+        if let woken { woken.0.resume(returning: woken.1) }
+    }
+
     /// The fan-out stops delivering `upstream` to this stream: the writer restarts its
     /// catch-up (`takeDetached`).
     func detach(_ upstream: Upstream) {
@@ -146,8 +253,8 @@ final class OutboundQueue: Sendable {
         }
     }
 
-    /// The last token text made, reused while the positions stay the same: one event sent
-    /// to many streams that stand at the same positions makes its token once.
+    /// The last token text made, reused while the positions stay the same (messages that
+    /// are not an event's: heartbeats, snapshots, resyncs).
     private static let lastToken = Mutex<(epoch: String, positions: [Upstream: OutboxCursor], text: String)?>(nil)
 
     static func tokenText(epoch: String, positions: [Upstream: OutboxCursor]) -> String {

@@ -23,8 +23,8 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
     }
 
     public func subscribe(_ request: Stb_Gateway_V1_SubscribeRequest, writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, context: ServerContext) async throws {
-        let opened = try await openInChildTask(request, context: context)
         let delivered = DeliveredToken()
+        let opened = try await openInChildTask(request, writer: writer, delivered: delivered, context: context)
         var outcome: (any Error)?
         do {
             try await run(opened, writer: writer, delivered: delivered)
@@ -68,9 +68,12 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
     /// every slab its deepest call needed. A group's child, not an `async let`: an
     /// `async let` places its child (and the child's first frames) in this task's memory.
     @inline(never)
-    private func openInChildTask(_ request: Stb_Gateway_V1_SubscribeRequest, context: ServerContext) async throws -> OpenedStream {
+    private func openInChildTask(
+        _ request: Stb_Gateway_V1_SubscribeRequest, writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, delivered: DeliveredToken,
+        context: ServerContext
+    ) async throws -> OpenedStream {
         try await withThrowingTaskGroup(of: OpenedStream.self) { group in
-            group.addTask { try await open(request, context: context) }
+            group.addTask { try await open(request, context: context, direct: DirectWrite(writer, delivered: delivered)) }
             guard let opened = try await group.next() else {
                 throw RPCError(code: .internal, message: "the stream could not start")
             }
@@ -80,7 +83,7 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
 
     /// Checks the request and the caller, finds where each upstream starts and opens the
     /// stream's session.
-    private func open(_ request: Stb_Gateway_V1_SubscribeRequest, context: ServerContext) async throws -> OpenedStream {
+    private func open(_ request: Stb_Gateway_V1_SubscribeRequest, context: ServerContext, direct: DirectWrite?) async throws -> OpenedStream {
         // The claims themselves (the interceptor verified the token): the role, and when
         // the token expires.
         let claims = try await authenticator.authenticate(context.metadata, allowingCookie: context.rpcProtocol == .connect)
@@ -122,7 +125,7 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
             }
         }
 
-        let queue = OutboundQueue(epoch: hub.epoch, positions: starts, limit: hub.configuration.queueBytes)
+        let queue = OutboundQueue(epoch: hub.epoch, positions: starts, limit: hub.configuration.queueBytes, direct: direct)
         let sessionID = try await sessions.open(
             claims: claims, topics: topics, peer: context.peer,
             userAgent: String((context.metadata.firstString(forKey: "user-agent") ?? "").prefix(200)),
@@ -269,11 +272,4 @@ public struct RealtimeService: Stb_Gateway_V1_RealtimeService {
             throw RPCError(code: .permissionDenied, message: "only an admin may manage stream sessions")
         }
     }
-}
-
-/// The resume token of the last message handed to the transport.
-private final class DeliveredToken: Sendable {
-    private let token = Mutex<String?>(nil)
-    var value: String? { token.withLock { $0 } }
-    func set(_ value: String) { token.withLock { $0 = value } }
 }

@@ -1,5 +1,6 @@
 import ServiceLifecycle
 import STBPostgres
+import STBRPC
 import Synchronization
 
 /// One upstream's live delivery: one task takes each new event of the ring once and hands
@@ -73,38 +74,79 @@ public final class RingFanout: Service, Sendable {
     private func deliverForever() async {
         while !Task.isCancelled {
             let seen = ring.signal.generation
-            if !pass() { await ring.signal.wait(after: seen) }
+            if !(await pass(onLoops: true)) { await ring.signal.wait(after: seen) }
         }
     }
 
-    /// Hands out what the ring holds after the fan-out's position (one batch); false when
-    /// there was nothing new.
+    /// Hands out what the ring holds after the fan-out's position (one batch), here;
+    /// false when there was nothing new.
     @discardableResult
     func pass() -> Bool {
+        switch take() {
+        case .nothing: return false
+        case .done: return true
+        case .deliver(let events, let members):
+            let leaving = Self.offer(events, to: members)
+            if !leaving.isEmpty { release(leaving) }
+            return true
+        }
+    }
+
+    /// `pass()`, each member offered the events on its stream's event loop (`onLoops`),
+    /// where a stream waiting with nothing queued is written to at once instead of being
+    /// woken; the pass ends when every loop has done its part.
+    func pass(onLoops: Bool) async -> Bool {
+        switch take() {
+        case .nothing: return false
+        case .done: return true
+        case .deliver(let events, let members):
+            var here: [any FanoutMember] = []
+            var groups: [(loop: EventLoop, members: [any FanoutMember])] = []
+            for member in members {
+                guard onLoops, let loop = member.loop else {
+                    here.append(member)
+                    continue
+                }
+                if let at = groups.firstIndex(where: { $0.loop === loop }) {
+                    groups[at].members.append(member)
+                } else {
+                    groups.append((loop, [member]))
+                }
+            }
+            var leaving = Self.offer(events, to: here)
+            if !groups.isEmpty { leaving += await Self.offer(events, on: groups) { self.release($0) } }
+            if !leaving.isEmpty { release(leaving) }
+            return true
+        }
+    }
+
+    private enum Taken {
+        /// Nothing new.
+        case nothing
+        /// The position moved without events to hand out.
+        case done
+        /// Events for the members, the position already past them.
+        case deliver([UpstreamEvent], ContiguousArray<any FanoutMember>)
+    }
+
+    /// The next batch and the members to hand it to, the position moved past it.
+    private func take() -> Taken {
         guard let position = state.withLock({ $0.position }) else {
             // Starts at the ring's head: streams catch up to it on their own.
-            guard let head = ring.head else { return false }
+            guard let head = ring.head else { return .nothing }
             state.withLock { if $0.position == nil { $0.position = head } }
-            return true
+            return .done
         }
         switch ring.read(after: position, limit: Self.batch) {
         case .events(let events):
-            guard let last = events.last else { return false }
+            guard let last = events.last else { return .nothing }
             // The members are taken with the position moved in one step: a stream that
             // joins later stands at or after `last`.
             let members = state.withLock { state -> ContiguousArray<any FanoutMember> in
                 state.position = last.cursor
                 return state.members
             }
-            var leaving: [any FanoutMember] = []
-            for member in members {
-                for event in events where !member.offer(event) {
-                    leaving.append(member)
-                    break
-                }
-            }
-            if !leaving.isEmpty { release(leaving) }
-            return true
+            return .deliver(events, members)
         case .behind:
             // The ring started over (its follower restarted from the upstream's head) or
             // dropped what the fan-out had not handed out: every stream replays on its own.
@@ -114,8 +156,42 @@ public final class RingFanout: Service, Sendable {
                 return state.members
             }
             for member in members { member.leave() }
-            return true
+            return .done
         }
+    }
+
+    /// Offers `events` to each of `members` in turn; the members that must leave.
+    private static func offer(_ events: [UpstreamEvent], to members: some Collection<any FanoutMember>) -> [any FanoutMember] {
+        var leaving: [any FanoutMember] = []
+        for member in members {
+            for event in events where !member.offer(event) {
+                leaving.append(member)
+                break
+            }
+        }
+        return leaving
+    }
+
+    /// `offer` for each group on its loop, all at once; waits for every loop (or for the
+    /// fan-out's cancellation, at shutdown, when a loop may have stopped). Members that
+    /// must leave after the wait ended (a loop still at work when the fan-out was
+    /// cancelled) go to `late`.
+    private static func offer(
+        _ events: [UpstreamEvent], on groups: [(loop: EventLoop, members: [any FanoutMember])],
+        late: @escaping @Sendable ([any FanoutMember]) -> Void
+    ) async -> [any FanoutMember] {
+        let gather = LoopGather(parts: groups.count, late: late)
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                gather.start(continuation)
+                for (loop, members) in groups {
+                    loop.execute { gather.add(offer(events, to: members)) }
+                }
+            }
+        } onCancel: {
+            gather.cancel()
+        }
+        return gather.leaving
     }
 
     private func release(_ feeds: [any FanoutMember]) {
@@ -124,13 +200,75 @@ public final class RingFanout: Service, Sendable {
     }
 }
 
+/// The loops' parts of one pass: the members that must leave, and the pass's waiter,
+/// resumed when every part is in (or the fan-out is cancelled). A part that comes in
+/// after that hands its leaving members to `late`, so none is left without its stream
+/// knowing.
+private final class LoopGather: Sendable {
+    private struct State {
+        var remaining: Int
+        var leaving: [any FanoutMember] = []
+        var waiter: CheckedContinuation<Void, Never>?
+        var done = false
+    }
+    private let state: Mutex<State>
+    private let late: @Sendable ([any FanoutMember]) -> Void
+
+    init(parts: Int, late: @escaping @Sendable ([any FanoutMember]) -> Void) {
+        state = Mutex(State(remaining: parts))
+        self.late = late
+    }
+
+    func start(_ continuation: CheckedContinuation<Void, Never>) {
+        let resume = state.withLock { state -> Bool in
+            if state.done { return true }
+            state.waiter = continuation
+            return false
+        }
+        if resume { continuation.resume() }
+    }
+
+    func add(_ leaving: [any FanoutMember]) {
+        let (waiter, isLate) = state.withLock { state -> (CheckedContinuation<Void, Never>?, Bool) in
+            if state.done { return (nil, true) }
+            state.leaving += leaving
+            state.remaining -= 1
+            guard state.remaining == 0 else { return (nil, false) }
+            state.done = true
+            defer { state.waiter = nil }
+            return (state.waiter, false)
+        }
+        if isLate, !leaving.isEmpty { late(leaving) }
+        waiter?.resume()
+    }
+
+    func cancel() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard !state.done else { return nil }
+            state.done = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    var leaving: [any FanoutMember] { state.withLock { $0.leaving } }
+}
+
 /// What a fan-out delivers to: one stream's part on one upstream.
 protocol FanoutMember: AnyObject, Sendable {
+    /// The event loop the stream writes on, where the fan-out offers it events (nil:
+    /// anywhere).
+    var loop: EventLoop? { get }
     /// Takes `event` (queued, or passed as not for the stream) without waiting; false
     /// when the stream must take it on its own from here (the fan-out leaves it).
     func offer(_ event: UpstreamEvent) -> Bool
     /// The fan-out no longer delivers to it.
     func leave()
+}
+
+extension FanoutMember {
+    var loop: EventLoop? { nil }
 }
 
 /// A stream's part on one upstream while the fan-out delivers it: what the fan-out asks
@@ -152,6 +290,8 @@ final class LiveFeed: FanoutMember {
         self.visibleProjects = visibleProjects
     }
 
+    var loop: EventLoop? { queue.direct?.loop }
+
     /// The fan-out no longer delivers the stream: its catch-up takes over.
     func leave() {
         queue.detach(upstream)
@@ -160,26 +300,35 @@ final class LiveFeed: FanoutMember {
     /// The fan-out's look at `event`: queues its delta on each of `topics` it goes to (or
     /// passes it), synchronously; false when the stream's own producer must take it from
     /// here: the queue is over its limit, or the event needs a membership asked again.
+    ///
+    /// Every topic is decided before anything is queued (a message moves the position
+    /// past the event, so the producer taking over could not send it on another topic);
+    /// the usual case, one topic, then takes one lock of the queue.
     func offer(_ event: UpstreamEvent) -> Bool {
-        switch queue.accepts(upstream, event.cursor) {
+        var shown: Topic?
+        var others: [Topic] = []
+        for topic in topics {
+            guard let shows = quickShows(event, on: topic) else {
+                // Needs the project service: the producer takes over (unless it has the event).
+                return queue.accepts(upstream, event.cursor) == .had
+            }
+            guard shows else { continue }
+            if shown == nil { shown = topic } else { others.append(topic) }
+        }
+        let first = shown.map { topic in
+            event.encodings.delta(topic, token: queue.epoch, at: upstream, event.cursor) {
+                Subscription.delta(of: event, on: topic, from: upstream)
+            }
+        }
+        let single = first?.token ?? ""
+        switch queue.offer(first?.body, token: single, tokens: event.encodings, advancing: upstream, to: event.cursor) {
         case .had: return true
         case .full, .ended: return false
         case .room: break
         }
-        // Every topic is decided before anything is queued: a message moves the position
-        // past the event, so the producer taking over could not send it on another topic.
-        var shown = 0
-        for topic in topics {
-            guard let shows = quickShows(event, on: topic) else { return false }
-            if shows { shown += 1 }
-        }
-        guard shown > 0 else {
-            queue.advance(upstream, to: event.cursor)
-            return true
-        }
-        for topic in topics where quickShows(event, on: topic) == true {
+        for topic in others {
             let message = event.encodings.delta(topic) { Subscription.delta(of: event, on: topic, from: upstream) }
-            guard queue.push(message, advancing: upstream, to: event.cursor) else { return false }
+            guard queue.push(message, advancing: upstream, to: event.cursor, tokens: event.encodings) else { return false }
         }
         return true
     }

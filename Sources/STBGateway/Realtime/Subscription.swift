@@ -177,7 +177,7 @@ struct Subscription: Sendable {
                 // Made and encoded by the first stream that sends it, shared by the rest.
                 let message = event.encodings.delta(topic) { Self.delta(of: event, on: topic, from: upstream) }
                 try await queue.waitForRoom()
-                guard queue.push(message, advancing: upstream, to: event.cursor) else { throw StreamEnded() }
+                guard queue.push(message, advancing: upstream, to: event.cursor, tokens: event.encodings) else { throw StreamEnded() }
             }
             if !matched { queue.advance(upstream, to: event.cursor) }
         }

@@ -38,6 +38,19 @@ public struct RPCWriter<Message: ProtoMessage>: Sendable {
         try await sink.send(bytes)
     }
 
+    /// The event loop a server call's messages are written on (nil for other writers):
+    /// `writeNow(encoded:)` queues at once only on its thread.
+    public var eventLoop: EventLoop? { (sink as? ServerCall)?.loop }
+
+    /// Queues one message already in protobuf wire form (only when `sendsProtobuf`) at
+    /// once, without suspending, on a server call's event loop while its transport holds
+    /// less than its per-stream limit; false (nothing queued) otherwise, and the caller
+    /// uses `write(encoded:)`, which waits. Throws if the call ended.
+    public func writeNow(encoded bytes: [UInt8]) throws -> Bool {
+        guard let call = sink as? ServerCall else { return false }
+        return try call.sendNow(bytes)
+    }
+
     /// Sends each message in order.
     public func write(contentsOf messages: some Sequence<Message>) async throws {
         for message in messages { try await write(message) }

@@ -44,6 +44,14 @@ final class ServerCall: MessageSink, @unchecked Sendable {
         }
     }
 
+    /// Queues `message` without waiting when on the loop and the stream's queued bytes
+    /// are under the limit; false (nothing queued) otherwise.
+    func sendNow(_ message: [UInt8]) throws -> Bool {
+        guard loop.inEventLoop, !connection.needsDrain(stream) else { return false }
+        try connection.enqueueResponseMessage(message, on: stream)
+        return true
+    }
+
     private func sendOnLoop(_ message: [UInt8]) async throws {
         try connection.enqueueResponseMessage(message, on: stream)
         if connection.needsDrain(stream) {

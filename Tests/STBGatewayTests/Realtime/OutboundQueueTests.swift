@@ -99,4 +99,18 @@ import Testing
         queue.endIfFull(for: .seconds(3), now: ContinuousClock.now + .seconds(3))
         #expect(queue.failure?.code == .resourceExhausted)
     }
+
+    @Test func anEventKeepsTheTokensOfTheLastFewPositionsItWasSentAt() {
+        let encodings = DeltaEncodings()
+        let sets: [[Upstream: OutboxCursor]] = (0..<7).map { n in
+            [.project: OutboxCursor(revision: 5, sequence: 9), .rules: OutboxCursor(revision: UInt64(n), sequence: Int64(n))]
+        }
+        // Asked in turns, more kinds than it keeps: each answer is the token of its positions.
+        for round in 0..<3 {
+            for (index, positions) in sets.enumerated() {
+                let epoch = round == 2 && index == 3 ? "fedc0123" : "0123abcd"
+                #expect(encodings.token(epoch: epoch, positions: positions) == ResumeToken(epoch: epoch, positions: positions).text)
+            }
+        }
+    }
 }

@@ -1,5 +1,7 @@
+import Glibc
 @testable import STBGateway
 import STBPostgres
+import STBRPC
 import Synchronization
 import Testing
 
@@ -41,6 +43,27 @@ import Testing
         }
 
         func leave() { state.withLock { $0.left += 1 } }
+    }
+
+    /// A `Recorder` on an event loop: it also notes whether each offer ran on its loop.
+    final class LoopRecorder: FanoutMember {
+        let recorder: Recorder
+        let loop: EventLoop?
+        let offLoop = Atomic<Int>(0)
+
+        init(at position: OutboxCursor, loop: EventLoop, refuse: OutboxCursor? = nil) {
+            recorder = Recorder(at: position, refuse: refuse)
+            self.loop = loop
+        }
+
+        func offer(_ event: UpstreamEvent) -> Bool {
+            if loop?.inEventLoop != true { offLoop.add(1, ordering: .relaxed) }
+            // A loop busy for a while: the pass must still wait for it.
+            usleep(2000)
+            return recorder.offer(event)
+        }
+
+        func leave() { recorder.leave() }
     }
 
     final class Done: Sendable {
@@ -128,6 +151,56 @@ import Testing
         // A stream behind the fan-out's position must read the ring first.
         #expect(!fanout.join(refusing, at: cursor(2)))
         #expect(fanout.join(refusing, at: cursor(5)))
+    }
+
+    @Test func membersOnLoopsAreOfferedThereAndThePassEndsWhenEveryLoopIsDone() async throws {
+        let group = try EventLoopGroup(count: 2, name: "fanout-test")
+        defer { group.shutdown() }
+        let ring = EventRing(maximumCount: 1000, maximumBytes: 1 << 20)
+        ring.reset(base: .start)
+        let fanout = RingFanout(upstream: .catalog, ring: ring)
+        #expect(await fanout.pass(onLoops: true))  // starts at the ring's head
+        let members = (0..<6).map { LoopRecorder(at: .start, loop: group.loops[$0 % 2], refuse: $0 == 3 ? cursor(2) : nil) }
+        let anywhere = Recorder(at: .start)
+        for member in members { #expect(fanout.join(member, at: .start)) }
+        #expect(fanout.join(anywhere, at: .start))
+        ring.append((1...3).map(event))
+        #expect(await fanout.pass(onLoops: true))
+        // Everything was handed out (and the refusing member left) when the pass returned.
+        for (index, member) in members.enumerated() {
+            #expect(member.recorder.received == (index == 3 ? [cursor(1)] : (1...3).map(cursor)), "member \(index)")
+            #expect(member.offLoop.load(ordering: .relaxed) == 0, "member \(index)")
+        }
+        #expect(members[3].recorder.left == 1)
+        #expect(anywhere.received == (1...3).map(cursor))
+        #expect(fanout.memberCount == members.count)
+    }
+
+    @Test func aMemberThatRefusesOnALoopStillBusyWhenTheFanoutIsCancelledIsLeft() async throws {
+        let group = try EventLoopGroup(count: 1, name: "fanout-test")
+        defer { group.shutdown() }
+        let ring = EventRing(maximumCount: 1000, maximumBytes: 1 << 20)
+        ring.reset(base: .start)
+        let fanout = RingFanout(upstream: .catalog, ring: ring)
+        #expect(await fanout.pass(onLoops: true))  // starts at the ring's head
+        let member = LoopRecorder(at: .start, loop: group.loops[0], refuse: cursor(2))
+        #expect(fanout.join(member, at: .start))
+        // The loop is busy until released: the pass waits for it until cancelled (shutdown).
+        let busy = Done()
+        group.loops[0].execute { while !busy.value.load(ordering: .relaxed) { usleep(1000) } }
+        ring.append((1...3).map(event))
+        let pass = Task { await fanout.pass(onLoops: true) }
+        try await Task.sleep(for: .milliseconds(50))
+        pass.cancel()
+        _ = await pass.value
+        #expect(member.recorder.left == 0)
+        // The loop gets to the member after the pass ended: it refuses event 2 and is left.
+        busy.value.store(true, ordering: .relaxed)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while member.recorder.left == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(member.recorder.left == 1)
+        #expect(member.recorder.received == [cursor(1)])
+        #expect(fanout.memberCount == 0)
     }
 
     @Test func aRingThatStartsOverLeavesEveryMember() {
