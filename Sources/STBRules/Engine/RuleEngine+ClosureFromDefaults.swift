@@ -10,8 +10,9 @@ import Synchronization
 
 extension RuleEngine {
     /// `closureAndConflicts(state, reusing: defaults)` for a state whose differences from the
-    /// defaults are at `changed` (ascending option slots).
-    func closureAndConflicts(_ state: State, changed: [Int]) -> ([ClosureEntry], [ClosureConflict]) {
+    /// defaults are at `changed` (ascending option slots), with the conflicts whose inputs
+    /// are unchanged taken from the defaults.
+    func closureAndConflicts(_ state: State, changed: [Int]) -> ClosureOutcome {
         let start = index.requiresStart
         let into = index.requiresInto
         let intoStart = index.requiresIntoStart
@@ -33,7 +34,7 @@ extension RuleEngine {
                 scratch.parentOf[added] = -1
                 scratch.sameChain[added] = false
             }
-            return (result.closure, result.conflicts)
+            return result.outcome
         }
     }
 
@@ -42,7 +43,7 @@ extension RuleEngine {
     /// at the options added (`order`).
     private func closureFromFirstLevel(
         _ state: State, extra: [Int32], parentOf: inout [Int32], sameChain: inout [Bool]
-    ) -> (closure: [ClosureEntry], conflicts: [ClosureConflict], order: [Int]) {
+    ) -> (outcome: ClosureOutcome, order: [Int]) {
         let flat = index.requiresFlat
         let start = index.requiresStart
         let from = index.requiresFrom
@@ -95,9 +96,10 @@ extension RuleEngine {
             head += 1
             for edge in Int(start[node])..<Int(start[node + 1]) { follow(edge, from: node, same: sameChain[node]) }
         }
-        let (closure, all) = closureEntriesAndConflicts(
-            state, order: order, parentOf: parentOf, sameChain: sameChain, reusing: defaults, conflicts: conflicts)
-        return (closure, all, order)
+        let outcome = closureOutcome(
+            state, order: order, parentOf: parentOf, sameChain: sameChain, reusing: defaults, reuseConflicts: true,
+            conflicts: conflicts)
+        return (outcome, order)
     }
 }
 

@@ -14,6 +14,12 @@ struct DefaultEvaluation: Sendable {
     var violations: [(rule: Int, violation: Violation)] = []
     var closure: [ClosureEntry] = []
     var conflicts: [ClosureConflict] = []
+    /// How many of `conflicts` the walk itself made (requires edges to unknown options);
+    /// the keys of the others, and where each closure position's start
+    /// (`ClosureOutcome`): a selection's walk takes over those whose inputs are unchanged.
+    var walkedConflictCount = 0
+    var conflictKeys: [ClosureConflictKey] = []
+    var conflictStart: [Int32] = [0]
     /// Options whose inclusion the closure and its conflicts read: every option with a
     /// requires edge, and every option a forbidden or choice rule next to the default
     /// closure reads.
@@ -71,7 +77,8 @@ struct DefaultEvaluation: Sendable {
     /// options the closure reads.
     mutating func computeClosure(_ engine: RuleEngine, _ state: RuleEngine.State, reusing previous: DefaultEvaluation? = nil) {
         let walk = engine.closureWalk(state, reusing: previous)
-        (closure, conflicts, closureParent) = (walk.closure, walk.conflicts, walk.parentOf)
+        (closure, conflicts, closureParent) = (walk.outcome.closure, walk.outcome.conflicts, walk.parentOf)
+        (walkedConflictCount, conflictKeys, conflictStart) = (walk.outcome.walkedCount, walk.outcome.conflictKeys, walk.outcome.conflictStart)
         closurePosition = [Int32](repeating: -1, count: closureParent.count)
         for (position, added) in walk.order.enumerated() { closurePosition[added] = Int32(position) }
         computeFrontier(engine, state)
@@ -170,10 +177,16 @@ extension RuleEngine {
                 next += 1
             }
         }
-        let (closure, conflicts) = closureTouched ? closureAndConflicts(state, changed: changed) : (defaults.closure, defaults.conflicts)
+        var closure = defaults.closure
+        var conflicts = defaults.conflicts
+        var closureFromDefaults = true
+        if closureTouched {
+            let outcome = closureAndConflicts(state, changed: changed)
+            (closure, conflicts, closureFromDefaults) = (outcome.closure, outcome.conflicts, outcome.isDefaults)
+        }
         return Evaluation(
             valid: errors == 0, own: own, defaultViolations: baseList, fromDefaults: fromDefaults, closure: closure,
-            conflicts: conflicts, unknownSelections: unknown, closureFromDefaults: !closureTouched)
+            conflicts: conflicts, unknownSelections: unknown, closureFromDefaults: closureFromDefaults)
     }
 }
 

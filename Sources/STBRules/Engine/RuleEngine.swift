@@ -23,7 +23,27 @@ public struct Reference: Sendable, Hashable {
     /// Kconfig-style: `hdr [=y]`, `hdr [=n]`, `max_bitrate [=20000]`, `codec [="hevc"]`, `ghost [=?]` (unknown).
     /// A boolean reads `y` only when it is on (included and true): included at `false` is `n`.
     public var kconfigText: String {
-        "\(optionKey) [=\(Self.valueText(included: included, value: value, known: known))]"
+        var text = ""
+        appendKconfigText(to: &text)
+        return text
+    }
+
+    /// Appends `kconfigText` to `text`, with no string made per part.
+    func appendKconfigText(to text: inout String) {
+        text += optionKey
+        text += " [="
+        if !known {
+            text += "?"
+        } else if !included {
+            text += "n"
+        } else {
+            switch value {
+            case nil, .bool(true)?, .null?: text += "y"
+            case .bool(false)?: text += "n"
+            case let value?: text += value.canonicalText
+            }
+        }
+        text += "]"
     }
 
     static func valueText(included: Bool, value: JSONValue?, known: Bool) -> String {
@@ -428,6 +448,16 @@ public final class RuleEngine: Sendable {
             return value(index)
         }
 
+        /// `lookup` for a rule's json-logic: a variable the rule lists is found among its
+        /// resolved targets (a few string comparisons), others by hashing the key.
+        func lookup(_ key: String, listed entry: Compiled) -> JSONValue? {
+            if let position = entry.targetKeys.firstIndex(of: key) {
+                guard let index = entry.targets[position], included[index] else { return nil }
+                return value(index)
+            }
+            return lookup(key)
+        }
+
         func reference(_ key: String, _ index: Int?) -> Reference {
             guard let index else { return Reference(optionKey: key, included: false, value: nil, known: false) }
             let isIncluded = included[index]
@@ -508,15 +538,21 @@ public final class RuleEngine: Sendable {
         case .requires:
             guard entry.targets.contains(where: { !state.isOn($0) }) else { return nil }
             let refs = references(entry, state)
-            return violation(entry, refs, "\(rule.subject) requires " + list(refs.dropFirst()))
+            var text = rule.subject
+            text += " requires "
+            appendList(refs.dropFirst(), to: &text)
+            return violation(entry, refs, text)
         case .forbidden:
             guard entry.targets.contains(where: { state.isOn($0) }) else { return nil }
             let refs = references(entry, state)
-            return violation(entry, refs, "\(rule.subject) forbids " + list(refs.dropFirst()))
+            var text = rule.subject
+            text += " forbids "
+            appendList(refs.dropFirst(), to: &text)
+            return violation(entry, refs, text)
         case .validation(let logic):
             let outcome: String?
             do {
-                let result = try logic.evaluate { state.lookup($0) }
+                let result = try logic.evaluate { state.lookup($0, listed: entry) }
                 outcome = JSONLogic.isTruthy(result) ? nil : "validation failed"
             } catch {
                 outcome = "validation error at \(error.path.isEmpty ? "logic" : error.path): \(error.message)"
@@ -526,14 +562,21 @@ public final class RuleEngine: Sendable {
             var text = "\(rule.subject) \(outcome)"
             if !rule.message.isEmpty { text += " (\(rule.message))" }
             let shown = rule.subject == Rule.globalSubject ? refs[...] : refs.dropFirst()
-            if !shown.isEmpty { text += ": " + list(shown) }
+            if !shown.isEmpty {
+                text += ": "
+                appendList(shown, to: &text)
+            }
             return violation(entry, refs, text)
         case .choice(_, let optional):
             let count = entry.targets.reduce(0) { $0 + (state.isOn($1) ? 1 : 0) }
             if count == 1 || (optional && count == 0) { return nil }
             let refs = references(entry, state)
-            let need = optional ? "at most one of" : "exactly one of"
-            return violation(entry, refs, "choice \(rule.subject) needs \(need) " + list(refs[...]) + " (\(count) on)")
+            var text = "choice "
+            text += rule.subject
+            text += optional ? " needs at most one of " : " needs exactly one of "
+            appendList(refs[...], to: &text)
+            text += " (\(count) on)"
+            return violation(entry, refs, text)
         }
     }
 
@@ -545,8 +588,12 @@ public final class RuleEngine: Sendable {
         case .choice: hasSubject = false
         default: hasSubject = entry.rule.subject != Rule.globalSubject
         }
-        if hasSubject { refs.append(state.reference(entry.rule.subject, indexOf[entry.rule.subject])) }
-        for (key, index) in zip(entry.targetKeys, entry.targets) where !(hasSubject && key == entry.rule.subject) {
+        // The subject's slot is the scope's (a rule with a subject fires on it, or never).
+        let subjectSlot = entry.scopeSlot
+        if hasSubject { refs.append(state.reference(entry.rule.subject, subjectSlot >= 0 ? subjectSlot : nil)) }
+        for (key, index) in zip(entry.targetKeys, entry.targets) {
+            // A target that is the subject is listed once (keys are unique: same slot, same key).
+            if hasSubject && (subjectSlot >= 0 ? index == subjectSlot : key == entry.rule.subject) { continue }
             refs.append(state.reference(key, index))
         }
         return refs
@@ -569,8 +616,14 @@ public final class RuleEngine: Sendable {
         return path.reversed()
     }
 
-    func list(_ refs: ArraySlice<Reference>) -> String {
-        refs.map(\.kconfigText).joined(separator: ", ")
+    /// The references' `kconfigText`, comma separated, appended to `text`.
+    func appendList(_ refs: ArraySlice<Reference>, to text: inout String) {
+        var first = true
+        for ref in refs {
+            if !first { text += ", " }
+            first = false
+            ref.appendKconfigText(to: &text)
+        }
     }
 
     // MARK: - Closure
@@ -579,14 +632,15 @@ public final class RuleEngine: Sendable {
     /// that walk (same parent, recursively) are taken from it instead of built again.
     func closureAndConflicts(_ state: State, reusing defaults: DefaultEvaluation? = nil) -> ([ClosureEntry], [ClosureConflict]) {
         let walk = closureWalk(state, reusing: defaults)
-        return (walk.closure, walk.conflicts)
+        return (walk.outcome.closure, walk.outcome.conflicts)
     }
 
-    /// `closureAndConflicts`, with the walk's parents by option index (-1: not added) and
-    /// the options in the order the walk added them (the closure's order).
+    /// `closureAndConflicts` (with the conflicts' keys), with the walk's parents by option
+    /// index (-1: not added) and the options in the order the walk added them (the
+    /// closure's order).
     func closureWalk(
         _ state: State, reusing defaults: DefaultEvaluation? = nil
-    ) -> (closure: [ClosureEntry], conflicts: [ClosureConflict], parentOf: [Int32], order: [Int]) {
+    ) -> (outcome: ClosureOutcome, parentOf: [Int32], order: [Int]) {
         // BFS over requires edges from subjects that are on; parent links give each added
         // option's chain. An added option is one to turn on. Parents by option index in a
         // flat array (-1: not added): the walk visits every edge, a hash per edge shows.
@@ -626,9 +680,12 @@ public final class RuleEngine: Sendable {
                 queue.append(target)
             }
         }
-        let (closure, all) = closureEntriesAndConflicts(
-            state, order: order, parentOf: parentOf, sameChain: sameChain, reusing: defaults, conflicts: conflicts)
-        return (closure, all, parentOf, order)
+        // Conflicts are not taken from `defaults` here: a rule change walks again with the
+        // previous engine's defaults, whose conflicts a changed rule may have made.
+        let outcome = closureOutcome(
+            state, order: order, parentOf: parentOf, sameChain: sameChain, reusing: defaults, reuseConflicts: false,
+            conflicts: conflicts)
+        return (outcome, parentOf, order)
     }
 
     /// A closure walk met the `position`th requires edge of `node`, whose target the
@@ -643,77 +700,4 @@ public final class RuleEngine: Sendable {
             ruleKey: compiled[edge.rule].rule.key, kind: "requires", chain: chain,
             explanation: chain.joined(separator: " → ") + " (unknown option)"))
     }
-
-    /// The closure entries of the options a walk added (`order`, with the walk's
-    /// `parentOf`; entries whose `sameChain` is set are taken from `defaults`), and the
-    /// forbidden/choice rules adding them breaks, after the walk's `conflicts`.
-    func closureEntriesAndConflicts(
-        _ state: State, order: [Int], parentOf: [Int32], sameChain: [Bool], reusing defaults: DefaultEvaluation?,
-        conflicts walked: [ClosureConflict]
-    ) -> ([ClosureEntry], [ClosureConflict]) {
-        var conflicts = walked
-        if order.isEmpty { return ([], conflicts) }
-        var closure: [ClosureEntry] = []
-        closure.reserveCapacity(order.count)
-        for added in order {
-            if let defaults, sameChain[added] {
-                closure.append(defaults.closure[Int(defaults.closurePosition[added])])
-            } else {
-                closure.append(ClosureEntry(optionKey: keys[added], chain: chain(to: added, parentOf)))
-            }
-        }
-
-        // Which forbidden/choice rules does adding the closure break (that the selection did not break already)?
-        // On after adding it: on now, or added (the walk set a parent).
-        func on(_ index: Int?) -> Bool {
-            guard let index else { return false }
-            return state.on[index] || parentOf[index] >= 0
-        }
-        var seenRules = Set<Int>()
-        let forbiddenBySubject = index.forbiddenBySubject
-        let forbiddenByTarget = index.forbiddenByTarget
-        let choicesByMember = index.choicesByMember
-        for (position, added) in order.enumerated() {
-            let subjectRules = forbiddenBySubject[added]
-            let targetRules = forbiddenByTarget[added]
-            let choiceRules = choicesByMember[added]
-            if subjectRules.isEmpty && targetRules.isEmpty && choiceRules.isEmpty { continue }
-            // The chain is the closure entry's; its text only when a conflict needs it.
-            let addedChain = closure[position].chain
-            // `added` is the subject of a forbidden rule whose target is on.
-            for ruleIndex in subjectRules {
-                let entry = compiled[ruleIndex]
-                for (target, key) in zip(entry.targets, entry.targetKeys) where on(target) {
-                    let targetChain = target.flatMap { parentOf[$0] >= 0 ? chain(to: $0, parentOf) : nil }
-                    let tail = targetChain.map { " (via " + $0.joined(separator: " → ") + ")" } ?? ""
-                    conflicts.append(ClosureConflict(
-                        ruleKey: entry.rule.key, kind: "forbidden", chain: addedChain + ["forbids " + key],
-                        explanation: addedChain.joined(separator: " → ") + " forbids \(key)" + tail))
-                }
-            }
-            // `added` is forbidden by an on subject (not itself added: that case is reported above).
-            for ruleIndex in targetRules {
-                let entry = compiled[ruleIndex]
-                guard case .option(let subject) = entry.scope, state.on[subject] else { continue }
-                conflicts.append(ClosureConflict(
-                    ruleKey: entry.rule.key, kind: "forbidden", chain: addedChain + ["forbidden by " + entry.rule.subject],
-                    explanation: addedChain.joined(separator: " → ") + " forbidden by \(entry.rule.subject)"))
-            }
-            for ruleIndex in choiceRules where !seenRules.contains(ruleIndex) {
-                let entry = compiled[ruleIndex]
-                var onCount = 0
-                for target in entry.targets where on(target) { onCount += 1 }
-                guard onCount > 1 else { continue }
-                let members = zip(entry.targets, entry.targetKeys).filter { on($0.0) }
-                seenRules.insert(ruleIndex)
-                let others = members.map(\.1).filter { $0 != keys[added] }
-                conflicts.append(ClosureConflict(
-                    ruleKey: entry.rule.key, kind: "choice", chain: addedChain + ["choice " + entry.rule.subject],
-                    explanation: addedChain.joined(separator: " → ")
-                        + " conflicts in choice \(entry.rule.subject) with " + others.joined(separator: ", ")))
-            }
-        }
-        return (closure, conflicts)
-    }
-
 }
