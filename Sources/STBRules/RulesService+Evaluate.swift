@@ -19,6 +19,9 @@ extension RulesService {
     public func register(in router: inout RPCRouter) {
         registerMethods(in: &router)
         router.register(Self.evaluateEncodedMethod, unary: { request, context in try self.evaluateEncoded(request, context: context) })
+        // Evaluate needs no I/O (the engine and the selection cache are in memory): it is
+        // answered on the connection's thread, without a task and a hop per call.
+        router.register(Self.evaluateEncodedMethod, immediate: { request, context in try self.evaluateEncoded(request, context: context) })
     }
 
     /// Whether a selection is valid against the rules and the catalog copy, and why not;
