@@ -3,6 +3,7 @@
 // replies that carry it; only what the selection changed is encoded per call. The bytes are
 // those protobuf-c writes for the same `Stb_Rules_V1_EvaluateResponse` (fields in number
 // order, zero values left out), which a test checks.
+import STBJSON
 import STBMessages
 import Synchronization
 
@@ -87,8 +88,125 @@ enum EvaluateReplyEncoder {
         return bytes
     }
 
+    /// A violation as field 2, written in place (no generated message, no copy of its
+    /// encoding): the bytes `RulesService.message(violation)` encodes to.
     static func appendViolation(_ violation: Violation, to bytes: inout [UInt8]) {
-        appendField(violationTag, RulesService.message(violation).serializedBytes(), to: &bytes)
+        appendMessage(violationTag, reserving: 2, to: &bytes) { bytes in
+            appendString(1 << 3 | 2, violation.ruleKey, to: &bytes)
+            let type = ruleTypeNumber(violation.kind)
+            if type != 0 {
+                bytes.append(2 << 3 | 0)
+                appendVarint(UInt64(type), to: &bytes)
+            }
+            // Severity: ERROR = 1, WARNING = 2 (never the zero value).
+            bytes.append(contentsOf: [3 << 3 | 0, violation.severity == .warning ? 2 : 1])
+            appendString(4 << 3 | 2, violation.message, to: &bytes)
+            for reference in violation.references {
+                appendMessage(5 << 3 | 2, reserving: 1, to: &bytes) { bytes in
+                    appendString(1 << 3 | 2, reference.optionKey, to: &bytes)
+                    if reference.included { bytes.append(contentsOf: [2 << 3 | 0, 1]) }
+                    if let value = reference.value { appendCanonicalText(3 << 3 | 2, value, to: &bytes) }
+                }
+            }
+            appendString(6 << 3 | 2, violation.explanation, to: &bytes)
+            if let constraint = violation.constraint { appendString(7 << 3 | 2, constraint, to: &bytes) }
+        }
+    }
+
+    /// `Stb_Rules_V1_RuleType(named:)`'s number, without a search by name per violation.
+    @inline(__always)
+    static func ruleTypeNumber(_ kind: String) -> Int32 {
+        switch kind {
+        case "requires": Stb_Rules_V1_RuleType.requires.rawValue
+        case "forbidden": Stb_Rules_V1_RuleType.forbidden.rawValue
+        case "validation": Stb_Rules_V1_RuleType.validation.rawValue
+        case "choice": Stb_Rules_V1_RuleType.choice.rawValue
+        default: (Stb_Rules_V1_RuleType(named: kind) ?? .unspecified).rawValue
+        }
+    }
+
+    /// A message field written in place: the tag, `reserving` bytes for its length (what
+    /// most bodies need), the body, then the length as a minimal varint (the body moved
+    /// when it needs fewer or more bytes than reserved).
+    @inline(__always)
+    static func appendMessage(_ tag: UInt8, reserving reserved: Int, to bytes: inout [UInt8], body: (inout [UInt8]) -> Void) {
+        bytes.append(tag)
+        let lengthAt = bytes.count
+        for _ in 0..<reserved { bytes.append(0x80) }
+        body(&bytes)
+        let length = bytes.count - lengthAt - reserved
+        var varint: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
+        var count = 0
+        withUnsafeMutableBytes(of: &varint) { out in
+            var rest = UInt64(length)
+            while rest >= 0x80 {
+                out[count] = UInt8(truncatingIfNeeded: rest) | 0x80
+                rest >>= 7
+                count += 1
+            }
+            out[count] = UInt8(rest)
+            count += 1
+        }
+        withUnsafeBytes(of: varint) { out in
+            let written = UnsafeRawBufferPointer(rebasing: out[0..<count])
+            if count == reserved {
+                for index in 0..<count { bytes[lengthAt + index] = written[index] }
+            } else {
+                bytes.replaceSubrange(lengthAt..<lengthAt + reserved, with: written)
+            }
+        }
+    }
+
+    /// A proto3 string field: left out when empty, as protobuf-c does.
+    @inline(__always)
+    static func appendString(_ tag: UInt8, _ text: String, to bytes: inout [UInt8]) {
+        let utf8 = text.utf8
+        if utf8.isEmpty { return }
+        bytes.append(tag)
+        appendVarint(UInt64(utf8.count), to: &bytes)
+        bytes.append(contentsOf: utf8)
+    }
+
+    /// A value's canonical JSON text as a string field; integers and booleans are written
+    /// without making a String.
+    @inline(__always)
+    static func appendCanonicalText(_ tag: UInt8, _ value: JSONValue, to bytes: inout [UInt8]) {
+        switch value {
+        case .bool(let flag):
+            bytes.append(tag)
+            if flag { bytes.append(contentsOf: [4, 0x74, 0x72, 0x75, 0x65]) } else { bytes.append(contentsOf: [5, 0x66, 0x61, 0x6C, 0x73, 0x65]) }
+        case .integer(let number):
+            bytes.append(tag)
+            let lengthAt = bytes.count
+            bytes.append(0)
+            appendDecimal(number, to: &bytes)
+            bytes[lengthAt] = UInt8(bytes.count - lengthAt - 1)
+        default:
+            appendString(tag, value.canonicalText, to: &bytes)
+        }
+    }
+
+    /// `String(number)`'s bytes (at most 20).
+    @inline(__always)
+    static func appendDecimal(_ number: Int64, to bytes: inout [UInt8]) {
+        if number < 0 { bytes.append(UInt8(ascii: "-")) }
+        var magnitude = number.magnitude
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { out in
+            repeat {
+                out[count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+                count += 1
+            } while magnitude != 0
+        }
+        withUnsafeBytes(of: digits) { out in
+            var index = count
+            while index > 0 {
+                index -= 1
+                bytes.append(out[index])
+            }
+        }
     }
 
     static func appendClosureAndConflicts(_ evaluation: Evaluation, to bytes: inout [UInt8]) {
@@ -100,8 +218,17 @@ enum EvaluateReplyEncoder {
             bytes.append(contentsOf: key)
         }
         for entry in evaluation.conflicts {
-            let message = Stb_Rules_V1_ClosureConflict(ruleKey: entry.ruleKey, chain: entry.chain, explanation: entry.explanation)
-            appendField(conflictTag, message.serializedBytes(), to: &bytes)
+            // Stb_Rules_V1_ClosureConflict written in place.
+            appendMessage(conflictTag, reserving: 1, to: &bytes) { bytes in
+                appendString(1 << 3 | 2, entry.ruleKey, to: &bytes)
+                for link in entry.chain {
+                    // A repeated string keeps its empty elements.
+                    bytes.append(2 << 3 | 2)
+                    appendVarint(UInt64(link.utf8.count), to: &bytes)
+                    bytes.append(contentsOf: link.utf8)
+                }
+                appendString(3 << 3 | 2, entry.explanation, to: &bytes)
+            }
         }
     }
 

@@ -19,6 +19,9 @@ extension RulesService {
     public func register(in router: inout RPCRouter) {
         registerMethods(in: &router)
         router.register(Self.evaluateEncodedMethod, unary: { request, context in try self.evaluateEncoded(request, context: context) })
+        // Not registered as an immediate answer (`register(_:immediate:)`), although it needs
+        // no I/O: measured against the task per call under bench-rules' RPC load, the sparse
+        // selection's evaluations per server CPU-second fell by about a fifth.
     }
 
     /// Whether a selection is valid against the rules and the catalog copy, and why not;

@@ -60,7 +60,13 @@ extension Selection {
             text.append(choice.included == true ? UInt8(ascii: "1") : UInt8(ascii: "0"))
             if let value = choice.value {
                 text.append(1)
-                text.append(contentsOf: value.canonicalText.utf8)
+                // The common values' canonical text written in place, without a String.
+                switch value {
+                case .bool(true): text.append(contentsOf: [0x74, 0x72, 0x75, 0x65])
+                case .bool(false): text.append(contentsOf: [0x66, 0x61, 0x6C, 0x73, 0x65])
+                case .integer(let number): EvaluateReplyEncoder.appendDecimal(number, to: &text)
+                default: text.append(contentsOf: value.canonicalText.utf8)
+                }
             }
             text.append(UInt8(ascii: "\n"))
         }

@@ -1,3 +1,4 @@
+import STBJSON
 import STBMessages
 import STBTestSupport
 import Testing
@@ -60,5 +61,27 @@ import Testing
             selectionHash: evaluated.selectionHash))
         #expect(reply.jsonString() == expected.jsonString())
         #expect(reply.jsonString().contains(#""rulesRevision":"4""#))
+    }
+}
+
+// The reply's violations and conflicts are written in place with a guessed length size,
+// fixed up after: the lengths where the varint grows (127/128, 16,383/16,384 bytes) must
+// give the generated encoding's bytes.
+@Suite struct EvaluateReplyLengthTests {
+    @Test(arguments: [0, 1, 100, 127, 128, 200, 16_300, 16_383, 16_384, 20_000])
+    func violationAtEveryLengthIsTheGeneratedEncoding(size: Int) {
+        let text = String(repeating: "é", count: size / 2) + String(repeating: "x", count: size % 2)
+        let values: [JSONValue?] = [nil, .bool(true), .bool(false), .integer(0), .integer(-9_223_372_036_854_775_808), .integer(42), .string(text)]
+        for (index, value) in values.enumerated() {
+            let violation = Violation(
+                ruleKey: "rule_\(index)", kind: index % 2 == 0 ? "validation" : "constraint", subject: "s", severity: index % 3 == 0 ? .warning : .error,
+                message: text, references: [Reference(optionKey: text, included: index % 2 == 1, value: value)],
+                explanation: index % 4 == 0 ? "" : text, constraint: index == 1 ? "max" : nil)
+            var bytes: [UInt8] = []
+            EvaluateReplyEncoder.appendViolation(violation, to: &bytes)
+            var response = Stb_Rules_V1_EvaluateResponse()
+            response.violations = [RulesService.message(violation)]
+            #expect(bytes == response.serializedBytes(), "violation \(index), \(size) bytes")
+        }
     }
 }
