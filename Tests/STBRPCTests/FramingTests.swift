@@ -126,3 +126,47 @@ struct ProtocolValueTests {
         #expect(metadata.headerFields().map(\.0) == ["x-good.key_1"])
     }
 }
+
+@Suite("Outbound body")
+struct OutboundBodyTests {
+    /// Everything `body` holds, read `chunk` bytes at a time.
+    private func drain(_ body: inout OutboundBody, chunk: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: chunk)
+        while body.pending > 0 {
+            let count = buffer.withUnsafeMutableBufferPointer { body.copy(into: $0.baseAddress!, length: chunk) }
+            out += buffer[0..<count]
+        }
+        return out
+    }
+
+    @Test("messages queued on an empty body, and after it, come out framed in order, read in any chunk size")
+    func framedInOrder() {
+        let first: [UInt8] = Array(0..<200)
+        let second: [UInt8] = [7, 8, 9]
+        var expected: [UInt8] = []
+        appendFramedMessage(first, to: &expected)
+        appendFramedMessage([], to: &expected)
+        appendFramedMessage(second, to: &expected)
+        expected += [1, 2]
+        for chunk in [1, 2, 3, 5, 7, 64, 4096] {
+            var body = OutboundBody()
+            body.append(message: first)
+            #expect(body.pending == 205)
+            body.append(message: [])
+            body.append(message: second)
+            body.append(raw: [1, 2])
+            #expect(drain(&body, chunk: chunk) == expected)
+            // Drained: the next message starts a body again.
+            body.append(message: second)
+            #expect(drain(&body, chunk: chunk) == [0, 0, 0, 0, 3, 7, 8, 9])
+        }
+        var empty = OutboundBody()
+        empty.append(message: [])
+        #expect(drain(&empty, chunk: 2) == [0, 0, 0, 0, 0])
+        var discarded = OutboundBody()
+        discarded.append(message: first)
+        discarded.discard()
+        #expect(discarded.pending == 0)
+    }
+}

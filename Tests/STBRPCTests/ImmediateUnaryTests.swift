@@ -122,3 +122,52 @@ struct ImmediateUnaryTests {
         }
     }
 }
+
+/// Counts the calls answered inside `interceptImmediately` and those that went through
+/// `intercept`.
+private final class AnswerCounter: ServerInterceptor, Sendable {
+    let immediateAnswers = Atomic<Int>(0)
+    let taskCalls = Atomic<Int>(0)
+
+    func intercept<Result: Sendable>(
+        context: ServerContext, next: @Sendable (ServerContext) async throws -> Result
+    ) async throws -> Result {
+        taskCalls.add(1, ordering: .relaxed)
+        return try await next(context)
+    }
+
+    func interceptImmediately<Result: Sendable>(
+        context: ServerContext, next: (ServerContext) throws -> Result?
+    ) throws -> Result? {
+        do {
+            guard let result = try next(context) else { return nil }
+            immediateAnswers.add(1, ordering: .relaxed)
+            return result
+        } catch {
+            immediateAnswers.add(1, ordering: .relaxed)
+            throw error
+        }
+    }
+}
+
+@Suite("Health/Check answered at once")
+struct ImmediateHealthTests {
+    @Test("Health/Check answers at once, without a task: the server's status, NOT_FOUND for an unknown service")
+    func healthCheck() async throws {
+        let counter = AnswerCounter()
+        try await withServer(interceptors: [counter]) { server, client in
+            let serving = try await client.unary(Grpc_Health_V1_Health.check, request: Grpc_Health_V1_HealthCheckRequest())
+            #expect(serving.status == .serving)
+            server.health.setStatus(.notServing, forService: "stb.test.Probe")
+            let probe = try await client.unary(
+                Grpc_Health_V1_Health.check, request: Grpc_Health_V1_HealthCheckRequest(service: "stb.test.Probe"))
+            #expect(probe.status == .notServing)
+            let error = await expectRPCError(.notFound) {
+                _ = try await client.unary(Grpc_Health_V1_Health.check, request: Grpc_Health_V1_HealthCheckRequest(service: "nope"))
+            }
+            #expect(error?.message == "unknown service \"nope\"")
+            #expect(counter.immediateAnswers.load(ordering: .relaxed) == 3)
+            #expect(counter.taskCalls.load(ordering: .relaxed) == 0)
+        }
+    }
+}

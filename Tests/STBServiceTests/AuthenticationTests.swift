@@ -252,6 +252,38 @@ struct AuthenticationTests {
         #expect(throws: RPCError.self) { try authenticator.cachedClaims(Metadata(["authorization": "Basic abc"])) }
     }
 
+    @Test("a header remembered by its bytes answers for those bytes alone: another token sharing its slot is unknown, the same token in another header is found, and it expires")
+    func recentHeaders() async throws {
+        let now = Atomic<Int64>(1_000_000)
+        // One slot: every header competes for it.
+        let authenticator = Authenticator(
+            keys: CurrentKeys(TestIdentity.keys), leeway: 0, recentHeaderSlots: 1, clock: { now.load(ordering: .relaxed) })
+        func token(_ name: String) -> String {
+            AccessToken.sign(
+                AccessClaims(
+                    issuer: TokenAudience.issuer, audience: TokenAudience.services, subject: "user:\(name)", name: name,
+                    role: .viewer, issuedAt: 1_000_000, notBefore: 1_000_000, expiresAt: 1_000_060, tokenID: name),
+                with: TestIdentity.signingKey)
+        }
+        let first = Metadata.bearer(token("a"))
+        let second = Metadata.bearer(token("b"))
+        #expect(try await authenticator.authenticate(first).name == "a")
+        for _ in 0..<3 { #expect(try authenticator.cachedClaims(first)?.name == "a") }
+        // Never verified: unknown, though the slot holds a verified header.
+        #expect(try authenticator.cachedClaims(second) == nil)
+        #expect(try authenticator.cachedClaims(first)?.name == "a")
+        // The same token after another scheme spelling and blanks: the same claims.
+        let respelled = Metadata(["authorization": "bearer  \(token("a")) "])
+        #expect(try authenticator.cachedClaims(respelled)?.name == "a")
+        #expect(try await authenticator.authenticate(second).name == "b")
+        #expect(try authenticator.cachedClaims(second)?.name == "b")
+        #expect(try authenticator.cachedClaims(first)?.name == "a")
+        now.store(1_000_061, ordering: .relaxed)
+        #expect(try authenticator.cachedClaims(first) == nil)
+        #expect(try authenticator.cachedClaims(second) == nil)
+        #expect(throws: RPCError.self) { try authenticator.cachedClaims(Metadata(["authorization": "Basic abc"])) }
+    }
+
     @Test("the cache is bounded")
     func cacheBound() async throws {
         let authenticator = Authenticator(keys: CurrentKeys(TestIdentity.keys), cacheCapacity: 8)

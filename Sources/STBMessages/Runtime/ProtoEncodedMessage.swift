@@ -17,9 +17,14 @@ public struct ProtoEncodedMessage<Shape: ProtoMessageShape>: ProtoMessage {
         bytes = Array(serializedBytes)
     }
 
-    /// Appends the bytes as they are.
+    /// Appends the bytes as they are; into an empty buffer (`serializedBytes()`), shares
+    /// them without a copy.
     public func serialize(into buffer: inout [UInt8]) {
-        buffer.append(contentsOf: bytes)
+        if buffer.isEmpty {
+            buffer = bytes
+        } else {
+            buffer.append(contentsOf: bytes)
+        }
     }
 
     public static var protoMessageName: String { Shape.protoMessageName }

@@ -53,7 +53,16 @@ public struct Metadata: Hashable, Sendable, Sequence {
     }
 
     /// The first text value stored under `key`.
-    public func firstString(forKey key: String) -> String? { strings(forKey: key).first }
+    public func firstString(forKey key: String) -> String? {
+        // Asked on every call (authorization): no array built, and no lowercasing for a
+        // key of lowercase ASCII.
+        let lowercase = !key.utf8.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 }
+        let key = lowercase ? key : key.lowercased()
+        for entry in entries where entry.key == key {
+            if case .string(let value) = entry.value { return value }
+        }
+        return nil
+    }
 
     /// Every binary value stored under `key`.
     public func binaries(forKey key: String) -> [[UInt8]] {

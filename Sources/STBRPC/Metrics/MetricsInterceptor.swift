@@ -47,16 +47,15 @@ public final class MetricsInterceptor: ServerInterceptor {
     ) throws -> Result? {
         let metrics = self.metrics(for: MethodKey(path: context.path, rpcProtocol: context.rpcProtocol))
         let start = ContinuousClock.now
-        // Counted in flight only once it is answered here: a call that is not goes
-        // through `intercept`, which counts it then.
+        // Not counted in flight: the call starts and ends within this synchronous call on
+        // one thread, so the gauge would go up and back down at once (two atomic updates
+        // for nothing). A call not answered here goes through `intercept`, which counts it.
         do {
             guard let result = try next(context) else { return nil }
-            metrics.inFlight.increment()
-            metrics.finished(code: .ok, after: ContinuousClock.now - start)
+            metrics.recorded(code: .ok, after: ContinuousClock.now - start)
             return result
         } catch {
-            metrics.inFlight.increment()
-            metrics.finished(code: Self.code(of: error), after: ContinuousClock.now - start)
+            metrics.recorded(code: Self.code(of: error), after: ContinuousClock.now - start)
             throw error
         }
     }
@@ -105,8 +104,14 @@ final class MethodMetrics: Sendable {
         duration = Metrics.Timer(label: RPCMetricName.duration, dimensions: dimensions, factory: factory)
     }
 
+    /// A call counted in flight has ended.
     func finished(code: RPCError.Code, after elapsed: Duration) {
         inFlight.decrement()
+        recorded(code: code, after: elapsed)
+    }
+
+    /// Records a call's duration and status.
+    func recorded(code: RPCError.Code, after elapsed: Duration) {
         let (seconds, attoseconds) = elapsed.components
         duration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
         counter(for: code).increment()

@@ -24,6 +24,8 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     /// Socket bytes already added to the server's byte counters.
     private var reportedBytesRead = 0
     private var reportedBytesWritten = 0
+    /// Open streams already added to the server's stream gauge.
+    private var reportedStreams = 0
     private var metrics: TransportMetrics { server.transportMetrics }
 
     init(server: ServerCore, loop: EventLoop, fd: Int32) throws(SocketError) {
@@ -92,7 +94,6 @@ final class ServerConnection: HTTP2ConnectionDelegate {
             streams[header.stream_id] = stream
             lastStream = stream
             policy.streamOpened(now: loop.now)
-            metrics.streams.increment()
         }
         // Per stream, so a block the library or the header budget rejects (and that
         // therefore never completes) ends with its stream instead of lingering.
@@ -285,7 +286,6 @@ final class ServerConnection: HTTP2ConnectionDelegate {
     func onStreamClose(streamID: Int32, errorCode: UInt32) -> Int32 {
         guard let stream = streams.removeValue(forKey: streamID) else { return 0 }
         if lastStream === stream { lastStream = nil }
-        metrics.streams.decrement()
         bufferedInbound -= stream.bufferedInbound
         let closed = stream.machine.closed(errorCode: errorCode)
         if closed.countsAsGlitch {
@@ -868,9 +868,14 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         perform(policy.didFlush(bufferedOutput: transport.bufferedOutput))
     }
 
-    /// Adds the socket bytes moved since the last report to the server's counters: once
-    /// per flush, not per read or write.
+    /// Adds the socket bytes moved and the streams opened or closed since the last report
+    /// to the server's metrics: once per flush, not per read, write or stream (a unary call
+    /// answered within one loop turn leaves the stream gauge alone).
     private func reportTraffic() {
+        if streams.count != reportedStreams {
+            metrics.streams.increment(by: Double(streams.count - reportedStreams))
+            reportedStreams = streams.count
+        }
         let read = transport.bytesRead, written = transport.bytesWritten
         if read != reportedBytesRead {
             metrics.receivedBytes.increment(by: read - reportedBytesRead)
@@ -904,7 +909,8 @@ final class ServerConnection: HTTP2ConnectionDelegate {
         server.logger.debug("connection closed", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
         reportTraffic()
         metrics.connections.decrement()
-        if !streams.isEmpty { metrics.streams.decrement(by: Double(streams.count)) }
+        if reportedStreams != 0 { metrics.streams.decrement(by: Double(reportedStreams)) }
+        reportedStreams = 0
         for stream in streams.values {
             endCall(of: stream, stream.machine.closed(errorCode: nil), error: RPCError(code: .cancelled, message: "the connection closed"))
         }

@@ -13,17 +13,27 @@ public final class Authenticator: Sendable {
     public let keySource: any VerificationKeySource
     /// Accepted clock skew for `exp` and `nbf`, in seconds.
     public let leeway: Int64
+    /// How many `authorization` headers `cachedClaims` remembers by their bytes.
+    public static let defaultRecentHeaderSlots = 1024
+
     private let cache: VerifiedTokenCache
+    /// In front of `cache` for `cachedClaims`: a repeat caller's header found without
+    /// digesting its token.
+    private let recentHeaders: RecentHeaderCache
     private let clock: @Sendable () -> Int64
 
     /// `clock` gives the current time in seconds since 1970 (tests move it).
+    /// `recentHeaderSlots`: how many headers `cachedClaims` remembers (rounded up to a
+    /// power of two; two headers may compete for one slot).
     public init(
         keys keySource: any VerificationKeySource, leeway: Int64 = 30, cacheCapacity: Int = Authenticator.defaultCacheCapacity,
+        recentHeaderSlots: Int = Authenticator.defaultRecentHeaderSlots,
         clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }
     ) {
         self.keySource = keySource
         self.leeway = leeway
         self.cache = VerifiedTokenCache(capacity: cacheCapacity)
+        self.recentHeaders = RecentHeaderCache(slotCount: recentHeaderSlots)
         self.clock = clock
     }
 
@@ -54,7 +64,8 @@ public final class Authenticator: Sendable {
     /// `authorization` may carry the token in the `stb_access` cookie instead; gRPC calls
     /// never do, nor can an HTML form post a Connect call.
     public func authenticate(_ metadata: Metadata, allowingCookie: Bool = false) async throws(RPCError) -> AccessClaims {
-        let token = try Self.presentedToken(metadata, allowingCookie: allowingCookie)
+        let header = metadata.firstString(forKey: Metadata.authorizationKey)
+        let token = try Self.presentedToken(header: header, metadata, allowingCookie: allowingCookie)
         do {
             return try await verify(token)
         } catch {
@@ -65,15 +76,25 @@ public final class Authenticator: Sendable {
     /// `authenticate` without waiting: the claims of a token verified before and still
     /// valid, a cache look-up; nil when the token must be verified first. A missing or
     /// malformed token is refused as `authenticate` refuses it.
+    ///
+    /// A header seen here before is found by its bytes (`RecentHeaderCache`); only its
+    /// first look-up digests the token.
     public func cachedClaims(_ metadata: Metadata, allowingCookie: Bool = false) throws(RPCError) -> AccessClaims? {
-        let token = try Self.presentedToken(metadata, allowingCookie: allowingCookie)
-        return cache.claims(for: TokenDigest(of: token), now: clock())
+        let now = clock()
+        let header = metadata.firstString(forKey: Metadata.authorizationKey)
+        // Only a header that parsed and whose token was verified is remembered, so a hit
+        // needs no parsing: a malformed header never gets here and is refused below.
+        if let header, let claims = recentHeaders.claims(forHeader: header, now: now) { return claims }
+        let token = try Self.presentedToken(header: header, metadata, allowingCookie: allowingCookie)
+        guard let claims = cache.claims(for: TokenDigest(of: token), now: now) else { return nil }
+        if let header { recentHeaders.remember(claims, forHeader: header) }
+        return claims
     }
 
-    /// The token a call presents: the bearer token of `authorization`, or (with
+    /// The token a call presents: the bearer token of `authorization` (`header`), or (with
     /// `allowingCookie`, and no `authorization`) the `stb_access` cookie's.
-    private static func presentedToken(_ metadata: Metadata, allowingCookie: Bool) throws(RPCError) -> Substring {
-        guard let header = metadata.firstString(forKey: Metadata.authorizationKey) else {
+    private static func presentedToken(header: String?, _ metadata: Metadata, allowingCookie: Bool) throws(RPCError) -> Substring {
+        guard let header else {
             if allowingCookie, let token = HTTPCookies.value(of: Self.accessCookie, in: metadata.strings(forKey: "cookie")), !token.isEmpty {
                 return Substring(token)
             }
