@@ -1,4 +1,3 @@
-import Glibc
 import STBAuth
 import Synchronization
 
@@ -55,13 +54,16 @@ final class RecentHeaderCache: Sendable {
     }
 
     /// Byte equality: `==` on strings means canonical equivalence, and a header is bytes.
+    /// Every byte is compared (no early exit), so the time taken says nothing of how much
+    /// of a remembered token a caller's header matches.
     private static func sameBytes(_ lhs: String, _ rhs: String) -> Bool {
         var lhs = lhs, rhs = rhs
         return lhs.withUTF8 { left in
             rhs.withUTF8 { right in
                 guard left.count == right.count else { return false }
-                guard let first = left.baseAddress, let second = right.baseAddress else { return true }
-                return memcmp(first, second, left.count) == 0
+                var difference: UInt8 = 0
+                for index in 0..<left.count { difference |= left[index] ^ right[index] }
+                return difference == 0
             }
         }
     }
