@@ -256,7 +256,7 @@ struct RulesServiceTests {
             update.severity = .warning
             let updated = try await harness.rules.unary(Rules.updateRule, request: update)
             #expect(updated.severity == .warning && updated.id == created.id)
-            let events = try await harness.rules.serverStreaming(Rules.watch, request: request, timeout: .seconds(10)) { stream in
+            let events = try await harness.rules.serverStreaming(Rules.watch, request: request, timeout: .seconds(30)) { stream in
                 var events: [Stb_Rules_V1_ChangeEvent] = []
                 for try await event in stream {
                     events.append(event)
@@ -280,7 +280,7 @@ struct RulesServiceTests {
             _ = try await harness.rules.unary(Rules.deleteRule, request: ref, metadata: metadata)
             var request = Stb_Rules_V1_WatchRequest()
             request.after = "0:0"
-            let events = try await harness.rules.serverStreaming(Rules.watch, request: request, timeout: .seconds(10)) { stream in
+            let events = try await harness.rules.serverStreaming(Rules.watch, request: request, timeout: .seconds(30)) { stream in
                 var events: [Stb_Rules_V1_ChangeEvent] = []
                 for try await event in stream {
                     events.append(event)
