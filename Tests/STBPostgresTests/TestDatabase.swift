@@ -133,6 +133,9 @@ actor DatabaseGate {
     private var writing = false
     private var waiting: [(exclusive: Bool, continuation: CheckedContinuation<Void, Never>)] = []
 
+    /// How many lock requests wait (for the gate's own tests, to order their steps).
+    var queued: Int { waiting.count }
+
     func lock(exclusive: Bool) async {
         if waiting.isEmpty && canEnter(exclusive: exclusive) {
             enter(exclusive: exclusive)
