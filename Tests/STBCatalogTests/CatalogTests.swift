@@ -181,7 +181,7 @@ struct CatalogTests {
 
             var request = Stb_Catalog_V1_WatchRequest()
             request.after = config.cursor
-            let received = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(10)) { stream in
+            let received = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(30)) { stream in
                 var events: [Stb_Catalog_V1_ChangeEvent] = []
                 for try await event in stream {
                     events.append(event)
@@ -216,7 +216,7 @@ struct CatalogTests {
             // Events become prunable once every transaction in the cluster older than them has
             // ended (other tests run meanwhile): prune until the first two are gone.
             var pruned = 0
-            let deadline = ContinuousClock.now + .seconds(10)
+            let deadline = ContinuousClock.now + .seconds(30)
             while pruned < 2, ContinuousClock.now < deadline {
                 pruned += try await catalog.service.pruneEvents(retentionSeconds: 0)
                 try await Task.sleep(for: .milliseconds(20))
@@ -225,14 +225,14 @@ struct CatalogTests {
             var request = Stb_Catalog_V1_WatchRequest()
             request.after = old
             let error = await expectStatus(.failedPrecondition) {
-                _ = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(5)) { stream in
+                _ = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(30)) { stream in
                     for try await _ in stream {}
                 }
             }
             #expect(error?.message.hasPrefix("resync required") == true)
             request.after = "garbage"
             await expectStatus(.invalidArgument) {
-                _ = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(5)) { stream in
+                _ = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(30)) { stream in
                     for try await _ in stream {}
                 }
             }
@@ -324,7 +324,7 @@ struct CatalogTests {
                 var request = Stb_Catalog_V1_WatchRequest()
                 request.after = cursor.description
                 let error = await expectStatus(.outOfRange) {
-                    _ = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(5)) { stream in
+                    _ = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(30)) { stream in
                         for try await _ in stream {}
                     }
                 }
@@ -335,7 +335,7 @@ struct CatalogTests {
                 var request = Stb_Catalog_V1_WatchRequest()
                 request.after = text
                 await expectStatus(.invalidArgument) {
-                    _ = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(5)) { stream in
+                    _ = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(30)) { stream in
                         for try await _ in stream {}
                     }
                 }
@@ -343,7 +343,7 @@ struct CatalogTests {
             // The head itself is fine: the stream stays open, waiting for the next change.
             var request = Stb_Catalog_V1_WatchRequest()
             request.after = head.description
-            let next = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(10)) { stream in
+            let next = try await catalog.client.serverStreaming(API.watch, request: request, timeout: .seconds(30)) { stream in
                 try await catalog.createModule("drm2")
                 for try await event in stream { return event.key }
                 return ""

@@ -104,7 +104,7 @@ struct ConfigDeltaTests {
             try await catalog.createModule("drm3")
             // As in the resync test: prune until the first events are gone.
             var pruned = 0
-            let deadline = ContinuousClock.now + .seconds(10)
+            let deadline = ContinuousClock.now + .seconds(30)
             while pruned < 3, ContinuousClock.now < deadline {
                 pruned += try await catalog.service.pruneEvents(retentionSeconds: 0)
                 try await Task.sleep(for: .milliseconds(20))

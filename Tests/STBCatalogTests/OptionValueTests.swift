@@ -136,8 +136,9 @@ struct OptionValueTests {
                         try await catalog.createOption("m", "g", "p", type: .string, default: value, meta: #"{"pattern": "\#(pattern)"}"#)
                     }
                     #expect(error?.message.contains("does not match the pattern") == true)
-                    // The backtracking engine took 15 s at 20 characters.
-                    #expect(clock.now - start < .seconds(1), "\(pattern) on \(length) characters")
+                    // The backtracking engine took 15 s at 20 characters: half that separates it
+                    // from RE2 on a loaded machine too.
+                    #expect(clock.now - start < .seconds(7), "\(pattern) on \(length) characters")
                 }
             }
             let refused = [#"(a)\\1"#, "(?=a)b", "[a-", "a{1001}", String(repeating: "a", count: 1025)]

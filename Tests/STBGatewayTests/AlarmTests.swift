@@ -87,7 +87,7 @@ struct AlarmTests {
             var request = Stb_Gateway_V1_WatchAlarmsRequest()
             request.after = "0:0"
             let seen: [Stb_Gateway_V1_AlarmEvent] = try await gateway.client.serverStreaming(
-                Alarms.watchAlarms, request: request, metadata: Metadata.bearer(admin), timeout: .seconds(5)
+                Alarms.watchAlarms, request: request, metadata: Metadata.bearer(admin), timeout: .seconds(30)
             ) { stream in
                 var seen: [Stb_Gateway_V1_AlarmEvent] = []
                 for try await event in stream {

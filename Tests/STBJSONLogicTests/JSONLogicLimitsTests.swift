@@ -18,8 +18,8 @@ struct JSONLogicLimitsTests {
         let clock = ContinuousClock()
         let start = clock.now
         let error = try #require(throws: JSONLogicError.self, "\(rule.prefix(200))") { try logic.evaluate(data: data) }
-        // Generous for a debug build on shared cores; without the bounds these run for minutes.
-        #expect(clock.now - start < .seconds(10), "\(rule.prefix(200))")
+        // Generous for a debug build on loaded shared cores; without the bounds these run for minutes.
+        #expect(clock.now - start < .seconds(30), "\(rule.prefix(200))")
         return error
     }
 

@@ -12,8 +12,9 @@ struct OptionPatternTests {
         for length in [20, 30, 1000, 16384] {
             let input = String(repeating: "a", count: length - 1) + "!"
             let elapsed = clock.measure { _ = compiled.matches(input) }
-            // The backtracking engine took 15 s at 20 characters and doubled per character.
-            #expect(elapsed < .milliseconds(250), "\(pattern) on \(length) characters took \(elapsed)")
+            // The backtracking engine took 15 s at 20 characters and doubled per character;
+            // a third of that separates it from RE2 on a loaded machine too.
+            #expect(elapsed < .seconds(5), "\(pattern) on \(length) characters took \(elapsed)")
         }
     }
 

@@ -35,10 +35,10 @@ struct CancellationTests {
                 #expect(error?.code == .queryCancelled)
                 #expect(error?.sqlState == "57014")
                 #expect(error?.isRetryable == false)
-                #expect(finished - cancelled < .seconds(1), "cancelling took \(finished - cancelled)")
+                #expect(finished - cancelled < .seconds(15), "cancelling took \(finished - cancelled)")
 
                 // The server stopped the statement: the session is idle, not still sleeping.
-                let idle = try await TestDatabase.eventually(timeout: .seconds(1)) {
+                let idle = try await TestDatabase.eventually(timeout: .seconds(20)) {
                     try await TestDatabase.backendState(backend, monitor: monitor) == "idle"
                 }
                 let state = try await TestDatabase.backendState(backend, monitor: monitor)
@@ -48,7 +48,7 @@ struct CancellationTests {
                 let start = ContinuousClock.now
                 let next = try await pool.withConnection { try await TestDatabase.backendPID($0) }
                 #expect(next == backend)
-                #expect(ContinuousClock.now - start < .seconds(1))
+                #expect(ContinuousClock.now - start < .seconds(15))
             }
         }
     }
@@ -170,7 +170,7 @@ struct CancellationTests {
                 let cancelled = ContinuousClock.now
                 task.cancel()
                 #expect(try await value(of: task)?.code == .queryCancelled)
-                #expect(ContinuousClock.now - cancelled < .seconds(1))
+                #expect(ContinuousClock.now - cancelled < .seconds(15))
                 #expect(try await pool.query("SELECT count(*) FROM \(raw: table)")[0].decode(0, as: Int64.self) == 0)
             }
         }
@@ -179,7 +179,7 @@ struct CancellationTests {
     @Test("cancelling a request still queued behind another drops it; the running one completes")
     func cancelQueuedRequest() async throws {
         try await TestDatabase.withConnection { connection in
-            let running = Task { try await postgresError { _ = try await connection.query("SELECT pg_sleep(0.5)") } }
+            let running = Task { try await postgresError { _ = try await connection.query("SELECT pg_sleep(4)") } }
             try await Task.sleep(for: .milliseconds(50))
             let queued = Task { () -> (PostgresError?, ContinuousClock.Instant) in
                 let error = try await postgresError { _ = try await connection.query("SELECT 1") }
@@ -190,7 +190,7 @@ struct CancellationTests {
             queued.cancel()
             let (error, finished) = try await value(of: queued)
             #expect(error?.code == .queryCancelled)
-            #expect(finished - cancelled < .milliseconds(200), "the queued request waited for the running one")
+            #expect(finished - cancelled < .seconds(2), "the queued request waited for the running one")
             #expect(try await value(of: running) == nil, "the running query was hit by the other's cancel")
             #expect(try await connection.query("SELECT 2::int8")[0].decode(0, as: Int64.self) == 2)
         }

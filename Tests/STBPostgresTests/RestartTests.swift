@@ -17,7 +17,7 @@ struct RestartTests {
                     try await pool.withConnection { connection in
                         let backend = try await TestDatabase.backendPID(connection)
                         pid.withLock { $0 = backend }
-                        _ = try await connection.query("SELECT pg_sleep(5)")
+                        _ = try await connection.query("SELECT pg_sleep(30)")
                     }
                 }
                 return (error, .now)
@@ -34,7 +34,7 @@ struct RestartTests {
             let (error, finished) = try await value(of: task)
             #expect(error?.code == .connectionLost, "got \(String(describing: error))")
             #expect(error?.isRetryable == true)
-            #expect(finished - restarting < .seconds(3), "the query failed only after \(finished - restarting)")
+            #expect(finished - restarting < .seconds(15), "the query failed only after \(finished - restarting)")
         }
     }
 
@@ -74,13 +74,13 @@ struct RestartTests {
         let connection = try await TestDatabase.connect()
         #expect(connection.isUsable)
         try await TestDatabase.runControl("restart")
-        let noticed = try await TestDatabase.eventually(timeout: .seconds(2)) { !connection.isUsable }
+        let noticed = try await TestDatabase.eventually(timeout: .seconds(20)) { !connection.isUsable }
         #expect(noticed, "the connection still claims to be usable after the restart")
         let start = ContinuousClock.now
         let error = await #expect(throws: PostgresError.self) { try await connection.query("SELECT 1") }
         #expect(error?.code == .connectionLost)
         #expect(error?.isRetryable == true)
-        #expect(ContinuousClock.now - start < .milliseconds(500))
+        #expect(ContinuousClock.now - start < .seconds(10))
         await connection.close()
     }
 
@@ -94,7 +94,7 @@ struct RestartTests {
                         try await pool.withTransaction { transaction in
                             _ = try await transaction.query("INSERT INTO \(raw: table) VALUES (1)")
                             await inside.open()
-                            _ = try await transaction.query("SELECT pg_sleep(5)")
+                            _ = try await transaction.query("SELECT pg_sleep(30)")
                         }
                     }
                 }
@@ -125,7 +125,8 @@ struct RestartTests {
                     return try await group.reduce(into: []) { $0.append($1) }
                 }
                 #expect(errors.map { $0?.code } == Array(repeating: .connectionFailed, count: 4))
-                #expect(ContinuousClock.now - start < .seconds(2))
+                // Half the pool's 10 s connect timeout: no caller waited it out.
+                #expect(ContinuousClock.now - start < .seconds(5))
             } catch {
                 try await TestDatabase.runControl("start")
                 throw error

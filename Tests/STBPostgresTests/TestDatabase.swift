@@ -53,7 +53,7 @@ extension TestDatabase {
 
     /// A connection outside any pool (a second session to observe the server with).
     static func connect() async throws -> PostgresConnection {
-        try await PostgresConnection.connect(to: conninfo, on: group.next(), timeoutSeconds: 5)
+        try await PostgresConnection.connect(to: conninfo, on: group.next(), timeoutSeconds: 20)
     }
 
     /// Runs `body` with a dedicated connection, closed afterwards.
@@ -108,7 +108,7 @@ extension TestDatabase {
 
     /// Polls `condition` every 20 ms until it holds or `timeout` passes; returns its last value.
     static func eventually(
-        timeout: Duration = .seconds(3), isolation: isolated (any Actor)? = #isolation,
+        timeout: Duration = .seconds(20), isolation: isolated (any Actor)? = #isolation,
         _ condition: () async throws -> Bool
     ) async throws -> Bool {
         let deadline = ContinuousClock.now + timeout
@@ -132,6 +132,9 @@ actor DatabaseGate {
     private var readers = 0
     private var writing = false
     private var waiting: [(exclusive: Bool, continuation: CheckedContinuation<Void, Never>)] = []
+
+    /// How many lock requests wait (for the gate's own tests, to order their steps).
+    var queued: Int { waiting.count }
 
     func lock(exclusive: Bool) async {
         if waiting.isEmpty && canEnter(exclusive: exclusive) {
@@ -339,7 +342,7 @@ actor Barrier {
     init(count: Int) { self.count = count }
 
     /// Waits for the others; returns whether all `count` arrived within `timeout`.
-    func arrive(timeout: Duration = .seconds(5)) async -> Bool {
+    func arrive(timeout: Duration = .seconds(20)) async -> Bool {
         arrived += 1
         if arrived >= count {
             release()
@@ -388,7 +391,7 @@ struct TimedOut: Error, CustomStringConvertible {
 /// itself). For awaiting unstructured tasks: a regression that never resumes a
 /// continuation must fail the test, not hang the run (swift-testing's time limit cannot
 /// end a test that awaits an unstructured task).
-func value<T: Sendable>(of task: Task<T, any Error>, within limit: Duration = .seconds(10)) async throws -> T {
+func value<T: Sendable>(of task: Task<T, any Error>, within limit: Duration = .seconds(30)) async throws -> T {
     let pending = Locked<CheckedContinuation<T, any Error>?>(nil)
     let take: @Sendable () -> CheckedContinuation<T, any Error>? = { pending.withLock { continuation in
         defer { continuation = nil }

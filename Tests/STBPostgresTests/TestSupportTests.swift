@@ -17,13 +17,13 @@ struct TestSupportTests {
             log.withLock { $0.append("writer out") }
             await gate.unlock(exclusive: true)
         }
-        try await Task.sleep(for: .milliseconds(50))
+        #expect(try await TestDatabase.eventually { await gate.queued == 1 }, "the writer never queued")
         let reader2 = Task {
             await gate.lock(exclusive: false)
             log.withLock { $0.append("reader 2 in") }
             await gate.unlock(exclusive: false)
         }
-        try await Task.sleep(for: .milliseconds(50))
+        #expect(try await TestDatabase.eventually { await gate.queued == 2 }, "the second reader never queued")
         #expect(log.value == ["reader 1 in"], "the writer or the queued reader got in while reader 1 held the gate")
 
         log.withLock { $0.append("reader 1 out") }
@@ -39,7 +39,7 @@ struct TestSupportTests {
         let outcome = try await TestDatabase.shared {
             // Detached: task-local access is not inherited, as for another test.
             let writer = Task.detached { try await TestDatabase.exclusive { "writer" } }
-            try await Task.sleep(for: .milliseconds(20))
+            #expect(try await TestDatabase.eventually { await DatabaseGate.instance.queued >= 1 }, "the writer never queued")
             let nested = try await TestDatabase.shared { "nested" }
             await #expect(throws: TestDatabase.GateMisuse.self) {
                 try await TestDatabase.exclusive {}

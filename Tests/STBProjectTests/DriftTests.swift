@@ -88,7 +88,7 @@ struct DriftTests {
                 ("dolby-needs-serial", "dolby", .requires, #"{"requires": ["serial"]}"#, .error, true)
             _ = try await rules.unary(Rules.createRule, request: Stb_Rules_V1_CreateRuleRequest(rule: rule))
             let owner = try harness.client("olivia")
-            try await harness.waitUntil(timeout: .seconds(15)) {
+            try await harness.waitUntil(timeout: .seconds(30)) {
                 try await !owner.unary(Projects.getProject, request: .init(key: "drift-d")).valid
             }
             for follower in followers { follower.cancel() }

@@ -44,7 +44,7 @@ extension ProjectHarness {
     func deleteCatalogOption(_ key: String, seenBy project: String) async throws {
         let admin = try client("root", .admin, port: catalogPort)
         _ = try await admin.unary(Catalog.deleteOption, request: Stb_Catalog_V1_OptionRef(ref: .key(key)))
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(30)
         while try await config(project).option(key) != nil {
             guard ContinuousClock.now < deadline else { throw RPCError(code: .deadlineExceeded, message: "the catalog copy kept \(key)") }
             try await Task.sleep(for: .milliseconds(20))

@@ -138,7 +138,7 @@ final class ProjectHarness: Sendable {
         await harness.stop()
     }
 
-    func waitUntil(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
+    func waitUntil(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws {
         try await STBServiceTestSupport.waitUntil(timeout: timeout, condition)
     }
 

@@ -132,11 +132,11 @@ struct HTTPRoutesTests {
     }
 
     private func curl(_ port: Int, _ arguments: String...) async throws -> String {
-        let process = try ChildProcess(["curl", "-s", "-i", "--http2-prior-knowledge", "--max-time", "10"] + arguments.map {
+        let process = try ChildProcess(["curl", "-s", "-i", "--http2-prior-knowledge", "--max-time", "20"] + arguments.map {
             $0.replacingPort(port)
         })
         defer { Task { await process.stop() } }
-        return try await process.allOutput(timeout: .seconds(15)).replacingCarriageReturns()
+        return try await process.allOutput(timeout: .seconds(30)).replacingCarriageReturns()
     }
 
     @Test("routes answer over HTTP/2 beside RPCs: whole bodies, request bodies, streamed bodies, limits")

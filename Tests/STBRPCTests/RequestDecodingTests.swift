@@ -37,7 +37,7 @@ struct RequestStringTests {
         try await withServer { _, client in
             let request = RawRequest(Self.request(text: text).bytes + [0x28, 0x05])
             let error = await expectRPCError(.invalidArgument) {
-                _ = try await client.unary(Self.rawGet, request: request, timeout: .seconds(5))
+                _ = try await client.unary(Self.rawGet, request: request, timeout: .seconds(20))
             }
             #expect(error?.message == message)
         }
@@ -47,7 +47,7 @@ struct RequestStringTests {
     func clientStreaming() async throws {
         try await withServer { _, client in
             let error = await expectRPCError(.invalidArgument) {
-                _ = try await client.clientStreaming(Self.rawCollect, timeout: .seconds(5)) { writer in
+                _ = try await client.clientStreaming(Self.rawCollect, timeout: .seconds(20)) { writer in
                     try await writer.write(Self.request(text: Array("fine".utf8)))
                     try await writer.write(Self.request(text: [0x61, 0x00]))
                 }
@@ -60,7 +60,7 @@ struct RequestStringTests {
     func malformed() async throws {
         try await withServer { _, client in
             let error = await expectRPCError(.internal) {
-                _ = try await client.unary(Self.rawGet, request: RawRequest([0x0A, 0x05, 0x61]), timeout: .seconds(5))
+                _ = try await client.unary(Self.rawGet, request: RawRequest([0x0A, 0x05, 0x61]), timeout: .seconds(20))
             }
             #expect(error?.message == "could not decode the request as stb.testing.v1.EchoRequest")
         }

@@ -108,7 +108,7 @@ struct StatusDeliveryTests {
             #expect(message.hasSuffix("… [truncated; \(text.utf8.count) bytes in all]"))
             #expect(message.utf8.count <= RPCServer.Configuration().maxStatusMessageBytes)
             // The connection is still fine for the next call.
-            #expect(try await client.unary(Echo.get, request: EchoRequest(text: "next"), timeout: .seconds(5)).text == "next")
+            #expect(try await client.unary(Echo.get, request: EchoRequest(text: "next"), timeout: .seconds(20)).text == "next")
         }
     }
 
@@ -120,7 +120,7 @@ struct StatusDeliveryTests {
             await expectRPCError(.invalidArgument) {
                 try await client.serverStreaming(
                     Echo.expand, request: EchoRequest(text: text, count: 2, failWithCode: Self.invalidArgument),
-                    timeout: .seconds(10)
+                    timeout: .seconds(20)
                 ) { responses in
                     for try await _ in responses { received += 1 }
                 }
@@ -157,7 +157,7 @@ struct StatusDeliveryTests {
         try await withServer { _, client in
             let request = EchoRequest(text: String(repeating: "m", count: 10_000), failWithCode: 9, metadataPaddingBytes: 500)
             let error = await expectRPCError(.failedPrecondition) {
-                _ = try await client.unary(Echo.get, request: request, timeout: .seconds(10))
+                _ = try await client.unary(Echo.get, request: request, timeout: .seconds(20))
             }
             #expect(error?.metadata.strings(forKey: "x-echo-padding").first?.utf8.count == 500)
         }

@@ -110,7 +110,7 @@ struct StatusDetailsCallTests {
     func trailersOnly() async throws {
         try await withServer(services: [DetailsService()]) { _, client in
             let error = await expectRPCError(.failedPrecondition) {
-                _ = try await client.unary(Echo.get, request: EchoRequest(text: ""), timeout: .seconds(5))
+                _ = try await client.unary(Echo.get, request: EchoRequest(text: ""), timeout: .seconds(20))
             }
             #expect(error == DetailsService.error)
         }
@@ -121,7 +121,7 @@ struct StatusDetailsCallTests {
         try await withServer(services: [DetailsService()]) { _, client in
             var received: [String] = []
             let error = await expectRPCError(.failedPrecondition) {
-                try await client.serverStreaming(Echo.expand, request: EchoRequest(text: ""), timeout: .seconds(5)) { responses in
+                try await client.serverStreaming(Echo.expand, request: EchoRequest(text: ""), timeout: .seconds(20)) { responses in
                     for try await response in responses { received.append(response.text) }
                 }
             }
@@ -135,19 +135,19 @@ struct StatusDetailsCallTests {
         try await withServer(services: [DetailsService()]) { _, client in
             // A message cut to 2 KiB leaves too little room for a Status repeating it.
             let huge = await expectRPCError(.invalidArgument) {
-                _ = try await client.unary(Echo.get, request: EchoRequest(text: "huge"), timeout: .seconds(5))
+                _ = try await client.unary(Echo.get, request: EchoRequest(text: "huge"), timeout: .seconds(20))
             }
             #expect(huge?.message.hasSuffix("[truncated; 100000 bytes in all]") == true)
             #expect(huge?.details == [])
             // A BadRequest too large to send is dropped; the small detail after it still goes.
             let many = await expectRPCError(.invalidArgument) {
-                _ = try await client.unary(Echo.get, request: EchoRequest(text: "big details"), timeout: .seconds(5))
+                _ = try await client.unary(Echo.get, request: EchoRequest(text: "big details"), timeout: .seconds(20))
             }
             #expect(many?.message == "many")
             #expect(many?.details == [.errorInfo(reason: "STILL_THERE")])
             // The connection is fine for the next call.
             await expectRPCError(.failedPrecondition) {
-                _ = try await client.unary(Echo.get, request: EchoRequest(text: ""), timeout: .seconds(5))
+                _ = try await client.unary(Echo.get, request: EchoRequest(text: ""), timeout: .seconds(20))
             }
         }
     }

@@ -104,7 +104,7 @@ struct RulesHarness {
         await harness.stop()
     }
 
-    func waitUntil(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
+    func waitUntil(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws {
         try await STBServiceTestSupport.waitUntil(timeout: timeout, condition)
     }
 

@@ -167,7 +167,7 @@ struct RulesServiceTests {
             var bulk = Stb_Catalog_V1_ImportSeedRequest()
             bulk.documentJson = #"{"modules": [{"key": "bulk", "name": "Bulk", "groups": [{"key": "all", "name": "All", "options": [\#(options.joined(separator: ","))]}]}]}"#
             _ = try await harness.catalog.unary(Catalog.importSeed, request: bulk)
-            try await harness.waitUntil(timeout: .seconds(10)) { harness.replica.freshness != .current && !harness.service.isServing }
+            try await harness.waitUntil(timeout: .seconds(30)) { harness.replica.freshness != .current && !harness.service.isServing }
             guard case .behind(let have, let announced, let reason) = harness.replica.freshness else { return }
             #expect(have == before && announced > before)
             #expect(reason.contains("RESOURCE_EXHAUSTED"), "\(reason)")
@@ -180,7 +180,7 @@ struct RulesServiceTests {
             var ref = Stb_Catalog_V1_ModuleRef()
             ref.ref = .key("bulk")
             _ = try await harness.catalog.unary(Catalog.deleteModule, request: ref)
-            try await harness.waitUntil(timeout: .seconds(10)) { harness.replica.freshness == .current && harness.service.isServing }
+            try await harness.waitUntil(timeout: .seconds(30)) { harness.replica.freshness == .current && harness.service.isServing }
             #expect(harness.service.isServing)
             #expect(try await harness.evaluate([("hdr", true, nil)]).catalogRevision > before)
         }
@@ -256,7 +256,7 @@ struct RulesServiceTests {
             update.severity = .warning
             let updated = try await harness.rules.unary(Rules.updateRule, request: update)
             #expect(updated.severity == .warning && updated.id == created.id)
-            let events = try await harness.rules.serverStreaming(Rules.watch, request: request, timeout: .seconds(10)) { stream in
+            let events = try await harness.rules.serverStreaming(Rules.watch, request: request, timeout: .seconds(30)) { stream in
                 var events: [Stb_Rules_V1_ChangeEvent] = []
                 for try await event in stream {
                     events.append(event)
@@ -280,7 +280,7 @@ struct RulesServiceTests {
             _ = try await harness.rules.unary(Rules.deleteRule, request: ref, metadata: metadata)
             var request = Stb_Rules_V1_WatchRequest()
             request.after = "0:0"
-            let events = try await harness.rules.serverStreaming(Rules.watch, request: request, timeout: .seconds(10)) { stream in
+            let events = try await harness.rules.serverStreaming(Rules.watch, request: request, timeout: .seconds(30)) { stream in
                 var events: [Stb_Rules_V1_ChangeEvent] = []
                 for try await event in stream {
                     events.append(event)

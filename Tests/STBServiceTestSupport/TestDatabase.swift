@@ -56,7 +56,7 @@ public func expectStatus(
 }
 
 /// Polls `condition` every 10 ms until it holds; DEADLINE_EXCEEDED after `timeout`.
-public func waitUntil(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
+public func waitUntil(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while try await !condition() {
         guard ContinuousClock.now < deadline else { throw RPCError(code: .deadlineExceeded, message: "condition not met within \(timeout)") }

@@ -307,7 +307,7 @@ def rss_sampler():
 def control_call(stubs):
     """Asserts a well-behaved grpcio client on a new connection gets a correct unary reply."""
 
-    def check(server: EchoServer, timeout: float = 2.0):
+    def check(server: EchoServer, timeout: float = 20.0):
         server.assert_alive("after the attack")
         started = time.monotonic()
         with server.channel() as channel:
@@ -590,7 +590,7 @@ def fresh_database(name: str, owner: str):
         _admin_psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def health_status(channel: grpc.Channel, service: str = "", timeout: float = 2.0) -> int:
+def health_status(channel: grpc.Channel, service: str = "", timeout: float = 20.0) -> int:
     """The grpc.health.v1 status of `service` (1 SERVING, 2 NOT_SERVING, 0 UNKNOWN)."""
     encoded = service.encode()
     request = (b"\x0a" + bytes([len(encoded)]) + encoded) if encoded else b""

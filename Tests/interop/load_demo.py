@@ -104,7 +104,7 @@ def wait_serving(addr: str, timeout: float = 60) -> None:
                                     response_deserializer=lambda b: b)
         while True:
             try:
-                if check(b"", timeout=2) == b"\x08\x01":
+                if check(b"", timeout=20) == b"\x08\x01":
                     return
             except grpc.RpcError:
                 pass

@@ -30,7 +30,7 @@ BINARIES = ("STB_GATEWAYD_BIN", "STB_CATALOGD_BIN", "STB_RULESD_BIN", "STB_STBCT
 pytestmark = pytest.mark.skipif(
     not all(os.environ.get(name) for name in BINARIES), reason=f"{', '.join(BINARIES)} must be set")
 
-TIMEOUT = 15
+TIMEOUT = 30
 ADMIN, ADMIN_PASSWORD = "admin", "correct horse battery staple"
 SECRETS = {name: f"{name}-secret-0123456789abcdef" for name in ("catalog", "rules", "project")}
 DEMO_SEED = REPO / "services" / "catalog" / "seeds" / "demo.json"

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 ACTOR = "pytest"
 # The verified caller is the token's; stb-actor decides nothing.
 METADATA = (("stb-actor", ACTOR),) + tuple(auth_tokens.metadata(auth_tokens.mint("admin", ACTOR)))
-TIMEOUT = 15
+TIMEOUT = 30
 DEMO_SEED = REPO / "services" / "catalog" / "seeds" / "demo.json"
 
 

@@ -49,7 +49,7 @@ EDGE = REPO / "scripts" / "edge"
 ACTOR = "pytest-edge"
 # The verified caller is the token's; stb-actor decides nothing.
 METADATA = (("stb-actor", ACTOR),) + tuple(auth_tokens.metadata(auth_tokens.mint("admin", ACTOR)))
-TIMEOUT = 15
+TIMEOUT = 30
 DEMO_SEED = REPO / "services" / "catalog" / "seeds" / "demo.json"
 READY = b"edge listening on "
 
@@ -175,8 +175,11 @@ def edge(catalog_server, rules_server, tmp_path_factory):
     assert server.proc.poll() is None, f"scripts/edge died during the tests\n{server.log_tail()}"
     code = server.terminate()
     assert code == 0, f"scripts/edge exited with {code} after SIGTERM\n{server.log_tail()}"
-    time.sleep(0.2)
+    # Its processes may take a moment more to let go of their ports.
+    deadline = time.monotonic() + 20
     for port in (server.http_port, server.tls_port, server.fallback_port):
+        while accepts(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert not accepts(port), f"port {port} still accepts connections after the edge stopped"
 
 
@@ -192,7 +195,7 @@ def demo(catalog_server, rules_server, stubs):
             metadata=METADATA, timeout=TIMEOUT)
     with rules_server.channel() as channel:
         rules = stubs.rules_grpc.RulesStub(channel)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while rules.CheckRules(rpb.CheckRulesRequest(), metadata=METADATA,
                                timeout=TIMEOUT).catalog_revision < seeded.revision:
             assert time.monotonic() < deadline, "rulesd did not catch up with the demo catalog"
@@ -291,12 +294,12 @@ def test_watch_receives_a_live_change(channel, catalog_server, stubs, demo):
             stubs.catalog_grpc.CatalogStub(direct).CreateOption(pb.CreateOptionRequest(option=pb.Option(
                 module_key="video", group_key=group.key, key=key, name="Edge watch test",
                 type=pb.OPTION_TYPE_STRING, default_value="x")), metadata=METADATA, timeout=TIMEOUT)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         seen = []
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                pytest.fail(f"no event for {key} within 5 s through the edge; saw {seen}")
+                pytest.fail(f"no event for {key} within 30 s through the edge; saw {seen}")
             try:
                 event = events.get(timeout=remaining)
             except queue.Empty:
@@ -319,7 +322,7 @@ def test_unknown_package_is_unimplemented(channel):
     with pytest.raises(grpc.RpcError) as error:
         call(b"", timeout=TIMEOUT)
     assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED, error.value
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < TIMEOUT / 2
 
 
 def test_unknown_method_of_a_routed_package_is_unimplemented(channel):

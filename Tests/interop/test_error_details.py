@@ -34,7 +34,7 @@ from conftest import REPO, own_catalog_database
 ACTOR = "pytest-details"
 # The verified caller is the token's; stb-actor decides nothing.
 METADATA = (("stb-actor", ACTOR),) + tuple(auth_tokens.metadata(auth_tokens.mint("admin", ACTOR)))
-TIMEOUT = 15
+TIMEOUT = 30
 DEMO_SEED = REPO / "services" / "catalog" / "seeds" / "demo.json"
 
 needs_services = pytest.mark.skipif(
@@ -76,7 +76,7 @@ def rules(rules_server, stubs, catalog):
     with rules_server.channel() as channel:
         grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
         stub = stubs.rules_grpc.RulesStub(channel)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while True:
             try:
                 stub.AvailableEvents(rpb.AvailableEventsRequest(module_key="video", state="idle"),

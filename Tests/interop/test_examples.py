@@ -84,7 +84,7 @@ def demo(stbctl_bin, env):
         assert result.returncode == 0, f"stbctl {' '.join(args)}: {result.stdout}{result.stderr}"
         return result.stdout
     revision = int(run("seed", "import", str(DEMO_SEED)).strip().splitlines()[-1].rsplit(" ", 1)[1])
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while json.loads(run("rules", "check", "--json"))["catalog_revision"] < revision:
         assert time.monotonic() < deadline, "rulesd did not catch up with the demo catalog"
         time.sleep(0.1)

@@ -29,7 +29,7 @@ from conftest import HOST, PROTOS, REPO, CatalogServer, _free_port, fresh_databa
 pytestmark = pytest.mark.skipif(
     not os.environ.get("STB_GATEWAYD_BIN"), reason="STB_GATEWAYD_BIN must be set: these tests need gatewayd")
 
-TIMEOUT = 15
+TIMEOUT = 30
 ADMIN = "admin"
 ADMIN_PASSWORD = "correct horse battery staple"
 SERVICE_SECRET = "rules-secret-0123456789abcdef"

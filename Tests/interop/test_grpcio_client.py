@@ -23,7 +23,7 @@ MiB = 1024 * 1024
 @pytest.fixture(scope="module")
 def channel(echo_server):
     with echo_server.channel([("grpc.max_receive_message_length", 8 * MiB)]) as channel:
-        grpc.channel_ready_future(channel).result(timeout=5)
+        grpc.channel_ready_future(channel).result(timeout=30)
         yield channel
 
 
@@ -44,7 +44,7 @@ def pb(stubs):
 
 def assert_server_healthy(server, channel):
     server.assert_alive()
-    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=30)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -53,14 +53,14 @@ def assert_server_healthy(server, channel):
 
 def test_unary(echo, pb):
     payload = bytes(range(256)) * 4
-    reply = echo.Get(pb.EchoRequest(text="hello, wörld", payload=payload), timeout=5)
+    reply = echo.Get(pb.EchoRequest(text="hello, wörld", payload=payload), timeout=30)
     assert reply.text == "hello, wörld"
     assert reply.payload == payload
     assert reply.index == 0
 
 
 def test_unary_empty_request(echo, pb):
-    reply = echo.Get(pb.EchoRequest(), timeout=5)
+    reply = echo.Get(pb.EchoRequest(), timeout=30)
     assert reply == pb.EchoResponse()
 
 
@@ -71,20 +71,20 @@ def test_server_streaming_1000_in_order(echo, pb):
 
 
 def test_server_streaming_zero_count(echo, pb):
-    call = echo.Expand(pb.EchoRequest(text="none", count=0), timeout=5)
+    call = echo.Expand(pb.EchoRequest(text="none", count=0), timeout=30)
     assert list(call) == []
     assert call.code() == grpc.StatusCode.OK
 
 
 def test_client_streaming(echo, pb):
     texts = ["alpha", "beta", "gamma", "δέλτα", "epsilon"]
-    reply = echo.Collect(iter([pb.EchoRequest(text=t) for t in texts]), timeout=5)
+    reply = echo.Collect(iter([pb.EchoRequest(text=t) for t in texts]), timeout=30)
     assert reply.text == " ".join(texts)
     assert reply.index == len(texts)
 
 
 def test_client_streaming_no_messages(echo, pb):
-    reply = echo.Collect(iter([]), timeout=5)
+    reply = echo.Collect(iter([]), timeout=30)
     assert reply.text == ""
     assert reply.index == 0
 
@@ -120,13 +120,13 @@ NASTY_MESSAGE = "Prüfung fehlgeschlagen: 100% ✗ — 日本語 %41 %zz\tend"
                                   grpc.StatusCode.UNAUTHENTICATED])
 def test_error_status_round_trip(echo, pb, code):
     with pytest.raises(grpc.RpcError) as failure:
-        echo.Get(pb.EchoRequest(text=NASTY_MESSAGE, fail_with_code=code.value[0]), timeout=5)
+        echo.Get(pb.EchoRequest(text=NASTY_MESSAGE, fail_with_code=code.value[0]), timeout=30)
     assert failure.value.code() == code
     assert failure.value.details() == NASTY_MESSAGE
 
 
 def test_error_after_streamed_messages(echo, pb):
-    call = echo.Expand(pb.EchoRequest(text="50% done ✓", count=3, fail_with_code=10), timeout=5)
+    call = echo.Expand(pb.EchoRequest(text="50% done ✓", count=3, fail_with_code=10), timeout=30)
     received = []
     with pytest.raises(grpc.RpcError) as failure:
         for reply in call:
@@ -139,10 +139,11 @@ def test_error_after_streamed_messages(echo, pb):
 def test_deadline_exceeded(echo_server, echo, pb, channel):
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as failure:
-        echo.Get(pb.EchoRequest(text="slow", delay_ms=2000), timeout=0.3)
+        echo.Get(pb.EchoRequest(text="slow", delay_ms=20_000), timeout=0.3)
     elapsed = time.monotonic() - started
     assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert elapsed < 1.5
+    # Half the handler's 20 s: the deadline ended the call.
+    assert elapsed < 10
     assert_server_healthy(echo_server, channel)
 
 
@@ -156,10 +157,11 @@ def test_cancellation_mid_stream(echo_server, echo, pb, channel):
         for _ in call:
             pass
     assert failure.value.code() == grpc.StatusCode.CANCELLED
-    assert time.monotonic() - started < 1.0
+    # Half the 10 s the stream would run: the cancel ended it.
+    assert time.monotonic() - started < 5
     assert_server_healthy(echo_server, channel)
     # The same connection still carries new calls.
-    assert echo.Get(pb.EchoRequest(text="after cancel"), timeout=2).text == "after cancel"
+    assert echo.Get(pb.EchoRequest(text="after cancel"), timeout=30).text == "after cancel"
 
 
 # -- metadata ------------------------------------------------------------------------------
@@ -177,7 +179,7 @@ def test_metadata_echoed_in_headers_and_trailers(echo, pb):
         ("x-echo-short-bin", b"\xff"),
         ("x-not-echoed", "private"),
     ]
-    reply, call = echo.Get.with_call(pb.EchoRequest(text="md"), metadata=sent, timeout=5)
+    reply, call = echo.Get.with_call(pb.EchoRequest(text="md"), metadata=sent, timeout=30)
     assert reply.text == "md"
     expected = [("x-echo-text", "plain ascii value !~"), ("x-echo-data-bin", binary), ("x-echo-short-bin", b"\xff")]
     for name, metadata in (("initial", call.initial_metadata()), ("trailing", call.trailing_metadata())):
@@ -189,7 +191,7 @@ def test_metadata_echoed_in_headers_and_trailers(echo, pb):
 
 def test_metadata_echoed_on_error(echo, pb):
     with pytest.raises(grpc.RpcError) as failure:
-        echo.Get(pb.EchoRequest(text="nope", fail_with_code=5), metadata=[("x-echo-id", "42")], timeout=5)
+        echo.Get(pb.EchoRequest(text="nope", fail_with_code=5), metadata=[("x-echo-id", "42")], timeout=30)
     assert failure.value.code() == grpc.StatusCode.NOT_FOUND
     assert ("x-echo-id", "42") in _pairs(failure.value.trailing_metadata())
 
@@ -205,13 +207,13 @@ def test_huge_status_message_arrives_promptly(echo_server, echo, pb, channel, si
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as failure:
         echo.Get(pb.EchoRequest(text=text, fail_with_code=3), timeout=20)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     details = failure.value.details()
     assert details.startswith("option.key: kkkk")
     assert details.endswith(f"… [truncated; {len(text)} bytes in all]")
     assert len(details.encode()) <= 2048
-    assert echo.Get(pb.EchoRequest(text="next"), timeout=5).text == "next"
+    assert echo.Get(pb.EchoRequest(text="next"), timeout=30).text == "next"
     assert_server_healthy(echo_server, channel)
 
 
@@ -229,7 +231,7 @@ def test_huge_response_metadata_is_dropped_status_arrives(echo, pb, code):
             echo.Get(request, timeout=20)
         assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert failure.value.details() == "padded"
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10
 
 
 # -- strings in requests ---------------------------------------------------------------------
@@ -248,7 +250,7 @@ def test_bad_string_is_invalid_argument_before_the_handler(channel, text, detail
     get = channel.unary_unary(f"{ECHO}/Get")
     request = bytes([0x0A, len(text)]) + text + bytes([0x28, 0x05])
     with pytest.raises(grpc.RpcError) as failure:
-        get(request, timeout=5)
+        get(request, timeout=30)
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert failure.value.details() == details
 
@@ -258,7 +260,7 @@ def test_bad_string_is_invalid_argument_before_the_handler(channel, text, detail
 
 def test_oversized_request_resource_exhausted(echo_server, echo, pb, channel):
     with pytest.raises(grpc.RpcError) as failure:
-        echo.Get(pb.EchoRequest(payload=b"x" * (5 * MiB)), timeout=10)
+        echo.Get(pb.EchoRequest(payload=b"x" * (5 * MiB)), timeout=30)
     assert failure.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert_server_healthy(echo_server, channel)
 
@@ -268,18 +270,18 @@ def test_three_mib_round_trip(echo_server, stubs, pb):
     # pings now and then wake the stalled server up and hide the bug.
     with echo_server.channel([("grpc.max_receive_message_length", 8 * MiB)]) as channel:
         payload = os.urandom(3 * MiB)
-        reply = stubs.grpc.EchoStub(channel).Get(pb.EchoRequest(text="big", payload=payload), timeout=3)
+        reply = stubs.grpc.EchoStub(channel).Get(pb.EchoRequest(text="big", payload=payload), timeout=20)
         assert reply.payload == payload
 
 
 def test_under_one_mib_round_trip(echo, pb):
     payload = os.urandom(900 * 1024)
-    assert echo.Get(pb.EchoRequest(text="big", payload=payload), timeout=5).payload == payload
+    assert echo.Get(pb.EchoRequest(text="big", payload=payload), timeout=30).payload == payload
 
 
 def test_two_mib_streamed_in_512k_messages(echo, pb):
     payload = os.urandom(512 * 1024)
-    replies = list(echo.Expand(pb.EchoRequest(payload=payload, count=4), timeout=10))
+    replies = list(echo.Expand(pb.EchoRequest(payload=payload, count=4), timeout=30))
     assert [r.index for r in replies] == [0, 1, 2, 3]
     assert all(r.payload == payload for r in replies)
 
@@ -291,7 +293,7 @@ def test_two_mib_streamed_in_512k_messages(echo, pb):
 def test_unknown_method_unimplemented(channel, path):
     method = channel.unary_unary(path)
     with pytest.raises(grpc.RpcError) as failure:
-        method(b"", timeout=5)
+        method(b"", timeout=30)
     assert failure.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
@@ -299,13 +301,13 @@ def test_unknown_method_unimplemented(channel, path):
 
 
 def test_health_check_serving(health):
-    reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=30)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_health_check_unknown_service(health):
     with pytest.raises(grpc.RpcError) as failure:
-        health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
+        health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=30)
     assert failure.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -314,7 +316,7 @@ def test_health_check_unknown_service(health):
     ("no.such.Service", health_pb2.HealthCheckResponse.SERVICE_UNKNOWN),
 ], ids=["server", "unknown-service"])
 def test_health_watch_first_message(health, service, expected):
-    call = health.Watch(health_pb2.HealthCheckRequest(service=service), timeout=10)
+    call = health.Watch(health_pb2.HealthCheckRequest(service=service), timeout=30)
     try:
         assert next(call).status == expected
     finally:
@@ -322,7 +324,7 @@ def test_health_watch_first_message(health, service, expected):
 
 
 def test_health_list(health):
-    reply = health.List(health_pb2.HealthListRequest(), timeout=5)
+    reply = health.List(health_pb2.HealthListRequest(), timeout=30)
     assert reply.statuses[""].status == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -349,21 +351,21 @@ def test_graceful_shutdown(start_server, stubs):
         follower = threading.Thread(target=follow_watch, daemon=True)
         follower.start()
 
-        in_flight = echo.Get.future(pb.EchoRequest(text="in flight", delay_ms=1000), timeout=15)
+        in_flight = echo.Get.future(pb.EchoRequest(text="in flight", delay_ms=1000), timeout=30)
         time.sleep(0.2)
         server.expect_exit = True
         os.kill(server.pid, signal.SIGTERM)
         sent_at = time.monotonic()
 
         try:
-            reply = in_flight.result(timeout=10)
+            reply = in_flight.result(timeout=30)
         except grpc.RpcError as error:
             time.sleep(0.5)
             raise AssertionError(
                 f"the in-flight call failed with {error.code()} ({error.details()}); server exit "
                 f"status: {server.proc.poll()}\n{server.log_tail(15)}") from None
         assert reply.text == "in flight"
-        follower.join(timeout=10)
+        follower.join(timeout=30)
         assert later, "the health Watch stream neither got an update nor ended"
         assert later[0] in (health_pb2.HealthCheckResponse.NOT_SERVING, "ended",
                             grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), later
@@ -371,7 +373,7 @@ def test_graceful_shutdown(start_server, stubs):
     returncode = server.proc.wait(timeout=max(0.1, 5 - (time.monotonic() - sent_at)))
     assert returncode == 0, server.log_tail()
     with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+        socket.create_connection(("127.0.0.1", server.port), timeout=30).close()
 
 
 # -- HTTP-level checks with h2 -------------------------------------------------------------
@@ -381,7 +383,7 @@ def _grpc_body(message: bytes) -> bytes:
     return b"\x00" + len(message).to_bytes(4, "big") + message
 
 
-def h2_exchange(port: int, headers, body: bytes | None = b"", timeout: float = 5.0):
+def h2_exchange(port: int, headers, body: bytes | None = b"", timeout: float = 30.0):
     """One request on a fresh h2 connection; returns the events of stream 1 until it ends."""
     connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
     events = []

@@ -32,7 +32,7 @@ class H2Client:
     """One cleartext HTTP/2 connection (prior knowledge), driven by the `h2` library."""
 
     def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
         self.conn.initiate_connection()
         self.sock.sendall(self.conn.data_to_send())
@@ -104,10 +104,10 @@ def test_counters_move_with_calls(catalog_server):
     with catalog_server.channel() as channel:
         get_config = channel.unary_unary(f"{CATALOG}/GetConfig", request_serializer=identity, response_deserializer=identity)
         for _ in range(3):
-            get_config(b"", timeout=10)
+            get_config(b"", timeout=30)
         get_option = channel.unary_unary(f"{CATALOG}/GetOption", request_serializer=identity, response_deserializer=identity)
         with pytest.raises(grpc.RpcError) as refused:
-            get_option(b"", timeout=10)  # no key: refused
+            get_option(b"", timeout=30)  # no key: refused
     code = refused.value.code().name
     after = samples(scrape(catalog_server.port))
 
@@ -130,7 +130,7 @@ def test_exposition_passes_promtool(catalog_server, tmp_path):
     if promtool is None:
         pytest.skip("promtool is not installed (Debian package prometheus; scripts/install-deps installs it)")
     with catalog_server.channel() as channel:
-        channel.unary_unary(f"{CATALOG}/GetConfig", request_serializer=identity, response_deserializer=identity)(b"", timeout=10)
+        channel.unary_unary(f"{CATALOG}/GetConfig", request_serializer=identity, response_deserializer=identity)(b"", timeout=30)
     text = scrape(catalog_server.port)
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, f"promtool check metrics failed:\n{result.stdout}{result.stderr}\n--- exposition ---\n{text}"
@@ -166,10 +166,10 @@ def test_refusals_are_counted_with_their_status(catalog_server):
     with catalog_server.raw_channel() as channel:
         get_config = channel.unary_unary(f"{CATALOG}/GetConfig", request_serializer=identity, response_deserializer=identity)
         with pytest.raises(grpc.RpcError) as missing:
-            get_config(b"", timeout=10)
+            get_config(b"", timeout=30)
         delete = channel.unary_unary(f"{CATALOG}/DeleteOption", request_serializer=identity, response_deserializer=identity)
         with pytest.raises(grpc.RpcError) as denied:
-            delete(b"", timeout=10, metadata=auth_tokens.metadata(auth_tokens.mint("viewer")))
+            delete(b"", timeout=30, metadata=auth_tokens.metadata(auth_tokens.mint("viewer")))
     assert missing.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     after = samples(scrape(catalog_server.port))

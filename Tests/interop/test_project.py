@@ -42,7 +42,7 @@ pytestmark = pytest.mark.skipif(
            "catalogd, rulesd and projectd",
 )
 
-TIMEOUT = 15
+TIMEOUT = 30
 DEMO_SEED = REPO / "services" / "catalog" / "seeds" / "demo.json"
 ADMIN = auth_tokens.mint("admin", "pytest-project-admin")
 ALICE = auth_tokens.mint("engineer", "alice")
@@ -360,7 +360,8 @@ def invoke(channel, method, request):
     kwargs = dict(request_serializer=lambda m: m.SerializeToString(), response_deserializer=reply_class.FromString)
     try:
         if method.server_streaming:
-            stream = channel.unary_stream(path, **kwargs)(request, timeout=2)
+            # An allowed Watch stays open until its deadline: 5 s, room for a refusal to come first.
+            stream = channel.unary_stream(path, **kwargs)(request, timeout=5)
             replies = []
             for reply in stream:
                 replies.append(reply)

@@ -138,7 +138,7 @@ def wait_error(stream, timeout=TIMEOUT):
 def open_sessions(cluster, pb, token, at, count):
     """The open sessions listed at gateway `at`, once there are `count` of them (streams
     closed just before record their end as they stop)."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     with grpc.insecure_channel(cluster.addr(at)) as channel:
         while True:
             sessions = pb.rt_grpc.RealtimeStub(channel).ListSessions(
@@ -179,10 +179,11 @@ def test_a_stream_ends_unauthenticated_when_the_token_expires_and_resumes_with_a
         stream.wait(lambda ms: "snapshot" in kinds(ms))
         before = create_modules(cluster, pb, admin, 3)
         stream.wait(lambda ms: len([k for k in kinds(ms) if k == "delta"]) >= 3)
-        error = wait_error(stream, timeout=ACCESS_TTL + 10)
+        error = wait_error(stream, timeout=ACCESS_TTL + 30)
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
         assert "expired" in error.details()
-        assert time.monotonic() - started <= ACCESS_TTL + 3
+        # Near the expiry, with room for a loaded machine; a stream that outlives its token is the failure.
+        assert time.monotonic() - started <= ACCESS_TTL + 15
         trailer = dict(error.trailing_metadata() or ())
         assert trailer.get("stb-resume-token") == stream.last_token(), trailer
         assert delta_keys(stream) == before
@@ -272,7 +273,7 @@ def test_end_session_ends_a_stream_running_on_the_other_gateway(cluster, pb):
             with pytest.raises(grpc.RpcError) as again:
                 stub.EndSession(pb.rt.EndSessionRequest(id=session.id), metadata=md(admin), timeout=TIMEOUT)
             assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        error = wait_error(stream, timeout=5)
+        error = wait_error(stream, timeout=TIMEOUT)
         assert error.code() == grpc.StatusCode.CANCELLED and "ended by an admin" in error.details(), error
     finally:
         stream.close()

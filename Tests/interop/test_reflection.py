@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from test_hardening import RawH2, grpc_message, headers_frame, data_frames, request_headers
 
-TIMEOUT = 10
+TIMEOUT = 30
 HEALTH = "grpc.health.v1.Health"
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 REFLECTION_V1ALPHA = "grpc.reflection.v1alpha.ServerReflection"

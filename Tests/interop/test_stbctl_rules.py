@@ -67,7 +67,7 @@ def seeded(cli):
     """The demo seed in the catalog, once rulesd has caught up with it."""
     out = ok(cli("seed", "import", str(DEMO_SEED)))
     revision = int(out.strip().splitlines()[-1].rsplit(" ", 1)[1])
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while True:
         check = json.loads(ok(cli("rules", "check", "--json")))
         if check["catalog_revision"] >= revision:

@@ -457,7 +457,7 @@ def test_events_snapshot_then_delta_and_heartbeat(edge, platform, admin_cookie, 
         assert delta["data"]["topic"] == "catalog" and delta["data"]["upstream"] == "catalog"
         assert delta["data"]["entity"] == "module" and delta["data"]["action"]
         assert key in json.dumps(delta["data"]["event"]) and delta["id"]
-        stream.wait(lambda s: any(c.startswith("heartbeat ") for c in s.comments), timeout=5)
+        stream.wait(lambda s: any(c.startswith("heartbeat ") for c in s.comments))
     finally:
         stream.close()
 
