@@ -1,16 +1,22 @@
 import Logging
 @testable import STBGateway
+import STBEventLoop
 import STBPostgres
 import STBServiceTestSupport
 import Synchronization
 import Testing
 
 @Suite(.timeLimit(.minutes(1))) struct UpstreamFollowerTests {
+    /// The cursors a feed was asked to follow after, in order.
+    final class Asked: Sendable {
+        let cursors = Mutex<[String]>([])
+    }
+
     /// A catalog feed of three events after whatever cursor it is asked for; it records
     /// each cursor asked for, then stays open until cancelled.
-    static func feed(asked: Mutex<[String]>) -> UpstreamSource {
+    static func feed(asked: Asked) -> UpstreamSource {
         UpstreamSource(upstream: .catalog) { after, deliver in
-            asked.withLock { $0.append(after) }
+            asked.cursors.withLock { $0.append(after) }
             let start = OutboxCursor(after)?.revision ?? 0
             for revision in start + 1...start + 3 {
                 try await deliver([UpstreamEvent(
@@ -25,14 +31,14 @@ import Testing
         try await pool.query("SELECT cursor FROM realtime_cursors WHERE upstream = 'catalog'").first?.decode(0, as: String.self)
     }
 
-    @Test("the follower saves its cursor while it follows (not only when it stops), and a new one resumes after it")
+    @Test("the follower saves its cursor while it follows, and a new one resumes after it")
     func savesItsCursorWhileFollowing() async throws {
         let group = try EventLoopGroup(count: 1, name: "follower-test")
         defer { group.shutdown() }
         let conninfo = try await TestDatabase.schema("gateway_test", group: group)
         let pool = PostgresPool(configuration: PostgresConfiguration(conninfo: conninfo, poolSize: 2), group: group)
         try await Migrator(directory: "\(TestDatabase.root)/services/gateway/migrations").migrate(pool)
-        let asked = Mutex<[String]>([])
+        let asked = Asked()
         let logger = Logger(label: "follower-test")
 
         let ring = EventRing(maximumCount: 100, maximumBytes: 1 << 20)
@@ -55,10 +61,13 @@ import Testing
         while second.head != OutboxCursor(revision: 6, sequence: 6), ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
+        while try await Self.savedCursor(pool) != "6:6", ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
         again.cancel()
         await again.value
-        #expect(asked.withLock { $0 } == ["0:0", "3:3"])
-        #expect(try await Self.savedCursor(pool) == "6:6", "the cursor was not saved when the follower stopped")
+        #expect(asked.cursors.withLock { $0 } == ["0:0", "3:3"])
+        #expect(try await Self.savedCursor(pool) == "6:6")
         await pool.close()
     }
 }
