@@ -186,23 +186,33 @@ public struct OutboxFeed: Sendable {
 
     /// Batches of events after `cursor`; the stream pulls (a slow consumer is never
     /// buffered for) and ends when the consuming task is cancelled.
+    ///
+    /// A read shorter than `batchSize` saw everything committed before it began, so the
+    /// next one waits for the signal to move on first instead of querying again for
+    /// nothing: one read per wake-up, not two.
     public func batches(after cursor: OutboxCursor) -> AsyncThrowingStream<[OutboxEvent], any Error> {
-        let position = Mutex(cursor)
+        // Where the feed stands, and the signal's generation before its last read that
+        // came back short (nil: more may be waiting, read at once).
+        let state = Mutex<(position: OutboxCursor, caughtUpAt: UInt64?)>((cursor, nil))
         return AsyncThrowingStream(unfolding: { [outbox, pool, signal, batchSize] in
             while !Task.isCancelled {
-                let seen = signal.generation
-                do {
-                    let after = position.withLock { $0 }
-                    let batch = try await outbox.read(after: after, limit: batchSize, pool: pool)
-                    if let last = batch.last {
-                        position.withLock { $0 = last.cursor }
-                        return batch
-                    }
-                } catch let error as PostgresError where error.isRetryable {
-                    try? await Task.sleep(for: .milliseconds(100))
+                if let caughtUpAt = state.withLock({ $0.caughtUpAt }) {
+                    await signal.wait(after: caughtUpAt)
+                    state.withLock { $0.caughtUpAt = nil }
                     continue
                 }
-                await signal.wait(after: seen)
+                let seen = signal.generation
+                do {
+                    let after = state.withLock { $0.position }
+                    let batch = try await outbox.read(after: after, limit: batchSize, pool: pool)
+                    state.withLock { state in
+                        if let last = batch.last { state.position = last.cursor }
+                        if batch.count < batchSize { state.caughtUpAt = seen }
+                    }
+                    if !batch.isEmpty { return batch }
+                } catch let error as PostgresError where error.isRetryable {
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
             }
             return nil
         })

@@ -14,7 +14,9 @@ import Synchronization
 // catalog modules and notes when each commit was acknowledged. Times are taken on one
 // monotonic clock in this process. Modes, each printing one `realtime MODE …` line:
 //   latency  `subscribers` streams, commits at `rate`/s for `seconds`: acknowledged
-//            commit → receipt p50/p99 over every delivery
+//            commit → receipt p50/p99 over every delivery; also per commit its first
+//            receipt (the path up to the gateway's fan-out) and its last (the whole
+//            fan-out), p50/p99 over commits
 //   fanout   `subscribers` streams, `commits` commits 500 ms apart: per commit the last
 //            delivery after the acknowledgement (p50/p99 over commits), deliveries/s
 //   idle     `subscribers` streams, each on its own connection: the gateway's VmRSS
@@ -266,15 +268,23 @@ struct RealtimeBench: Sendable {
             let acknowledged = commits.acknowledged
             var latencies: [UInt64] = []
             var missing = 0
+            var first: [String: UInt64] = [:], last: [String: UInt64] = [:]
             for log in logs {
                 let receipts = log.receipts
-                latencies += receipts.compactMap { key, time in acknowledged[key].map { time > $0 ? time - $0 : 0 } }
+                for (key, time) in receipts {
+                    guard let at = acknowledged[key] else { continue }
+                    let latency = time > at ? time - at : 0
+                    latencies.append(latency)
+                    first[key] = min(first[key] ?? latency, latency)
+                    last[key] = max(last[key] ?? latency, latency)
+                }
                 missing += acknowledged.count - Set(receipts.map(\.0)).count
             }
             latencies.sort()
+            let firsts = first.values.sorted(), lasts = last.values.sorted()
             let failures = logs.compactMap(\.failure)
             if let first = failures.first { complain("\(failures.count) streams failed; the first: \(first)") }
-            report("realtime latency failed_streams=\(failures.count) subscribers=\(count) connections=\(min(count, options.connections)) commits=\(acknowledged.count) commit_errors=\(commits.errors) commits_per_s=\(format(Double(acknowledged.count) / Double(seconds), 1)) deliveries=\(latencies.count) missing=\(missing) p50_ms=\(ms(percentile(latencies, 50))) p99_ms=\(ms(percentile(latencies, 99))) max_ms=\(ms(latencies.last ?? 0)) \(busy)")
+            report("realtime latency failed_streams=\(failures.count) subscribers=\(count) connections=\(min(count, options.connections)) commits=\(acknowledged.count) commit_errors=\(commits.errors) commits_per_s=\(format(Double(acknowledged.count) / Double(seconds), 1)) deliveries=\(latencies.count) missing=\(missing) p50_ms=\(ms(percentile(latencies, 50))) p99_ms=\(ms(percentile(latencies, 99))) max_ms=\(ms(latencies.last ?? 0)) first_p50_ms=\(ms(percentile(firsts, 50))) first_p99_ms=\(ms(percentile(firsts, 99))) last_p50_ms=\(ms(percentile(lasts, 50))) last_p99_ms=\(ms(percentile(lasts, 99))) \(busy)")
         }
     }
 

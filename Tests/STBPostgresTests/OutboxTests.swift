@@ -150,6 +150,40 @@ struct OutboxTests {
         }
     }
 
+    @Test("a caught-up feed reads again only once its signal moves: one query per wake-up")
+    func caughtUpFeedWaitsForTheSignal() async throws {
+        try await TestDatabase.shared {
+            let pool = TestDatabase.pool(size: 2)
+            let test = try await TestOutbox.create(pool)
+            func commit(_ key: String) async throws {
+                try await pool.withTransaction { transaction in
+                    try await test.append([NewOutboxEvent(entity: "e", key: key, action: "created")], in: transaction)
+                }
+            }
+            // Only the test moves this signal.
+            let signal = ChangeSignal()
+            let feed = OutboxFeed(outbox: test.outbox, pool: pool, signal: signal)
+            var batches = feed.batches(after: .start).makeAsyncIterator()
+            try await commit("first")
+            #expect(try await batches.next()?.map(\.key) == ["first"])
+
+            // The first read was short: it saw everything committed before it. This commit
+            // is not announced, so the feed must not come back with it before the bump.
+            try await commit("second")
+            let bumped = Atomic<Bool>(false)
+            let waker = Task {
+                try? await Task.sleep(for: .seconds(1))
+                bumped.store(true, ordering: .sequentiallyConsistent)
+                signal.bump()
+            }
+            #expect(try await batches.next()?.map(\.key) == ["second"])
+            let wokenFirst = bumped.load(ordering: .sequentiallyConsistent)
+            #expect(wokenFirst, "the feed read again without a wake-up")
+            await waker.value
+            await pool.close()
+        }
+    }
+
     @Test("8 writers with random transactions, one tailing reader: every committed event, once, none skipped")
     func concurrentWritersOneReader() async throws {
         try await TestDatabase.shared {

@@ -9,25 +9,45 @@ import Synchronization
 /// stood. A cursor the upstream refuses (pruned, another database) starts the follower
 /// over from the upstream's head; the ring then has no base until the first event, and
 /// subscribers behind it replay from the upstream. Reconnects with backoff.
+///
+/// Given the loop its upstream client reads on (`executor`), the follower runs there: a
+/// change received is in the ring within the same turn of that loop, instead of waiting in
+/// the shared task queue behind the streams' own work.
+///
+/// The cursor is saved beside the delivery (twice a second while it moves, and at
+/// shutdown), never in its way: an event reaches the ring without waiting for a write to
+/// the gateway's database.
 public final class UpstreamFollower: Service, Sendable {
     public let source: UpstreamSource
     public let ring: EventRing
     private let pool: PostgresPool
     private let logger: Logger
+    private let executor: (any TaskExecutor)?
     /// Where the follower stands (nil before the first event when it started from the head).
     private let position = Mutex<OutboxCursor?>(nil)
-    private let persisted = Mutex<(cursor: OutboxCursor?, at: ContinuousClock.Instant)>((nil, .now))
+    /// The cursor last saved (nil: none yet, or the last save failed).
+    private let persisted = Mutex<OutboxCursor?>(nil)
+    /// How often the cursor is saved while it moves.
+    static let persistInterval = Duration.milliseconds(500)
 
-    public init(source: UpstreamSource, ring: EventRing, pool: PostgresPool, logger: Logger) {
+    /// `executor`: the loop the source's client reads on, if it has one of its own.
+    public init(source: UpstreamSource, ring: EventRing, pool: PostgresPool, logger: Logger, executor: (any TaskExecutor)? = nil) {
         self.source = source
         self.ring = ring
         self.pool = pool
         self.logger = logger
+        self.executor = executor
     }
 
     public func run() async {
-        await cancelWhenGracefulShutdown { await self.followForever() }
-        await persist(force: true)
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.persistPeriodically() }
+                await withTaskExecutorPreference(self.executor) { await self.followForever() }
+                group.cancelAll()
+            }
+        }
+        await persist()
     }
 
     private func followForever() async {
@@ -54,7 +74,6 @@ public final class UpstreamFollower: Service, Sendable {
                 try await source.follow(after?.description ?? "") { events in
                     self.ring.append(events)
                     if let last = events.last { self.position.withLock { $0 = last.cursor } }
-                    await self.persist(force: false)
                 }
             } catch {
                 if Task.isCancelled { return }
@@ -74,12 +93,20 @@ public final class UpstreamFollower: Service, Sendable {
         }
     }
 
-    /// Writes the cursor at most twice a second (always when `force`).
-    private func persist(force: Bool) async {
+    /// Saves the cursor every `persistInterval` until cancelled.
+    private func persistPeriodically() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: Self.persistInterval)
+            await persist()
+        }
+    }
+
+    /// Writes the cursor when it moved since the last write.
+    private func persist() async {
         guard let cursor = position.withLock({ $0 }) else { return }
-        let due = persisted.withLock { state -> Bool in
-            guard state.cursor != cursor, force || ContinuousClock.now - state.at > .milliseconds(500) else { return false }
-            state = (cursor, .now)
+        let due = persisted.withLock { saved -> Bool in
+            guard saved != cursor else { return false }
+            saved = cursor
             return true
         }
         guard due else { return }
@@ -89,7 +116,7 @@ public final class UpstreamFollower: Service, Sendable {
                 ON CONFLICT (upstream) DO UPDATE SET cursor = excluded.cursor, updated_at = now()
                 """)
         } catch {
-            persisted.withLock { $0.cursor = nil }
+            persisted.withLock { $0 = nil }
             logger.warning("saving the realtime cursor failed", metadata: ["upstream": "\(source.upstream.rawValue)", "error": "\(error)"])
         }
     }
