@@ -270,20 +270,10 @@ import Testing
         let group = try EventLoopGroup(count: 1, name: "fanout-model")
         defer { group.shutdown() }
         let transport = Transport(loop: group.loops[0], refuseEvery: 2)
-        let delivered = DeliveredToken()
-        let queue = OutboundQueue(
-            epoch: "0123abcd", positions: [.catalog: .start], limit: 1 << 20,
-            direct: DirectWrite(loop: transport.loop, delivered: delivered, writeNow: transport.writeNow))
-        let feed = LiveFeed(upstream: .catalog, topics: [.catalog], queue: queue, privileged: false, visibleProjects: VisibleProjects())
+        let (queue, feed) = catalogFeed(writingTo: transport, at: .start)
         let writer = Task { try await queue.next() }
         try await Task.sleep(for: .milliseconds(50))
-        let first = event(1)
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            transport.loop.execute {
-                _ = feed.offer(first)
-                done.resume()
-            }
-        }
+        _ = await offer(event(1), to: feed, on: transport)
         #expect(transport.received.count == 1)
         writer.cancel()
         _ = try? await writer.value
@@ -293,39 +283,40 @@ import Testing
         let group = try EventLoopGroup(count: 1, name: "fanout-model")
         defer { group.shutdown() }
         let transport = Transport(loop: group.loops[0], refuseEvery: 100, failAt: 2)
-        let queue = OutboundQueue(
-            epoch: "0123abcd", positions: [.catalog: .start], limit: 1 << 20,
-            direct: DirectWrite(loop: transport.loop, delivered: DeliveredToken(), writeNow: transport.writeNow))
-        let feed = LiveFeed(upstream: .catalog, topics: [.catalog], queue: queue, privileged: false, visibleProjects: VisibleProjects())
+        let (queue, feed) = catalogFeed(writingTo: transport, at: .start)
         let waiting = Task { try await queue.next() }
         try await Task.sleep(for: .milliseconds(50))
-        let first = event(1)
-        let taken = await withCheckedContinuation { (done: CheckedContinuation<Bool, Never>) in
-            transport.loop.execute { done.resume(returning: feed.offer(first)) }
-        }
+        let taken = await offer(event(1), to: feed, on: transport)
         // Written at once; the writer still waits (cancelled here, which ends that queue).
         #expect(taken)
         #expect(transport.received.count == 1)
         waiting.cancel()
         _ = try? await waiting.value
         // The transport fails the next direct write.
-        let failing = OutboundQueue(
-            epoch: "0123abcd", positions: [.catalog: cursor(1)], limit: 1 << 20,
-            direct: DirectWrite(loop: transport.loop, delivered: DeliveredToken(), writeNow: transport.writeNow))
-        let failingFeed = LiveFeed(upstream: .catalog, topics: [.catalog], queue: failing, privileged: false, visibleProjects: VisibleProjects())
+        let (failing, failingFeed) = catalogFeed(writingTo: transport, at: cursor(1))
         let writer = Task { try await failing.next() }
         try await Task.sleep(for: .milliseconds(50))
-        let second = event(2)
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            transport.loop.execute {
-                _ = failingFeed.offer(second)
-                done.resume()
-            }
-        }
+        _ = await offer(event(2), to: failingFeed, on: transport)
         // The transport's reason ends the stream; nothing more is offered or written.
         await #expect(throws: Transport.ended) { try await writer.value }
         #expect(failing.failure == Transport.ended)
         #expect(!failingFeed.offer(event(3)))
         #expect(transport.received.count == 1)
+    }
+
+    /// A stream's queue on the catalog alone, at `position`, writing directly to `transport`,
+    /// and the live feed that offers it events.
+    private func catalogFeed(writingTo transport: Transport, at position: OutboxCursor) -> (OutboundQueue, LiveFeed) {
+        let queue = OutboundQueue(
+            epoch: "0123abcd", positions: [.catalog: position], limit: 1 << 20,
+            direct: DirectWrite(loop: transport.loop, delivered: DeliveredToken(), writeNow: transport.writeNow))
+        return (queue, LiveFeed(upstream: .catalog, topics: [.catalog], queue: queue, privileged: false, visibleProjects: VisibleProjects()))
+    }
+
+    /// Offers `event` to `feed` on the transport's loop, as the fan-out does; whether it was taken.
+    private func offer(_ event: UpstreamEvent, to feed: LiveFeed, on transport: Transport) async -> Bool {
+        await withCheckedContinuation { (done: CheckedContinuation<Bool, Never>) in
+            transport.loop.execute { done.resume(returning: feed.offer(event)) }
+        }
     }
 }
