@@ -154,12 +154,8 @@ import Testing
     }
 
     @Test func membersOnLoopsAreOfferedThereAndThePassEndsWhenEveryLoopIsDone() async throws {
-        let group = try EventLoopGroup(count: 2, name: "fanout-test")
+        let (group, ring, fanout) = try await fanoutOnLoops(count: 2)
         defer { group.shutdown() }
-        let ring = EventRing(maximumCount: 1000, maximumBytes: 1 << 20)
-        ring.reset(base: .start)
-        let fanout = RingFanout(upstream: .catalog, ring: ring)
-        #expect(await fanout.pass(onLoops: true))  // starts at the ring's head
         let members = (0..<6).map { LoopRecorder(at: .start, loop: group.loops[$0 % 2], refuse: $0 == 3 ? cursor(2) : nil) }
         let anywhere = Recorder(at: .start)
         for member in members { #expect(fanout.join(member, at: .start)) }
@@ -177,12 +173,8 @@ import Testing
     }
 
     @Test func aMemberThatRefusesOnALoopStillBusyWhenTheFanoutIsCancelledIsLeft() async throws {
-        let group = try EventLoopGroup(count: 1, name: "fanout-test")
+        let (group, ring, fanout) = try await fanoutOnLoops(count: 1)
         defer { group.shutdown() }
-        let ring = EventRing(maximumCount: 1000, maximumBytes: 1 << 20)
-        ring.reset(base: .start)
-        let fanout = RingFanout(upstream: .catalog, ring: ring)
-        #expect(await fanout.pass(onLoops: true))  // starts at the ring's head
         let member = LoopRecorder(at: .start, loop: group.loops[0], refuse: cursor(2))
         #expect(fanout.join(member, at: .start))
         // The loop is busy until released: the pass waits for it until cancelled (shutdown).
@@ -216,6 +208,17 @@ import Testing
         #expect(fanout.memberCount == 0)
         // No position until the ring has one again.
         #expect(!fanout.join(member, at: .start))
+    }
+
+    /// `count` event loops and a fan-out over an empty ring whose first pass (on loops) has
+    /// started it at the ring's head.
+    private func fanoutOnLoops(count: Int) async throws -> (EventLoopGroup, EventRing, RingFanout) {
+        let group = try EventLoopGroup(count: count, name: "fanout-test")
+        let ring = EventRing(maximumCount: 1000, maximumBytes: 1 << 20)
+        ring.reset(base: .start)
+        let fanout = RingFanout(upstream: .catalog, ring: ring)
+        #expect(await fanout.pass(onLoops: true))
+        return (group, ring, fanout)
     }
 }
 
