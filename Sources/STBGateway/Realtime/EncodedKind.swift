@@ -53,6 +53,8 @@ final class DeltaEncodings: Sendable {
         var byTopic: [Topic: EncodedKind] = [:]
         /// The token of a stream on the event's upstream alone, standing at the event.
         var single: (epoch: String, text: String)?
+        /// By topic, the whole message (delta and `single`'s token) in wire form.
+        var singleWire: [Topic: [UInt8]] = [:]
         var tokens: [(epoch: String, positions: [Upstream: OutboxCursor], text: String)] = []
         /// The entry `tokens` replaces next once full.
         var nextToken = 0
@@ -67,19 +69,28 @@ final class DeltaEncodings: Sendable {
         return store(topic, EncodedKind(.delta(make())))
     }
 
-    /// The delta on `topic` (made by `make` the first time) and the token of a stream at
-    /// `cursor` of `upstream` alone, in one look.
+    /// The delta on `topic` (made by `make` the first time), the token of a stream at
+    /// `cursor` of `upstream` alone, and the whole message with that token in wire form
+    /// (made once, shared by every such stream), in one look.
     func delta(
         _ topic: Topic, token epoch: String, at upstream: Upstream, _ cursor: OutboxCursor, make: () -> Stb_Gateway_V1_Delta
-    ) -> (body: EncodedKind, token: String) {
-        let known = table.withLock { table -> (EncodedKind?, String?) in
-            (table.byTopic[topic], table.single.flatMap { $0.epoch == epoch ? $0.text : nil })
+    ) -> (body: EncodedKind, token: String, wire: [UInt8]) {
+        let known = table.withLock { table -> (EncodedKind?, String?, [UInt8]?) in
+            guard let single = table.single, single.epoch == epoch else { return (table.byTopic[topic], nil, nil) }
+            return (table.byTopic[topic], single.text, table.singleWire[topic])
         }
+        if let body = known.0, let text = known.1, let wire = known.2 { return (body, text, wire) }
         let body = known.0 ?? store(topic, EncodedKind(.delta(make())))
-        if let text = known.1 { return (body, text) }
-        let text = ResumeToken(epoch: epoch, positions: [upstream: cursor]).text
-        table.withLock { if $0.single == nil { $0.single = (epoch, text) } }
-        return (body, text)
+        let made = known.1 ?? ResumeToken(epoch: epoch, positions: [upstream: cursor]).text
+        return table.withLock { table in
+            if table.single == nil { table.single = (epoch, made) }
+            // Another epoch's stream (none in one gateway) gets its own, unshared.
+            guard let single = table.single, single.epoch == epoch else { return (body, made, body.encoded(token: made)) }
+            if let wire = table.singleWire[topic] { return (body, single.text, wire) }
+            let wire = body.encoded(token: single.text)
+            table.singleWire[topic] = wire
+            return (body, single.text, wire)
+        }
     }
 
     /// The token of a stream at `positions` (one of which is this event's), made once.

@@ -4,8 +4,9 @@ import STBRPC
 import Synchronization
 
 /// A stream's writer as the fan-out uses it on the stream's event loop: a write that
-/// queues a message on the transport at once or refuses it, and the token of the last
-/// message handed to the transport.
+/// queues a message on the transport at once or refuses it, the token of the last
+/// message handed to the transport, and the connection the stream shares with others,
+/// flushed to its socket once all of them have their message.
 struct DirectWrite: Sendable {
     let loop: EventLoop
     let delivered: DeliveredToken
@@ -13,16 +14,27 @@ struct DirectWrite: Sendable {
     /// false (nothing queued) when the transport holds too much; throws when the call
     /// has ended.
     let writeNow: @Sendable ([UInt8]) throws -> Bool
+    /// The stream's connection (nil: unknown, flushed at the end of the loop's turn).
+    let connection: ObjectIdentifier?
+    /// Writes what the connection has queued to its socket now (on `loop`).
+    let flush: @Sendable () -> Void
 
     /// The direct path of `writer`, when it has one (a server call in protobuf).
     init?(_ writer: RPCWriter<Stb_Gateway_V1_SubscribeEvent>, delivered: DeliveredToken) {
-        guard writer.sendsProtobuf, let loop = writer.eventLoop else { return nil }
-        self.init(loop: loop, delivered: delivered) { try writer.writeNow(encoded: $0) }
+        guard let call = writer.serverCallDirect else { return nil }
+        self.init(loop: call.loop, delivered: delivered, connection: call.connection, flush: call.flush) {
+            try call.writeNow(encoded: $0)
+        }
     }
 
-    init(loop: EventLoop, delivered: DeliveredToken, writeNow: @escaping @Sendable ([UInt8]) throws -> Bool) {
+    init(
+        loop: EventLoop, delivered: DeliveredToken, connection: ObjectIdentifier? = nil, flush: @escaping @Sendable () -> Void = {},
+        writeNow: @escaping @Sendable ([UInt8]) throws -> Bool
+    ) {
         self.loop = loop
         self.delivered = delivered
+        self.connection = connection
+        self.flush = flush
         self.writeNow = writeNow
     }
 }
@@ -38,11 +50,20 @@ final class DeliveredToken: Sendable {
 struct Outbound: Sendable {
     let body: EncodedKind
     let token: String
+    /// The whole message in wire form when it was made once for every stream that sends
+    /// the body with `token` (nil: made when written).
+    let wire: [UInt8]?
+
+    init(body: EncodedKind, token: String, wire: [UInt8]? = nil) {
+        self.body = body
+        self.token = token
+        self.wire = wire
+    }
 
     /// The message as a `SubscribeEvent`.
     var message: Stb_Gateway_V1_SubscribeEvent { body.message(token: token) }
     /// The message in protobuf wire form.
-    var encoded: [UInt8] { body.encoded(token: token) }
+    var encoded: [UInt8] { wire ?? body.encoded(token: token) }
 }
 
 /// One stream's messages not yet sent, bounded in bytes, and where the stream stands.
@@ -172,10 +193,12 @@ final class OutboundQueue: Sendable {
     /// The fan-out's delivery of the event at `cursor` in one look (one lock): when the
     /// stream stands before it with room (`.room`), moves `upstream` to `cursor` and queues
     /// `body` (nil: the event is not for the stream), its token `token` when the stream
-    /// follows `upstream` alone (the same text for every such stream), else the one
-    /// `tokens` (the event's encodings) keeps for the stream's positions.
+    /// follows `upstream` alone (the same text for every such stream, and `wire` the whole
+    /// message made once for all of them), else the one `tokens` (the event's encodings)
+    /// keeps for the stream's positions.
     func offer(
-        _ body: EncodedKind?, token single: String, tokens: DeltaEncodings, advancing upstream: Upstream, to cursor: OutboxCursor
+        _ body: EncodedKind?, token single: String, wire: [UInt8]? = nil, tokens: DeltaEncodings, advancing upstream: Upstream,
+        to cursor: OutboxCursor
     ) -> Acceptance {
         var now: Outbound?
         let (acceptance, woken) = state.withLock { state -> (Acceptance, (CheckedContinuation<Taken, Never>, Taken)?) in
@@ -184,8 +207,9 @@ final class OutboundQueue: Sendable {
             if state.bytes > limit { return (.full, nil) }
             state.positions[upstream] = cursor
             guard let body else { return (.room, nil) }
-            let token = state.positions.count == 1 ? single : tokens.token(epoch: epoch, positions: state.positions)
-            let message = Outbound(body: body, token: token)
+            let alone = state.positions.count == 1
+            let token = alone ? single : tokens.token(epoch: epoch, positions: state.positions)
+            let message = Outbound(body: body, token: token, wire: alone ? wire : nil)
             state.lastPush = .now
             // The writer waits with nothing queued, and this is its loop: it would only
             // write this one message, so it is written here instead of waking the writer.

@@ -22,9 +22,20 @@ public final class RingFanout: Service, Sendable {
         var position: OutboxCursor?
         var members: ContiguousArray<any FanoutMember> = []
         var index: [ObjectIdentifier: Int] = [:]
+        /// Counts the changes of `members`: the plan made for one version serves every
+        /// pass until the next change.
+        var version = 0
+        var plan: (version: Int, plan: LoopPlan)?
+
+        /// `members` changed: the plan goes (it would keep the streams that left).
+        mutating func changed() {
+            version += 1
+            plan = nil
+        }
 
         mutating func remove(_ feed: any FanoutMember) -> Bool {
             guard let at = index.removeValue(forKey: ObjectIdentifier(feed)) else { return false }
+            changed()
             let last = members.removeLast()
             if at < members.count {
                 members[at] = last
@@ -54,6 +65,7 @@ public final class RingFanout: Service, Sendable {
             guard state.index[ObjectIdentifier(feed)] == nil else { return true }
             state.index[ObjectIdentifier(feed)] = state.members.count
             state.members.append(feed)
+            state.changed()
             return true
         }
     }
@@ -85,7 +97,7 @@ public final class RingFanout: Service, Sendable {
         switch take() {
         case .nothing: return false
         case .done: return true
-        case .deliver(let events, let members):
+        case .deliver(let events, let members, _):
             let leaving = Self.offer(events, to: members)
             if !leaving.isEmpty { release(leaving) }
             return true
@@ -94,30 +106,36 @@ public final class RingFanout: Service, Sendable {
 
     /// `pass()`, each member offered the events on its stream's event loop (`onLoops`),
     /// where a stream waiting with nothing queued is written to at once instead of being
-    /// woken; the pass ends when every loop has done its part.
+    /// woken; the pass ends when every loop has done its part. On a loop, the members
+    /// that share a connection are offered one after the other and the connection is
+    /// flushed then: one write carries all of its streams' messages, and its client reads
+    /// them while the loop goes on with the next connection.
     func pass(onLoops: Bool) async -> Bool {
         switch take() {
         case .nothing: return false
         case .done: return true
-        case .deliver(let events, let members):
-            var here: [any FanoutMember] = []
-            var groups: [(loop: EventLoop, members: [any FanoutMember])] = []
-            for member in members {
-                guard onLoops, let loop = member.loop else {
-                    here.append(member)
-                    continue
-                }
-                if let at = groups.firstIndex(where: { $0.loop === loop }) {
-                    groups[at].members.append(member)
-                } else {
-                    groups.append((loop, [member]))
-                }
+        case .deliver(let events, let members, let version):
+            guard onLoops else {
+                let leaving = Self.offer(events, to: members)
+                if !leaving.isEmpty { release(leaving) }
+                return true
             }
-            var leaving = Self.offer(events, to: here)
-            if !groups.isEmpty { leaving += await Self.offer(events, on: groups) { self.release($0) } }
+            let plan = self.plan(members, version: version)
+            var leaving = Self.offer(events, to: plan.here)
+            if !plan.loops.isEmpty { leaving += await Self.offer(events, on: plan.loops) { self.release($0) } }
             if !leaving.isEmpty { release(leaving) }
             return true
         }
+    }
+
+    /// The plan of `members` (the members at `version`), made again only after a change.
+    private func plan(_ members: ContiguousArray<any FanoutMember>, version: Int) -> LoopPlan {
+        if let known = state.withLock({ $0.plan }), known.version == version { return known.plan }
+        let plan = LoopPlan(members)
+        state.withLock { state in
+            if state.version == version { state.plan = (version, plan) }
+        }
+        return plan
     }
 
     private enum Taken {
@@ -125,8 +143,8 @@ public final class RingFanout: Service, Sendable {
         case nothing
         /// The position moved without events to hand out.
         case done
-        /// Events for the members, the position already past them.
-        case deliver([UpstreamEvent], ContiguousArray<any FanoutMember>)
+        /// Events for the members (at the version given), the position already past them.
+        case deliver([UpstreamEvent], ContiguousArray<any FanoutMember>, Int)
     }
 
     /// The next batch and the members to hand it to, the position moved past it.
@@ -142,16 +160,17 @@ public final class RingFanout: Service, Sendable {
             guard let last = events.last else { return .nothing }
             // The members are taken with the position moved in one step: a stream that
             // joins later stands at or after `last`.
-            let members = state.withLock { state -> ContiguousArray<any FanoutMember> in
+            let (members, version) = state.withLock { state -> (ContiguousArray<any FanoutMember>, Int) in
                 state.position = last.cursor
-                return state.members
+                return (state.members, state.version)
             }
-            return .deliver(events, members)
+            return .deliver(events, members, version)
         case .behind:
             // The ring started over (its follower restarted from the upstream's head) or
             // dropped what the fan-out had not handed out: every stream replays on its own.
             let members = state.withLock { state -> ContiguousArray<any FanoutMember> in
                 state.position = ring.head
+                state.changed()
                 defer { state.members = []; state.index = [:] }
                 return state.members
             }
@@ -172,20 +191,27 @@ public final class RingFanout: Service, Sendable {
         return leaving
     }
 
-    /// `offer` for each group on its loop, all at once; waits for every loop (or for the
-    /// fan-out's cancellation, at shutdown, when a loop may have stopped). Members that
-    /// must leave after the wait ended (a loop still at work when the fan-out was
-    /// cancelled) go to `late`.
+    /// `offer` for each loop's members on the loop, all loops at once, each connection
+    /// flushed once its members are done; waits for every loop (or for the fan-out's
+    /// cancellation, at shutdown, when a loop may have stopped). Members that must leave
+    /// after the wait ended (a loop still at work when the fan-out was cancelled) go to
+    /// `late`.
     private static func offer(
-        _ events: [UpstreamEvent], on groups: [(loop: EventLoop, members: [any FanoutMember])],
-        late: @escaping @Sendable ([any FanoutMember]) -> Void
+        _ events: [UpstreamEvent], on loops: [LoopPlan.Loop], late: @escaping @Sendable ([any FanoutMember]) -> Void
     ) async -> [any FanoutMember] {
-        let gather = LoopGather(parts: groups.count, late: late)
+        let gather = LoopGather(parts: loops.count, late: late)
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 gather.start(continuation)
-                for (loop, members) in groups {
-                    loop.execute { gather.add(offer(events, to: members)) }
+                for part in loops {
+                    part.loop.execute {
+                        var leaving: [any FanoutMember] = []
+                        for connection in part.connections {
+                            leaving += offer(events, to: connection)
+                            connection.first?.flush()
+                        }
+                        gather.add(leaving)
+                    }
                 }
             }
         } onCancel: {
@@ -197,6 +223,44 @@ public final class RingFanout: Service, Sendable {
     private func release(_ feeds: [any FanoutMember]) {
         let removed = state.withLock { state in feeds.filter { state.remove($0) } }
         for feed in removed { feed.leave() }
+    }
+}
+
+/// Where a pass offers each member: on its stream's loop, next to the members that share
+/// its connection; or anywhere (`here`), for members without a loop.
+struct LoopPlan: Sendable {
+    struct Loop: Sendable {
+        let loop: EventLoop
+        /// The loop's members, by connection (a member without one is alone).
+        let connections: [[any FanoutMember]]
+    }
+    let here: [any FanoutMember]
+    let loops: [Loop]
+
+    init(_ members: some Collection<any FanoutMember>) {
+        var here: [any FanoutMember] = []
+        var loops: [(loop: EventLoop, connections: [[any FanoutMember]], at: [ObjectIdentifier: Int])] = []
+        for member in members {
+            guard let loop = member.loop else {
+                here.append(member)
+                continue
+            }
+            let place: Int
+            if let found = loops.firstIndex(where: { $0.loop === loop }) {
+                place = found
+            } else {
+                loops.append((loop, [], [:]))
+                place = loops.count - 1
+            }
+            if let connection = member.connection, let at = loops[place].at[connection] {
+                loops[place].connections[at].append(member)
+            } else {
+                if let connection = member.connection { loops[place].at[connection] = loops[place].connections.count }
+                loops[place].connections.append([member])
+            }
+        }
+        self.here = here
+        self.loops = loops.map { Loop(loop: $0.loop, connections: $0.connections) }
     }
 }
 
@@ -260,6 +324,11 @@ protocol FanoutMember: AnyObject, Sendable {
     /// The event loop the stream writes on, where the fan-out offers it events (nil:
     /// anywhere).
     var loop: EventLoop? { get }
+    /// The stream's connection on `loop`: the members that share one are offered one after
+    /// the other, then `flush`ed once (nil: alone).
+    var connection: ObjectIdentifier? { get }
+    /// Writes what the stream's connection holds to its socket now (on `loop`).
+    func flush()
     /// Takes `event` (queued, or passed as not for the stream) without waiting; false
     /// when the stream must take it on its own from here (the fan-out leaves it).
     func offer(_ event: UpstreamEvent) -> Bool
@@ -269,6 +338,8 @@ protocol FanoutMember: AnyObject, Sendable {
 
 extension FanoutMember {
     var loop: EventLoop? { nil }
+    var connection: ObjectIdentifier? { nil }
+    func flush() {}
 }
 
 /// A stream's part on one upstream while the fan-out delivers it: what the fan-out asks
@@ -291,6 +362,8 @@ final class LiveFeed: FanoutMember {
     }
 
     var loop: EventLoop? { queue.direct?.loop }
+    var connection: ObjectIdentifier? { queue.direct?.connection }
+    func flush() { queue.direct?.flush() }
 
     /// The fan-out no longer delivers the stream: its catch-up takes over.
     func leave() {
@@ -321,7 +394,7 @@ final class LiveFeed: FanoutMember {
             }
         }
         let single = first?.token ?? ""
-        switch queue.offer(first?.body, token: single, tokens: event.encodings, advancing: upstream, to: event.cursor) {
+        switch queue.offer(first?.body, token: single, wire: first?.wire, tokens: event.encodings, advancing: upstream, to: event.cursor) {
         case .had: return true
         case .full, .ended: return false
         case .room: break

@@ -304,6 +304,47 @@ import Testing
         #expect(transport.received.count == 1)
     }
 
+    @Test func streamsOnOneUpstreamAreWrittenOneMessageMadeOnceWithTheirToken() async throws {
+        let group = try EventLoopGroup(count: 1, name: "fanout-model")
+        defer { group.shutdown() }
+        let ring = EventRing(maximumCount: 1000, maximumBytes: 1 << 20)
+        ring.reset(base: .start)
+        let fanout = RingFanout(upstream: .catalog, ring: ring)
+        #expect(fanout.pass())  // starts at the ring's head
+        let written = Mutex<[[UInt8]]>([])
+        var writers: [Task<[Outbound], any Error>] = []
+        for _ in 0..<3 {
+            let direct = DirectWrite(loop: group.loops[0], delivered: DeliveredToken()) { bytes in
+                written.withLock { $0.append(bytes) }
+                return true
+            }
+            let queue = OutboundQueue(epoch: "0123abcd", positions: [.catalog: .start], limit: 1 << 20, direct: direct)
+            let feed = LiveFeed(upstream: .catalog, topics: [.catalog], queue: queue, privileged: false, visibleProjects: VisibleProjects())
+            #expect(fanout.join(feed, at: .start))
+            writers.append(Task { try await queue.next() })
+        }
+        // The writers wait with nothing queued: the fan-out writes to each directly.
+        try await Task.sleep(for: .milliseconds(50))
+        ring.append([event(1)])
+        #expect(await fanout.pass(onLoops: true))
+        let bytes = written.withLock { $0 }
+        #expect(bytes.count == 3)
+        for message in bytes {
+            let event = try Stb_Gateway_V1_SubscribeEvent(serializedBytes: message)
+            guard case .delta(let delta) = event.kind else {
+                Issue.record("not a delta: \(event)")
+                continue
+            }
+            #expect(delta.key == "m1")
+            #expect(ResumeToken(text: event.resumeToken)?.positions == [.catalog: cursor(1)])
+        }
+        // One array for the three: no copy, no encoding per stream.
+        let storages = Set(bytes.map { $0.withUnsafeBufferPointer { Int(bitPattern: $0.baseAddress) } })
+        #expect(storages.count == 1)
+        for writer in writers { writer.cancel() }
+        for writer in writers { _ = try? await writer.value }
+    }
+
     /// A stream's queue on the catalog alone, at `position`, writing directly to `transport`,
     /// and the live feed that offers it events.
     private func catalogFeed(writingTo transport: Transport, at position: OutboxCursor) -> (OutboundQueue, LiveFeed) {

@@ -66,6 +66,40 @@ import Testing
         func leave() { recorder.leave() }
     }
 
+    /// A member on a loop and a connection, noting in `log` (shared by the members) each
+    /// offer it takes and each flush of its connection, as "offer NAME" and "flush
+    /// CONNECTION".
+    final class ConnectionRecorder: FanoutMember {
+        let name: String
+        let loop: EventLoop?
+        let connectionName: String
+        let connection: ObjectIdentifier?
+        let log: Log
+
+        init(_ name: String, loop: EventLoop, connection: Done, named connectionName: String, log: Log) {
+            self.name = name
+            self.loop = loop
+            self.connectionName = connectionName
+            self.connection = ObjectIdentifier(connection)
+            self.log = log
+        }
+
+        func offer(_ event: UpstreamEvent) -> Bool {
+            log.add("offer \(name)")
+            return true
+        }
+
+        func flush() { log.add("flush \(connectionName)") }
+        func leave() {}
+    }
+
+    final class Log: Sendable {
+        private let entries = Mutex<[String]>([])
+        func add(_ entry: String) { entries.withLock { $0.append(entry) } }
+        /// The entries so far, and none after.
+        func take() -> [String] { entries.withLock { entries in defer { entries = [] }; return entries } }
+    }
+
     final class Done: Sendable {
         let value = Atomic<Bool>(false)
     }
@@ -170,6 +204,41 @@ import Testing
         #expect(members[3].recorder.left == 1)
         #expect(anywhere.received == (1...3).map(cursor))
         #expect(fanout.memberCount == members.count)
+    }
+
+    @Test func membersSharingAConnectionAreOfferedTogetherAndTheConnectionFlushedOnceAfterThem() async throws {
+        let (group, ring, fanout) = try await fanoutOnLoops(count: 1)
+        defer { group.shutdown() }
+        let log = Log()
+        let connections = (0..<3).map { _ in Done() }
+        // Joined in turn across the connections, as a client's streams come.
+        let members = (0..<9).map { index in
+            ConnectionRecorder("m\(index)", loop: group.loops[0], connection: connections[index % 3], named: "c\(index % 3)", log: log)
+        }
+        for member in members { #expect(fanout.join(member, at: .start)) }
+        for round in 1...2 {
+            ring.append([event(round)])
+            #expect(await fanout.pass(onLoops: true))
+            // Per connection: its three members, then one flush, before the next connection.
+            let entries = log.take()
+            #expect(entries.count == 12, "round \(round)")
+            for block in stride(from: 0, to: entries.count, by: 4) {
+                let connection = entries[block + 3]
+                #expect(connection.hasPrefix("flush c"), "round \(round): \(entries)")
+                let expected = members.filter { "flush \($0.connectionName)" == connection }.map { "offer \($0.name)" }
+                #expect(Set(entries[block..<block + 3]) == Set(expected), "round \(round): \(entries)")
+            }
+            #expect(Set(entries.filter { $0.hasPrefix("flush") }).count == 3, "round \(round): \(entries)")
+        }
+        // A member that leaves is no longer offered anything, and its connection is
+        // flushed after the two left on it.
+        fanout.remove(members[4])
+        ring.append([event(3)])
+        #expect(await fanout.pass(onLoops: true))
+        let entries = log.take()
+        #expect(!entries.contains("offer m4"))
+        #expect(entries.count == 11)
+        #expect(entries.filter { $0 == "flush c1" }.count == 1)
     }
 
     @Test func aMemberThatRefusesOnALoopStillBusyWhenTheFanoutIsCancelledIsLeft() async throws {
