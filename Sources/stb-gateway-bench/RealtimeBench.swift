@@ -10,9 +10,10 @@ import Synchronization
 //       --password-file F [--subscribers N] [--connections N] [--rate N] [--seconds N]
 //       [--commits N] [--gap N] [--rounds N] [--gateway-pid PID]
 //
-// Subscribers follow the `catalog` topic (a snapshot, then deltas); a writer creates
-// catalog modules and notes when each commit was acknowledged. Times are taken on one
-// monotonic clock in this process. Modes, each printing one `realtime MODE …` line:
+// Subscribers follow the `catalog` topic (a snapshot, then deltas; each event read for its
+// kind, key and token only, `EventDigest`); a writer creates catalog modules and notes
+// when each commit was acknowledged. Times are taken on one monotonic clock in this
+// process. Modes, each printing one `realtime MODE …` line:
 //   latency  `subscribers` streams, commits at `rate`/s for `seconds`: acknowledged
 //            commit → receipt p50/p99 over every delivery; also per commit its first
 //            receipt (the path up to the gateway's fan-out) and its last (the whole
@@ -186,13 +187,17 @@ struct RealtimeBench: Sendable {
         request.topics = ["catalog"]
         request.resumeToken = resume
         do {
-            try await client.serverStreaming(Stb_Gateway_V1_Realtime.subscribe, request: request, metadata: metadata) { stream in
-                for try await event in stream {
+            try await client.serverStreaming(EventDigest.subscribe, request: request, metadata: metadata) { stream in
+                for try await message in stream {
+                    guard let event = EventDigest(message.bytes) else {
+                        log.failed("a message that is not a SubscribeEvent")
+                        continue
+                    }
                     switch event.kind {
-                    case .snapshot: log.snapshot(token: event.resumeToken)
-                    case .delta(let delta): log.delta(delta.key, at: now(), token: event.resumeToken)
-                    case .resyncRequired(let resync): log.failed("resync: \(resync.reason)")
-                    default: break
+                    case .snapshot: log.snapshot(token: event.token)
+                    case .delta(let key): log.delta(key, at: now(), token: event.token)
+                    case .resync(let reason): log.failed("resync: \(reason)")
+                    case .other: break
                     }
                 }
             }
