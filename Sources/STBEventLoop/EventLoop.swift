@@ -34,7 +34,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private var runningTasks: [() -> Void] = []
     private var arrivedJobs: [UnownedJob] = []
     private var arrivedTasks: [@Sendable () -> Void] = []
-    private var timers = TimerHeap()
+    private let timers = TimerQueue()
     private var pendingFlushes: [any FlushTarget] = []
     private var tickHandlers: [ObjectIdentifier: () -> Void] = [:]
     private var nextTick: UInt64 = 0
@@ -67,6 +67,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     }
 
     deinit {
+        timers.removeAll()
         close(epollFD)
         close(wakeFD)
         readBuffer.deallocate()
@@ -160,6 +161,9 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         return handle
     }
 
+    /// Timers scheduled and not yet fired or cancelled. Loop only.
+    package var scheduledTimerCount: Int { timers.count }
+
     /// Calls `target.flush()` once at the end of this loop iteration.
     package func scheduleFlush(_ target: any FlushTarget) {
         guard !target.flushScheduled else { return }
@@ -239,11 +243,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private func runDueTimers() {
         while let first = timers.peek(), first.deadline <= now {
             timers.removeFirst()
-            if !first.isCancelled {
-                first.isCancelled = true
-                first.action?()
-                first.action = nil
-            }
+            first.fire()
         }
         if now >= nextTick {
             nextTick = now &+ Self.tickInterval
@@ -289,59 +289,6 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 package protocol FlushTarget: AnyObject {
     var flushScheduled: Bool { get set }
     func flush()
-}
-
-/// A one-shot timer on a loop; cancel it to stop it firing.
-package final class TimerHandle {
-    package let deadline: UInt64
-    package fileprivate(set) var isCancelled = false
-    fileprivate var action: (() -> Void)?
-
-    fileprivate init(deadline: UInt64, action: @escaping () -> Void) {
-        self.deadline = deadline
-        self.action = action
-    }
-
-    /// Loop only.
-    package func cancel() {
-        isCancelled = true
-        action = nil
-    }
-}
-
-/// A binary min-heap of timers by deadline.
-private struct TimerHeap {
-    private var items: [TimerHandle] = []
-
-    func peek() -> TimerHandle? { items.first }
-
-    mutating func insert(_ handle: TimerHandle) {
-        items.append(handle)
-        var child = items.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard items[child].deadline < items[parent].deadline else { break }
-            items.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    mutating func removeFirst() {
-        let last = items.removeLast()
-        guard !items.isEmpty else { return }
-        items[0] = last
-        var parent = 0
-        while true {
-            let left = 2 * parent + 1
-            let right = left + 1
-            var smallest = parent
-            if left < items.count, items[left].deadline < items[smallest].deadline { smallest = left }
-            if right < items.count, items[right].deadline < items[smallest].deadline { smallest = right }
-            if smallest == parent { return }
-            items.swapAt(parent, smallest)
-            parent = smallest
-        }
-    }
 }
 
 /// Nanoseconds on the monotonic clock.
