@@ -317,15 +317,56 @@ def test_a_gap_beyond_the_replay_bound_is_a_resync_then_a_snapshot(platform, pb,
     token = stream.last_token()
     stream.close()
     # More than the ring holds plus the bound: the upstream replay would pass the bound.
-    create_modules(platform, pb, admin, REPLAY_LIMIT + RING_EVENTS + 5)
+    keys = create_modules(platform, pb, admin, REPLAY_LIMIT + RING_EVENTS + 5)
     resumed = Stream(platform, pb, admin, ["catalog"], resume=token)
     try:
         got = resumed.wait(lambda ms: "snapshot" in kinds(ms))
-        assert kinds(got)[:2] == ["resync_required", "snapshot"], kinds(got)
-        assert "missed" in got[0].resync_required.reason and list(got[0].resync_required.topics) == ["catalog"]
-        assert "delta" not in kinds(got)
+        # The first part of the replay (at most the bound), then the resync and a snapshot.
+        resync = kinds(got).index("resync_required")
+        assert set(kinds(got)[:resync]) <= {"delta", "heartbeat"}, kinds(got)
+        assert [m.delta.key for m in got[:resync] if m.WhichOneof("kind") == "delta"] == keys[:REPLAY_LIMIT]
+        assert kinds(got)[resync + 1] == "snapshot", kinds(got)
+        assert "missed" in got[resync].resync_required.reason and list(got[resync].resync_required.topics) == ["catalog"]
+        assert "delta" not in kinds(got)[resync:]
     finally:
         resumed.close()
+
+
+def test_a_replay_cut_after_a_few_messages_each_time_makes_progress_on_every_resume(platform, pb, users):
+    """A subscriber far behind the ring (further than the replay bound) whose stream is cut
+    after a few messages every time, as on a flaky link or behind a proxy that cuts
+    streams: each resume delivers the next events at once, so every resume moves the
+    token on, and in the end the subscriber has exactly the committed events, in order,
+    none twice, without a resync."""
+    admin = users["admin"][0]
+    stream = Stream(platform, pb, admin, ["catalog"])
+    stream.wait(lambda ms: "snapshot" in kinds(ms))
+    token = stream.last_token()
+    stream.close()
+    keys = create_modules(platform, pb, admin, 3 * REPLAY_LIMIT)
+    cut_after, got, resumes = 7, [], 0
+    while len(got) < len(keys):
+        assert resumes < len(keys), f"no end after {resumes} resumes; got {len(got)} of {len(keys)}"
+        resumes += 1
+        with grpc.insecure_channel(platform.addr("gateway")) as channel:
+            call = pb.rt_grpc.RealtimeStub(channel).Subscribe(
+                pb.rt.SubscribeRequest(topics=["catalog"], resume_token=token), metadata=md(admin), timeout=TIMEOUT)
+            received = []
+            try:
+                for message in call:
+                    kind = message.WhichOneof("kind")
+                    assert kind in ("delta", "heartbeat"), f"resume {resumes} after {len(got)} events: {kind}"
+                    if kind == "delta":
+                        received.append(message.delta.key)
+                        token = message.resume_token
+                    if len(received) == cut_after or len(got) + len(received) == len(keys):
+                        break
+            finally:
+                call.cancel()
+        assert received, f"resume {resumes} after {len(got)} events: no progress"
+        got += received
+    assert got == keys
+    assert resumes >= len(keys) // cut_after
 
 
 def test_bad_input_gets_clear_statuses_or_a_resync(platform, pb, users):

@@ -150,22 +150,24 @@ struct Subscription: Sendable {
         }
     }
 
-    /// Replays the events after `position` from the upstream's feed until the ring covers
-    /// the stream's position. The events are held until then, so a replay that turns out
-    /// too long delivers nothing and becomes a resync.
+    /// Replays the events after `position` from the upstream's feed, delivering each batch
+    /// as it arrives, until the ring covers the stream's position. Each delivered message
+    /// carries the token of the events up to it, so a stream cut in the middle of a long
+    /// replay resumes after what it got. Past `replayLimit` events (the first ones
+    /// delivered) the replay stops with `ReplayTooLong`.
     private func replay(_ upstream: Upstream, from position: OutboxCursor, topics: [Topic], source: UpstreamSource, ring: EventRing) async throws {
-        let limit = hub.configuration.replayLimit
-        let held = HeldEvents()
+        let replayed = ReplayCount(limit: hub.configuration.replayLimit)
         do {
             try await source.follow(position.description) { events in
-                for event in events where event.cursor > held.last(or: position) {
-                    guard held.count < limit else { throw ReplayTooLong() }
-                    held.append(event)
-                }
-                if case .events = ring.read(after: held.last(or: position), limit: 1) { throw CaughtUp() }
+                // Only what is after the stream's position: a batch may start before it.
+                let reached = queue.position(upstream) ?? position
+                let fresh = events.drop(while: { $0.cursor <= reached })
+                let allowed = replayed.take(fresh.count)
+                try await deliver(Array(fresh.prefix(allowed)), from: upstream, topics: topics)
+                guard allowed == fresh.count else { throw ReplayTooLong() }
+                if case .events = ring.read(after: queue.position(upstream) ?? position, limit: 1) { throw CaughtUp() }
             }
         } catch is CaughtUp {}
-        try await deliver(held.events, from: upstream, topics: topics)
     }
 
     /// Queues the events that are for this caller and moves the position past every one.
@@ -295,11 +297,18 @@ final class VisibleProjects: Sendable {
     }
 }
 
-/// Events a replay holds until it is complete.
-private final class HeldEvents: @unchecked Sendable {
+/// How many events a replay has delivered, against its limit.
+private final class ReplayCount: @unchecked Sendable {
     // @unchecked: used by one replay at a time, inside the feed's sequential callbacks.
-    var events: [UpstreamEvent] = []
-    var count: Int { events.count }
-    func append(_ event: UpstreamEvent) { events.append(event) }
-    func last(or fallback: OutboxCursor) -> OutboxCursor { events.last?.cursor ?? fallback }
+    private var count = 0
+    private let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    /// How many of `wanted` more events fit under the limit (counted as taken).
+    func take(_ wanted: Int) -> Int {
+        let allowed = min(wanted, max(0, limit - count))
+        count += allowed
+        return allowed
+    }
 }
