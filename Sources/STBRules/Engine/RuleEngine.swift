@@ -218,6 +218,9 @@ public final class RuleEngine: Sendable {
         /// The place of a removed rule, kept so that the rules after it keep their indices
         /// (inactive: in no index, never checked; left out of `rules`).
         let removed: Bool
+        /// A validation's json-logic over option slots, when it is in the subset that form
+        /// covers (`SlotLogic`).
+        let slotLogic: SlotLogic?
 
         init(rule: Rule, indexOf: [String: Int]) {
             self.rule = rule
@@ -245,6 +248,7 @@ public final class RuleEngine: Sendable {
             for slot in slots where unique.last != slot { unique.append(slot) }
             self.slots = unique
             self.dynamic = dynamic
+            if case .validation(let logic) = rule.kind { slotLogic = SlotLogic(logic.expression, indexOf: indexOf) } else { slotLogic = nil }
         }
 
         /// The place `entry` leaves when it is removed.
@@ -257,6 +261,7 @@ public final class RuleEngine: Sendable {
             targetKeys = entry.targetKeys
             slots = entry.slots
             dynamic = entry.dynamic
+            slotLogic = entry.slotLogic
             removed = true
         }
 
@@ -551,11 +556,16 @@ public final class RuleEngine: Sendable {
             return violation(entry, refs, text)
         case .validation(let logic):
             let outcome: String?
-            do {
-                let result = try logic.evaluate { state.lookup($0, listed: entry) }
-                outcome = JSONLogic.isTruthy(result) ? nil : "validation failed"
-            } catch {
-                outcome = "validation error at \(error.path.isEmpty ? "logic" : error.path): \(error.message)"
+            if let fast = entry.slotLogic, let passes = fast.passes({ state.included[$0] ? state.value($0) : nil }) {
+                // The same answer as `logic.evaluate`, read by slot.
+                outcome = passes ? nil : "validation failed"
+            } else {
+                do {
+                    let result = try logic.evaluate { state.lookup($0, listed: entry) }
+                    outcome = JSONLogic.isTruthy(result) ? nil : "validation failed"
+                } catch {
+                    outcome = "validation error at \(error.path.isEmpty ? "logic" : error.path): \(error.message)"
+                }
             }
             guard let outcome else { return nil }
             let refs = references(entry, state)
