@@ -78,6 +78,7 @@ extension RulesService {
     /// empty.
     static func readChoices(_ bytes: [UInt8], into selection: inout RuleEngine.SlotSelection, engine: RuleEngine, at path: String = "options") throws -> [UInt8]? {
         var problems: [String] = []
+        let types = engine.valueTypes
         let scanned = bytes.withUnsafeBytes { raw -> Result<Range<Int>?, WireDecodeProblem> in
             do throws(WireDecodeProblem) {
                 return .success(try EvaluateRequestScanner.scan(raw, keys: engine.keyTable, valueText: false) { index, option in
@@ -89,7 +90,7 @@ extension RulesService {
                     var choice = Selection.Choice(included: option.included)
                     if let value = option.value {
                         do throws(ChoiceValueProblem) {
-                            choice.value = try choiceValue(bytes: UnsafeRawBufferPointer(rebasing: raw[value]), engine.valueType(ofSlot: slot))
+                            choice.value = try choiceValue(bytes: UnsafeRawBufferPointer(rebasing: raw[value]), types[slot])
                         } catch {
                             problems.append("\(path)[\(index)].value_json: \(error.message)")
                         }
