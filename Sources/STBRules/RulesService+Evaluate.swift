@@ -49,7 +49,7 @@ extension RulesService {
                 if let slot = engine.slot(of: key) { selection.chooseIfUnset(slot, choice) } else { selection.addUnknown(key) }
             }
         }
-        let evaluated = engine.evaluateWithDifferences(selection)
+        let evaluated = engine.evaluateListed(selection)
         if evaluated.isDefault && evaluated.evaluation.unknownSelections.isEmpty {
             return defaultReply(engine, revisions)
         }
@@ -78,18 +78,19 @@ extension RulesService {
     /// empty.
     static func readChoices(_ bytes: [UInt8], into selection: inout RuleEngine.SlotSelection, engine: RuleEngine, at path: String = "options") throws -> [UInt8]? {
         var problems: [String] = []
+        let types = engine.valueTypes
         let scanned = bytes.withUnsafeBytes { raw -> Result<Range<Int>?, WireDecodeProblem> in
             do throws(WireDecodeProblem) {
-                return .success(try EvaluateRequestScanner.scan(raw, keys: engine.keyTable) { index, option in
+                return .success(try EvaluateRequestScanner.scan(raw, keys: engine.keyTable, valueText: false) { index, option in
                     guard let slot = option.slot else {
                         let key = option.unknownKey ?? ""
                         problems.append(key.isEmpty ? "\(path)[\(index)].key: required" : "\(path)[\(index)].key: unknown option \(quoted(key))")
                         return
                     }
                     var choice = Selection.Choice(included: option.included)
-                    if let text = option.valueJSON {
+                    if let value = option.value {
                         do throws(ChoiceValueProblem) {
-                            choice.value = try choiceValue(text, engine.valueType(ofSlot: slot))
+                            choice.value = try choiceValue(bytes: UnsafeRawBufferPointer(rebasing: raw[value]), types[slot])
                         } catch {
                             problems.append("\(path)[\(index)].value_json: \(error.message)")
                         }

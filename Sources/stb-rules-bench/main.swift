@@ -286,8 +286,8 @@ func runInProcess() {
         let read = timed(stageIterations, warmup: warmup / 2) {
             do { selected = try RulesService.slotSelection(wire: bytes, engine: engine).selection } catch { fail("read: \(error)") }
         }
-        var evaluated = engine.evaluateWithDifferences(selected)
-        let evaluate = timed(stageIterations, warmup: warmup / 2) { evaluated = engine.evaluateWithDifferences(selected) }
+        var evaluated = engine.evaluateListed(selected)
+        let evaluate = timed(stageIterations, warmup: warmup / 2) { evaluated = engine.evaluateListed(selected) }
         do {
             let reference = engine.evaluateFully(try selection(decoded, model))
             guard evaluated.evaluation.violations == reference.violations, evaluated.evaluation.closure == reference.closure,
@@ -307,7 +307,7 @@ func runInProcess() {
         guard reply == expected.serializedBytes() else { fail("\(name): the encoded reply differs from the message's encoding") }
         let combined = timed(stageIterations, warmup: warmup / 2) {
             do {
-                let result = engine.evaluateWithDifferences(try RulesService.slotSelection(wire: bytes, engine: engine).selection)
+                let result = engine.evaluateListed(try RulesService.slotSelection(wire: bytes, engine: engine).selection)
                 reply = RulesService.encodedReply(result.evaluation, defaults: encodedDefaults, revisions: revisions, selectionHash: result.selectionHash)
             } catch { fail("combined: \(error)") }
         }
@@ -398,12 +398,12 @@ func runLoop() {
             case "read":
                 do { sink &+= try RulesService.slotSelection(wire: bytes, engine: engine).selection.chosenCount } catch { fail("read: \(error)") }
             case "evaluate":
-                sink &+= engine.evaluateWithDifferences(selected).evaluation.violations.count
+                sink &+= engine.evaluateListed(selected).evaluation.violations.count
             case "change":
                 sink &+= engine.applying(maker.change(changeKind, count)).defaultEvaluation.violations.count
             default:
                 do {
-                    let result = engine.evaluateWithDifferences(try RulesService.slotSelection(wire: bytes, engine: engine).selection)
+                    let result = engine.evaluateListed(try RulesService.slotSelection(wire: bytes, engine: engine).selection)
                     sink &+= RulesService.encodedReply(result.evaluation, defaults: defaults, revisions: revisions, selectionHash: result.selectionHash).count
                 } catch { fail("request: \(error)") }
             }

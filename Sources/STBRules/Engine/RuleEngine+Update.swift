@@ -75,7 +75,7 @@ extension RuleEngine {
         }
         let parts = Parts(
             catalog: catalog, keys: keys, indexOf: indexOf, keyTable: keyTable, defaultIncluded: defaultIncluded,
-            defaultValues: defaultValues, constraints: constraints, isBoolean: isBoolean, defaultOn: defaultOn,
+            defaultValues: defaultValues, constraints: constraints, valueTypes: valueTypes, isBoolean: isBoolean, defaultOn: defaultOn,
             onAtDefaultValue: onAtDefaultValue, compiled: compiled, removedCount: removedCount, keyHashes: keyHashes, index: index)
         let bare = RuleEngine(parts, defaults: DefaultEvaluation())
         return RuleEngine(parts, defaults: DefaultEvaluation(of: bare, patching: defaults, at: position, old: old, new: entry))

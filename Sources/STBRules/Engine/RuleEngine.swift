@@ -218,6 +218,9 @@ public final class RuleEngine: Sendable {
         /// The place of a removed rule, kept so that the rules after it keep their indices
         /// (inactive: in no index, never checked; left out of `rules`).
         let removed: Bool
+        /// A validation's json-logic over option slots, when it is in the subset that form
+        /// covers (`SlotLogic`).
+        let slotLogic: SlotLogic?
 
         init(rule: Rule, indexOf: [String: Int]) {
             self.rule = rule
@@ -245,6 +248,7 @@ public final class RuleEngine: Sendable {
             for slot in slots where unique.last != slot { unique.append(slot) }
             self.slots = unique
             self.dynamic = dynamic
+            if case .validation(let logic) = rule.kind { slotLogic = SlotLogic(logic.expression, indexOf: indexOf) } else { slotLogic = nil }
         }
 
         /// The place `entry` leaves when it is removed.
@@ -257,6 +261,7 @@ public final class RuleEngine: Sendable {
             targetKeys = entry.targetKeys
             slots = entry.slots
             dynamic = entry.dynamic
+            slotLogic = entry.slotLogic
             removed = true
         }
 
@@ -283,6 +288,9 @@ public final class RuleEngine: Sendable {
     let defaultValues: [JSONValue]
     /// Each option's type and constraints, by option index.
     let constraints: [OptionConstraints]
+    /// Each option's type alone, by option index: what a request's values are read as,
+    /// without loading each option's whole constraints.
+    let valueTypes: [OptionValueType]
     /// Which options are booleans, and which the defaults turn on (`RuleEngine.isOn`), by
     /// option index.
     let isBoolean: [Bool]
@@ -350,7 +358,7 @@ public final class RuleEngine: Sendable {
         let onAtDefaultValue = keys.indices.map { Self.isOn(included: true, value: defaultValues[$0], boolean: isBoolean[$0]) }
         let parts = Parts(
             catalog: catalog, keys: keys, indexOf: indexOf, keyTable: OptionKeyTable(keys), defaultIncluded: defaultIncluded,
-            defaultValues: defaultValues, constraints: constraints, isBoolean: isBoolean, defaultOn: defaultOn,
+            defaultValues: defaultValues, constraints: constraints, valueTypes: constraints.map(\.type), isBoolean: isBoolean, defaultOn: defaultOn,
             onAtDefaultValue: onAtDefaultValue, compiled: compiled, removedCount: 0, keyHashes: compiled.map(\.rule.key.hashValue),
             index: RuleIndex(compiled, optionCount: keys.count))
         let bare = RuleEngine(parts, defaults: DefaultEvaluation())
@@ -365,7 +373,7 @@ public final class RuleEngine: Sendable {
         let parts = Parts(
             catalog: previous.catalog, keys: previous.keys, indexOf: previous.indexOf, keyTable: previous.keyTable,
             defaultIncluded: previous.defaultIncluded, defaultValues: previous.defaultValues,
-            constraints: previous.constraints, isBoolean: previous.isBoolean, defaultOn: previous.defaultOn,
+            constraints: previous.constraints, valueTypes: previous.valueTypes, isBoolean: previous.isBoolean, defaultOn: previous.defaultOn,
             onAtDefaultValue: previous.onAtDefaultValue, compiled: compiled, removedCount: 0,
             keyHashes: compiled.map(\.rule.key.hashValue), index: RuleIndex(compiled, optionCount: previous.keys.count))
         let bare = RuleEngine(parts, defaults: DefaultEvaluation())
@@ -381,6 +389,7 @@ public final class RuleEngine: Sendable {
         var defaultIncluded: [Bool]
         var defaultValues: [JSONValue]
         var constraints: [OptionConstraints]
+        var valueTypes: [OptionValueType]
         var isBoolean: [Bool]
         var defaultOn: [Bool]
         var onAtDefaultValue: [Bool]
@@ -398,6 +407,7 @@ public final class RuleEngine: Sendable {
         defaultIncluded = parts.defaultIncluded
         defaultValues = parts.defaultValues
         constraints = parts.constraints
+        valueTypes = parts.valueTypes
         isBoolean = parts.isBoolean
         defaultOn = parts.defaultOn
         onAtDefaultValue = parts.onAtDefaultValue
@@ -512,6 +522,7 @@ public final class RuleEngine: Sendable {
         var violations: [Violation] = []
         for index in state.overrides.keys.sorted() {
             guard let value = state.overrides[index] else { continue }
+            if plainlyAllowed(value, index) { continue }
             let constraints = constraints[index]
             let problems: [OptionValueProblem]
             do {
@@ -524,6 +535,24 @@ public final class RuleEngine: Sendable {
             }
         }
         return violations
+    }
+
+    /// A boolean for a boolean option, or an integer inside an integer option's bounds
+    /// (without a step): what most values given are, told without converting the value or
+    /// copying the constraints.
+    @inline(__always)
+    func plainlyAllowed(_ value: JSONValue, _ index: Int) -> Bool {
+        switch value {
+        case .bool: return isBoolean[index]
+        case .integer(let number):
+            return constraints.withUnsafeBufferPointer { all in
+                guard all[index].type == .integer, all[index].step == nil else { return false }
+                if let low = all[index].minimum, number < low { return false }
+                if let high = all[index].maximum, number > high { return false }
+                return true
+            }
+        default: return false
+        }
     }
 
     /// The violation `entry` produces for `state`, if any.
@@ -551,11 +580,16 @@ public final class RuleEngine: Sendable {
             return violation(entry, refs, text)
         case .validation(let logic):
             let outcome: String?
-            do {
-                let result = try logic.evaluate { state.lookup($0, listed: entry) }
-                outcome = JSONLogic.isTruthy(result) ? nil : "validation failed"
-            } catch {
-                outcome = "validation error at \(error.path.isEmpty ? "logic" : error.path): \(error.message)"
+            if let fast = entry.slotLogic, let passes = fast.passes({ state.included[$0] ? state.value($0) : nil }) {
+                // The same answer as `logic.evaluate`, read by slot.
+                outcome = passes ? nil : "validation failed"
+            } else {
+                do {
+                    let result = try logic.evaluate { state.lookup($0, listed: entry) }
+                    outcome = JSONLogic.isTruthy(result) ? nil : "validation failed"
+                } catch {
+                    outcome = "validation error at \(error.path.isEmpty ? "logic" : error.path): \(error.message)"
+                }
             }
             guard let outcome else { return nil }
             let refs = references(entry, state)

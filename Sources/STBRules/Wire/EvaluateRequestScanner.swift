@@ -37,17 +37,22 @@ struct WireChoice {
     var unknownKey: String?
     /// `included`, when given.
     var included: Bool?
-    /// `value_json`, when given: valid UTF-8 without NUL (or the request is refused).
+    /// `value_json`, when given and asked for as text: valid UTF-8 without NUL (or the
+    /// request is refused).
     var valueJSON: String?
+    /// Where `value_json`'s bytes lie in the request, when given.
+    var value: Range<Int>?
 }
 
 enum EvaluateRequestScanner {
     /// Reads `bytes` as an EvaluateRequest: `visit` gets each OptionChoice in order with its
     /// position; the result is the range of `base_selection_hash` (nil when absent or
     /// empty). Throws as the generated decoder would; `visit` may have seen choices by
-    /// then, which the caller drops.
+    /// then, which the caller drops. With `valueText` false, `value_json` is checked but
+    /// handed over as its bytes' range only (no String made).
+    @inline(__always)
     static func scan(
-        _ bytes: UnsafeRawBufferPointer, keys: OptionKeyTable, visit: (Int, WireChoice) -> Void
+        _ bytes: UnsafeRawBufferPointer, keys: OptionKeyTable, valueText: Bool = true, visit: (Int, WireChoice) -> Void
     ) throws(WireDecodeProblem) -> Range<Int>? {
         var at = 0
         let end = bytes.count
@@ -63,7 +68,8 @@ enum EvaluateRequestScanner {
             case 1:
                 var choice = WireChoice()
                 try readChoice(
-                    bytes, try field.lengthDelimited(), keys: keys, expected: &expected, into: &choice, index: index, problem: &stringProblem)
+                    bytes, try field.lengthDelimited(), keys: keys, expected: &expected, into: &choice, index: index, valueText: valueText,
+                    problem: &stringProblem)
                 visit(index, choice)
                 index += 1
             case 2:
@@ -113,7 +119,7 @@ enum EvaluateRequestScanner {
     @inline(__always)
     private static func readChoice(
         _ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, keys: OptionKeyTable, expected: inout Int, into choice: inout WireChoice,
-        index: Int, problem: inout WireDecodeProblem?
+        index: Int, valueText: Bool, problem: inout WireDecodeProblem?
     ) throws(WireDecodeProblem) {
         var at = range.lowerBound
         let end = range.upperBound
@@ -147,8 +153,21 @@ enum EvaluateRequestScanner {
             choice.unknownKey = text(keyBytes, field: "key", index: index, problem: &problem)
         }
         if let value {
-            choice.valueJSON = text(UnsafeRawBufferPointer(rebasing: bytes[value]), field: "value_json", index: index, problem: &problem)
+            choice.value = value
+            let valueBytes = UnsafeRawBufferPointer(rebasing: bytes[value])
+            if valueText {
+                choice.valueJSON = text(valueBytes, field: "value_json", index: index, problem: &problem)
+            } else if !isPlainASCII(valueBytes) {
+                _ = text(valueBytes, field: "value_json", index: index, problem: &problem)
+            }
         }
+    }
+
+    /// Whether every byte is ASCII other than NUL (then the bytes are valid UTF-8 without NUL).
+    @inline(__always)
+    static func isPlainASCII(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        for byte in bytes where byte == 0 || byte >= 0x80 { return false }
+        return true
     }
 
     /// A string field's text; a first problem (not UTF-8, a NUL) is recorded, naming it.
@@ -202,18 +221,9 @@ enum EvaluateRequestScanner {
     @inline(__always)
     static func fieldExtent(_ bytes: UnsafeRawBufferPointer, _ at: Int, _ end: Int, wire: UInt8) -> (payload: Range<Int>, next: Int)? {
         let remaining = end - at
-        switch wire {
-        case 0:
-            let limit = min(remaining, 10)
-            var position = 0
-            while position < limit {
-                if bytes[at + position] & 0x80 == 0 { return (at..<at + position + 1, at + position + 1) }
-                position += 1
-            }
-            return nil
-        case 1:
-            return remaining >= 8 ? (at..<at + 8, at + 8) : nil
-        case 2:
+        // Tests in the order a request's fields come (a key, a flag, a value), not a jump
+        // table: its indirect branch is mispredicted on every other field.
+        if wire == 2 {
             let limit = min(remaining, 5)
             var length = 0
             var shift = 0
@@ -229,10 +239,18 @@ enum EvaluateRequestScanner {
                 }
             }
             return nil
-        case 5:
-            return remaining >= 4 ? (at..<at + 4, at + 4) : nil
-        default:
+        }
+        if wire == 0 {
+            let limit = min(remaining, 10)
+            var position = 0
+            while position < limit {
+                if bytes[at + position] & 0x80 == 0 { return (at..<at + position + 1, at + position + 1) }
+                position += 1
+            }
             return nil
         }
+        if wire == 1 { return remaining >= 8 ? (at..<at + 8, at + 8) : nil }
+        if wire == 5 { return remaining >= 4 ? (at..<at + 4, at + 4) : nil }
+        return nil
     }
 }

@@ -17,11 +17,15 @@ final class OptionKeyTable: @unchecked Sendable {
     /// Whether each slot is the one `slot(of:)` gives for its key (not left out, not
     /// shadowed by a later duplicate).
     private let owns: UnsafeMutableBufferPointer<Bool>
+    /// Each slot's place among the keys in String order (`<`), so that a list of slots is
+    /// put in key order comparing integers.
+    let ranks: [Int32]
 
     /// The table for `keys`, whose positions are the slots. A key listed twice has its
     /// last slot (as a dictionary filled in order would). A key holding a NUL is left out:
     /// no request may name it (the decoder refuses such a string).
     init(_ keys: [String]) {
+        ranks = Self.ranks(keys)
         let length = keys.reduce(0) { $0 + $1.utf8.count }
         text = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, length), alignment: 8)
         starts = UnsafeMutableBufferPointer<Int32>.allocate(capacity: keys.count + 1)
@@ -54,6 +58,19 @@ final class OptionKeyTable: @unchecked Sendable {
             buckets[bucket] = (hash & 0xFFFF_FFFF_0000_0000) | UInt64(slot + 1)
         }
         for slot in keys.indices { owns[slot] = self.slot(of: self.key(slot)) == slot }
+    }
+
+    /// Each key's place in String order; a catalog listed in key order costs one pass.
+    private static func ranks(_ keys: [String]) -> [Int32] {
+        var ascending = true
+        for position in keys.indices.dropFirst() where !(keys[position - 1] < keys[position]) {
+            ascending = false
+            break
+        }
+        if ascending { return keys.indices.map { Int32($0) } }
+        var ranks = [Int32](repeating: 0, count: keys.count)
+        for (rank, slot) in keys.indices.sorted(by: { keys[$0] < keys[$1] }).enumerated() { ranks[slot] = Int32(rank) }
+        return ranks
     }
 
     deinit {
