@@ -55,7 +55,8 @@ extension RuleEngine {
 
         // The defaults' arrays, read once here rather than through the optional per option.
         let defaultClosure = defaults?.closure ?? []
-        let defaultPosition = defaults?.closurePosition ?? []
+        // Parent and position together: the walk just read the parent of each option added.
+        let defaultPosition = defaults?.closureParentAndPosition ?? []
         let hasDefaults = defaults != nil
         var closureIsDefaults = false
         if reuseConflicts, hasDefaults, order.count == defaultClosure.count, order.allSatisfy({ sameChain[$0] }) {
@@ -68,7 +69,7 @@ extension RuleEngine {
             outcome.closure.reserveCapacity(order.count)
             for added in order {
                 if hasDefaults, sameChain[added] {
-                    outcome.closure.append(defaultClosure[Int(defaultPosition[added])])
+                    outcome.closure.append(defaultClosure[Int(defaultPosition[added].y)])
                 } else {
                     outcome.closure.append(ClosureEntry(optionKey: keys[added], chain: chain(to: added, parentOf)))
                 }
@@ -130,7 +131,7 @@ extension RuleEngine {
             // The defaults' conflicts at `added`, when its chain is theirs.
             var candidates = 0..<0
             if isReused, sameChain[added] {
-                let at = Int(defaultPosition[added])
+                let at = Int(defaultPosition[added].y)
                 candidates = Int(defaultConflictStart[at])..<Int(defaultConflictStart[at + 1])
             }
             // The chain is the closure entry's; its text only when a conflict needs it.

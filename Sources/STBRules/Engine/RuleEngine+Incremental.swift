@@ -28,6 +28,9 @@ struct DefaultEvaluation: Sendable {
     /// position in `closure`: a selection's walk reuses the entries whose chain is the same.
     var closureParent: [Int32] = []
     var closurePosition: [Int32] = []
+    /// `closureParent` and `closurePosition` side by side (x, y): a selection's walk reads
+    /// an added option's parent and then its position, from one cache line, not two arrays.
+    var closureParentAndPosition: [SIMD2<Int32>] = []
     /// The requires edges (`RuleIndex.requiresFlat` positions, ascending) the walk follows
     /// first: from an option that is on to one that is not (or not in the catalog).
     var closureFrontier: [Int32] = []
@@ -81,6 +84,7 @@ struct DefaultEvaluation: Sendable {
         (walkedConflictCount, conflictKeys, conflictStart) = (walk.outcome.walkedCount, walk.outcome.conflictKeys, walk.outcome.conflictStart)
         closurePosition = [Int32](repeating: -1, count: closureParent.count)
         for (position, added) in walk.order.enumerated() { closurePosition[added] = Int32(position) }
+        closureParentAndPosition = zip(closureParent, closurePosition).map { SIMD2($0, $1) }
         computeFrontier(engine, state)
         closureInputs = engine.index.requiresNode
         for added in walk.order {
@@ -156,7 +160,9 @@ extension RuleEngine {
             for ruleIndex in activeRules {
                 while next < baseRules.count, baseRules[next] < ruleIndex { next += 1 }
                 let entry = compiled[ruleIndex]
-                if readsAsDefaults(entry, state) {
+                if holds(entry, state) == true {
+                    // No violation, whatever the defaults had.
+                } else if readsAsDefaults(entry, state) {
                     if next < baseRules.count, baseRules[next] == ruleIndex { take(next) }
                 } else if let violation = check(entry, state) {
                     append(violation)
@@ -173,7 +179,9 @@ extension RuleEngine {
                     next += 1
                 }
                 let entry = compiled[ruleIndex]
-                if readsAsDefaults(entry, state) {
+                if holds(entry, state) == true {
+                    // No violation, whatever the defaults had.
+                } else if readsAsDefaults(entry, state) {
                     // The defaults' outcome: their violation by position, not built again.
                     if next < baseRules.count, baseRules[next] == ruleIndex { take(next) }
                 } else if let violation = check(entry, state) {
@@ -212,6 +220,25 @@ extension RuleEngine {
             if isIncluded, let value = state.override(slot), !Self.identical(value, defaultValues[slot]) { return false }
         }
         return true
+    }
+
+    /// Whether `entry` has no violation in `state`, told from on-ness alone without
+    /// building one; nil for a validation (its json-logic tells). As `check` decides.
+    func holds(_ entry: Compiled, _ state: State) -> Bool? {
+        switch entry.scope {
+        case .never: return true
+        case .option(let subject): if !state.on[subject] { return true }
+        case .always: break
+        }
+        switch entry.rule.kind {
+        case .requires: return !entry.targets.contains { !state.isOn($0) }
+        case .forbidden: return !entry.targets.contains { state.isOn($0) }
+        case .choice(_, let optional):
+            var count = 0
+            for target in entry.targets where state.isOn(target) { count += 1 }
+            return count == 1 || (optional && count == 0)
+        case .validation: return nil
+        }
     }
 
     /// Whether two option values read and print the same: equal booleans or integers, or
