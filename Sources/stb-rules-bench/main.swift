@@ -55,7 +55,7 @@ import Synchronization
 // loop: one stage of the served path (read, evaluate, or the whole request with its reply),
 //   or one rule change (--stage change --change KIND, applied to the same engine each time),
 //   repeated for --seconds, for a profiler to attach to (perf record -p PID):
-//     rules loop selection=... stage=... iterations=... per_s=...
+//     rules loop selection=... stage=... iterations=... per_s=... cpu_us_per_iteration=...
 // serve: a fresh schema in the database (default: STB_BENCH_DATABASE_URL, else
 //   STB_TEST_DATABASE_URL), rulesd's migrations, the 5,000 rules inserted with SQL (pipelined,
 //   500 per pipeline), RulesService.catalogChanged(synthetic GetConfig) (the real
@@ -390,6 +390,7 @@ func runLoop() {
     let selected: RuleEngine.SlotSelection
     do { selected = try RulesService.slotSelection(wire: bytes, engine: engine).selection } catch { fail("read: \(error)") }
     let end = now() + UInt64(seconds) * 1_000_000_000
+    let cpuStart = threadCPU()
     var count = 0
     var sink = 0
     while now() < end {
@@ -398,7 +399,9 @@ func runLoop() {
             case "read":
                 do { sink &+= try RulesService.slotSelection(wire: bytes, engine: engine).selection.chosenCount } catch { fail("read: \(error)") }
             case "evaluate":
-                sink &+= engine.evaluateListed(selected).evaluation.violations.count
+                // What a reply reads without building the violation list (`violations` makes one).
+                let evaluation = engine.evaluateListed(selected).evaluation
+                sink &+= evaluation.closure.count &+ evaluation.conflicts.count &+ (evaluation.valid ? 1 : 0)
             case "change":
                 sink &+= engine.applying(maker.change(changeKind, count)).defaultEvaluation.violations.count
             default:
@@ -410,7 +413,8 @@ func runLoop() {
             count += 1
         }
     }
-    report("rules loop selection=\(name) stage=\(stage) iterations=\(count) per_s=\(count / seconds) sink=\(sink)")
+    let cpuPerIteration = Double(threadCPU() - cpuStart) / 1000 / Double(max(count, 1))
+    report("rules loop selection=\(name) stage=\(stage) iterations=\(count) per_s=\(count / seconds) cpu_us_per_iteration=\(format(cpuPerIteration, 1)) sink=\(sink)")
 }
 
 // MARK: - serve

@@ -53,18 +53,23 @@ extension RuleEngine {
         outcome.walkedCount = walked.count
         outcome.conflictStart.reserveCapacity(order.count + 1)
 
+        // The defaults' arrays, read once here rather than through the optional per option.
+        let defaultClosure = defaults?.closure ?? []
+        // Parent and position together: the walk just read the parent of each option added.
+        let defaultPosition = defaults?.closureParentAndPosition ?? []
+        let hasDefaults = defaults != nil
         var closureIsDefaults = false
-        if reuseConflicts, let defaults, order.count == defaults.closure.count, order.allSatisfy({ sameChain[$0] }) {
+        if reuseConflicts, hasDefaults, order.count == defaultClosure.count, order.allSatisfy({ sameChain[$0] }) {
             // The same options with the same chains, hence in the same order: the walk
             // follows an option's edges in the same order as the defaults' walk on the same
             // engine (not so after a rule change, which can reorder an option's edges).
-            outcome.closure = defaults.closure
+            outcome.closure = defaultClosure
             closureIsDefaults = true
         } else {
             outcome.closure.reserveCapacity(order.count)
             for added in order {
-                if let defaults, sameChain[added] {
-                    outcome.closure.append(defaults.closure[Int(defaults.closurePosition[added])])
+                if hasDefaults, sameChain[added] {
+                    outcome.closure.append(defaultClosure[Int(defaultPosition[added].y)])
                 } else {
                     outcome.closure.append(ClosureEntry(optionKey: keys[added], chain: chain(to: added, parentOf)))
                 }
@@ -79,7 +84,12 @@ extension RuleEngine {
         }
         let defaultParent = reused?.closureParent ?? []
         let defaultKeys = reused?.conflictKeys ?? []
+        let defaultConflicts = reused?.conflicts ?? []
+        let defaultWalked = reused?.walkedConflictCount ?? 0
+        let defaultConflictStart = reused?.conflictStart ?? []
+        let isReused = reused != nil
         let defaultOn = self.defaultOn
+        let conflictNode = index.conflictNode
 
         // On after adding the closure: on now, or added (the walk set a parent).
         func on(_ index: Int?) -> Bool {
@@ -93,13 +103,13 @@ extension RuleEngine {
         /// Appends the conflict with `key`: the defaults' one in `candidates` when `reusable`, else `make()`.
         func add(_ key: ClosureConflictKey, _ candidates: Range<Int>, reusable: Bool, _ make: () -> ClosureConflict) {
             var found = -1
-            if reusable, let reused {
+            if reusable, isReused {
                 for position in candidates where defaultKeys[position] == key {
                     found = position
                     break
                 }
                 if found >= 0 {
-                    outcome.conflicts.append(reused.conflicts[reused.walkedConflictCount + found])
+                    outcome.conflicts.append(defaultConflicts[defaultWalked + found])
                 }
             }
             if found < 0 { outcome.conflicts.append(make()) }
@@ -113,15 +123,16 @@ extension RuleEngine {
         let choicesByMember = index.choicesByMember
         for (position, added) in order.enumerated() {
             if position > 0 { outcome.conflictStart.append(Int32(outcome.conflictKeys.count)) }
+            guard conflictNode[added] else { continue }
             let subjectRules = forbiddenBySubject[added]
             let targetRules = forbiddenByTarget[added]
             let choiceRules = choicesByMember[added]
             if subjectRules.isEmpty && targetRules.isEmpty && choiceRules.isEmpty { continue }
             // The defaults' conflicts at `added`, when its chain is theirs.
             var candidates = 0..<0
-            if let reused, sameChain[added] {
-                let at = Int(reused.closurePosition[added])
-                candidates = Int(reused.conflictStart[at])..<Int(reused.conflictStart[at + 1])
+            if isReused, sameChain[added] {
+                let at = Int(defaultPosition[added].y)
+                candidates = Int(defaultConflictStart[at])..<Int(defaultConflictStart[at + 1])
             }
             // The chain is the closure entry's; its text only when a conflict needs it.
             let addedChain = outcome.closure[position].chain
@@ -131,7 +142,7 @@ extension RuleEngine {
                 for (targetPosition, (target, key)) in zip(entry.targets, entry.targetKeys).enumerated() where on(target) {
                     guard let target else { continue }
                     // The text names the chain that adds the target, if one does.
-                    let sameTail = reused != nil && (parentOf[target] >= 0 ? sameChain[target] : defaultParent[target] < 0)
+                    let sameTail = isReused && (parentOf[target] >= 0 ? sameChain[target] : defaultParent[target] < 0)
                     let conflictKey = ClosureConflictKey(rule: Int32(ruleIndex), kind: .forbids, target: Int32(targetPosition))
                     add(conflictKey, candidates, reusable: sameTail) {
                         let targetChain = parentOf[target] >= 0 ? chain(to: target, parentOf) : nil
@@ -159,7 +170,7 @@ extension RuleEngine {
                 guard onCount > 1 else { continue }
                 seenRules.insert(ruleIndex)
                 // The text names the members that are on.
-                let sameMembers = reused != nil && entry.targets.allSatisfy { $0.map(onAsInDefaults) ?? true }
+                let sameMembers = isReused && entry.targets.allSatisfy { $0.map(onAsInDefaults) ?? true }
                 add(ClosureConflictKey(rule: Int32(ruleIndex), kind: .choice, target: 0), candidates, reusable: sameMembers) {
                     let members = zip(entry.targets, entry.targetKeys).filter { on($0.0) }
                     let others = members.map(\.1).filter { $0 != keys[added] }

@@ -52,7 +52,7 @@ extension RuleEngine {
             let target = flat[Int(edge)]
             return target < 0 || !state.on[Int(target)]
         }
-        let defaultParent = defaults.closureParent
+        let defaultParent = defaults.closureParentAndPosition
         var order: [Int] = []
         var conflicts: [ClosureConflict] = []
         var unknownSeen = Set<String>()
@@ -66,7 +66,7 @@ extension RuleEngine {
             let target = Int(edgeTarget)
             if state.on[target] || parentOf[target] >= 0 { return }
             parentOf[target] = Int32(node)
-            sameChain[target] = same && defaultParent[target] == Int32(node)
+            sameChain[target] = same && defaultParent[target].x == Int32(node)
             order.append(target)
         }
 
@@ -87,7 +87,7 @@ extension RuleEngine {
             }
             guard follows(edge) else { continue }
             let node = Int(from[Int(edge)])
-            follow(Int(edge), from: node, same: defaultParent[node] < 0)
+            follow(Int(edge), from: node, same: defaultParent[node].x < 0)
         }
         // The levels after it, from the options added.
         var head = 0

@@ -28,6 +28,9 @@ struct DefaultEvaluation: Sendable {
     /// position in `closure`: a selection's walk reuses the entries whose chain is the same.
     var closureParent: [Int32] = []
     var closurePosition: [Int32] = []
+    /// `closureParent` and `closurePosition` side by side (x, y): a selection's walk reads
+    /// an added option's parent and then its position, from one cache line, not two arrays.
+    var closureParentAndPosition: [SIMD2<Int32>] = []
     /// The requires edges (`RuleIndex.requiresFlat` positions, ascending) the walk follows
     /// first: from an option that is on to one that is not (or not in the catalog).
     var closureFrontier: [Int32] = []
@@ -48,7 +51,7 @@ struct DefaultEvaluation: Sendable {
     /// Rules whose compiled form `previous` already checked keep its answer; the others are
     /// checked now. The closure is recomputed (one walk over the requires edges).
     init(of engine: RuleEngine, reusing previous: DefaultEvaluation?, from previousEngine: RuleEngine? = nil) {
-        let (state, _, _) = engine.resolve(Selection(choices: [:]))
+        let state = engine.defaultState
         var known: [ObjectIdentifier: Violation?] = [:]
         if let previous, let previousEngine {
             var next = 0
@@ -81,6 +84,7 @@ struct DefaultEvaluation: Sendable {
         (walkedConflictCount, conflictKeys, conflictStart) = (walk.outcome.walkedCount, walk.outcome.conflictKeys, walk.outcome.conflictStart)
         closurePosition = [Int32](repeating: -1, count: closureParent.count)
         for (position, added) in walk.order.enumerated() { closurePosition[added] = Int32(position) }
+        closureParentAndPosition = zip(closureParent, closurePosition).map { SIMD2($0, $1) }
         computeFrontier(engine, state)
         closureInputs = engine.index.requiresNode
         for added in walk.order {
@@ -106,8 +110,9 @@ extension RuleEngine {
     /// Starts from the evaluation of the defaults and re-checks what the selection's
     /// differences from the defaults touch; the answer equals `evaluateFully(selection)`.
     public func evaluate(_ selection: Selection) -> Evaluation {
-        let (state, unknown, changed) = resolve(selection)
-        return evaluate(state, unknown: unknown, changed: changed)
+        withResolved(slotSelection(of: selection)) { state, unknown, changed in
+            evaluate(state, unknown: unknown, changed: changed)
+        }
     }
 
     /// The evaluation of the catalog defaults (no choices).
@@ -127,7 +132,7 @@ extension RuleEngine {
         }
         // The violations are the defaults' (by position, not copied) merged with the ones
         // checked now that differ from them.
-        var own = constraintViolations(state)
+        var own = constraintViolations(state, changed)
         var errors = 0
         for violation in own where violation.severity == .error { errors += 1 }
         let baseRules = defaults.violationRules
@@ -141,13 +146,10 @@ extension RuleEngine {
             fromDefaults.append(Int32(next))
             if baseIsError[next] { errors += 1 }
         }
-        /// A violation checked now: the defaults' own when it equals theirs for the same rule
-        /// (then a reply copies that one's encoding).
-        func append(_ violation: Violation, rule ruleIndex: Int, next: Int) {
-            if next < baseRules.count && baseRules[next] == ruleIndex && baseList[next] == violation {
-                take(next)
-                return
-            }
+        /// A violation checked now (a rule that reads as in the defaults is not checked: it
+        /// keeps theirs). Not compared with the defaults' violation: `==` on its strings
+        /// would equate other spellings of the same text.
+        func append(_ violation: Violation) {
             if violation.severity == .error { errors += 1 }
             fromDefaults.append(~Int32(own.count))
             own.append(violation)
@@ -157,7 +159,14 @@ extension RuleEngine {
             var next = 0
             for ruleIndex in activeRules {
                 while next < baseRules.count, baseRules[next] < ruleIndex { next += 1 }
-                if let violation = check(compiled[ruleIndex], state) { append(violation, rule: ruleIndex, next: next) }
+                let entry = compiled[ruleIndex]
+                if holds(entry, state) == true {
+                    // No violation, whatever the defaults had.
+                } else if readsAsDefaults(entry, state) {
+                    if next < baseRules.count, baseRules[next] == ruleIndex { take(next) }
+                } else if let violation = check(entry, state) {
+                    append(violation)
+                }
             }
         } else {
             touched.sort()
@@ -169,7 +178,15 @@ extension RuleEngine {
                     take(next)
                     next += 1
                 }
-                if let violation = check(compiled[ruleIndex], state) { append(violation, rule: ruleIndex, next: next) }
+                let entry = compiled[ruleIndex]
+                if holds(entry, state) == true {
+                    // No violation, whatever the defaults had.
+                } else if readsAsDefaults(entry, state) {
+                    // The defaults' outcome: their violation by position, not built again.
+                    if next < baseRules.count, baseRules[next] == ruleIndex { take(next) }
+                } else if let violation = check(entry, state) {
+                    append(violation)
+                }
                 if next < baseRules.count, baseRules[next] == ruleIndex { next += 1 }
             }
             while next < baseRules.count {
@@ -190,6 +207,53 @@ extension RuleEngine {
     }
 }
 
+extension RuleEngine {
+    /// Whether `entry` reads in `state` what it reads in the defaults: every option it
+    /// reads has its default inclusion and on-ness, and an included one its default value
+    /// (the same bytes). Its outcome, references and text are then the defaults'. A rule
+    /// that computes variable names reads options it does not list: never.
+    func readsAsDefaults(_ entry: Compiled, _ state: State) -> Bool {
+        if entry.dynamic { return false }
+        for slot in entry.slots {
+            let isIncluded = state.included[slot]
+            guard isIncluded == defaultIncluded[slot], state.on[slot] == defaultOn[slot] else { return false }
+            if isIncluded, let value = state.override(slot), !Self.identical(value, defaultValues[slot]) { return false }
+        }
+        return true
+    }
+
+    /// Whether `entry` has no violation in `state`, told from on-ness alone without
+    /// building one; nil for a validation (its json-logic tells). As `check` decides.
+    func holds(_ entry: Compiled, _ state: State) -> Bool? {
+        switch entry.scope {
+        case .never: return true
+        case .option(let subject): if !state.on[subject] { return true }
+        case .always: break
+        }
+        switch entry.rule.kind {
+        case .requires: return !entry.targets.contains { !state.isOn($0) }
+        case .forbidden: return !entry.targets.contains { state.isOn($0) }
+        case .choice(_, let optional):
+            var count = 0
+            for target in entry.targets where state.isOn(target) { count += 1 }
+            return count == 1 || (optional && count == 0)
+        case .validation: return nil
+        }
+    }
+
+    /// Whether two option values read and print the same: equal booleans or integers, or
+    /// strings of the same bytes (`==` on strings also equates other spellings of the same
+    /// text). Other values are not compared (a default is a boolean, integer or string).
+    static func identical(_ a: JSONValue, _ b: JSONValue) -> Bool {
+        switch (a, b) {
+        case (.bool(let x), .bool(let y)): x == y
+        case (.integer(let x), .integer(let y)): x == y
+        case (.string(let x), .string(let y)): x.utf8.elementsEqual(y.utf8)
+        default: false
+        }
+    }
+}
+
 /// An evaluation with the selection's canonical form.
 public struct EvaluatedSelection: Sendable {
     public var evaluation: Evaluation
@@ -204,14 +268,14 @@ public struct EvaluatedSelection: Sendable {
 extension RuleEngine {
     /// `evaluate(selection)` and the selection's differences from the catalog defaults.
     public func evaluateWithDifferences(_ selection: Selection) -> EvaluatedSelection {
-        evaluateWithDifferences(resolved: resolve(selection))
+        evaluateWithDifferences(slotSelection(of: selection))
     }
 
     /// `evaluateWithDifferences` for choices resolved to option slots (`slot(of:)`), in the
     /// order given: a later choice for a slot replaces an earlier one. `unknown` are keys
     /// the catalog does not have, reported as the selection's unknown keys.
     public func evaluateWithDifferences(slots choices: [(slot: Int, choice: Selection.Choice)], unknown: [String] = []) -> EvaluatedSelection {
-        evaluateWithDifferences(resolved: resolve(slots: choices, unknown: unknown))
+        evaluateWithDifferences(slotSelection(slots: choices, unknown: unknown))
     }
 
     /// The option slot of `key` in this engine's catalog, for `evaluateWithDifferences(slots:)`.
@@ -220,12 +284,12 @@ extension RuleEngine {
     /// The type of the option in `slot`.
     public func valueType(ofSlot slot: Int) -> OptionValueType { constraints[slot].type }
 
-    func evaluateWithDifferences(resolved: (state: State, unknown: [String], changed: [Int])) -> EvaluatedSelection {
-        let (state, unknown, changed) = resolved
+    /// The evaluation of a resolved selection, with its differences from the defaults.
+    func evaluateWithDifferences(_ state: State, unknown: [String], changed: [Int]) -> EvaluatedSelection {
         var differences: [(key: String, choice: Selection.Choice)] = []
         differences.reserveCapacity(changed.count)
         for slot in changed {
-            differences.append((keys[slot], Selection.Choice(included: state.included[slot], value: state.overrides[slot])))
+            differences.append((keys[slot], Selection.Choice(included: state.included[slot], value: state.override(slot))))
         }
         differences.sort { $0.key < $1.key }
         return EvaluatedSelection(evaluation: evaluate(state, unknown: unknown, changed: changed), differences: differences)

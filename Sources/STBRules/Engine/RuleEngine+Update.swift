@@ -100,7 +100,7 @@ extension RuleEngine {
 
     /// The catalog defaults as a resolved selection (no copy of the engine's arrays).
     var defaultState: State {
-        State(included: defaultIncluded, on: defaultOn, overrides: [:], engine: self)
+        State(included: defaultIncluded, on: defaultOn, engine: self)
     }
 }
 

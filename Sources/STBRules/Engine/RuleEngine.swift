@@ -160,7 +160,7 @@ public struct Evaluation: Sendable {
     /// The defaults' violations (shared with the engine, not copied per evaluation).
     var defaultViolations: [Violation] = []
     /// For each violation in order: its position in `defaultViolations` when it is that
-    /// one (taken over, or checked again with the same outcome), else `~k` for
+    /// one (its rule reads what it reads in the defaults), else `~k` for
     /// `ownViolations[k]`; empty when not tracked (then the violations are
     /// `ownViolations`). Lets a reply reuse what it encoded for the defaults.
     var fromDefaults: [Int32] = []
@@ -310,6 +310,8 @@ public final class RuleEngine: Sendable {
     let defaults: DefaultEvaluation
     /// Work arrays of the closure walk, reused between evaluations.
     let closureScratch = ClosureScratchPool()
+    /// Per-option arrays selections are resolved into, reused between evaluations.
+    let selectionScratch = SelectionScratchPool()
 
     /// Indices into `compiled` of active rules, ascending.
     var activeRules: [Int] { index.activeRules }
@@ -437,18 +439,45 @@ public final class RuleEngine: Sendable {
         /// `RuleEngine.isOn` of every option: what requires, forbidden, choice and the
         /// subject of a validation read.
         var on: [Bool]
-        /// Overridden values by option index.
-        var overrides: [Int: JSONValue]
+        /// Where each option's given value is in `values` (-1: none); read only when
+        /// `values` is not empty.
+        var overrideAt: [Int32]
+        /// The values the selection gives.
+        var values: [JSONValue]
         let engine: RuleEngine
+
+        /// A state without given values.
+        init(included: [Bool], on: [Bool], engine: RuleEngine) {
+            self.included = included
+            self.on = on
+            self.overrideAt = []
+            self.values = []
+            self.engine = engine
+        }
+
+        /// The state in a selection's work set, with the values it gives.
+        init(_ scratch: SelectionScratchPool.Scratch, _ values: [JSONValue], engine: RuleEngine) {
+            included = scratch.included
+            on = scratch.on
+            overrideAt = scratch.overrideAt
+            self.values = values
+            self.engine = engine
+        }
 
         func isOn(_ index: Int?) -> Bool {
             guard let index else { return false }
             return on[index]
         }
 
+        /// The value the selection gives the option, if any.
+        func override(_ index: Int) -> JSONValue? {
+            guard !values.isEmpty else { return nil }
+            let at = overrideAt[index]
+            return at >= 0 ? values[Int(at)] : nil
+        }
+
         func value(_ index: Int) -> JSONValue {
-            if !overrides.isEmpty, let value = overrides[index] { return value }
-            return engine.defaultValues[index]
+            override(index) ?? engine.defaultValues[index]
         }
 
         /// What json-logic sees: effective value of included options (a boolean included at
@@ -475,28 +504,23 @@ public final class RuleEngine: Sendable {
         }
     }
 
-    /// Inclusion, on-ness and overridden values by option index, so rules read them without
-    /// hashing option keys again; and the options whose inclusion or value differs from the
-    /// defaults (any overridden value counts, so a value that turns a boolean on or off is a
-    /// difference), ascending.
-    func resolve(_ selection: Selection) -> (state: State, unknown: [String], changed: [Int]) {
-        var unknown: [String] = []
-        var choices: [(slot: Int, choice: Selection.Choice)] = []
-        choices.reserveCapacity(selection.choices.count)
+    /// The selection by option slot (keys resolved once; those the catalog does not have
+    /// kept as unknown), to resolve with `withResolved`.
+    func slotSelection(of selection: Selection) -> SlotSelection {
+        var slots = SlotSelection(self)
         for (key, choice) in selection.choices {
-            guard let index = indexOf[key] else { unknown.append(key); continue }
-            choices.append((index, choice))
+            if let index = indexOf[key] { slots.choose(index, choice) } else { slots.addUnknown(key) }
         }
-        return resolve(slots: choices, unknown: unknown)
+        return slots
     }
 
-    /// `resolve` for choices already resolved to option slots: a later choice for a slot
-    /// replaces an earlier one (as keys in a `Selection` do).
-    func resolve(slots choices: [(slot: Int, choice: Selection.Choice)], unknown: [String]) -> (state: State, unknown: [String], changed: [Int]) {
+    /// `slotSelection(of:)` for choices already resolved to option slots: a later choice
+    /// for a slot replaces an earlier one (as keys in a `Selection` do).
+    func slotSelection(slots choices: [(slot: Int, choice: Selection.Choice)], unknown: [String]) -> SlotSelection {
         var selection = SlotSelection(self)
         for (slot, choice) in choices { selection.choose(slot, choice) }
         for key in unknown { selection.addUnknown(key) }
-        return selection.resolved()
+        return selection
     }
 
     // MARK: - Evaluate
@@ -504,24 +528,26 @@ public final class RuleEngine: Sendable {
     /// Checks every active rule against the selection. `evaluate` gives the same result
     /// from the default evaluation; this is its reference.
     public func evaluateFully(_ selection: Selection) -> Evaluation {
-        let (state, unknown, _) = resolve(selection)
-        var violations = constraintViolations(state)
-        for ruleIndex in activeRules {
-            if let violation = check(compiled[ruleIndex], state) { violations.append(violation) }
+        withResolved(slotSelection(of: selection)) { state, unknown, changed in
+            var violations = constraintViolations(state, changed)
+            for ruleIndex in activeRules {
+                if let violation = check(compiled[ruleIndex], state) { violations.append(violation) }
+            }
+            let (closure, conflicts) = closureAndConflicts(state)
+            return Evaluation(
+                valid: !violations.contains { $0.severity == .error },
+                violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown)
         }
-        let (closure, conflicts) = closureAndConflicts(state)
-        return Evaluation(
-            valid: !violations.contains { $0.severity == .error },
-            violations: violations, closure: closure, conflicts: conflicts, unknownSelections: unknown)
     }
 
     /// Values the selection gives that their options' constraints do not allow, in catalog
-    /// order. Every value given is checked, also of an option the selection leaves out.
-    func constraintViolations(_ state: State) -> [Violation] {
-        guard !state.overrides.isEmpty else { return [] }
+    /// order. Every value given is checked, also of an option the selection leaves out;
+    /// `changed` (ascending) holds every option given a value.
+    func constraintViolations(_ state: State, _ changed: [Int]) -> [Violation] {
+        guard !state.values.isEmpty else { return [] }
         var violations: [Violation] = []
-        for index in state.overrides.keys.sorted() {
-            guard let value = state.overrides[index] else { continue }
+        for index in changed {
+            guard let value = state.override(index) else { continue }
             if plainlyAllowed(value, index) { continue }
             let constraints = constraints[index]
             let problems: [OptionValueProblem]

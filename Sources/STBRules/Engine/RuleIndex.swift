@@ -39,6 +39,10 @@ struct RuleIndex: Sendable {
     /// Options with requires edges out of them, ascending (after changes, also some whose
     /// last edge went: the walk finds no edges there).
     var requiresSubjects: [Int] = []
+    /// Options in `forbiddenBySubject`, `forbiddenByTarget` or `choicesByMember`: a closure
+    /// entry elsewhere brings no conflict, which one flat read tells. A superset after
+    /// changes (an option keeps it when its last such rule goes).
+    var conflictNode: [Bool]
 
     init(_ compiled: [RuleEngine.Compiled], optionCount: Int) {
         requiresOut = SlotLists(count: optionCount)
@@ -47,6 +51,7 @@ struct RuleIndex: Sendable {
         choicesByMember = SlotLists(count: optionCount)
         touching = SlotLists(count: optionCount)
         requiresNode = Array(repeating: false, count: optionCount)
+        conflictNode = Array(repeating: false, count: optionCount)
         var hasEdges = Array(repeating: false, count: optionCount)
         for (ruleIndex, entry) in compiled.enumerated() where entry.rule.active {
             activeRules.append(ruleIndex)
@@ -67,13 +72,16 @@ struct RuleIndex: Sendable {
             case .forbidden:
                 if case .option(let subject) = entry.scope {
                     forbiddenBySubject[subject].append(ruleIndex)
+                    conflictNode[subject] = true
                     for case let target? in entry.targets where forbiddenByTarget[target].last != ruleIndex {
                         forbiddenByTarget[target].append(ruleIndex)
+                        conflictNode[target] = true
                     }
                 }
             case .choice:
                 for case let member? in entry.targets where choicesByMember[member].last != ruleIndex {
                     choicesByMember[member].append(ruleIndex)
+                    conflictNode[member] = true
                 }
             case .validation: break
             }
@@ -146,8 +154,8 @@ extension RuleIndex {
         }
     }
 
-    /// Takes rule `ruleIndex` out of every list. Options keep `requiresNode` and their place
-    /// in `requiresSubjects` (supersets).
+    /// Takes rule `ruleIndex` out of every list. Options keep `requiresNode`, `conflictNode`
+    /// and their place in `requiresSubjects` (supersets).
     mutating func remove(_ entry: RuleEngine.Compiled, at ruleIndex: Int) {
         guard entry.rule.active else { return }
         Self.remove(ruleIndex, from: &activeRules)
@@ -192,10 +200,17 @@ extension RuleIndex {
         case .forbidden:
             if case .option(let subject) = entry.scope {
                 Self.insert(ruleIndex, into: &forbiddenBySubject[subject])
-                for case let target? in entry.targets { Self.insert(ruleIndex, into: &forbiddenByTarget[target]) }
+                conflictNode[subject] = true
+                for case let target? in entry.targets {
+                    Self.insert(ruleIndex, into: &forbiddenByTarget[target])
+                    conflictNode[target] = true
+                }
             }
         case .choice:
-            for case let member? in entry.targets { Self.insert(ruleIndex, into: &choicesByMember[member]) }
+            for case let member? in entry.targets {
+                Self.insert(ruleIndex, into: &choicesByMember[member])
+                conflictNode[member] = true
+            }
         case .validation: break
         }
     }
