@@ -17,8 +17,11 @@ extension RuleEngine {
         var chosen: [Int] = []
         var choices: [Selection.Choice] = []
         /// Open addressing by slot: a position in `chosen`, or -1. Empty until the first
-        /// choice; kept at most half full.
+        /// choice; kept at most half full. Once it would be as large as the catalog, it is
+        /// indexed by slot itself (`direct`): a selection listing most options then costs
+        /// one array write per choice, with no probing and no more growing.
         private var table: [Int32] = []
+        private var direct = false
         /// Keys given that the catalog does not have (kept, and reported, not evaluated).
         var unknown: [String] = []
 
@@ -56,6 +59,7 @@ extension RuleEngine {
         /// The bucket of `slot` in `table`: its own, or the empty one it would take.
         private mutating func find(_ slot: Int) -> Int {
             if table.isEmpty { grow() }
+            if direct { return slot }
             let mask = table.count - 1
             var bucket = Self.hash(slot) & mask
             while true {
@@ -66,7 +70,15 @@ extension RuleEngine {
         }
 
         private mutating func grow() {
+            if direct { return }
             let size = max(64, table.count * 2)
+            let options = engine.keys.count
+            if size >= options {
+                direct = true
+                table = [Int32](repeating: -1, count: options)
+                for (position, slot) in chosen.enumerated() { table[slot] = Int32(position) }
+                return
+            }
             table = [Int32](repeating: -1, count: size)
             let mask = size - 1
             for (position, slot) in chosen.enumerated() {
