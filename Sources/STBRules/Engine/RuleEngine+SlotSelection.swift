@@ -88,8 +88,10 @@ extension RuleEngine {
             }
         }
 
+        /// Fibonacci hashing: the product's high bits, so slots a power of two apart (the
+        /// first option of every module, say) do not share a bucket chain.
         private static func hash(_ slot: Int) -> Int {
-            Int(truncatingIfNeeded: UInt64(truncatingIfNeeded: slot) &* 0x9E37_79B9_7F4A_7C15 >> 40)
+            Int(truncatingIfNeeded: (UInt64(truncatingIfNeeded: slot) &* 0x9E37_79B9_7F4A_7C15) >> 40)
         }
     }
 
