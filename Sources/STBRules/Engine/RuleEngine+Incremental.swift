@@ -154,19 +154,26 @@ extension RuleEngine {
             fromDefaults.append(~Int32(own.count))
             own.append(violation)
         }
+        /// One rule's outcome, `next` being the position of its violation in the defaults'
+        /// if they have one: none when it holds; the defaults' when its options read as
+        /// there; else checked now.
+        func settle(_ ruleIndex: Int, _ next: Int) {
+            let entry = compiled[ruleIndex]
+            if holds(entry, state) == true {
+                // No violation, whatever the defaults had.
+            } else if readsAsDefaults(entry, state) {
+                // The defaults' outcome: their violation by position, not built again.
+                if next < baseRules.count, baseRules[next] == ruleIndex { take(next) }
+            } else if let violation = check(entry, state) {
+                append(violation)
+            }
+        }
         if touched.count >= activeRules.count / 2 {
             // A selection that touches most rules is checked rule by rule, without the merge.
             var next = 0
             for ruleIndex in activeRules {
                 while next < baseRules.count, baseRules[next] < ruleIndex { next += 1 }
-                let entry = compiled[ruleIndex]
-                if holds(entry, state) == true {
-                    // No violation, whatever the defaults had.
-                } else if readsAsDefaults(entry, state) {
-                    if next < baseRules.count, baseRules[next] == ruleIndex { take(next) }
-                } else if let violation = check(entry, state) {
-                    append(violation)
-                }
+                settle(ruleIndex, next)
             }
         } else {
             touched.sort()
@@ -178,15 +185,7 @@ extension RuleEngine {
                     take(next)
                     next += 1
                 }
-                let entry = compiled[ruleIndex]
-                if holds(entry, state) == true {
-                    // No violation, whatever the defaults had.
-                } else if readsAsDefaults(entry, state) {
-                    // The defaults' outcome: their violation by position, not built again.
-                    if next < baseRules.count, baseRules[next] == ruleIndex { take(next) }
-                } else if let violation = check(entry, state) {
-                    append(violation)
-                }
+                settle(ruleIndex, next)
                 if next < baseRules.count, baseRules[next] == ruleIndex { next += 1 }
             }
             while next < baseRules.count {
