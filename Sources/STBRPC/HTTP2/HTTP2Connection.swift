@@ -178,11 +178,13 @@ final class HTTP2Connection: EventLoopSource, FlushTarget {
         }
     }
 
-    /// Writes what the socket takes; false when the connection was closed.
+    /// Writes what the socket takes; false when the connection was closed. `send` with
+    /// `MSG_NOSIGNAL`, not `write`: a write to a connection its peer has closed or reset
+    /// must fail with EPIPE, not raise SIGPIPE, whose default action ends the process.
     private func writeSome() -> Bool {
         while writeOffset < writeBuffer.count {
             let written = writeBuffer.withUnsafeBytes { bytes in
-                write(fd, bytes.baseAddress! + writeOffset, bytes.count - writeOffset)
+                send(fd, bytes.baseAddress! + writeOffset, bytes.count - writeOffset, Int32(MSG_NOSIGNAL))
             }
             if written > 0 {
                 writeOffset += written
