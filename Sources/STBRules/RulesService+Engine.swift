@@ -177,19 +177,8 @@ extension RulesService {
             if text == "false" { return .bool(false) }
             return nil
         case .integer:
-            let utf8 = text.utf8
-            var digits = utf8[...]
-            let negative = digits.first == UInt8(ascii: "-")
-            if negative { digits = digits.dropFirst() }
-            guard let first = digits.first, digits.count <= 18, first != UInt8(ascii: "0") || digits.count == 1,
-                  !(negative && first == UInt8(ascii: "0"))
-            else { return nil }
-            var number: Int64 = 0
-            for byte in digits {
-                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-                number = number * 10 + Int64(byte - UInt8(ascii: "0"))
-            }
-            return .integer(negative ? -number : number)
+            var text = text
+            return text.withUTF8 { plainInteger(UnsafeRawBufferPointer($0)) }.map { .integer($0) }
         default:
             return nil
         }

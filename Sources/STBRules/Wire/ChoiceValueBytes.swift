@@ -34,7 +34,7 @@ extension RulesService {
         return bytes.elementsEqual(spelled)
     }
 
-    /// `literalValue`'s integers: at most 18 digits, no leading zero, no `-0`.
+    /// A plain integer (what `literalValue` reads too): at most 18 digits, no leading zero, no `-0`.
     @inline(__always)
     static func plainInteger(_ bytes: UnsafeRawBufferPointer) -> Int64? {
         var at = 0
