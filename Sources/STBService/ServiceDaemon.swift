@@ -36,6 +36,10 @@ public struct ServiceDaemon: Sendable {
     /// Sets up logging (`LOG_LEVEL`; only `main` does this) and reads the environment.
     /// `executable` defaults to the name with a `d`.
     public init(name: String, executable: String? = nil) {
+        // A write to a pipe or socket whose reader has gone (a closed stderr pipe under a
+        // supervisor, say) must fail with EPIPE, not raise SIGPIPE, whose default action
+        // ends the process without a word. Sockets already write with MSG_NOSIGNAL.
+        signal(SIGPIPE, SIG_IGN)
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = getenv("LOG_LEVEL").flatMap { Logger.Level(rawValue: String(cString: $0)) } ?? .info
