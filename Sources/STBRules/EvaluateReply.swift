@@ -232,12 +232,15 @@ enum EvaluateReplyEncoder {
     }
 
     static func appendClosureAndConflicts(_ evaluation: Evaluation, to bytes: inout [UInt8]) {
-        for entry in evaluation.closure {
-            // The key's bytes straight into the reply, with no array made per entry.
-            let key = entry.optionKey.utf8
-            bytes.append(closureTag)
-            appendVarint(UInt64(key.count), to: &bytes)
-            bytes.append(contentsOf: key)
+        evaluation.closure.withUnsafeBufferPointer { entries in
+            // Each key read in place (not the entry copied with its chain), its bytes
+            // straight into the reply, with no array made per entry.
+            for index in entries.indices {
+                let key = entries[index].optionKey.utf8
+                bytes.append(closureTag)
+                appendVarint(UInt64(key.count), to: &bytes)
+                if key.withContiguousStorageIfAvailable({ bytes.append(contentsOf: $0) }) == nil { bytes.append(contentsOf: key) }
+            }
         }
         for entry in evaluation.conflicts {
             // Stb_Rules_V1_ClosureConflict written in place.
