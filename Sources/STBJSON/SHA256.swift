@@ -40,14 +40,23 @@ public struct SHA256: Sendable {
     }
 
     private mutating func update(buffer: UnsafeBufferPointer<UInt8>) {
-        for byte in buffer {
-            length &+= 1
-            block.append(byte)
-            if block.count == 64 {
-                compress()
-                block.removeAll(keepingCapacity: true)
-            }
+        guard let start = buffer.baseAddress else { return }
+        length &+= UInt64(buffer.count)
+        var at = 0
+        if !block.isEmpty {
+            // Fill the pending block first.
+            at = min(64 - block.count, buffer.count)
+            block.append(contentsOf: UnsafeBufferPointer(start: start, count: at))
+            if block.count < 64 { return }
+            compress()
+            block.removeAll(keepingCapacity: true)
         }
+        // Whole blocks straight from the input, not copied byte by byte into `block`.
+        while buffer.count - at >= 64 {
+            compress(start + at)
+            at += 64
+        }
+        block.append(contentsOf: UnsafeBufferPointer(start: start + at, count: buffer.count - at))
     }
 
     /// The 32-byte digest of every byte appended. The hasher is spent: use a new one for
@@ -71,13 +80,18 @@ public struct SHA256: Sendable {
         return digest
     }
 
+    /// Compresses the 64 bytes of `block`.
     private mutating func compress() {
+        let pending = block
+        pending.withUnsafeBufferPointer { compress($0.baseAddress!) }
+    }
+
+    /// Compresses the 64 bytes at `block`.
+    private mutating func compress(_ block: UnsafePointer<UInt8>) {
         // The message schedule on the stack: a heap array per block showed in profiles.
         state = withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
-            block.withUnsafeBufferPointer { block in
-                for i in 0..<16 {
-                    w[i] = UInt32(block[i * 4]) << 24 | UInt32(block[i * 4 + 1]) << 16 | UInt32(block[i * 4 + 2]) << 8 | UInt32(block[i * 4 + 3])
-                }
+            for i in 0..<16 {
+                w[i] = UInt32(block[i * 4]) << 24 | UInt32(block[i * 4 + 1]) << 16 | UInt32(block[i * 4 + 2]) << 8 | UInt32(block[i * 4 + 3])
             }
             for i in 16..<64 {
                 let s0 = w[i - 15].rotatedRight(7) ^ w[i - 15].rotatedRight(18) ^ (w[i - 15] >> 3)

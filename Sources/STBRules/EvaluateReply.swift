@@ -14,7 +14,11 @@ typealias EvaluateReply = ProtoEncodedMessage<Stb_Rules_V1_EvaluateResponse>
 /// reply's field (tag, length, message).
 public final class EncodedDefaults: Sendable {
     let engine: RuleEngine
-    let violations: [[UInt8]]
+    /// Every violation's field, one after another, in the defaults' order: violation `i`
+    /// is `violations[starts[i]..<starts[i + 1]]`, so that a run of them a reply carries in
+    /// the same order is copied at once.
+    let violations: [UInt8]
+    let starts: [Int]
     /// Fields 3 and 4: the closure's keys, then the conflicts.
     let closureAndConflicts: [UInt8]
 
@@ -22,11 +26,14 @@ public final class EncodedDefaults: Sendable {
     public init(_ engine: RuleEngine) {
         self.engine = engine
         let evaluation = engine.defaultEvaluation
-        violations = evaluation.violations.map { violation in
-            var field: [UInt8] = []
-            EvaluateReplyEncoder.appendViolation(violation, to: &field)
-            return field
+        var violations: [UInt8] = []
+        var starts = [0]
+        for violation in evaluation.violations {
+            EvaluateReplyEncoder.appendViolation(violation, to: &violations)
+            starts.append(violations.count)
         }
+        self.violations = violations
+        self.starts = starts
         var fields: [UInt8] = []
         EvaluateReplyEncoder.appendClosureAndConflicts(evaluation, to: &fields)
         closureAndConflicts = fields
@@ -52,17 +59,32 @@ enum EvaluateReplyEncoder {
         var bytes: [UInt8] = []
         let count = evaluation.violationCount
         if let defaults, !evaluation.fromDefaults.isEmpty {
-            // The defaults' violations are copied from their encoding; only the others are encoded.
+            // The defaults' violations are copied from their encoding, each run of them that
+            // lies in the same order there at once; only the others are encoded.
+            let starts = defaults.starts
             var size = 64 + hash.count
-            for origin in evaluation.fromDefaults where origin >= 0 { size += defaults.violations[Int(origin)].count }
+            for origin in evaluation.fromDefaults where origin >= 0 { size += starts[Int(origin) + 1] - starts[Int(origin)] }
             bytes.reserveCapacity(size + (evaluation.ownViolations.count + evaluation.closure.count) * 192 + defaults.closureAndConflicts.count)
             if evaluation.valid { bytes.append(contentsOf: [validTag, 1]) }
-            for origin in evaluation.fromDefaults {
-                if origin >= 0 {
-                    bytes.append(contentsOf: defaults.violations[Int(origin)])
-                } else {
-                    appendViolation(evaluation.ownViolations[Int(~origin)], to: &bytes)
+            defaults.violations.withUnsafeBufferPointer { encoded in
+                // The run of the defaults' fields not copied yet.
+                var run = 0..<0
+                for origin in evaluation.fromDefaults {
+                    if origin >= 0 {
+                        let field = starts[Int(origin)]..<starts[Int(origin) + 1]
+                        if field.lowerBound == run.upperBound {
+                            run = run.lowerBound..<field.upperBound
+                        } else {
+                            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: encoded[run]))
+                            run = field
+                        }
+                    } else {
+                        bytes.append(contentsOf: UnsafeBufferPointer(rebasing: encoded[run]))
+                        run = 0..<0
+                        appendViolation(evaluation.ownViolations[Int(~origin)], to: &bytes)
+                    }
                 }
+                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: encoded[run]))
             }
         } else {
             bytes.reserveCapacity(256 + count * 192)
@@ -210,12 +232,15 @@ enum EvaluateReplyEncoder {
     }
 
     static func appendClosureAndConflicts(_ evaluation: Evaluation, to bytes: inout [UInt8]) {
-        for entry in evaluation.closure {
-            // The key's bytes straight into the reply, with no array made per entry.
-            let key = entry.optionKey.utf8
-            bytes.append(closureTag)
-            appendVarint(UInt64(key.count), to: &bytes)
-            bytes.append(contentsOf: key)
+        evaluation.closure.withUnsafeBufferPointer { entries in
+            // Each key read in place (not the entry copied with its chain), its bytes
+            // straight into the reply, with no array made per entry.
+            for index in entries.indices {
+                let key = entries[index].optionKey.utf8
+                bytes.append(closureTag)
+                appendVarint(UInt64(key.count), to: &bytes)
+                if key.withContiguousStorageIfAvailable({ bytes.append(contentsOf: $0) }) == nil { bytes.append(contentsOf: key) }
+            }
         }
         for entry in evaluation.conflicts {
             // Stb_Rules_V1_ClosureConflict written in place.

@@ -41,13 +41,10 @@ extension RulesService {
         let (engine, _, catalogRevision, rulesRevision) = try currentEngine()
         let revisions = Revisions(catalog: catalogRevision, rules: rulesRevision)
         var selection = engine.slotSelection()
-        let baseHash = try Self.readChoices(request.bytes, into: &selection, engine: engine)
+        let (baseHash, given) = try Self.readChoices(request.bytes, into: &selection, engine: engine)
         if let baseHash {
             guard let base = selections.selection(baseHash) else { throw Self.unknownBase }
-            // The request's choices replace the base's for the same option.
-            for (key, choice) in base.choices {
-                if let slot = engine.slot(of: key) { selection.chooseIfUnset(slot, choice) } else { selection.addUnknown(key) }
-            }
+            Self.lay(base, under: &selection, given: given, engine: engine)
         }
         let evaluated = engine.evaluateListed(selection)
         if evaluated.isDefault && evaluated.evaluation.unknownSelections.isEmpty {
@@ -56,7 +53,7 @@ extension RulesService {
         let hash = Selection.hash(differences: evaluated.differences)
         // A selection evaluated again is held already: its choices are not made into a dictionary again.
         if !selections.contains(hash) {
-            selections.insert(hash, Selection(choices: Dictionary(evaluated.differences, uniquingKeysWith: { $1 })))
+            selections.insert(hash, HeldSelection(differences: evaluated.differences, engine: engine))
         }
         return EvaluateReply(bytes: EvaluateReplyEncoder.reply(
             evaluated.evaluation, defaults: encodedDefaults(engine), revisions: revisions, selectionHash: hash))
@@ -67,18 +64,69 @@ extension RulesService {
     /// Evaluate answers for a request it refuses.
     public static func slotSelection(wire bytes: [UInt8], engine: RuleEngine) throws -> (selection: RuleEngine.SlotSelection, baseHash: [UInt8]?) {
         var selection = engine.slotSelection()
-        let hash = try readChoices(bytes, into: &selection, engine: engine)
+        let hash = try readChoices(bytes, into: &selection, engine: engine).baseHash
         return (selection, hash)
+    }
+
+    /// Gives `base`'s choices to `selection` for the options the request did not give a
+    /// choice for (`given`, which counts those it gave as the defaults' own and left out of
+    /// `selection`): the request's choices replace the base's for the same option.
+    static func lay(_ base: HeldSelection, under selection: inout RuleEngine.SlotSelection, given: GivenSlots, engine: RuleEngine) {
+        if base.keyTable === engine.keyTable {
+            for (slot, choice) in base.slots where !given.contains(slot) { selection.choose(slot, choice) }
+            for key in base.unknown { selection.addUnknown(key) }
+            return
+        }
+        // Held from another catalog copy: its keys looked up in this one.
+        for (key, choice) in base.selection.choices {
+            if let slot = engine.slot(of: key) {
+                if !given.contains(slot) { selection.choose(slot, choice) }
+            } else {
+                selection.addUnknown(key)
+            }
+        }
+    }
+
+    /// The option slots a request gave a choice for, one bit each.
+    struct GivenSlots {
+        private var words: [UInt64]
+
+        init(count: Int) {
+            words = [UInt64](repeating: 0, count: (count + 63) / 64)
+        }
+
+        /// Marks `slot` given; whether it was given before.
+        @inline(__always)
+        mutating func insert(_ slot: Int) -> Bool {
+            let bit = UInt64(1) << UInt64(slot & 63)
+            let word = words[slot >> 6]
+            words[slot >> 6] = word | bit
+            return word & bit != 0
+        }
+
+        func contains(_ slot: Int) -> Bool {
+            words[slot >> 6] & UInt64(1) << UInt64(slot & 63) != 0
+        }
     }
 
     /// Reads an EvaluateRequest's choices from its wire bytes into `selection`, with the
     /// checks `resolveChoices` makes and the generated decoder's refusals, as the router
     /// reports them (a string that is not UTF-8 or holds a NUL: INVALID_ARGUMENT naming
     /// it; bytes that are not protobuf: INTERNAL). Returns `base_selection_hash`, nil when
-    /// empty.
-    static func readChoices(_ bytes: [UInt8], into selection: inout RuleEngine.SlotSelection, engine: RuleEngine, at path: String = "options") throws -> [UInt8]? {
+    /// empty, and every slot the request gave a choice for.
+    ///
+    /// A slot's first choice that is the defaults' own (no value, and `included` absent or
+    /// as the default) is left out of `selection`: laid over the defaults it changes
+    /// nothing, and a selection listing every option is mostly such choices. A later
+    /// choice for the same slot still replaces it, and `given` keeps a base selection's
+    /// choice from taking its place.
+    static func readChoices(
+        _ bytes: [UInt8], into selection: inout RuleEngine.SlotSelection, engine: RuleEngine, at path: String = "options"
+    ) throws -> (baseHash: [UInt8]?, given: GivenSlots) {
         var problems: [String] = []
         let types = engine.valueTypes
+        let defaultIncluded = engine.defaultIncluded
+        var given = GivenSlots(count: defaultIncluded.count)
         let scanned = bytes.withUnsafeBytes { raw -> Result<Range<Int>?, WireDecodeProblem> in
             do throws(WireDecodeProblem) {
                 return .success(try EvaluateRequestScanner.scan(raw, keys: engine.keyTable, valueText: false) { index, option in
@@ -87,6 +135,8 @@ extension RulesService {
                         problems.append(key.isEmpty ? "\(path)[\(index)].key: required" : "\(path)[\(index)].key: unknown option \(quoted(key))")
                         return
                     }
+                    let givenBefore = given.insert(slot)
+                    if option.value == nil, !givenBefore, (option.included ?? defaultIncluded[slot]) == defaultIncluded[slot] { return }
                     var choice = Selection.Choice(included: option.included)
                     if let value = option.value {
                         do throws(ChoiceValueProblem) {
@@ -114,7 +164,7 @@ extension RulesService {
             }
         }
         try check(problems)
-        return hashRange.map { Array(bytes[$0]) }
+        return (hashRange.map { Array(bytes[$0]) }, given)
     }
 
     /// The defaults' encoded violations for `engine`, made at its first evaluation.

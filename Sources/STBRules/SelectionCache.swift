@@ -5,7 +5,7 @@ import Synchronization
 /// can send only what changed since. Bounded: when full, the oldest entry goes first.
 final class SelectionCache: Sendable {
     private struct Entries {
-        var byHash: [[UInt8]: Selection] = [:]
+        var byHash: [[UInt8]: HeldSelection] = [:]
         /// Hashes in insertion order, as a ring of `capacity` slots.
         var ring: [[UInt8]] = []
         var next = 0
@@ -20,7 +20,7 @@ final class SelectionCache: Sendable {
     }
 
     /// Keeps `selection` under `hash` (again: an entry already held stays where it is).
-    func insert(_ hash: [UInt8], _ selection: Selection) {
+    func insert(_ hash: [UInt8], _ selection: HeldSelection) {
         entries.withLock { entries in
             guard entries.byHash[hash] == nil else { return }
             if entries.ring.count < capacity {
@@ -40,11 +40,37 @@ final class SelectionCache: Sendable {
     }
 
     /// The selection held under `hash`, if any.
-    func selection(_ hash: [UInt8]) -> Selection? {
+    func selection(_ hash: [UInt8]) -> HeldSelection? {
         entries.withLock { $0.byHash[hash] }
     }
 
     var count: Int { entries.withLock { $0.byHash.count } }
+}
+
+/// A selection held for `base_selection_hash`: its choices by key, and by option slot of
+/// the catalog copy that evaluated it, so that a request naming it while that copy serves
+/// lays its choices by slot without looking each key up.
+struct HeldSelection: Sendable {
+    let selection: Selection
+    /// The key table `slots` are positions in (shared by the engines of one catalog copy).
+    let keyTable: OptionKeyTable
+    let slots: [(slot: Int, choice: Selection.Choice)]
+    /// Keys of `selection` that the key table does not have.
+    let unknown: [String]
+
+    /// The selection whose differences from the defaults are `differences`, as `engine` gave them.
+    init(differences: [(key: String, choice: Selection.Choice)], engine: RuleEngine) {
+        selection = Selection(choices: Dictionary(differences, uniquingKeysWith: { $1 }))
+        keyTable = engine.keyTable
+        var slots: [(slot: Int, choice: Selection.Choice)] = []
+        var unknown: [String] = []
+        slots.reserveCapacity(selection.choices.count)
+        for (key, choice) in selection.choices {
+            if let slot = engine.slot(of: key) { slots.append((slot, choice)) } else { unknown.append(key) }
+        }
+        self.slots = slots
+        self.unknown = unknown
+    }
 }
 
 extension Selection {

@@ -49,6 +49,32 @@ struct SHA256Tests {
         #expect(SHA256.hash(Array("abc".utf8)) == hexBytes("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"))
     }
 
+    /// Contiguous pieces (arrays) take another path than the sequence above: a pending
+    /// partial block filled first, then whole blocks read from the piece itself.
+    @Test("a million bytes fed as arrays of uneven sizes give the one-shot digest")
+    func piecewiseContiguous() {
+        var hasher = SHA256()
+        var fed = 0
+        var piece = 1
+        while fed < 1_000_000 {
+            let count = min(piece, 1_000_000 - fed)
+            hasher.update([UInt8](repeating: UInt8(ascii: "a"), count: count))
+            fed += count
+            piece = piece * 7 % 1000 + 1
+        }
+        #expect(hex(hasher.finalize()) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        for (count, expected) in [(63, "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34"), (128, "6836cf13bac400e9105071cd6af47084dfacad4e5e302c94bfed24e013afb73e")] {
+            #expect(SHA256.hexHash([UInt8](repeating: UInt8(ascii: "a"), count: count)) == expected)
+            // Split at every point: the first part pending, the rest completing it.
+            for split in 0...count {
+                var hasher = SHA256()
+                hasher.update([UInt8](repeating: UInt8(ascii: "a"), count: split))
+                hasher.update([UInt8](repeating: UInt8(ascii: "a"), count: count - split))
+                #expect(hex(hasher.finalize()) == expected, "split at \(split) of \(count)")
+            }
+        }
+    }
+
     private func hex(_ bytes: [UInt8]) -> String {
         bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
