@@ -434,7 +434,7 @@ public final class RuleEngine: Sendable {
 
     /// A selection resolved against the catalog: inclusion and on-ness as flat arrays, values
     /// looked up on demand.
-    struct State {
+    struct State: SlotValues {
         var included: [Bool]
         /// `RuleEngine.isOn` of every option: what requires, forbidden, choice and the
         /// subject of a validation read.
@@ -495,6 +495,11 @@ public final class RuleEngine: Sendable {
                 return value(index)
             }
             return lookup(key)
+        }
+
+        /// What a rule's `SlotLogic` reads: the effective value of an included option.
+        func includedValue(_ slot: Int) -> JSONValue? {
+            included[slot] ? value(slot) : nil
         }
 
         func reference(_ key: String, _ index: Int?) -> Reference {
@@ -606,7 +611,8 @@ public final class RuleEngine: Sendable {
             return violation(entry, refs, text)
         case .validation(let logic):
             let outcome: String?
-            if let fast = entry.slotLogic, let passes = fast.passes({ state.included[$0] ? state.value($0) : nil }) {
+            // Read in place (no copy of the compiled form), with the state as the reader.
+            if case let passes?? = entry.slotLogic?.passes(state) {
                 // The same answer as `logic.evaluate`, read by slot.
                 outcome = passes ? nil : "validation failed"
             } else {
