@@ -514,9 +514,17 @@ public final class RuleEngine: Sendable {
     func slotSelection(of selection: Selection) -> SlotSelection {
         var slots = SlotSelection(self)
         for (key, choice) in selection.choices {
-            if let index = indexOf[key] { slots.choose(index, choice) } else { slots.addUnknown(key) }
+            if let index = slot(ofKey: key) { slots.choose(index, choice) } else { slots.addUnknown(key) }
         }
         return slots
+    }
+
+    /// The slot of `key`: found by its bytes in `keyTable`, whose hash costs a fraction of a
+    /// String's in `indexOf` (a whole selection's keys are looked up per evaluation); a key
+    /// holding a NUL, which that table leaves out, in `indexOf`.
+    func slot(ofKey key: String) -> Int? {
+        if let slot = keyTable.slot(of: key) { return slot }
+        return key.utf8.contains(0) ? indexOf[key] : nil
     }
 
     /// `slotSelection(of:)` for choices already resolved to option slots: a later choice
