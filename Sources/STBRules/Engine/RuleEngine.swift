@@ -232,14 +232,19 @@ public final class RuleEngine: Sendable {
             }
             targetKeys = rule.listedOptions
             targets = targetKeys.map { indexOf[$0] }
-            var slots = targets.compactMap { $0 }
+            var slots: [Int] = []
+            slots.reserveCapacity(targets.count + 1)
+            for case let target? in targets { slots.append(target) }
             if case .option(let subject) = scope { slots.append(subject) }
             var dynamic = false
             if case .validation(let logic) = rule.kind {
                 dynamic = logic.usesDynamicVariables
                 // json-logic reads `a.b` as the option `a.b`, else as the path `b` inside `a`.
                 for name in targetKeys {
-                    if let dot = name.firstIndex(of: "."), let first = indexOf[String(name[..<dot])] { slots.append(first) }
+                    // The first "." as json-logic splits the name (by Character); for an
+                    // ASCII name by its bytes, without walking grapheme clusters.
+                    let dot = name.utf8.allSatisfy { $0 < 0x80 } ? name.utf8.firstIndex(of: UInt8(ascii: ".")) : name.firstIndex(of: ".")
+                    if let dot, let first = indexOf[String(name[..<dot])] { slots.append(first) }
                 }
             }
             slots.sort()
