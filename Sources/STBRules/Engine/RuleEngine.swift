@@ -23,27 +23,35 @@ public struct Reference: Sendable, Hashable {
     /// Kconfig-style: `hdr [=y]`, `hdr [=n]`, `max_bitrate [=20000]`, `codec [="hevc"]`, `ghost [=?]` (unknown).
     /// A boolean reads `y` only when it is on (included and true): included at `false` is `n`.
     public var kconfigText: String {
-        var text = ""
+        var text: [UInt8] = []
         appendKconfigText(to: &text)
-        return text
+        return String(decoding: text, as: UTF8.self)
     }
 
-    /// Appends `kconfigText` to `text`, with no string made per part.
-    func appendKconfigText(to text: inout String) {
-        text += optionKey
-        text += " [="
+    /// Appends `kconfigText`'s UTF-8 to `text`: bytes, not String appends (each of which
+    /// costs a few hundred instructions), as a violation's explanation lists many.
+    func appendKconfigText(to text: inout [UInt8]) {
+        text.append(contentsOf: optionKey.utf8)
+        text.append(contentsOf: " [=".utf8)
         if !known {
-            text += "?"
+            text.append(UInt8(ascii: "?"))
         } else if !included {
-            text += "n"
+            text.append(UInt8(ascii: "n"))
         } else {
             switch value {
-            case nil, .bool(true)?, .null?: text += "y"
-            case .bool(false)?: text += "n"
-            case let value?: text += value.canonicalText
+            case nil, .bool(true)?, .null?: text.append(UInt8(ascii: "y"))
+            case .bool(false)?: text.append(UInt8(ascii: "n"))
+            // An integer, or a string with nothing to escape, as `canonicalText` spells it,
+            // without a string made for it and a string's scalars appended one at a time.
+            case .integer(let number)?: text.append(contentsOf: String(number).utf8)
+            case .string(let string)? where !string.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }):
+                text.append(UInt8(ascii: "\""))
+                text.append(contentsOf: string.utf8)
+                text.append(UInt8(ascii: "\""))
+            case let value?: text.append(contentsOf: value.canonicalText.utf8)
             }
         }
-        text += "]"
+        text.append(UInt8(ascii: "]"))
     }
 
     static func valueText(included: Bool, value: JSONValue?, known: Bool) -> String {
@@ -697,12 +705,16 @@ public final class RuleEngine: Sendable {
 
     /// The references' `kconfigText`, comma separated, appended to `text`.
     func appendList(_ refs: ArraySlice<Reference>, to text: inout String) {
+        // Built as bytes and appended once (see `Reference.appendKconfigText`).
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(refs.count * 24)
         var first = true
         for ref in refs {
-            if !first { text += ", " }
+            if !first { bytes.append(contentsOf: ", ".utf8) }
             first = false
-            ref.appendKconfigText(to: &text)
+            ref.appendKconfigText(to: &bytes)
         }
+        text += String(decoding: bytes, as: UTF8.self)
     }
 
     // MARK: - Closure
