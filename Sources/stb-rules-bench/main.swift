@@ -20,7 +20,7 @@ import Synchronization
 //   stb-rules-bench inproc [--iterations N] [--warmup W]
 //   stb-rules-bench serve  [--database-url URL] [--migrations DIR]
 //   stb-rules-bench load   --addr HOST:PORT [--seconds N] [--callers C] [--connections K]
-//   stb-rules-bench loop   [--selection full|sparse] [--stage read|evaluate|request|change] [--change severity|retarget|add|remove] [--seconds N]
+//   stb-rules-bench loop   [--selection full|sparse] [--stage read|evaluate|request|change|fully|build] [--change severity|retarget|add|remove] [--seconds N]
 //
 // Every mode builds the same synthetic, deterministic data (fixed seed; STBBench.makeSynthetic):
 //   catalog  20 modules × 10 groups × 50 options = 10,000 options, as a
@@ -54,7 +54,8 @@ import Synchronization
 //     rules stage selection=full|sparse read_p50_us=... evaluate_p50_us=... hash_p50_us=... respond_p50_us=... total_p50_us=... ceiling_per_s=... anchor_generated_decode_convert_p50_us=... request_bytes=... response_bytes=...
 // loop: one stage of the served path (read, evaluate, or the whole request with its reply),
 //   or one rule change (--stage change --change KIND, applied to the same engine each time),
-//   repeated for --seconds, for a profiler to attach to (perf record -p PID):
+//   or an anchor (--stage fully: every rule checked, evaluateFully of the keyed selection;
+//   --stage build: the engine rebuilt from the rules), repeated for --seconds, for a profiler to attach to (perf record -p PID):
 //     rules loop selection=... stage=... iterations=... per_s=... cpu_us_per_iteration=...
 // serve: a fresh schema in the database (default: STB_BENCH_DATABASE_URL, else
 //   STB_TEST_DATABASE_URL), rulesd's migrations, the 5,000 rules inserted with SQL (pipelined,
@@ -74,7 +75,7 @@ let usage = """
     usage: stb-rules-bench inproc [--iterations N] [--warmup W]
            stb-rules-bench serve  [--database-url URL] [--migrations DIR]
            stb-rules-bench load   --addr HOST:PORT [--seconds N] [--callers C] [--connections K] [--server-pid PID]
-           stb-rules-bench loop   [--selection full|sparse] [--stage read|evaluate|request|change] [--change severity|retarget|add|remove] [--seconds N]
+           stb-rules-bench loop   [--selection full|sparse] [--stage read|evaluate|request|change|fully|build] [--change severity|retarget|add|remove] [--seconds N]
     """
 
 func us(_ ns: UInt64) -> String { format(Double(ns) / 1000, 1) }
@@ -389,6 +390,8 @@ func runLoop() {
     let revisions = RulesService.Revisions(catalog: 1, rules: 1)
     let selected: RuleEngine.SlotSelection
     do { selected = try RulesService.slotSelection(wire: bytes, engine: engine).selection } catch { fail("read: \(error)") }
+    let keyed: Selection
+    do { keyed = try selection(request, model) } catch { fail("selection: \(error)") }
     let end = now() + UInt64(seconds) * 1_000_000_000
     let cpuStart = threadCPU()
     var count = 0
@@ -404,6 +407,12 @@ func runLoop() {
                 sink &+= evaluation.closure.count &+ evaluation.conflicts.count &+ (evaluation.valid ? 1 : 0)
             case "change":
                 sink &+= engine.applying(maker.change(changeKind, count)).defaultEvaluation.violations.count
+            case "fully":
+                // The every-rule anchor: the selection's keys looked up, every rule checked.
+                sink &+= engine.evaluateFully(keyed).violations.count
+            case "build":
+                // The full rebuild a rule change is measured against.
+                sink &+= RuleEngine(rules: rules, catalog: model).defaultEvaluation.violations.count
             default:
                 do {
                     let result = engine.evaluateListed(try RulesService.slotSelection(wire: bytes, engine: engine).selection)

@@ -112,3 +112,23 @@ import STBRules
         }
     }
 }
+
+@Suite struct SelectionKeyTests {
+    /// A selection's keys are found by their bytes; a catalog key holding a NUL (which the
+    /// byte table leaves out) is still the catalog's option, not an unknown key.
+    @Test func aKeyWithANulIsTheCatalogsOption() throws {
+        let odd = "tv\u{0}hdr"
+        let catalog = CatalogModel(options: [
+            OptionInfo(key: "tv", module: "m", type: .boolean, defaultValue: .bool(true), includedByDefault: false),
+            OptionInfo(key: odd, module: "m", type: .boolean, defaultValue: .bool(true), includedByDefault: false),
+        ])
+        let rules = [Rule(key: "r", subject: odd, kind: .requires(["tv"]))]
+        let engine = RuleEngine(rules: rules, catalog: catalog)
+        let selection = Selection(choices: [odd: .init(included: true), "ghost": .init(included: true)])
+        for evaluation in [engine.evaluate(selection), engine.evaluateFully(selection)] {
+            #expect(evaluation.unknownSelections == ["ghost"])
+            #expect(evaluation.violations.map(\.ruleKey) == ["r"])
+            #expect(evaluation.closure.map(\.optionKey) == ["tv"])
+        }
+    }
+}

@@ -124,10 +124,11 @@ extension RuleEngine {
             evaluation.unknownSelections = unknown
             return evaluation
         }
-        var touched = index.everywhere
+        // How many rules the changes touch, counted with repeats.
+        var touchedCount = index.everywhere.count
         var closureTouched = false
         for slot in changed {
-            touched.append(contentsOf: index.touching[slot])
+            touchedCount += index.touching[slot].count
             if defaults.closureInputs[slot] { closureTouched = true }
         }
         // The violations are the defaults' (by position, not copied) merged with the ones
@@ -139,7 +140,7 @@ extension RuleEngine {
         let baseList = defaults.violationList
         let baseIsError = defaults.violationIsError
         var fromDefaults: [Int32] = []
-        fromDefaults.reserveCapacity(own.count + baseRules.count + touched.count)
+        fromDefaults.reserveCapacity(own.count + baseRules.count + touchedCount)
         for position in own.indices { fromDefaults.append(~Int32(position)) }
         /// The defaults' violation at `next`, as it is.
         func take(_ next: Int) {
@@ -168,7 +169,7 @@ extension RuleEngine {
                 append(violation)
             }
         }
-        if touched.count >= activeRules.count / 2 {
+        if touchedCount >= activeRules.count / 2 {
             // A selection that touches most rules is checked rule by rule, without the merge.
             var next = 0
             for ruleIndex in activeRules {
@@ -176,17 +177,26 @@ extension RuleEngine {
                 settle(ruleIndex, next)
             }
         } else {
-            touched.sort()
+            // The touched rules ascending, each once: a bit per rule index, read a word at
+            // a time (sorting the touched list cost a tenth of a sparse evaluation).
+            var touched = [UInt64](repeating: 0, count: (compiled.count + 63) >> 6)
+            for ruleIndex in index.everywhere { touched[ruleIndex >> 6] |= 1 << UInt64(ruleIndex & 63) }
+            for slot in changed {
+                for ruleIndex in index.touching[slot] { touched[ruleIndex >> 6] |= 1 << UInt64(ruleIndex & 63) }
+            }
             var next = 0
-            var previous = -1
-            for ruleIndex in touched where ruleIndex != previous {
-                previous = ruleIndex
-                while next < baseRules.count, baseRules[next] < ruleIndex {
-                    take(next)
-                    next += 1
+            for (word, bits) in touched.enumerated() where bits != 0 {
+                var remaining = bits
+                while remaining != 0 {
+                    let ruleIndex = word << 6 | remaining.trailingZeroBitCount
+                    remaining &= remaining &- 1
+                    while next < baseRules.count, baseRules[next] < ruleIndex {
+                        take(next)
+                        next += 1
+                    }
+                    settle(ruleIndex, next)
+                    if next < baseRules.count, baseRules[next] == ruleIndex { next += 1 }
                 }
-                settle(ruleIndex, next)
-                if next < baseRules.count, baseRules[next] == ruleIndex { next += 1 }
             }
             while next < baseRules.count {
                 take(next)

@@ -23,27 +23,35 @@ public struct Reference: Sendable, Hashable {
     /// Kconfig-style: `hdr [=y]`, `hdr [=n]`, `max_bitrate [=20000]`, `codec [="hevc"]`, `ghost [=?]` (unknown).
     /// A boolean reads `y` only when it is on (included and true): included at `false` is `n`.
     public var kconfigText: String {
-        var text = ""
+        var text: [UInt8] = []
         appendKconfigText(to: &text)
-        return text
+        return String(decoding: text, as: UTF8.self)
     }
 
-    /// Appends `kconfigText` to `text`, with no string made per part.
-    func appendKconfigText(to text: inout String) {
-        text += optionKey
-        text += " [="
+    /// Appends `kconfigText`'s UTF-8 to `text`: bytes, not String appends (each of which
+    /// costs a few hundred instructions), as a violation's explanation lists many.
+    func appendKconfigText(to text: inout [UInt8]) {
+        text.append(contentsOf: optionKey.utf8)
+        text.append(contentsOf: " [=".utf8)
         if !known {
-            text += "?"
+            text.append(UInt8(ascii: "?"))
         } else if !included {
-            text += "n"
+            text.append(UInt8(ascii: "n"))
         } else {
             switch value {
-            case nil, .bool(true)?, .null?: text += "y"
-            case .bool(false)?: text += "n"
-            case let value?: text += value.canonicalText
+            case nil, .bool(true)?, .null?: text.append(UInt8(ascii: "y"))
+            case .bool(false)?: text.append(UInt8(ascii: "n"))
+            // An integer, or a string with nothing to escape, as `canonicalText` spells it,
+            // without a string made for it and a string's scalars appended one at a time.
+            case .integer(let number)?: text.append(contentsOf: String(number).utf8)
+            case .string(let string)? where !string.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }):
+                text.append(UInt8(ascii: "\""))
+                text.append(contentsOf: string.utf8)
+                text.append(UInt8(ascii: "\""))
+            case let value?: text.append(contentsOf: value.canonicalText.utf8)
             }
         }
-        text += "]"
+        text.append(UInt8(ascii: "]"))
     }
 
     static func valueText(included: Bool, value: JSONValue?, known: Bool) -> String {
@@ -232,14 +240,19 @@ public final class RuleEngine: Sendable {
             }
             targetKeys = rule.listedOptions
             targets = targetKeys.map { indexOf[$0] }
-            var slots = targets.compactMap { $0 }
+            var slots: [Int] = []
+            slots.reserveCapacity(targets.count + 1)
+            for case let target? in targets { slots.append(target) }
             if case .option(let subject) = scope { slots.append(subject) }
             var dynamic = false
             if case .validation(let logic) = rule.kind {
                 dynamic = logic.usesDynamicVariables
                 // json-logic reads `a.b` as the option `a.b`, else as the path `b` inside `a`.
                 for name in targetKeys {
-                    if let dot = name.firstIndex(of: "."), let first = indexOf[String(name[..<dot])] { slots.append(first) }
+                    // The first "." as json-logic splits the name (by Character); for an
+                    // ASCII name by its bytes, without walking grapheme clusters.
+                    let dot = name.utf8.allSatisfy { $0 < 0x80 } ? name.utf8.firstIndex(of: UInt8(ascii: ".")) : name.firstIndex(of: ".")
+                    if let dot, let first = indexOf[String(name[..<dot])] { slots.append(first) }
                 }
             }
             slots.sort()
@@ -434,7 +447,7 @@ public final class RuleEngine: Sendable {
 
     /// A selection resolved against the catalog: inclusion and on-ness as flat arrays, values
     /// looked up on demand.
-    struct State {
+    struct State: SlotValues {
         var included: [Bool]
         /// `RuleEngine.isOn` of every option: what requires, forbidden, choice and the
         /// subject of a validation read.
@@ -497,6 +510,11 @@ public final class RuleEngine: Sendable {
             return lookup(key)
         }
 
+        /// What a rule's `SlotLogic` reads: the effective value of an included option.
+        func includedValue(_ slot: Int) -> JSONValue? {
+            included[slot] ? value(slot) : nil
+        }
+
         func reference(_ key: String, _ index: Int?) -> Reference {
             guard let index else { return Reference(optionKey: key, included: false, value: nil, known: false) }
             let isIncluded = included[index]
@@ -509,9 +527,17 @@ public final class RuleEngine: Sendable {
     func slotSelection(of selection: Selection) -> SlotSelection {
         var slots = SlotSelection(self)
         for (key, choice) in selection.choices {
-            if let index = indexOf[key] { slots.choose(index, choice) } else { slots.addUnknown(key) }
+            if let index = slot(ofKey: key) { slots.choose(index, choice) } else { slots.addUnknown(key) }
         }
         return slots
+    }
+
+    /// The slot of `key`: found by its bytes in `keyTable`, whose hash costs a fraction of a
+    /// String's in `indexOf` (a whole selection's keys are looked up per evaluation); a key
+    /// holding a NUL, which that table leaves out, in `indexOf`.
+    func slot(ofKey key: String) -> Int? {
+        if let slot = keyTable.slot(of: key) { return slot }
+        return key.utf8.contains(0) ? indexOf[key] : nil
     }
 
     /// `slotSelection(of:)` for choices already resolved to option slots: a later choice
@@ -606,7 +632,8 @@ public final class RuleEngine: Sendable {
             return violation(entry, refs, text)
         case .validation(let logic):
             let outcome: String?
-            if let fast = entry.slotLogic, let passes = fast.passes({ state.included[$0] ? state.value($0) : nil }) {
+            // Read in place (no copy of the compiled form), with the state as the reader.
+            if case let passes?? = entry.slotLogic?.passes(state) {
                 // The same answer as `logic.evaluate`, read by slot.
                 outcome = passes ? nil : "validation failed"
             } else {
@@ -678,12 +705,16 @@ public final class RuleEngine: Sendable {
 
     /// The references' `kconfigText`, comma separated, appended to `text`.
     func appendList(_ refs: ArraySlice<Reference>, to text: inout String) {
+        // Built as bytes and appended once (see `Reference.appendKconfigText`).
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(refs.count * 24)
         var first = true
         for ref in refs {
-            if !first { text += ", " }
+            if !first { bytes.append(contentsOf: ", ".utf8) }
             first = false
-            ref.appendKconfigText(to: &text)
+            ref.appendKconfigText(to: &bytes)
         }
+        text += String(decoding: bytes, as: UTF8.self)
     }
 
     // MARK: - Closure

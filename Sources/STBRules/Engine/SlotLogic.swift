@@ -12,6 +12,12 @@
 import STBJSON
 import STBJSONLogic
 
+/// The option values a `SlotLogic` reads, by slot.
+protocol SlotValues {
+    /// The value of the option in `slot` when it is included; nil when it is absent.
+    func includedValue(_ slot: Int) -> JSONValue?
+}
+
 /// A json-logic expression over option slots; see the file header for what it covers.
 struct SlotLogic: Sendable {
     enum Op: UInt8, Sendable {
@@ -84,14 +90,29 @@ struct SlotLogic: Sendable {
     }
 
     /// Whether the expression is truthy for a selection whose option in slot `s` reads
-    /// `read(s)` (nil: absent, i.e. excluded); nil when this form cannot tell exactly.
+    /// `values.includedValue(s)` (nil: absent, i.e. excluded); nil when this form cannot
+    /// tell exactly.
     @inline(__always)
-    func passes(_ read: (Int) -> JSONValue?) -> Bool? {
-        guard let result = evaluate(Int32(nodes.count - 1), read) else { return nil }
+    func passes<Values: SlotValues>(_ values: Values) -> Bool? {
+        guard let result = evaluate(Int32(nodes.count - 1), values) else { return nil }
         return result.isTruthy
     }
 
-    private func evaluate(_ index: Int32, _ read: (Int) -> JSONValue?) -> Value? {
+    /// `passes` for a selection whose option in slot `s` reads `read(s)`.
+    func passes(_ read: (Int) -> JSONValue?) -> Bool? {
+        withoutActuallyEscaping(read) { passes(ReadBySlot(read: $0)) }
+    }
+
+    /// A reader made of a function, for callers that have no `SlotValues` of their own.
+    private struct ReadBySlot: SlotValues {
+        let read: (Int) -> JSONValue?
+        func includedValue(_ slot: Int) -> JSONValue? { read(slot) }
+    }
+
+    // Generic over the reader rather than taking a closure: a closure capturing the
+    // selection's state made each call of this recursion copy that state (a retain and a
+    // release of each of its arrays per node), the most of a check's time.
+    private func evaluate<Values: SlotValues>(_ index: Int32, _ read: Values) -> Value? {
         let node = nodes[Int(index)]
         let first = Int(node.first)
         let count = Int(node.count)
@@ -99,7 +120,7 @@ struct SlotLogic: Sendable {
         case .literal:
             return literals[first]
         case .variable:
-            if first >= 0, let value = read(first) { return Value(value) }
+            if first >= 0, let value = read.includedValue(first) { return Value(value) }
             return count >= 0 ? literals[count] : .null
         case .and, .or:
             var current = Value.null
