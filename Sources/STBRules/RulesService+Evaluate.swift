@@ -61,7 +61,9 @@ extension RulesService {
 
     /// An EvaluateRequest's wire bytes read as Evaluate reads them: the selection by
     /// option slot of `engine`, and `base_selection_hash` (nil when empty). Throws what
-    /// Evaluate answers for a request it refuses.
+    /// Evaluate answers for a request it refuses. Choices that are the defaults' own are
+    /// left out (see `readChoices`), so the selection is the request's whole meaning only
+    /// without a base: a base is laid with `lay(_:under:given:)`, which knows them.
     public static func slotSelection(wire bytes: [UInt8], engine: RuleEngine) throws -> (selection: RuleEngine.SlotSelection, baseHash: [UInt8]?) {
         var selection = engine.slotSelection()
         let hash = try readChoices(bytes, into: &selection, engine: engine).baseHash
@@ -74,7 +76,6 @@ extension RulesService {
     static func lay(_ base: HeldSelection, under selection: inout RuleEngine.SlotSelection, given: GivenSlots, engine: RuleEngine) {
         if base.keyTable === engine.keyTable {
             for (slot, choice) in base.slots where !given.contains(slot) { selection.choose(slot, choice) }
-            for key in base.unknown { selection.addUnknown(key) }
             return
         }
         // Held from another catalog copy: its keys looked up in this one.
@@ -97,7 +98,7 @@ extension RulesService {
 
         /// Marks `slot` given; whether it was given before.
         @inline(__always)
-        mutating func insert(_ slot: Int) -> Bool {
+        mutating func markGiven(_ slot: Int) -> Bool {
             let bit = UInt64(1) << UInt64(slot & 63)
             let word = words[slot >> 6]
             words[slot >> 6] = word | bit
@@ -135,7 +136,7 @@ extension RulesService {
                         problems.append(key.isEmpty ? "\(path)[\(index)].key: required" : "\(path)[\(index)].key: unknown option \(quoted(key))")
                         return
                     }
-                    let givenBefore = given.insert(slot)
+                    let givenBefore = given.markGiven(slot)
                     if option.value == nil, !givenBefore, (option.included ?? defaultIncluded[slot]) == defaultIncluded[slot] { return }
                     var choice = Selection.Choice(included: option.included)
                     if let value = option.value {

@@ -55,21 +55,13 @@ struct HeldSelection: Sendable {
     /// The key table `slots` are positions in (shared by the engines of one catalog copy).
     let keyTable: OptionKeyTable
     let slots: [(slot: Int, choice: Selection.Choice)]
-    /// Keys of `selection` that the key table does not have.
-    let unknown: [String]
 
-    /// The selection whose differences from the defaults are `differences`, as `engine` gave them.
+    /// The selection whose differences from the defaults are `differences`, as `engine` gave
+    /// them: every key is one of `engine`'s options, once.
     init(differences: [(key: String, choice: Selection.Choice)], engine: RuleEngine) {
         selection = Selection(choices: Dictionary(differences, uniquingKeysWith: { $1 }))
         keyTable = engine.keyTable
-        var slots: [(slot: Int, choice: Selection.Choice)] = []
-        var unknown: [String] = []
-        slots.reserveCapacity(selection.choices.count)
-        for (key, choice) in selection.choices {
-            if let slot = engine.slot(of: key) { slots.append((slot, choice)) } else { unknown.append(key) }
-        }
-        self.slots = slots
-        self.unknown = unknown
+        slots = differences.compactMap { difference in engine.slot(of: difference.key).map { ($0, difference.choice) } }
     }
 }
 

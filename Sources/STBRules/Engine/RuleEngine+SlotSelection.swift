@@ -42,8 +42,7 @@ extension RuleEngine {
             if chosen.count * 2 > table.count { grow() }
         }
 
-        /// Gives `choice` for `slot` only when no choice was given for it yet (a base
-        /// selection's choice under the request's own).
+        /// Gives `choice` for `slot` only when no choice was given for it yet.
         public mutating func chooseIfUnset(_ slot: Int, _ choice: Selection.Choice) {
             if table.isEmpty || table[find(slot)] < 0 { choose(slot, choice) }
         }
