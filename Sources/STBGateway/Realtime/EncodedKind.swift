@@ -58,10 +58,41 @@ final class DeltaEncodings: Sendable {
         var tokens: [(epoch: String, positions: [Upstream: OutboxCursor], text: String)] = []
         /// The entry `tokens` replaces next once full.
         var nextToken = 0
+        /// The bytes of everything above (with `entryOverhead` each).
+        var kept = 0
+        /// The ring that holds the event, charged with `kept` while it does.
+        var charge: RingCharge?
+
+        /// `bytes` more are kept (`-bytes`: fewer), charged to the ring if one holds the event.
+        mutating func keep(_ bytes: Int) {
+            kept += bytes
+            charge?.add(bytes)
+        }
     }
     private let table = Mutex(Table())
     /// How many tokens one event keeps.
     static let tokenEntries = 4
+    /// What one kept entry costs beside its bytes (its object's and array's headers).
+    static let entryOverhead = 48
+
+    /// The bytes kept so far (for the ring's budget and tests).
+    var keptBytes: Int { table.withLock { $0.kept } }
+
+    /// A ring holds the event from now on: what is kept counts in `charge` until `detach`.
+    func attach(_ charge: RingCharge) {
+        table.withLock { table in
+            table.charge = charge
+            charge.add(table.kept)
+        }
+    }
+
+    /// The ring no longer holds the event: what it keeps stops counting there.
+    func detach() {
+        table.withLock { table in
+            table.charge?.add(-table.kept)
+            table.charge = nil
+        }
+    }
 
     /// The delta of `event` on `topic`, made by `make` the first time.
     func delta(_ topic: Topic, make: () -> Stb_Gateway_V1_Delta) -> EncodedKind {
@@ -83,12 +114,16 @@ final class DeltaEncodings: Sendable {
         let body = known.0 ?? store(topic, EncodedKind(.delta(make())))
         let made = known.1 ?? ResumeToken(epoch: epoch, positions: [upstream: cursor]).text
         return table.withLock { table in
-            if table.single == nil { table.single = (epoch, made) }
+            if table.single == nil {
+                table.single = (epoch, made)
+                table.keep(made.utf8.count + Self.entryOverhead)
+            }
             // Another epoch's stream (none in one gateway) gets its own, unshared.
             guard let single = table.single, single.epoch == epoch else { return (body, made, body.encoded(token: made)) }
             if let wire = table.singleWire[topic] { return (body, single.text, wire) }
             let wire = body.encoded(token: single.text)
             table.singleWire[topic] = wire
+            table.keep(wire.count + Self.entryOverhead)
             return (body, single.text, wire)
         }
     }
@@ -105,9 +140,11 @@ final class DeltaEncodings: Sendable {
             if table.tokens.count < Self.tokenEntries {
                 table.tokens.append((epoch, positions, text))
             } else {
+                table.keep(-Self.tokenCost(table.tokens[table.nextToken]))
                 table.tokens[table.nextToken] = (epoch, positions, text)
                 table.nextToken = (table.nextToken + 1) % Self.tokenEntries
             }
+            table.keep(Self.tokenCost((epoch, positions, text)))
         }
         return text
     }
@@ -116,7 +153,13 @@ final class DeltaEncodings: Sendable {
         table.withLock { table in
             if let known = table.byTopic[topic] { return known }
             table.byTopic[topic] = made
+            table.keep(made.bytes.count + Self.entryOverhead)
             return made
         }
+    }
+
+    /// What a kept token costs: its text and its positions.
+    private static func tokenCost(_ entry: (epoch: String, positions: [Upstream: OutboxCursor], text: String)) -> Int {
+        entry.text.utf8.count + entry.positions.count * 32 + entryOverhead
     }
 }

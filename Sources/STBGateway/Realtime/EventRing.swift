@@ -28,11 +28,24 @@ public struct UpstreamEvent: Sendable, Equatable {
             && a.payload == b.payload
     }
 
-    /// What the ring charges for the event.
+    /// What the ring charges for the event itself; its encodings, made later, are charged
+    /// as they are made (`RingCharge`).
     var cost: Int { payload.count + entity.utf8.count + key.utf8.count + projectKey.utf8.count + 64 }
 }
 
-/// The recent events of one upstream, in order, bounded by count and bytes.
+/// The bytes a ring's events keep in the encodings made of them while the ring holds them
+/// (a delta per topic, whole messages, tokens: together larger than the payload), which
+/// the ring's byte budget counts beside the events' own cost.
+final class RingCharge: Sendable {
+    private let bytes = Atomic<Int>(0)
+
+    var value: Int { bytes.load(ordering: .relaxed) }
+    func add(_ count: Int) { bytes.add(count, ordering: .relaxed) }
+}
+
+/// The recent events of one upstream, in order, bounded by count and bytes: the bytes of
+/// the events and of the encodings made of them (made after an event came in, they count
+/// from then on, and the next append drops older events to make room).
 ///
 /// The ring covers the positions from `base` on: it holds every event after `base` that
 /// the follower has seen, without a gap, so a reader at a cursor at or after `base` reads
@@ -57,6 +70,8 @@ public final class EventRing: Sendable {
     public let maximumCount: Int
     public let maximumBytes: Int
     private let state = Mutex(State())
+    /// The encodings of the held events.
+    private let encodings = RingCharge()
     /// Bumped with every append (and reset).
     public let signal = ChangeSignal()
 
@@ -67,7 +82,10 @@ public final class EventRing: Sendable {
 
     /// Starts the ring over at `base` (everything before it is the upstream's business).
     public func reset(base: OutboxCursor?) {
-        state.withLock { $0 = State(base: base) }
+        state.withLock { state in
+            for event in state.events[state.first...] { event.encodings.detach() }
+            state = State(base: base)
+        }
         signal.bump()
     }
 
@@ -88,11 +106,15 @@ public final class EventRing: Sendable {
                 if head == nil { state.base = event.cursor; continue }  // the first event after an unknown base
                 state.events.append(event)
                 state.bytes += event.cost
+                event.encodings.attach(encodings)
             }
-            while state.events.count - state.first > maximumCount || (state.bytes > maximumBytes && state.events.count - state.first > 1) {
+            while state.events.count - state.first > maximumCount
+                || (state.bytes + encodings.value > maximumBytes && state.events.count - state.first > 1)
+            {
                 let dropped = state.events[state.first]
                 state.first += 1
                 state.bytes -= dropped.cost
+                dropped.encodings.detach()
                 state.base = dropped.cursor
             }
             if state.first > 1024 && state.first * 2 > state.events.count {
@@ -121,4 +143,7 @@ public final class EventRing: Sendable {
 
     /// Events held (for metrics and tests).
     public var count: Int { state.withLock { $0.events.count - $0.first } }
+
+    /// The bytes the held events keep, with their encodings (for metrics and tests).
+    public var bytes: Int { state.withLock { $0.bytes } + encodings.value }
 }

@@ -119,6 +119,9 @@ struct Subscription: Sendable {
         case .continuing: break
         }
         var retry = Duration.milliseconds(100)
+        // One replay's count, kept across its retries: a replay that an upstream error
+        // interrupts goes on from where the queue stands, bound by the same limit.
+        var replayed = ReplayCount(limit: hub.configuration.replayLimit)
         while !Task.isCancelled {
             guard let position = queue.position(upstream) else { return }
             let seen = ring.signal.generation
@@ -135,11 +138,14 @@ struct Subscription: Sendable {
                 }
             case .behind:
                 do {
-                    try await replay(upstream, from: position, topics: mine, source: source, ring: ring)
+                    try await replay(upstream, from: position, topics: mine, source: source, ring: ring, count: replayed)
                     retry = .milliseconds(100)
+                    replayed = ReplayCount(limit: hub.configuration.replayLimit)
                 } catch is ReplayTooLong {
+                    replayed = ReplayCount(limit: hub.configuration.replayLimit)
                     try await resynchronize(upstream, topics: mine, reason: "more than \(hub.configuration.replayLimit) events were missed", ring: ring)
                 } catch where UpstreamSource.isRefusedCursor(error) {
+                    replayed = ReplayCount(limit: hub.configuration.replayLimit)
                     try await resynchronize(upstream, topics: mine, reason: "the \(upstream.rawValue) feed no longer holds the missed events", ring: ring)
                 } catch where !Task.isCancelled && !(error is StreamEnded) {
                     logger.warning("replaying from an upstream failed; retrying", metadata: ["upstream": "\(upstream.rawValue)", "error": "\(error)"])
@@ -154,9 +160,11 @@ struct Subscription: Sendable {
     /// as it arrives, until the ring covers the stream's position. Each delivered message
     /// carries the token of the events up to it, so a stream cut in the middle of a long
     /// replay resumes after what it got. Past `replayLimit` events (the first ones
-    /// delivered) the replay stops with `ReplayTooLong`.
-    private func replay(_ upstream: Upstream, from position: OutboxCursor, topics: [Topic], source: UpstreamSource, ring: EventRing) async throws {
-        let replayed = ReplayCount(limit: hub.configuration.replayLimit)
+    /// delivered; `replayed` counts them, with those of the attempts before an upstream
+    /// error) the replay stops with `ReplayTooLong`.
+    private func replay(
+        _ upstream: Upstream, from position: OutboxCursor, topics: [Topic], source: UpstreamSource, ring: EventRing, count replayed: ReplayCount
+    ) async throws {
         do {
             try await source.follow(position.description) { events in
                 // Only what is after the stream's position: a batch may start before it.
@@ -297,9 +305,9 @@ final class VisibleProjects: Sendable {
     }
 }
 
-/// How many events a replay has delivered, against its limit.
+/// How many events a replay has delivered (over its attempts), against its limit.
 private final class ReplayCount: @unchecked Sendable {
-    // @unchecked: used by one replay at a time, inside the feed's sequential callbacks.
+    // @unchecked: used by one producer at a time, inside the feed's sequential callbacks.
     private var count = 0
     private let limit: Int
 

@@ -120,4 +120,34 @@ import Testing
             #expect(kinds == ["6:6", "7:7", "8:8", "resync"])
         }
     }
+
+    /// A catalog feed like `feed`, except that each follow fails (as an upstream that
+    /// restarts does) after sending `perAttempt` events.
+    static func failingFeed(_ sequences: ClosedRange<Int64>, perAttempt: Int) -> UpstreamSource {
+        UpstreamSource(upstream: .catalog) { after, deliver in
+            let from = OutboxCursor(after) ?? .start
+            for sequence in sequences.filter({ cursor($0) > from }).prefix(perAttempt) { try await deliver([event(sequence)]) }
+            throw RPCError(code: .unavailable, message: "the upstream restarted")
+        }
+    }
+
+    @Test("the replay bound counts across the retries after an upstream error")
+    func boundCountsAcrossRetries() async throws {
+        let ring = EventRing(maximumCount: 10, maximumBytes: 1 << 20)
+        ring.reset(base: Self.cursor(100))
+        // Each attempt sends 2 events, under the bound of 3: only the sum passes it.
+        try await Self.withStream(at: 5, ring: ring, source: Self.failingFeed(6...50, perAttempt: 2), replayLimit: 3) { queue in
+            var kinds: [String] = []
+            while !kinds.contains("resync") && kinds.count < 8 {
+                for message in try await queue.next() {
+                    switch message.message.kind {
+                    case .delta(let delta)?: kinds.append(delta.cursor)
+                    case .resyncRequired?: kinds.append("resync")
+                    default: break
+                    }
+                }
+            }
+            #expect(kinds == ["6:6", "7:7", "8:8", "resync"])
+        }
+    }
 }
