@@ -60,6 +60,32 @@ import Testing
         #expect(reading.failure == nil)
     }
 
+    @Test func eachTickLooksAtAShareOfTheStreamsAndARoundAtEveryOne() {
+        // Four ticks a round: 10 streams are looked at 3, 3, 3, then 1 at a time.
+        let clock = StreamClock(heartbeat: .seconds(60), tick: .milliseconds(250), round: .seconds(1))
+        let queues = (0..<10).map { _ in queue() }
+        for queue in queues { _ = clock.register(queue, expiresAt: GatewayService.nowSeconds() - 1) }
+        var ended: [Int] = []
+        for _ in 0..<4 {
+            clock.checkPart()
+            ended.append(queues.filter { $0.failure != nil }.count)
+        }
+        #expect(ended == [3, 6, 9, 10])
+    }
+
+    @Test func streamsUnregisteredInAnyOrderLeaveTheOthersLookedAfter() {
+        let clock = StreamClock(heartbeat: .seconds(60))
+        let queues = (0..<5).map { _ in queue() }
+        let ids = queues.map { clock.register($0, expiresAt: GatewayService.nowSeconds() - 1) }
+        // The last stream takes the first one's place, then leaves from there.
+        clock.unregister(ids[1])
+        clock.unregister(ids[4])
+        clock.unregister(ids[4])
+        #expect(clock.count == 3)
+        clock.check()
+        #expect(queues.map { $0.failure != nil } == [true, false, true, true, false])
+    }
+
     @Test func anUnregisteredStreamIsLeftAlone() async throws {
         let clock = StreamClock(heartbeat: .milliseconds(1))
         let queue = queue()
