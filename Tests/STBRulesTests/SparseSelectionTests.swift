@@ -131,4 +131,20 @@ import STBRules
             #expect(evaluation.closure.map(\.optionKey) == ["tv"])
         }
     }
+
+    /// A key given in another Unicode spelling of a catalog key (the same String, other
+    /// bytes) is that option, as `slot(of:)` and the rules' subjects find it.
+    @Test func anotherSpellingOfAKeyIsTheCatalogsOption() throws {
+        let catalog = CatalogModel(options: [
+            OptionInfo(key: "tv", module: "m", type: .boolean, defaultValue: .bool(true), includedByDefault: false),
+            OptionInfo(key: "caf\u{E9}", module: "m", type: .boolean, defaultValue: .bool(true), includedByDefault: false),
+        ])
+        let engine = RuleEngine(rules: [Rule(key: "r", subject: "caf\u{E9}", kind: .requires(["tv"]))], catalog: catalog)
+        let selection = Selection(choices: ["cafe\u{301}": .init(included: true)])
+        #expect(engine.slot(of: "cafe\u{301}") == engine.slot(of: "caf\u{E9}"))
+        for evaluation in [engine.evaluate(selection), engine.evaluateFully(selection)] {
+            #expect(evaluation.unknownSelections.isEmpty)
+            #expect(evaluation.violations.map(\.ruleKey) == ["r"])
+        }
+    }
 }

@@ -532,12 +532,14 @@ public final class RuleEngine: Sendable {
         return slots
     }
 
-    /// The slot of `key`: found by its bytes in `keyTable`, whose hash costs a fraction of a
-    /// String's in `indexOf` (a whole selection's keys are looked up per evaluation); a key
-    /// holding a NUL, which that table leaves out, in `indexOf`.
+    /// The slot of `key`, as `slot(of:)` finds it: first by its bytes in `keyTable`, whose
+    /// hash costs a fraction of a String's in `indexOf` (a whole selection's keys are looked
+    /// up per evaluation). A key those bytes miss is looked up in `indexOf` when it could
+    /// still be a catalog key there: one holding a NUL (which the byte table leaves out) or
+    /// a non-ASCII byte (another Unicode spelling of a key is the same String).
     func slot(ofKey key: String) -> Int? {
         if let slot = keyTable.slot(of: key) { return slot }
-        return key.utf8.contains(0) ? indexOf[key] : nil
+        return key.utf8.contains(where: { $0 == 0 || $0 >= 0x80 }) ? indexOf[key] : nil
     }
 
     /// `slotSelection(of:)` for choices already resolved to option slots: a later choice
@@ -633,7 +635,7 @@ public final class RuleEngine: Sendable {
         case .validation(let logic):
             let outcome: String?
             // Read in place (no copy of the compiled form), with the state as the reader.
-            if case let passes?? = entry.slotLogic?.passes(state) {
+            if let logic = entry.slotLogic, let passes = logic.passes(state) {
                 // The same answer as `logic.evaluate`, read by slot.
                 outcome = passes ? nil : "validation failed"
             } else {
