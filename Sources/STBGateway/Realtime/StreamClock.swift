@@ -10,8 +10,10 @@ import Synchronization
 ///
 /// Each tick looks at a part of the streams, so that every stream is looked at once per
 /// `round`: a tick's work (and the time the task holds a thread) is a share of the streams,
-/// not all of them, however many there are. A stream's timers are thus up to a round late:
-/// a heartbeat comes after `heartbeat` to `heartbeat + round` of quiet.
+/// not all of them, however many there are. A stream's timers are thus late by up to a
+/// round, or two when a removal moves it behind the tick's position (each move lowers its
+/// place, so it is looked at in the round after): a heartbeat comes after `heartbeat` to
+/// `heartbeat + 2 × round` of quiet.
 public final class StreamClock: Service, Sendable {
     private struct Stream {
         let id: Int

@@ -120,13 +120,16 @@ struct Subscription: Sendable {
         }
         var retry = Duration.milliseconds(100)
         // One replay's count, kept across its retries: a replay that an upstream error
-        // interrupts goes on from where the queue stands, bound by the same limit.
-        var replayed = ReplayCount(limit: hub.configuration.replayLimit)
+        // interrupts (or whose feed ends early) goes on from where the queue stands, bound
+        // by the same limit. It starts again once the ring serves the stream (the replay is
+        // over) or a resync has sent fresh snapshots.
+        let replayed = ReplayCount(limit: hub.configuration.replayLimit)
         while !Task.isCancelled {
             guard let position = queue.position(upstream) else { return }
             let seen = ring.signal.generation
             switch ring.read(after: position, limit: 256) {
             case .events(let events):
+                replayed.restart()
                 if events.isEmpty {
                     // Caught up: the fan-out delivers from here, unless it has handed out
                     // events after the position already (read them first) or has not
@@ -140,12 +143,11 @@ struct Subscription: Sendable {
                 do {
                     try await replay(upstream, from: position, topics: mine, source: source, ring: ring, count: replayed)
                     retry = .milliseconds(100)
-                    replayed = ReplayCount(limit: hub.configuration.replayLimit)
                 } catch is ReplayTooLong {
-                    replayed = ReplayCount(limit: hub.configuration.replayLimit)
+                    replayed.restart()
                     try await resynchronize(upstream, topics: mine, reason: "more than \(hub.configuration.replayLimit) events were missed", ring: ring)
                 } catch where UpstreamSource.isRefusedCursor(error) {
-                    replayed = ReplayCount(limit: hub.configuration.replayLimit)
+                    replayed.restart()
                     try await resynchronize(upstream, topics: mine, reason: "the \(upstream.rawValue) feed no longer holds the missed events", ring: ring)
                 } catch where !Task.isCancelled && !(error is StreamEnded) {
                     logger.warning("replaying from an upstream failed; retrying", metadata: ["upstream": "\(upstream.rawValue)", "error": "\(error)"])
@@ -319,4 +321,7 @@ private final class ReplayCount: @unchecked Sendable {
         count += allowed
         return allowed
     }
+
+    /// A new replay: nothing counted.
+    func restart() { count = 0 }
 }
