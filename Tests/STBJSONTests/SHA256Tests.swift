@@ -32,17 +32,22 @@ struct SHA256Tests {
         #expect(SHA256.hexHash(repeatElement(UInt8(ascii: "a"), count: count)) == expected)
     }
 
-    @Test("a million bytes fed in uneven pieces give the one-shot digest")
-    func piecewise() {
-        var hasher = SHA256()
+    /// Calls `feed` with the sizes of uneven pieces (1 to 1,000 bytes) that add up to a million.
+    static func millionInUnevenPieces(_ feed: (Int) -> Void) {
         var fed = 0
         var piece = 1
         while fed < 1_000_000 {
             let count = min(piece, 1_000_000 - fed)
-            hasher.update(repeatElement(UInt8(ascii: "a"), count: count))
+            feed(count)
             fed += count
             piece = piece * 7 % 1000 + 1
         }
+    }
+
+    @Test("a million bytes fed in uneven pieces give the one-shot digest")
+    func piecewise() {
+        var hasher = SHA256()
+        Self.millionInUnevenPieces { hasher.update(repeatElement(UInt8(ascii: "a"), count: $0)) }
         let digest = hasher.finalize()
         #expect(digest.count == 32)
         #expect(hex(digest) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
@@ -54,14 +59,7 @@ struct SHA256Tests {
     @Test("a million bytes fed as arrays of uneven sizes give the one-shot digest")
     func piecewiseContiguous() {
         var hasher = SHA256()
-        var fed = 0
-        var piece = 1
-        while fed < 1_000_000 {
-            let count = min(piece, 1_000_000 - fed)
-            hasher.update([UInt8](repeating: UInt8(ascii: "a"), count: count))
-            fed += count
-            piece = piece * 7 % 1000 + 1
-        }
+        Self.millionInUnevenPieces { hasher.update([UInt8](repeating: UInt8(ascii: "a"), count: $0)) }
         #expect(hex(hasher.finalize()) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
         for (count, expected) in [(63, "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34"), (128, "6836cf13bac400e9105071cd6af47084dfacad4e5e302c94bfed24e013afb73e")] {
             #expect(SHA256.hexHash([UInt8](repeating: UInt8(ascii: "a"), count: count)) == expected)

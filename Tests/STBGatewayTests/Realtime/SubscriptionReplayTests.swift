@@ -107,18 +107,25 @@ import Testing
         let ring = EventRing(maximumCount: 10, maximumBytes: 1 << 20)
         ring.reset(base: Self.cursor(100))
         try await Self.withStream(at: 5, ring: ring, source: Self.feed(6...50), replayLimit: 3) { queue in
-            var kinds: [String] = []
-            while !kinds.contains("resync") {
-                for message in try await queue.next() {
-                    switch message.message.kind {
-                    case .delta(let delta)?: kinds.append(delta.cursor)
-                    case .resyncRequired?: kinds.append("resync")
-                    default: break
-                    }
-                }
-            }
+            let kinds = try await Self.deltasUntilResync(queue, atMost: 8)
             #expect(kinds == ["6:6", "7:7", "8:8", "resync"])
         }
+    }
+
+    /// The deltas' cursors the stream sends, then "resync" for its `resync_required`: until
+    /// that, or `atMost` of them.
+    static func deltasUntilResync(_ queue: OutboundQueue, atMost limit: Int) async throws -> [String] {
+        var kinds: [String] = []
+        while !kinds.contains("resync") && kinds.count < limit {
+            for message in try await queue.next() {
+                switch message.message.kind {
+                case .delta(let delta)?: kinds.append(delta.cursor)
+                case .resyncRequired?: kinds.append("resync")
+                default: break
+                }
+            }
+        }
+        return kinds
     }
 
     /// A catalog feed like `feed`, except that each follow fails (as an upstream that
@@ -137,16 +144,7 @@ import Testing
         ring.reset(base: Self.cursor(100))
         // Each attempt sends 2 events, under the bound of 3: only the sum passes it.
         try await Self.withStream(at: 5, ring: ring, source: Self.failingFeed(6...50, perAttempt: 2), replayLimit: 3) { queue in
-            var kinds: [String] = []
-            while !kinds.contains("resync") && kinds.count < 8 {
-                for message in try await queue.next() {
-                    switch message.message.kind {
-                    case .delta(let delta)?: kinds.append(delta.cursor)
-                    case .resyncRequired?: kinds.append("resync")
-                    default: break
-                    }
-                }
-            }
+            let kinds = try await Self.deltasUntilResync(queue, atMost: 8)
             #expect(kinds == ["6:6", "7:7", "8:8", "resync"])
         }
     }
