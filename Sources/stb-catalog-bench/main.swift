@@ -22,7 +22,9 @@ import Synchronization
 //   3b. Deltas: one UpdateOption (a description), then GetConfig with known_revision the
 //      revision before it and accept_delta (the reply a box one revision behind gets): one
 //      decoded call (it must be a delta naming that option; its size), then the same load
-//      runs as for GetConfig.
+//      runs as for GetConfig, and both again through `PreparedUnary` (modes shared-prepared
+//      and per-caller-prepared: headers encoded once, the reply kept as bytes), with
+//      Health/Check beside them the same way (health_prepared).
 //   4. Watch latency: a Watch subscriber, then U sequential UpdateOption calls (description
 //      changes on one option); for each, the time from sending UpdateOption to receiving the
 //      Watch event carrying that description.
@@ -33,7 +35,8 @@ import Synchronization
 //   catalog getconfig_unchanged mode=... (known_revision current: the `unchanged` reply, for reference)
 //   catalog health mode=shared|per-caller callers=C rps=... p50_us=... p99_us=...
 //   catalog getconfig_delta_decoded bytes=... options=... base=... revision=...
-//   catalog getconfig_delta mode=shared|per-caller callers=C rps=... p50_us=... p99_us=... bytes=...
+//   catalog getconfig_delta mode=shared|per-caller|shared-prepared|per-caller-prepared callers=C rps=... bytes=...
+//   catalog health_prepared mode=shared-prepared|per-caller-prepared callers=C rps=... p50_us=... p99_us=...
 //   catalog watch updates=U p50_us=... p99_us=... max_us=... update_p50_us=... update_p99_us=...
 // Exit status 1 when a step fails to run (a missed target is not a failure).
 
@@ -140,7 +143,7 @@ do {
     fail("GetConfig: \(error)")
 }
 
-func run(_ name: String, mode: String, clients: [RPCClient], _ call: @escaping @Sendable (RPCClient) async throws -> Int) async -> Double {
+func run<Client: Sendable>(_ name: String, mode: String, clients: [Client], _ call: @escaping @Sendable (Client) async throws -> Int) async -> Double {
     // Warm-up: connections open, caches filled, one second of load.
     _ = await closedLoad(clients: clients, callers: callers, seconds: 1, call)
     let (result, elapsed) = await closedLoad(clients: clients, callers: callers, seconds: seconds, call)
@@ -209,6 +212,25 @@ let getConfigDeltaCall: @Sendable (RPCClient) async throws -> Int = { [deltaRequ
 }
 for (mode, clients) in [("shared", [client]), ("per-caller", perCaller)] {
     _ = await run("getconfig_delta", mode: mode, clients: clients, getConfigDeltaCall)
+}
+// The same calls through `PreparedUnary`, the client API of `stb-load`: the headers (token
+// included) encoded once, one object and one continuation per call, the reply kept as
+// bytes. The server's work is the same; the client's share of the two cores is smaller.
+do {
+    let framedDelta = FramedMessage(deltaRequest.serializedBytes())
+    let framedHealth = FramedMessage(Grpc_Health_V1_HealthCheckRequest().serializedBytes())
+    for (mode, clients) in [("shared-prepared", [client]), ("per-caller-prepared", perCaller)] {
+        var deltas: [PreparedUnary] = []
+        var checks: [PreparedUnary] = []
+        for each in clients {
+            deltas.append(try await each.prepareUnary(path: Stb_Catalog_V1_Catalog.getConfig.path, timeout: .seconds(30)))
+            checks.append(try await each.prepareUnary(path: Grpc_Health_V1_Health.check.path, timeout: .seconds(30)))
+        }
+        _ = await run("getconfig_delta", mode: mode, clients: deltas) { try await $0.call(framedDelta).count }
+        _ = await run("health_prepared", mode: mode, clients: checks) { _ = try await $0.call(framedHealth); return 0 }
+    }
+} catch {
+    fail("prepared calls: \(error)")
 }
 for extra in perCaller { await extra.close() }
 
