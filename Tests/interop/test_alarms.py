@@ -203,7 +203,7 @@ def test_a_broken_project_raises_an_alarm_operators_acknowledge_and_a_fix_clears
     rule = pb.rules.Rule(key=RULE, subject="resolution", type=pb.rules.RULE_TYPE_VALIDATION,
                          payload_json=json.dumps({"logic": {"==": [{"var": "resolution"}, "4k"]}}),
                          severity=pb.rules.SEVERITY_ERROR, message="only 4k", active=True)
-    rules.CreateRule(pb.rules.CreateRuleRequest(rule=rule), metadata=bearer(admin), timeout=TIMEOUT)
+    wait_for("rulesd's catalog copy", lambda: _create_rule(rules, pb, admin, rule))
 
     raised = wait_for("the alarm", lambda: listed(admin))
     assert len(raised) == 1
@@ -273,6 +273,18 @@ def test_a_broken_project_raises_an_alarm_operators_acknowledge_and_a_fix_clears
     deleted = subprocess.run([os.environ["STB_STBCTL_BIN"], "dashboards", "delete", dashboard_id],
                              env=env, capture_output=True, text=True, timeout=30)
     assert deleted.returncode == 0, deleted.stderr
+
+
+def _create_rule(rules, pb, admin, rule) -> bool:
+    """Creates `rule`; False while rulesd's copy of the catalog has not yet caught up with
+    the import (its option is "not in the catalog" there)."""
+    try:
+        rules.CreateRule(pb.rules.CreateRuleRequest(rule=rule), metadata=bearer(admin), timeout=TIMEOUT)
+        return True
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT and "is not in the catalog" in (error.details() or ""):
+            return False
+        raise
 
 
 def _create_project(projects, pb, admin) -> bool:
